@@ -1,0 +1,176 @@
+//! The command line: `deployhook serve` and `deployhook replay`. Every setting of `serve`
+//! can come from a flag or from the environment variable named in `--help` (and in the
+//! README's table); the two secrets come from the environment only, so they never show in
+//! `ps` or shell history.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A self-hosted deploy-on-merge server for GitHub.
+///
+/// Receives `pull_request`, `deployment` and `deployment_status` webhooks at
+/// `POST /event_handler`: a merged pull request creates a GitHub deployment, and the
+/// deployment event runs your deploy command and reports its statuses back to GitHub.
+/// Settings are read from flags, the environment, and a `.env` file in the working directory.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+pub struct Cli {
+    /// Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYHOOK_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server.
+    Serve(ServeArgs),
+    /// Sign a saved payload and post it to a running server, the way GitHub would.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of `serve`. The secrets are not here: see [`SERVE_AFTER_HELP`].
+#[derive(Debug, Clone, Args)]
+#[command(after_help = SERVE_AFTER_HELP)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "DEPLOYHOOK_LISTEN", default_value = "127.0.0.1:4567")]
+    pub listen: SocketAddr,
+
+    /// Accept unsigned deliveries. Anyone who can reach the server can then trigger deploys:
+    /// for local experiments only.
+    #[arg(long)]
+    pub insecure_skip_signature: bool,
+
+    /// Base URL of GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+
+    /// Environment that deployhook creates deployments for and deploys.
+    #[arg(long, env = "DEPLOYHOOK_ENVIRONMENT", default_value = "production")]
+    pub environment: String,
+
+    /// Branch whose merged pull requests deploy [default: the repository's default branch].
+    #[arg(long, env = "DEPLOYHOOK_BRANCH")]
+    pub branch: Option<String>,
+
+    /// Commit status contexts GitHub must see passing before it creates a deployment
+    /// (comma-separated). Empty: deploy the merge commit without checking statuses.
+    #[arg(
+        long,
+        env = "DEPLOYHOOK_REQUIRED_CONTEXTS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub required_contexts: Vec<String>,
+
+    /// The deploy command, split into words like a shell would and run without a shell.
+    /// It learns what to deploy from DEPLOYHOOK_* environment variables.
+    #[arg(long, env = "DEPLOY_COMMAND")]
+    pub deploy_command: Option<String>,
+
+    /// How long a deploy may run before it is stopped (SIGTERM, then SIGKILL) and reported
+    /// as `error`. Examples: 90s, 15m, 1h.
+    #[arg(long, env = "DEPLOYHOOK_DEPLOY_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub deploy_timeout: Duration,
+
+    /// Names of server environment variables to copy into the deploy command's environment
+    /// (comma-separated). Nothing else of the server's environment reaches it but PATH,
+    /// HOME and LANG.
+    #[arg(
+        long,
+        env = "DEPLOYHOOK_PASS_ENV",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub pass_env: Vec<String>,
+
+    /// On SIGINT/SIGTERM, how long to wait for running deploys before exiting.
+    #[arg(long, env = "DEPLOYHOOK_SHUTDOWN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Shown under `serve --help`: the settings that are read from the environment only.
+const SERVE_AFTER_HELP: &str = "\
+Secrets, read from the environment (or .env) only:
+  GITHUB_WEBHOOK_SECRET  The webhook's secret; several comma-separated ones are all accepted
+                         (for rotation). Required unless --insecure-skip-signature.
+  GITHUB_TOKEN           Token for GitHub's REST API with Deployments: write. Required.";
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// File holding the payload; its bytes are sent exactly as they are.
+    pub file: PathBuf,
+
+    /// The event name to send as X-GitHub-Event (pull_request, deployment, ping, …).
+    #[arg(long)]
+    pub event: String,
+
+    /// The server's webhook URL.
+    #[arg(long, default_value = "http://127.0.0.1:4567/event_handler")]
+    pub url: String,
+
+    /// Secret to sign with [default: the first of GITHUB_WEBHOOK_SECRET]. Without either,
+    /// the request goes unsigned.
+    #[arg(long)]
+    pub secret: Option<String>,
+
+    /// Send `application/x-www-form-urlencoded` with the JSON in the `payload` field instead
+    /// of `application/json`.
+    #[arg(long)]
+    pub form: bool,
+
+    /// Value for X-GitHub-Hook-ID.
+    #[arg(long)]
+    pub hook_id: Option<u64>,
+}
+
+/// Parses `90s`, `15m`, `1h 30m`…
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 90s, 15m, 1h)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_read_like_a_person_writes_them() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("fifteen").unwrap_err().contains("examples"));
+    }
+
+    #[test]
+    fn serve_defaults_match_the_readme() {
+        let cli = Cli::try_parse_from(["deployhook", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.listen.to_string(), "127.0.0.1:4567");
+        assert_eq!(args.environment, "production");
+        assert_eq!(args.deploy_timeout, Duration::from_secs(30 * 60));
+    }
+}

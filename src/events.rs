@@ -1,0 +1,234 @@
+//! The webhook events deployhook reads, parsed from GitHub's JSON into our own types.
+//!
+//! Each struct holds only the fields a handler reads, and every field GitHub may leave out
+//! (organisation and app hooks have no `repository` or `sender`; older GitHub Enterprise
+//! Server sends `deployment_status` without `action`) is an `Option`, so no payload can
+//! make a handler panic. Identifiers go through the newtypes in [`crate::ids`].
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::ids::{CommitSha, DeploymentId, Environment, HookId, RepoName};
+
+/// A delivery's payload, by the event named in `X-GitHub-Event`.
+#[derive(Debug)]
+pub enum Event {
+    Ping(PingEvent),
+    PullRequest(PullRequestEvent),
+    Deployment(DeploymentEvent),
+    DeploymentStatus(DeploymentStatusEvent),
+    /// An event deployhook does not act on; its JSON was still checked to be well-formed.
+    Other(String),
+}
+
+impl Event {
+    /// Parses `json` as the payload of `event`.
+    pub fn parse(event: &str, json: &[u8]) -> Result<Self, serde_json::Error> {
+        Ok(match event {
+            "ping" => Self::Ping(serde_json::from_slice(json)?),
+            "pull_request" => Self::PullRequest(serde_json::from_slice(json)?),
+            "deployment" => Self::Deployment(serde_json::from_slice(json)?),
+            "deployment_status" => Self::DeploymentStatus(serde_json::from_slice(json)?),
+            other => {
+                serde_json::from_slice::<IgnoredAny>(json)?;
+                Self::Other(other.to_owned())
+            }
+        })
+    }
+}
+
+/// The repository a delivery is about.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Repository {
+    pub full_name: RepoName,
+    pub default_branch: Option<String>,
+}
+
+/// A user or bot account.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Account {
+    pub login: String,
+    /// `User`, `Bot` or `Organization`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+impl Account {
+    pub fn is_bot(&self) -> bool {
+        self.kind.as_deref() == Some("Bot")
+    }
+}
+
+/// `ping`: sent once when a webhook is created.
+#[derive(Debug, Deserialize)]
+pub struct PingEvent {
+    pub zen: Option<String>,
+    pub hook_id: Option<HookId>,
+}
+
+/// `pull_request`: opened, closed, merged, …
+#[derive(Debug, Deserialize)]
+pub struct PullRequestEvent {
+    pub action: String,
+    pub pull_request: PullRequest,
+    pub repository: Option<Repository>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PullRequest {
+    pub number: u64,
+    pub title: Option<String>,
+    /// Whether the close was a merge. `merge_commit_sha` is no guide: GitHub sets it for the
+    /// test merge of unmerged pull requests too.
+    #[serde(default)]
+    pub merged: bool,
+    pub merge_commit_sha: Option<CommitSha>,
+    pub user: Option<Account>,
+    pub base: BranchRef,
+    pub head: BranchRef,
+}
+
+/// One end of a pull request: the branch and the repository it lives in.
+#[derive(Debug, Deserialize)]
+pub struct BranchRef {
+    #[serde(rename = "ref")]
+    pub branch: String,
+    pub sha: Option<CommitSha>,
+    /// `None` when the head repository (a fork) was deleted.
+    pub repo: Option<Repository>,
+}
+
+/// `deployment`: a deployment was created, by deployhook or anyone else.
+#[derive(Debug, Deserialize)]
+pub struct DeploymentEvent {
+    pub action: Option<String>,
+    pub deployment: Deployment,
+    pub repository: Option<Repository>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Deployment {
+    pub id: DeploymentId,
+    pub sha: CommitSha,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub task: Option<String>,
+    pub environment: Environment,
+    pub description: Option<String>,
+    /// An object today; a JSON-encoded string from older clients of the API.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    pub creator: Option<Account>,
+    pub performed_via_github_app: Option<App>,
+}
+
+/// A GitHub App, as named in `performed_via_github_app`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct App {
+    pub id: u64,
+    pub slug: Option<String>,
+    pub name: Option<String>,
+}
+
+/// `deployment_status`: a deployment changed state.
+#[derive(Debug, Deserialize)]
+pub struct DeploymentStatusEvent {
+    pub action: Option<String>,
+    pub deployment_status: DeploymentStatus,
+    pub deployment: DeploymentSummary,
+    pub repository: Option<Repository>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DeploymentStatus {
+    pub state: String,
+    pub description: Option<String>,
+    pub environment: Option<String>,
+    pub target_url: Option<String>,
+    pub log_url: Option<String>,
+    pub environment_url: Option<String>,
+}
+
+/// The deployment a status belongs to; only what a log line names.
+#[derive(Debug, Deserialize)]
+pub struct DeploymentSummary {
+    pub id: DeploymentId,
+    pub environment: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_app_hook_ping_without_repository_or_sender_parses() {
+        let json =
+            br#"{"zen":"Keep it logically awesome.","hook_id":470000002,"hook":{"type":"App"}}"#;
+        let Event::Ping(ping) = Event::parse("ping", json).unwrap() else {
+            panic!("not a ping");
+        };
+        assert_eq!(ping.hook_id, Some(HookId::from(470_000_002)));
+    }
+
+    #[test]
+    fn a_pull_request_with_a_deleted_fork_and_null_body_parses() {
+        let json = br#"{"action":"closed","number":7,"pull_request":{"number":7,"title":"t",
+            "body":null,"merged":true,"merge_commit_sha":"6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b",
+            "user":{"login":"octo-dev","type":"User"},
+            "base":{"ref":"main","sha":"1111111111aaaaaaaaaa2222222222bbbbbbbbbb",
+                    "repo":{"full_name":"acme/widgets","default_branch":"main"}},
+            "head":{"ref":"fix","sha":"3333333333cccccccccc4444444444dddddddddd","repo":null}},
+            "repository":{"full_name":"acme/widgets","default_branch":"main"}}"#;
+        let Event::PullRequest(pr) = Event::parse("pull_request", json).unwrap() else {
+            panic!("not a pull request");
+        };
+        assert!(pr.pull_request.merged);
+        assert!(pr.pull_request.head.repo.is_none());
+        assert_eq!(pr.pull_request.base.branch, "main");
+    }
+
+    #[test]
+    fn a_deployment_status_without_action_parses() {
+        let json = br#"{"deployment_status":{"state":"failure","description":null},
+            "deployment":{"id":880001,"environment":"production"},
+            "repository":{"full_name":"acme/widgets"}}"#;
+        let Event::DeploymentStatus(status) = Event::parse("deployment_status", json).unwrap()
+        else {
+            panic!("not a deployment status");
+        };
+        assert!(status.action.is_none());
+        assert_eq!(status.deployment_status.state, "failure");
+    }
+
+    #[test]
+    fn a_deployment_with_a_string_payload_and_an_app_parses() {
+        let json = br#"{"action":"created","deployment":{"id":880002,
+            "sha":"6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b","ref":"main","task":"deploy",
+            "environment":"production","payload":"{\"x\":1}",
+            "creator":{"login":"github-actions[bot]","type":"Bot"},
+            "performed_via_github_app":{"id":15368,"slug":"github-actions","name":"GitHub Actions"}}}"#;
+        let Event::Deployment(event) = Event::parse("deployment", json).unwrap() else {
+            panic!("not a deployment");
+        };
+        assert!(event.repository.is_none());
+        assert!(event.deployment.creator.unwrap().is_bot());
+        assert_eq!(event.deployment.performed_via_github_app.unwrap().id, 15368);
+        assert!(event.deployment.payload.is_string());
+    }
+
+    #[test]
+    fn unknown_events_are_checked_for_well_formed_json() {
+        assert!(
+            matches!(Event::parse("star", b"{\"action\":\"created\"}"), Ok(Event::Other(e)) if e == "star")
+        );
+        let err = Event::parse("star", b"{\"action\":").unwrap_err();
+        assert_eq!((err.line(), err.column()), (1, 10));
+    }
+
+    #[test]
+    fn a_deployment_missing_its_sha_is_an_error_that_names_the_field() {
+        let json = br#"{"action":"created","deployment":{"id":1,"ref":"main","environment":"production"}}"#;
+        let err = Event::parse("deployment", json).unwrap_err();
+        assert!(err.to_string().contains("sha"), "{err}");
+    }
+}

@@ -1,0 +1,282 @@
+//! Runs the deploy command for one job: argv without a shell, a clean environment carrying
+//! the job in `DEPLOYHOOK_*` variables, output forwarded line by line to the log, and a
+//! timeout that stops the command's whole process group.
+
+use std::io;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::config::DeployConfig;
+use crate::github::DeploymentState;
+use crate::process_deployment::DeployJob;
+use crate::text;
+
+/// Between SIGTERM and SIGKILL when a deploy times out: time for it to clean up.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+/// After the command exits, how long to keep reading output from children that still hold
+/// its stdout/stderr open (a daemon it started, say) before giving up on them.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
+/// Output lines are logged up to this many bytes.
+const MAX_LOGGED_LINE: usize = 8 * 1024;
+/// Server variables every deploy command gets, so ordinary scripts work.
+const BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+/// `PATH` when the server has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// How a deploy ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded {
+        elapsed: Duration,
+    },
+    /// Exited non-zero, or was killed by a signal it did not get from us.
+    Failed {
+        code: Option<i32>,
+        signal: Option<i32>,
+        elapsed: Duration,
+    },
+    TimedOut {
+        after: Duration,
+    },
+    CouldNotStart {
+        program: String,
+        error: String,
+    },
+}
+
+impl RunOutcome {
+    /// The deployment status that reports this outcome.
+    pub fn state(&self) -> DeploymentState {
+        match self {
+            Self::Succeeded { .. } => DeploymentState::Success,
+            Self::Failed { .. } => DeploymentState::Failure,
+            Self::TimedOut { .. } | Self::CouldNotStart { .. } => DeploymentState::Error,
+        }
+    }
+
+    /// A status description of at most 140 characters.
+    pub fn description(&self) -> String {
+        text::description(&match self {
+            Self::Succeeded { elapsed } => format!("deployed in {}", seconds(*elapsed)),
+            Self::Failed {
+                code: Some(code),
+                elapsed,
+                ..
+            } => format!(
+                "exit code {code} after {} — see the server log",
+                seconds(*elapsed)
+            ),
+            Self::Failed {
+                signal, elapsed, ..
+            } => format!(
+                "killed by signal {} after {} — see the server log",
+                signal.unwrap_or_default(),
+                seconds(*elapsed)
+            ),
+            Self::TimedOut { after } => format!("timed out after {}", seconds(*after)),
+            Self::CouldNotStart { program, error } => format!("could not start {program}: {error}"),
+        })
+    }
+}
+
+/// A duration rounded to whole seconds, written like `2m 5s`.
+fn seconds(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// Runs deploy commands as configured.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    command: Vec<String>,
+    timeout: Duration,
+    pass_env: Vec<String>,
+}
+
+impl Runner {
+    pub fn new(config: &DeployConfig) -> Self {
+        Self {
+            command: config.command.clone(),
+            timeout: config.timeout,
+            pass_env: config.pass_env.clone(),
+        }
+    }
+
+    /// The program the deploy command runs.
+    pub fn program(&self) -> &str {
+        self.command.first().map_or("", String::as_str)
+    }
+
+    /// Runs the command for `job` to its end (or its timeout).
+    pub async fn run(&self, job: &DeployJob) -> RunOutcome {
+        let started = Instant::now();
+        let program = self.program().to_owned();
+        let mut child = match self.command(job).spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                return RunOutcome::CouldNotStart {
+                    program,
+                    error: os_error_text(&err),
+                };
+            }
+        };
+        tracing::info!(pid = child.id(), command = ?self.command, "deploy started");
+        let readers = [
+            child.stdout.take().map(|out| forward_lines(out, "stdout")),
+            child.stderr.take().map(|err| forward_lines(err, "stderr")),
+        ];
+        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(status) => status,
+            Err(_) => {
+                stop_group(&mut child).await;
+                drain(readers).await;
+                return RunOutcome::TimedOut {
+                    after: self.timeout,
+                };
+            }
+        };
+        drain(readers).await;
+        let elapsed = started.elapsed();
+        match status {
+            Ok(status) if status.success() => RunOutcome::Succeeded { elapsed },
+            Ok(status) => failed(status, elapsed),
+            Err(err) => {
+                tracing::error!("could not wait for the deploy command: {err}");
+                RunOutcome::Failed {
+                    code: None,
+                    signal: None,
+                    elapsed,
+                }
+            }
+        }
+    }
+
+    /// The command with its clean environment, in a process group of its own.
+    fn command(&self, job: &DeployJob) -> Command {
+        let mut command = Command::new(&self.command[0]);
+        command
+            .args(&self.command[1..])
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so a timeout can stop the children it started too.
+            .process_group(0)
+            .kill_on_drop(true);
+        command.env("PATH", DEFAULT_PATH);
+        for name in BASE_ENV
+            .iter()
+            .copied()
+            .chain(self.pass_env.iter().map(String::as_str))
+        {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command.envs(job_env(job));
+        command
+    }
+}
+
+/// What the deploy command learns about the job. Webhook data reaches it only this way,
+/// never interpolated into its command line.
+pub fn job_env(job: &DeployJob) -> [(&'static str, String); 8] {
+    [
+        ("DEPLOYHOOK_DEPLOYMENT_ID", job.id.to_string()),
+        ("DEPLOYHOOK_REPOSITORY", job.repo.to_string()),
+        ("DEPLOYHOOK_REF", job.git_ref.clone()),
+        ("DEPLOYHOOK_SHA", job.sha.to_string()),
+        ("DEPLOYHOOK_ENVIRONMENT", job.environment.to_string()),
+        ("DEPLOYHOOK_TASK", job.task.clone()),
+        ("DEPLOYHOOK_DEPLOY_USER", job.deploy_user.clone()),
+        ("DEPLOYHOOK_PAYLOAD", job.payload.clone()),
+    ]
+}
+
+fn failed(status: ExitStatus, elapsed: Duration) -> RunOutcome {
+    use std::os::unix::process::ExitStatusExt;
+    RunOutcome::Failed {
+        code: status.code(),
+        signal: status.signal(),
+        elapsed,
+    }
+}
+
+/// `No such file or directory`, without Rust's ` (os error 2)` suffix.
+fn os_error_text(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(end) => text[..end].to_owned(),
+        None => text,
+    }
+}
+
+/// SIGTERM to the command's process group, then SIGKILL after [`KILL_GRACE`].
+async fn stop_group(child: &mut Child) {
+    let Some(pid) = child.id() else {
+        return; // already reaped
+    };
+    tracing::warn!(
+        pid,
+        "deploy timed out; sending SIGTERM to its process group"
+    );
+    signal_group(pid, libc::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(pid, "deploy still running after SIGTERM; sending SIGKILL");
+    }
+    // Children may outlive the leader; SIGKILL the group whatever the leader did.
+    signal_group(pid, libc::SIGKILL);
+    let _ = child.wait().await;
+}
+
+fn signal_group(pgid: u32, signal: libc::c_int) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours. The group id is
+    // the pid of a child we spawned with `process_group(0)` and have not reaped yet, so it
+    // cannot name a recycled, unrelated group.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// Logs each line the command writes to `stream`, under the current delivery's span.
+fn forward_lines(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    name: &'static str,
+) -> JoinHandle<()> {
+    let task = async move {
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let end = line.len().min(MAX_LOGGED_LINE);
+                    let text = String::from_utf8_lossy(&line[..end]);
+                    tracing::info!(stream = name, "{}", text.trim_end());
+                }
+            }
+        }
+    };
+    tokio::spawn(task.instrument(tracing::Span::current()))
+}
+
+/// Waits briefly for the output readers, then abandons them.
+async fn drain(readers: [Option<JoinHandle<()>>; 2]) {
+    for reader in readers.into_iter().flatten() {
+        let abort = reader.abort_handle();
+        if tokio::time::timeout(OUTPUT_DRAIN, reader).await.is_err() {
+            abort.abort();
+        }
+    }
+}
