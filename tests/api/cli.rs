@@ -1,0 +1,132 @@
+//! The binary itself: `serve`'s refusals and `replay` against a running server.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+
+use crate::helpers::{SECRET, created_deployments, spawn_app};
+
+fn deployhook() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deployhook"));
+    // A clean slate: no setting of the developer's shell or .env leaks into the test.
+    command.env_clear().current_dir(env!("CARGO_TARGET_TMPDIR"));
+    command
+}
+
+fn fixture_path(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_webhook_secret() {
+    let output = deployhook()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GITHUB_TOKEN", "ghp_x")
+        .env("DEPLOY_COMMAND", "true")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("GITHUB_WEBHOOK_SECRET is not set"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--insecure-skip-signature"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_deploy_command() {
+    let output = deployhook()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GITHUB_TOKEN", "ghp_x")
+        .env("GITHUB_WEBHOOK_SECRET", "s")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DEPLOY_COMMAND is not set"), "{stderr}");
+}
+
+#[test]
+fn serve_help_lists_every_setting_and_the_secrets() {
+    let output = deployhook().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for name in [
+        "DEPLOYHOOK_LISTEN",
+        "GITHUB_API_URL",
+        "DEPLOYHOOK_ENVIRONMENT",
+        "DEPLOYHOOK_BRANCH",
+        "DEPLOYHOOK_REQUIRED_CONTEXTS",
+        "DEPLOY_COMMAND",
+        "DEPLOYHOOK_DEPLOY_TIMEOUT",
+        "DEPLOYHOOK_PASS_ENV",
+        "DEPLOYHOOK_SHUTDOWN_TIMEOUT",
+        "DEPLOYHOOK_LOG_FORMAT",
+        "GITHUB_WEBHOOK_SECRET",
+        "GITHUB_TOKEN",
+    ] {
+        assert!(help.contains(name), "{name} missing from serve --help");
+    }
+}
+
+/// Runs the binary on a blocking thread, so the test's server keeps answering meanwhile.
+async fn run(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replay_signs_a_saved_payload_and_prints_the_servers_answer() {
+    let mut app = spawn_app().await;
+    for form in [false, true] {
+        let mut command = deployhook();
+        command.args([
+            "replay",
+            &fixture_path("pull_request.closed.merged.json"),
+            "--event",
+            "pull_request",
+            "--url",
+            &format!("{}/event_handler", app.url),
+        ]);
+        command.env("GITHUB_WEBHOOK_SECRET", SECRET);
+        if form {
+            command.arg("--form");
+        }
+        let output = run(command).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.starts_with("202 Accepted"), "{stdout}");
+        assert!(stdout.contains("pull request #42"), "{stdout}");
+    }
+    app.stop().await;
+    assert_eq!(created_deployments(&app.github_requests().await).len(), 2);
+}
+
+#[tokio::test]
+async fn replay_with_a_wrong_secret_prints_the_refusal_and_fails() {
+    let app = spawn_app().await;
+    let mut command = deployhook();
+    command.args([
+        "replay",
+        &fixture_path("ping.json"),
+        "--event",
+        "ping",
+        "--secret",
+        "wrong",
+        "--url",
+        &format!("{}/event_handler", app.url),
+    ]);
+    let output = run(command).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(
+        stdout.starts_with(&StatusCode::UNAUTHORIZED.to_string()),
+        "{stdout}"
+    );
+    assert!(stdout.contains("secret mismatch"), "{stdout}");
+}

@@ -1,0 +1,275 @@
+//! The GitHub client against a wiremock GitHub: headers, and how 201, 202, 409, 422 and
+//! 5xx answers are handled.
+
+use std::time::Duration;
+
+use deployhook::config::GitHubConfig;
+use deployhook::github::{
+    CreatedDeployment, DeploymentRequest, DeploymentState, GitHubClient, GitHubError, RetryPolicy,
+    StatusRequest,
+};
+use deployhook::ids::{CommitSha, DeploymentId, Environment, RepoName};
+use reqwest::StatusCode;
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{TOKEN, created_deployments, fixture, spawn_app_with};
+
+const DEPLOYMENTS: &str = "/repos/acme/widgets/deployments";
+const SHA: &str = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
+
+fn client(github: &MockServer) -> GitHubClient {
+    client_for(github.uri())
+}
+
+fn client_for(api_url: String) -> GitHubClient {
+    GitHubClient::new(&GitHubConfig {
+        api_url,
+        token: TOKEN.to_owned().into(),
+        retry: RetryPolicy {
+            attempts: 3,
+            first_delay: Duration::from_millis(10),
+        },
+    })
+    .unwrap()
+}
+
+fn repo() -> RepoName {
+    RepoName::parse("acme/widgets").unwrap()
+}
+
+fn request() -> DeploymentRequest {
+    DeploymentRequest {
+        git_ref: CommitSha::parse(SHA).unwrap(),
+        task: "deploy".into(),
+        auto_merge: false,
+        required_contexts: vec![],
+        environment: Environment::parse("production").unwrap(),
+        payload: json!({"environment": "production"}),
+        description: "Deploy PR #42".into(),
+    }
+}
+
+async fn answer(github: &MockServer, status: u16, body: serde_json::Value) {
+    Mock::given(method("POST"))
+        .and(path(DEPLOYMENTS))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
+        .mount(github)
+        .await;
+}
+
+#[tokio::test]
+async fn every_request_carries_githubs_headers_and_the_token() {
+    let github = MockServer::start().await;
+    answer(&github, 201, json!({"id": 880001})).await;
+    client(&github)
+        .create_deployment(&repo(), &request())
+        .await
+        .unwrap();
+    let requests = github.received_requests().await.unwrap();
+    let headers = &requests[0].headers;
+    assert_eq!(headers["authorization"], format!("Bearer {TOKEN}").as_str());
+    assert_eq!(headers["accept"], "application/vnd.github+json");
+    assert_eq!(headers["x-github-api-version"], "2022-11-28");
+    assert_eq!(
+        headers["user-agent"],
+        concat!("deployhook/", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[tokio::test]
+async fn a_201_returns_the_new_deployments_id() {
+    let github = MockServer::start().await;
+    answer(&github, 201, json!({"id": 880001, "sha": SHA})).await;
+    let created = client(&github)
+        .create_deployment(&repo(), &request())
+        .await
+        .unwrap();
+    assert_eq!(
+        created,
+        CreatedDeployment::Created(DeploymentId::from(880_001))
+    );
+}
+
+#[tokio::test]
+async fn a_202_means_github_merged_instead_and_is_not_an_error() {
+    let github = MockServer::start().await;
+    answer(
+        &github,
+        202,
+        json!({"message": "Auto-merged main into topic-branch on deployment."}),
+    )
+    .await;
+    let created = client(&github)
+        .create_deployment(&repo(), &request())
+        .await
+        .unwrap();
+    assert_eq!(
+        created,
+        CreatedDeployment::MergedInstead(
+            "Auto-merged main into topic-branch on deployment.".into()
+        )
+    );
+    assert_eq!(github.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_409_is_an_error_carrying_githubs_message_and_is_not_retried() {
+    let github = MockServer::start().await;
+    answer(
+        &github,
+        409,
+        json!({"message": "Conflict: Commit status checks failed for main."}),
+    )
+    .await;
+    let err = client(&github)
+        .create_deployment(&repo(), &request())
+        .await
+        .unwrap_err();
+    let GitHubError::Status { status, message } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*status, StatusCode::CONFLICT);
+    assert_eq!(message, "Conflict: Commit status checks failed for main.");
+    assert_eq!(github.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_422_is_an_error_carrying_githubs_message_and_details() {
+    let github = MockServer::start().await;
+    let body = json!({
+        "message": "Validation Failed",
+        "errors": [{"resource": "Deployment", "code": "custom", "message": "Required contexts failed"}],
+    });
+    answer(&github, 422, body).await;
+    let err = client(&github)
+        .create_deployment(&repo(), &request())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("GitHub answered 422 Unprocessable Entity: Validation Failed"),
+        "{text}"
+    );
+    assert!(text.contains("Required contexts failed"), "{text}");
+    assert_eq!(github.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_until_github_answers() {
+    let github = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(DEPLOYMENTS))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&github)
+        .await;
+    answer(&github, 201, json!({"id": 880001})).await;
+    let created = client(&github)
+        .create_deployment(&repo(), &request())
+        .await
+        .unwrap();
+    assert_eq!(
+        created,
+        CreatedDeployment::Created(DeploymentId::from(880_001))
+    );
+    assert_eq!(github.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn server_errors_give_up_after_the_configured_attempts() {
+    let github = MockServer::start().await;
+    answer(&github, 503, json!({"message": "Service Unavailable"})).await;
+    let err = client(&github)
+        .create_deployment(&repo(), &request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GitHubError::Status { status, .. } if status == StatusCode::SERVICE_UNAVAILABLE)
+    );
+    assert_eq!(github.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn an_unreachable_github_is_a_transport_error_after_retries() {
+    // A port that was free a moment ago: nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = client_for(format!("http://{}", listener.local_addr().unwrap()));
+    drop(listener);
+    let err = client
+        .create_deployment(&repo(), &request())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GitHubError::Transport(_)), "{err:?}");
+    assert!(err.to_string().starts_with("could not reach GitHub"));
+}
+
+#[tokio::test]
+async fn a_status_is_posted_to_its_deployment_with_state_and_description() {
+    let github = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/widgets/deployments/880001/statuses"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 1})))
+        .mount(&github)
+        .await;
+    let status = StatusRequest {
+        state: DeploymentState::InProgress,
+        description: "running deploy.sh".into(),
+    };
+    client(&github)
+        .create_deployment_status(&repo(), DeploymentId::from(880_001), &status)
+        .await
+        .unwrap();
+    let requests = github.received_requests().await.unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(
+        sent,
+        json!({"state": "in_progress", "description": "running deploy.sh"})
+    );
+}
+
+#[tokio::test]
+async fn a_merged_pull_request_survives_a_502_and_creates_one_deployment() {
+    let mut app = spawn_app_with(|_, _| {}).await;
+    Mock::given(method("POST"))
+        .and(path(DEPLOYMENTS))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.github)
+        .await;
+    let response = app
+        .post_webhook("pull_request", &fixture("pull_request.closed.merged.json"))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    app.stop().await;
+    let requests = app.github_requests().await;
+    assert_eq!(
+        created_deployments(&requests).len(),
+        2,
+        "one 502, then one 201"
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_from_github_leaves_the_server_healthy_and_is_not_retried() {
+    let mut app = spawn_app_with(|_, _| {}).await;
+    Mock::given(method("POST"))
+        .and(path(DEPLOYMENTS))
+        .respond_with(
+            ResponseTemplate::new(409).set_body_json(json!({"message": "Conflict merging main"})),
+        )
+        .with_priority(1)
+        .mount(&app.github)
+        .await;
+    app.post_webhook("pull_request", &fixture("pull_request.closed.merged.json"))
+        .await;
+    app.wait_for_github("the create request", |r| !r.is_empty())
+        .await;
+    let health = reqwest::get(format!("{}/healthz", app.url)).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    app.stop().await;
+    assert_eq!(created_deployments(&app.github_requests().await).len(), 1);
+}

@@ -1,0 +1,296 @@
+//! `spawn_app()`: the real server on a random port, against a wiremock GitHub, with a deploy
+//! command the test writes; and `post_webhook`, which signs like GitHub.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use deployhook::config::{Config, DeployConfig, GitHubConfig};
+use deployhook::github::RetryPolicy;
+use deployhook::ids::Environment;
+use deployhook::server::Application;
+use deployhook::signature::{WebhookSecrets, sign};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+pub const SECRET: &str = "test-webhook-secret";
+pub const TOKEN: &str = "ghp_test_token_do_not_leak";
+/// The deployment id the mock GitHub gives every deployment it creates.
+pub const CREATED_DEPLOYMENT_ID: u64 = 880_001;
+/// How long a test waits for background work before failing instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server and everything around it.
+pub struct TestApp {
+    pub url: String,
+    pub github: MockServer,
+    pub http: reqwest::Client,
+    /// Holds the deploy scripts and what they write.
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Writes an executable shell script into `dir`.
+pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A test's configuration: the defaults of `serve`, pointed at the mock and the temp dir.
+pub fn test_config(github: &MockServer, command: Vec<String>) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        webhook_secrets: WebhookSecrets::from_list(SECRET),
+        github: GitHubConfig {
+            api_url: github.uri(),
+            token: TOKEN.to_owned().into(),
+            retry: RetryPolicy {
+                attempts: 3,
+                first_delay: Duration::from_millis(20),
+            },
+        },
+        deploy: DeployConfig {
+            environment: Environment::parse("production").unwrap(),
+            branch: None,
+            required_contexts: vec![],
+            command,
+            timeout: Duration::from_secs(30),
+            pass_env: vec![],
+        },
+        shutdown_timeout: Duration::from_secs(20),
+    }
+}
+
+/// The server with a deploy command that records its environment to `env.txt` and succeeds.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_, _| {}).await
+}
+
+/// The server, after `configure` adjusted the default test configuration. The deploy dir is
+/// passed so `configure` can write its own scripts there.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config, &Path)) -> TestApp {
+    let github = MockServer::start().await;
+    mount_github_defaults(&github).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env.txt");
+    let script = write_script(
+        dir.path(),
+        "deploy.sh",
+        &format!(
+            "env > '{}'\necho \"deploying $DEPLOYHOOK_REPOSITORY@$DEPLOYHOOK_SHA\"",
+            env_file.display()
+        ),
+    );
+    let mut config = test_config(&github, vec![script.display().to_string()]);
+    configure(&mut config, dir.path());
+    let app = Application::build(config).await.unwrap();
+    let url = format!("http://{}", app.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        url,
+        github,
+        http: reqwest::Client::new(),
+        dir,
+        shutdown: Some(tx),
+        server: Some(server),
+    }
+}
+
+/// Deployments are created with id [`CREATED_DEPLOYMENT_ID`]; statuses are accepted.
+async fn mount_github_defaults(github: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/repos/[^/]+/[^/]+/deployments$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "id": CREATED_DEPLOYMENT_ID, "sha": "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b",
+            "environment": "production", "task": "deploy",
+        })))
+        .with_priority(10)
+        .mount(github)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/repos/[^/]+/[^/]+/deployments/\d+/statuses$"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"id": 1, "state": "success"})),
+        )
+        .with_priority(10)
+        .mount(github)
+        .await;
+}
+
+/// A fixture's exact bytes.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A fixture parsed, to edit before sending.
+pub fn fixture_json(name: &str) -> Value {
+    serde_json::from_slice(&fixture(name)).unwrap()
+}
+
+/// One status GitHub received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostedStatus {
+    pub deployment: u64,
+    pub state: String,
+    pub description: String,
+}
+
+impl TestApp {
+    /// Posts `body` as GitHub would: JSON, signed with [`SECRET`], with a delivery id.
+    pub async fn post_webhook(&self, event: &str, body: &[u8]) -> reqwest::Response {
+        self.post_signed(event, "application/json", body.to_vec())
+            .await
+    }
+
+    /// Posts `json` form-encoded in the `payload` field, signed over the form body.
+    pub async fn post_webhook_form(&self, event: &str, json: &[u8]) -> reqwest::Response {
+        let form =
+            serde_urlencoded::to_string([("payload", std::str::from_utf8(json).unwrap())]).unwrap();
+        self.post_signed(
+            event,
+            "application/x-www-form-urlencoded",
+            form.into_bytes(),
+        )
+        .await
+    }
+
+    async fn post_signed(
+        &self,
+        event: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let signature = sign(SECRET.as_bytes(), &body);
+        self.request()
+            .header("Content-Type", content_type)
+            .header("X-GitHub-Event", event)
+            .header("X-Hub-Signature-256", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A bare request to the webhook endpoint with GitHub's delivery headers, nothing else.
+    pub fn request(&self) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/event_handler", self.url))
+            .header("X-GitHub-Delivery", uuid::Uuid::new_v4().to_string())
+            .header("X-GitHub-Hook-ID", "470000001")
+            .timeout(WAIT)
+    }
+
+    /// Every request GitHub received so far, in order.
+    pub async fn github_requests(&self) -> Vec<Request> {
+        self.github.received_requests().await.unwrap_or_default()
+    }
+
+    /// Waits until `done` holds for GitHub's requests; panics after [`WAIT`].
+    pub async fn wait_for_github(
+        &self,
+        what: &str,
+        done: impl Fn(&[Request]) -> bool,
+    ) -> Vec<Request> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let requests = self.github_requests().await;
+            if done(&requests) {
+                return requests;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; GitHub received: {:#?}",
+                summary(&requests)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The statuses posted for all deployments, in the order GitHub received them.
+    pub async fn statuses(&self) -> Vec<PostedStatus> {
+        statuses(&self.github_requests().await)
+    }
+
+    /// Waits until a final status (success, failure or error) is posted for `deployment`.
+    pub async fn wait_for_final_status(&self, deployment: u64) -> Vec<PostedStatus> {
+        let requests = self
+            .wait_for_github("a final status", |r| {
+                statuses(r).iter().any(|s| {
+                    s.deployment == deployment
+                        && matches!(s.state.as_str(), "success" | "failure" | "error")
+                })
+            })
+            .await;
+        statuses(&requests)
+            .into_iter()
+            .filter(|s| s.deployment == deployment)
+            .collect()
+    }
+
+    /// Shuts the server down as SIGTERM would, waiting for its background work: after this,
+    /// GitHub has received everything the server was ever going to send.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(WAIT * 3, server)
+                .await
+                .expect("the server did not stop in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+/// Status posts among `requests`.
+pub fn statuses(requests: &[Request]) -> Vec<PostedStatus> {
+    requests
+        .iter()
+        .filter(|r| r.url.path().ends_with("/statuses"))
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            let deployment = r.url.path().split('/').nth(5).unwrap().parse().unwrap();
+            PostedStatus {
+                deployment,
+                state: body["state"].as_str().unwrap().to_owned(),
+                description: body["description"].as_str().unwrap_or_default().to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// Deployment-creation requests among `requests`.
+pub fn created_deployments(requests: &[Request]) -> Vec<&Request> {
+    requests
+        .iter()
+        .filter(|r| r.url.path().ends_with("/deployments"))
+        .collect()
+}
+
+/// `METHOD /path` of each request, for failure messages.
+pub fn summary(requests: &[Request]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect()
+}
+
+/// The response's JSON body.
+pub async fn body_json(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}

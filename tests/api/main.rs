@@ -1,0 +1,10 @@
+//! Integration tests: the real HTTP server on a random port, signed deliveries, and a
+//! wiremock GitHub. One test binary, so the crate is linked once.
+
+mod cli;
+mod deployment;
+mod github_api;
+mod helpers;
+mod intake;
+mod other_events;
+mod pull_request;
