@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::store::jobs::{OnInterrupt, Policy};
+
 /// A self-hosted deploy-on-merge server for GitHub.
 ///
 /// Receives `pull_request`, `deployment` and `deployment_status` webhooks at
@@ -101,6 +103,31 @@ pub struct ServeArgs {
     )]
     pub pass_env: Vec<String>,
 
+    /// The SQLite database holding deliveries, the deploy queue and pending GitHub calls.
+    /// Created if missing. `:memory:` keeps nothing across restarts.
+    #[arg(long, env = "DEPLOYHOOK_DATABASE", default_value = "deployhook.db")]
+    pub database: String,
+
+    /// Deploys that may run at once, across repositories and environments (one at a time
+    /// per repository + environment whatever this says).
+    #[arg(long, env = "DEPLOYHOOK_MAX_CONCURRENT_DEPLOYS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_deploys: u16,
+
+    /// When several deployments of one repository + environment wait: run only the newest
+    /// (`latest`; the others become `inactive`), or run each in order (`queue`).
+    #[arg(long, env = "DEPLOYHOOK_POLICY", default_value = "latest")]
+    pub policy: Policy,
+
+    /// A deploy that was running when deployhook stopped: report it as `error` at the next
+    /// start, or run it again (`retry`; only for deploy commands safe to run twice).
+    #[arg(long, env = "DEPLOYHOOK_ON_INTERRUPT", default_value = "error")]
+    pub on_interrupt: OnInterrupt,
+
+    /// How long a GitHub call (create a deployment, post a status) is retried while GitHub
+    /// is down or rate-limiting before it is given up.
+    #[arg(long, env = "DEPLOYHOOK_OUTBOX_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub outbox_max_age: Duration,
+
     /// On SIGINT/SIGTERM, how long to wait for running deploys before exiting.
     #[arg(long, env = "DEPLOYHOOK_SHUTDOWN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -172,5 +199,9 @@ mod tests {
         assert_eq!(args.listen.to_string(), "127.0.0.1:4567");
         assert_eq!(args.environment, "production");
         assert_eq!(args.deploy_timeout, Duration::from_secs(30 * 60));
+        assert_eq!(args.database, "deployhook.db");
+        assert_eq!(args.max_concurrent_deploys, 4);
+        assert_eq!(args.policy, Policy::Latest);
+        assert_eq!(args.on_interrupt, OnInterrupt::Error);
     }
 }

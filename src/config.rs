@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use secrecy::SecretString;
 
 use crate::cli::ServeArgs;
-use crate::github::RetryPolicy;
+use crate::deploy_worker::QueueConfig;
 use crate::ids::Environment;
+use crate::outbox_worker::OutboxConfig;
 use crate::signature::WebhookSecrets;
 
 /// Everything `serve` needs.
@@ -20,6 +21,10 @@ pub struct Config {
     pub webhook_secrets: Option<WebhookSecrets>,
     pub github: GitHubConfig,
     pub deploy: DeployConfig,
+    /// Path of the SQLite database, or [`crate::store::IN_MEMORY`].
+    pub database: String,
+    pub queue: QueueConfig,
+    pub outbox: OutboxConfig,
     /// How long shutdown waits for running deploys.
     pub shutdown_timeout: Duration,
 }
@@ -31,7 +36,6 @@ pub struct GitHubConfig {
     pub api_url: String,
     /// `SecretString`'s `Debug` prints `[REDACTED]`.
     pub token: SecretString,
-    pub retry: RetryPolicy,
 }
 
 /// What to deploy and how.
@@ -90,7 +94,6 @@ impl Config {
             github: GitHubConfig {
                 api_url: args.github_api_url.trim_end_matches('/').to_owned(),
                 token: SecretString::from(token),
-                retry: RetryPolicy::default(),
             },
             deploy: DeployConfig {
                 environment,
@@ -99,6 +102,16 @@ impl Config {
                 command,
                 timeout: args.deploy_timeout,
                 pass_env: non_empty(args.pass_env),
+            },
+            database: args.database,
+            queue: QueueConfig {
+                max_concurrent: usize::from(args.max_concurrent_deploys),
+                policy: args.policy,
+                on_interrupt: args.on_interrupt,
+            },
+            outbox: OutboxConfig {
+                max_age: args.outbox_max_age,
+                ..OutboxConfig::default()
             },
             shutdown_timeout: args.shutdown_timeout,
         })

@@ -1,30 +1,42 @@
-//! Routes a verified delivery to the guide's handler for its event and turns the decision
-//! into an acknowledgement for GitHub. Slow work (GitHub calls, deploys) is handed to the
-//! [`Worker`] so the answer goes back in milliseconds.
+//! Routes a verified delivery to the guide's handler for its event and turns the handler's
+//! decision into an acknowledgement plus the [`Effect`] to record with it. Nothing slow
+//! happens here: the effect is committed with the delivery and carried out by the workers.
 
 use axum::http::StatusCode;
 
 use crate::config::DeployConfig;
 use crate::events::Event;
-use crate::process_deployment::process_deployment;
-use crate::start_deployment::start_deployment;
+use crate::process_deployment::{DeployJob, process_deployment};
+use crate::start_deployment::{NewDeployment, start_deployment};
 use crate::update_deployment_status::update_deployment_status;
-use crate::worker::Worker;
 
 /// Why a delivery needs no action. Not an error: it is answered 2xx.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ignored(pub String);
 
-/// What a delivery led to, as reported in the response body.
+/// What a delivery led to, as reported in the response body and recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// Work was handed to the background: a deployment to create or a deploy to run.
+    /// Work was queued: a deployment to create or a deploy to run.
     Accepted,
     /// Recorded, nothing to do (a `deployment_status`, a `ping`).
     Recorded,
     /// Nothing to do, for the reason in the message.
     Ignored,
+    /// A redelivery of a delivery already received: nothing done.
+    Duplicate,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Recorded => "recorded",
+            Self::Ignored => "ignored",
+            Self::Duplicate => "duplicate",
+        }
+    }
 }
 
 /// The answer to an accepted delivery.
@@ -37,18 +49,14 @@ pub struct Ack {
 }
 
 impl Ack {
-    fn accepted(message: String) -> Self {
+    pub fn new(outcome: Outcome, message: String) -> Self {
+        let status = match outcome {
+            Outcome::Accepted => StatusCode::ACCEPTED,
+            Outcome::Recorded | Outcome::Ignored | Outcome::Duplicate => StatusCode::OK,
+        };
         Self {
-            status: StatusCode::ACCEPTED,
-            outcome: Outcome::Accepted,
-            message,
-        }
-    }
-
-    fn recorded(message: String) -> Self {
-        Self {
-            status: StatusCode::OK,
-            outcome: Outcome::Recorded,
+            status,
+            outcome,
             message,
         }
     }
@@ -56,18 +64,22 @@ impl Ack {
 
 impl From<Ignored> for Ack {
     fn from(Ignored(message): Ignored) -> Self {
-        Self {
-            status: StatusCode::OK,
-            outcome: Outcome::Ignored,
-            message,
-        }
+        Self::new(Outcome::Ignored, message)
     }
 }
 
-/// Runs the handler for `event` and hands any slow work to `worker`.
-pub fn dispatch(event: Event, config: &DeployConfig, worker: &Worker) -> Ack {
+/// The work a delivery sets in motion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    None,
+    CreateDeployment(NewDeployment),
+    Deploy(DeployJob),
+}
+
+/// Runs the handler for `event`.
+pub fn dispatch(event: &Event, config: &DeployConfig) -> (Ack, Effect) {
     match event {
-        Event::PullRequest(event) => match start_deployment(&event, config) {
+        Event::PullRequest(event) => match start_deployment(event, config) {
             Ok(new) => {
                 let message = format!(
                     "creating a deployment of {}@{} to {} for pull request #{}",
@@ -76,12 +88,14 @@ pub fn dispatch(event: Event, config: &DeployConfig, worker: &Worker) -> Ack {
                     new.request.environment,
                     new.pull_request
                 );
-                worker.spawn_create_deployment(new);
-                Ack::accepted(message)
+                (
+                    Ack::new(Outcome::Accepted, message),
+                    Effect::CreateDeployment(new),
+                )
             }
-            Err(ignored) => ignored.into(),
+            Err(ignored) => (ignored.into(), Effect::None),
         },
-        Event::Deployment(event) => match process_deployment(&event, config) {
+        Event::Deployment(event) => match process_deployment(event, config) {
             Ok(job) => {
                 let message = format!(
                     "deploying deployment {} of {}@{} to {}",
@@ -90,16 +104,21 @@ pub fn dispatch(event: Event, config: &DeployConfig, worker: &Worker) -> Ack {
                     job.sha.short(),
                     job.environment
                 );
-                worker.spawn_deploy(job);
-                Ack::accepted(message)
+                (Ack::new(Outcome::Accepted, message), Effect::Deploy(job))
             }
-            Err(ignored) => ignored.into(),
+            Err(ignored) => (ignored.into(), Effect::None),
         },
-        Event::DeploymentStatus(event) => Ack::recorded(update_deployment_status(&event)),
-        Event::Ping(ping) => Ack::recorded(match ping.hook_id {
-            Some(hook) => format!("pong: hook {hook}"),
-            None => "pong".to_owned(),
-        }),
-        Event::Other(name) => Ignored(format!("ignored: {name}")).into(),
+        Event::DeploymentStatus(event) => {
+            let message = update_deployment_status(event);
+            (Ack::new(Outcome::Recorded, message), Effect::None)
+        }
+        Event::Ping(ping) => {
+            let message = match ping.hook_id {
+                Some(hook) => format!("pong: hook {hook}"),
+                None => "pong".to_owned(),
+            };
+            (Ack::new(Outcome::Recorded, message), Effect::None)
+        }
+        Event::Other { name, .. } => (Ignored(format!("ignored: {name}")).into(), Effect::None),
     }
 }

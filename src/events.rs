@@ -6,7 +6,6 @@
 //! make a handler panic. Identifiers go through the newtypes in [`crate::ids`].
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 use crate::ids::{CommitSha, DeploymentId, Environment, HookId, RepoName};
 
@@ -18,7 +17,24 @@ pub enum Event {
     Deployment(DeploymentEvent),
     DeploymentStatus(DeploymentStatusEvent),
     /// An event deployhook does not act on; its JSON was still checked to be well-formed.
-    Other(String),
+    Other {
+        name: String,
+        envelope: Envelope,
+    },
+}
+
+/// What every event may carry at its top level, read from events deployhook does not act
+/// on so their record names their action and repository.
+#[derive(Debug, Default, Deserialize)]
+pub struct Envelope {
+    pub action: Option<String>,
+    pub repository: Option<RepositoryName>,
+}
+
+/// A repository's name, unvalidated: from events deployhook only records.
+#[derive(Debug, Deserialize)]
+pub struct RepositoryName {
+    pub full_name: String,
 }
 
 impl Event {
@@ -29,11 +45,36 @@ impl Event {
             "pull_request" => Self::PullRequest(serde_json::from_slice(json)?),
             "deployment" => Self::Deployment(serde_json::from_slice(json)?),
             "deployment_status" => Self::DeploymentStatus(serde_json::from_slice(json)?),
-            other => {
-                serde_json::from_slice::<IgnoredAny>(json)?;
-                Self::Other(other.to_owned())
-            }
+            other => Self::Other {
+                name: other.to_owned(),
+                envelope: serde_json::from_slice(json)?,
+            },
         })
+    }
+
+    /// The payload's `action`, if it has one.
+    pub fn action(&self) -> Option<&str> {
+        match self {
+            Self::Ping(_) => None,
+            Self::PullRequest(e) => Some(&e.action),
+            Self::Deployment(e) => e.action.as_deref(),
+            Self::DeploymentStatus(e) => e.action.as_deref(),
+            Self::Other { envelope, .. } => envelope.action.as_deref(),
+        }
+    }
+
+    /// The repository the payload is about, if it names one.
+    pub fn repository(&self) -> Option<&str> {
+        let repository = match self {
+            Self::Ping(_) => None,
+            Self::PullRequest(e) => e.repository.as_ref(),
+            Self::Deployment(e) => e.repository.as_ref(),
+            Self::DeploymentStatus(e) => e.repository.as_ref(),
+            Self::Other { envelope, .. } => {
+                return envelope.repository.as_ref().map(|r| r.full_name.as_str());
+            }
+        };
+        repository.map(|r| r.full_name.as_ref())
     }
 }
 
@@ -218,9 +259,11 @@ mod tests {
 
     #[test]
     fn unknown_events_are_checked_for_well_formed_json() {
-        assert!(
-            matches!(Event::parse("star", b"{\"action\":\"created\"}"), Ok(Event::Other(e)) if e == "star")
-        );
+        let json = br#"{"action":"created","repository":{"full_name":"acme/widgets"}}"#;
+        let event = Event::parse("star", json).unwrap();
+        assert!(matches!(&event, Event::Other { name, .. } if name == "star"));
+        assert_eq!(event.action(), Some("created"));
+        assert_eq!(event.repository(), Some("acme/widgets"));
         let err = Event::parse("star", b"{\"action\":").unwrap_err();
         assert_eq!((err.line(), err.column()), (1, 10));
     }

@@ -1,9 +1,10 @@
-//! A thin client for the two GitHub REST endpoints deployhook calls: create a deployment and
-//! create a deployment status. One `reqwest::Client`, built once with GitHub's headers and
-//! timeouts; one method per endpoint; errors that keep GitHub's status and message.
-//! Server errors and network failures are retried with exponential backoff.
+//! A thin client for the GitHub REST endpoints deployhook calls: create a deployment, find
+//! one, and create a deployment status. One `reqwest::Client`, built once with GitHub's
+//! headers and timeouts; one method per endpoint; one attempt per call. Retrying is the
+//! outbox's job ([`crate::outbox_worker`]): its errors say whether a retry can help and,
+//! for rate limits, when.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -20,26 +21,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on one whole request, connection to last byte of the answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How often and how patiently to retry server errors and network failures.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub attempts: u32,
-    /// Wait before the first retry; doubled before each further one.
-    pub first_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// Four attempts over about seven seconds: rides out a deploy of GitHub's API or a
-    /// dropped connection, without holding a status back for long.
-    fn default() -> Self {
-        Self {
-            attempts: 4,
-            first_delay: Duration::from_secs(1),
-        }
-    }
-}
-
 /// What GitHub did with a create-deployment request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreatedDeployment {
@@ -53,10 +34,15 @@ pub enum CreatedDeployment {
 /// A call to GitHub that did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
-    /// GitHub answered with an error status (after retries, for 5xx).
+    /// GitHub answered with an error status.
     #[error("GitHub answered {status}: {message}")]
-    Status { status: StatusCode, message: String },
-    /// No answer (after retries): connection refused, timeout, TLS failure…
+    Status {
+        status: StatusCode,
+        message: String,
+        /// For rate limits: how long GitHub asks us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused, timeout, TLS failure…
     #[error("could not reach GitHub: {0}")]
     Transport(#[source] reqwest::Error),
     /// A 2xx whose body is not what the API documents.
@@ -64,8 +50,36 @@ pub enum GitHubError {
     Decode(#[source] reqwest::Error),
 }
 
+impl GitHubError {
+    /// Whether the same call may succeed later: server errors, rate limits, no answer.
+    /// Other client errors (401, 404, 409, 422…) will fail again the same way.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Status {
+                status,
+                retry_after,
+                ..
+            } => {
+                status.is_server_error()
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || (*status == StatusCode::FORBIDDEN && retry_after.is_some())
+            }
+            Self::Transport(_) => true,
+            Self::Decode(_) => false,
+        }
+    }
+
+    /// How long GitHub asked us to wait, for a rate limit.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
 /// The body of `POST /repos/{owner}/{repo}/deployments`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeploymentRequest {
     #[serde(rename = "ref")]
     pub git_ref: CommitSha,
@@ -78,7 +92,7 @@ pub struct DeploymentRequest {
 }
 
 /// The states of a deployment status that deployhook posts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentState {
     Queued,
@@ -86,10 +100,26 @@ pub enum DeploymentState {
     Success,
     Failure,
     Error,
+    /// Never run: a newer deployment superseded it.
+    Inactive,
+}
+
+impl DeploymentState {
+    /// The state as GitHub spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::InProgress => "in_progress",
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Error => "error",
+            Self::Inactive => "inactive",
+        }
+    }
 }
 
 /// The body of `POST /repos/{owner}/{repo}/deployments/{id}/statuses`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatusRequest {
     pub state: DeploymentState,
     /// At most 140 characters; see [`crate::text::description`].
@@ -100,6 +130,14 @@ pub struct StatusRequest {
 struct CreatedBody {
     id: Option<DeploymentId>,
     message: Option<String>,
+}
+
+/// An element of `GET /repos/{owner}/{repo}/deployments`.
+#[derive(Deserialize)]
+struct ListedDeployment {
+    id: DeploymentId,
+    #[serde(default)]
+    payload: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -115,7 +153,6 @@ pub struct GitHubClient {
     http: reqwest::Client,
     api_url: String,
     token: SecretString,
-    retry: RetryPolicy,
 }
 
 impl GitHubClient {
@@ -139,7 +176,6 @@ impl GitHubClient {
             http,
             api_url: config.api_url.clone(),
             token: config.token.clone(),
-            retry: config.retry,
         })
     }
 
@@ -150,7 +186,7 @@ impl GitHubClient {
         request: &DeploymentRequest,
     ) -> Result<CreatedDeployment, GitHubError> {
         let path = format!("/repos/{repo}/deployments");
-        let response = self.send(Method::POST, &path, request).await?;
+        let response = self.send(Method::POST, &path, Some(request)).await?;
         let status = response.status();
         let body: CreatedBody = response.json().await.map_err(GitHubError::Decode)?;
         match (status, body.id) {
@@ -170,60 +206,82 @@ impl GitHubClient {
         status: &StatusRequest,
     ) -> Result<(), GitHubError> {
         let path = format!("/repos/{repo}/deployments/{deployment}/statuses");
-        self.send(Method::POST, &path, status).await.map(drop)
+        self.send(Method::POST, &path, Some(status)).await.map(drop)
     }
 
-    /// Sends a JSON request, retrying 5xx answers and network failures; returns the first
-    /// 2xx response, or the error of the last attempt.
+    /// The deployment of `sha` to `environment` that deployhook created for pull request
+    /// `pull_request`, if GitHub has one: after an attempt whose answer was lost, this tells
+    /// whether it created the deployment anyway.
+    pub async fn find_deployment(
+        &self,
+        repo: &RepoName,
+        sha: &CommitSha,
+        environment: &Environment,
+        pull_request: u64,
+    ) -> Result<Option<DeploymentId>, GitHubError> {
+        let query = serde_urlencoded::to_string([
+            ("sha", sha.as_ref()),
+            ("environment", environment.as_ref()),
+            ("per_page", "100"),
+        ])
+        .unwrap_or_default();
+        let path = format!("/repos/{repo}/deployments?{query}");
+        let response = self.send(Method::GET, &path, None::<&()>).await?;
+        let listed: Vec<ListedDeployment> = response.json().await.map_err(GitHubError::Decode)?;
+        Ok(listed
+            .into_iter()
+            .find(|d| d.payload.get("pull_request").and_then(|n| n.as_u64()) == Some(pull_request))
+            .map(|d| d.id))
+    }
+
+    /// Sends one request; a non-2xx answer becomes a [`GitHubError`].
     async fn send(
         &self,
         method: Method,
         path: &str,
-        body: &impl Serialize,
+        body: Option<&impl Serialize>,
     ) -> Result<reqwest::Response, GitHubError> {
-        let url = format!("{}{path}", self.api_url);
         let mut auth = HeaderValue::try_from(format!("Bearer {}", self.token.expose_secret()))
             .map_err(|_| GitHubError::Status {
                 status: StatusCode::UNAUTHORIZED,
                 message: "GITHUB_TOKEN contains characters not allowed in a header".into(),
+                retry_after: None,
             })?;
         auth.set_sensitive(true);
-        let mut delay = self.retry.first_delay;
-        let mut attempt = 1;
-        loop {
-            let result = self
-                .http
-                .request(method.clone(), &url)
-                .header(AUTHORIZATION, auth.clone())
-                .json(body)
-                .send()
-                .await;
-            let retryable = match &result {
-                Ok(response) => response.status().is_server_error(),
-                Err(err) => err.is_timeout() || err.is_connect() || err.is_request(),
-            };
-            if !retryable || attempt >= self.retry.attempts {
-                return match result {
-                    Ok(response) if response.status().is_success() => Ok(response),
-                    Ok(response) => Err(error_from(response).await),
-                    Err(err) => Err(GitHubError::Transport(err.without_url())),
-                };
-            }
-            let why = match &result {
-                Ok(response) => response.status().to_string(),
-                Err(err) => err.to_string(),
-            };
-            tracing::warn!(%method, path, attempt, retry_in = ?delay, "GitHub call failed ({why}); retrying");
-            tokio::time::sleep(delay).await;
-            delay = delay.saturating_mul(2);
-            attempt += 1;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.api_url))
+            .header(AUTHORIZATION, auth);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Ok(response),
+            Ok(response) => Err(error_from(response).await),
+            Err(err) => Err(GitHubError::Transport(err.without_url())),
         }
     }
+}
+
+/// How long a rate-limited answer asks us to wait: `retry-after` (seconds), or the time
+/// until `x-ratelimit-reset` when `x-ratelimit-remaining` is 0.
+fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    if let Some(seconds) = number("retry-after") {
+        return Some(Duration::from_secs(seconds));
+    }
+    if number("x-ratelimit-remaining") == Some(0) {
+        let reset = number("x-ratelimit-reset")?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+        return Some(Duration::from_secs(reset.saturating_sub(now)));
+    }
+    None
 }
 
 /// Turns an error response into a [`GitHubError`] carrying GitHub's own explanation.
 async fn error_from(response: reqwest::Response) -> GitHubError {
     let status = response.status();
+    let retry_after = rate_limit_wait(response.headers());
     let text = response.text().await.unwrap_or_default();
     let message = match serde_json::from_str::<ErrorBody>(&text) {
         Ok(ErrorBody {
@@ -236,5 +294,9 @@ async fn error_from(response: reqwest::Response) -> GitHubError {
         }) => format!("{message} ({})", serde_json::Value::Array(errors)),
         _ => crate::text::description(text.trim()),
     };
-    GitHubError::Status { status, message }
+    GitHubError::Status {
+        status,
+        message,
+        retry_after,
+    }
 }

@@ -1,33 +1,46 @@
 //! The HTTP server: routes, shared state, and a lifecycle a test can drive — build on a
-//! port (0 in tests), run until a shutdown future resolves, then wait (bounded) for the
-//! deploys that are still running.
+//! port (0 in tests) with the database opened and recovered, run the workers until a
+//! shutdown future resolves, then wait (bounded) for the deploys still running and send
+//! the GitHub calls they queued.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{FromRef, Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, DeployConfig};
-use crate::dispatch::dispatch;
+use crate::deploy_worker::DeployWorker;
+use crate::dispatch::{Ack, Effect, Outcome, dispatch};
 use crate::github::GitHubClient;
 use crate::intake::{Delivery, IntakeConfig};
+use crate::outbox_worker::OutboxWorker;
 use crate::runner::Runner;
-use crate::worker::Worker;
+use crate::store::deliveries::{self, DeliveryRecord, Recorded};
+use crate::store::{Store, now_ms, outbox};
+
+/// After the deploys finished at shutdown, how long to keep sending the statuses they
+/// queued. What is not sent by then is sent at the next start.
+const OUTBOX_FLUSH: Duration = Duration::from_secs(10);
 
 /// State shared by the handlers.
 #[derive(Debug, Clone)]
 pub struct AppState {
     intake: IntakeConfig,
     deploy: Arc<DeployConfig>,
-    worker: Worker,
+    store: Store,
+    outbox: OutboxWorker,
+    deployer: DeployWorker,
 }
 
 impl FromRef<AppState> for IntakeConfig {
@@ -45,20 +58,38 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `config.listen` and prepares the state. Port 0 picks a free port.
+    /// Opens and migrates the database, settles what a previous process left running, and
+    /// binds `config.listen`. Port 0 picks a free port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Store::open(&config.database)?;
+        let github =
+            GitHubClient::new(&config.github).context("could not build the GitHub client")?;
+        let outbox = OutboxWorker::new(store.clone(), github, config.outbox);
+        let deployer = DeployWorker::new(
+            store.clone(),
+            Runner::new(&config.deploy),
+            config.queue,
+            outbox.clone(),
+        );
+        deployer
+            .recover()
+            .await
+            .context("could not recover the deploy queue")?;
+        store
+            .write(outbox::release_in_flight)
+            .await
+            .context("could not recover the outbox")?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("could not listen on {}", config.listen))?;
-        let github =
-            GitHubClient::new(&config.github).context("could not build the GitHub client")?;
-        let worker = Worker::new(github, Runner::new(&config.deploy));
         let state = AppState {
             intake: IntakeConfig {
                 secrets: config.webhook_secrets.clone(),
             },
             deploy: Arc::new(config.deploy.clone()),
-            worker,
+            store,
+            outbox,
+            deployer,
         };
         Ok(Self {
             listener,
@@ -72,13 +103,14 @@ impl Application {
         Ok(self.listener.local_addr()?)
     }
 
-    /// The background worker, for callers that drive it directly.
-    pub fn worker(&self) -> Worker {
-        self.state.worker.clone()
+    /// The database, for callers that inspect it.
+    pub fn store(&self) -> Store {
+        self.state.store.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in
-    /// flight, and waits up to the configured timeout for background work.
+    /// flight, waits up to the configured timeout for running deploys (queued ones stay
+    /// queued for the next start), and sends the statuses they queued.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -94,19 +126,38 @@ impl Application {
             %addr,
             environment = %self.config.deploy.environment,
             command = ?self.config.deploy.command,
+            database = %self.config.database,
             "deployhook listening; webhook URL: http://{addr}/event_handler"
         );
-        let worker = self.state.worker.clone();
-        axum::serve(self.listener, router(self.state))
+        let (deployer, outbox) = (self.state.deployer.clone(), self.state.outbox.clone());
+        let stop_deploys = CancellationToken::new();
+        let stop_outbox = CancellationToken::new();
+        let deploy_loop = tokio::spawn(deployer.clone().run(stop_deploys.clone()));
+        let mut outbox_loop = tokio::spawn(outbox.run(stop_outbox.clone()));
+
+        let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
-            .context("the server failed")?;
-        if !worker.shutdown(self.config.shutdown_timeout).await {
+            .context("the server failed");
+
+        stop_deploys.cancel();
+        let _ = deploy_loop.await;
+        if !deployer.wait_running(self.config.shutdown_timeout).await {
             tracing::warn!(
                 timeout = ?self.config.shutdown_timeout,
-                "deploys still running at the shutdown timeout were abandoned"
+                "deploys still running at the shutdown timeout were stopped; the next start \
+                 reports them as interrupted"
             );
         }
+        stop_outbox.cancel();
+        if tokio::time::timeout(OUTBOX_FLUSH, &mut outbox_loop)
+            .await
+            .is_err()
+        {
+            outbox_loop.abort();
+            tracing::warn!("GitHub calls still pending at shutdown will be sent at the next start");
+        }
+        served?;
         tracing::info!("deployhook stopped");
         Ok(())
     }
@@ -121,10 +172,62 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `POST /event_handler`: the guide's single webhook endpoint.
+/// `POST /event_handler`: the guide's single webhook endpoint. The delivery and the work it
+/// sets in motion are committed before the answer goes back.
 async fn event_handler(State(state): State<AppState>, delivery: Delivery) -> Response {
-    let ack = dispatch(delivery.event, &state.deploy, &state.worker);
-    tracing::info!(outcome = ?ack.outcome, "{}", ack.message);
+    let (ack, effect) = dispatch(&delivery.event, &state.deploy);
+    let record = DeliveryRecord {
+        hook_id: delivery.hook_id.map_or(0, |h| h.get()),
+        delivery_id: delivery.delivery_id.map_or_else(
+            || format!("local-{}", uuid::Uuid::new_v4()),
+            |d| d.to_string(),
+        ),
+        event: delivery.event_name,
+        action: delivery.event.action().map(str::to_owned),
+        repository: delivery.event.repository().map(str::to_owned),
+        received_at: now_ms(),
+        outcome: ack.outcome,
+        message: ack.message.clone(),
+    };
+    let wake = match &effect {
+        Effect::None => (false, false),
+        Effect::CreateDeployment(_) => (true, false),
+        Effect::Deploy(_) => (true, true),
+    };
+    let delivery_id = record.delivery_id.clone();
+    let recorded = state
+        .store
+        .write(move |c| deliveries::record(c, &record, &effect))
+        .await;
+    let ack = match recorded {
+        Ok(Recorded::New) => {
+            if wake.0 {
+                state.outbox.wake();
+            }
+            if wake.1 {
+                state.deployer.wake();
+            }
+            ack
+        }
+        Ok(Recorded::DuplicateDelivery) => Ack::new(
+            Outcome::Duplicate,
+            format!("duplicate delivery {delivery_id}: already received, nothing done"),
+        ),
+        Ok(Recorded::DuplicateDeployment) => Ack::new(
+            Outcome::Ignored,
+            "this deployment was already received; it is not run again".to_owned(),
+        ),
+        Err(err) => {
+            // Not acknowledged, so GitHub shows the delivery as failed and it can be
+            // redelivered once the database is back.
+            tracing::error!("could not record the delivery: {err}");
+            let body = serde_json::json!({
+                "error": "deployhook could not record this delivery; redeliver it later"
+            });
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        }
+    };
+    tracing::info!(outcome = ack.outcome.as_str(), "{}", ack.message);
     (ack.status, Json(ack)).into_response()
 }
 

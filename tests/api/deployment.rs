@@ -158,6 +158,8 @@ async fn two_deploys_to_one_environment_never_overlap() {
         );
         let script = write_script(dir, "serial.sh", &body);
         config.deploy.command = vec![script.display().to_string()];
+        // Both must run: under `latest` the older could be superseded instead.
+        config.queue.policy = deployhook::store::jobs::Policy::Queue;
     })
     .await;
     let mut second = fixture_json(DEPLOYMENT);

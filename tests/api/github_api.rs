@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use deployhook::config::GitHubConfig;
 use deployhook::github::{
-    CreatedDeployment, DeploymentRequest, DeploymentState, GitHubClient, GitHubError, RetryPolicy,
-    StatusRequest,
+    CreatedDeployment, DeploymentRequest, DeploymentState, GitHubClient, GitHubError, StatusRequest,
 };
 use deployhook::ids::{CommitSha, DeploymentId, Environment, RepoName};
 use reqwest::StatusCode;
@@ -27,10 +26,6 @@ fn client_for(api_url: String) -> GitHubClient {
     GitHubClient::new(&GitHubConfig {
         api_url,
         token: TOKEN.to_owned().into(),
-        retry: RetryPolicy {
-            attempts: 3,
-            first_delay: Duration::from_millis(10),
-        },
     })
     .unwrap()
 }
@@ -115,7 +110,7 @@ async fn a_202_means_github_merged_instead_and_is_not_an_error() {
 }
 
 #[tokio::test]
-async fn a_409_is_an_error_carrying_githubs_message_and_is_not_retried() {
+async fn a_409_is_an_error_carrying_githubs_message_that_a_retry_cannot_fix() {
     let github = MockServer::start().await;
     answer(
         &github,
@@ -127,12 +122,15 @@ async fn a_409_is_an_error_carrying_githubs_message_and_is_not_retried() {
         .create_deployment(&repo(), &request())
         .await
         .unwrap_err();
-    let GitHubError::Status { status, message } = &err else {
+    let GitHubError::Status {
+        status, message, ..
+    } = &err
+    else {
         panic!("{err:?}");
     };
     assert_eq!(*status, StatusCode::CONFLICT);
     assert_eq!(message, "Conflict: Commit status checks failed for main.");
-    assert_eq!(github.received_requests().await.unwrap().len(), 1);
+    assert!(!err.is_retryable());
 }
 
 #[tokio::test]
@@ -153,47 +151,83 @@ async fn a_422_is_an_error_carrying_githubs_message_and_details() {
         "{text}"
     );
     assert!(text.contains("Required contexts failed"), "{text}");
-    assert_eq!(github.received_requests().await.unwrap().len(), 1);
+    assert!(!err.is_retryable());
 }
 
 #[tokio::test]
-async fn server_errors_are_retried_until_github_answers() {
-    let github = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(DEPLOYMENTS))
-        .respond_with(ResponseTemplate::new(502))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&github)
-        .await;
-    answer(&github, 201, json!({"id": 880001})).await;
-    let created = client(&github)
-        .create_deployment(&repo(), &request())
-        .await
-        .unwrap();
-    assert_eq!(
-        created,
-        CreatedDeployment::Created(DeploymentId::from(880_001))
-    );
-    assert_eq!(github.received_requests().await.unwrap().len(), 3);
-}
-
-#[tokio::test]
-async fn server_errors_give_up_after_the_configured_attempts() {
+async fn server_errors_and_rate_limits_are_retryable_and_say_how_long_to_wait() {
     let github = MockServer::start().await;
     answer(&github, 503, json!({"message": "Service Unavailable"})).await;
     let err = client(&github)
         .create_deployment(&repo(), &request())
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, GitHubError::Status { status, .. } if status == StatusCode::SERVICE_UNAVAILABLE)
-    );
-    assert_eq!(github.received_requests().await.unwrap().len(), 3);
+    assert!(err.is_retryable() && err.retry_after().is_none(), "{err:?}");
+
+    let github = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(DEPLOYMENTS))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("retry-after", "7")
+                .set_body_json(json!({"message": "You have exceeded a secondary rate limit."})),
+        )
+        .mount(&github)
+        .await;
+    let err = client(&github)
+        .create_deployment(&repo(), &request())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
 }
 
 #[tokio::test]
-async fn an_unreachable_github_is_a_transport_error_after_retries() {
+async fn a_403_without_rate_limit_headers_is_not_retryable() {
+    let github = MockServer::start().await;
+    answer(
+        &github,
+        403,
+        json!({"message": "Resource not accessible by integration"}),
+    )
+    .await;
+    let err = client(&github)
+        .create_deployment(&repo(), &request())
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+}
+
+#[tokio::test]
+async fn find_deployment_finds_the_one_made_for_the_pull_request() {
+    let github = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(DEPLOYMENTS))
+        .and(wiremock::matchers::query_param("sha", SHA))
+        .and(wiremock::matchers::query_param("environment", "production"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": 880009, "payload": {"pull_request": 41}},
+            {"id": 880010, "payload": {"pull_request": 42}},
+        ])))
+        .mount(&github)
+        .await;
+    let client = client(&github);
+    let env = Environment::parse("production").unwrap();
+    let sha = CommitSha::parse(SHA).unwrap();
+    let found = client
+        .find_deployment(&repo(), &sha, &env, 42)
+        .await
+        .unwrap();
+    assert_eq!(found, Some(DeploymentId::from(880_010)));
+    let none = client
+        .find_deployment(&repo(), &sha, &env, 43)
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+}
+
+#[tokio::test]
+async fn an_unreachable_github_is_a_retryable_transport_error() {
     // A port that was free a moment ago: nothing listens there.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let client = client_for(format!("http://{}", listener.local_addr().unwrap()));
@@ -204,6 +238,7 @@ async fn an_unreachable_github_is_a_transport_error_after_retries() {
         .unwrap_err();
     assert!(matches!(err, GitHubError::Transport(_)), "{err:?}");
     assert!(err.to_string().starts_with("could not reach GitHub"));
+    assert!(err.is_retryable());
 }
 
 #[tokio::test]

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use deployhook::config::{Config, DeployConfig, GitHubConfig};
-use deployhook::github::RetryPolicy;
+use deployhook::deploy_worker::QueueConfig;
 use deployhook::ids::Environment;
+use deployhook::outbox_worker::OutboxConfig;
 use deployhook::server::Application;
 use deployhook::signature::{WebhookSecrets, sign};
+use deployhook::store::jobs::{OnInterrupt, Policy};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -43,18 +45,26 @@ pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-/// A test's configuration: the defaults of `serve`, pointed at the mock and the temp dir.
-pub fn test_config(github: &MockServer, command: Vec<String>) -> Config {
+/// A test's configuration: the defaults of `serve`, pointed at the mock and the temp dir,
+/// with retries a hundred times faster.
+pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secrets: WebhookSecrets::from_list(SECRET),
         github: GitHubConfig {
             api_url: github.uri(),
             token: TOKEN.to_owned().into(),
-            retry: RetryPolicy {
-                attempts: 3,
-                first_delay: Duration::from_millis(20),
-            },
+        },
+        database: dir.join("deployhook.db").display().to_string(),
+        queue: QueueConfig {
+            max_concurrent: 4,
+            policy: Policy::Latest,
+            on_interrupt: OnInterrupt::Error,
+        },
+        outbox: OutboxConfig {
+            first_retry: Duration::from_millis(10),
+            max_retry: Duration::from_millis(200),
+            max_age: Duration::from_secs(24 * 60 * 60),
         },
         deploy: DeployConfig {
             environment: Environment::parse("production").unwrap(),
@@ -88,7 +98,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config, &Path)) -> TestA
             env_file.display()
         ),
     );
-    let mut config = test_config(&github, vec![script.display().to_string()]);
+    let mut config = test_config(&github, vec![script.display().to_string()], dir.path());
     configure(&mut config, dir.path());
     let app = Application::build(config).await.unwrap();
     let url = format!("http://{}", app.local_addr().unwrap());
@@ -106,8 +116,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config, &Path)) -> TestA
     }
 }
 
-/// Deployments are created with id [`CREATED_DEPLOYMENT_ID`]; statuses are accepted.
-async fn mount_github_defaults(github: &MockServer) {
+/// Deployments are created with id [`CREATED_DEPLOYMENT_ID`]; statuses are accepted; the
+/// list of deployments is empty.
+pub async fn mount_github_defaults(github: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/[^/]+/[^/]+/deployments$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .with_priority(10)
+        .mount(github)
+        .await;
     Mock::given(method("POST"))
         .and(path_regex(r"^/repos/[^/]+/[^/]+/deployments$"))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({
@@ -277,7 +294,9 @@ pub fn statuses(requests: &[Request]) -> Vec<PostedStatus> {
 pub fn created_deployments(requests: &[Request]) -> Vec<&Request> {
     requests
         .iter()
-        .filter(|r| r.url.path().ends_with("/deployments"))
+        .filter(|r| {
+            r.method == wiremock::http::Method::POST && r.url.path().ends_with("/deployments")
+        })
         .collect()
 }
 

@@ -1,0 +1,163 @@
+//! The deploy worker: claims queued jobs from the database and runs them — the slow half
+//! of the guide's `process_deployment`. At most one job per repository + environment runs
+//! at a time, and at most `max_concurrent` in all. Each claim and each finish is one
+//! transaction that also queues the status reporting it, so the outbox tells GitHub
+//! `in_progress`, then `success`, `failure` or `error`, in that order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::outbox_worker::OutboxWorker;
+use crate::runner::Runner;
+use crate::store::jobs::{self, Claimed, OnInterrupt, Policy};
+use crate::store::{Store, StoreError, now_ms};
+
+/// The longest the worker sleeps without looking at the queue.
+const IDLE_POLL: Duration = Duration::from_secs(30);
+
+/// How the queue is worked.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConfig {
+    /// Deploys running at once, across repositories and environments.
+    pub max_concurrent: usize,
+    pub policy: Policy,
+    pub on_interrupt: OnInterrupt,
+}
+
+/// Runs queued deploys. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DeployWorker {
+    store: Store,
+    runner: Runner,
+    config: QueueConfig,
+    outbox: OutboxWorker,
+    wake: Arc<Notify>,
+    running: TaskTracker,
+}
+
+impl DeployWorker {
+    pub fn new(store: Store, runner: Runner, config: QueueConfig, outbox: OutboxWorker) -> Self {
+        Self {
+            store,
+            runner,
+            config,
+            outbox,
+            wake: Arc::new(Notify::new()),
+            running: TaskTracker::new(),
+        }
+    }
+
+    /// Tells the worker a job was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// At start, before any job runs: settles the jobs a previous process left running.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let on_interrupt = self.config.on_interrupt;
+        let now = now_ms();
+        let count = self
+            .store
+            .write(move |c| jobs::recover_interrupted(c, on_interrupt, now))
+            .await?;
+        if count > 0 {
+            let action = match on_interrupt {
+                OnInterrupt::Error => "reported as error",
+                OnInterrupt::Retry => "queued again",
+            };
+            tracing::warn!("{count} deploy(s) were running when deployhook stopped: {action}");
+        }
+        Ok(count)
+    }
+
+    /// Starts jobs as they become runnable, until `stop` is cancelled. Jobs already running
+    /// go on; wait for them with [`DeployWorker::wait_running`].
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            if let Err(err) = self.start_due().await {
+                tracing::error!("could not claim deploys: {err}");
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Claims the jobs that may start now and starts them in the background; returns how
+    /// many started. The seam for driving the queue without the background loop.
+    pub async fn start_due(&self) -> Result<usize, StoreError> {
+        let (max, policy) = (self.config.max_concurrent, self.config.policy);
+        let program = self.runner.program().to_owned();
+        let now = now_ms();
+        let claimed = self
+            .store
+            .write(move |c| {
+                let claimed = jobs::claim(c, max, |_| policy, now)?;
+                for Claimed { job, .. } in &claimed {
+                    let running = format!("running {program} for {}", job.sha.short());
+                    jobs::report_started(c, job, &running, now)?;
+                }
+                Ok(claimed)
+            })
+            .await?;
+        if !claimed.is_empty() {
+            self.outbox.wake();
+        }
+        let started = claimed.len();
+        for claimed in claimed {
+            let span = tracing::info_span!(
+                "deploy",
+                deployment = %claimed.job.id,
+                repo = %claimed.job.repo,
+                environment = %claimed.job.environment,
+                delivery = %claimed.delivery_id,
+            );
+            self.running
+                .spawn(self.clone().execute(claimed).instrument(span));
+        }
+        Ok(started)
+    }
+
+    /// Runs one claimed job and records how it ended.
+    async fn execute(self, claimed: Claimed) {
+        let job = claimed.job;
+        let outcome = self.runner.run(&job).await;
+        let (state, description) = (outcome.state(), outcome.description());
+        tracing::info!(state = state.as_str(), "deploy ended: {description}");
+        let now = now_ms();
+        let finished = self
+            .store
+            .write(move |c| jobs::finish(c, &job, state, &description, now))
+            .await;
+        if let Err(err) = finished {
+            // The job stays `running` in the database; the next start reports it as
+            // interrupted rather than losing it.
+            tracing::error!("could not record the end of the deploy: {err}");
+        }
+        self.outbox.wake();
+        self.wake();
+    }
+
+    /// Waits up to `timeout` for the running deploys; returns whether they all finished.
+    pub async fn wait_running(&self, timeout: Duration) -> bool {
+        self.running.close();
+        let count = self.running.len();
+        if count > 0 {
+            tracing::info!(
+                running = count,
+                ?timeout,
+                "waiting for running deploys to finish"
+            );
+        }
+        tokio::time::timeout(timeout, self.running.wait())
+            .await
+            .is_ok()
+    }
+}

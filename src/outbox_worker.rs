@@ -1,0 +1,290 @@
+//! The outbox worker: sends the GitHub calls queued in the outbox (deployments to create,
+//! statuses to post), a few at a time, one at a time per ordering key. A call that fails
+//! for a reason that may pass (5xx, no answer, rate limit) is retried with exponential
+//! backoff, or after the wait GitHub asked for, until it is older than the configured
+//! maximum age; a call GitHub refuses (401, 404, 409, 422…) is logged and given up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::github::{CreatedDeployment, GitHubClient, GitHubError};
+use crate::ids::{DeploymentId, RepoName};
+use crate::store::outbox::{self, Call, Item};
+use crate::store::{Store, StoreError, now_ms};
+
+/// Calls in flight at once, across ordering keys.
+const CONCURRENCY: usize = 8;
+/// The longest the worker sleeps without looking at the table.
+const IDLE_POLL: Duration = Duration::from_secs(60);
+
+/// How patiently failed calls are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxConfig {
+    /// Wait before the first retry; doubled for each further one.
+    pub first_retry: Duration,
+    /// The longest wait between two attempts.
+    pub max_retry: Duration,
+    /// A call still failing this long after it was queued is given up.
+    pub max_age: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            first_retry: Duration::from_secs(1),
+            max_retry: Duration::from_secs(10 * 60),
+            max_age: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// Sends the outbox's calls. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OutboxWorker {
+    store: Store,
+    github: GitHubClient,
+    config: OutboxConfig,
+    wake: Arc<Notify>,
+}
+
+impl OutboxWorker {
+    pub fn new(store: Store, github: GitHubClient, config: OutboxConfig) -> Self {
+        Self {
+            store,
+            github,
+            config,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Tells the worker new calls were queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Sends calls until `stop` is cancelled; then goes on until nothing is pending (the
+    /// caller bounds how long). What is left stays queued for the next start.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut in_flight = JoinSet::new();
+        let mut stopping = false;
+        loop {
+            let room = CONCURRENCY - in_flight.len();
+            let taken = if room > 0 {
+                self.take_due(room).await
+            } else {
+                vec![]
+            };
+            let took_any = !taken.is_empty();
+            for item in taken {
+                let span = tracing::info_span!("outbox", call = item.id, key = %item.ordering_key);
+                in_flight.spawn(self.clone().deliver(item).instrument(span));
+            }
+            let idle = match (took_any, self.next_due().await) {
+                (true, _) => Duration::ZERO,
+                (false, Some(due)) => due,
+                (false, None) if stopping && in_flight.is_empty() => return,
+                (false, None) => IDLE_POLL,
+            };
+            tokio::select! {
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(idle) => {}
+                () = stop.cancelled(), if !stopping => stopping = true,
+            }
+        }
+    }
+
+    /// Sends every call due now, waiting for each; returns how many were sent. The seam
+    /// for driving the outbox without the background loop.
+    pub async fn send_due(&self) -> usize {
+        let mut sent = 0;
+        loop {
+            let items = self.take_due(CONCURRENCY).await;
+            if items.is_empty() {
+                return sent;
+            }
+            sent += items.len();
+            let mut batch = JoinSet::new();
+            for item in items {
+                batch.spawn(self.clone().deliver(item));
+            }
+            batch.join_all().await;
+        }
+    }
+
+    async fn take_due(&self, limit: usize) -> Vec<Item> {
+        let now = now_ms();
+        match self
+            .store
+            .write(move |c| outbox::take_due(c, now, limit))
+            .await
+        {
+            Ok(items) => items,
+            Err(err) => {
+                tracing::error!("could not read the outbox: {err}");
+                vec![]
+            }
+        }
+    }
+
+    /// How long until the next call falls due; `None` when nothing is pending.
+    async fn next_due(&self) -> Option<Duration> {
+        match self.store.write(outbox::next_due).await {
+            Ok(Some(at)) => {
+                let wait = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+                Some(wait.min(IDLE_POLL))
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::error!("could not read the outbox: {err}");
+                Some(IDLE_POLL)
+            }
+        }
+    }
+
+    /// Sends one call and records how it went.
+    async fn deliver(self, item: Item) {
+        let result = self.call(&item).await;
+        let id = item.id;
+        let recorded = match result {
+            Ok(()) => self.store.write(move |c| outbox::complete(c, id)).await,
+            Err(err) => self.reschedule(&item, &err).await,
+        };
+        if let Err(err) = recorded {
+            tracing::error!("could not record the outcome of outbox call {id}: {err}");
+        }
+    }
+
+    async fn call(&self, item: &Item) -> Result<(), GitHubError> {
+        match &item.call {
+            Call::CreateDeployment {
+                repository,
+                pull_request,
+                request,
+            } => {
+                let repo = parse_repo(repository)?;
+                // An earlier attempt may have created it and lost only the answer (a
+                // timeout, a crash): ask before creating it twice.
+                if item.attempts > 0
+                    && let Some(id) = self
+                        .github
+                        .find_deployment(
+                            &repo,
+                            &request.git_ref,
+                            &request.environment,
+                            *pull_request,
+                        )
+                        .await?
+                {
+                    tracing::info!(%repo, deployment = %id, "deployment {id} for pull request #{pull_request} was created by an earlier attempt");
+                    return Ok(());
+                }
+                let created = self.github.create_deployment(&repo, request).await?;
+                log_created(&repo, *pull_request, request.git_ref.short(), &created);
+                Ok(())
+            }
+            Call::DeploymentStatus {
+                repository,
+                deployment_id,
+                request,
+            } => {
+                let repo = parse_repo(repository)?;
+                let deployment = DeploymentId::from(*deployment_id);
+                self.github
+                    .create_deployment_status(&repo, deployment, request)
+                    .await?;
+                tracing::debug!(%repo, %deployment, state = request.state.as_str(), "status posted");
+                Ok(())
+            }
+        }
+    }
+
+    /// Schedules a retry, or gives up on a call that cannot succeed or is too old.
+    async fn reschedule(&self, item: &Item, err: &GitHubError) -> Result<(), StoreError> {
+        let id = item.id;
+        let what = describe(&item.call);
+        let error = err.to_string();
+        let age = Duration::from_millis(u64::try_from(now_ms() - item.created_at).unwrap_or(0));
+        if err.is_retryable() && age < self.config.max_age {
+            let wait = err
+                .retry_after()
+                .unwrap_or_else(|| self.backoff(item.attempts));
+            tracing::warn!(attempt = item.attempts + 1, retry_in = ?wait, "{what} failed, will retry: {error}");
+            let at = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+            self.store
+                .write(move |c| outbox::retry_at(c, id, at, &error))
+                .await
+        } else {
+            let why = if err.is_retryable() {
+                format!(
+                    "still failing after {}",
+                    humantime::format_duration(Duration::from_secs(age.as_secs()))
+                )
+            } else {
+                "GitHub refused it".to_owned()
+            };
+            tracing::error!("{what}: {why}, giving up: {error}");
+            self.store
+                .write(move |c| outbox::give_up(c, id, &error))
+                .await
+        }
+    }
+
+    /// `first_retry` doubled per earlier attempt, at most `max_retry`.
+    fn backoff(&self, earlier_attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(earlier_attempts.min(20));
+        self.config
+            .first_retry
+            .saturating_mul(factor)
+            .min(self.config.max_retry)
+    }
+}
+
+fn parse_repo(name: &str) -> Result<RepoName, GitHubError> {
+    // Stored from a validated `RepoName`; a failure means the row was edited by hand.
+    RepoName::parse(name).map_err(|e| GitHubError::Status {
+        status: reqwest::StatusCode::BAD_REQUEST,
+        message: e.to_string(),
+        retry_after: None,
+    })
+}
+
+fn describe(call: &Call) -> String {
+    match call {
+        Call::CreateDeployment {
+            repository,
+            pull_request,
+            request,
+        } => format!(
+            "creating the deployment of {repository}@{} for pull request #{pull_request}",
+            request.git_ref.short()
+        ),
+        Call::DeploymentStatus {
+            repository,
+            deployment_id,
+            request,
+        } => format!(
+            "posting status {} of deployment {deployment_id} of {repository}",
+            request.state.as_str()
+        ),
+    }
+}
+
+fn log_created(repo: &RepoName, pull_request: u64, sha: &str, created: &CreatedDeployment) {
+    match created {
+        CreatedDeployment::Created(id) => tracing::info!(
+            %repo, deployment = %id,
+            "created deployment {id} of {repo}@{sha} for pull request #{pull_request}"
+        ),
+        CreatedDeployment::MergedInstead(message) => tracing::warn!(
+            %repo,
+            "GitHub created no deployment of {repo}@{sha} for pull request #{pull_request} \
+             (202: {message}); it merged instead of deploying, so there is nothing to run"
+        ),
+    }
+}

@@ -1,0 +1,97 @@
+//! The `deliveries` table, and recording a delivery together with what it set in motion,
+//! in one transaction: a delivery is never acknowledged without its work being queued,
+//! and a redelivery finds its row and does nothing.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::dispatch::{Effect, Outcome};
+use crate::store::{jobs, outbox};
+
+/// A delivery as recorded.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    /// 0 when GitHub sent no `X-GitHub-Hook-ID`.
+    pub hook_id: u64,
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub repository: Option<String>,
+    pub received_at: i64,
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+/// What recording found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// New: recorded, and its effect queued.
+    New,
+    /// This hook already delivered this delivery id: nothing was done.
+    DuplicateDelivery,
+    /// New delivery of a deployment already queued or run (another hook, or a new
+    /// delivery of the same event): recorded as ignored, nothing queued.
+    DuplicateDeployment,
+}
+
+/// Records `delivery` and queues `effect`, unless this is a redelivery.
+pub fn record(
+    conn: &Connection,
+    delivery: &DeliveryRecord,
+    effect: &Effect,
+) -> rusqlite::Result<Recorded> {
+    if exists(conn, delivery.hook_id, &delivery.delivery_id)? {
+        return Ok(Recorded::DuplicateDelivery);
+    }
+    let (outcome, message, recorded) = match effect {
+        Effect::None => (delivery.outcome, delivery.message.clone(), Recorded::New),
+        Effect::CreateDeployment(new) => {
+            outbox::enqueue_create_deployment(conn, new, delivery.received_at)?;
+            (delivery.outcome, delivery.message.clone(), Recorded::New)
+        }
+        Effect::Deploy(job) => {
+            if jobs::enqueue(conn, job, &delivery.delivery_id, delivery.received_at)? {
+                (delivery.outcome, delivery.message.clone(), Recorded::New)
+            } else {
+                let message = format!("deployment {} was already received; not run again", job.id);
+                (Outcome::Ignored, message, Recorded::DuplicateDeployment)
+            }
+        }
+    };
+    conn.prepare_cached(
+        "INSERT INTO deliveries
+             (hook_id, delivery_id, event, action, repository, received_at, outcome, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        hook_key(delivery.hook_id)?,
+        delivery.delivery_id,
+        delivery.event,
+        delivery.action,
+        delivery.repository,
+        delivery.received_at,
+        outcome.as_str(),
+        message,
+    ])?;
+    Ok(recorded)
+}
+
+fn exists(conn: &Connection, hook_id: u64, delivery_id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM deliveries WHERE hook_id = ?1 AND delivery_id = ?2")?
+        .query_row(params![hook_key(hook_id)?, delivery_id], |_| Ok(()))
+        .optional()
+        .map(|row| row.is_some())
+}
+
+/// SQLite integers are signed; GitHub's ids fit comfortably.
+pub(crate) fn hook_key(id: u64) -> rusqlite::Result<i64> {
+    i64::try_from(id).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// How many deliveries are recorded under `delivery_id` (for any hook).
+pub fn count_by_delivery_id(conn: &Connection, delivery_id: &str) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM deliveries WHERE delivery_id = ?1",
+        [delivery_id],
+        |row| row.get(0),
+    )
+}

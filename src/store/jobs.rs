@@ -1,0 +1,245 @@
+//! The `jobs` table: the deploy queue. A job is `queued` when its deployment event is
+//! recorded, `running` once claimed, and `finished` with the state of its final status.
+//! Claiming and finishing also queue the statuses that report them, in the same
+//! transaction, so what GitHub is told always matches the queue.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, Row, params};
+
+use crate::github::DeploymentState;
+use crate::ids::DeploymentId;
+use crate::process_deployment::DeployJob;
+use crate::store::outbox;
+
+/// What to do when several deployments of one repository and environment are waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// Run each, oldest first.
+    Queue,
+    /// Run only the newest; the older ones are marked `inactive`, naming it.
+    Latest,
+}
+
+/// What to do at start with a job that was running when deployhook stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnInterrupt {
+    /// Report it as `error`: deploy commands need not be safe to run twice.
+    Error,
+    /// Queue it again.
+    Retry,
+}
+
+/// The description of a job that was running when deployhook stopped.
+pub const INTERRUPTED: &str = "interrupted: deployhook restarted during the deploy";
+
+/// Queues `job`; `false` when its deployment is already known (queued, running or run).
+pub fn enqueue(
+    conn: &Connection,
+    job: &DeployJob,
+    delivery_id: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO jobs (deployment_id, repository, environment, sha, git_ref,
+                 task, deploy_user, payload, delivery_id, state, queued_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10)",
+        )?
+        .execute(params![
+            id_key(job.id)?,
+            job.repo.as_ref(),
+            job.environment.as_ref(),
+            job.sha.as_ref(),
+            job.git_ref,
+            job.task,
+            job.deploy_user,
+            job.payload,
+            delivery_id,
+            now,
+        ])?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let description = format!(
+        "queued to deploy {} to {}",
+        job.sha.short(),
+        job.environment
+    );
+    outbox::enqueue_status(conn, job, DeploymentState::Queued, &description, now)?;
+    Ok(true)
+}
+
+/// A claimed job, with the delivery that queued it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub job: DeployJob,
+    pub delivery_id: String,
+}
+
+/// Claims what may start now: per repository + environment with nothing running, the
+/// oldest queued job (`Queue`) or the newest (`Latest`, which retires the older ones), while
+/// fewer than `max_running` run in all. Deployment ids order the jobs: GitHub numbers
+/// deployments in the order it creates them, whatever order their events arrive in.
+pub fn claim(
+    conn: &Connection,
+    max_running: usize,
+    policy: impl Fn(&str) -> Policy,
+    now: i64,
+) -> rusqlite::Result<Vec<Claimed>> {
+    let running: Vec<(String, String)> = conn
+        .prepare_cached("SELECT repository, environment FROM jobs WHERE state = 'running'")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut free = max_running.saturating_sub(running.len());
+    if free == 0 {
+        return Ok(vec![]);
+    }
+    let mut waiting: BTreeMap<(String, String), Vec<Claimed>> = BTreeMap::new();
+    let mut statement = conn.prepare_cached(
+        "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
+                payload, delivery_id
+         FROM jobs WHERE state = 'queued' ORDER BY deployment_id",
+    )?;
+    for claimed in statement.query_map([], claimed_from_row)? {
+        let claimed = claimed?;
+        let key = (
+            claimed.job.repo.to_string(),
+            claimed.job.environment.to_string(),
+        );
+        if !running.contains(&key) {
+            waiting.entry(key).or_default().push(claimed);
+        }
+    }
+    let mut started = Vec::new();
+    for ((_, environment), mut jobs) in waiting {
+        if free == 0 {
+            break;
+        }
+        let next = match policy(&environment) {
+            Policy::Queue => jobs.remove(0),
+            Policy::Latest => {
+                let newest = jobs.pop().expect("groups are never empty");
+                for older in &jobs {
+                    supersede(conn, &older.job, newest.job.id, now)?;
+                }
+                newest
+            }
+        };
+        start(conn, &next.job, now)?;
+        started.push(next);
+        free -= 1;
+    }
+    Ok(started)
+}
+
+fn claimed_from_row(row: &Row<'_>) -> rusqlite::Result<Claimed> {
+    let text = |i: usize| row.get::<_, String>(i);
+    let parse_err = |i: usize, e: crate::ids::InvalidId| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    let id: i64 = row.get(0)?;
+    Ok(Claimed {
+        job: DeployJob {
+            id: DeploymentId::from(id.unsigned_abs()),
+            repo: text(1)?.parse().map_err(|e| parse_err(1, e))?,
+            environment: text(2)?.parse().map_err(|e| parse_err(2, e))?,
+            sha: text(3)?.parse().map_err(|e| parse_err(3, e))?,
+            git_ref: text(4)?,
+            task: text(5)?,
+            deploy_user: text(6)?,
+            payload: text(7)?,
+        },
+        delivery_id: text(8)?,
+    })
+}
+
+fn start(conn: &Connection, job: &DeployJob, now: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'running', started_at = ?2 WHERE deployment_id = ?1",
+    )?
+    .execute(params![id_key(job.id)?, now])?;
+    Ok(())
+}
+
+fn supersede(
+    conn: &Connection,
+    job: &DeployJob,
+    newest: DeploymentId,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let description = format!("superseded by deployment {newest}; not deployed");
+    finish(conn, job, DeploymentState::Inactive, &description, now)
+}
+
+/// Marks `job` finished and queues the status that reports it.
+pub fn finish(
+    conn: &Connection,
+    job: &DeployJob,
+    state: DeploymentState,
+    description: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'finished', result = ?2, description = ?3, finished_at = ?4
+         WHERE deployment_id = ?1",
+    )?
+    .execute(params![id_key(job.id)?, state.as_str(), description, now])?;
+    outbox::enqueue_status(conn, job, state, description, now)
+}
+
+/// Queues the `in_progress` status of a claimed job.
+pub fn report_started(
+    conn: &Connection,
+    job: &DeployJob,
+    description: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    outbox::enqueue_status(conn, job, DeploymentState::InProgress, description, now)
+}
+
+/// At start: settles the jobs that were running when the process stopped. Returns how
+/// many there were.
+pub fn recover_interrupted(
+    conn: &Connection,
+    on_interrupt: OnInterrupt,
+    now: i64,
+) -> rusqlite::Result<usize> {
+    let interrupted: Vec<Claimed> = conn
+        .prepare(
+            "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
+                    payload, delivery_id
+             FROM jobs WHERE state = 'running'",
+        )?
+        .query_map([], claimed_from_row)?
+        .collect::<Result<_, _>>()?;
+    for claimed in &interrupted {
+        match on_interrupt {
+            OnInterrupt::Error => {
+                finish(conn, &claimed.job, DeploymentState::Error, INTERRUPTED, now)?;
+            }
+            OnInterrupt::Retry => {
+                conn.execute(
+                    "UPDATE jobs SET state = 'queued', started_at = NULL WHERE deployment_id = ?1",
+                    [id_key(claimed.job.id)?],
+                )?;
+            }
+        }
+    }
+    Ok(interrupted.len())
+}
+
+/// Jobs by state, for logs and tests: `(queued, running, finished)`.
+pub fn counts(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    conn.query_row(
+        "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'running'), 0),
+                COALESCE(SUM(state = 'finished'), 0)
+         FROM jobs",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )
+}
+
+fn id_key(id: DeploymentId) -> rusqlite::Result<i64> {
+    crate::store::deliveries::hook_key(id.get())
+}

@@ -1,0 +1,214 @@
+//! The `outbox` table: GitHub calls that must happen. A row is written in the same
+//! transaction as the decision that needs the call, taken by the outbox worker when due,
+//! and deleted once GitHub accepted it; failures reschedule it with backoff. Rows sharing
+//! an ordering key go one at a time, oldest first: the statuses of one deployment reach
+//! GitHub in the order they were decided.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::github::{DeploymentRequest, DeploymentState, StatusRequest};
+use crate::process_deployment::DeployJob;
+use crate::start_deployment::NewDeployment;
+
+/// What a row asks GitHub to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    CreateDeployment {
+        repository: String,
+        pull_request: u64,
+        request: DeploymentRequest,
+    },
+    DeploymentStatus {
+        repository: String,
+        deployment_id: u64,
+        request: StatusRequest,
+    },
+}
+
+/// A row taken to be sent.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: i64,
+    pub ordering_key: String,
+    /// Attempts before this one. Above 0, an earlier attempt may have reached GitHub.
+    pub attempts: u32,
+    pub created_at: i64,
+    pub call: Call,
+}
+
+/// Queues the creation of `new`.
+pub fn enqueue_create_deployment(
+    conn: &Connection,
+    new: &NewDeployment,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let key = format!("pr:{}#{}", new.repo, new.pull_request);
+    let body = serde_json::json!({ "pull_request": new.pull_request, "request": new.request });
+    insert(
+        conn,
+        &key,
+        "create_deployment",
+        new.repo.as_ref(),
+        None,
+        &body.to_string(),
+        now,
+    )
+}
+
+/// Queues a status for `job`'s deployment, after those already queued for it.
+pub fn enqueue_status(
+    conn: &Connection,
+    job: &DeployJob,
+    state: DeploymentState,
+    description: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let request = StatusRequest {
+        state,
+        description: crate::text::description(description),
+    };
+    let body = serde_json::to_string(&request).map_err(json_error)?;
+    let key = format!("deployment:{}", job.id);
+    let id = crate::store::deliveries::hook_key(job.id.get())?;
+    insert(
+        conn,
+        &key,
+        "deployment_status",
+        job.repo.as_ref(),
+        Some(id),
+        &body,
+        now,
+    )
+}
+
+fn insert(
+    conn: &Connection,
+    key: &str,
+    kind: &str,
+    repository: &str,
+    deployment_id: Option<i64>,
+    body: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (ordering_key, kind, repository, deployment_id, body, created_at,
+                             next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?
+    .execute(params![key, kind, repository, deployment_id, body, now])?;
+    Ok(())
+}
+
+/// Takes up to `limit` due rows, each the oldest pending row of its ordering key and only
+/// when that row is not already being sent. Each taken row is marked in flight and has its
+/// attempt counted before it is sent.
+pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Item>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT o.id, o.ordering_key, o.kind, o.repository, o.deployment_id, o.body,
+                o.attempts, o.created_at
+         FROM outbox o
+         WHERE o.state = 'pending' AND o.in_flight = 0 AND o.next_attempt_at <= ?1
+           AND o.id = (SELECT MIN(id) FROM outbox
+                       WHERE state = 'pending' AND ordering_key = o.ordering_key)
+         ORDER BY o.id
+         LIMIT ?2",
+    )?;
+    let mut items = Vec::new();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = statement.query(params![now, limit])?;
+    while let Some(row) = rows.next()? {
+        let key: String = row.get(1)?;
+        let kind: String = row.get(2)?;
+        let repository: String = row.get(3)?;
+        let body: String = row.get(5)?;
+        let call = match kind.as_str() {
+            "create_deployment" => {
+                let body: serde_json::Value = serde_json::from_str(&body).map_err(json_error)?;
+                Call::CreateDeployment {
+                    repository,
+                    pull_request: body["pull_request"].as_u64().unwrap_or_default(),
+                    request: serde_json::from_value(body["request"].clone()).map_err(json_error)?,
+                }
+            }
+            _ => Call::DeploymentStatus {
+                repository,
+                deployment_id: row.get::<_, i64>(4)?.unsigned_abs(),
+                request: serde_json::from_str(&body).map_err(json_error)?,
+            },
+        };
+        items.push(Item {
+            id: row.get(0)?,
+            ordering_key: key,
+            attempts: row.get(6)?,
+            created_at: row.get(7)?,
+            call,
+        });
+    }
+    drop(rows);
+    for item in &items {
+        conn.prepare_cached(
+            "UPDATE outbox SET attempts = attempts + 1, in_flight = 1 WHERE id = ?1",
+        )?
+        .execute([item.id])?;
+    }
+    Ok(items)
+}
+
+/// GitHub accepted the call: forget it.
+pub fn complete(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// The call failed but may succeed later: try again at `at`.
+pub fn retry_at(conn: &Connection, id: i64, at: i64, error: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET next_attempt_at = ?2, last_error = ?3, in_flight = 0 WHERE id = ?1",
+    )?
+    .execute(params![id, at, error])?;
+    Ok(())
+}
+
+/// The call cannot succeed, or has been retried for too long: keep it, marked failed, for
+/// the operator, and let the calls queued behind it go.
+pub fn give_up(conn: &Connection, id: i64, error: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET state = 'failed', last_error = ?2, in_flight = 0 WHERE id = ?1",
+    )?
+    .execute(params![id, error])?;
+    Ok(())
+}
+
+/// At start nothing is being sent: rows a previous process was sending when it stopped are
+/// pending again. Their earlier attempt may have reached GitHub; `attempts` says so.
+pub fn release_in_flight(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute("UPDATE outbox SET in_flight = 0 WHERE in_flight = 1", [])
+}
+
+/// When the next row that [`take_due`] could take falls due, if any.
+pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT MIN(o.next_attempt_at) FROM outbox o
+         WHERE o.state = 'pending' AND o.in_flight = 0
+           AND o.id = (SELECT MIN(id) FROM outbox
+                       WHERE state = 'pending' AND ordering_key = o.ordering_key)",
+    )?
+    .query_row([], |row| row.get(0))
+    .optional()
+    .map(Option::flatten)
+}
+
+/// `(pending, failed)` rows.
+pub fn counts(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'failed'), 0)
+         FROM outbox",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+}
+
+fn json_error(err: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(err))
+}
