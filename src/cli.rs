@@ -1,7 +1,7 @@
 //! The command line: `deployhook serve` and `deployhook replay`. Every setting of `serve`
 //! can come from a flag or from the environment variable named in `--help` (and in the
-//! README's table); the two secrets come from the environment only, so they never show in
-//! `ps` or shell history.
+//! README's table); `serve` reads the two secrets from the environment only, so they never
+//! show in `ps` or shell history. (`replay --secret` exists for trying things out.)
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -74,6 +74,11 @@ impl Config {
                 "GITHUB_TOKEN is not set: deployhook needs a token with Deployments: write \
                  to create deployments and post their statuses",
             )?;
+        anyhow::ensure!(
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_ok(),
+            "GITHUB_TOKEN contains characters that cannot be sent in a header (a stray \
+             newline or quote?)"
+        );
         let command = match args.deploy_command.as_deref().map(str::trim) {
             None | Some("") => bail!(
                 "DEPLOY_COMMAND is not set: set it to the command that deploys \

@@ -38,6 +38,8 @@ pub struct DeployWorker {
     outbox: OutboxWorker,
     wake: Arc<Notify>,
     running: TaskTracker,
+    /// Cancelled when shutdown can wait no longer for running deploys.
+    abort: CancellationToken,
 }
 
 impl DeployWorker {
@@ -49,6 +51,7 @@ impl DeployWorker {
             outbox,
             wake: Arc::new(Notify::new()),
             running: TaskTracker::new(),
+            abort: CancellationToken::new(),
         }
     }
 
@@ -76,7 +79,7 @@ impl DeployWorker {
     }
 
     /// Starts jobs as they become runnable, until `stop` is cancelled. Jobs already running
-    /// go on; wait for them with [`DeployWorker::wait_running`].
+    /// go on; wait for them with [`DeployWorker::finish_running`].
     pub async fn run(self, stop: CancellationToken) {
         loop {
             if let Err(err) = self.start_due().await {
@@ -128,7 +131,7 @@ impl DeployWorker {
     /// Runs one claimed job and records how it ended.
     async fn execute(self, claimed: Claimed) {
         let job = claimed.job;
-        let outcome = self.runner.run(&job).await;
+        let outcome = self.runner.run(&job, &self.abort).await;
         let (state, description) = (outcome.state(), outcome.description());
         tracing::info!(state = state.as_str(), "deploy ended: {description}");
         let now = now_ms();
@@ -145,8 +148,10 @@ impl DeployWorker {
         self.wake();
     }
 
-    /// Waits up to `timeout` for the running deploys; returns whether they all finished.
-    pub async fn wait_running(&self, timeout: Duration) -> bool {
+    /// At shutdown: waits up to `timeout` for the running deploys, then stops those still
+    /// running (SIGTERM, then SIGKILL) and reports them as `error`. Returns whether they all
+    /// finished by themselves.
+    pub async fn finish_running(&self, timeout: Duration) -> bool {
         self.running.close();
         let count = self.running.len();
         if count > 0 {
@@ -156,8 +161,15 @@ impl DeployWorker {
                 "waiting for running deploys to finish"
             );
         }
-        tokio::time::timeout(timeout, self.running.wait())
+        if tokio::time::timeout(timeout, self.running.wait())
             .await
             .is_ok()
+        {
+            return true;
+        }
+        tracing::warn!("deploys still running after {timeout:?}; stopping them");
+        self.abort.cancel();
+        self.running.wait().await;
+        false
     }
 }

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 
 use crate::config::DeployConfig;
 use crate::events::Event;
+use crate::intake::Delivery;
 use crate::process_deployment::{DeployJob, process_deployment};
 use crate::start_deployment::{NewDeployment, start_deployment};
 use crate::update_deployment_status::update_deployment_status;
@@ -76,9 +77,9 @@ pub enum Effect {
     Deploy(DeployJob),
 }
 
-/// Runs the handler for `event`.
-pub fn dispatch(event: &Event, config: &DeployConfig) -> (Ack, Effect) {
-    match event {
+/// Runs the handler for the delivery's event.
+pub fn dispatch(delivery: &Delivery, config: &DeployConfig) -> (Ack, Effect) {
+    match &delivery.event {
         Event::PullRequest(event) => match start_deployment(event, config) {
             Ok(new) => {
                 let message = format!(
@@ -113,7 +114,7 @@ pub fn dispatch(event: &Event, config: &DeployConfig) -> (Ack, Effect) {
             (Ack::new(Outcome::Recorded, message), Effect::None)
         }
         Event::Ping(ping) => {
-            let message = match ping.hook_id {
+            let message = match ping.hook_id.or(delivery.hook_id) {
                 Some(hook) => format!("pong: hook {hook}"),
                 None => "pong".to_owned(),
             };

@@ -125,17 +125,16 @@ pub struct PullRequest {
     pub merged: bool,
     pub merge_commit_sha: Option<CommitSha>,
     pub user: Option<Account>,
-    pub base: BranchRef,
-    pub head: BranchRef,
+    /// Where it was merged. The head (a fork, perhaps deleted) is never read: deployments
+    /// are of the base repository.
+    pub base: Base,
 }
 
-/// One end of a pull request: the branch and the repository it lives in.
+/// The branch a pull request targets, and its repository.
 #[derive(Debug, Deserialize)]
-pub struct BranchRef {
+pub struct Base {
     #[serde(rename = "ref")]
     pub branch: String,
-    pub sha: Option<CommitSha>,
-    /// `None` when the head repository (a fork) was deleted.
     pub repo: Option<Repository>,
 }
 
@@ -224,7 +223,6 @@ mod tests {
             panic!("not a pull request");
         };
         assert!(pr.pull_request.merged);
-        assert!(pr.pull_request.head.repo.is_none());
         assert_eq!(pr.pull_request.base.branch, "main");
     }
 

@@ -191,10 +191,14 @@ impl GitHubClient {
         let body: CreatedBody = response.json().await.map_err(GitHubError::Decode)?;
         match (status, body.id) {
             (StatusCode::CREATED, Some(id)) => Ok(CreatedDeployment::Created(id)),
-            _ => Ok(CreatedDeployment::MergedInstead(
-                body.message
-                    .unwrap_or_else(|| format!("GitHub answered {status}")),
+            (StatusCode::ACCEPTED, _) => Ok(CreatedDeployment::MergedInstead(
+                body.message.unwrap_or_else(|| "no message".to_owned()),
             )),
+            _ => Err(GitHubError::Status {
+                status,
+                message: "an answer the Deployments API does not document".to_owned(),
+                retry_after: None,
+            }),
         }
     }
 

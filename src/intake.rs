@@ -3,11 +3,15 @@
 //! reads GitHub's headers and parses the payload into an [`Event`]. Every rejection is an
 //! [`IntakeError`] whose response says what was wrong and how to fix it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 use crate::events::Event;
 use crate::ids::{DeliveryId, HookId};
@@ -16,11 +20,28 @@ use crate::signature::{SignatureError, WebhookSecrets};
 /// GitHub caps webhook payloads at 25 MiB; nothing larger can be a real delivery.
 pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
 
+/// Bound on the bodies being read at once, in KiB: unauthenticated senders could otherwise
+/// make the server buffer any number of 25 MiB bodies before their signatures are checked.
+const BODY_BUDGET_KIB: usize = 256 * 1024;
+/// Bound on reading one body: a sender trickling bytes must not hold its budget forever.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What intake needs from the server's state.
 #[derive(Debug, Clone)]
 pub struct IntakeConfig {
     /// `None`: signatures are not checked (`--insecure-skip-signature`).
-    pub secrets: Option<WebhookSecrets>,
+    secrets: Option<WebhookSecrets>,
+    /// Permits of 1 KiB for the bodies being read.
+    body_budget: Arc<Semaphore>,
+}
+
+impl IntakeConfig {
+    pub fn new(secrets: Option<WebhookSecrets>) -> Self {
+        Self {
+            secrets,
+            body_budget: Arc::new(Semaphore::new(BODY_BUDGET_KIB)),
+        }
+    }
 }
 
 /// A verified, parsed delivery. Handlers never see its raw bytes.
@@ -56,6 +77,8 @@ pub enum IntakeError {
     BadSignature(#[from] SignatureError),
     #[error("body larger than GitHub's 25 MiB webhook limit")]
     TooLarge,
+    #[error("the body did not arrive within 30 seconds")]
+    BodyTimeout,
     #[error("could not read the request body: {0}")]
     BodyRead(String),
     #[error("form body has no `payload` field holding the JSON")]
@@ -75,6 +98,7 @@ impl IntakeError {
             Self::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MissingSignature | Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MissingEvent
             | Self::InvalidHeader { .. }
             | Self::BodyRead(_)
@@ -120,8 +144,21 @@ where
         let hook_id = parse_header(headers, "X-GitHub-Hook-ID", str::parse::<HookId>)?;
         let signature = header(headers, "x-hub-signature-256")?;
 
-        let body = axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BODY)
+        // Reserve the body's size (the maximum when unknown) before reading it; requests
+        // wait for room rather than exhausting memory.
+        let kib = content_length(headers)
+            .unwrap_or(MAX_WEBHOOK_BODY)
+            .div_ceil(1024)
+            .max(1);
+        let _reserved = config
+            .body_budget
+            .acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
             .await
+            .map_err(|_| IntakeError::BodyRead("the server is shutting down".into()))?;
+        let read = axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BODY);
+        let body = tokio::time::timeout(BODY_READ_TIMEOUT, read)
+            .await
+            .map_err(|_| IntakeError::BodyTimeout)?
             .map_err(body_error)?;
         if let Some(secrets) = &config.secrets {
             let signature = signature.ok_or(IntakeError::MissingSignature)?;

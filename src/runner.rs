@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::DeployConfig;
@@ -43,6 +44,8 @@ pub enum RunOutcome {
     TimedOut {
         after: Duration,
     },
+    /// Stopped because deployhook was shutting down and could wait no longer.
+    Interrupted,
     CouldNotStart {
         program: String,
         error: String,
@@ -55,7 +58,9 @@ impl RunOutcome {
         match self {
             Self::Succeeded { .. } => DeploymentState::Success,
             Self::Failed { .. } => DeploymentState::Failure,
-            Self::TimedOut { .. } | Self::CouldNotStart { .. } => DeploymentState::Error,
+            Self::TimedOut { .. } | Self::Interrupted | Self::CouldNotStart { .. } => {
+                DeploymentState::Error
+            }
         }
     }
 
@@ -79,6 +84,7 @@ impl RunOutcome {
                 seconds(*elapsed)
             ),
             Self::TimedOut { after } => format!("timed out after {}", seconds(*after)),
+            Self::Interrupted => "interrupted: deployhook shut down during the deploy".to_owned(),
             Self::CouldNotStart { program, error } => format!("could not start {program}: {error}"),
         })
     }
@@ -111,8 +117,8 @@ impl Runner {
         self.command.first().map_or("", String::as_str)
     }
 
-    /// Runs the command for `job` to its end (or its timeout).
-    pub async fn run(&self, job: &DeployJob) -> RunOutcome {
+    /// Runs the command for `job` to its end, its timeout, or until `abort` is cancelled.
+    pub async fn run(&self, job: &DeployJob, abort: &CancellationToken) -> RunOutcome {
         let started = Instant::now();
         let program = self.program().to_owned();
         let mut child = match self.command(job).spawn() {
@@ -129,14 +135,19 @@ impl Runner {
             child.stdout.take().map(|out| forward_lines(out, "stdout")),
             child.stderr.take().map(|err| forward_lines(err, "stderr")),
         ];
-        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
-            Ok(status) => status,
-            Err(_) => {
+        let status = tokio::select! {
+            status = child.wait() => status,
+            () = tokio::time::sleep(self.timeout) => {
+                tracing::warn!("deploy timed out after {}", seconds(self.timeout));
                 stop_group(&mut child).await;
                 drain(readers).await;
-                return RunOutcome::TimedOut {
-                    after: self.timeout,
-                };
+                return RunOutcome::TimedOut { after: self.timeout };
+            }
+            () = abort.cancelled() => {
+                tracing::warn!("deployhook is shutting down; stopping the deploy");
+                stop_group(&mut child).await;
+                drain(readers).await;
+                return RunOutcome::Interrupted;
             }
         };
         drain(readers).await;
@@ -220,10 +231,7 @@ async fn stop_group(child: &mut Child) {
     let Some(pid) = child.id() else {
         return; // already reaped
     };
-    tracing::warn!(
-        pid,
-        "deploy timed out; sending SIGTERM to its process group"
-    );
+    tracing::warn!(pid, "sending SIGTERM to the deploy's process group");
     signal_group(pid, libc::SIGTERM);
     if tokio::time::timeout(KILL_GRACE, child.wait())
         .await
@@ -241,8 +249,9 @@ fn signal_group(pgid: u32, signal: libc::c_int) {
         return;
     };
     // SAFETY: kill(2) takes plain integers and touches no memory of ours. The group id is
-    // the pid of a child we spawned with `process_group(0)` and have not reaped yet, so it
-    // cannot name a recycled, unrelated group.
+    // the pid of a child we spawned with `process_group(0)`. A group id stays taken while
+    // any member lives; once none does, the call finds nobody (ESRCH). Naming an unrelated
+    // group would need the pid space to wrap within the grace period.
     unsafe {
         libc::kill(-pgid, signal);
     }

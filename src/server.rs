@@ -83,9 +83,7 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on {}", config.listen))?;
         let state = AppState {
-            intake: IntakeConfig {
-                secrets: config.webhook_secrets.clone(),
-            },
+            intake: IntakeConfig::new(config.webhook_secrets.clone()),
             deploy: Arc::new(config.deploy.clone()),
             store,
             outbox,
@@ -142,13 +140,7 @@ impl Application {
 
         stop_deploys.cancel();
         let _ = deploy_loop.await;
-        if !deployer.wait_running(self.config.shutdown_timeout).await {
-            tracing::warn!(
-                timeout = ?self.config.shutdown_timeout,
-                "deploys still running at the shutdown timeout were stopped; the next start \
-                 reports them as interrupted"
-            );
-        }
+        deployer.finish_running(self.config.shutdown_timeout).await;
         stop_outbox.cancel();
         if tokio::time::timeout(OUTBOX_FLUSH, &mut outbox_loop)
             .await
@@ -175,7 +167,7 @@ pub fn router(state: AppState) -> Router {
 /// `POST /event_handler`: the guide's single webhook endpoint. The delivery and the work it
 /// sets in motion are committed before the answer goes back.
 async fn event_handler(State(state): State<AppState>, delivery: Delivery) -> Response {
-    let (ack, effect) = dispatch(&delivery.event, &state.deploy);
+    let (ack, effect) = dispatch(&delivery, &state.deploy);
     let record = DeliveryRecord {
         hook_id: delivery.hook_id.map_or(0, |h| h.get()),
         delivery_id: delivery.delivery_id.map_or_else(
@@ -213,10 +205,7 @@ async fn event_handler(State(state): State<AppState>, delivery: Delivery) -> Res
             Outcome::Duplicate,
             format!("duplicate delivery {delivery_id}: already received, nothing done"),
         ),
-        Ok(Recorded::DuplicateDeployment) => Ack::new(
-            Outcome::Ignored,
-            "this deployment was already received; it is not run again".to_owned(),
-        ),
+        Ok(Recorded::AlreadyDone(message)) => Ack::new(Outcome::Ignored, message),
         Err(err) => {
             // Not acknowledged, so GitHub shows the delivery as failed and it can be
             // redelivered once the database is back.

@@ -5,6 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::dispatch::{Effect, Outcome};
+use crate::start_deployment::NewDeployment;
 use crate::store::{jobs, outbox};
 
 /// A delivery as recorded.
@@ -28,9 +29,10 @@ pub enum Recorded {
     New,
     /// This hook already delivered this delivery id: nothing was done.
     DuplicateDelivery,
-    /// New delivery of a deployment already queued or run (another hook, or a new
-    /// delivery of the same event): recorded as ignored, nothing queued.
-    DuplicateDeployment,
+    /// A new delivery of work already done (a deployment already queued or run, a merge
+    /// that already asked for its deployment), through another hook or a new delivery of
+    /// the same event: recorded as ignored with this message, nothing queued.
+    AlreadyDone(String),
 }
 
 /// Records `delivery` and queues `effect`, unless this is a redelivery.
@@ -45,15 +47,31 @@ pub fn record(
     let (outcome, message, recorded) = match effect {
         Effect::None => (delivery.outcome, delivery.message.clone(), Recorded::New),
         Effect::CreateDeployment(new) => {
-            outbox::enqueue_create_deployment(conn, new, delivery.received_at)?;
-            (delivery.outcome, delivery.message.clone(), Recorded::New)
+            if record_merge(conn, new, delivery.received_at)? {
+                outbox::enqueue_create_deployment(conn, new, delivery.received_at)?;
+                (delivery.outcome, delivery.message.clone(), Recorded::New)
+            } else {
+                let message = format!(
+                    "pull request #{} of {} already asked for its deployment",
+                    new.pull_request, new.repo
+                );
+                (
+                    Outcome::Ignored,
+                    message.clone(),
+                    Recorded::AlreadyDone(message),
+                )
+            }
         }
         Effect::Deploy(job) => {
             if jobs::enqueue(conn, job, &delivery.delivery_id, delivery.received_at)? {
                 (delivery.outcome, delivery.message.clone(), Recorded::New)
             } else {
                 let message = format!("deployment {} was already received; not run again", job.id);
-                (Outcome::Ignored, message, Recorded::DuplicateDeployment)
+                (
+                    Outcome::Ignored,
+                    message.clone(),
+                    Recorded::AlreadyDone(message),
+                )
             }
         }
     };
@@ -73,6 +91,22 @@ pub fn record(
         message,
     ])?;
     Ok(recorded)
+}
+
+/// Records that a merged pull request asked for its deployment; `false` if it already had.
+fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlite::Result<bool> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO merges (repository, pull_request, sha, recorded_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            new.repo.as_ref(),
+            hook_key(new.pull_request)?,
+            new.request.git_ref.as_ref(),
+            now
+        ])?;
+    Ok(inserted == 1)
 }
 
 fn exists(conn: &Connection, hook_id: u64, delivery_id: &str) -> rusqlite::Result<bool> {

@@ -79,11 +79,19 @@ async fn run(mut command: Command) -> std::process::Output {
 #[tokio::test]
 async fn replay_signs_a_saved_payload_and_prints_the_servers_answer() {
     let mut app = spawn_app().await;
-    for form in [false, true] {
+    let cases = [
+        (false, "pull_request.closed.merged.json", "pull request #42"),
+        (
+            true,
+            "pull_request.closed.merged-fork.json",
+            "pull request #43",
+        ),
+    ];
+    for (form, file, says) in cases {
         let mut command = deployhook();
         command.args([
             "replay",
-            &fixture_path("pull_request.closed.merged.json"),
+            &fixture_path(file),
             "--event",
             "pull_request",
             "--url",
@@ -101,7 +109,7 @@ async fn replay_signs_a_saved_payload_and_prints_the_servers_answer() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(stdout.starts_with("202 Accepted"), "{stdout}");
-        assert!(stdout.contains("pull request #42"), "{stdout}");
+        assert!(stdout.contains(says), "{stdout}");
     }
     app.stop().await;
     assert_eq!(created_deployments(&app.github_requests().await).len(), 2);

@@ -14,6 +14,15 @@ CREATE TABLE deliveries (
     PRIMARY KEY (hook_id, delivery_id)
 ) WITHOUT ROWID;
 
+-- Merged pull requests that asked for a deployment: one each, whichever hook delivers it.
+CREATE TABLE merges (
+    repository     TEXT    NOT NULL,
+    pull_request   INTEGER NOT NULL,
+    sha            TEXT    NOT NULL,
+    recorded_at    INTEGER NOT NULL,
+    PRIMARY KEY (repository, pull_request)
+) WITHOUT ROWID;
+
 -- The deploy queue: one row per GitHub deployment, so a deployment runs at most once
 -- whichever hook or delivery brings it.
 CREATE TABLE jobs (
