@@ -201,6 +201,25 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Posts `body` signed as JSON with the given delivery and hook ids, as a redelivery
+    /// (same ids) or another hook's delivery (same delivery id, other hook) would.
+    pub async fn post_delivery(
+        &self,
+        event: &str,
+        body: &[u8],
+        delivery: &str,
+        hook: u64,
+    ) -> reqwest::Response {
+        send_signed(&self.http, &self.url, event, body, delivery, hook)
+            .await
+            .unwrap()
+    }
+
+    /// The database, opened read-only beside the server (WAL lets both work).
+    pub fn database(&self) -> rusqlite::Connection {
+        open_database(&self.dir.path().join("deployhook.db"))
+    }
+
     /// A bare request to the webhook endpoint with GitHub's delivery headers, nothing else.
     pub fn request(&self) -> reqwest::RequestBuilder {
         self.http
@@ -247,7 +266,10 @@ impl TestApp {
             .wait_for_github("a final status", |r| {
                 statuses(r).iter().any(|s| {
                     s.deployment == deployment
-                        && matches!(s.state.as_str(), "success" | "failure" | "error")
+                        && matches!(
+                            s.state.as_str(),
+                            "success" | "failure" | "error" | "inactive"
+                        )
                 })
             })
             .await;
@@ -271,6 +293,45 @@ impl TestApp {
                 .unwrap();
         }
     }
+}
+
+/// Posts a signed JSON delivery to the server at `base_url`.
+pub async fn send_signed(
+    http: &reqwest::Client,
+    base_url: &str,
+    event: &str,
+    body: &[u8],
+    delivery: &str,
+    hook: u64,
+) -> reqwest::Result<reqwest::Response> {
+    http.post(format!("{base_url}/event_handler"))
+        .header("Content-Type", "application/json")
+        .header("X-GitHub-Event", event)
+        .header("X-GitHub-Delivery", delivery)
+        .header("X-GitHub-Hook-ID", hook.to_string())
+        .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), body))
+        .body(body.to_vec())
+        .timeout(WAIT)
+        .send()
+        .await
+}
+
+/// Opens a server's database for reading.
+pub fn open_database(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+}
+
+/// Whether a deployment's statuses, in the order GitHub received them, never go back:
+/// `queued`, then `in_progress`, then one final state. A state may repeat (a call retried
+/// after a crash whose answer was lost); nothing may follow a different final state.
+pub fn is_legal_order(states: &[&str]) -> bool {
+    let rank = |s: &str| match s {
+        "queued" => 0,
+        "in_progress" => 1,
+        _ => 2,
+    };
+    let finals: std::collections::HashSet<&&str> = states.iter().filter(|s| rank(s) == 2).collect();
+    states.windows(2).all(|w| rank(w[0]) <= rank(w[1])) && finals.len() <= 1
 }
 
 /// Status posts among `requests`.

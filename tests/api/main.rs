@@ -2,7 +2,10 @@
 //! wiremock GitHub. One test binary, so the crate is linked once.
 
 mod cli;
+mod crash;
 mod deployment;
+mod durability;
+mod fake_github;
 mod github_api;
 mod helpers;
 mod intake;
