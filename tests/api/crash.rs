@@ -183,8 +183,10 @@ async fn a_deploy_cut_short_by_a_crash_is_reported_and_the_queue_goes_on_after_r
 
     // The orphaned deploy command lives on in its own process group; end it.
     let pid: i32 = lines(&runs)[0].split(' ').nth(2).unwrap().parse().unwrap();
+    assert!(pid > 1, "not a deploy's pid: {pid}");
+    // `--`: without it, kill(1) may read "-PID" as options, and "-1" means everyone.
     Command::new("kill")
-        .args(["-KILL", &format!("-{pid}")])
+        .args(["-KILL", "--", &format!("-{pid}")])
         .status()
         .unwrap();
 
