@@ -108,6 +108,12 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_DATABASE", default_value = "deployhook.db")]
     pub database: String,
 
+    /// `full`: an acknowledged delivery survives a power cut (the database syncs to disk at
+    /// every commit). `normal`: it survives any crash of deployhook, but a crash of the
+    /// machine may lose the last moments' deliveries; faster.
+    #[arg(long, env = "DEPLOYHOOK_DATABASE_SYNC", default_value = "full")]
+    pub database_sync: crate::store::Sync,
+
     /// Deploys that may run at once, across repositories and environments (one at a time
     /// per repository + environment whatever this says).
     #[arg(long, env = "DEPLOYHOOK_MAX_CONCURRENT_DEPLOYS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]

@@ -23,6 +23,7 @@ pub struct Config {
     pub deploy: DeployConfig,
     /// Path of the SQLite database, or [`crate::store::IN_MEMORY`].
     pub database: String,
+    pub database_sync: crate::store::Sync,
     pub queue: QueueConfig,
     pub outbox: OutboxConfig,
     /// How long shutdown waits for running deploys.
@@ -109,6 +110,7 @@ impl Config {
                 pass_env: non_empty(args.pass_env),
             },
             database: args.database,
+            database_sync: args.database_sync,
             queue: QueueConfig {
                 max_concurrent: usize::from(args.max_concurrent_deploys),
                 policy: args.policy,

@@ -128,12 +128,12 @@ enum Encoding {
 impl<S> FromRequest<S> for Delivery
 where
     S: Send + Sync,
-    IntakeConfig: FromRef<S>,
+    Arc<IntakeConfig>: FromRef<S>,
 {
     type Rejection = IntakeError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, IntakeError> {
-        let config = IntakeConfig::from_ref(state);
+        let config = Arc::<IntakeConfig>::from_ref(state);
         let headers = request.headers();
         if content_length(headers).is_some_and(|len| len > MAX_WEBHOOK_BODY) {
             return Err(IntakeError::TooLarge);

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{FromRef, Request, State};
+use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,25 +28,28 @@ use crate::intake::{Delivery, IntakeConfig};
 use crate::outbox_worker::OutboxWorker;
 use crate::runner::Runner;
 use crate::store::deliveries::{self, DeliveryRecord, Recorded};
-use crate::store::{Store, now_ms, outbox};
+use crate::store::{Arrival, Store, now_ms, outbox};
 
 /// After the deploys finished at shutdown, how long to keep sending the statuses they
 /// queued. What is not sent by then is sent at the next start.
 const OUTBOX_FLUSH: Duration = Duration::from_secs(10);
 
-/// State shared by the handlers.
+/// State shared by the handlers; one `Arc`, because axum clones it for every request.
 #[derive(Debug, Clone)]
-pub struct AppState {
-    intake: IntakeConfig,
-    deploy: Arc<DeployConfig>,
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    intake: Arc<IntakeConfig>,
+    deploy: DeployConfig,
     store: Store,
     outbox: OutboxWorker,
     deployer: DeployWorker,
 }
 
-impl FromRef<AppState> for IntakeConfig {
+impl FromRef<AppState> for Arc<IntakeConfig> {
     fn from_ref(state: &AppState) -> Self {
-        state.intake.clone()
+        state.0.intake.clone()
     }
 }
 
@@ -61,7 +65,7 @@ impl Application {
     /// Opens and migrates the database, settles what a previous process left running, and
     /// binds `config.listen`. Port 0 picks a free port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = Store::open(&config.database)?;
+        let store = Store::open(&config.database, config.database_sync)?;
         let github =
             GitHubClient::new(&config.github).context("could not build the GitHub client")?;
         let outbox = OutboxWorker::new(store.clone(), github, config.outbox);
@@ -82,13 +86,13 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("could not listen on {}", config.listen))?;
-        let state = AppState {
-            intake: IntakeConfig::new(config.webhook_secrets.clone()),
-            deploy: Arc::new(config.deploy.clone()),
+        let state = AppState(Arc::new(Shared {
+            intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
+            deploy: config.deploy.clone(),
             store,
             outbox,
             deployer,
-        };
+        }));
         Ok(Self {
             listener,
             state,
@@ -103,7 +107,7 @@ impl Application {
 
     /// The database, for callers that inspect it.
     pub fn store(&self) -> Store {
-        self.state.store.clone()
+        self.state.0.store.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in
@@ -127,7 +131,7 @@ impl Application {
             database = %self.config.database,
             "deployhook listening; webhook URL: http://{addr}/event_handler"
         );
-        let (deployer, outbox) = (self.state.deployer.clone(), self.state.outbox.clone());
+        let (deployer, outbox) = (self.state.0.deployer.clone(), self.state.0.outbox.clone());
         let stop_deploys = CancellationToken::new();
         let stop_outbox = CancellationToken::new();
         let deploy_loop = tokio::spawn(deployer.clone().run(stop_deploys.clone()));
@@ -166,8 +170,12 @@ pub fn router(state: AppState) -> Router {
 
 /// `POST /event_handler`: the guide's single webhook endpoint. The delivery and the work it
 /// sets in motion are committed before the answer goes back.
-async fn event_handler(State(state): State<AppState>, delivery: Delivery) -> Response {
-    let (ack, effect) = dispatch(&delivery, &state.deploy);
+async fn event_handler(
+    State(state): State<AppState>,
+    arrival: Arrival,
+    delivery: Delivery,
+) -> Response {
+    let (ack, effect) = dispatch(&delivery, &state.0.deploy);
     let record = DeliveryRecord {
         hook_id: delivery.hook_id.map_or(0, |h| h.get()),
         delivery_id: delivery.delivery_id.map_or_else(
@@ -187,17 +195,20 @@ async fn event_handler(State(state): State<AppState>, delivery: Delivery) -> Res
         Effect::Deploy(_) => (true, true),
     };
     let delivery_id = record.delivery_id.clone();
-    let recorded = state
+    let recording = state
+        .0
         .store
-        .write(move |c| deliveries::record(c, &record, &effect))
-        .await;
+        .write(move |c| deliveries::record(c, &record, &effect));
+    // Queued now: the writer need not wait for this delivery any more.
+    drop(arrival);
+    let recorded = recording.await;
     let ack = match recorded {
         Ok(Recorded::New) => {
             if wake.0 {
-                state.outbox.wake();
+                state.0.outbox.wake();
             }
             if wake.1 {
-                state.deployer.wake();
+                state.0.deployer.wake();
             }
             ack
         }
@@ -216,8 +227,24 @@ async fn event_handler(State(state): State<AppState>, delivery: Delivery) -> Res
             return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         }
     };
-    tracing::info!(outcome = ack.outcome.as_str(), "{}", ack.message);
+    // Deliveries that set work in motion are worth a line; the rest (every pull request
+    // opened or pushed to, on an organisation hook) would drown it, and are in the database.
+    if ack.outcome == Outcome::Accepted {
+        tracing::info!(outcome = ack.outcome.as_str(), "{}", ack.message);
+    } else {
+        tracing::debug!(outcome = ack.outcome.as_str(), "{}", ack.message);
+    }
     (ack.status, Json(ack)).into_response()
+}
+
+/// Announces the delivery to the store before its body is read and parsed (extractors run
+/// in order, and `Delivery` comes after this), so a commit in progress can wait for it.
+impl FromRequestParts<AppState> for Arrival {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(state.0.store.arrival())
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -2,7 +2,7 @@
 //! in one transaction: a delivery is never acknowledged without its work being queued,
 //! and a redelivery finds its row and does nothing.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use crate::dispatch::{Effect, Outcome};
 use crate::start_deployment::NewDeployment;
@@ -41,56 +41,63 @@ pub fn record(
     delivery: &DeliveryRecord,
     effect: &Effect,
 ) -> rusqlite::Result<Recorded> {
-    if exists(conn, delivery.hook_id, &delivery.delivery_id)? {
+    let hook_id = hook_key(delivery.hook_id)?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO deliveries
+                 (hook_id, delivery_id, event, action, repository, received_at, outcome, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            hook_id,
+            delivery.delivery_id,
+            delivery.event,
+            delivery.action,
+            delivery.repository,
+            delivery.received_at,
+            delivery.outcome.as_str(),
+            delivery.message,
+        ])?;
+    if inserted == 0 {
         return Ok(Recorded::DuplicateDelivery);
     }
-    let (outcome, message, recorded) = match effect {
-        Effect::None => (delivery.outcome, delivery.message.clone(), Recorded::New),
+    let already_done = match effect {
+        Effect::None => None,
         Effect::CreateDeployment(new) => {
             if record_merge(conn, new, delivery.received_at)? {
                 outbox::enqueue_create_deployment(conn, new, delivery.received_at)?;
-                (delivery.outcome, delivery.message.clone(), Recorded::New)
+                None
             } else {
-                let message = format!(
+                Some(format!(
                     "pull request #{} of {} already asked for its deployment",
                     new.pull_request, new.repo
-                );
-                (
-                    Outcome::Ignored,
-                    message.clone(),
-                    Recorded::AlreadyDone(message),
-                )
+                ))
             }
         }
         Effect::Deploy(job) => {
             if jobs::enqueue(conn, job, &delivery.delivery_id, delivery.received_at)? {
-                (delivery.outcome, delivery.message.clone(), Recorded::New)
+                None
             } else {
-                let message = format!("deployment {} was already received; not run again", job.id);
-                (
-                    Outcome::Ignored,
-                    message.clone(),
-                    Recorded::AlreadyDone(message),
-                )
+                Some(format!(
+                    "deployment {} was already received; not run again",
+                    job.id
+                ))
             }
         }
     };
+    let Some(message) = already_done else {
+        return Ok(Recorded::New);
+    };
     conn.prepare_cached(
-        "INSERT INTO deliveries
-             (hook_id, delivery_id, event, action, repository, received_at, outcome, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "UPDATE deliveries SET outcome = ?3, message = ?4 WHERE hook_id = ?1 AND delivery_id = ?2",
     )?
     .execute(params![
-        hook_key(delivery.hook_id)?,
+        hook_id,
         delivery.delivery_id,
-        delivery.event,
-        delivery.action,
-        delivery.repository,
-        delivery.received_at,
-        outcome.as_str(),
-        message,
+        Outcome::Ignored.as_str(),
+        message
     ])?;
-    Ok(recorded)
+    Ok(Recorded::AlreadyDone(message))
 }
 
 /// Records that a merged pull request asked for its deployment; `false` if it already had.
@@ -107,13 +114,6 @@ fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlite::R
             now
         ])?;
     Ok(inserted == 1)
-}
-
-fn exists(conn: &Connection, hook_id: u64, delivery_id: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM deliveries WHERE hook_id = ?1 AND delivery_id = ?2")?
-        .query_row(params![hook_key(hook_id)?, delivery_id], |_| Ok(()))
-        .optional()
-        .map(|row| row.is_some())
 }
 
 /// SQLite integers are signed; GitHub's ids fit comfortably.

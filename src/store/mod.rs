@@ -4,7 +4,10 @@
 //! channel; the thread takes every request waiting, runs each in its own savepoint inside
 //! one transaction, commits once, and only then answers them all (group commit). So a
 //! delivery is acknowledged only after its commit, yet concurrent deliveries share the
-//! cost of one commit. SQL lives in this module's submodules and nowhere else.
+//! cost of one commit (a sync to disk). Deliveries still being read and parsed announce
+//! themselves ([`Store::arrival`]), and the thread waits briefly for them before it
+//! commits, so a busy server syncs once for many deliveries rather than for each.
+//! SQL lives in this module's submodules and nowhere else.
 
 pub mod deliveries;
 pub mod jobs;
@@ -12,18 +15,20 @@ pub mod outbox;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// The schema, one script per version; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
 /// Requests one transaction takes at most, so one batch cannot hold the others up for long.
 const MAX_BATCH: usize = 512;
-/// Requests that may wait for the writer before callers wait to queue more.
-const QUEUE_DEPTH: usize = 4096;
+/// The longest the writer holds a batch open for deliveries still on their way.
+const GATHER_WAIT: Duration = Duration::from_micros(250);
 /// How long SQLite waits for a lock held by another process (a backup, the sqlite3 shell).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The path that opens a private in-memory database (for benchmarks and experiments).
@@ -55,31 +60,53 @@ type Request = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 #[derive(Debug, Clone)]
 pub struct Store {
     requests: mpsc::Sender<Request>,
+    /// Requests announced by [`Store::arrival`] and not yet queued.
+    arriving: Arc<AtomicUsize>,
+}
+
+/// A request on its way to the store: while it lives, the writer may hold its batch open
+/// (briefly) for it. Dropped when the request is queued, or abandoned.
+#[derive(Debug)]
+pub struct Arrival(Arc<AtomicUsize>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
 }
 
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`, then starts its
     /// writer thread. [`IN_MEMORY`] opens a database that lives as long as the process.
-    pub fn open(path: &str) -> anyhow::Result<Self> {
+    pub fn open(path: &str, sync: Sync) -> anyhow::Result<Self> {
         let mut conn = if path == IN_MEMORY {
             Connection::open_in_memory()
         } else {
             Connection::open(Path::new(path))
         }
         .with_context(|| format!("could not open the database {path:?}"))?;
-        configure(&conn).with_context(|| format!("could not configure the database {path:?}"))?;
+        configure(&conn, sync)
+            .with_context(|| format!("could not configure the database {path:?}"))?;
         migrate(&mut conn).with_context(|| format!("could not migrate the database {path:?}"))?;
-        let (requests, queue) = mpsc::channel(QUEUE_DEPTH);
+        let (requests, queue) = mpsc::channel();
+        let arriving = Arc::new(AtomicUsize::new(0));
+        let writer_arriving = arriving.clone();
         std::thread::Builder::new()
             .name("deployhook-db".into())
-            .spawn(move || write_loop(conn, queue))
+            .spawn(move || write_loop(conn, queue, &writer_arriving))
             .context("could not start the database thread")?;
-        Ok(Self { requests })
+        Ok(Self { requests, arriving })
     }
 
-    /// Runs `work` in a transaction and returns its result once that transaction has
+    /// Announces a request that will soon be written (a delivery being read and parsed).
+    pub fn arrival(&self) -> Arrival {
+        self.arriving.fetch_add(1, Ordering::AcqRel);
+        Arrival(self.arriving.clone())
+    }
+
+    /// Queues `work` at once; the future resolves to its result once its transaction has
     /// committed. When `work` fails, its changes are rolled back and the others' kept.
-    pub async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    pub fn write<R, F>(&self, work: F) -> impl Future<Output = Result<R, StoreError>> + use<R, F>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
@@ -95,12 +122,12 @@ impl Store {
                 let _ = reply.send(result);
             })
         });
-        self.requests
-            .send(request)
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        // A dropped reply means the batch never ran (its BEGIN failed, logged there).
-        answer.await.map_err(|_| StoreError::NotRun)?
+        let queued = self.requests.send(request).map_err(|_| StoreError::Closed);
+        async move {
+            queued?;
+            // A dropped reply means the batch never ran (its BEGIN failed, logged there).
+            answer.await.map_err(|_| StoreError::NotRun)?
+        }
     }
 }
 
@@ -109,36 +136,37 @@ fn in_savepoint<R>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> rusqlite::Result<R>,
 ) -> rusqlite::Result<R> {
-    conn.execute_batch("SAVEPOINT request")?;
+    execute(conn, "SAVEPOINT request")?;
     match work(conn) {
         Ok(result) => {
-            conn.execute_batch("RELEASE request")?;
+            execute(conn, "RELEASE request")?;
             Ok(result)
         }
         Err(err) => {
-            conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+            execute(conn, "ROLLBACK TO request")?;
+            execute(conn, "RELEASE request")?;
             Err(err)
         }
     }
 }
 
+/// Runs a statement that takes no parameters, prepared once per connection.
+fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// The writer thread: batch, commit, answer, until every [`Store`] handle is gone.
-fn write_loop(conn: Connection, mut queue: mpsc::Receiver<Request>) {
+fn write_loop(conn: Connection, queue: mpsc::Receiver<Request>, arriving: &AtomicUsize) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = queue.blocking_recv() {
+    while let Ok(first) = queue.recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        let commit_error = match conn.execute_batch("BEGIN IMMEDIATE") {
+        gather(&queue, &mut batch, arriving);
+        let commit_error = match execute(&conn, "BEGIN IMMEDIATE") {
             Ok(()) => {
                 let replies: Vec<Reply> = batch.drain(..).map(|request| request(&conn)).collect();
-                let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+                let committed = execute(&conn, "COMMIT").map_err(StoreError::from);
                 if committed.is_err() {
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = execute(&conn, "ROLLBACK");
                 }
                 answer(replies, committed.err())
             }
@@ -154,6 +182,26 @@ fn write_loop(conn: Connection, mut queue: mpsc::Receiver<Request>) {
     }
 }
 
+/// Adds what is queued to `batch`, then, while announced requests are still on their way,
+/// waits for them up to [`GATHER_WAIT`].
+fn gather(queue: &mpsc::Receiver<Request>, batch: &mut Vec<Request>, arriving: &AtomicUsize) {
+    let deadline = Instant::now() + GATHER_WAIT;
+    while batch.len() < MAX_BATCH {
+        if let Ok(request) = queue.try_recv() {
+            batch.push(request);
+            continue;
+        }
+        let now = Instant::now();
+        if arriving.load(Ordering::Acquire) == 0 || now >= deadline {
+            return;
+        }
+        match queue.recv_timeout(deadline - now) {
+            Ok(request) => batch.push(request),
+            Err(_) => return,
+        }
+    }
+}
+
 fn answer(replies: Vec<Reply>, error: Option<StoreError>) -> Option<StoreError> {
     for reply in replies {
         reply(error.as_ref());
@@ -161,15 +209,29 @@ fn answer(replies: Vec<Reply>, error: Option<StoreError>) -> Option<StoreError> 
     error
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    // WAL: readers (a backup, the sqlite3 shell) never block the writer. synchronous=FULL
-    // syncs the log at every commit, so an acknowledged delivery survives a power cut too,
-    // not only a crash of the process; group commit pays that sync once per batch.
+/// How hard a commit works to reach the disk before a delivery is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sync {
+    /// Sync the log to disk at every commit: an acknowledged delivery survives a crash of
+    /// deployhook, of the machine, and a power cut. Group commit pays one sync per batch.
+    Full,
+    /// Write the log at every commit, sync it at checkpoints: an acknowledged delivery
+    /// survives a crash or kill of deployhook; a crash of the machine or a power cut may
+    /// lose the last moments' deliveries (GitHub shows them, and they can be redelivered).
+    Normal,
+}
+
+fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<()> {
+    // WAL: readers (a backup, the sqlite3 shell) never block the writer.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if mode != "wal" && mode != "memory" {
         tracing::warn!("the database could not switch to WAL mode (it is in {mode} mode)");
     }
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    let sync = match sync {
+        Sync::Full => "FULL",
+        Sync::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(())

@@ -56,6 +56,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
             token: TOKEN.to_owned().into(),
         },
         database: dir.join("deployhook.db").display().to_string(),
+        database_sync: deployhook::store::Sync::Full,
         queue: QueueConfig {
             max_concurrent: 4,
             policy: Policy::Latest,

@@ -1,0 +1,609 @@
+//! The intake benchmark: `cargo bench --bench intake`.
+//!
+//! Drives three servers, each its own process, over keep-alive connections with signed
+//! `pull_request` deliveries (~28 KB, JSON and form-encoded), one after the other in the
+//! same run so their figures compare:
+//! - a bare baseline handler that only verifies the signature and parses the JSON (this
+//!   same executable, re-run with `--baseline-server`): the bound for any implementation;
+//! - deployhook on an in-memory database;
+//! - deployhook on its durable database (a file under `target/`).
+//!
+//! Throughput runs use unmerged pull requests (nothing to deploy). Then it measures
+//! merged-PR → deployment-created latency at a steady 20 merges/s against a mock GitHub in
+//! this process, and finally checks that every delivery the durable server acknowledged is
+//! in its database. Settings: `BENCH_SECONDS` (per target and encoding, default 10, taken
+//! in `BENCH_ROUNDS` interleaved slices, default 5), `BENCH_CONNECTIONS` (default 8), `BENCH_ENCODINGS` (`json` or `form`; default both), `BENCH_RUST_LOG` (the
+//! servers' log filter, default `info`).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use deployhook::signature::{WebhookSecrets, sign};
+use serde_json::{Value, json};
+
+const SECRET: &str = "bench-secret";
+const WARMUP: Duration = Duration::from_secs(1);
+const MERGES_PER_SECOND: u64 = 20;
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    if std::env::args().any(|a| a == "--baseline-server") {
+        runtime.block_on(baseline_server());
+        return ExitCode::SUCCESS;
+    }
+    runtime.block_on(bench())
+}
+
+// --- The baseline: verify the signature, parse the JSON, answer ------------------------
+
+async fn baseline_server() {
+    let secrets = WebhookSecrets::from_list(SECRET).expect("a secret");
+    let app = Router::new()
+        .route("/event_handler", post(baseline_handler))
+        .layer(axum::extract::DefaultBodyLimit::max(25 * 1024 * 1024))
+        .with_state(Arc::new(secrets));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    println!("listening {}", listener.local_addr().expect("an address"));
+    axum::serve(listener, app)
+        .await
+        .expect("the baseline server");
+}
+
+async fn baseline_handler(
+    State(secrets): State<Arc<WebhookSecrets>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    if secrets
+        .verify(&body, header("x-hub-signature-256"))
+        .is_err()
+    {
+        return (StatusCode::UNAUTHORIZED, "bad signature");
+    }
+    let json = if header("content-type").starts_with("application/x-www-form-urlencoded") {
+        let form: HashMap<String, String> = match serde_urlencoded::from_bytes(&body) {
+            Ok(form) => form,
+            Err(_) => return (StatusCode::BAD_REQUEST, "bad form"),
+        };
+        form.get("payload")
+            .cloned()
+            .unwrap_or_default()
+            .into_bytes()
+    } else {
+        body.to_vec()
+    };
+    match serde_json::from_slice::<serde::de::IgnoredAny>(&json) {
+        Ok(_) => (StatusCode::OK, "ok"),
+        Err(_) => (StatusCode::BAD_REQUEST, "bad json"),
+    }
+}
+
+// --- Servers under test -----------------------------------------------------------------
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn deployhook(name: &'static str, database: &str, sync: &str, github: &str) -> Self {
+        // A port free a moment ago; the bench then waits for /healthz.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let child = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+            .arg("serve")
+            .env("GITHUB_WEBHOOK_SECRET", SECRET)
+            .env("GITHUB_TOKEN", "bench-token")
+            .env("GITHUB_API_URL", github)
+            .env("DEPLOY_COMMAND", "true")
+            .env("DEPLOYHOOK_DATABASE", database)
+            .env("DEPLOYHOOK_DATABASE_SYNC", sync)
+            .env("DEPLOYHOOK_LISTEN", addr.to_string())
+            .env("DEPLOYHOOK_LOG_FORMAT", "json")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            // Logs go to a file, as they would to journald: written, not shown.
+            .stdout(Stdio::null())
+            .stderr(log_file(name))
+            .spawn()
+            .expect("deployhook starts");
+        let health = format!("http://{addr}/healthz");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "deployhook did not listen on {health}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            name,
+            child,
+            url: format!("http://{addr}/event_handler"),
+        }
+    }
+
+    fn baseline() -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("this executable"))
+            .arg("--baseline-server")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the baseline starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the baseline's address");
+        let addr = line.trim().trim_start_matches("listening ").to_owned();
+        Self {
+            name: "baseline (verify + parse)",
+            child,
+            url: format!("http://{addr}/event_handler"),
+        }
+    }
+
+    /// Peak resident memory so far, from /proc.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// CPU time (user + system) the process has used so far.
+    fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces) start at index 2.
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100/s).
+        Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    }
+
+    /// SIGTERM, then wait: deployhook shuts down gracefully.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// --- Load ---------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    Json,
+    Form,
+}
+
+impl Encoding {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Form => "form",
+        }
+    }
+}
+
+/// A signed request body, shared by every request of a run.
+struct Delivery {
+    content_type: &'static str,
+    body: Bytes,
+    signature: String,
+}
+
+impl Delivery {
+    fn new(json: &[u8], encoding: Encoding) -> Self {
+        let (content_type, body) = match encoding {
+            Encoding::Json => ("application/json", json.to_vec()),
+            Encoding::Form => {
+                let text = std::str::from_utf8(json).expect("UTF-8 JSON");
+                let form = serde_urlencoded::to_string([("payload", text)]).expect("a form");
+                ("application/x-www-form-urlencoded", form.into_bytes())
+            }
+        };
+        let signature = sign(SECRET.as_bytes(), &body);
+        Self {
+            content_type,
+            body: Bytes::from(body),
+            signature,
+        }
+    }
+}
+
+struct RunResult {
+    deliveries: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    acknowledged: Vec<String>,
+}
+
+/// Sends `delivery` over `connections` keep-alive connections for `duration`.
+async fn run(
+    url: &str,
+    delivery: Arc<Delivery>,
+    connections: usize,
+    duration: Duration,
+    tag: &str,
+) -> RunResult {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for connection in 0..connections {
+        let (url, delivery, tag) = (url.to_owned(), delivery.clone(), tag.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .http1_only()
+                .build()
+                .expect("a client");
+            let (mut latencies, mut acknowledged, mut errors) = (Vec::new(), Vec::new(), 0);
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let id = format!("{tag}-{connection}-{n}");
+                n += 1;
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("Content-Type", delivery.content_type)
+                    .header("X-GitHub-Event", "pull_request")
+                    .header("X-GitHub-Delivery", &id)
+                    .header("X-GitHub-Hook-ID", "1")
+                    .header("X-Hub-Signature-256", &delivery.signature)
+                    .body(delivery.body.clone())
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(sent.elapsed());
+                        acknowledged.push(id);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, acknowledged, errors)
+        }));
+    }
+    let mut result = RunResult {
+        deliveries: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        acknowledged: Vec::new(),
+    };
+    for task in tasks {
+        let (latencies, acknowledged, errors) = task.await.expect("a sender");
+        result.latencies.extend(latencies);
+        result.acknowledged.extend(acknowledged);
+        result.errors += errors;
+    }
+    result.elapsed = started.elapsed();
+    result.deliveries = result.latencies.len();
+    result.latencies.sort();
+    result
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+// --- Mock GitHub for the merge latency ----------------------------------------------------
+
+type Arrivals = Arc<Mutex<HashMap<u64, Instant>>>;
+
+async fn mock_github() -> (String, Arrivals) {
+    let arrivals: Arrivals = Arc::default();
+    let app = Router::new()
+        .route(
+            "/repos/{owner}/{repo}/deployments",
+            post(
+                |State(arrivals): State<Arrivals>, Json(body): Json<Value>| async move {
+                    let number = body["payload"]["pull_request"].as_u64().unwrap_or_default();
+                    arrivals
+                        .lock()
+                        .expect("a lock")
+                        .insert(number, Instant::now());
+                    (StatusCode::CREATED, Json(json!({"id": number})))
+                },
+            )
+            .get(|| async { Json(json!([])) }),
+        )
+        .with_state(arrivals.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, arrivals)
+}
+
+/// Sends merged pull requests at a steady rate; returns each acknowledged one's send time
+/// by number.
+async fn merges(url: &str, count: u64) -> HashMap<u64, Instant> {
+    let template: Value =
+        serde_json::from_slice(&fixture("pull_request.closed.merged.json")).expect("JSON");
+    let client = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(1000 / MERGES_PER_SECOND));
+    let mut sent = HashMap::new();
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        ticker.tick().await;
+        let number = 100_000 + i;
+        let mut event = template.clone();
+        event["number"] = json!(number);
+        event["pull_request"]["number"] = json!(number);
+        let body = event.to_string().into_bytes();
+        let signature = sign(SECRET.as_bytes(), &body);
+        sent.insert(number, Instant::now());
+        let request = client
+            .post(url)
+            .header("Content-Type", "application/json")
+            .header("X-GitHub-Event", "pull_request")
+            .header("X-GitHub-Delivery", format!("merge-{number}"))
+            .header("X-GitHub-Hook-ID", "1")
+            .header("X-Hub-Signature-256", signature)
+            .body(body);
+        tasks.push((number, tokio::spawn(request.send())));
+    }
+    for (number, task) in tasks {
+        let acknowledged = matches!(task.await, Ok(Ok(r)) if r.status().is_success());
+        if !acknowledged {
+            sent.remove(&number);
+        }
+    }
+    sent
+}
+
+fn log_file(name: &str) -> Stdio {
+    let file_name = name.replace([' ', ',', '(', ')', '+'], "-");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{file_name}.log"));
+    std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+// --- The benchmark --------------------------------------------------------------------------
+
+async fn bench() -> ExitCode {
+    let seconds = Duration::from_secs(env_number("BENCH_SECONDS", 10));
+    let connections = usize::try_from(env_number("BENCH_CONNECTIONS", 8)).unwrap_or(8);
+    let json = fixture("pull_request.closed.unmerged.json");
+    let dir: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-intake");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a bench directory");
+    let database = dir.join("deployhook.db").display().to_string();
+    let database_normal = dir.join("deployhook-normal.db").display().to_string();
+    let (github, arrivals) = mock_github().await;
+
+    println!(
+        "deployhook intake benchmark: {connections} keep-alive connections, {}s per run, \
+         {} byte pull_request payload, {} cores",
+        seconds.as_secs(),
+        json.len(),
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    let servers = [
+        Server::baseline(),
+        Server::deployhook("deployhook, in-memory db", ":memory:", "full", &github),
+        Server::deployhook("deployhook, durable, sync=full", &database, "full", &github),
+        Server::deployhook(
+            "deployhook, durable, sync=normal",
+            &database_normal,
+            "normal",
+            &github,
+        ),
+    ];
+    let encodings: Vec<Encoding> = match std::env::var("BENCH_ENCODINGS").as_deref() {
+        Ok("json") => vec![Encoding::Json],
+        Ok("form") => vec![Encoding::Form],
+        _ => vec![Encoding::Json, Encoding::Form],
+    };
+    // The machine is noisy: targets take turns in short slices, round after round, and each
+    // is judged by its median slice, so a slow moment hits all of them alike.
+    let rounds = env_number("BENCH_ROUNDS", 5);
+    let slice = seconds / u32::try_from(rounds.max(1)).unwrap_or(1);
+    let mut rates: HashMap<(&str, &str), f64> = HashMap::new();
+    let mut p99s: HashMap<(&str, &str), f64> = HashMap::new();
+    let mut acknowledged: HashMap<&str, Vec<String>> = HashMap::new();
+    println!(
+        "\n{:<34} {:<5} {:>13} {:>8} {:>8} {:>12} {:>7}",
+        "target", "enc", "deliveries/s", "p50 ms", "p99 ms", "server CPU µs", "errors"
+    );
+    for &encoding in &encodings {
+        let delivery = Arc::new(Delivery::new(&json, encoding));
+        for server in &servers {
+            let tag = format!("warm-{}-{}", encoding.name(), server.child.id());
+            run(&server.url, delivery.clone(), connections, WARMUP, &tag).await;
+        }
+        let mut slices: Vec<Vec<RunResult>> = servers.iter().map(|_| Vec::new()).collect();
+        let mut cpu = vec![Duration::ZERO; servers.len()];
+        for round in 0..rounds {
+            for (i, server) in servers.iter().enumerate() {
+                let tag = format!("{}-{}-{round}", encoding.name(), server.child.id());
+                let before = server.cpu_time();
+                slices[i].push(run(&server.url, delivery.clone(), connections, slice, &tag).await);
+                cpu[i] += server.cpu_time().saturating_sub(before);
+            }
+        }
+        for (i, server) in servers.iter().enumerate() {
+            let results = std::mem::take(&mut slices[i]);
+            let mut slice_rates: Vec<f64> = results
+                .iter()
+                .map(|r| r.deliveries as f64 / r.elapsed.as_secs_f64())
+                .collect();
+            slice_rates.sort_by(f64::total_cmp);
+            let rate = slice_rates[slice_rates.len() / 2];
+            let deliveries: usize = results.iter().map(|r| r.deliveries).sum();
+            let errors: usize = results.iter().map(|r| r.errors).sum();
+            let mut latencies: Vec<Duration> = results
+                .iter()
+                .flat_map(|r| r.latencies.iter().copied())
+                .collect();
+            latencies.sort();
+            let p99 = percentile(&latencies, 0.99);
+            println!(
+                "{:<34} {:<5} {:>13.0} {:>8.2} {:>8.2} {:>12.0} {:>7}",
+                server.name,
+                encoding.name(),
+                rate,
+                percentile(&latencies, 0.50),
+                p99,
+                cpu[i].as_secs_f64() * 1e6 / deliveries.max(1) as f64,
+                errors
+            );
+            rates.insert((server.name, encoding.name()), rate);
+            p99s.insert((server.name, encoding.name()), p99);
+            acknowledged
+                .entry(server.name)
+                .or_default()
+                .extend(results.into_iter().flat_map(|r| r.acknowledged));
+        }
+    }
+    println!("\npeak RSS:");
+    for server in &servers {
+        println!("  {:<34} {:>7.1} MiB", server.name, server.peak_rss_mib());
+    }
+    let [baseline, memory, durable, normal] = servers;
+    let mut ok = true;
+    println!(
+        "\ntargets (durable ≥ 0.7 × baseline, p99 ≤ 20 ms), against the baseline of the same run:"
+    );
+    for encoding in encodings.iter().map(|e| e.name()) {
+        let base = rates[&(baseline.name, encoding)];
+        for server in [&memory, &durable, &normal] {
+            let ratio = rates[&(server.name, encoding)] / base;
+            let p99 = p99s[&(server.name, encoding)];
+            println!(
+                "  {encoding} {:<34} {ratio:.2} × baseline ({}), p99 {p99:.2} ms ({})",
+                server.name,
+                verdict(ratio >= 0.7),
+                verdict(p99 <= 20.0)
+            );
+        }
+    }
+
+    // Merge → deployment created, on the durable server.
+    let count = MERGES_PER_SECOND * seconds.as_secs();
+    let sent = merges(&durable.url, count).await;
+    ok &= sent.len() as u64 == count;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while arrivals.lock().expect("a lock").len() < sent.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrived = arrivals.lock().expect("a lock").clone();
+    let mut latencies: Vec<Duration> = sent
+        .iter()
+        .filter_map(|(n, at)| arrived.get(n).map(|done| done.duration_since(*at)))
+        .collect();
+    latencies.sort();
+    println!(
+        "\nmerged PR → deployment created at {MERGES_PER_SECOND}/s: p50 {:.2} ms, p99 {:.2} ms \
+         ({} of {} created)",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies.len(),
+        sent.len()
+    );
+    ok &= latencies.len() == sent.len();
+    acknowledged
+        .entry(durable.name)
+        .or_default()
+        .extend(sent.keys().map(|n| format!("merge-{n}")));
+
+    // Every delivery a durable server acknowledged is in its database.
+    drop((baseline, memory));
+    for (server, path) in [(durable, &database), (normal, &database_normal)] {
+        let name = server.name;
+        server.stop();
+        let acked = acknowledged.remove(name).unwrap_or_default();
+        let missing = missing_from(path, &acked);
+        println!(
+            "acknowledged deliveries missing from the database of {name}: {missing} of {} ({})",
+            acked.len(),
+            verdict(missing == 0)
+        );
+        ok &= missing == 0;
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// How many of `acknowledged` the database at `path` does not hold.
+fn missing_from(path: &str, acknowledged: &[String]) -> usize {
+    let db = rusqlite::Connection::open(path).expect("a durable database");
+    let mut statement = db
+        .prepare("SELECT delivery_id FROM deliveries WHERE hook_id = 1")
+        .expect("a query");
+    let recorded: std::collections::HashSet<String> = statement
+        .query_map([], |row| row.get(0))
+        .expect("rows")
+        .map_while(Result::ok)
+        .collect();
+    acknowledged
+        .iter()
+        .filter(|d| !recorded.contains(*d))
+        .count()
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
