@@ -47,7 +47,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Settings of `serve`. The secrets are not here: see [`SERVE_AFTER_HELP`].
+/// Settings of `serve`. The secrets are not here: `serve` reads them from the environment only.
 #[derive(Debug, Clone, Args)]
 #[command(after_help = SERVE_AFTER_HELP)]
 pub struct ServeArgs {

@@ -1,7 +1,7 @@
 //! `process_deployment`, the guide's handler for `deployment`: decide whether a new
-//! deployment is one for deployhook to run, and describe the job. The [`crate::worker`] runs
-//! it in the background and posts its statuses (the guide's sample did this inline, with
-//! sleeps, while GitHub waited for an answer).
+//! deployment is one for deployhook to run, and describe the job. The job is queued with the
+//! delivery; the [`crate::deploy_worker`] runs it in the background and reports its statuses
+//! (the guide's sample did this inline, with sleeps, while GitHub waited for an answer).
 //!
 //! Deployments made by a person (through the API, `gh`, or deployhook with a personal token)
 //! are deployhook's to run: that is how a user redeploys or rolls back. Deployments made by
