@@ -3,8 +3,12 @@
 //! Drives three servers, each its own process, over keep-alive connections with signed
 //! `pull_request` deliveries (~28 KB, JSON and form-encoded), one after the other in the
 //! same run so their figures compare:
-//! - a bare baseline handler that only verifies the signature and parses the JSON (this
-//!   same executable, re-run with `--baseline-server`): the bound for any implementation;
+//! - a bare baseline handler that only verifies the signature and checks the JSON is
+//!   well-formed (`serde::de::IgnoredAny`; this same executable, re-run with
+//!   `--baseline-server`): the bound for any implementation, and what the targets compare
+//!   against;
+//! - for reference, the same handler parsing into a `serde_json::Value`, as a typical
+//!   handler does (`--baseline-server value`);
 //! - deployhook on an in-memory database;
 //! - deployhook on its durable database (a file under `target/`).
 //!
@@ -36,8 +40,10 @@ const MERGES_PER_SECOND: u64 = 20;
 
 fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    if std::env::args().any(|a| a == "--baseline-server") {
-        runtime.block_on(baseline_server());
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--baseline-server") {
+        let into_value = args.get(i + 1).is_some_and(|a| a == "value");
+        runtime.block_on(baseline_server(into_value));
         return ExitCode::SUCCESS;
     }
     runtime.block_on(bench())
@@ -45,12 +51,12 @@ fn main() -> ExitCode {
 
 // --- The baseline: verify the signature, parse the JSON, answer ------------------------
 
-async fn baseline_server() {
+async fn baseline_server(into_value: bool) {
     let secrets = WebhookSecrets::from_list(SECRET).expect("a secret");
     let app = Router::new()
         .route("/event_handler", post(baseline_handler))
         .layer(axum::extract::DefaultBodyLimit::max(25 * 1024 * 1024))
-        .with_state(Arc::new(secrets));
+        .with_state(Arc::new((secrets, into_value)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a port");
@@ -61,10 +67,11 @@ async fn baseline_server() {
 }
 
 async fn baseline_handler(
-    State(secrets): State<Arc<WebhookSecrets>>,
+    State(state): State<Arc<(WebhookSecrets, bool)>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
+    let (secrets, into_value) = &*state;
     let header = |name: &str| {
         headers
             .get(name)
@@ -89,8 +96,13 @@ async fn baseline_handler(
     } else {
         body.to_vec()
     };
-    match serde_json::from_slice::<serde::de::IgnoredAny>(&json) {
-        Ok(_) => (StatusCode::OK, "ok"),
+    let parsed = if *into_value {
+        serde_json::from_slice::<Value>(&json).map(drop)
+    } else {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&json).map(drop)
+    };
+    match parsed {
+        Ok(()) => (StatusCode::OK, "ok"),
         Err(_) => (StatusCode::BAD_REQUEST, "bad json"),
     }
 }
@@ -144,9 +156,9 @@ impl Server {
         }
     }
 
-    fn baseline() -> Self {
+    fn baseline(name: &'static str, parse: &str) -> Self {
         let mut child = Command::new(std::env::current_exe().expect("this executable"))
-            .arg("--baseline-server")
+            .args(["--baseline-server", parse])
             .stdout(Stdio::piped())
             .spawn()
             .expect("the baseline starts");
@@ -156,7 +168,7 @@ impl Server {
             .expect("the baseline's address");
         let addr = line.trim().trim_start_matches("listening ").to_owned();
         Self {
-            name: "baseline (verify + parse)",
+            name,
             child,
             url: format!("http://{addr}/event_handler"),
         }
@@ -439,7 +451,8 @@ async fn bench() -> ExitCode {
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     let servers = [
-        Server::baseline(),
+        Server::baseline("baseline (verify + well-formed)", "ignored"),
+        Server::baseline("reference (verify + parse Value)", "value"),
         Server::deployhook("deployhook, in-memory db", ":memory:", "full", &github),
         Server::deployhook("deployhook, durable, sync=full", &database, "full", &github),
         Server::deployhook(
@@ -519,14 +532,14 @@ async fn bench() -> ExitCode {
     for server in &servers {
         println!("  {:<34} {:>7.1} MiB", server.name, server.peak_rss_mib());
     }
-    let [baseline, memory, durable, normal] = servers;
+    let [baseline, reference, memory, durable, normal] = servers;
     let mut ok = true;
     println!(
         "\ntargets (durable ≥ 0.7 × baseline, p99 ≤ 20 ms), against the baseline of the same run:"
     );
     for encoding in encodings.iter().map(|e| e.name()) {
         let base = rates[&(baseline.name, encoding)];
-        for server in [&memory, &durable, &normal] {
+        for server in [&reference, &memory, &durable, &normal] {
             let ratio = rates[&(server.name, encoding)] / base;
             let p99 = p99s[&(server.name, encoding)];
             println!(
@@ -567,7 +580,7 @@ async fn bench() -> ExitCode {
         .extend(sent.keys().map(|n| format!("merge-{n}")));
 
     // Every delivery a durable server acknowledged is in its database.
-    drop((baseline, memory));
+    drop((baseline, reference, memory));
     for (server, path) in [(durable, &database), (normal, &database_normal)] {
         let name = server.name;
         server.stop();

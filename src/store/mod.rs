@@ -14,9 +14,9 @@ pub mod jobs;
 pub mod outbox;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -27,6 +27,8 @@ use tokio::sync::oneshot;
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
 /// Requests one transaction takes at most, so one batch cannot hold the others up for long.
 const MAX_BATCH: usize = 512;
+/// How often the log is copied back into the database file, off the commit path.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 /// The longest the writer holds a batch open for deliveries still on their way.
 const GATHER_WAIT: Duration = Duration::from_micros(250);
 /// How long SQLite waits for a lock held by another process (a backup, the sqlite3 shell).
@@ -90,6 +92,10 @@ impl Store {
         migrate(&mut conn).with_context(|| format!("could not migrate the database {path:?}"))?;
         let (requests, queue) = mpsc::channel();
         let arriving = Arc::new(AtomicUsize::new(0));
+        if path != IN_MEMORY {
+            start_checkpoints(&conn, path, Arc::downgrade(&arriving))
+                .context("could not start the database checkpoint thread")?;
+        }
         let writer_arriving = arriving.clone();
         std::thread::Builder::new()
             .name("deployhook-db".into())
@@ -234,6 +240,35 @@ fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(())
+}
+
+/// Moves checkpoints (copying the log back into the database file) off the commit path: by
+/// default SQLite runs one inside whichever commit fills the log, holding up every delivery
+/// waiting on that commit. A thread of its own, with its own connection, checkpoints every
+/// [`CHECKPOINT_INTERVAL`] instead, without blocking the writer. It stops with the store.
+fn start_checkpoints(
+    writer: &Connection,
+    path: &str,
+    alive: Weak<AtomicUsize>,
+) -> anyhow::Result<()> {
+    writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+    let conn = Connection::open(Path::new(path))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    std::thread::Builder::new()
+        .name("deployhook-checkpoint".into())
+        .spawn(move || {
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                let result: rusqlite::Result<(i64, i64, i64)> =
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    });
+                if let Err(err) = result {
+                    tracing::warn!("database checkpoint failed (will retry): {err}");
+                }
+            }
+        })?;
     Ok(())
 }
 

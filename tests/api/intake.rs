@@ -145,6 +145,43 @@ async fn a_body_over_25_mib_is_refused_with_413() {
 }
 
 #[tokio::test]
+async fn a_chunked_body_growing_past_25_mib_is_refused_with_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /event_handler HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         X-GitHub-Event: ping\r\nX-Hub-Signature-256: sha256={}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
+        "0".repeat(64)
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // No Content-Length to refuse it early: the limit must hold while reading.
+    let chunk = vec![b' '; 1024 * 1024];
+    for _ in 0..26 {
+        let frame = format!("{:x}\r\n", chunk.len());
+        let sent = async {
+            stream.write_all(frame.as_bytes()).await?;
+            stream.write_all(&chunk).await?;
+            stream.write_all(b"\r\n").await
+        };
+        if sent.await.is_err() {
+            break; // the server answered and closed: read what it said
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(crate::helpers::WAIT, stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    assert!(answer.contains("25 MiB"), "{answer}");
+}
+
+#[tokio::test]
 async fn malformed_json_is_refused_with_400_and_its_position() {
     let app = spawn_app().await;
     let response = app
