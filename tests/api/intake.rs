@@ -8,6 +8,15 @@ use crate::helpers::{SECRET, TestApp, body_json, fixture, spawn_app, spawn_app_w
 
 const MERGED: &str = "pull_request.closed.merged.json";
 
+/// Posts `body` with GitHub's delivery ids and exactly the other headers given.
+async fn post_with(app: &TestApp, headers: &[(&str, String)], body: Vec<u8>) -> reqwest::Response {
+    let mut request = app.request();
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    request.body(body).send().await.unwrap()
+}
+
 /// Asserts the status, that the error message contains `says`, and (after the server has
 /// stopped, so nothing is still on its way) that GitHub was never called.
 async fn assert_refused(
@@ -31,14 +40,15 @@ async fn assert_refused(
 #[tokio::test]
 async fn an_unsigned_delivery_is_refused_with_401_naming_the_header() {
     let app = spawn_app().await;
-    let response = app
-        .request()
-        .header("Content-Type", "application/json")
-        .header("X-GitHub-Event", "pull_request")
-        .body(fixture(MERGED))
-        .send()
-        .await
-        .unwrap();
+    let response = post_with(
+        &app,
+        &[
+            ("Content-Type", "application/json".to_owned()),
+            ("X-GitHub-Event", "pull_request".to_owned()),
+        ],
+        fixture(MERGED),
+    )
+    .await;
     assert_refused(
         app,
         response,
@@ -52,15 +62,16 @@ async fn an_unsigned_delivery_is_refused_with_401_naming_the_header() {
 async fn a_delivery_signed_with_another_secret_is_refused_with_401_and_no_expected_value() {
     let app = spawn_app().await;
     let body = fixture(MERGED);
-    let response = app
-        .request()
-        .header("Content-Type", "application/json")
-        .header("X-GitHub-Event", "pull_request")
-        .header("X-Hub-Signature-256", sign(b"another-secret", &body))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = post_with(
+        &app,
+        &[
+            ("Content-Type", "application/json".to_owned()),
+            ("X-GitHub-Event", "pull_request".to_owned()),
+            ("X-Hub-Signature-256", sign(b"another-secret", &body)),
+        ],
+        body.clone(),
+    )
+    .await;
     let expected = sign(SECRET.as_bytes(), &body);
     let status = response.status();
     let text = response.text().await.unwrap();
@@ -81,15 +92,16 @@ async fn a_body_changed_after_signing_is_refused() {
     let body = fixture(MERGED);
     let mut tampered = body.clone();
     tampered.push(b'\n');
-    let response = app
-        .request()
-        .header("Content-Type", "application/json")
-        .header("X-GitHub-Event", "pull_request")
-        .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
-        .body(tampered)
-        .send()
-        .await
-        .unwrap();
+    let response = post_with(
+        &app,
+        &[
+            ("Content-Type", "application/json".to_owned()),
+            ("X-GitHub-Event", "pull_request".to_owned()),
+            ("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body)),
+        ],
+        tampered,
+    )
+    .await;
     assert_refused(
         app,
         response,
@@ -103,14 +115,15 @@ async fn a_body_changed_after_signing_is_refused() {
 async fn a_delivery_without_an_event_header_is_refused_with_400_naming_it() {
     let app = spawn_app().await;
     let body = fixture(MERGED);
-    let response = app
-        .request()
-        .header("Content-Type", "application/json")
-        .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = post_with(
+        &app,
+        &[
+            ("Content-Type", "application/json".to_owned()),
+            ("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body)),
+        ],
+        body,
+    )
+    .await;
     assert_refused(app, response, StatusCode::BAD_REQUEST, "X-GitHub-Event").await;
 }
 
@@ -118,15 +131,16 @@ async fn a_delivery_without_an_event_header_is_refused_with_400_naming_it() {
 async fn another_content_type_is_refused_with_415_naming_the_accepted_ones() {
     let app = spawn_app().await;
     let body = fixture(MERGED);
-    let response = app
-        .request()
-        .header("Content-Type", "text/plain")
-        .header("X-GitHub-Event", "pull_request")
-        .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = post_with(
+        &app,
+        &[
+            ("Content-Type", "text/plain".to_owned()),
+            ("X-GitHub-Event", "pull_request".to_owned()),
+            ("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body)),
+        ],
+        body,
+    )
+    .await;
     assert_refused(
         app,
         response,
@@ -209,15 +223,19 @@ async fn a_payload_missing_what_the_event_needs_is_refused_with_400_naming_the_f
 async fn a_form_body_without_payload_is_refused_with_400() {
     let app = spawn_app().await;
     let body = b"zen=hello".to_vec();
-    let response = app
-        .request()
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .header("X-GitHub-Event", "ping")
-        .header("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = post_with(
+        &app,
+        &[
+            (
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("X-GitHub-Event", "ping".to_owned()),
+            ("X-Hub-Signature-256", sign(SECRET.as_bytes(), &body)),
+        ],
+        body,
+    )
+    .await;
     assert_refused(app, response, StatusCode::BAD_REQUEST, "`payload`").await;
 }
 
@@ -242,14 +260,15 @@ async fn a_delivery_signed_with_the_second_of_two_rotating_secrets_is_accepted()
 #[tokio::test]
 async fn with_signature_checks_off_an_unsigned_delivery_is_accepted() {
     let app = spawn_app_with(|config, _| config.webhook_secrets = None).await;
-    let response = app
-        .request()
-        .header("Content-Type", "application/json")
-        .header("X-GitHub-Event", "ping")
-        .body(fixture("ping.json"))
-        .send()
-        .await
-        .unwrap();
+    let response = post_with(
+        &app,
+        &[
+            ("Content-Type", "application/json".to_owned()),
+            ("X-GitHub-Event", "ping".to_owned()),
+        ],
+        fixture("ping.json"),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
 }
 
