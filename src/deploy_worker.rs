@@ -86,9 +86,14 @@ impl DeployWorker {
                 tracing::error!("could not claim deploys: {err}");
             }
             tokio::select! {
+                // Stopping wins over a wake-up that came at the same moment.
+                biased;
+                () = stop.cancelled() => return,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
-                () = stop.cancelled() => return,
+            }
+            if stop.is_cancelled() {
+                return;
             }
         }
     }

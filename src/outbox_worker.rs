@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::github::{CreatedDeployment, GitHubClient, GitHubError};
 use crate::ids::{DeploymentId, RepoName};
+use crate::store::deliveries;
 use crate::store::outbox::{self, Call, Item};
 use crate::store::{Store, StoreError, now_ms};
 
@@ -67,8 +68,9 @@ impl OutboxWorker {
         self.wake.notify_one();
     }
 
-    /// Sends calls until `stop` is cancelled; then goes on until nothing is pending (the
-    /// caller bounds how long). What is left stays queued for the next start.
+    /// Sends calls until `stop` is cancelled; then sends what is due and returns once nothing
+    /// is due or in flight (the caller bounds how long). Calls waiting out a backoff stay
+    /// queued for the next start.
     pub async fn run(self, stop: CancellationToken) {
         let mut in_flight = JoinSet::new();
         let mut stopping = false;
@@ -84,11 +86,18 @@ impl OutboxWorker {
                 let span = tracing::info_span!("outbox", call = item.id, key = %item.ordering_key);
                 in_flight.spawn(self.clone().deliver(item).instrument(span));
             }
-            let idle = match (took_any, self.next_due().await) {
-                (true, _) => Duration::ZERO,
-                (false, Some(due)) => due,
-                (false, None) if stopping && in_flight.is_empty() => return,
-                (false, None) => IDLE_POLL,
+            let idle = if took_any {
+                Duration::ZERO
+            } else if in_flight.len() == CONCURRENCY {
+                // Full: only a finished call makes room; what is due can wait for it.
+                IDLE_POLL
+            } else {
+                match self.next_due().await {
+                    Some(due) if stopping && in_flight.is_empty() && !due.is_zero() => return,
+                    None if stopping && in_flight.is_empty() => return,
+                    Some(due) => due,
+                    None => IDLE_POLL,
+                }
             };
             tokio::select! {
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
@@ -229,8 +238,26 @@ impl OutboxWorker {
                 "GitHub refused it".to_owned()
             };
             tracing::error!("{what}: {why}, giving up: {error}");
+            // A merge whose deployment could not be created may ask again: GitHub's
+            // Redeliver button then retries it, instead of meeting "already asked".
+            let merge = match &item.call {
+                Call::CreateDeployment {
+                    repository,
+                    pull_request,
+                    ..
+                } => Some((repository.clone(), *pull_request)),
+                Call::DeploymentStatus { .. } => None,
+            };
             self.store
-                .write(move |c| outbox::give_up(c, id, &error))
+                .write(move |c| {
+                    outbox::give_up(c, id, &error)?;
+                    match merge {
+                        Some((repository, number)) => {
+                            deliveries::forget_merge(c, &repository, number)
+                        }
+                        None => Ok(()),
+                    }
+                })
                 .await
         }
     }

@@ -62,9 +62,13 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens and migrates the database, settles what a previous process left running, and
-    /// binds `config.listen`. Port 0 picks a free port.
+    /// Binds `config.listen` (port 0 picks a free port), opens and migrates the database,
+    /// and settles what a previous process left running.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Bound first: a server that cannot listen must not touch the queue of the database.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("could not listen on {}", config.listen))?;
         let store = Store::open(&config.database, config.database_sync)?;
         let github =
             GitHubClient::new(&config.github).context("could not build the GitHub client")?;
@@ -83,9 +87,6 @@ impl Application {
             .write(outbox::release_in_flight)
             .await
             .context("could not recover the outbox")?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("could not listen on {}", config.listen))?;
         let state = AppState(Arc::new(Shared {
             intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
             deploy: config.deploy.clone(),
@@ -137,6 +138,13 @@ impl Application {
         let deploy_loop = tokio::spawn(deployer.clone().run(stop_deploys.clone()));
         let mut outbox_loop = tokio::spawn(outbox.run(stop_outbox.clone()));
 
+        // The queue stops starting deploys the moment shutdown begins, not after the last
+        // HTTP request drained.
+        let stop_on_signal = stop_deploys.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stop_on_signal.cancel();
+        };
         let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await

@@ -116,6 +116,20 @@ fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlite::R
     Ok(inserted == 1)
 }
 
+/// Forgets that a merged pull request asked for its deployment (its creation was given
+/// up), so a redelivery of the merge asks again.
+pub fn forget_merge(
+    conn: &Connection,
+    repository: &str,
+    pull_request: u64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM merges WHERE repository = ?1 AND pull_request = ?2",
+        params![repository, hook_key(pull_request)?],
+    )?;
+    Ok(())
+}
+
 /// SQLite integers are signed; GitHub's ids fit comfortably.
 pub(crate) fn hook_key(id: u64) -> rusqlite::Result<i64> {
     i64::try_from(id).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))

@@ -111,8 +111,12 @@ pub fn claim(
             waiting.entry(key).or_default().push(claimed);
         }
     }
+    // Pairs take turns by their oldest waiting deployment, so no repository waits forever
+    // behind busier ones when all slots are taken.
+    let mut groups: Vec<((String, String), Vec<Claimed>)> = waiting.into_iter().collect();
+    groups.sort_by_key(|(_, jobs)| jobs[0].job.id.get());
     let mut started = Vec::new();
-    for ((_, environment), mut jobs) in waiting {
+    for ((_, environment), mut jobs) in groups {
         if free == 0 {
             break;
         }

@@ -45,6 +45,8 @@ pub enum StoreError {
     Closed,
     #[error("the database could not start a transaction; see the log")]
     NotRun,
+    #[error("the database rolled the transaction back (disk full? I/O error?); see the log")]
+    RolledBack,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -64,6 +66,31 @@ pub struct Store {
     requests: mpsc::Sender<Request>,
     /// Requests announced by [`Store::arrival`] and not yet queued.
     arriving: Arc<AtomicUsize>,
+    /// Held while any handle lives: see [`lock_exclusively`].
+    _lock: Option<Arc<std::fs::File>>,
+}
+
+/// Takes `<database>.lock`, so a second deployhook on the same database (an overlapping
+/// restart, a second unit) stops at start instead of reporting the first one's running
+/// deploys as interrupted and running its queue alongside it.
+fn lock_exclusively(path: &str) -> anyhow::Result<std::fs::File> {
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("could not open the lock file {lock_path:?}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another deployhook is using the database {path:?} (it holds {lock_path:?}): \
+             stop it first, or give this one another DEPLOYHOOK_DATABASE"
+        ),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("could not lock {lock_path:?}"))
+        }
+    }
 }
 
 /// A request on its way to the store: while it lives, the writer may hold its batch open
@@ -81,6 +108,11 @@ impl Store {
     /// Opens (creating if needed) and migrates the database at `path`, then starts its
     /// writer thread. [`IN_MEMORY`] opens a database that lives as long as the process.
     pub fn open(path: &str, sync: Sync) -> anyhow::Result<Self> {
+        let lock = if path == IN_MEMORY {
+            None
+        } else {
+            Some(Arc::new(lock_exclusively(path)?))
+        };
         let mut conn = if path == IN_MEMORY {
             Connection::open_in_memory()
         } else {
@@ -101,7 +133,11 @@ impl Store {
             .name("deployhook-db".into())
             .spawn(move || write_loop(conn, queue, &writer_arriving))
             .context("could not start the database thread")?;
-        Ok(Self { requests, arriving })
+        Ok(Self {
+            requests,
+            arriving,
+            _lock: lock,
+        })
     }
 
     /// Announces a request that will soon be written (a delivery being read and parsed).
@@ -169,12 +205,25 @@ fn write_loop(conn: Connection, queue: mpsc::Receiver<Request>, arriving: &Atomi
         gather(&queue, &mut batch, arriving);
         let commit_error = match execute(&conn, "BEGIN IMMEDIATE") {
             Ok(()) => {
-                let replies: Vec<Reply> = batch.drain(..).map(|request| request(&conn)).collect();
-                let committed = execute(&conn, "COMMIT").map_err(StoreError::from);
-                if committed.is_err() {
-                    let _ = execute(&conn, "ROLLBACK");
+                let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+                for request in batch.drain(..) {
+                    replies.push(request(&conn));
+                    // Some errors (disk full, I/O) make SQLite roll the whole transaction
+                    // back. What follows would run outside any transaction: stop, and drop
+                    // the rest unanswered (their callers see `NotRun`).
+                    if conn.is_autocommit() {
+                        break; // the drain drops the requests left
+                    }
                 }
-                answer(replies, committed.err())
+                if conn.is_autocommit() {
+                    answer(replies, Some(StoreError::RolledBack))
+                } else {
+                    let committed = execute(&conn, "COMMIT").map_err(StoreError::from);
+                    if committed.is_err() {
+                        let _ = execute(&conn, "ROLLBACK");
+                    }
+                    answer(replies, committed.err())
+                }
             }
             Err(err) => {
                 // Dropping the requests unanswered tells their callers `NotRun`.

@@ -13,7 +13,7 @@ use wiremock::{Mock, ResponseTemplate};
 use crate::fake_github::FakeGitHub;
 use crate::helpers::{
     PostedStatus, TestApp, body_json, created_deployments, fixture, fixture_json, is_legal_order,
-    spawn_app_with, statuses, write_script,
+    send_signed, spawn_app_with, statuses, write_script,
 };
 
 const MERGED: &str = "pull_request.closed.merged.json";
@@ -53,6 +53,40 @@ async fn an_acknowledged_delivery_is_in_the_database_when_the_answer_arrives() {
             outcome.as_str()
         ),
         ("pull_request", "closed", "acme/widgets", "accepted")
+    );
+}
+
+#[tokio::test]
+async fn no_answer_goes_out_while_the_delivery_cannot_be_written() {
+    let app = spawn_app_with(|_, _| {}).await;
+    // Another connection holds the database's write lock, as `sqlite3` or a backup could.
+    let blocker = rusqlite::Connection::open(app.dir.path().join("deployhook.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (http, url) = (app.http.clone(), app.url.clone());
+    let pending = tokio::spawn(async move {
+        send_signed(&http, &url, "pull_request", &fixture(MERGED), "held", 1).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !pending.is_finished(),
+        "answered before the delivery was written"
+    );
+    blocker.execute_batch("COMMIT").unwrap();
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(delivery_count(&app, "held"), 1);
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_database_refuses_to_start() {
+    let app = spawn_app_with(|_, _| {}).await;
+    let path = app.dir.path().join("deployhook.db");
+    let err = deployhook::store::Store::open(path.to_str().unwrap(), deployhook::store::Sync::Full)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("another deployhook is using the database"),
+        "{err:#}"
     );
 }
 
@@ -145,7 +179,16 @@ async fn a_merge_delivered_through_two_hooks_asks_for_one_deployment() {
 
 #[tokio::test]
 async fn a_deployment_brought_by_two_deliveries_runs_once() {
-    let app = spawn_app_with(|_, _| {}).await;
+    let app = spawn_app_with(|config, dir| {
+        let runs = dir.join("runs.log");
+        let script = write_script(
+            dir,
+            "count.sh",
+            &format!("echo ran >> '{}'", runs.display()),
+        );
+        config.deploy.command = vec![script.display().to_string()];
+    })
+    .await;
     let first = app
         .post_delivery("deployment", &fixture(DEPLOYMENT), "a", 1)
         .await;
@@ -164,6 +207,13 @@ async fn a_deployment_brought_by_two_deliveries_runs_once() {
     let statuses = app.wait_for_final_status(880_001).await;
     let states: Vec<&str> = statuses.iter().map(|s| s.state.as_str()).collect();
     assert_eq!(states, ["queued", "in_progress", "success"]);
+    let runs = std::fs::read_to_string(app.dir.path().join("runs.log")).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "the command ran {} times",
+        runs.lines().count()
+    );
 }
 
 /// An app whose deploy command logs each run to `runs.log`; deployment 1 waits for a `gate`

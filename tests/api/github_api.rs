@@ -279,6 +279,9 @@ async fn a_merged_pull_request_survives_a_502_and_creates_one_deployment() {
         .post_webhook("pull_request", &fixture("pull_request.closed.merged.json"))
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
+    app.wait_for_github("the retry", |r| created_deployments(r).len() == 2)
+        .await;
+    // Stopping now also proves nothing more was on its way.
     app.stop().await;
     let requests = app.github_requests().await;
     assert_eq!(

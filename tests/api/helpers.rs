@@ -322,17 +322,23 @@ pub fn open_database(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
 }
 
-/// Whether a deployment's statuses, in the order GitHub received them, never go back:
-/// `queued`, then `in_progress`, then one final state. A state may repeat (a call retried
-/// after a crash whose answer was lost); nothing may follow a different final state.
+/// Whether a deployment's statuses, in the order GitHub received them, are a legal life:
+/// `queued` first, then `in_progress` (unless superseded), then one final state, last.
+/// Only a resend may repeat a state, right after itself: a call whose success GitHub saw
+/// but deployhook did not record before a crash.
 pub fn is_legal_order(states: &[&str]) -> bool {
     let rank = |s: &str| match s {
         "queued" => 0,
         "in_progress" => 1,
         _ => 2,
     };
-    let finals: std::collections::HashSet<&&str> = states.iter().filter(|s| rank(s) == 2).collect();
-    states.windows(2).all(|w| rank(w[0]) <= rank(w[1])) && finals.len() <= 1
+    let mut distinct: Vec<&str> = states.to_vec();
+    distinct.dedup();
+    let finals = distinct.iter().filter(|s| rank(s) == 2).count();
+    distinct.first() == Some(&"queued")
+        && distinct.windows(2).all(|w| rank(w[0]) < rank(w[1]))
+        && finals == 1
+        && distinct.last().is_some_and(|s| rank(s) == 2)
 }
 
 /// Status posts among `requests`.
