@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::outbox_worker::OutboxWorker;
-use crate::runner::Runner;
+use crate::runner::{Runner, kill_leftover, process_identity};
 use crate::store::jobs::{self, Claimed, OnInterrupt, Policy};
 use crate::store::{Store, StoreError, now_ms};
 
@@ -62,6 +62,18 @@ impl DeployWorker {
 
     /// At start, before any job runs: settles the jobs a previous process left running.
     pub async fn recover(&self) -> Result<usize, StoreError> {
+        // Their commands may still run, in process groups of their own: stop them first, so
+        // the next deploy of the same repository and environment never runs beside one.
+        for (deployment, pgid, identity) in self.store.write(jobs::running_processes).await? {
+            if kill_leftover(pgid, &identity) {
+                tracing::warn!(
+                    deployment,
+                    pgid,
+                    "stopped the command of deploy {deployment}, left running by the previous \
+                     deployhook"
+                );
+            }
+        }
         let on_interrupt = self.config.on_interrupt;
         let now = now_ms();
         let count = self
@@ -136,7 +148,21 @@ impl DeployWorker {
     /// Runs one claimed job and records how it ended.
     async fn execute(self, claimed: Claimed) {
         let job = claimed.job;
-        let outcome = self.runner.run(&job, &self.abort).await;
+        let (started, pid) = oneshot::channel();
+        let record = async {
+            let Ok(pid) = pid.await else {
+                return; // it never started
+            };
+            let (id, identity) = (job.id, process_identity(pid));
+            let recorded = self
+                .store
+                .write(move |c| jobs::record_process(c, id, pid, identity.as_deref()))
+                .await;
+            if let Err(err) = recorded {
+                tracing::warn!("could not record the deploy's process: {err}");
+            }
+        };
+        let (outcome, ()) = tokio::join!(self.runner.run(&job, &self.abort, started), record);
         let (state, description) = (outcome.state(), outcome.description());
         tracing::info!(state = state.as_str(), "deploy ended: {description}");
         let now = now_ms();

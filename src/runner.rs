@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -118,7 +119,13 @@ impl Runner {
     }
 
     /// Runs the command for `job` to its end, its timeout, or until `abort` is cancelled.
-    pub async fn run(&self, job: &DeployJob, abort: &CancellationToken) -> RunOutcome {
+    /// `spawned` learns the command's pid (its process group's id) once it runs.
+    pub async fn run(
+        &self,
+        job: &DeployJob,
+        abort: &CancellationToken,
+        spawned: oneshot::Sender<u32>,
+    ) -> RunOutcome {
         let started = Instant::now();
         let program = self.program().to_owned();
         let mut child = match self.command(job).spawn() {
@@ -131,6 +138,9 @@ impl Runner {
             }
         };
         tracing::info!(pid = child.id(), command = ?self.command, "deploy started");
+        if let Some(pid) = child.id() {
+            let _ = spawned.send(pid);
+        }
         let readers = [
             child.stdout.take().map(|out| forward_lines(out, "stdout")),
             child.stderr.take().map(|err| forward_lines(err, "stderr")),
@@ -242,6 +252,26 @@ async fn stop_group(child: &mut Child) {
     // Children may outlive the leader; SIGKILL the group whatever the leader did.
     signal_group(pid, libc::SIGKILL);
     let _ = child.wait().await;
+}
+
+/// A process's identity: this boot's id and the process's start time. A pid alone may name
+/// another process after the first exits, or after a reboot.
+pub fn process_identity(pid: u32) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22, start time; counted after the command name, which may hold spaces.
+    let start = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
+    Some(format!("{}:{start}", boot.trim()))
+}
+
+/// SIGKILLs a deploy command's process group left running by a previous deployhook, if its
+/// leader is still the very process that was recorded. Returns whether it did.
+pub fn kill_leftover(pgid: u32, identity: &str) -> bool {
+    if process_identity(pgid).as_deref() != Some(identity) {
+        return false;
+    }
+    signal_group(pgid, libc::SIGKILL);
+    true
 }
 
 fn signal_group(pgid: u32, signal: libc::c_int) {

@@ -233,6 +233,34 @@ pub fn recover_interrupted(
     Ok(interrupted.len())
 }
 
+/// Records the process group of a running job's command, with the leader's identity, so a
+/// later start can tell a leftover command from an unrelated process that reused the id.
+pub fn record_process(
+    conn: &Connection,
+    id: DeploymentId,
+    pgid: u32,
+    identity: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET pgid = ?2, process = ?3 WHERE deployment_id = ?1 AND state = 'running'",
+    )?
+    .execute(params![id_key(id)?, pgid, identity])?;
+    Ok(())
+}
+
+/// The process groups recorded for jobs still marked running: `(deployment, pgid, identity)`.
+pub fn running_processes(conn: &Connection) -> rusqlite::Result<Vec<(u64, u32, String)>> {
+    conn.prepare(
+        "SELECT deployment_id, pgid, process FROM jobs
+         WHERE state = 'running' AND pgid IS NOT NULL AND process IS NOT NULL",
+    )?
+    .query_map([], |row| {
+        let id: i64 = row.get(0)?;
+        Ok((id.unsigned_abs(), row.get(1)?, row.get(2)?))
+    })?
+    .collect()
+}
+
 /// Jobs by state, for logs and tests: `(queued, running, finished)`.
 pub fn counts(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
     conn.query_row(

@@ -127,6 +127,22 @@ async fn wait_until_final(github: &MockServer, ids: &HashSet<u64>) -> HashMap<u6
     }
 }
 
+/// Whether any live (not zombie) process is in process group `pgid`.
+fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        // After the command name: state, ppid, pgrp.
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+    })
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -180,15 +196,10 @@ async fn a_deploy_cut_short_by_a_crash_is_reported_and_the_queue_goes_on_after_r
     assert_eq!(send(2).await.unwrap().status(), 202);
     assert_eq!(send(3).await.unwrap().status(), 202);
     server.kill();
-
-    // The orphaned deploy command lives on in its own process group; end it.
-    let pid: i32 = lines(&runs)[0].split(' ').nth(2).unwrap().parse().unwrap();
-    assert!(pid > 1, "not a deploy's pid: {pid}");
-    // `--`: without it, kill(1) may read "-PID" as options, and "-1" means everyone.
-    Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
-        .status()
-        .unwrap();
+    // The cut-short deploy's command outlives the server, in its own process group.
+    let pgid: i32 = lines(&runs)[0].split(' ').nth(2).unwrap().parse().unwrap();
+    assert!(pgid > 1, "not a deploy's pid: {pgid}");
+    assert!(group_alive(pgid), "the deploy died with the server");
 
     let _server = Server::start(&github, dir.path(), &command, "queue");
     let ids = HashSet::from([1, 2, 3]);
@@ -210,6 +221,19 @@ async fn a_deploy_cut_short_by_a_crash_is_reported_and_the_queue_goes_on_after_r
     assert!(
         interrupted,
         "deployment 1's error does not say it was interrupted"
+    );
+
+    // The restarted server stopped the leftover command (and its `sleep`) before deploy 2 ran.
+    let leftover = group_alive(pgid);
+    if leftover {
+        // `--`: without it, kill(1) may read "-PID" as options, and "-1" means everyone.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pgid}")])
+            .status();
+    }
+    assert!(
+        !leftover,
+        "the interrupted deploy's process group {pgid} was left running"
     );
 
     let runs = lines(&runs);

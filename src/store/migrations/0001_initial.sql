@@ -40,7 +40,9 @@ CREATE TABLE jobs (
     description   TEXT,
     queued_at     INTEGER NOT NULL,
     started_at    INTEGER,
-    finished_at   INTEGER
+    finished_at   INTEGER,
+    pgid          INTEGER,           -- the deploy command's process group, while it runs
+    process       TEXT               -- that process's identity (boot id and start time)
 );
 CREATE INDEX jobs_by_state ON jobs (state, repository, environment);
 
