@@ -168,7 +168,9 @@ impl DeployWorker {
         let now = now_ms();
         let finished = self
             .store
-            .write(move |c| jobs::finish(c, &job, state, &description, now))
+            .write_persistently("the end of the deploy", move |c| {
+                jobs::finish(c, &job, state, &description, now)
+            })
             .await;
         if let Err(err) = finished {
             // The job stays `running` in the database; the next start reports it as

@@ -161,7 +161,11 @@ impl OutboxWorker {
         let result = self.call(&item).await;
         let id = item.id;
         let recorded = match result {
-            Ok(()) => self.store.write(move |c| outbox::complete(c, id)).await,
+            Ok(()) => {
+                self.store
+                    .write_persistently("a sent call", move |c| outbox::complete(c, id))
+                    .await
+            }
             Err(err) => self.reschedule(&item, &err).await,
         };
         if let Err(err) = recorded {
@@ -226,7 +230,9 @@ impl OutboxWorker {
             tracing::warn!(attempt = item.attempts + 1, retry_in = ?wait, "{what} failed, will retry: {error}");
             let at = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
             self.store
-                .write(move |c| outbox::retry_at(c, id, at, &error))
+                .write_persistently("a call to retry", move |c| {
+                    outbox::retry_at(c, id, at, &error)
+                })
                 .await
         } else {
             let why = if err.is_retryable() {
@@ -249,11 +255,11 @@ impl OutboxWorker {
                 Call::DeploymentStatus { .. } => None,
             };
             self.store
-                .write(move |c| {
+                .write_persistently("a given-up call", move |c| {
                     outbox::give_up(c, id, &error)?;
-                    match merge {
+                    match &merge {
                         Some((repository, number)) => {
-                            deliveries::forget_merge(c, &repository, number)
+                            deliveries::forget_merge(c, repository, *number)
                         }
                         None => Ok(()),
                     }

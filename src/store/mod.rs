@@ -173,6 +173,34 @@ impl Store {
     }
 }
 
+/// How long bookkeeping writes are retried while the database refuses them.
+const PERSIST_FOR: Duration = Duration::from_secs(60);
+
+impl Store {
+    /// Like [`Store::write`], for bookkeeping whose loss would wedge the queue (a deploy's
+    /// end, a sent call): retried with backoff while the database refuses it (disk full,
+    /// locked by a backup), for up to a minute.
+    pub async fn write_persistently<R, F>(&self, what: &str, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<R> + Clone + Send + 'static,
+    {
+        let deadline = Instant::now() + PERSIST_FOR;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.write(work.clone()).await {
+                Ok(result) => return Ok(result),
+                Err(err) if Instant::now() + delay < deadline => {
+                    tracing::warn!("could not record {what} ({err}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
 /// Runs `work` in a savepoint: rolled back alone if it fails.
 fn in_savepoint<R>(
     conn: &Connection,
