@@ -6,8 +6,9 @@
 //! delivery is acknowledged only after its commit, yet concurrent deliveries share the
 //! cost of one commit (a sync to disk). Deliveries still being read and parsed announce
 //! themselves ([`Store::arrival`]), and the thread waits briefly for them before it
-//! commits, so a busy server syncs once for many deliveries rather than for each.
-//! SQL lives in this module's submodules and nowhere else.
+//! commits, so a busy server syncs once for many deliveries rather than for each. A second
+//! thread checkpoints the log in the background, and a lock file keeps a second deployhook
+//! off the same database. SQL lives in this module's submodules and nowhere else.
 
 pub mod deliveries;
 pub mod jobs;
