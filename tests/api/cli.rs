@@ -75,6 +75,31 @@ fn serve_help_lists_every_setting_and_the_secrets() {
     }
 }
 
+#[test]
+fn every_setting_in_help_is_documented_in_the_readme_and_env_example() {
+    let output = deployhook().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let env_example = std::fs::read_to_string(format!("{root}/.env.example")).unwrap();
+    let settings: Vec<&str> = help
+        .split("env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(|c: char| c == ']' || c == '=').next())
+        .collect();
+    assert!(settings.len() >= 15, "{settings:?}");
+    for name in settings {
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "{name} is not in the README's table"
+        );
+        assert!(
+            env_example.contains(&format!("{name}=")),
+            "{name} is not in .env.example"
+        );
+    }
+}
+
 /// Runs the binary on a blocking thread, so the test's server keeps answering meanwhile.
 async fn run(mut command: Command) -> std::process::Output {
     tokio::task::spawn_blocking(move || command.output().unwrap())
