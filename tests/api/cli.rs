@@ -85,7 +85,7 @@ fn every_setting_in_help_is_documented_in_the_readme_and_env_example() {
     let settings: Vec<&str> = help
         .split("env: ")
         .skip(1)
-        .filter_map(|rest| rest.split(|c: char| c == ']' || c == '=').next())
+        .filter_map(|rest| rest.split([']', '=']).next())
         .collect();
     assert!(settings.len() >= 15, "{settings:?}");
     for name in settings {
