@@ -47,6 +47,43 @@ fn serve_refuses_to_start_without_a_deploy_command() {
     assert!(stderr.contains("DEPLOY_COMMAND is not set"), "{stderr}");
 }
 
+/// `serve` with working settings and the given database; returns its stderr.
+fn serve_with_database(database: &std::path::Path) -> (bool, String) {
+    let output = deployhook()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GITHUB_TOKEN", "ghp_x")
+        .env("GITHUB_WEBHOOK_SECRET", "s")
+        .env("DEPLOY_COMMAND", "true")
+        .env("DEPLOYHOOK_DATABASE", database)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), stderr)
+}
+
+#[test]
+fn serve_stops_with_a_clear_message_when_the_database_cannot_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr) = serve_with_database(&dir.path().join("missing-dir/deployhook.db"));
+    assert!(!ok);
+    assert!(stderr.contains("missing-dir/deployhook.db"), "{stderr}");
+}
+
+#[test]
+fn serve_stops_with_a_clear_message_on_a_database_from_a_newer_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deployhook.db");
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.pragma_update(None, "user_version", 99).unwrap();
+    drop(db);
+    let (ok, stderr) = serve_with_database(&path);
+    assert!(!ok);
+    assert!(
+        stderr.contains("schema version 99") && stderr.contains("newer release"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn serve_help_lists_every_setting_and_the_secrets() {
     let output = deployhook().args(["serve", "--help"]).output().unwrap();
