@@ -108,24 +108,6 @@ impl OutboxWorker {
         }
     }
 
-    /// Sends every call due now, waiting for each; returns how many were sent. The seam
-    /// for driving the outbox without the background loop.
-    pub async fn send_due(&self) -> usize {
-        let mut sent = 0;
-        loop {
-            let items = self.take_due(CONCURRENCY).await;
-            if items.is_empty() {
-                return sent;
-            }
-            sent += items.len();
-            let mut batch = JoinSet::new();
-            for item in items {
-                batch.spawn(self.clone().deliver(item));
-            }
-            batch.join_all().await;
-        }
-    }
-
     async fn take_due(&self, limit: usize) -> Vec<Item> {
         let now = now_ms();
         match self

@@ -106,11 +106,6 @@ impl Application {
         Ok(self.listener.local_addr()?)
     }
 
-    /// The database, for callers that inspect it.
-    pub fn store(&self) -> Store {
-        self.state.0.store.clone()
-    }
-
     /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in
     /// flight, waits up to the configured timeout for running deploys (queued ones stay
     /// queued for the next start), and sends the statuses they queued.

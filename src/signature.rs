@@ -54,11 +54,6 @@ impl WebhookSecrets {
         (!secrets.is_empty()).then_some(Self(secrets))
     }
 
-    /// The secrets, for code that must exclude them from somewhere (a deploy's environment).
-    pub fn iter(&self) -> impl Iterator<Item = &SecretString> {
-        self.0.iter()
-    }
-
     /// Checks `header` against `body` with every secret; succeeds when one matches.
     pub fn verify(&self, body: &[u8], header: &str) -> Result<(), SignatureError> {
         let digest = header

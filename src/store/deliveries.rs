@@ -134,12 +134,3 @@ pub fn forget_merge(
 pub(crate) fn hook_key(id: u64) -> rusqlite::Result<i64> {
     i64::try_from(id).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
-
-/// How many deliveries are recorded under `delivery_id` (for any hook).
-pub fn count_by_delivery_id(conn: &Connection, delivery_id: &str) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT COUNT(*) FROM deliveries WHERE delivery_id = ?1",
-        [delivery_id],
-        |row| row.get(0),
-    )
-}

@@ -261,17 +261,6 @@ pub fn running_processes(conn: &Connection) -> rusqlite::Result<Vec<(u64, u32, S
     .collect()
 }
 
-/// Jobs by state, for logs and tests: `(queued, running, finished)`.
-pub fn counts(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
-    conn.query_row(
-        "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'running'), 0),
-                COALESCE(SUM(state = 'finished'), 0)
-         FROM jobs",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-    )
-}
-
 fn id_key(id: DeploymentId) -> rusqlite::Result<i64> {
     crate::store::deliveries::hook_key(id.get())
 }

@@ -199,16 +199,6 @@ pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     .map(Option::flatten)
 }
 
-/// `(pending, failed)` rows.
-pub fn counts(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
-    conn.query_row(
-        "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'failed'), 0)
-         FROM outbox",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )
-}
-
 fn json_error(err: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(err))
 }
