@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    SECRET, TOKEN, body_json, fixture, fixture_json, spawn_app, spawn_app_with, write_script,
+    SECRET, TOKEN, assert_ack, body_json, deploy_with_script, fixture, fixture_json, spawn_app,
+    spawn_app_with,
 };
 
 const DEPLOYMENT: &str = "deployment.created.json";
@@ -79,8 +80,7 @@ async fn a_variable_named_in_pass_env_reaches_the_command() {
 #[tokio::test]
 async fn a_failing_command_is_reported_as_failure_with_its_exit_code() {
     let app = spawn_app_with(|config, dir| {
-        let script = write_script(dir, "fail.sh", "echo 'migration failed' >&2\nexit 3");
-        config.deploy.command = vec![script.display().to_string()];
+        deploy_with_script(config, dir, "echo 'migration failed' >&2\nexit 3");
     })
     .await;
     app.post_webhook("deployment", &fixture(DEPLOYMENT)).await;
@@ -112,8 +112,7 @@ async fn a_command_that_cannot_start_is_reported_as_error_saying_why() {
 #[tokio::test]
 async fn a_command_past_its_timeout_is_stopped_and_reported_as_error() {
     let app = spawn_app_with(|config, dir| {
-        let script = write_script(dir, "hang.sh", "sleep 30");
-        config.deploy.command = vec![script.display().to_string()];
+        deploy_with_script(config, dir, "sleep 30");
         config.deploy.timeout = Duration::from_secs(1);
     })
     .await;
@@ -131,8 +130,7 @@ async fn a_command_past_its_timeout_is_stopped_and_reported_as_error() {
 #[tokio::test]
 async fn the_deployment_webhook_is_answered_while_the_deploy_still_runs() {
     let app = spawn_app_with(|config, dir| {
-        let script = write_script(dir, "slow.sh", "sleep 2");
-        config.deploy.command = vec![script.display().to_string()];
+        deploy_with_script(config, dir, "sleep 2");
     })
     .await;
     let started = Instant::now();
@@ -156,8 +154,7 @@ async fn two_deploys_to_one_environment_never_overlap() {
             "echo \"start $DEPLOYHOOK_DEPLOYMENT_ID\" >> '{0}'\nsleep 0.5\necho \"end $DEPLOYHOOK_DEPLOYMENT_ID\" >> '{0}'",
             log.display()
         );
-        let script = write_script(dir, "serial.sh", &body);
-        config.deploy.command = vec![script.display().to_string()];
+        deploy_with_script(config, dir, &body);
         // Both must run: under `latest` the older could be superseded instead.
         config.queue.policy = deployhook::store::jobs::Policy::Queue;
     })
@@ -195,11 +192,7 @@ async fn a_deployment_made_by_github_actions_is_foreign_and_runs_nothing() {
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let ack = body_json(response).await;
-    assert_eq!(ack["outcome"], "ignored");
-    assert!(
-        ack["message"].as_str().unwrap().contains("GitHub Actions"),
-        "{ack}"
-    );
+    assert_ack(&ack, "ignored", "GitHub Actions");
     app.stop().await;
     assert!(app.github_requests().await.is_empty());
     assert!(
@@ -229,8 +222,7 @@ async fn a_deployment_to_another_environment_runs_nothing() {
 #[tokio::test]
 async fn shutdown_waits_for_the_running_deploy_to_finish_and_report() {
     let mut app = spawn_app_with(|config, dir| {
-        let script = write_script(dir, "slow.sh", "sleep 1");
-        config.deploy.command = vec![script.display().to_string()];
+        deploy_with_script(config, dir, "sleep 1");
     })
     .await;
     app.post_webhook("deployment", &fixture(DEPLOYMENT)).await;

@@ -12,8 +12,8 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::fake_github::FakeGitHub;
 use crate::helpers::{
-    PostedStatus, TestApp, body_json, created_deployments, fixture, fixture_json, is_legal_order,
-    send_signed, spawn_app_with, statuses, write_script,
+    PostedStatus, TestApp, assert_ack, body_json, created_deployments, deploy_with_script, fixture,
+    fixture_json, is_legal_order, send_signed, spawn_app_with, statuses,
 };
 
 const MERGED: &str = "pull_request.closed.merged.json";
@@ -102,14 +102,7 @@ async fn a_redelivery_from_the_same_hook_is_a_duplicate_and_deploys_nothing_more
         .await;
     assert_eq!(again.status(), StatusCode::OK);
     let body = body_json(again).await;
-    assert_eq!(body["outcome"], "duplicate");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("duplicate delivery d-2"),
-        "{body}"
-    );
+    assert_ack(&body, "duplicate", "duplicate delivery d-2");
     app.stop().await;
     assert_eq!(created_deployments(&app.github_requests().await).len(), 1);
     assert_eq!(delivery_count(&app, "d-2"), 1);
@@ -165,14 +158,7 @@ async fn a_merge_delivered_through_two_hooks_asks_for_one_deployment() {
         )
         .await;
     let body = body_json(second).await;
-    assert_eq!(body["outcome"], "ignored");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("#42 of acme/widgets already asked"),
-        "{body}"
-    );
+    assert_ack(&body, "ignored", "#42 of acme/widgets already asked");
     app.stop().await;
     assert_eq!(created_deployments(&app.github_requests().await).len(), 1);
 }
@@ -181,12 +167,7 @@ async fn a_merge_delivered_through_two_hooks_asks_for_one_deployment() {
 async fn a_deployment_brought_by_two_deliveries_runs_once() {
     let app = spawn_app_with(|config, dir| {
         let runs = dir.join("runs.log");
-        let script = write_script(
-            dir,
-            "count.sh",
-            &format!("echo ran >> '{}'", runs.display()),
-        );
-        config.deploy.command = vec![script.display().to_string()];
+        deploy_with_script(config, dir, &format!("echo ran >> '{}'", runs.display()));
     })
     .await;
     let first = app
@@ -228,8 +209,7 @@ async fn gated_app(policy: Policy) -> TestApp {
             gate = dir.join("gate").display(),
             runs = dir.join("runs.log").display(),
         );
-        let script = write_script(dir, "gated.sh", &body);
-        config.deploy.command = vec![script.display().to_string()];
+        deploy_with_script(config, dir, &body);
         config.queue.policy = policy;
     })
     .await

@@ -45,6 +45,22 @@ pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// Makes the deploy command a script with `body`, written into the test's `dir`.
+pub fn deploy_with_script(config: &mut Config, dir: &Path, body: &str) {
+    let script = write_script(dir, "deploy-under-test.sh", body);
+    config.deploy.command = vec![script.display().to_string()];
+}
+
+/// Asserts an acknowledgement's outcome and that its message contains `says`.
+pub fn assert_ack(ack: &Value, outcome: &str, says: &str) {
+    assert_eq!(ack["outcome"], outcome, "{ack}");
+    let message = ack["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(says),
+        "{message:?} should contain {says:?}"
+    );
+}
+
 /// A test's configuration: the defaults of `serve`, pointed at the mock and the temp dir,
 /// with retries a hundred times faster.
 pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Config {

@@ -4,7 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{body_json, created_deployments, fixture, fixture_json, spawn_app, summary};
+use crate::helpers::{
+    assert_ack, body_json, created_deployments, fixture, fixture_json, spawn_app, summary,
+};
 
 const MERGE_SHA: &str = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
 const FORK_MERGE_SHA: &str = "7a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d";
@@ -19,14 +21,7 @@ async fn assert_one_deployment_created(json: bool) {
     };
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let ack = body_json(response).await;
-    assert_eq!(ack["outcome"], "accepted");
-    assert!(
-        ack["message"]
-            .as_str()
-            .unwrap()
-            .contains("pull request #42"),
-        "{ack}"
-    );
+    assert_ack(&ack, "accepted", "pull request #42");
 
     app.stop().await;
     let requests = app.github_requests().await;
@@ -120,11 +115,7 @@ async fn unmerged_opened_and_other_branch_pull_requests_create_nothing_and_say_w
         let response = app.post_webhook("pull_request", &body).await;
         assert_eq!(response.status(), StatusCode::OK);
         let ack = body_json(response).await;
-        assert_eq!(ack["outcome"], "ignored");
-        assert!(
-            ack["message"].as_str().unwrap().contains(why),
-            "{ack} should say {why:?}"
-        );
+        assert_ack(&ack, "ignored", why);
     }
     app.stop().await;
     assert!(app.github_requests().await.is_empty());
