@@ -39,6 +39,16 @@ pub enum Command {
     Serve(ServeArgs),
     /// Sign a saved payload and post it to a running server, the way GitHub would.
     Replay(ReplayArgs),
+    /// Validate a config file and print the environments it describes; errors name the
+    /// line and column.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckConfigArgs {
+    /// The config file to check.
+    #[arg(env = "DEPLOYHOOK_CONFIG", default_value = "deployhook.toml")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,9 +74,20 @@ pub struct ServeArgs {
     #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
     pub github_api_url: String,
 
-    /// Environment that deployhook creates deployments for and deploys.
-    #[arg(long, env = "DEPLOYHOOK_ENVIRONMENT", default_value = "production")]
-    pub environment: String,
+    /// A config file describing the environments to deploy (see deployhook.example.toml).
+    /// Without one, the settings below up to --on-interrupt describe a single environment;
+    /// with one, they must not be set.
+    #[arg(long, env = "DEPLOYHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// The server's public base URL (https://deploy.example.com): statuses then carry a
+    /// `log_url` pointing at the deploy's log here. Unset: no `log_url`.
+    #[arg(long, env = "DEPLOYHOOK_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Environment that deployhook creates deployments for and deploys [default: production].
+    #[arg(long, env = "DEPLOYHOOK_ENVIRONMENT")]
+    pub environment: Option<String>,
 
     /// Branch whose merged pull requests deploy [default: the repository's default branch].
     #[arg(long, env = "DEPLOYHOOK_BRANCH")]
@@ -74,13 +95,8 @@ pub struct ServeArgs {
 
     /// Commit status contexts GitHub must see passing before it creates a deployment
     /// (comma-separated). Empty: deploy the merge commit without checking statuses.
-    #[arg(
-        long,
-        env = "DEPLOYHOOK_REQUIRED_CONTEXTS",
-        value_delimiter = ',',
-        default_value = ""
-    )]
-    pub required_contexts: Vec<String>,
+    #[arg(long, env = "DEPLOYHOOK_REQUIRED_CONTEXTS", value_delimiter = ',')]
+    pub required_contexts: Option<Vec<String>>,
 
     /// The deploy command, split into words like a shell would and run without a shell.
     /// It learns what to deploy from DEPLOYHOOK_* environment variables.
@@ -88,20 +104,15 @@ pub struct ServeArgs {
     pub deploy_command: Option<String>,
 
     /// How long a deploy may run before it is stopped (SIGTERM, then SIGKILL) and reported
-    /// as `error`. Examples: 90s, 15m, 1h.
-    #[arg(long, env = "DEPLOYHOOK_DEPLOY_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
-    pub deploy_timeout: Duration,
+    /// as `error`. Examples: 90s, 15m, 1h [default: 30m].
+    #[arg(long, env = "DEPLOYHOOK_DEPLOY_TIMEOUT", value_parser = parse_duration)]
+    pub deploy_timeout: Option<Duration>,
 
     /// Names of server environment variables to copy into the deploy command's environment
     /// (comma-separated). Nothing else of the server's environment reaches it but PATH,
     /// HOME and LANG.
-    #[arg(
-        long,
-        env = "DEPLOYHOOK_PASS_ENV",
-        value_delimiter = ',',
-        default_value = ""
-    )]
-    pub pass_env: Vec<String>,
+    #[arg(long, env = "DEPLOYHOOK_PASS_ENV", value_delimiter = ',')]
+    pub pass_env: Option<Vec<String>>,
 
     /// The SQLite database holding deliveries, the deploy queue and pending GitHub calls.
     /// Created if missing. `:memory:` keeps nothing across restarts.
@@ -120,14 +131,16 @@ pub struct ServeArgs {
     pub max_concurrent_deploys: u16,
 
     /// When several deployments of one repository + environment wait: run only the newest
-    /// (`latest`; the others become `inactive`), or run each in order (`queue`).
-    #[arg(long, env = "DEPLOYHOOK_POLICY", default_value = "latest")]
-    pub policy: Policy,
+    /// (`latest`; the others become `inactive`), or run each in order (`queue`)
+    /// [default: latest].
+    #[arg(long, env = "DEPLOYHOOK_POLICY")]
+    pub policy: Option<Policy>,
 
     /// A deploy that was running when deployhook stopped: report it as `error` at the next
-    /// start, or run it again (`retry`; only for deploy commands safe to run twice).
-    #[arg(long, env = "DEPLOYHOOK_ON_INTERRUPT", default_value = "error")]
-    pub on_interrupt: OnInterrupt,
+    /// start, or run it again (`retry`; only for deploy commands safe to run twice)
+    /// [default: error].
+    #[arg(long, env = "DEPLOYHOOK_ON_INTERRUPT")]
+    pub on_interrupt: Option<OnInterrupt>,
 
     /// How long a GitHub call (create a deployment, post a status) is retried while GitHub
     /// is down or rate-limiting before it is given up.
@@ -203,11 +216,9 @@ mod tests {
             panic!("not serve");
         };
         assert_eq!(args.listen.to_string(), "127.0.0.1:4567");
-        assert_eq!(args.environment, "production");
-        assert_eq!(args.deploy_timeout, Duration::from_secs(30 * 60));
         assert_eq!(args.database, "deployhook.db");
         assert_eq!(args.max_concurrent_deploys, 4);
-        assert_eq!(args.policy, Policy::Latest);
-        assert_eq!(args.on_interrupt, OnInterrupt::Error);
+        assert_eq!(Policy::default(), Policy::Latest);
+        assert_eq!(OnInterrupt::default(), OnInterrupt::Error);
     }
 }

@@ -1,17 +1,29 @@
-//! The server's validated configuration: built once at start from the `serve` arguments and
-//! the two secrets in the environment, then shared read-only. Tests build it directly.
+//! The server's validated configuration: built once at start from the `serve` arguments,
+//! the config file (`deployhook.toml`, when given) and the secrets in the environment, then
+//! shared read-only. Tests build it directly.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use secrecy::SecretString;
 
 use crate::cli::ServeArgs;
-use crate::deploy_worker::QueueConfig;
-use crate::ids::Environment;
+use crate::ids::{Environment, RepoName};
 use crate::outbox_worker::OutboxConfig;
+use crate::process_deployment::DeployJob;
 use crate::signature::WebhookSecrets;
+use crate::start_deployment::DEPLOY_TASK;
+use crate::store::jobs::{OnInterrupt, Policy};
+
+/// How long a deploy may run unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How much of one run's output is kept unless configured otherwise (its head and tail).
+pub const DEFAULT_LOG_LIMIT: usize = 1024 * 1024;
+/// The environment of the single-environment setup when none is named.
+const DEFAULT_ENVIRONMENT: &str = "production";
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
@@ -20,11 +32,16 @@ pub struct Config {
     /// `None` only when started with `--insecure-skip-signature`.
     pub webhook_secrets: Option<WebhookSecrets>,
     pub github: GitHubConfig,
-    pub deploy: DeployConfig,
+    /// The environments deployhook deploys: never empty, names unique.
+    pub environments: Vec<EnvironmentConfig>,
+    /// The server's address as GitHub users reach it, without a trailing slash: the base
+    /// of the `log_url` of statuses. `None`: statuses carry no `log_url`.
+    pub public_url: Option<String>,
     /// Path of the SQLite database, or [`crate::store::IN_MEMORY`].
     pub database: String,
     pub database_sync: crate::store::Sync,
-    pub queue: QueueConfig,
+    /// Deploys running at once, across repositories and environments.
+    pub max_concurrent_deploys: usize,
     pub outbox: OutboxConfig,
     /// How long shutdown waits for running deploys.
     pub shutdown_timeout: Duration,
@@ -39,18 +56,139 @@ pub struct GitHubConfig {
     pub token: SecretString,
 }
 
-/// What to deploy and how.
-#[derive(Debug, Clone)]
-pub struct DeployConfig {
-    pub environment: Environment,
+/// One environment: which merges deploy to it, and how its deploys run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvironmentConfig {
+    pub name: Environment,
+    /// Repositories whose deployments this environment runs; never empty.
+    pub repositories: Vec<RepoPattern>,
     /// `None`: each repository's default branch.
     pub branch: Option<String>,
+    /// Whether a merged pull request creates a deployment to this environment (otherwise
+    /// only deployments made by hand run here).
+    pub deploy_on_merge: bool,
     pub required_contexts: Vec<String>,
-    /// The deploy command's argv; never empty.
+    /// The `deploy` task's argv; never empty.
     pub command: Vec<String>,
+    /// Other tasks' argvs, by task name.
+    pub tasks: BTreeMap<String, Vec<String>>,
+    /// `None`: the server's working directory.
+    pub working_directory: Option<PathBuf>,
     pub timeout: Duration,
+    /// With `{sha}`, `{ref}` and `{environment}` placeholders.
+    pub environment_url: Option<String>,
+    pub policy: Policy,
+    pub on_interrupt: OnInterrupt,
+    /// Extra variables for the deploy command.
+    pub env: BTreeMap<String, String>,
     /// Server environment variables copied into the deploy command's environment.
     pub pass_env: Vec<String>,
+    pub production_environment: Option<bool>,
+    pub transient_environment: Option<bool>,
+    /// Bytes of output kept per run: the first and the last half of it.
+    pub log_limit: usize,
+}
+
+impl EnvironmentConfig {
+    /// An environment with the defaults, running `command` for any repository.
+    pub fn new(name: Environment, command: Vec<String>) -> Self {
+        Self {
+            name,
+            repositories: vec![RepoPattern::Any],
+            branch: None,
+            deploy_on_merge: true,
+            required_contexts: vec![],
+            command,
+            tasks: BTreeMap::new(),
+            working_directory: None,
+            timeout: DEFAULT_TIMEOUT,
+            environment_url: None,
+            policy: Policy::default(),
+            on_interrupt: OnInterrupt::default(),
+            env: BTreeMap::new(),
+            pass_env: vec![],
+            production_environment: None,
+            transient_environment: None,
+            log_limit: DEFAULT_LOG_LIMIT,
+        }
+    }
+
+    /// Whether deployments of `repo` run here.
+    pub fn accepts(&self, repo: &RepoName) -> bool {
+        self.repositories.iter().any(|p| p.matches(repo))
+    }
+
+    /// The argv that runs `task`.
+    pub fn command_for(&self, task: &str) -> Option<&[String]> {
+        if task == DEPLOY_TASK {
+            return Some(&self.command);
+        }
+        self.tasks.get(task).map(Vec::as_slice)
+    }
+
+    /// The tasks this environment runs, for an error message.
+    pub fn task_names(&self) -> String {
+        std::iter::once(DEPLOY_TASK)
+            .chain(self.tasks.keys().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The `environment_url` for `job`, placeholders filled in.
+    pub fn environment_url_for(&self, job: &DeployJob) -> Option<String> {
+        let url = self.environment_url.as_deref()?;
+        Some(
+            url.replace("{sha}", job.sha.as_ref())
+                .replace("{ref}", &job.git_ref)
+                .replace("{environment}", job.environment.as_ref()),
+        )
+    }
+}
+
+/// An entry of `repositories`: `owner/name`, `owner/*`, or (environment-variable setup) any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoPattern {
+    Any,
+    /// Lowercase: GitHub's names are case-insensitive.
+    Exact(String),
+    /// Every repository of this owner, lowercase.
+    Owner(String),
+}
+
+impl RepoPattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let pattern = match s.strip_suffix("/*") {
+            Some(owner) => {
+                RepoName::parse(&format!("{owner}/x")).map(|_| Self::Owner(owner.into()))
+            }
+            None => RepoName::parse(s).map(|_| Self::Exact(s.into())),
+        };
+        pattern
+            .map(|p| match p {
+                Self::Exact(s) => Self::Exact(s.to_ascii_lowercase()),
+                Self::Owner(s) => Self::Owner(s.to_ascii_lowercase()),
+                Self::Any => Self::Any,
+            })
+            .map_err(|_| format!("{s:?} is not a repository: expected owner/name or owner/*"))
+    }
+
+    pub fn matches(&self, repo: &RepoName) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Exact(name) => repo.as_ref().eq_ignore_ascii_case(name),
+            Self::Owner(owner) => repo.owner().eq_ignore_ascii_case(owner),
+        }
+    }
+}
+
+impl std::fmt::Display for RepoPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("any repository"),
+            Self::Exact(name) => f.write_str(name),
+            Self::Owner(owner) => write!(f, "{owner}/*"),
+        }
+    }
 }
 
 /// Reads one of the environment-only settings (the secrets).
@@ -80,16 +218,17 @@ impl Config {
             "GITHUB_TOKEN contains characters that cannot be sent in a header (a stray \
              newline or quote?)"
         );
-        let command = match args.deploy_command.as_deref().map(str::trim) {
-            None | Some("") => bail!(
-                "DEPLOY_COMMAND is not set: set it to the command that deploys \
-                 (for a first try, DEPLOY_COMMAND=examples/deploy.sh)"
-            ),
-            Some(line) => shell_words::split(line)
-                .with_context(|| format!("DEPLOY_COMMAND {line:?} cannot be split into words"))?,
+        let environments = match &args.config {
+            Some(path) => {
+                refuse_environment_settings(&args)?;
+                crate::config_file::load(path)?
+            }
+            None => vec![environment_from_args(&args)?],
         };
-        let environment = Environment::parse(&args.environment)
-            .context("DEPLOYHOOK_ENVIRONMENT is not a valid environment name")?;
+        let public_url = match args.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) => Some(public_url(url)?),
+        };
         Ok(Self {
             listen: args.listen,
             webhook_secrets: if args.insecure_skip_signature {
@@ -101,21 +240,11 @@ impl Config {
                 api_url: args.github_api_url.trim_end_matches('/').to_owned(),
                 token: SecretString::from(token),
             },
-            deploy: DeployConfig {
-                environment,
-                branch: args.branch.filter(|b| !b.trim().is_empty()),
-                required_contexts: non_empty(args.required_contexts),
-                command,
-                timeout: args.deploy_timeout,
-                pass_env: non_empty(args.pass_env),
-            },
+            environments,
+            public_url,
             database: args.database,
             database_sync: args.database_sync,
-            queue: QueueConfig {
-                max_concurrent: usize::from(args.max_concurrent_deploys),
-                policy: args.policy,
-                on_interrupt: args.on_interrupt,
-            },
+            max_concurrent_deploys: usize::from(args.max_concurrent_deploys),
             outbox: OutboxConfig {
                 max_age: args.outbox_max_age,
                 ..OutboxConfig::default()
@@ -123,6 +252,70 @@ impl Config {
             shutdown_timeout: args.shutdown_timeout,
         })
     }
+}
+
+/// The single environment described by flags and environment variables.
+fn environment_from_args(args: &ServeArgs) -> anyhow::Result<EnvironmentConfig> {
+    let command = match args.deploy_command.as_deref().map(str::trim) {
+        None | Some("") => bail!(
+            "DEPLOY_COMMAND is not set: set it to the command that deploys \
+             (for a first try, DEPLOY_COMMAND=examples/deploy.sh), or describe your \
+             environments in a config file (DEPLOYHOOK_CONFIG=deployhook.toml)"
+        ),
+        Some(line) => shell_words::split(line)
+            .with_context(|| format!("DEPLOY_COMMAND {line:?} cannot be split into words"))?,
+    };
+    let name = args.environment.as_deref().unwrap_or(DEFAULT_ENVIRONMENT);
+    let name = Environment::parse(name)
+        .context("DEPLOYHOOK_ENVIRONMENT is not a valid environment name")?;
+    let mut environment = EnvironmentConfig::new(name, command);
+    environment.branch = args.branch.clone().filter(|b| !b.trim().is_empty());
+    environment.required_contexts = non_empty(args.required_contexts.clone().unwrap_or_default());
+    environment.timeout = args.deploy_timeout.unwrap_or(DEFAULT_TIMEOUT);
+    environment.pass_env = non_empty(args.pass_env.clone().unwrap_or_default());
+    environment.policy = args.policy.unwrap_or_default();
+    environment.on_interrupt = args.on_interrupt.unwrap_or_default();
+    Ok(environment)
+}
+
+/// With a config file, the per-environment settings live in it: a flag or variable that
+/// would be silently ignored is an error instead.
+fn refuse_environment_settings(args: &ServeArgs) -> anyhow::Result<()> {
+    let set = [
+        ("DEPLOY_COMMAND", args.deploy_command.is_some()),
+        ("DEPLOYHOOK_ENVIRONMENT", args.environment.is_some()),
+        ("DEPLOYHOOK_BRANCH", args.branch.is_some()),
+        (
+            "DEPLOYHOOK_REQUIRED_CONTEXTS",
+            args.required_contexts.is_some(),
+        ),
+        ("DEPLOYHOOK_DEPLOY_TIMEOUT", args.deploy_timeout.is_some()),
+        ("DEPLOYHOOK_PASS_ENV", args.pass_env.is_some()),
+        ("DEPLOYHOOK_POLICY", args.policy.is_some()),
+        ("DEPLOYHOOK_ON_INTERRUPT", args.on_interrupt.is_some()),
+    ];
+    let names: Vec<&str> = set.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+    if !names.is_empty() {
+        bail!(
+            "{} set as well as the config file: with a config file, each environment's \
+             settings go in its [[environment]] table; unset {}",
+            names.join(", "),
+            if names.len() == 1 { "it" } else { "them" }
+        );
+    }
+    Ok(())
+}
+
+/// `DEPLOYHOOK_PUBLIC_URL`: an http(s) URL, kept without its trailing slash.
+fn public_url(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url)
+        .with_context(|| format!("DEPLOYHOOK_PUBLIC_URL {url:?} is not a URL"))?;
+    anyhow::ensure!(
+        matches!(parsed.scheme(), "http" | "https") && parsed.query().is_none(),
+        "DEPLOYHOOK_PUBLIC_URL {url:?} must be an http(s) URL without a query, such as \
+         https://deploy.example.com"
+    );
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Drops the empty entries a comma-separated setting yields for "" or "a,,b".
@@ -170,7 +363,7 @@ mod tests {
     fn the_deploy_command_is_split_like_a_shell_would() {
         let config = Config::from_args(args(&[]), &env_with(BOTH)).unwrap();
         assert_eq!(
-            config.deploy.command,
+            config.environments[0].command,
             ["./deploy.sh", "--fast", "two words"]
         );
     }
@@ -195,8 +388,11 @@ mod tests {
     fn comma_separated_settings_drop_empty_entries() {
         let extra = ["--required-contexts", "ci/build,, lint", "--pass-env", ""];
         let config = Config::from_args(args(&extra), &env_with(BOTH)).unwrap();
-        assert_eq!(config.deploy.required_contexts, ["ci/build", "lint"]);
-        assert!(config.deploy.pass_env.is_empty());
+        assert_eq!(
+            config.environments[0].required_contexts,
+            ["ci/build", "lint"]
+        );
+        assert!(config.environments[0].pass_env.is_empty());
     }
 
     #[test]

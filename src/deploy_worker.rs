@@ -12,30 +12,25 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::config::EnvironmentConfig;
+use crate::deploy_log::{LogHub, LogWriter};
 use crate::outbox_worker::OutboxWorker;
-use crate::runner::{Runner, kill_leftover, process_identity};
+use crate::runner::{RunOutcome, RunSpec, kill_leftover, process_identity};
 use crate::store::jobs::{self, Claimed, OnInterrupt, Policy};
 use crate::store::{Store, StoreError, now_ms};
 
 /// The longest the worker sleeps without looking at the queue.
 const IDLE_POLL: Duration = Duration::from_secs(30);
 
-/// How the queue is worked.
-#[derive(Debug, Clone, Copy)]
-pub struct QueueConfig {
-    /// Deploys running at once, across repositories and environments.
-    pub max_concurrent: usize,
-    pub policy: Policy,
-    pub on_interrupt: OnInterrupt,
-}
-
 /// Runs queued deploys. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DeployWorker {
     store: Store,
-    runner: Runner,
-    config: QueueConfig,
+    environments: Arc<[EnvironmentConfig]>,
+    /// Deploys running at once, across repositories and environments.
+    max_concurrent: usize,
     outbox: OutboxWorker,
+    logs: LogHub,
     wake: Arc<Notify>,
     running: TaskTracker,
     /// Cancelled when shutdown can wait no longer for running deploys.
@@ -43,12 +38,19 @@ pub struct DeployWorker {
 }
 
 impl DeployWorker {
-    pub fn new(store: Store, runner: Runner, config: QueueConfig, outbox: OutboxWorker) -> Self {
+    pub fn new(
+        store: Store,
+        environments: Arc<[EnvironmentConfig]>,
+        max_concurrent: usize,
+        outbox: OutboxWorker,
+        logs: LogHub,
+    ) -> Self {
         Self {
             store,
-            runner,
-            config,
+            environments,
+            max_concurrent,
             outbox,
+            logs,
             wake: Arc::new(Notify::new()),
             running: TaskTracker::new(),
             abort: CancellationToken::new(),
@@ -74,18 +76,23 @@ impl DeployWorker {
                 );
             }
         }
-        let on_interrupt = self.config.on_interrupt;
+        let environments = self.environments.clone();
+        let on_interrupt = move |name: &str| {
+            environments
+                .iter()
+                .find(|e| e.name.as_ref() == name)
+                .map_or(OnInterrupt::Error, |e| e.on_interrupt)
+        };
         let now = now_ms();
         let count = self
             .store
             .write(move |c| jobs::recover_interrupted(c, on_interrupt, now))
             .await?;
         if count > 0 {
-            let action = match on_interrupt {
-                OnInterrupt::Error => "reported as error",
-                OnInterrupt::Retry => "queued again",
-            };
-            tracing::warn!("{count} deploy(s) were running when deployhook stopped: {action}");
+            tracing::warn!(
+                "{count} deploy(s) were running when deployhook stopped: reported as error, \
+                 or queued again where the environment says on_interrupt = \"retry\""
+            );
         }
         Ok(count)
     }
@@ -113,14 +120,19 @@ impl DeployWorker {
     /// Claims the jobs that may start now and starts them in the background; returns how
     /// many started. The seam for driving the queue without the background loop.
     pub async fn start_due(&self) -> Result<usize, StoreError> {
-        let (max, policy) = (self.config.max_concurrent, self.config.policy);
-        let program = self.runner.program().to_owned();
+        let max = self.max_concurrent;
+        let environments = self.environments.clone();
         let now = now_ms();
         let claimed = self
             .store
             .write(move |c| {
-                let claimed = jobs::claim(c, max, |_| policy, now)?;
+                let find = |name: &str| environments.iter().find(|e| e.name.as_ref() == name);
+                let policy = |name: &str| find(name).map_or(Policy::Queue, |e| e.policy);
+                let claimed = jobs::claim(c, max, policy, now)?;
                 for Claimed { job, .. } in &claimed {
+                    let program = find(job.environment.as_ref())
+                        .and_then(|e| RunSpec::new(e, &job.task))
+                        .map_or_else(|| job.task.clone(), |spec| spec.program().to_owned());
                     let running = format!("running {program} for {}", job.sha.short());
                     jobs::report_started(c, job, &running, now)?;
                 }
@@ -148,6 +160,19 @@ impl DeployWorker {
     /// Runs one claimed job and records how it ended.
     async fn execute(self, claimed: Claimed) {
         let job = claimed.job;
+        let environments = self.environments.clone();
+        let environment = environments.iter().find(|e| e.name == job.environment);
+        let Some((spec, limit)) =
+            environment.and_then(|e| Some((RunSpec::new(e, &job.task)?, e.log_limit)))
+        else {
+            // Configured when it was queued, gone from the configuration since.
+            let outcome = RunOutcome::NotConfigured {
+                environment: job.environment.to_string(),
+                task: job.task.clone(),
+            };
+            return self.record_end(job, &outcome).await;
+        };
+        let (writer, log) = LogWriter::start(self.store.clone(), self.logs.clone(), job.id, limit);
         let (started, pid) = oneshot::channel();
         let record = async {
             let Ok(pid) = pid.await else {
@@ -162,7 +187,15 @@ impl DeployWorker {
                 tracing::warn!("could not record the deploy's process: {err}");
             }
         };
-        let (outcome, ()) = tokio::join!(self.runner.run(&job, &self.abort, started), record);
+        let (outcome, ()) = tokio::join!(spec.run(&job, &self.abort, started, log), record);
+        // Every line is stored before the end is: a reader that sees the job finished has
+        // seen the whole log.
+        writer.finish().await;
+        self.record_end(job, &outcome).await;
+    }
+
+    /// Records how a job ended and queues the status that reports it.
+    async fn record_end(&self, job: crate::process_deployment::DeployJob, outcome: &RunOutcome) {
         let (state, description) = (outcome.state(), outcome.description());
         tracing::info!(state = state.as_str(), "deploy ended: {description}");
         let now = now_ms();
@@ -177,6 +210,7 @@ impl DeployWorker {
             // interrupted rather than losing it.
             tracing::error!("could not record the end of the deploy: {err}");
         }
+        self.logs.notify();
         self.outbox.wake();
         self.wake();
     }

@@ -4,10 +4,10 @@
 
 use axum::http::StatusCode;
 
-use crate::config::DeployConfig;
+use crate::config::EnvironmentConfig;
 use crate::events::Event;
 use crate::intake::Delivery;
-use crate::process_deployment::{DeployJob, process_deployment};
+use crate::process_deployment::{Decision, DeployJob, process_deployment};
 use crate::start_deployment::{NewDeployment, start_deployment};
 use crate::update_deployment_status::update_deployment_status;
 
@@ -73,21 +73,25 @@ impl From<Ignored> for Ack {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     None,
-    CreateDeployment(NewDeployment),
+    /// One per environment that deploys the merge.
+    CreateDeployment(Vec<NewDeployment>),
     Deploy(DeployJob),
+    /// Record the deployment as run and failed with this description, without running it.
+    Refuse(DeployJob, String),
 }
 
 /// Runs the handler for the delivery's event.
-pub fn dispatch(delivery: &Delivery, config: &DeployConfig) -> (Ack, Effect) {
+pub fn dispatch(delivery: &Delivery, environments: &[EnvironmentConfig]) -> (Ack, Effect) {
     match &delivery.event {
-        Event::PullRequest(event) => match start_deployment(event, config) {
+        Event::PullRequest(event) => match start_deployment(event, environments) {
             Ok(new) => {
+                let names: Vec<&str> = new.iter().map(|n| n.request.environment.as_ref()).collect();
                 let message = format!(
                     "creating a deployment of {}@{} to {} for pull request #{}",
-                    new.repo,
-                    new.request.git_ref.short(),
-                    new.request.environment,
-                    new.pull_request
+                    new[0].repo,
+                    new[0].request.git_ref.short(),
+                    names.join(" and "),
+                    new[0].pull_request
                 );
                 (
                     Ack::new(Outcome::Accepted, message),
@@ -96,8 +100,15 @@ pub fn dispatch(delivery: &Delivery, config: &DeployConfig) -> (Ack, Effect) {
             }
             Err(ignored) => (ignored.into(), Effect::None),
         },
-        Event::Deployment(event) => match process_deployment(event, config) {
-            Ok(job) => {
+        Event::Deployment(event) => match process_deployment(event, environments) {
+            Ok(Decision::Refuse(job, reason)) => {
+                let message = format!("deployment {} not run: {reason}", job.id);
+                (
+                    Ack::new(Outcome::Accepted, message),
+                    Effect::Refuse(job, reason),
+                )
+            }
+            Ok(Decision::Run(job)) => {
                 let message = format!(
                     "deploying deployment {} of {}@{} to {}",
                     job.id,

@@ -89,6 +89,11 @@ pub struct DeploymentRequest {
     pub environment: Environment,
     pub payload: serde_json::Value,
     pub description: String,
+    /// Sent only when configured: GitHub then keeps its own default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_environment: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transient_environment: Option<bool>,
 }
 
 /// The states of a deployment status that deployhook posts.
@@ -124,6 +129,12 @@ pub struct StatusRequest {
     pub state: DeploymentState,
     /// At most 140 characters; see [`crate::text::description`].
     pub description: String,
+    /// Where the deploy's output can be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
+    /// Where the deployed environment can be seen; sent with `success`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_url: Option<String>,
 }
 
 #[derive(Deserialize)]

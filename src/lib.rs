@@ -11,6 +11,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_file;
+pub mod deploy_log;
 pub mod deploy_worker;
 pub mod dispatch;
 pub mod events;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use deployhook::cli::{Cli, Command, ReplayArgs, ServeArgs};
+use deployhook::cli::{CheckConfigArgs, Cli, Command, ReplayArgs, ServeArgs};
 use deployhook::config::Config;
 use deployhook::server::{Application, shutdown_signal};
 use deployhook::{replay, telemetry};
@@ -30,6 +30,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Replay(args) => replay(args).await,
+        Command::CheckConfig(args) => check_config(&args),
     };
     match result {
         Ok(code) => code,
@@ -44,6 +45,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::from_args(args, &|name| std::env::var(name).ok())?;
     let app = Application::build(config).await?;
     app.run_until(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
+    let environments = deployhook::config_file::load(&args.config)?;
+    println!("{}: OK", args.config.display());
+    for environment in &environments {
+        println!("{}", deployhook::config_file::summary(environment));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

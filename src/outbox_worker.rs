@@ -232,16 +232,20 @@ impl OutboxWorker {
                 Call::CreateDeployment {
                     repository,
                     pull_request,
-                    ..
-                } => Some((repository.clone(), *pull_request)),
+                    request,
+                } => Some((
+                    repository.clone(),
+                    *pull_request,
+                    request.environment.clone(),
+                )),
                 Call::DeploymentStatus { .. } => None,
             };
             self.store
                 .write_persistently("a given-up call", move |c| {
                     outbox::give_up(c, id, &error)?;
                     match &merge {
-                        Some((repository, number)) => {
-                            deliveries::forget_merge(c, repository, *number)
+                        Some((repository, number, environment)) => {
+                            deliveries::forget_merge(c, repository, *number, environment)
                         }
                         None => Ok(()),
                     }

@@ -8,7 +8,7 @@
 //! a GitHub App or a bot (GitHub Pages, Actions workflows, other deploy tools) are someone
 //! else's, and running them would deploy twice.
 
-use crate::config::DeployConfig;
+use crate::config::EnvironmentConfig;
 use crate::dispatch::Ignored;
 use crate::events::{Deployment, DeploymentEvent};
 use crate::ids::{CommitSha, DeploymentId, Environment, RepoName};
@@ -26,13 +26,26 @@ pub struct DeployJob {
     pub deploy_user: String,
     /// The deployment's `payload` as JSON text.
     pub payload: String,
+    /// Where statuses point for the deployed environment (sent with `success`).
+    pub environment_url: Option<String>,
+    /// Where statuses point for the deploy's output; set by the server, which holds the key
+    /// that makes these links unguessable.
+    pub log_url: Option<String>,
+}
+
+/// What to do with a deployment that is deployhook's to run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Run(DeployJob),
+    /// Its task is not one the environment runs: report `error` with this description.
+    Refuse(DeployJob, String),
 }
 
 /// Decides whether `event` is a deployment deployhook should run.
 pub fn process_deployment(
     event: &DeploymentEvent,
-    config: &DeployConfig,
-) -> Result<DeployJob, Ignored> {
+    environments: &[EnvironmentConfig],
+) -> Result<Decision, Ignored> {
     let deployment = &event.deployment;
     let id = deployment.id;
     // GitHub only sends `created`; an absent action (older servers) means the same.
@@ -46,11 +59,25 @@ pub fn process_deployment(
             "deployment {id}: the payload names no repository"
         )));
     };
-    if deployment.environment != config.environment {
+    let Some(environment) = environments
+        .iter()
+        .find(|e| e.name == deployment.environment)
+    else {
+        let known: Vec<&str> = environments.iter().map(|e| e.name.as_ref()).collect();
         return Err(Ignored(format!(
             "deployment {id} is for environment {}; this server deploys {}",
-            deployment.environment, config.environment
+            deployment.environment,
+            known.join(", ")
         )));
+    };
+    if !environment.accepts(&repository.full_name) {
+        let message = format!(
+            "deployment {id}: environment {} does not list {}",
+            environment.name, repository.full_name
+        );
+        // Worth a line: someone asked for a deploy that will not happen.
+        tracing::info!("{message}");
+        return Err(Ignored(message));
     }
     if let Some(creator) = foreign_creator(deployment) {
         return Err(Ignored(format!(
@@ -58,7 +85,7 @@ pub fn process_deployment(
              it is not deployhook's to run"
         )));
     }
-    Ok(DeployJob {
+    let mut job = DeployJob {
         id,
         repo: repository.full_name.clone(),
         environment: deployment.environment.clone(),
@@ -67,10 +94,24 @@ pub fn process_deployment(
         task: deployment
             .task
             .clone()
+            .filter(|t| !t.is_empty())
             .unwrap_or_else(|| DEPLOY_TASK.to_owned()),
         deploy_user: deploy_user(deployment),
         payload: payload_text(&deployment.payload),
-    })
+        environment_url: None,
+        log_url: None,
+    };
+    job.environment_url = environment.environment_url_for(&job);
+    if environment.command_for(&job.task).is_none() {
+        let reason = format!(
+            "unknown task {:?}; {} runs: {}",
+            job.task,
+            environment.name,
+            environment.task_names()
+        );
+        return Ok(Decision::Refuse(job, reason));
+    }
+    Ok(Decision::Run(job))
 }
 
 /// Names who made a deployment that deployhook must leave alone, or `None` when it is
@@ -110,18 +151,31 @@ fn payload_text(payload: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RepoPattern;
     use crate::events::Event;
     use serde_json::{Value, json};
-    use std::time::Duration;
 
-    fn config() -> DeployConfig {
-        DeployConfig {
-            environment: Environment::parse("production").unwrap(),
-            branch: None,
-            required_contexts: vec![],
-            command: vec!["true".into()],
-            timeout: Duration::from_secs(60),
-            pass_env: vec![],
+    fn production() -> EnvironmentConfig {
+        let mut environment = EnvironmentConfig::new(
+            Environment::parse("production").unwrap(),
+            vec!["true".into()],
+        );
+        environment.repositories = vec![RepoPattern::parse("acme/*").unwrap()];
+        environment
+            .tasks
+            .insert("deploy:migrate".into(), vec!["./migrate.sh".into()]);
+        environment.environment_url = Some("https://{environment}.example.com/{sha}".into());
+        environment
+    }
+
+    fn config() -> Vec<EnvironmentConfig> {
+        vec![production()]
+    }
+
+    fn run(result: Result<Decision, Ignored>) -> DeployJob {
+        match result.unwrap() {
+            Decision::Run(job) => job,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -147,31 +201,63 @@ mod tests {
 
     #[test]
     fn a_deployment_made_by_a_person_becomes_a_job() {
-        let job = process_deployment(&event(|_| {}), &config()).unwrap();
+        let job = run(process_deployment(&event(|_| {}), &config()));
         assert_eq!(job.id, DeploymentId::from(880_001));
         assert_eq!(job.repo.to_string(), "acme/widgets");
         assert_eq!(job.task, "deploy");
         assert_eq!(job.deploy_user, "octo-dev");
         let payload: Value = serde_json::from_str(&job.payload).unwrap();
         assert_eq!(payload["pull_request"], 42);
+        assert_eq!(
+            job.environment_url.as_deref(),
+            Some("https://production.example.com/6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b")
+        );
+    }
+
+    #[test]
+    fn a_known_task_runs_and_an_unknown_one_is_refused_naming_the_tasks() {
+        let migrate = event(|e| e["deployment"]["task"] = json!("deploy:migrate"));
+        assert_eq!(
+            run(process_deployment(&migrate, &config())).task,
+            "deploy:migrate"
+        );
+
+        let seed = event(|e| e["deployment"]["task"] = json!("deploy:seed"));
+        let Decision::Refuse(job, reason) = process_deployment(&seed, &config()).unwrap() else {
+            panic!("an unknown task must be refused");
+        };
+        assert_eq!(job.task, "deploy:seed");
+        assert!(reason.contains("deploy, deploy:migrate"), "{reason}");
+    }
+
+    #[test]
+    fn a_repository_the_environment_does_not_list_is_ignored() {
+        let other = event(|e| e["repository"]["full_name"] = json!("umbrella/widgets"));
+        let Ignored(reason) = process_deployment(&other, &config()).unwrap_err();
+        assert!(
+            reason.contains("does not list umbrella/widgets"),
+            "{reason}"
+        );
+        let differently_cased = event(|e| e["repository"]["full_name"] = json!("ACME/Widgets"));
+        assert!(process_deployment(&differently_cased, &config()).is_ok());
     }
 
     #[test]
     fn without_deploy_user_in_the_payload_the_creator_deploys() {
-        let job = process_deployment(
+        let job = run(process_deployment(
             &event(|e| e["deployment"]["payload"] = json!({})),
             &config(),
-        );
-        assert_eq!(job.unwrap().deploy_user, "maria-merge");
+        ));
+        assert_eq!(job.deploy_user, "maria-merge");
     }
 
     #[test]
     fn a_string_payload_is_passed_as_it_is() {
-        let job = process_deployment(
+        let job = run(process_deployment(
             &event(|e| e["deployment"]["payload"] = json!("{\"deploy\":\"migrate\"}")),
             &config(),
-        );
-        assert_eq!(job.unwrap().payload, "{\"deploy\":\"migrate\"}");
+        ));
+        assert_eq!(job.payload, "{\"deploy\":\"migrate\"}");
     }
 
     #[test]

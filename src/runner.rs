@@ -1,8 +1,11 @@
-//! Runs the deploy command for one job: argv without a shell, a clean environment carrying
-//! the job in `DEPLOYHOOK_*` variables, output forwarded line by line to the log, and a
-//! timeout that stops the command's whole process group.
+//! Runs the deploy command for one job: argv without a shell, in the environment's working
+//! directory, with a clean environment carrying the job in `DEPLOYHOOK_*` variables, output
+//! captured line by line into the deploy's log, and a timeout that stops the command's
+//! whole process group, children and grandchildren included.
 
+use std::collections::BTreeMap;
 use std::io;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,9 +16,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::DeployConfig;
+use crate::config::EnvironmentConfig;
+use crate::deploy_log::{LogSender, MAX_LINE};
 use crate::github::DeploymentState;
 use crate::process_deployment::DeployJob;
+use crate::store::logs::Stream;
 use crate::text;
 
 /// Between SIGTERM and SIGKILL when a deploy times out: time for it to clean up.
@@ -23,8 +28,6 @@ const KILL_GRACE: Duration = Duration::from_secs(10);
 /// After the command exits, how long to keep reading output from children that still hold
 /// its stdout/stderr open (a daemon it started, say) before giving up on them.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
-/// Output lines are logged up to this many bytes.
-const MAX_LOGGED_LINE: usize = 8 * 1024;
 /// Server variables every deploy command gets, so ordinary scripts work.
 const BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
 /// `PATH` when the server has none.
@@ -51,6 +54,11 @@ pub enum RunOutcome {
         program: String,
         error: String,
     },
+    /// Its environment or task was removed from the configuration while it waited.
+    NotConfigured {
+        environment: String,
+        task: String,
+    },
 }
 
 impl RunOutcome {
@@ -59,9 +67,10 @@ impl RunOutcome {
         match self {
             Self::Succeeded { .. } => DeploymentState::Success,
             Self::Failed { .. } => DeploymentState::Failure,
-            Self::TimedOut { .. } | Self::Interrupted | Self::CouldNotStart { .. } => {
-                DeploymentState::Error
-            }
+            Self::TimedOut { .. }
+            | Self::Interrupted
+            | Self::CouldNotStart { .. }
+            | Self::NotConfigured { .. } => DeploymentState::Error,
         }
     }
 
@@ -73,20 +82,20 @@ impl RunOutcome {
                 code: Some(code),
                 elapsed,
                 ..
-            } => format!(
-                "exit code {code} after {} — see the server log",
-                seconds(*elapsed)
-            ),
+            } => format!("exit code {code} after {} — see log", seconds(*elapsed)),
             Self::Failed {
                 signal, elapsed, ..
             } => format!(
-                "killed by signal {} after {} — see the server log",
+                "killed by signal {} after {} — see log",
                 signal.unwrap_or_default(),
                 seconds(*elapsed)
             ),
             Self::TimedOut { after } => format!("timed out after {}", seconds(*after)),
             Self::Interrupted => "interrupted: deployhook shut down during the deploy".to_owned(),
             Self::CouldNotStart { program, error } => format!("could not start {program}: {error}"),
+            Self::NotConfigured { environment, task } => format!(
+                "not run: environment {environment} no longer runs task {task} (configuration changed)"
+            ),
         })
     }
 }
@@ -96,38 +105,83 @@ fn seconds(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
-/// Runs deploy commands as configured.
+/// How to run one job: its environment's settings for its task.
 #[derive(Debug, Clone)]
-pub struct Runner {
-    command: Vec<String>,
-    timeout: Duration,
-    pass_env: Vec<String>,
+pub struct RunSpec<'a> {
+    /// Never empty.
+    pub argv: &'a [String],
+    pub working_directory: Option<&'a Path>,
+    pub timeout: Duration,
+    /// Extra variables, set as they are.
+    pub env: &'a BTreeMap<String, String>,
+    /// Server variables copied when the server has them.
+    pub pass_env: &'a [String],
 }
 
-impl Runner {
-    pub fn new(config: &DeployConfig) -> Self {
-        Self {
-            command: config.command.clone(),
-            timeout: config.timeout,
-            pass_env: config.pass_env.clone(),
-        }
+impl<'a> RunSpec<'a> {
+    /// The spec for `task` in `environment`, if the environment runs that task.
+    pub fn new(environment: &'a EnvironmentConfig, task: &str) -> Option<Self> {
+        Some(Self {
+            argv: environment.command_for(task)?,
+            working_directory: environment.working_directory.as_deref(),
+            timeout: environment.timeout,
+            env: &environment.env,
+            pass_env: &environment.pass_env,
+        })
     }
 
     /// The program the deploy command runs.
     pub fn program(&self) -> &str {
-        self.command.first().map_or("", String::as_str)
+        self.argv.first().map_or("", String::as_str)
     }
 
-    /// Runs the command for `job` to its end, its timeout, or until `abort` is cancelled.
-    /// `spawned` learns the command's pid (its process group's id) once it runs.
+    /// Runs the command for `job` to its end, its timeout, or until `abort` is cancelled,
+    /// writing its output, and notes of what happened, to `log`. `spawned` learns the
+    /// command's pid (its process group's id) once it runs.
     pub async fn run(
         &self,
         job: &DeployJob,
         abort: &CancellationToken,
         spawned: oneshot::Sender<u32>,
+        log: LogSender,
+    ) -> RunOutcome {
+        let outcome = self.run_logged(job, abort, spawned, &log).await;
+        log.line(
+            Stream::Deployhook,
+            &format!("{}: {}", outcome.state().as_str(), outcome.description()),
+        );
+        outcome
+    }
+
+    async fn run_logged(
+        &self,
+        job: &DeployJob,
+        abort: &CancellationToken,
+        spawned: oneshot::Sender<u32>,
+        log: &LogSender,
     ) -> RunOutcome {
         let started = Instant::now();
         let program = self.program().to_owned();
+        let place = self
+            .working_directory
+            .map(|d| format!(" in {}", d.display()))
+            .unwrap_or_default();
+        log.line(
+            Stream::Deployhook,
+            &format!(
+                "running {:?}{place} for {} (task {}, timeout {})",
+                self.argv,
+                job.sha.short(),
+                job.task,
+                seconds(self.timeout)
+            ),
+        );
+        if let Some(dir) = self.working_directory.filter(|d| !d.is_dir()) {
+            return RunOutcome::CouldNotStart {
+                program,
+                error: format!("working directory {} does not exist", dir.display()),
+            };
+        }
         let mut child = match self.command(job).spawn() {
             Ok(child) => child,
             Err(err) => {
@@ -137,24 +191,34 @@ impl Runner {
                 };
             }
         };
-        tracing::info!(pid = child.id(), command = ?self.command, "deploy started");
+        tracing::info!(pid = child.id(), command = ?self.argv, "deploy started");
         if let Some(pid) = child.id() {
             let _ = spawned.send(pid);
         }
         let readers = [
-            child.stdout.take().map(|out| forward_lines(out, "stdout")),
-            child.stderr.take().map(|err| forward_lines(err, "stderr")),
+            child
+                .stdout
+                .take()
+                .map(|out| forward_lines(out, Stream::Stdout, log.clone())),
+            child
+                .stderr
+                .take()
+                .map(|err| forward_lines(err, Stream::Stderr, log.clone())),
         ];
         let status = tokio::select! {
             status = child.wait() => status,
             () = tokio::time::sleep(self.timeout) => {
-                tracing::warn!("deploy timed out after {}", seconds(self.timeout));
+                let message = format!("timed out after {}: stopping the command's process group (SIGTERM, then SIGKILL after {})", seconds(self.timeout), seconds(KILL_GRACE));
+                tracing::warn!("{message}");
+                log.line(Stream::Deployhook, &message);
                 stop_group(&mut child).await;
                 drain(readers).await;
                 return RunOutcome::TimedOut { after: self.timeout };
             }
             () = abort.cancelled() => {
-                tracing::warn!("deployhook is shutting down; stopping the deploy");
+                let message = "deployhook is shutting down: stopping the deploy";
+                tracing::warn!("{message}");
+                log.line(Stream::Deployhook, message);
                 stop_group(&mut child).await;
                 drain(readers).await;
                 return RunOutcome::Interrupted;
@@ -178,9 +242,9 @@ impl Runner {
 
     /// The command with its clean environment, in a process group of its own.
     fn command(&self, job: &DeployJob) -> Command {
-        let mut command = Command::new(&self.command[0]);
+        let mut command = Command::new(&self.argv[0]);
         command
-            .args(&self.command[1..])
+            .args(&self.argv[1..])
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -188,6 +252,9 @@ impl Runner {
             // Its own group, so a timeout can stop the children it started too.
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(dir) = self.working_directory {
+            command.current_dir(dir);
+        }
         command.env("PATH", DEFAULT_PATH);
         for name in BASE_ENV
             .iter()
@@ -198,6 +265,7 @@ impl Runner {
                 command.env(name, value);
             }
         }
+        command.envs(self.env);
         command.envs(job_env(job));
         command
     }
@@ -287,10 +355,12 @@ fn signal_group(pgid: u32, signal: libc::c_int) {
     }
 }
 
-/// Logs each line the command writes to `stream`, under the current delivery's span.
+/// Sends each line the command writes to `stream` to the deploy's log (and, at debug level,
+/// to the server's log under the deploy's span).
 fn forward_lines(
     stream: impl AsyncRead + Unpin + Send + 'static,
-    name: &'static str,
+    name: Stream,
+    log: LogSender,
 ) -> JoinHandle<()> {
     let task = async move {
         let mut reader = BufReader::new(stream);
@@ -300,9 +370,11 @@ fn forward_lines(
             match reader.read_until(b'\n', &mut line).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let end = line.len().min(MAX_LOGGED_LINE);
+                    let end = line.len().min(MAX_LINE + 1);
                     let text = String::from_utf8_lossy(&line[..end]);
-                    tracing::info!(stream = name, "{}", text.trim_end());
+                    let text = text.trim_end_matches(['\n', '\r']);
+                    tracing::debug!(stream = name.as_str(), "{text}");
+                    log.line(name, text);
                 }
             }
         }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{FromRef, FromRequestParts, Request, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{FromRef, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,13 +21,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::{Config, DeployConfig};
+use crate::config::{Config, EnvironmentConfig};
+use crate::deploy_log::{self, Found, LogHub, LogKey, LogLinks};
 use crate::deploy_worker::DeployWorker;
 use crate::dispatch::{Ack, Effect, Outcome, dispatch};
 use crate::github::GitHubClient;
+use crate::ids::DeploymentId;
 use crate::intake::{Delivery, IntakeConfig};
 use crate::outbox_worker::OutboxWorker;
-use crate::runner::Runner;
 use crate::store::deliveries::{self, DeliveryRecord, Recorded};
 use crate::store::{Arrival, Store, now_ms, outbox};
 
@@ -41,10 +43,14 @@ pub struct AppState(Arc<Shared>);
 #[derive(Debug)]
 struct Shared {
     intake: Arc<IntakeConfig>,
-    deploy: DeployConfig,
+    environments: Arc<[EnvironmentConfig]>,
     store: Store,
     outbox: OutboxWorker,
     deployer: DeployWorker,
+    links: LogLinks,
+    logs: LogHub,
+    /// Cancelled when shutdown begins: ends live log streams, which would hold it up.
+    stopping: CancellationToken,
 }
 
 impl FromRef<AppState> for Arc<IntakeConfig> {
@@ -73,12 +79,21 @@ impl Application {
         let github =
             GitHubClient::new(&config.github).context("could not build the GitHub client")?;
         let outbox = OutboxWorker::new(store.clone(), github, config.outbox);
+        let environments: Arc<[EnvironmentConfig]> = config.environments.clone().into();
+        let logs = LogHub::default();
         let deployer = DeployWorker::new(
             store.clone(),
-            Runner::new(&config.deploy),
-            config.queue,
+            environments.clone(),
+            config.max_concurrent_deploys,
             outbox.clone(),
+            logs.clone(),
         );
+        let links = LogLinks {
+            key: LogKey::load_or_create(&store)
+                .await
+                .context("could not read the log link key")?,
+            public_url: config.public_url.clone(),
+        };
         deployer
             .recover()
             .await
@@ -89,10 +104,13 @@ impl Application {
             .context("could not recover the outbox")?;
         let state = AppState(Arc::new(Shared {
             intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
-            deploy: config.deploy.clone(),
+            environments,
             store,
             outbox,
             deployer,
+            links,
+            logs,
+            stopping: CancellationToken::new(),
         }));
         Ok(Self {
             listener,
@@ -120,13 +138,23 @@ impl Application {
                  {addr} can trigger deploys"
             );
         }
+        let names: Vec<&str> = self
+            .config
+            .environments
+            .iter()
+            .map(|e| e.name.as_ref())
+            .collect();
         tracing::info!(
             %addr,
-            environment = %self.config.deploy.environment,
-            command = ?self.config.deploy.command,
+            environments = %names.join(", "),
             database = %self.config.database,
             "deployhook listening; webhook URL: http://{addr}/event_handler"
         );
+        if self.config.public_url.is_none() {
+            tracing::info!(
+                "DEPLOYHOOK_PUBLIC_URL is not set: deployment statuses carry no log_url"
+            );
+        }
         let (deployer, outbox) = (self.state.0.deployer.clone(), self.state.0.outbox.clone());
         let stop_deploys = CancellationToken::new();
         let stop_outbox = CancellationToken::new();
@@ -136,9 +164,11 @@ impl Application {
         // The queue stops starting deploys the moment shutdown begins, not after the last
         // HTTP request drained.
         let stop_on_signal = stop_deploys.clone();
+        let stop_log_streams = self.state.0.stopping.clone();
         let shutdown = async move {
             shutdown.await;
             stop_on_signal.cancel();
+            stop_log_streams.cancel();
         };
         let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
@@ -167,6 +197,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/event_handler", post(event_handler))
         .route("/healthz", get(healthz))
+        .route("/deployments/{id}/log", get(deployment_log))
         .layer(middleware::from_fn(delivery_span))
         .with_state(state)
 }
@@ -178,7 +209,10 @@ async fn event_handler(
     arrival: Arrival,
     delivery: Delivery,
 ) -> Response {
-    let (ack, effect) = dispatch(&delivery, &state.0.deploy);
+    let (ack, mut effect) = dispatch(&delivery, &state.0.environments);
+    if let Effect::Deploy(job) = &mut effect {
+        job.log_url = state.0.links.url(job.id);
+    }
     let record = DeliveryRecord {
         hook_id: delivery.hook_id.map_or(0, |h| h.get()),
         delivery_id: delivery.delivery_id.map_or_else(
@@ -194,7 +228,7 @@ async fn event_handler(
     };
     let wake = match &effect {
         Effect::None => (false, false),
-        Effect::CreateDeployment(_) => (true, false),
+        Effect::CreateDeployment(_) | Effect::Refuse(..) => (true, false),
         Effect::Deploy(_) => (true, true),
     };
     let delivery_id = record.delivery_id.clone();
@@ -247,6 +281,60 @@ impl FromRequestParts<AppState> for Arrival {
 
     async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         Ok(state.0.store.arrival())
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LogQuery {
+    token: Option<String>,
+}
+
+/// `GET /deployments/{id}/log?token=…`: the deploy's output as plain text, streamed while
+/// it runs. A missing or wrong token gets the same 404 as an unknown deployment, so the
+/// answer tells a guesser nothing.
+async fn deployment_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Response {
+    let not_found = || {
+        let message = "no such log: check the link (it carries its token) and the deployment id\n";
+        (StatusCode::NOT_FOUND, message).into_response()
+    };
+    let Ok(id) = id.parse::<DeploymentId>() else {
+        return not_found();
+    };
+    let token = query.token.unwrap_or_default();
+    if !state.0.links.key.verify(id, &token) {
+        return not_found();
+    }
+    let shared = &state.0;
+    match deploy_log::open(
+        shared.store.clone(),
+        &shared.logs,
+        id,
+        shared.stopping.clone(),
+    )
+    .await
+    {
+        Ok(Found::NoLog) => not_found(),
+        Ok(Found::Log(stream)) => (
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!("could not read the log of deployment {id}: {err}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the log could not be read; try again\n",
+            )
+                .into_response()
+        }
     }
 }
 

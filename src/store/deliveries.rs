@@ -63,15 +63,33 @@ pub fn record(
     }
     let already_done = match effect {
         Effect::None => None,
-        Effect::CreateDeployment(new) => {
-            if record_merge(conn, new, delivery.received_at)? {
-                outbox::enqueue_create_deployment(conn, new, delivery.received_at)?;
-                None
-            } else {
-                Some(format!(
+        Effect::CreateDeployment(deployments) => {
+            let mut created = false;
+            for new in deployments {
+                if record_merge(conn, new, delivery.received_at)? {
+                    outbox::enqueue_create_deployment(conn, new, delivery.received_at)?;
+                    created = true;
+                }
+            }
+            match deployments.first() {
+                Some(new) if !created => Some(format!(
                     "pull request #{} of {} already asked for its deployment",
                     new.pull_request, new.repo
-                ))
+                )),
+                _ => None,
+            }
+        }
+        Effect::Refuse(job, reason) => {
+            if jobs::refuse(
+                conn,
+                job,
+                &delivery.delivery_id,
+                reason,
+                delivery.received_at,
+            )? {
+                None
+            } else {
+                Some(format!("deployment {} was already received", job.id))
             }
         }
         Effect::Deploy(job) => {
@@ -104,12 +122,13 @@ pub fn record(
 fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlite::Result<bool> {
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO merges (repository, pull_request, sha, recorded_at)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR IGNORE INTO merges (repository, pull_request, environment, sha, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
         .execute(params![
             new.repo.as_ref(),
             hook_key(new.pull_request)?,
+            new.request.environment.as_ref(),
             new.request.git_ref.as_ref(),
             now
         ])?;
@@ -122,10 +141,11 @@ pub fn forget_merge(
     conn: &Connection,
     repository: &str,
     pull_request: u64,
+    environment: &crate::ids::Environment,
 ) -> rusqlite::Result<()> {
     conn.execute(
-        "DELETE FROM merges WHERE repository = ?1 AND pull_request = ?2",
-        params![repository, hook_key(pull_request)?],
+        "DELETE FROM merges WHERE repository = ?1 AND pull_request = ?2 AND environment = ?3",
+        params![repository, hook_key(pull_request)?, environment.as_ref()],
     )?;
     Ok(())
 }

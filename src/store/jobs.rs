@@ -13,18 +13,22 @@ use crate::process_deployment::DeployJob;
 use crate::store::outbox;
 
 /// What to do when several deployments of one repository and environment are waiting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Run each, oldest first.
     Queue,
     /// Run only the newest; the older ones are marked `inactive`, naming it.
+    #[default]
     Latest,
 }
 
 /// What to do at start with a job that was running when deployhook stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnInterrupt {
     /// Report it as `error`: deploy commands need not be safe to run twice.
+    #[default]
     Error,
     /// Queue it again.
     Retry,
@@ -40,11 +44,30 @@ pub fn enqueue(
     delivery_id: &str,
     now: i64,
 ) -> rusqlite::Result<bool> {
+    if !enqueue_row(conn, job, delivery_id, now)? {
+        return Ok(false);
+    }
+    let description = format!(
+        "queued to deploy {} to {}",
+        job.sha.short(),
+        job.environment
+    );
+    outbox::enqueue_status(conn, job, DeploymentState::Queued, &description, now)?;
+    Ok(true)
+}
+
+fn enqueue_row(
+    conn: &Connection,
+    job: &DeployJob,
+    delivery_id: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO jobs (deployment_id, repository, environment, sha, git_ref,
-                 task, deploy_user, payload, delivery_id, state, queued_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10)",
+                 task, deploy_user, payload, delivery_id, state, queued_at, log_url,
+                 environment_url)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12)",
         )?
         .execute(params![
             id_key(job.id)?,
@@ -57,16 +80,28 @@ pub fn enqueue(
             job.payload,
             delivery_id,
             now,
+            job.log_url,
+            job.environment_url,
         ])?;
-    if inserted == 0 {
+    Ok(inserted == 1)
+}
+
+/// Records `job` as refused without running it (an unknown task) and queues its `error`
+/// status; `false` when its deployment is already known.
+pub fn refuse(
+    conn: &Connection,
+    job: &DeployJob,
+    delivery_id: &str,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    // Queued and finished at once, so the queue's one-row-per-deployment rule holds.
+    let mut job = job.clone();
+    job.log_url = None;
+    if !enqueue_row(conn, &job, delivery_id, now)? {
         return Ok(false);
     }
-    let description = format!(
-        "queued to deploy {} to {}",
-        job.sha.short(),
-        job.environment
-    );
-    outbox::enqueue_status(conn, job, DeploymentState::Queued, &description, now)?;
+    finish(conn, &job, DeploymentState::Error, reason, now)?;
     Ok(true)
 }
 
@@ -98,7 +133,7 @@ pub fn claim(
     let mut waiting: BTreeMap<(String, String), Vec<Claimed>> = BTreeMap::new();
     let mut statement = conn.prepare_cached(
         "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
-                payload, delivery_id
+                payload, delivery_id, environment_url, log_url
          FROM jobs WHERE state = 'queued' ORDER BY deployment_id",
     )?;
     for claimed in statement.query_map([], claimed_from_row)? {
@@ -153,6 +188,8 @@ fn claimed_from_row(row: &Row<'_>) -> rusqlite::Result<Claimed> {
             task: text(5)?,
             deploy_user: text(6)?,
             payload: text(7)?,
+            environment_url: row.get(9)?,
+            log_url: row.get(10)?,
         },
         delivery_id: text(8)?,
     })
@@ -206,19 +243,19 @@ pub fn report_started(
 /// many there were.
 pub fn recover_interrupted(
     conn: &Connection,
-    on_interrupt: OnInterrupt,
+    on_interrupt: impl Fn(&str) -> OnInterrupt,
     now: i64,
 ) -> rusqlite::Result<usize> {
     let interrupted: Vec<Claimed> = conn
         .prepare(
             "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
-                    payload, delivery_id
+                    payload, delivery_id, environment_url, log_url
              FROM jobs WHERE state = 'running'",
         )?
         .query_map([], claimed_from_row)?
         .collect::<Result<_, _>>()?;
     for claimed in &interrupted {
-        match on_interrupt {
+        match on_interrupt(claimed.job.environment.as_ref()) {
             OnInterrupt::Error => {
                 finish(conn, &claimed.job, DeploymentState::Error, INTERRUPTED, now)?;
             }

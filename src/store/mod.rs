@@ -12,6 +12,7 @@
 
 pub mod deliveries;
 pub mod jobs;
+pub mod logs;
 pub mod outbox;
 
 use std::path::Path;
@@ -25,7 +26,10 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 /// The schema, one script per version; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_environments_and_logs.sql"),
+];
 /// Requests one transaction takes at most, so one batch cannot hold the others up for long.
 const MAX_BATCH: usize = 512;
 /// How often the log is copied back into the database file, off the commit path.

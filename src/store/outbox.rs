@@ -42,7 +42,10 @@ pub fn enqueue_create_deployment(
     new: &NewDeployment,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let key = format!("pr:{}#{}", new.repo, new.pull_request);
+    let key = format!(
+        "pr:{}#{}@{}",
+        new.repo, new.pull_request, new.request.environment
+    );
     let body = serde_json::json!({ "pull_request": new.pull_request, "request": new.request });
     insert(
         conn,
@@ -63,9 +66,16 @@ pub fn enqueue_status(
     description: &str,
     now: i64,
 ) -> rusqlite::Result<()> {
+    // The log exists from the moment the deploy runs; the environment once it succeeded.
+    let ran = !matches!(state, DeploymentState::Queued | DeploymentState::Inactive);
     let request = StatusRequest {
         state,
         description: crate::text::description(description),
+        log_url: job.log_url.clone().filter(|_| ran),
+        environment_url: job
+            .environment_url
+            .clone()
+            .filter(|_| state == DeploymentState::Success),
     };
     let body = serde_json::to_string(&request).map_err(json_error)?;
     let key = format!("deployment:{}", job.id);

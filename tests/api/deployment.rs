@@ -67,7 +67,8 @@ async fn the_command_learns_the_job_from_its_environment_and_sees_no_secret() {
 async fn a_variable_named_in_pass_env_reaches_the_command() {
     // Cargo sets CARGO_PKG_NAME for the test process; the server passes it on by name.
     let app =
-        spawn_app_with(|config, _| config.deploy.pass_env = vec!["CARGO_PKG_NAME".into()]).await;
+        spawn_app_with(|config, _| config.environments[0].pass_env = vec!["CARGO_PKG_NAME".into()])
+            .await;
     app.post_webhook("deployment", &fixture(DEPLOYMENT)).await;
     app.wait_for_final_status(DEPLOYMENT_ID).await;
     let env = std::fs::read_to_string(app.dir.path().join("env.txt")).unwrap();
@@ -95,7 +96,7 @@ async fn a_failing_command_is_reported_as_failure_with_its_exit_code() {
 #[tokio::test]
 async fn a_command_that_cannot_start_is_reported_as_error_saying_why() {
     let app = spawn_app_with(|config, dir| {
-        config.deploy.command = vec![dir.join("missing.sh").display().to_string()];
+        config.environments[0].command = vec![dir.join("missing.sh").display().to_string()];
     })
     .await;
     app.post_webhook("deployment", &fixture(DEPLOYMENT)).await;
@@ -113,7 +114,7 @@ async fn a_command_that_cannot_start_is_reported_as_error_saying_why() {
 async fn a_command_past_its_timeout_is_stopped_and_reported_as_error() {
     let app = spawn_app_with(|config, dir| {
         deploy_with_script(config, dir, "sleep 30");
-        config.deploy.timeout = Duration::from_secs(1);
+        config.environments[0].timeout = Duration::from_secs(1);
     })
     .await;
     let started = Instant::now();
@@ -156,7 +157,7 @@ async fn two_deploys_to_one_environment_never_overlap() {
         );
         deploy_with_script(config, dir, &body);
         // Both must run: under `latest` the older could be superseded instead.
-        config.queue.policy = deployhook::store::jobs::Policy::Queue;
+        config.environments[0].policy = deployhook::store::jobs::Policy::Queue;
     })
     .await;
     let mut second = fixture_json(DEPLOYMENT);

@@ -210,7 +210,7 @@ async fn gated_app(policy: Policy) -> TestApp {
             runs = dir.join("runs.log").display(),
         );
         deploy_with_script(config, dir, &body);
-        config.queue.policy = policy;
+        config.environments[0].policy = policy;
     })
     .await
 }

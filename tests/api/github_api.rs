@@ -43,6 +43,8 @@ fn request() -> DeploymentRequest {
         environment: Environment::parse("production").unwrap(),
         payload: json!({"environment": "production"}),
         description: "Deploy PR #42".into(),
+        production_environment: None,
+        transient_environment: None,
     }
 }
 
@@ -252,6 +254,8 @@ async fn a_status_is_posted_to_its_deployment_with_state_and_description() {
     let status = StatusRequest {
         state: DeploymentState::InProgress,
         description: "running deploy.sh".into(),
+        log_url: None,
+        environment_url: None,
     };
     client(&github)
         .create_deployment_status(&repo(), DeploymentId::from(880_001), &status)

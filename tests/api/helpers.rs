@@ -4,13 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use deployhook::config::{Config, DeployConfig, GitHubConfig};
-use deployhook::deploy_worker::QueueConfig;
+use deployhook::config::{Config, EnvironmentConfig, GitHubConfig};
 use deployhook::ids::Environment;
 use deployhook::outbox_worker::OutboxConfig;
 use deployhook::server::Application;
 use deployhook::signature::{WebhookSecrets, sign};
-use deployhook::store::jobs::{OnInterrupt, Policy};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -48,7 +46,7 @@ pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
 /// Makes the deploy command a script with `body`, written into the test's `dir`.
 pub fn deploy_with_script(config: &mut Config, dir: &Path, body: &str) {
     let script = write_script(dir, "deploy-under-test.sh", body);
-    config.deploy.command = vec![script.display().to_string()];
+    config.environments[0].command = vec![script.display().to_string()];
 }
 
 /// Asserts an acknowledgement's outcome and that its message contains `says`.
@@ -73,24 +71,17 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         },
         database: dir.join("deployhook.db").display().to_string(),
         database_sync: deployhook::store::Sync::Full,
-        queue: QueueConfig {
-            max_concurrent: 4,
-            policy: Policy::Latest,
-            on_interrupt: OnInterrupt::Error,
-        },
+        max_concurrent_deploys: 4,
+        public_url: None,
         outbox: OutboxConfig {
             first_retry: Duration::from_millis(10),
             max_retry: Duration::from_millis(200),
             max_age: Duration::from_secs(24 * 60 * 60),
         },
-        deploy: DeployConfig {
-            environment: Environment::parse("production").unwrap(),
-            branch: None,
-            required_contexts: vec![],
-            command,
+        environments: vec![EnvironmentConfig {
             timeout: Duration::from_secs(30),
-            pass_env: vec![],
-        },
+            ..EnvironmentConfig::new(Environment::parse("production").unwrap(), command)
+        }],
         shutdown_timeout: Duration::from_secs(20),
     }
 }

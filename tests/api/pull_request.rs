@@ -76,9 +76,9 @@ async fn a_merged_pull_request_from_a_fork_deploys_the_base_repository() {
 #[tokio::test]
 async fn the_configured_branch_environment_and_contexts_are_used() {
     let mut app = crate::helpers::spawn_app_with(|config, _| {
-        config.deploy.branch = Some("release/1.x".into());
-        config.deploy.environment = deployhook::ids::Environment::parse("staging").unwrap();
-        config.deploy.required_contexts = vec!["ci/build".into()];
+        config.environments[0].branch = Some("release/1.x".into());
+        config.environments[0].name = deployhook::ids::Environment::parse("staging").unwrap();
+        config.environments[0].required_contexts = vec!["ci/build".into()];
     })
     .await;
     let mut event = fixture_json("pull_request.closed.merged.json");
@@ -108,7 +108,7 @@ async fn unmerged_opened_and_other_branch_pull_requests_create_nothing_and_say_w
         (fixture("pull_request.opened.json"), "#45 was opened"),
         (
             other_base.to_string().into_bytes(),
-            "merged into release/1.x, not the deploy branch main",
+            "production deploys merges into main, not release/1.x",
         ),
     ];
     for (body, why) in cases {
