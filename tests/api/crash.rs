@@ -21,14 +21,24 @@ use crate::helpers::{
 };
 
 /// `deployhook serve` as a child process.
-struct Server {
+pub struct Server {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Server {
     /// Starts the binary on `dir`'s database and waits until it listens.
     fn start(github: &MockServer, dir: &Path, command: &Path, policy: &str) -> Self {
+        let settings = [
+            ("DEPLOY_COMMAND", command.display().to_string()),
+            ("DEPLOYHOOK_POLICY", policy.to_owned()),
+        ];
+        Self::start_with(github, dir, &settings)
+    }
+
+    /// Starts the binary with the secrets, GitHub's URL and `dir`'s database, plus
+    /// `settings`, and nothing else of the test's environment but `PATH`.
+    pub fn start_with(github: &MockServer, dir: &Path, settings: &[(&str, String)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_deployhook"))
             .arg("serve")
             .env_clear()
@@ -36,11 +46,10 @@ impl Server {
             .env("GITHUB_WEBHOOK_SECRET", SECRET)
             .env("GITHUB_TOKEN", TOKEN)
             .env("GITHUB_API_URL", github.uri())
-            .env("DEPLOY_COMMAND", command)
             .env("DEPLOYHOOK_DATABASE", dir.join("deployhook.db"))
             .env("DEPLOYHOOK_LISTEN", "127.0.0.1:0")
-            .env("DEPLOYHOOK_POLICY", policy)
             .env("DEPLOYHOOK_LOG_FORMAT", "json")
+            .envs(settings.iter().map(|(k, v)| (k, v)))
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -171,6 +171,8 @@ pub struct PostedStatus {
     pub deployment: u64,
     pub state: String,
     pub description: String,
+    pub log_url: Option<String>,
+    pub environment_url: Option<String>,
 }
 
 impl TestApp {
@@ -360,6 +362,8 @@ pub fn statuses(requests: &[Request]) -> Vec<PostedStatus> {
                 deployment,
                 state: body["state"].as_str().unwrap().to_owned(),
                 description: body["description"].as_str().unwrap_or_default().to_owned(),
+                log_url: body["log_url"].as_str().map(str::to_owned),
+                environment_url: body["environment_url"].as_str().map(str::to_owned),
             }
         })
         .collect()

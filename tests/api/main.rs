@@ -2,6 +2,7 @@
 //! wiremock GitHub. One test binary, so the crate is linked once.
 
 mod cli;
+mod config_file;
 mod crash;
 mod deployment;
 mod durability;
@@ -11,3 +12,4 @@ mod helpers;
 mod intake;
 mod other_events;
 mod pull_request;
+mod runner;
