@@ -272,14 +272,14 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
         (None, true) => "merges into the default branch".to_owned(),
     };
     format!(
-        "  {}: {} from {}; runs {:?} (tasks: {}), timeout {}, policy {:?}",
+        "  {}: {} from {}; runs {:?} (tasks: {}), timeout {}, policy {}",
         environment.name,
         on_merge,
         repositories.join(", "),
         environment.command,
         environment.task_names(),
         humantime::format_duration(environment.timeout),
-        environment.policy,
+        format!("{:?}", environment.policy).to_lowercase(),
     )
 }
 

@@ -172,6 +172,9 @@ impl DeployWorker {
             };
             return self.record_end(job, &outcome).await;
         };
+        if let Some(url) = &job.log_url {
+            tracing::info!("deploy log: {url}");
+        }
         let (writer, log) = LogWriter::start(self.store.clone(), self.logs.clone(), job.id, limit);
         let (started, pid) = oneshot::channel();
         let record = async {
