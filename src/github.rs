@@ -15,7 +15,7 @@ use crate::config::GitHubConfig;
 use crate::ids::{CommitSha, DeploymentId, Environment, RepoName};
 
 /// The REST API version deployhook is written against.
-const API_VERSION: &str = "2022-11-28";
+pub(crate) const API_VERSION: &str = "2022-11-28";
 /// Bound on establishing a connection to GitHub.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on one whole request, connection to last byte of the answer.
@@ -294,7 +294,7 @@ fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Turns an error response into a [`GitHubError`] carrying GitHub's own explanation.
-async fn error_from(response: reqwest::Response) -> GitHubError {
+pub(crate) async fn error_from(response: reqwest::Response) -> GitHubError {
     let status = response.status();
     let retry_after = rate_limit_wait(response.headers());
     let text = response.text().await.unwrap_or_default();

@@ -7,8 +7,10 @@
 //! are recorded). Each delivery is committed to the [`store`] (SQLite) with the work it
 //! sets in motion before it is acknowledged; two background workers then do the slow part:
 //! the [`outbox_worker`] makes the calls to GitHub through [`github`], and the
-//! [`deploy_worker`] runs the deploy command through [`runner`].
+//! [`deploy_worker`] runs the deploy command through [`runner`]. A GitHub App's calls are
+//! authenticated with the installation tokens of [`app_auth`].
 
+pub mod app_auth;
 pub mod cli;
 pub mod config;
 pub mod config_file;
