@@ -52,8 +52,37 @@ pub struct Config {
 pub struct GitHubConfig {
     /// Without a trailing slash.
     pub api_url: String,
-    /// `SecretString`'s `Debug` prints `[REDACTED]`.
-    pub token: SecretString,
+    pub auth: GitHubAuth,
+}
+
+/// Who deployhook is to GitHub. `SecretString`'s `Debug` prints `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub enum GitHubAuth {
+    /// A personal access token (`GITHUB_TOKEN`).
+    Token(SecretString),
+    /// A GitHub App: its id and private key (PEM); calls carry installation tokens.
+    App {
+        app_id: String,
+        private_key: SecretString,
+    },
+}
+
+impl GitHubConfig {
+    /// Token authentication against `api_url`.
+    pub fn with_token(api_url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            api_url: api_url.into(),
+            auth: GitHubAuth::Token(SecretString::from(token.into())),
+        }
+    }
+
+    /// deployhook's own app id, in App mode.
+    pub fn app_id(&self) -> Option<&str> {
+        match &self.auth {
+            GitHubAuth::Token(_) => None,
+            GitHubAuth::App { app_id, .. } => Some(app_id),
+        }
+    }
 }
 
 /// One environment: which merges deploy to it, and how its deploys run.
@@ -207,17 +236,7 @@ impl Config {
                  experiments only)"
             );
         }
-        let token = env("GITHUB_TOKEN")
-            .filter(|t| !t.trim().is_empty())
-            .context(
-                "GITHUB_TOKEN is not set: deployhook needs a token with Deployments: write \
-                 to create deployments and post their statuses",
-            )?;
-        anyhow::ensure!(
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_ok(),
-            "GITHUB_TOKEN contains characters that cannot be sent in a header (a stray \
-             newline or quote?)"
-        );
+        let auth = github_auth(env)?;
         let environments = match &args.config {
             Some(path) => {
                 refuse_environment_settings(&args)?;
@@ -238,7 +257,7 @@ impl Config {
             },
             github: GitHubConfig {
                 api_url: args.github_api_url.trim_end_matches('/').to_owned(),
-                token: SecretString::from(token),
+                auth,
             },
             environments,
             public_url,
@@ -251,6 +270,62 @@ impl Config {
             },
             shutdown_timeout: args.shutdown_timeout,
         })
+    }
+}
+
+/// A token, or a GitHub App's id and key: exactly one of the two.
+fn github_auth(env: EnvLookup<'_>) -> anyhow::Result<GitHubAuth> {
+    let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let token = set("GITHUB_TOKEN");
+    let app_id = set("GITHUB_APP_ID");
+    let key_file = set("GITHUB_APP_PRIVATE_KEY_FILE");
+    let key = match (set("GITHUB_APP_PRIVATE_KEY"), &key_file) {
+        (Some(_), Some(_)) => {
+            bail!("GITHUB_APP_PRIVATE_KEY and GITHUB_APP_PRIVATE_KEY_FILE are both set: keep one")
+        }
+        // A PEM squeezed onto one line (systemd, .env) keeps its line breaks as `\n`.
+        (Some(pem), None) => Some(pem.replace("\\n", "\n")),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("could not read GITHUB_APP_PRIVATE_KEY_FILE {path}"))?,
+        ),
+        (None, None) => None,
+    };
+    match (token, app_id, key) {
+        (Some(_), Some(_), _) | (Some(_), None, Some(_)) => bail!(
+            "both GITHUB_TOKEN and a GitHub App (GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY…) are \
+             set: keep the App's settings and unset GITHUB_TOKEN to act as the App, or unset \
+             the GITHUB_APP_* variables to use the token"
+        ),
+        (Some(token), None, None) => {
+            anyhow::ensure!(
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_ok(),
+                "GITHUB_TOKEN contains characters that cannot be sent in a header (a stray \
+                 newline or quote?)"
+            );
+            Ok(GitHubAuth::Token(SecretString::from(token)))
+        }
+        (None, Some(app_id), Some(key)) => {
+            // Parsed now so a wrong key stops the server at start, not at the first deploy.
+            crate::app_auth::AppCredentials::from_pem(&app_id, key.as_bytes())?;
+            Ok(GitHubAuth::App {
+                app_id: app_id.trim().to_owned(),
+                private_key: SecretString::from(key),
+            })
+        }
+        (None, Some(_), None) => bail!(
+            "GITHUB_APP_ID is set but not the App's private key: set GITHUB_APP_PRIVATE_KEY_FILE \
+             to the .pem file downloaded from the App's settings"
+        ),
+        (None, None, Some(_)) => bail!(
+            "the GitHub App's private key is set but not GITHUB_APP_ID: set it to the App's id \
+             (or client id), shown on the App's settings page"
+        ),
+        (None, None, None) => bail!(
+            "GITHUB_TOKEN is not set: deployhook needs a token with Deployments: write to \
+             create deployments and post their statuses (or a GitHub App: GITHUB_APP_ID and \
+             GITHUB_APP_PRIVATE_KEY_FILE)"
+        ),
     }
 }
 

@@ -81,7 +81,13 @@ pub enum Effect {
 }
 
 /// Runs the handler for the delivery's event.
-pub fn dispatch(delivery: &Delivery, environments: &[EnvironmentConfig]) -> (Ack, Effect) {
+///
+/// `own_app` is deployhook's GitHub App id in App mode; see [`process_deployment`].
+pub fn dispatch(
+    delivery: &Delivery,
+    environments: &[EnvironmentConfig],
+    own_app: Option<&str>,
+) -> (Ack, Effect) {
     match &delivery.event {
         Event::PullRequest(event) => match start_deployment(event, environments) {
             Ok(new) => {
@@ -100,7 +106,7 @@ pub fn dispatch(delivery: &Delivery, environments: &[EnvironmentConfig]) -> (Ack
             }
             Err(ignored) => (ignored.into(), Effect::None),
         },
-        Event::Deployment(event) => match process_deployment(event, environments) {
+        Event::Deployment(event) => match process_deployment(event, environments, own_app) {
             Ok(Decision::Refuse(job, reason)) => {
                 let message = format!("deployment {} not run: {reason}", job.id);
                 (

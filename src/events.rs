@@ -113,6 +113,14 @@ pub struct PullRequestEvent {
     pub action: String,
     pub pull_request: PullRequest,
     pub repository: Option<Repository>,
+    /// Set on deliveries of a GitHub App's webhook: whose token makes the calls they lead to.
+    pub installation: Option<Installation>,
+}
+
+/// The GitHub App installation a delivery came through.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Installation {
+    pub id: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +152,7 @@ pub struct DeploymentEvent {
     pub action: Option<String>,
     pub deployment: Deployment,
     pub repository: Option<Repository>,
+    pub installation: Option<Installation>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +175,8 @@ pub struct Deployment {
 #[derive(Debug, Clone, Deserialize)]
 pub struct App {
     pub id: u64,
+    /// The `Iv…` id GitHub also accepts as a JWT's issuer.
+    pub client_id: Option<String>,
     pub slug: Option<String>,
     pub name: Option<String>,
 }

@@ -4,6 +4,7 @@
 //! outbox's job ([`crate::outbox_worker`]): its errors say whether a retry can help and,
 //! for rate limits, when.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
@@ -11,7 +12,8 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::config::GitHubConfig;
+use crate::app_auth::{AppCredentials, Clock, InstallationTokens, SystemClock};
+use crate::config::{GitHubAuth, GitHubConfig};
 use crate::ids::{CommitSha, DeploymentId, Environment, RepoName};
 
 /// The REST API version deployhook is written against.
@@ -48,6 +50,13 @@ pub enum GitHubError {
     /// A 2xx whose body is not what the API documents.
     #[error("GitHub's answer could not be read: {0}")]
     Decode(#[source] reqwest::Error),
+    /// App mode, and the delivery that led to this call named no installation.
+    #[error(
+        "the delivery named no GitHub App installation, so deployhook has no token for this \
+         call: in App mode, connect repositories through the App's own webhook (Settings → \
+         Developer settings → your App → Webhook), not a repository webhook"
+    )]
+    NoInstallation,
 }
 
 impl GitHubError {
@@ -63,10 +72,64 @@ impl GitHubError {
                 status.is_server_error()
                     || *status == StatusCode::TOO_MANY_REQUESTS
                     || (*status == StatusCode::FORBIDDEN && retry_after.is_some())
+                    || self.is_secondary_rate_limit()
             }
             Self::Transport(_) => true,
-            Self::Decode(_) => false,
+            Self::Decode(_) | Self::NoInstallation => false,
         }
+    }
+
+    /// A secondary rate limit GitHub gave no wait for (no `retry-after`): the caller backs
+    /// off, from a minute, as GitHub's documentation asks.
+    pub fn is_secondary_rate_limit(&self) -> bool {
+        match self {
+            Self::Status {
+                status,
+                message,
+                retry_after: None,
+            } => {
+                *status == StatusCode::TOO_MANY_REQUESTS
+                    || (*status == StatusCode::FORBIDDEN
+                        && message.to_ascii_lowercase().contains("rate limit"))
+            }
+            _ => false,
+        }
+    }
+
+    /// For an error retrying cannot fix, what the operator should do about it.
+    pub fn hint(&self, app: bool) -> Option<&'static str> {
+        let Self::Status { status, .. } = self else {
+            return None;
+        };
+        if self.is_retryable() {
+            return None;
+        }
+        Some(match (*status, app) {
+            (StatusCode::UNAUTHORIZED, false) => {
+                "GITHUB_TOKEN is wrong, expired or revoked: create a new one with Deployments: \
+                 read and write"
+            }
+            (StatusCode::UNAUTHORIZED, true) => {
+                "GitHub refused the App's credentials: check GITHUB_APP_ID and that the private \
+                 key is the App's current one"
+            }
+            (StatusCode::FORBIDDEN, false) => {
+                "the token lacks a permission: it needs Deployments: read and write on this \
+                 repository (classic tokens: repo_deployment)"
+            }
+            (StatusCode::FORBIDDEN, true) => {
+                "the App lacks a permission: give it Deployments: read and write (Pull requests: \
+                 read, Metadata: read), then accept the new permissions on the installation"
+            }
+            (StatusCode::NOT_FOUND, false) => {
+                "the token cannot see this repository: grant it access to the repository"
+            }
+            (StatusCode::NOT_FOUND, true) => {
+                "the App cannot see this repository: install the App on it (or give the \
+                 installation access to it)"
+            }
+            _ => return None,
+        })
     }
 
     /// How long GitHub asked us to wait, for a rate limit.
@@ -158,16 +221,29 @@ struct ErrorBody {
     errors: Vec<serde_json::Value>,
 }
 
-/// The client. Cheap to clone: clones share one connection pool.
+/// The client. Cheap to clone: clones share one connection pool and one token cache.
 #[derive(Debug, Clone)]
 pub struct GitHubClient {
     http: reqwest::Client,
     api_url: String,
-    token: SecretString,
+    auth: Auth,
+    /// The App installation the calls are made for, in App mode.
+    installation: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+enum Auth {
+    Token(SecretString),
+    App(Arc<InstallationTokens>),
 }
 
 impl GitHubClient {
     pub fn new(config: &GitHubConfig) -> anyhow::Result<Self> {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// A client whose App tokens expire by `clock` (tests move it).
+    pub fn with_clock(config: &GitHubConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let mut headers = HeaderMap::new();
         headers.insert(
             ACCEPT,
@@ -183,11 +259,41 @@ impl GitHubClient {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .build()?;
+        let auth = match &config.auth {
+            GitHubAuth::Token(token) => Auth::Token(token.clone()),
+            GitHubAuth::App {
+                app_id,
+                private_key,
+            } => {
+                let credentials =
+                    AppCredentials::from_pem(app_id, private_key.expose_secret().as_bytes())?;
+                Auth::App(Arc::new(InstallationTokens::new(
+                    http.clone(),
+                    config.api_url.clone(),
+                    credentials,
+                    clock,
+                )))
+            }
+        };
         Ok(Self {
             http,
             api_url: config.api_url.clone(),
-            token: config.token.clone(),
+            auth,
+            installation: None,
         })
+    }
+
+    /// This client, making its calls for `installation` (App mode; ignored with a token).
+    pub fn for_installation(&self, installation: Option<u64>) -> Self {
+        Self {
+            installation,
+            ..self.clone()
+        }
+    }
+
+    /// Whether calls carry GitHub App installation tokens.
+    pub fn is_app(&self) -> bool {
+        matches!(self.auth, Auth::App(_))
     }
 
     /// `POST /repos/{owner}/{repo}/deployments`.
@@ -249,18 +355,50 @@ impl GitHubClient {
             .map(|d| d.id))
     }
 
-    /// Sends one request; a non-2xx answer becomes a [`GitHubError`].
+    /// Sends one request; a non-2xx answer becomes a [`GitHubError`]. In App mode a 401
+    /// means the cached installation token went bad (revoked, or the App's permissions
+    /// changed): it is dropped and the request is sent once more with a fresh one.
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<reqwest::Response, GitHubError> {
-        let mut auth = HeaderValue::try_from(format!("Bearer {}", self.token.expose_secret()))
-            .map_err(|_| GitHubError::Status {
-                status: StatusCode::UNAUTHORIZED,
-                message: "GITHUB_TOKEN contains characters not allowed in a header".into(),
-                retry_after: None,
+        let response = self.send_once(method.clone(), path, body).await?;
+        match (&self.auth, self.installation) {
+            (Auth::App(tokens), Some(installation))
+                if response.status() == StatusCode::UNAUTHORIZED =>
+            {
+                tracing::warn!(
+                    installation,
+                    "GitHub refused the installation token (401); fetching a new one and trying once more"
+                );
+                tokens.invalidate(installation);
+                let retried = self.send_once(method, path, body).await?;
+                checked(retried).await
+            }
+            _ => checked(response).await,
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<reqwest::Response, GitHubError> {
+        let token = match (&self.auth, self.installation) {
+            (Auth::Token(token), _) => token.clone(),
+            (Auth::App(tokens), Some(installation)) => tokens.token(installation).await?,
+            (Auth::App(_), None) => return Err(GitHubError::NoInstallation),
+        };
+        let mut auth =
+            HeaderValue::try_from(format!("Bearer {}", token.expose_secret())).map_err(|_| {
+                GitHubError::Status {
+                    status: StatusCode::UNAUTHORIZED,
+                    message: "the token contains characters not allowed in a header".into(),
+                    retry_after: None,
+                }
             })?;
         auth.set_sensitive(true);
         let mut request = self
@@ -270,11 +408,19 @@ impl GitHubClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => Ok(response),
-            Ok(response) => Err(error_from(response).await),
-            Err(err) => Err(GitHubError::Transport(err.without_url())),
-        }
+        request
+            .send()
+            .await
+            .map_err(|err| GitHubError::Transport(err.without_url()))
+    }
+}
+
+/// A 2xx answer, or the [`GitHubError`] an error answer means.
+async fn checked(response: reqwest::Response) -> Result<reqwest::Response, GitHubError> {
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(error_from(response).await)
     }
 }
 

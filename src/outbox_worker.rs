@@ -32,6 +32,9 @@ pub struct OutboxConfig {
     pub max_retry: Duration,
     /// A call still failing this long after it was queued is given up.
     pub max_age: Duration,
+    /// The first wait after a secondary rate limit that named no wait; doubled for each
+    /// further one. GitHub asks for at least a minute.
+    pub secondary_rate_limit: Duration,
 }
 
 impl Default for OutboxConfig {
@@ -40,6 +43,7 @@ impl Default for OutboxConfig {
             first_retry: Duration::from_secs(1),
             max_retry: Duration::from_secs(10 * 60),
             max_age: Duration::from_secs(24 * 60 * 60),
+            secondary_rate_limit: Duration::from_secs(60),
         }
     }
 }
@@ -156,6 +160,7 @@ impl OutboxWorker {
     }
 
     async fn call(&self, item: &Item) -> Result<(), GitHubError> {
+        let github = self.github.for_installation(item.installation);
         match &item.call {
             Call::CreateDeployment {
                 repository,
@@ -166,8 +171,7 @@ impl OutboxWorker {
                 // An earlier attempt may have created it and lost only the answer (a
                 // timeout, a crash): ask before creating it twice.
                 if item.attempts > 0
-                    && let Some(id) = self
-                        .github
+                    && let Some(id) = github
                         .find_deployment(
                             &repo,
                             &request.git_ref,
@@ -179,7 +183,7 @@ impl OutboxWorker {
                     tracing::info!(%repo, deployment = %id, "deployment {id} for pull request #{pull_request} was created by an earlier attempt");
                     return Ok(());
                 }
-                let created = self.github.create_deployment(&repo, request).await?;
+                let created = github.create_deployment(&repo, request).await?;
                 log_created(&repo, *pull_request, request.git_ref.short(), &created);
                 Ok(())
             }
@@ -190,7 +194,7 @@ impl OutboxWorker {
             } => {
                 let repo = parse_repo(repository)?;
                 let deployment = DeploymentId::from(*deployment_id);
-                self.github
+                github
                     .create_deployment_status(&repo, deployment, request)
                     .await?;
                 tracing::debug!(%repo, %deployment, state = request.state.as_str(), "status posted");
@@ -206,14 +210,23 @@ impl OutboxWorker {
         let error = err.to_string();
         let age = Duration::from_millis(u64::try_from(now_ms() - item.created_at).unwrap_or(0));
         if err.is_retryable() && age < self.config.max_age {
-            let wait = err
-                .retry_after()
-                .unwrap_or_else(|| self.backoff(item.attempts));
+            let rate_limited = err.retry_after().is_some() || err.is_secondary_rate_limit();
+            let wait = match err.retry_after() {
+                Some(wait) => wait,
+                None if err.is_secondary_rate_limit() => self.secondary_backoff(item.attempts),
+                None => self.backoff(item.attempts),
+            };
             tracing::warn!(attempt = item.attempts + 1, retry_in = ?wait, "{what} failed, will retry: {error}");
             let at = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+            let installation = item.installation;
             self.store
                 .write_persistently("a call to retry", move |c| {
-                    outbox::retry_at(c, id, at, &error)
+                    outbox::retry_at(c, id, at, &error)?;
+                    if rate_limited {
+                        // The limit is the client's, not this call's.
+                        outbox::pause_installation(c, installation, at)?;
+                    }
+                    Ok(())
                 })
                 .await
         } else {
@@ -224,6 +237,10 @@ impl OutboxWorker {
                 )
             } else {
                 "GitHub refused it".to_owned()
+            };
+            let error = match err.hint(self.github.is_app()) {
+                Some(hint) => format!("{error} — {hint}"),
+                None => error,
             };
             tracing::error!("{what}: {why}, giving up: {error}");
             // A merge whose deployment could not be created may ask again: GitHub's
@@ -252,6 +269,16 @@ impl OutboxWorker {
                 })
                 .await
         }
+    }
+
+    /// `secondary_rate_limit` doubled per earlier attempt, at most `max_retry` (but never
+    /// below a first wait longer than it).
+    fn secondary_backoff(&self, earlier_attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(earlier_attempts.min(20));
+        let first = self.config.secondary_rate_limit;
+        first
+            .saturating_mul(factor)
+            .min(self.config.max_retry.max(first))
     }
 
     /// `first_retry` doubled per earlier attempt, at most `max_retry`.

@@ -31,6 +31,8 @@ pub struct DeployJob {
     /// Where statuses point for the deploy's output; set by the server, which holds the key
     /// that makes these links unguessable.
     pub log_url: Option<String>,
+    /// The GitHub App installation whose token posts its statuses (App mode).
+    pub installation: Option<u64>,
 }
 
 /// What to do with a deployment that is deployhook's to run.
@@ -42,9 +44,13 @@ pub enum Decision {
 }
 
 /// Decides whether `event` is a deployment deployhook should run.
+///
+/// `own_app` is deployhook's GitHub App id (numeric or client id) in App mode: the
+/// deployments it made through its app are its own to run.
 pub fn process_deployment(
     event: &DeploymentEvent,
     environments: &[EnvironmentConfig],
+    own_app: Option<&str>,
 ) -> Result<Decision, Ignored> {
     let deployment = &event.deployment;
     let id = deployment.id;
@@ -79,7 +85,7 @@ pub fn process_deployment(
         tracing::info!("{message}");
         return Err(Ignored(message));
     }
-    if let Some(creator) = foreign_creator(deployment) {
+    if let Some(creator) = foreign_creator(deployment, own_app) {
         return Err(Ignored(format!(
             "deployment {id} was made by {creator}, not by a person or deployhook; \
              it is not deployhook's to run"
@@ -100,6 +106,7 @@ pub fn process_deployment(
         payload: payload_text(&deployment.payload),
         environment_url: None,
         log_url: None,
+        installation: event.installation.as_ref().map(|i| i.id),
     };
     job.environment_url = environment.environment_url_for(&job);
     if environment.command_for(&job.task).is_none() {
@@ -116,8 +123,13 @@ pub fn process_deployment(
 
 /// Names who made a deployment that deployhook must leave alone, or `None` when it is
 /// deployhook's to run.
-fn foreign_creator(deployment: &Deployment) -> Option<String> {
+fn foreign_creator(deployment: &Deployment, own_app: Option<&str>) -> Option<String> {
     if let Some(app) = &deployment.performed_via_github_app {
+        let ours = own_app
+            .is_some_and(|own| own == app.id.to_string() || app.client_id.as_deref() == Some(own));
+        if ours {
+            return None;
+        }
         let name = app.name.as_deref().or(app.slug.as_deref()).unwrap_or("?");
         return Some(format!("the GitHub App {name} (id {})", app.id));
     }
@@ -201,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_deployment_made_by_a_person_becomes_a_job() {
-        let job = run(process_deployment(&event(|_| {}), &config()));
+        let job = run(process_deployment(&event(|_| {}), &config(), None));
         assert_eq!(job.id, DeploymentId::from(880_001));
         assert_eq!(job.repo.to_string(), "acme/widgets");
         assert_eq!(job.task, "deploy");
@@ -218,12 +230,13 @@ mod tests {
     fn a_known_task_runs_and_an_unknown_one_is_refused_naming_the_tasks() {
         let migrate = event(|e| e["deployment"]["task"] = json!("deploy:migrate"));
         assert_eq!(
-            run(process_deployment(&migrate, &config())).task,
+            run(process_deployment(&migrate, &config(), None)).task,
             "deploy:migrate"
         );
 
         let seed = event(|e| e["deployment"]["task"] = json!("deploy:seed"));
-        let Decision::Refuse(job, reason) = process_deployment(&seed, &config()).unwrap() else {
+        let Decision::Refuse(job, reason) = process_deployment(&seed, &config(), None).unwrap()
+        else {
             panic!("an unknown task must be refused");
         };
         assert_eq!(job.task, "deploy:seed");
@@ -233,13 +246,13 @@ mod tests {
     #[test]
     fn a_repository_the_environment_does_not_list_is_ignored() {
         let other = event(|e| e["repository"]["full_name"] = json!("umbrella/widgets"));
-        let Ignored(reason) = process_deployment(&other, &config()).unwrap_err();
+        let Ignored(reason) = process_deployment(&other, &config(), None).unwrap_err();
         assert!(
             reason.contains("does not list umbrella/widgets"),
             "{reason}"
         );
         let differently_cased = event(|e| e["repository"]["full_name"] = json!("ACME/Widgets"));
-        assert!(process_deployment(&differently_cased, &config()).is_ok());
+        assert!(process_deployment(&differently_cased, &config(), None).is_ok());
     }
 
     #[test]
@@ -247,6 +260,7 @@ mod tests {
         let job = run(process_deployment(
             &event(|e| e["deployment"]["payload"] = json!({})),
             &config(),
+            None,
         ));
         assert_eq!(job.deploy_user, "maria-merge");
     }
@@ -256,6 +270,7 @@ mod tests {
         let job = run(process_deployment(
             &event(|e| e["deployment"]["payload"] = json!("{\"deploy\":\"migrate\"}")),
             &config(),
+            None,
         ));
         assert_eq!(job.payload, "{\"deploy\":\"migrate\"}");
     }
@@ -266,20 +281,20 @@ mod tests {
             e["deployment"]["performed_via_github_app"] =
                 json!({"id": 15368, "slug": "github-actions", "name": "GitHub Actions"});
         });
-        let Ignored(reason) = process_deployment(&by_app, &config()).unwrap_err();
+        let Ignored(reason) = process_deployment(&by_app, &config(), None).unwrap_err();
         assert!(reason.contains("GitHub Actions"), "{reason}");
 
         let by_bot = event(|e| {
             e["deployment"]["creator"] = json!({"login": "github-pages[bot]", "type": "Bot"});
         });
-        let Ignored(reason) = process_deployment(&by_bot, &config()).unwrap_err();
+        let Ignored(reason) = process_deployment(&by_bot, &config(), None).unwrap_err();
         assert!(reason.contains("github-pages[bot]"), "{reason}");
     }
 
     #[test]
     fn other_environments_and_actions_are_ignored_with_a_reason() {
         let staging = event(|e| e["deployment"]["environment"] = json!("staging"));
-        let Ignored(reason) = process_deployment(&staging, &config()).unwrap_err();
+        let Ignored(reason) = process_deployment(&staging, &config(), None).unwrap_err();
         assert!(
             reason.contains("staging") && reason.contains("production"),
             "{reason}"
@@ -292,6 +307,23 @@ mod tests {
                 .map(drop)
                 .unwrap()
         });
-        assert!(process_deployment(&no_action, &config()).is_ok());
+        assert!(process_deployment(&no_action, &config(), None).is_ok());
+    }
+
+    #[test]
+    fn a_deployment_made_through_deployhooks_own_app_is_its_own() {
+        let by_app = |id: u64, client_id: &str| {
+            event(|e| {
+                e["deployment"]["performed_via_github_app"] = json!({
+                    "id": id, "client_id": client_id, "slug": "deployhook-acme", "name": "deployhook (acme)"
+                });
+            })
+        };
+        let ours = by_app(123_456, "Iv23liAbCdEf");
+        assert!(process_deployment(&ours, &config(), Some("123456")).is_ok());
+        assert!(process_deployment(&ours, &config(), Some("Iv23liAbCdEf")).is_ok());
+        let Ignored(reason) = process_deployment(&ours, &config(), Some("999")).unwrap_err();
+        assert!(reason.contains("deployhook (acme)"), "{reason}");
+        assert!(process_deployment(&ours, &config(), None).is_err());
     }
 }

@@ -49,6 +49,8 @@ struct Shared {
     deployer: DeployWorker,
     links: LogLinks,
     logs: LogHub,
+    /// deployhook's GitHub App id, in App mode.
+    own_app: Option<String>,
     /// Cancelled when shutdown begins: ends live log streams, which would hold it up.
     stopping: CancellationToken,
 }
@@ -110,6 +112,7 @@ impl Application {
             deployer,
             links,
             logs,
+            own_app: config.github.app_id().map(str::to_owned),
             stopping: CancellationToken::new(),
         }));
         Ok(Self {
@@ -209,7 +212,7 @@ async fn event_handler(
     arrival: Arrival,
     delivery: Delivery,
 ) -> Response {
-    let (ack, mut effect) = dispatch(&delivery, &state.0.environments);
+    let (ack, mut effect) = dispatch(&delivery, &state.0.environments, state.0.own_app.as_deref());
     if let Effect::Deploy(job) = &mut effect {
         job.log_url = state.0.links.url(job.id);
     }

@@ -25,6 +25,8 @@ pub struct NewDeployment {
     /// The base repository.
     pub repo: RepoName,
     pub pull_request: u64,
+    /// The GitHub App installation whose token creates it (App mode).
+    pub installation: Option<u64>,
     pub request: DeploymentRequest,
 }
 
@@ -127,6 +129,7 @@ fn new_deployment(
     NewDeployment {
         repo: repo.clone(),
         pull_request: number,
+        installation: event.installation.as_ref().map(|i| i.id),
         request: DeploymentRequest {
             git_ref: sha.clone(),
             task: DEPLOY_TASK.to_owned(),

@@ -10,6 +10,7 @@ use rusqlite::{Connection, Row, params};
 use crate::github::DeploymentState;
 use crate::ids::DeploymentId;
 use crate::process_deployment::DeployJob;
+use crate::store::deliveries::hook_key;
 use crate::store::outbox;
 
 /// What to do when several deployments of one repository and environment are waiting.
@@ -66,8 +67,8 @@ fn enqueue_row(
         .prepare_cached(
             "INSERT OR IGNORE INTO jobs (deployment_id, repository, environment, sha, git_ref,
                  task, deploy_user, payload, delivery_id, state, queued_at, log_url,
-                 environment_url)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12)",
+                 environment_url, installation_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13)",
         )?
         .execute(params![
             id_key(job.id)?,
@@ -82,6 +83,7 @@ fn enqueue_row(
             now,
             job.log_url,
             job.environment_url,
+            job.installation.map(hook_key).transpose()?,
         ])?;
     Ok(inserted == 1)
 }
@@ -133,7 +135,7 @@ pub fn claim(
     let mut waiting: BTreeMap<(String, String), Vec<Claimed>> = BTreeMap::new();
     let mut statement = conn.prepare_cached(
         "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
-                payload, delivery_id, environment_url, log_url
+                payload, delivery_id, environment_url, log_url, installation_id
          FROM jobs WHERE state = 'queued' ORDER BY deployment_id",
     )?;
     for claimed in statement.query_map([], claimed_from_row)? {
@@ -190,6 +192,7 @@ fn claimed_from_row(row: &Row<'_>) -> rusqlite::Result<Claimed> {
             payload: text(7)?,
             environment_url: row.get(9)?,
             log_url: row.get(10)?,
+            installation: row.get::<_, Option<i64>>(11)?.map(i64::unsigned_abs),
         },
         delivery_id: text(8)?,
     })
@@ -249,7 +252,7 @@ pub fn recover_interrupted(
     let interrupted: Vec<Claimed> = conn
         .prepare(
             "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
-                    payload, delivery_id, environment_url, log_url
+                    payload, delivery_id, environment_url, log_url, installation_id
              FROM jobs WHERE state = 'running'",
         )?
         .query_map([], claimed_from_row)?

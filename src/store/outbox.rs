@@ -33,6 +33,8 @@ pub struct Item {
     /// Attempts before this one. Above 0, an earlier attempt may have reached GitHub.
     pub attempts: u32,
     pub created_at: i64,
+    /// The App installation whose token makes the call; `None` with a token.
+    pub installation: Option<u64>,
     pub call: Call,
 }
 
@@ -47,15 +49,15 @@ pub fn enqueue_create_deployment(
         new.repo, new.pull_request, new.request.environment
     );
     let body = serde_json::json!({ "pull_request": new.pull_request, "request": new.request });
-    insert(
-        conn,
-        &key,
-        "create_deployment",
-        new.repo.as_ref(),
-        None,
-        &body.to_string(),
-        now,
-    )
+    let row = Row {
+        key: &key,
+        kind: "create_deployment",
+        repository: new.repo.as_ref(),
+        deployment_id: None,
+        installation: new.installation,
+        body: &body.to_string(),
+    };
+    insert(conn, &row, now)
 }
 
 /// Queues a status for `job`'s deployment, after those already queued for it.
@@ -80,53 +82,77 @@ pub fn enqueue_status(
     let body = serde_json::to_string(&request).map_err(json_error)?;
     let key = format!("deployment:{}", job.id);
     let id = crate::store::deliveries::hook_key(job.id.get())?;
-    insert(
-        conn,
-        &key,
-        "deployment_status",
-        job.repo.as_ref(),
-        Some(id),
-        &body,
-        now,
-    )
+    let row = Row {
+        key: &key,
+        kind: "deployment_status",
+        repository: job.repo.as_ref(),
+        deployment_id: Some(id),
+        installation: job.installation,
+        body: &body,
+    };
+    insert(conn, &row, now)
 }
 
-fn insert(
-    conn: &Connection,
-    key: &str,
-    kind: &str,
-    repository: &str,
+/// A row to insert.
+struct Row<'a> {
+    key: &'a str,
+    kind: &'a str,
+    repository: &'a str,
     deployment_id: Option<i64>,
-    body: &str,
-    now: i64,
-) -> rusqlite::Result<()> {
+    installation: Option<u64>,
+    body: &'a str,
+}
+
+fn insert(conn: &Connection, row: &Row<'_>, now: i64) -> rusqlite::Result<()> {
+    let installation = row
+        .installation
+        .map(crate::store::deliveries::hook_key)
+        .transpose()?;
     conn.prepare_cached(
         "INSERT INTO outbox (ordering_key, kind, repository, deployment_id, body, created_at,
-                             next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                             next_attempt_at, installation_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
     )?
-    .execute(params![key, kind, repository, deployment_id, body, now])?;
+    .execute(params![
+        row.key,
+        row.kind,
+        row.repository,
+        row.deployment_id,
+        row.body,
+        now,
+        installation
+    ])?;
     Ok(())
 }
 
 /// Takes up to `limit` due rows, each the oldest pending row of its ordering key and only
-/// when that row is not already being sent. Each taken row is marked in flight and has its
-/// attempt counted before it is sent.
+/// when that row is not already being sent, and at most one call per App installation (or
+/// for the one token, as installation 0) in flight at a time: GitHub asks that the calls of
+/// one client be made one after another, and throttles content creation otherwise. Each
+/// taken row is marked in flight and has its attempt counted before it is sent.
 pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Item>> {
     let mut statement = conn.prepare_cached(
         "SELECT o.id, o.ordering_key, o.kind, o.repository, o.deployment_id, o.body,
-                o.attempts, o.created_at
+                o.attempts, o.created_at, o.installation_id
          FROM outbox o
          WHERE o.state = 'pending' AND o.in_flight = 0 AND o.next_attempt_at <= ?1
            AND o.id = (SELECT MIN(id) FROM outbox
                        WHERE state = 'pending' AND ordering_key = o.ordering_key)
+           AND NOT EXISTS (
+                SELECT 1 FROM outbox f
+                WHERE f.in_flight = 1
+                  AND COALESCE(f.installation_id, 0) = COALESCE(o.installation_id, 0))
          ORDER BY o.id
          LIMIT ?2",
     )?;
-    let mut items = Vec::new();
+    let mut items: Vec<Item> = Vec::new();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut rows = statement.query(params![now, limit])?;
     while let Some(row) = rows.next()? {
+        let installation = row.get::<_, Option<i64>>(8)?.map(i64::unsigned_abs);
+        if items.iter().any(|i| i.installation == installation) {
+            continue; // one per installation in this batch too
+        }
         let key: String = row.get(1)?;
         let kind: String = row.get(2)?;
         let repository: String = row.get(3)?;
@@ -151,6 +177,7 @@ pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<V
             ordering_key: key,
             attempts: row.get(6)?,
             created_at: row.get(7)?,
+            installation,
             call,
         });
     }
@@ -178,6 +205,25 @@ pub fn retry_at(conn: &Connection, id: i64, at: i64, error: &str) -> rusqlite::R
     )?
     .execute(params![id, at, error])?;
     Ok(())
+}
+
+/// A rate limit: the other pending calls of the same installation (or token) wait until
+/// `at` too, since GitHub would refuse them just the same.
+pub fn pause_installation(
+    conn: &Connection,
+    installation: Option<u64>,
+    at: i64,
+) -> rusqlite::Result<usize> {
+    let installation = installation
+        .map(crate::store::deliveries::hook_key)
+        .transpose()?
+        .unwrap_or(0);
+    conn.prepare_cached(
+        "UPDATE outbox SET next_attempt_at = ?2
+         WHERE state = 'pending' AND in_flight = 0 AND next_attempt_at < ?2
+           AND COALESCE(installation_id, 0) = ?1",
+    )?
+    .execute(params![installation, at])
 }
 
 /// The call cannot succeed, or has been retried for too long: keep it, marked failed, for

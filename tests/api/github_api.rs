@@ -23,11 +23,7 @@ fn client(github: &MockServer) -> GitHubClient {
 }
 
 fn client_for(api_url: String) -> GitHubClient {
-    GitHubClient::new(&GitHubConfig {
-        api_url,
-        token: TOKEN.to_owned().into(),
-    })
-    .unwrap()
+    GitHubClient::new(&GitHubConfig::with_token(api_url, TOKEN)).unwrap()
 }
 
 fn repo() -> RepoName {

@@ -65,10 +65,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secrets: WebhookSecrets::from_list(SECRET),
-        github: GitHubConfig {
-            api_url: github.uri(),
-            token: TOKEN.to_owned().into(),
-        },
+        github: GitHubConfig::with_token(github.uri(), TOKEN),
         database: dir.join("deployhook.db").display().to_string(),
         database_sync: deployhook::store::Sync::Full,
         max_concurrent_deploys: 4,
@@ -77,6 +74,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
             first_retry: Duration::from_millis(10),
             max_retry: Duration::from_millis(200),
             max_age: Duration::from_secs(24 * 60 * 60),
+            secondary_rate_limit: Duration::from_millis(300),
         },
         environments: vec![EnvironmentConfig {
             timeout: Duration::from_secs(30),
