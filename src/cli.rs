@@ -157,7 +157,11 @@ const SERVE_AFTER_HELP: &str = "\
 Secrets, read from the environment (or .env) only:
   GITHUB_WEBHOOK_SECRET  The webhook's secret; several comma-separated ones are all accepted
                          (for rotation). Required unless --insecure-skip-signature.
-  GITHUB_TOKEN           Token for GitHub's REST API with Deployments: write. Required.";
+  GITHUB_TOKEN           Token for GitHub's REST API with Deployments: write.
+Or, to act as a GitHub App instead of GITHUB_TOKEN (see the README):
+  GITHUB_APP_ID                The App's id, or its client id (Iv…).
+  GITHUB_APP_PRIVATE_KEY_FILE  The App's private key (.pem) file.
+  GITHUB_APP_PRIVATE_KEY       Or the key itself (PEM; line breaks may be written \\n).";
 
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {

@@ -479,4 +479,80 @@ mod tests {
             "{shown}"
         );
     }
+
+    #[test]
+    fn a_token_and_an_app_together_are_refused_saying_which_to_drop() {
+        let env = env_with(&[
+            ("GITHUB_WEBHOOK_SECRET", "s3cret"),
+            ("GITHUB_TOKEN", "ghp_x"),
+            ("GITHUB_APP_ID", "123456"),
+            ("GITHUB_APP_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----"),
+        ]);
+        let err = Config::from_args(args(&[]), &env).unwrap_err().to_string();
+        assert!(
+            err.contains("unset GITHUB_TOKEN to act as the App"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn half_an_app_configuration_says_what_is_missing() {
+        let id_only = env_with(&[("GITHUB_WEBHOOK_SECRET", "s"), ("GITHUB_APP_ID", "1")]);
+        let err = Config::from_args(args(&[]), &id_only)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GITHUB_APP_PRIVATE_KEY_FILE"), "{err}");
+        let missing_file = env_with(&[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("GITHUB_APP_ID", "1"),
+            ("GITHUB_APP_PRIVATE_KEY_FILE", "/nonexistent/app.pem"),
+        ]);
+        let err = format!(
+            "{:#}",
+            Config::from_args(args(&[]), &missing_file).unwrap_err()
+        );
+        assert!(
+            err.contains("could not read GITHUB_APP_PRIVATE_KEY_FILE /nonexistent/app.pem"),
+            "{err}"
+        );
+        let bad_key = env_with(&[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("GITHUB_APP_ID", "1"),
+            ("GITHUB_APP_PRIVATE_KEY", "not a key"),
+        ]);
+        let err = Config::from_args(args(&[]), &bad_key)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not an RSA private key") && !err.contains("not a key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_config_file_and_single_environment_settings_are_not_mixed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deployhook.toml");
+        std::fs::write(
+            &path,
+            "[[environment]]\nname = \"staging\"\nrepositories = [\"acme/*\"]\ncommand = [\"./d\"]\n",
+        )
+        .unwrap();
+        let config_arg = path.display().to_string();
+        let err = Config::from_args(args(&["--config", &config_arg]), &env_with(BOTH))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("DEPLOY_COMMAND set as well as the config file"),
+            "{err}"
+        );
+
+        let cli = Cli::try_parse_from(["deployhook", "serve", "--config", &config_arg]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let config = Config::from_args(args, &env_with(BOTH)).unwrap();
+        assert_eq!(config.environments.len(), 1);
+        assert_eq!(config.environments[0].name.as_ref(), "staging");
+    }
 }

@@ -8,6 +8,7 @@ mod deployment;
 mod durability;
 mod fake_github;
 mod github_api;
+mod github_app;
 mod helpers;
 mod intake;
 mod other_events;
