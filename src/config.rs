@@ -22,6 +22,8 @@ use crate::store::jobs::{OnInterrupt, Policy};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How much of one run's output is kept unless configured otherwise (its head and tail).
 pub const DEFAULT_LOG_LIMIT: usize = 1024 * 1024;
+/// The shortest admin or metrics token accepted.
+const MIN_TOKEN_CHARS: usize = 16;
 /// The environment of the single-environment setup when none is named.
 const DEFAULT_ENVIRONMENT: &str = "production";
 
@@ -45,6 +47,10 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// How long shutdown waits for running deploys.
     pub shutdown_timeout: Duration,
+    /// Opens the dashboard (`DEPLOYHOOK_ADMIN_TOKEN`); `None`: the dashboard is off.
+    pub admin_token: Option<SecretString>,
+    /// Required as a bearer token by `/metrics` when set (`DEPLOYHOOK_METRICS_TOKEN`).
+    pub metrics_token: Option<SecretString>,
 }
 
 /// How to reach GitHub's REST API.
@@ -74,6 +80,16 @@ impl GitHubConfig {
             api_url: api_url.into(),
             auth: GitHubAuth::Token(SecretString::from(token.into())),
         }
+    }
+
+    /// GitHub's web address for this API: `https://github.com`, or a GitHub Enterprise
+    /// Server's host for its `https://HOST/api/v3`.
+    pub fn web_url(&self) -> String {
+        let api = self.api_url.trim_end_matches('/');
+        if let Some(host) = api.strip_suffix("/api/v3") {
+            return host.to_owned();
+        }
+        api.replace("://api.", "://")
     }
 
     /// deployhook's own app id, in App mode.
@@ -269,8 +285,24 @@ impl Config {
                 ..OutboxConfig::default()
             },
             shutdown_timeout: args.shutdown_timeout,
+            admin_token: secret(env, "DEPLOYHOOK_ADMIN_TOKEN")?,
+            metrics_token: secret(env, "DEPLOYHOOK_METRICS_TOKEN")?,
         })
     }
+}
+
+/// An optional secret from the environment; too short a one is refused, since it guards
+/// what anyone on the network could otherwise read.
+fn secret(env: EnvLookup<'_>, name: &str) -> anyhow::Result<Option<SecretString>> {
+    let Some(value) = env(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        value.chars().count() >= MIN_TOKEN_CHARS,
+        "{name} is shorter than {MIN_TOKEN_CHARS} characters: use a long random value \
+         (openssl rand -hex 32)"
+    );
+    Ok(Some(SecretString::from(value)))
 }
 
 /// A token, or a GitHub App's id and key: exactly one of the two.

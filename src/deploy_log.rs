@@ -66,6 +66,11 @@ impl LogKey {
         Ok(Self(key))
     }
 
+    /// The key's bytes, to derive other keys from (the dashboard's sessions).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     fn mac(&self, deployment: DeploymentId) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key size");
         mac.update(format!("deployhook log v1:{deployment}").as_bytes());
@@ -329,7 +334,7 @@ pub async fn open(
     let mut signal = hub.subscribe();
     signal.borrow_and_update();
     let (lines, state) = store
-        .write(move |c| logs::read_after(c, deployment, None, READ_BATCH))
+        .read(move |c| logs::read_after(c, deployment, None, READ_BATCH))
         .await?;
     if state == JobState::Unknown && lines.is_empty() {
         return Ok(Found::NoLog);
@@ -378,7 +383,7 @@ impl Reader {
                     let (id, after) = (self.deployment, self.last);
                     match self
                         .store
-                        .write(move |c| logs::read_after(c, id, after, READ_BATCH))
+                        .read(move |c| logs::read_after(c, id, after, READ_BATCH))
                         .await
                     {
                         Ok(read) => read,

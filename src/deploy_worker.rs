@@ -5,7 +5,8 @@
 //! `in_progress`, then `success`, `failure` or `error`, in that order.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,8 @@ use tracing::Instrument;
 
 use crate::config::EnvironmentConfig;
 use crate::deploy_log::{LogHub, LogWriter};
+use crate::github::DeploymentState;
+use crate::metrics::Metrics;
 use crate::outbox_worker::OutboxWorker;
 use crate::runner::{RunOutcome, RunSpec, kill_leftover, process_identity};
 use crate::store::jobs::{self, Claimed, OnInterrupt, Policy};
@@ -31,6 +34,9 @@ pub struct DeployWorker {
     max_concurrent: usize,
     outbox: OutboxWorker,
     logs: LogHub,
+    metrics: Arc<Metrics>,
+    /// Set while [`DeployWorker::run`] loops: what `/readyz` reports.
+    alive: Arc<AtomicBool>,
     wake: Arc<Notify>,
     running: TaskTracker,
     /// Cancelled when shutdown can wait no longer for running deploys.
@@ -44,6 +50,7 @@ impl DeployWorker {
         max_concurrent: usize,
         outbox: OutboxWorker,
         logs: LogHub,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             store,
@@ -51,10 +58,17 @@ impl DeployWorker {
             max_concurrent,
             outbox,
             logs,
+            metrics,
+            alive: Arc::new(AtomicBool::new(false)),
             wake: Arc::new(Notify::new()),
             running: TaskTracker::new(),
             abort: CancellationToken::new(),
         }
+    }
+
+    /// Whether the queue loop runs.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
     }
 
     /// Tells the worker a job was queued.
@@ -100,6 +114,7 @@ impl DeployWorker {
     /// Starts jobs as they become runnable, until `stop` is cancelled. Jobs already running
     /// go on; wait for them with [`DeployWorker::finish_running`].
     pub async fn run(self, stop: CancellationToken) {
+        let _alive = Alive::set(&self.alive);
         loop {
             if let Err(err) = self.start_due().await {
                 tracing::error!("could not claim deploys: {err}");
@@ -200,6 +215,13 @@ impl DeployWorker {
     /// Records how a job ended and queues the status that reports it.
     async fn record_end(&self, job: crate::process_deployment::DeployJob, outcome: &RunOutcome) {
         let (state, description) = (outcome.state(), outcome.description());
+        self.metrics
+            .deploy_ended(job.environment.as_ref(), state.as_str(), outcome.ran());
+        if state == DeploymentState::Success
+            && let Some(lead_time) = lead_time(&job.payload)
+        {
+            self.metrics.lead_time(job.environment.as_ref(), lead_time);
+        }
         tracing::info!(state = state.as_str(), "deploy ended: {description}");
         let now = now_ms();
         let finished = self
@@ -241,5 +263,29 @@ impl DeployWorker {
         self.abort.cancel();
         self.running.wait().await;
         false
+    }
+}
+
+/// Since the merge recorded in a deployment's payload (`merged_at`, put there by
+/// `start_deployment`), if it names one.
+fn lead_time(payload: &str) -> Option<Duration> {
+    let payload: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let merged_at = humantime::parse_rfc3339_weak(payload.get("merged_at")?.as_str()?).ok()?;
+    SystemTime::now().duration_since(merged_at).ok()
+}
+
+/// Marks a loop alive while it lives.
+pub(crate) struct Alive(Arc<AtomicBool>);
+
+impl Alive {
+    pub(crate) fn set(flag: &Arc<AtomicBool>) -> Self {
+        flag.store(true, Ordering::Release);
+        Self(flag.clone())
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }

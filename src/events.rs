@@ -132,6 +132,8 @@ pub struct PullRequest {
     #[serde(default)]
     pub merged: bool,
     pub merge_commit_sha: Option<CommitSha>,
+    /// When it was merged (RFC 3339), for the merge-to-deploy lead time.
+    pub merged_at: Option<String>,
     pub user: Option<Account>,
     /// Where it was merged. The head (a fork, perhaps deleted) is never read: deployments
     /// are of the base repository.

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::app_auth::{AppCredentials, Clock, InstallationTokens, SystemClock};
 use crate::config::{GitHubAuth, GitHubConfig};
 use crate::ids::{CommitSha, DeploymentId, Environment, RepoName};
+use crate::metrics::Metrics;
 
 /// The REST API version deployhook is written against.
 pub(crate) const API_VERSION: &str = "2022-11-28";
@@ -229,6 +230,7 @@ pub struct GitHubClient {
     auth: Auth,
     /// The App installation the calls are made for, in App mode.
     installation: Option<u64>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,7 +282,16 @@ impl GitHubClient {
             api_url: config.api_url.clone(),
             auth,
             installation: None,
+            metrics: None,
         })
+    }
+
+    /// This client, counting its calls in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..self
+        }
     }
 
     /// This client, making its calls for `installation` (App mode; ignored with a token).
@@ -303,7 +314,9 @@ impl GitHubClient {
         request: &DeploymentRequest,
     ) -> Result<CreatedDeployment, GitHubError> {
         let path = format!("/repos/{repo}/deployments");
-        let response = self.send(Method::POST, &path, Some(request)).await?;
+        let response = self
+            .send("create_deployment", Method::POST, &path, Some(request))
+            .await?;
         let status = response.status();
         let body: CreatedBody = response.json().await.map_err(GitHubError::Decode)?;
         match (status, body.id) {
@@ -327,7 +340,14 @@ impl GitHubClient {
         status: &StatusRequest,
     ) -> Result<(), GitHubError> {
         let path = format!("/repos/{repo}/deployments/{deployment}/statuses");
-        self.send(Method::POST, &path, Some(status)).await.map(drop)
+        self.send(
+            "create_deployment_status",
+            Method::POST,
+            &path,
+            Some(status),
+        )
+        .await
+        .map(drop)
     }
 
     /// The deployment of `sha` to `environment` that deployhook created for pull request
@@ -347,7 +367,9 @@ impl GitHubClient {
         ])
         .unwrap_or_default();
         let path = format!("/repos/{repo}/deployments?{query}");
-        let response = self.send(Method::GET, &path, None::<&()>).await?;
+        let response = self
+            .send("list_deployments", Method::GET, &path, None::<&()>)
+            .await?;
         let listed: Vec<ListedDeployment> = response.json().await.map_err(GitHubError::Decode)?;
         Ok(listed
             .into_iter()
@@ -360,11 +382,12 @@ impl GitHubClient {
     /// changed): it is dropped and the request is sent once more with a fresh one.
     async fn send(
         &self,
+        endpoint: &'static str,
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<reqwest::Response, GitHubError> {
-        let response = self.send_once(method.clone(), path, body).await?;
+        let response = self.send_once(endpoint, method.clone(), path, body).await?;
         match (&self.auth, self.installation) {
             (Auth::App(tokens), Some(installation))
                 if response.status() == StatusCode::UNAUTHORIZED =>
@@ -374,7 +397,7 @@ impl GitHubClient {
                     "GitHub refused the installation token (401); fetching a new one and trying once more"
                 );
                 tokens.invalidate(installation);
-                let retried = self.send_once(method, path, body).await?;
+                let retried = self.send_once(endpoint, method, path, body).await?;
                 checked(retried).await
             }
             _ => checked(response).await,
@@ -383,6 +406,7 @@ impl GitHubClient {
 
     async fn send_once(
         &self,
+        endpoint: &'static str,
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
@@ -408,10 +432,12 @@ impl GitHubClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        request
-            .send()
-            .await
-            .map_err(|err| GitHubError::Transport(err.without_url()))
+        let sent = request.send().await;
+        if let Some(metrics) = &self.metrics {
+            let status = sent.as_ref().ok().map(|r| r.status().as_u16());
+            metrics.github_call(endpoint, status);
+        }
+        sent.map_err(|err| GitHubError::Transport(err.without_url()))
     }
 }
 

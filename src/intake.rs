@@ -92,7 +92,28 @@ pub enum IntakeError {
     },
 }
 
+/// Put on a refusal's response, so the server can count refusals by reason.
+#[derive(Debug, Clone, Copy)]
+pub struct Rejected(pub &'static str);
+
 impl IntakeError {
+    /// A short, fixed name for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnsupportedContentType(_) => "content_type",
+            Self::MissingEvent => "missing_event",
+            Self::InvalidHeader { .. } => "invalid_header",
+            Self::MissingSignature => "missing_signature",
+            Self::BadSignature(_) => "bad_signature",
+            Self::TooLarge => "too_large",
+            Self::BodyTimeout => "body_timeout",
+            Self::BodyRead(_) => "body_read",
+            Self::MissingPayloadField => "missing_payload_field",
+            Self::MalformedJson(_) => "malformed_json",
+            Self::UnexpectedShape { .. } => "unexpected_shape",
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -114,7 +135,10 @@ impl IntoResponse for IntakeError {
         let status = self.status();
         let error = self.to_string();
         tracing::warn!(status = status.as_u16(), "delivery refused: {error}");
-        (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
+        let mut response =
+            (status, axum::Json(serde_json::json!({ "error": error }))).into_response();
+        response.extensions_mut().insert(Rejected(self.reason()));
+        response
     }
 }
 

@@ -5,6 +5,7 @@
 //! maximum age; a call GitHub refuses (401, 404, 409, 422…) is logged and given up.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -55,6 +56,8 @@ pub struct OutboxWorker {
     github: GitHubClient,
     config: OutboxConfig,
     wake: Arc<Notify>,
+    /// Set while [`OutboxWorker::run`] loops: what `/readyz` reports.
+    alive: Arc<AtomicBool>,
 }
 
 impl OutboxWorker {
@@ -64,7 +67,13 @@ impl OutboxWorker {
             github,
             config,
             wake: Arc::new(Notify::new()),
+            alive: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether the send loop runs.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
     }
 
     /// Tells the worker new calls were queued.
@@ -76,6 +85,7 @@ impl OutboxWorker {
     /// is due or in flight (the caller bounds how long). Calls waiting out a backoff stay
     /// queued for the next start.
     pub async fn run(self, stop: CancellationToken) {
+        let _alive = crate::deploy_worker::Alive::set(&self.alive);
         let mut in_flight = JoinSet::new();
         let mut stopping = false;
         loop {

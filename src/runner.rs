@@ -74,6 +74,15 @@ impl RunOutcome {
         }
     }
 
+    /// How long the command ran, when it did.
+    pub fn ran(&self) -> Option<Duration> {
+        match self {
+            Self::Succeeded { elapsed } | Self::Failed { elapsed, .. } => Some(*elapsed),
+            Self::TimedOut { after } => Some(*after),
+            Self::Interrupted | Self::CouldNotStart { .. } | Self::NotConfigured { .. } => None,
+        }
+    }
+
     /// A status description of at most 140 characters.
     pub fn description(&self) -> String {
         text::description(&match self {

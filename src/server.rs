@@ -12,25 +12,28 @@ use anyhow::Context;
 use axum::body::Body;
 use axum::extract::{FromRef, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, EnvironmentConfig};
+use crate::dashboard::{self, AdminAuth};
 use crate::deploy_log::{self, Found, LogHub, LogKey, LogLinks};
 use crate::deploy_worker::DeployWorker;
 use crate::dispatch::{Ack, Effect, Outcome, dispatch};
 use crate::github::GitHubClient;
 use crate::ids::DeploymentId;
-use crate::intake::{Delivery, IntakeConfig};
+use crate::intake::{Delivery, IntakeConfig, Rejected};
+use crate::metrics::Metrics;
 use crate::outbox_worker::OutboxWorker;
 use crate::store::deliveries::{self, DeliveryRecord, Recorded};
-use crate::store::{Arrival, Store, now_ms, outbox};
+use crate::store::{Arrival, SCHEMA_VERSION, Store, now_ms, outbox, views};
 
 /// After the deploys finished at shutdown, how long to keep sending the statuses they
 /// queued. What is not sent by then is sent at the next start.
@@ -41,18 +44,30 @@ const OUTBOX_FLUSH: Duration = Duration::from_secs(10);
 pub struct AppState(Arc<Shared>);
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     intake: Arc<IntakeConfig>,
-    environments: Arc<[EnvironmentConfig]>,
-    store: Store,
+    pub(crate) environments: Arc<[EnvironmentConfig]>,
+    pub(crate) store: Store,
     outbox: OutboxWorker,
     deployer: DeployWorker,
-    links: LogLinks,
+    pub(crate) links: LogLinks,
     logs: LogHub,
     /// deployhook's GitHub App id, in App mode.
     own_app: Option<String>,
     /// Cancelled when shutdown begins: ends live log streams, which would hold it up.
     stopping: CancellationToken,
+    metrics: Arc<Metrics>,
+    metrics_token: Option<SecretString>,
+    /// `None` when the dashboard is off.
+    pub(crate) admin: Option<AdminAuth>,
+    /// GitHub's web address, for links from the dashboard.
+    pub(crate) github_web: String,
+}
+
+impl AppState {
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl FromRef<AppState> for Arc<IntakeConfig> {
@@ -78,8 +93,10 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on {}", config.listen))?;
         let store = Store::open(&config.database, config.database_sync)?;
-        let github =
-            GitHubClient::new(&config.github).context("could not build the GitHub client")?;
+        let metrics = Arc::new(Metrics::new());
+        let github = GitHubClient::new(&config.github)
+            .context("could not build the GitHub client")?
+            .with_metrics(metrics.clone());
         let outbox = OutboxWorker::new(store.clone(), github, config.outbox);
         let environments: Arc<[EnvironmentConfig]> = config.environments.clone().into();
         let logs = LogHub::default();
@@ -89,6 +106,7 @@ impl Application {
             config.max_concurrent_deploys,
             outbox.clone(),
             logs.clone(),
+            metrics.clone(),
         );
         let links = LogLinks {
             key: LogKey::load_or_create(&store)
@@ -104,6 +122,10 @@ impl Application {
             .write(outbox::release_in_flight)
             .await
             .context("could not recover the outbox")?;
+        let admin = config
+            .admin_token
+            .as_ref()
+            .map(|token| AdminAuth::new(&links.key, token, config.public_url.as_deref()));
         let state = AppState(Arc::new(Shared {
             intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
             environments,
@@ -114,6 +136,10 @@ impl Application {
             logs,
             own_app: config.github.app_id().map(str::to_owned),
             stopping: CancellationToken::new(),
+            metrics,
+            metrics_token: config.metrics_token.clone(),
+            admin,
+            github_web: config.github.web_url(),
         }));
         Ok(Self {
             listener,
@@ -199,8 +225,15 @@ impl Application {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/event_handler", post(event_handler))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_rejections,
+        ))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/deployments/{id}/log", get(deployment_log))
+        .merge(dashboard::routes())
         .layer(middleware::from_fn(delivery_span))
         .with_state(state)
 }
@@ -222,7 +255,7 @@ async fn event_handler(
             || format!("local-{}", uuid::Uuid::new_v4()),
             |d| d.to_string(),
         ),
-        event: delivery.event_name,
+        event: delivery.event_name.clone(),
         action: delivery.event.action().map(str::to_owned),
         repository: delivery.event.repository().map(str::to_owned),
         received_at: now_ms(),
@@ -235,6 +268,7 @@ async fn event_handler(
         Effect::Deploy(_) => (true, true),
     };
     let delivery_id = record.delivery_id.clone();
+    let record_event = delivery.event_name;
     let recording = state
         .0
         .store
@@ -267,6 +301,10 @@ async fn event_handler(
             return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         }
     };
+    state
+        .0
+        .metrics
+        .delivery(&record_event, ack.outcome.as_str());
     // Deliveries that set work in motion are worth a line; the rest (every pull request
     // opened or pushed to, on an organisation hook) would drown it, and are in the database.
     if ack.outcome == Outcome::Accepted {
@@ -343,6 +381,82 @@ async fn deployment_log(
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the database answers with this release's schema, and both workers run.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let shared = &state.0;
+    let schema = shared.store.read(views::schema_version).await;
+    let (database, schema_ok, schema) = match schema {
+        Ok(version) => (
+            "ok".to_owned(),
+            usize::try_from(version) == Ok(SCHEMA_VERSION),
+            format!("{version} of {SCHEMA_VERSION}"),
+        ),
+        Err(err) => (err.to_string(), false, "unknown".to_owned()),
+    };
+    let running = |alive: bool| if alive { "running" } else { "stopped" };
+    let (deployer, outbox) = (shared.deployer.is_alive(), shared.outbox.is_alive());
+    let ready = database == "ok" && schema_ok && deployer && outbox;
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": {
+            "database": database,
+            "schema": schema,
+            "deploy_worker": running(deployer),
+            "outbox_worker": running(outbox),
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text, behind `DEPLOYHOOK_METRICS_TOKEN` when set.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let shared = &state.0;
+    if let Some(token) = &shared.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !dashboard::same_secret(given, token.expose_secret()) {
+            let message = "/metrics needs Authorization: Bearer <DEPLOYHOOK_METRICS_TOKEN>\n";
+            return (StatusCode::UNAUTHORIZED, message).into_response();
+        }
+    }
+    let now = now_ms();
+    match shared.store.read(move |c| views::backlog(c, now)).await {
+        Ok(backlog) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            shared.metrics.render(&backlog),
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!("could not read the backlog for /metrics: {err}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database could not be read\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Counts deliveries refused by intake, by the reason it put on the response.
+async fn count_rejections(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(Rejected(reason)) = response.extensions().get::<Rejected>() {
+        state.0.metrics.rejected(reason);
+    }
+    response
 }
 
 /// Attaches the delivery's ids and event to every log line written while handling it,

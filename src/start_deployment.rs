@@ -126,6 +126,15 @@ fn new_deployment(
     let number = pr.number;
     let author = pr.user.as_ref().map_or("unknown", |u| u.login.as_str());
     let title = pr.title.as_deref().unwrap_or_default();
+    let mut payload = json!({
+        "environment": environment.name,
+        "deploy_user": author,
+        "pull_request": number,
+    });
+    if let Some(merged_at) = &pr.merged_at {
+        // For the merge-to-deploy lead time, measured when the deploy succeeds.
+        payload["merged_at"] = json!(merged_at);
+    }
     NewDeployment {
         repo: repo.clone(),
         pull_request: number,
@@ -136,11 +145,7 @@ fn new_deployment(
             auto_merge: false,
             required_contexts: environment.required_contexts.clone(),
             environment: environment.name.clone(),
-            payload: json!({
-                "environment": environment.name,
-                "deploy_user": author,
-                "pull_request": number,
-            }),
+            payload,
             description: text::description(&format!("Deploy PR #{number}: {title}")),
             production_environment: environment.production_environment,
             transient_environment: environment.transient_environment,

@@ -14,6 +14,7 @@ pub mod deliveries;
 pub mod jobs;
 pub mod logs;
 pub mod outbox;
+pub mod views;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +27,8 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 /// The schema, one script per version; `PRAGMA user_version` records how many have run.
+/// The schema version this release migrates to.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_environments_and_logs.sql"),
@@ -74,6 +77,9 @@ pub struct Store {
     arriving: Arc<AtomicUsize>,
     /// Held while any handle lives: see [`lock_exclusively`].
     _lock: Option<Arc<std::fs::File>>,
+    /// A read-only connection for pages and scrapes, so they never queue behind (or hold
+    /// up) the writer; `None` for an in-memory database, which only the writer can see.
+    reader: Option<Arc<std::sync::Mutex<Connection>>>,
 }
 
 /// Takes `<database>.lock`, so a second deployhook on the same database (an overlapping
@@ -134,6 +140,18 @@ impl Store {
             start_checkpoints(&conn, path, Arc::downgrade(&arriving))
                 .context("could not start the database checkpoint thread")?;
         }
+        let reader = if path == IN_MEMORY {
+            None
+        } else {
+            let reader = Connection::open_with_flags(
+                Path::new(path),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .with_context(|| format!("could not open the database {path:?} for reading"))?;
+            reader.busy_timeout(BUSY_TIMEOUT)?;
+            Some(Arc::new(std::sync::Mutex::new(reader)))
+        };
         let writer_arriving = arriving.clone();
         std::thread::Builder::new()
             .name("deployhook-db".into())
@@ -143,7 +161,28 @@ impl Store {
             requests,
             arriving,
             _lock: lock,
+            reader,
         })
+    }
+
+    /// Runs read-only `work` on the reader connection (a snapshot of what was committed), or
+    /// on the writer for an in-memory database.
+    pub async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let Some(reader) = self.reader.clone() else {
+            return self.write(work).await;
+        };
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            work(&conn).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|_| StoreError::NotRun)?
     }
 
     /// Announces a request that will soon be written (a delivery being read and parsed).

@@ -81,6 +81,8 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
             ..EnvironmentConfig::new(Environment::parse("production").unwrap(), command)
         }],
         shutdown_timeout: Duration::from_secs(20),
+        admin_token: None,
+        metrics_token: None,
     }
 }
 

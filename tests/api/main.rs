@@ -11,6 +11,7 @@ mod github_api;
 mod github_app;
 mod helpers;
 mod intake;
+mod operations;
 mod other_events;
 mod pull_request;
 mod runner;

@@ -1,0 +1,455 @@
+//! The operators' dashboard at `/`: what is running and queued, the deployments of each
+//! environment with links to their logs and to GitHub, and the recent deliveries. Rendered
+//! on the server (askama templates in `templates/`, checked at compile time), readable
+//! without JavaScript; with it, `/dashboard.js` refreshes the tables every few seconds and
+//! streams the log of a running deploy into the page.
+//!
+//! Access is by `DEPLOYHOOK_ADMIN_TOKEN`: a login form sets an HTTP-only, same-site cookie
+//! holding an expiry and its HMAC (never the token), so a leaked cookie expires and a new
+//! admin token invalidates every session. Without a configured token the dashboard is off
+//! and says so.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use askama::Template;
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::deploy_log::LogKey;
+use crate::ids::DeploymentId;
+use crate::server::AppState;
+use crate::store::now_ms;
+use crate::store::views::{self, DeliveryRow, JobRow};
+
+/// How long a login lasts.
+const SESSION: Duration = Duration::from_secs(12 * 60 * 60);
+/// The session cookie's name.
+const COOKIE: &str = "deployhook_session";
+/// How long a wrong token waits for its answer, to slow guessing.
+const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(500);
+/// Headers every dashboard page carries: nothing cached, framed, or leaked through the
+/// referrer (log links carry their token).
+const PAGE_HEADERS: [(header::HeaderName, &str); 5] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'",
+    ),
+];
+/// The page's script: refreshes the live part, streams a running deploy's log.
+const SCRIPT: &str = include_str!("../templates/dashboard.js");
+
+/// The dashboard's routes.
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/", get(dashboard))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/dashboard/live", get(live))
+        .route("/dashboard.js", get(script))
+}
+
+/// Checks admin sessions.
+#[derive(Clone)]
+pub struct AdminAuth {
+    /// Derived from the admin token and the database's key: changing either ends sessions.
+    key: [u8; 32],
+    /// The token's own MAC under `key`, to compare a login against in constant time.
+    expected: Vec<u8>,
+    secure_cookie: bool,
+}
+
+impl std::fmt::Debug for AdminAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminAuth([REDACTED])")
+    }
+}
+
+impl AdminAuth {
+    pub fn new(database_key: &LogKey, token: &SecretString, public_url: Option<&str>) -> Self {
+        let mut digest = Sha256::new();
+        digest.update(b"deployhook admin session v1\0");
+        digest.update(database_key.bytes());
+        digest.update(token.expose_secret().as_bytes());
+        let key: [u8; 32] = digest.finalize().into();
+        let expected = mac(&key, b"token", token.expose_secret().as_bytes());
+        Self {
+            key,
+            expected,
+            secure_cookie: public_url.is_some_and(|u| u.starts_with("https://")),
+        }
+    }
+
+    fn token_matches(&self, given: &str) -> bool {
+        let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
+        check.update(b"token\0");
+        check.update(given.as_bytes());
+        check.verify_slice(&self.expected).is_ok()
+    }
+
+    fn cookie(&self, now: u64) -> String {
+        let expires = now + SESSION.as_secs();
+        let tag = hex::encode(mac(&self.key, b"session", expires.to_string().as_bytes()));
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        format!(
+            "{COOKIE}={expires}.{tag}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            SESSION.as_secs()
+        )
+    }
+
+    fn session_valid(&self, headers: &HeaderMap, now: u64) -> bool {
+        let Some(value) = cookie_value(headers, COOKIE) else {
+            return false;
+        };
+        let Some((expires, tag)) = value.split_once('.') else {
+            return false;
+        };
+        let (Ok(at), Ok(tag)) = (expires.parse::<u64>(), hex::decode(tag)) else {
+            return false;
+        };
+        let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
+        check.update(b"session\0");
+        check.update(expires.as_bytes());
+        at > now && check.verify_slice(&tag).is_ok()
+    }
+}
+
+fn mac(key: &[u8], purpose: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key size");
+    mac.update(purpose);
+    mac.update(b"\0");
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Whether `given` is `expected`, compared in constant time (through their MACs, so
+/// neither their contents nor their lengths show in the timing).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    let key = b"deployhook constant-time comparison";
+    let mut check = Hmac::<Sha256>::new_from_slice(key).expect("any key size");
+    check.update(given.as_bytes());
+    let mut reference = Hmac::<Sha256>::new_from_slice(key).expect("any key size");
+    reference.update(expected.as_bytes());
+    check
+        .verify_slice(&reference.finalize().into_bytes())
+        .is_ok()
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn page(status: StatusCode, html: String) -> Response {
+    let mut response = (status, Html(html)).into_response();
+    for (name, value) in PAGE_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => page(StatusCode::OK, html),
+        Err(err) => {
+            tracing::error!("could not render a dashboard page: {err}");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered; see the server log".to_owned(),
+            )
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    error: Option<&'a str>,
+}
+
+/// The live part: what runs, what waits, deployments, deliveries.
+#[derive(Template)]
+#[template(path = "live.html")]
+struct LivePart {
+    running: Vec<JobView>,
+    queued: Vec<JobView>,
+    environments: Vec<(String, Vec<JobView>)>,
+    deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    environments: String,
+    /// [`LivePart`], rendered.
+    live: String,
+    /// The log of the first running deploy, streamed into the page by the script.
+    live_log: Option<JobView>,
+}
+
+/// A deployment, ready to show.
+#[derive(Debug, Clone)]
+struct JobView {
+    id: u64,
+    repository: String,
+    environment: String,
+    short_sha: String,
+    git_ref: String,
+    task: String,
+    user: String,
+    state: String,
+    description: String,
+    started: String,
+    duration: String,
+    log_path: String,
+    commit_url: String,
+    deployments_url: String,
+}
+
+#[derive(Debug, Clone)]
+struct DeliveryView {
+    received: String,
+    event: String,
+    action: String,
+    repository: String,
+    outcome: String,
+    message: String,
+    delivery_id: String,
+    hook_id: i64,
+}
+
+fn time(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    text.replace('T', " ").replace('Z', " UTC")
+}
+
+fn job_view(job: JobRow, state: &AppState, now: i64) -> JobView {
+    let shared = state.shared();
+    let duration = match (job.started_at, job.finished_at) {
+        (Some(start), Some(end)) => Some(end - start),
+        (Some(start), None) => Some(now - start),
+        _ => None,
+    }
+    .map(|ms| {
+        humantime::format_duration(Duration::from_secs(u64::try_from(ms / 1000).unwrap_or(0)))
+            .to_string()
+    })
+    .unwrap_or_default();
+    let id = DeploymentId::from(job.deployment_id);
+    JobView {
+        id: job.deployment_id,
+        short_sha: job.sha.chars().take(7).collect(),
+        commit_url: format!(
+            "{}/{}/commit/{}",
+            shared.github_web, job.repository, job.sha
+        ),
+        deployments_url: format!("{}/{}/deployments", shared.github_web, job.repository),
+        repository: job.repository,
+        environment: job.environment,
+        git_ref: job.git_ref,
+        task: job.task,
+        user: job.deploy_user,
+        state: job.state,
+        description: job.description.unwrap_or_default(),
+        started: job.started_at.map(time).unwrap_or_default(),
+        duration,
+        log_path: shared.links.path(id),
+    }
+}
+
+async fn live_part(state: &AppState) -> Result<LivePart, crate::store::StoreError> {
+    let store = &state.shared().store;
+    let jobs = store.read(views::recent_jobs).await?;
+    let deliveries = store.read(views::recent_deliveries).await?;
+    let now = now_ms();
+    let jobs: Vec<JobView> = jobs.into_iter().map(|j| job_view(j, state, now)).collect();
+    let pick = |s: &str| jobs.iter().filter(|j| j.state == s).cloned().collect();
+    let (running, queued) = (pick("running"), pick("queued"));
+    let environments = state
+        .shared()
+        .environments
+        .iter()
+        .map(|e| {
+            let name = e.name.to_string();
+            let of_it = jobs
+                .iter()
+                .filter(|j| j.environment == name)
+                .cloned()
+                .collect();
+            (name, of_it)
+        })
+        .collect();
+    let deliveries = deliveries.into_iter().map(delivery_view).collect();
+    Ok(LivePart {
+        running,
+        queued,
+        environments,
+        deliveries,
+    })
+}
+
+fn delivery_view(d: DeliveryRow) -> DeliveryView {
+    DeliveryView {
+        received: time(d.received_at),
+        event: d.event,
+        action: d.action.unwrap_or_default(),
+        repository: d.repository.unwrap_or_default(),
+        outcome: d.outcome,
+        message: d.message,
+        delivery_id: d.delivery_id,
+        hook_id: d.hook_id,
+    }
+}
+
+/// `None` for a signed-in admin; otherwise the answer to give instead of the page.
+fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(admin) = &state.shared().admin else {
+        let off = MessagePage {
+            title: "The dashboard is off",
+            message: "Set DEPLOYHOOK_ADMIN_TOKEN (a long random value) and restart deployhook \
+                      to turn it on.",
+        };
+        let mut response = render(&off);
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return Some(response);
+    };
+    if admin.session_valid(headers, unix_now()) {
+        None
+    } else {
+        Some(Redirect::to("/login").into_response())
+    }
+}
+
+async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(answer) = refusal(&state, &headers) {
+        return answer;
+    }
+    match live_part(&state).await {
+        Ok(live) => {
+            let live_log = live.running.first().cloned();
+            let environments = state
+                .shared()
+                .environments
+                .iter()
+                .map(|e| e.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            match live.render() {
+                Ok(live) => render(&DashboardPage {
+                    environments,
+                    live,
+                    live_log,
+                }),
+                Err(err) => {
+                    tracing::error!("could not render the dashboard: {err}");
+                    page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "see the server log".to_owned(),
+                    )
+                }
+            }
+        }
+        Err(err) => unavailable(&err),
+    }
+}
+
+async fn live(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if refusal(&state, &headers).is_some() {
+        return (StatusCode::UNAUTHORIZED, "sign in again\n").into_response();
+    }
+    match live_part(&state).await {
+        Ok(live) => render(&live),
+        Err(err) => unavailable(&err),
+    }
+}
+
+fn unavailable(err: &crate::store::StoreError) -> Response {
+    tracing::error!("could not read the dashboard's data: {err}");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database could not be read; try again".to_owned(),
+    )
+}
+
+async fn login_form(State(state): State<AppState>) -> Response {
+    if state.shared().admin.is_none() {
+        return refusal(&state, &HeaderMap::new()).unwrap_or_default();
+    }
+    render(&LoginPage { error: None })
+}
+
+#[derive(serde::Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Response {
+    let Some(admin) = &state.shared().admin else {
+        return refusal(&state, &HeaderMap::new()).unwrap_or_default();
+    };
+    if !admin.token_matches(&form.token) {
+        tokio::time::sleep(WRONG_TOKEN_DELAY).await;
+        tracing::warn!("dashboard login refused: wrong token");
+        let mut response = render(&LoginPage {
+            error: Some("That is not the admin token."),
+        });
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&admin.cookie(unix_now())) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn logout() -> Response {
+    let mut response = Redirect::to("/login").into_response();
+    let expired = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(cookie) = HeaderValue::from_str(&expired) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}

@@ -1,0 +1,260 @@
+//! Prometheus metrics, served at `GET /metrics` in the text exposition format
+//! (`prometheus-client`, the Prometheus project's own Rust client).
+//!
+//! Counters and histograms move where things happen (intake, the deploy worker, the GitHub
+//! client); the gauges that describe state — queue depth, outbox backlog — are read from
+//! the database at scrape time, so they are right after a restart too. One [`Metrics`] per
+//! server, not a global: tests run several servers in one process.
+//!
+//! Label values come from a fixed set or from configuration (environment names), never
+//! from raw request data, so a stranger cannot grow the series count.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::store::views::Backlog;
+
+/// Deploy durations, in seconds: from a few seconds to an hour.
+const DEPLOY_BUCKETS: [f64; 10] = [
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+];
+/// Merge-to-deployed lead times, in seconds: from a minute to a day.
+const LEAD_TIME_BUCKETS: [f64; 9] = [
+    30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 14400.0, 86400.0,
+];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    event: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeployLabels {
+    environment: String,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvironmentLabels {
+    environment: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    endpoint: &'static str,
+    status: String,
+}
+
+/// The server's metrics. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    deliveries: Family<DeliveryLabels, Counter>,
+    rejected: Family<ReasonLabels, Counter>,
+    signature_failures: Counter,
+    deploys: Family<DeployLabels, Counter>,
+    deploy_seconds: Family<EnvironmentLabels, Histogram, fn() -> Histogram>,
+    lead_time_seconds: Family<EnvironmentLabels, Histogram, fn() -> Histogram>,
+    github_calls: Family<CallLabels, Counter>,
+    queued: Family<EnvironmentLabels, Gauge>,
+    running: Family<EnvironmentLabels, Gauge>,
+    outbox_pending: Gauge,
+    outbox_failed: Gauge,
+    outbox_oldest_seconds: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("deployhook");
+        let deliveries = Family::default();
+        registry.register(
+            "deliveries",
+            "Deliveries answered 2xx, by event and outcome",
+            deliveries.clone(),
+        );
+        let rejected = Family::default();
+        registry.register(
+            "deliveries_rejected",
+            "Deliveries refused with a 4xx, by reason",
+            rejected.clone(),
+        );
+        let signature_failures = Counter::default();
+        registry.register(
+            "signature_failures",
+            "Deliveries whose signature was missing or wrong",
+            signature_failures.clone(),
+        );
+        let deploys = Family::default();
+        registry.register(
+            "deploys",
+            "Deploys ended, by environment and final state",
+            deploys.clone(),
+        );
+        let deploy_seconds: Family<_, _, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(DEPLOY_BUCKETS));
+        registry.register(
+            "deploy_duration_seconds",
+            "How long deploy commands ran",
+            deploy_seconds.clone(),
+        );
+        let lead_time_seconds: Family<_, _, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(LEAD_TIME_BUCKETS));
+        registry.register(
+            "lead_time_seconds",
+            "From a pull request's merge to its successful deploy",
+            lead_time_seconds.clone(),
+        );
+        let github_calls = Family::default();
+        registry.register(
+            "github_calls",
+            "Calls to GitHub's REST API, by endpoint and answer (error: no answer)",
+            github_calls.clone(),
+        );
+        let queued = Family::default();
+        registry.register(
+            "queue_queued",
+            "Deploys waiting, by environment",
+            queued.clone(),
+        );
+        let running = Family::default();
+        registry.register(
+            "queue_running",
+            "Deploys running, by environment",
+            running.clone(),
+        );
+        let outbox_pending = Gauge::default();
+        registry.register(
+            "outbox_pending",
+            "GitHub calls still to make",
+            outbox_pending.clone(),
+        );
+        let outbox_failed = Gauge::default();
+        registry.register(
+            "outbox_failed",
+            "GitHub calls given up (kept in the outbox table)",
+            outbox_failed.clone(),
+        );
+        let outbox_oldest_seconds = Gauge::default();
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest GitHub call still to make (0 when none)",
+            outbox_oldest_seconds.clone(),
+        );
+        Self {
+            registry,
+            deliveries,
+            rejected,
+            signature_failures,
+            deploys,
+            deploy_seconds,
+            lead_time_seconds,
+            github_calls,
+            queued,
+            running,
+            outbox_pending,
+            outbox_failed,
+            outbox_oldest_seconds,
+        }
+    }
+
+    /// A delivery answered 2xx.
+    pub fn delivery(&self, event: &str, outcome: &'static str) {
+        let event = match event {
+            "pull_request" => "pull_request",
+            "deployment" => "deployment",
+            "deployment_status" => "deployment_status",
+            "ping" => "ping",
+            _ => "other",
+        };
+        self.deliveries
+            .get_or_create(&DeliveryLabels { event, outcome })
+            .inc();
+    }
+
+    /// A delivery refused, for `reason` (a fixed label).
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+        if matches!(reason, "missing_signature" | "bad_signature") {
+            self.signature_failures.inc();
+        }
+    }
+
+    /// A deploy ended in `state` after `ran` (`None` when it never ran).
+    pub fn deploy_ended(&self, environment: &str, state: &'static str, ran: Option<Duration>) {
+        let labels = DeployLabels {
+            environment: environment.to_owned(),
+            state,
+        };
+        self.deploys.get_or_create(&labels).inc();
+        if let Some(ran) = ran {
+            let labels = EnvironmentLabels {
+                environment: environment.to_owned(),
+            };
+            self.deploy_seconds
+                .get_or_create(&labels)
+                .observe(ran.as_secs_f64());
+        }
+    }
+
+    /// A merge deployed successfully `lead_time` after it happened.
+    pub fn lead_time(&self, environment: &str, lead_time: Duration) {
+        let labels = EnvironmentLabels {
+            environment: environment.to_owned(),
+        };
+        self.lead_time_seconds
+            .get_or_create(&labels)
+            .observe(lead_time.as_secs_f64());
+    }
+
+    /// A call to GitHub answered `status` (`None`: no answer).
+    pub fn github_call(&self, endpoint: &'static str, status: Option<u16>) {
+        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.github_calls
+            .get_or_create(&CallLabels { endpoint, status })
+            .inc();
+    }
+
+    /// The text exposition, with the state gauges set from `backlog`.
+    pub fn render(&self, backlog: &Backlog) -> String {
+        self.queued.clear();
+        self.running.clear();
+        for (environment, queued, running) in &backlog.jobs {
+            let labels = EnvironmentLabels {
+                environment: environment.clone(),
+            };
+            self.queued.get_or_create(&labels).set(*queued);
+            self.running.get_or_create(&labels).set(*running);
+        }
+        self.outbox_pending.set(backlog.outbox_pending);
+        self.outbox_failed.set(backlog.outbox_failed);
+        self.outbox_oldest_seconds
+            .set(backlog.outbox_oldest_seconds);
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Shared handle.
+pub type SharedMetrics = Arc<Metrics>;

@@ -1,0 +1,128 @@
+//! Read-only views for operators: the dashboard's tables and the gauges of `/metrics`.
+//! Every query here is bounded (a `LIMIT`, or an aggregate) and runs on the reader
+//! connection, off the write path.
+
+use rusqlite::{Connection, params};
+
+/// Deliveries the dashboard shows.
+const RECENT_DELIVERIES: i64 = 50;
+/// Deployments the dashboard shows.
+const RECENT_JOBS: i64 = 100;
+
+/// What waits: deploys per environment, and GitHub calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// `(environment, queued, running)`.
+    pub jobs: Vec<(String, i64, i64)>,
+    pub outbox_pending: i64,
+    pub outbox_failed: i64,
+    /// Age of the oldest pending call; 0 when none.
+    pub outbox_oldest_seconds: i64,
+}
+
+pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
+    let jobs = conn
+        .prepare_cached(
+            "SELECT environment,
+                    SUM(state = 'queued'), SUM(state = 'running')
+             FROM jobs WHERE state IN ('queued', 'running')
+             GROUP BY environment ORDER BY environment",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let (pending, failed, oldest): (i64, i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'failed'), 0),
+                    MIN(CASE WHEN state = 'pending' THEN created_at END)
+             FROM outbox",
+        )?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    Ok(Backlog {
+        jobs,
+        outbox_pending: pending,
+        outbox_failed: failed,
+        outbox_oldest_seconds: oldest.map_or(0, |at| (now - at).max(0) / 1000),
+    })
+}
+
+/// A delivery as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub hook_id: i64,
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub repository: Option<String>,
+    pub received_at: i64,
+    pub outcome: String,
+    pub message: String,
+}
+
+pub fn recent_deliveries(conn: &Connection) -> rusqlite::Result<Vec<DeliveryRow>> {
+    conn.prepare_cached(
+        "SELECT hook_id, delivery_id, event, action, repository, received_at, outcome, message
+         FROM deliveries ORDER BY received_at DESC LIMIT ?1",
+    )?
+    .query_map([RECENT_DELIVERIES], |row| {
+        Ok(DeliveryRow {
+            hook_id: row.get(0)?,
+            delivery_id: row.get(1)?,
+            event: row.get(2)?,
+            action: row.get(3)?,
+            repository: row.get(4)?,
+            received_at: row.get(5)?,
+            outcome: row.get(6)?,
+            message: row.get(7)?,
+        })
+    })?
+    .collect()
+}
+
+/// A deployment as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub deployment_id: u64,
+    pub repository: String,
+    pub environment: String,
+    pub sha: String,
+    pub git_ref: String,
+    pub task: String,
+    pub deploy_user: String,
+    /// `queued`, `running`, or the final state (`success`, `failure`, `error`, `inactive`).
+    pub state: String,
+    pub description: Option<String>,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+pub fn recent_jobs(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
+    conn.prepare_cached(
+        "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
+                CASE WHEN state = 'finished' THEN COALESCE(result, 'finished') ELSE state END,
+                description, queued_at, started_at, finished_at
+         FROM jobs ORDER BY deployment_id DESC LIMIT ?1",
+    )?
+    .query_map(params![RECENT_JOBS], |row| {
+        Ok(JobRow {
+            deployment_id: row.get::<_, i64>(0)?.unsigned_abs(),
+            repository: row.get(1)?,
+            environment: row.get(2)?,
+            sha: row.get(3)?,
+            git_ref: row.get(4)?,
+            task: row.get(5)?,
+            deploy_user: row.get(6)?,
+            state: row.get(7)?,
+            description: row.get(8)?,
+            queued_at: row.get(9)?,
+            started_at: row.get(10)?,
+            finished_at: row.get(11)?,
+        })
+    })?
+    .collect()
+}
+
+/// Whether the database answers and its schema is this release's: `(version, expected)`.
+pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
