@@ -64,19 +64,18 @@ fn parse_exposition(text: &str) -> Samples {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
             "bad metric name in {line}"
         );
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                let inner = labels
-                    .strip_prefix('{')
-                    .and_then(|l| l.strip_suffix('}'))
-                    .unwrap_or_else(|| panic!("bad labels in {line}"));
-                for pair in inner.split("\",").filter(|p| !p.is_empty()) {
-                    let (key, value) = pair.split_once("=\"").expect("label=\"value\"");
-                    assert!(
-                        !key.is_empty() && !value.contains('\n'),
-                        "bad label in {line}"
-                    );
-                }
+        let labels = &series[name.len()..];
+        if !labels.is_empty() {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("bad labels in {line}"));
+            for pair in inner.split("\",").filter(|p| !p.is_empty()) {
+                let (key, value) = pair.split_once("=\"").expect("label=\"value\"");
+                assert!(
+                    !key.is_empty() && !value.contains('\n'),
+                    "bad label in {line}"
+                );
             }
         }
         assert!(

@@ -37,7 +37,8 @@ async fn assert_one_deployment_created(json: bool) {
             "auto_merge": false,
             "required_contexts": [],
             "environment": "production",
-            "payload": {"environment": "production", "deploy_user": "octo-dev", "pull_request": 42},
+            "payload": {"environment": "production", "deploy_user": "octo-dev", "pull_request": 42,
+                        "merged_at": "2026-03-03T14:02:11Z"},
             "description": "Deploy PR #42: Make widgets 3x faster",
         })
     );
