@@ -1,0 +1,165 @@
+//! The dashboard in a real browser: headless Chromium, driven through ChromeDriver
+//! (WebDriver, with `fantoccini`), signs in, finds a deployment the test made with its
+//! state, and follows its log link. A screenshot is left in
+//! `target/test-artifacts/dashboard.png`.
+//!
+//! Chromium and ChromeDriver come from Debian (`apt-get install chromium chromium-driver`;
+//! `.ci/run` installs them). Without them the test is skipped with a loud message — unless
+//! `DEPLOYHOOK_REQUIRE_BROWSER=1` (set by `.ci/run`), which makes their absence a failure.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::{WAIT, fixture_json, spawn_app_with};
+
+const ADMIN_TOKEN: &str = "browser-admin-token-0123456789";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// ChromeDriver on a free port, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the browser is here; without it, skip loudly or fail when it is required.
+fn browser_available() -> bool {
+    let present = Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists();
+    if !present {
+        let required = std::env::var("DEPLOYHOOK_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "DEPLOYHOOK_REQUIRE_BROWSER=1 but {CHROMIUM} or {CHROMEDRIVER} is missing"
+        );
+        eprintln!(
+            "\n*** SKIPPED the browser test: {CHROMIUM} or {CHROMEDRIVER} is missing. \
+             Install them with `apt-get install chromium chromium-driver`. ***\n"
+        );
+    }
+    present
+}
+
+#[tokio::test]
+async fn in_chromium_an_admin_signs_in_sees_the_deployment_and_opens_its_log() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app_with(|config, _| {
+        config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+    })
+    .await;
+    let mut deployment = fixture_json("deployment.created.json");
+    deployment["deployment"]["id"] = json!(880_077);
+    app.post_webhook("deployment", deployment.to_string().as_bytes())
+        .await;
+    app.wait_for_final_status(880_077).await;
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let browser = loop {
+        // Plain HTTP: ChromeDriver listens on loopback, so no TLS stack is needed.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let mut builder = ClientBuilder::new(connector);
+        builder.capabilities(capabilities.as_object().unwrap().clone());
+        match builder.connect(&driver.url).await {
+            Ok(browser) => break browser,
+            Err(err) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "chromedriver never answered: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+
+    let outcome = async {
+        browser.goto(&format!("{}/", app.url)).await?;
+        assert!(
+            browser.current_url().await?.path().ends_with("/login"),
+            "the dashboard sends strangers to the login page"
+        );
+        browser
+            .find(Locator::Id("token"))
+            .await?
+            .send_keys(ADMIN_TOKEN)
+            .await?;
+        browser.find(Locator::Id("sign-in")).await?.click().await?;
+        let row = browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("deployment-880077"))
+            .await?;
+        let text = row.text().await?;
+        assert!(text.contains("success"), "{text}");
+        assert!(text.contains("acme/widgets"), "{text}");
+
+        let png = browser.screenshot().await?;
+        let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        std::fs::write(artifacts.join("dashboard.png"), &png).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+
+        row.find(Locator::Css("a.log-link")).await?.click().await?;
+        let body = browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("body"))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            browser.current_url().await?.path() == "/deployments/880077/log",
+            "the log link opens the log"
+        );
+        assert!(body.contains("success: deployed in"), "{body}");
+        Ok::<(), fantoccini::error::CmdError>(())
+    }
+    .await;
+    browser.close().await.unwrap();
+    outcome.unwrap();
+}
