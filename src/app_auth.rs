@@ -259,7 +259,8 @@ impl InstallationTokens {
     }
 
     /// `Authorization: Bearer <jwt>`, marked sensitive so that it is never printed.
-    fn bearer(&self) -> Result<HeaderValue, GitHubError> {
+    /// `Bearer <JWT>`: how the App itself (not an installation) authenticates.
+    pub(crate) fn bearer(&self) -> Result<HeaderValue, GitHubError> {
         // Not a GitHub answer, but a request GitHub could only have refused: reported the way
         // `GitHubClient` reports a token it cannot send.
         let refused = |message: String| GitHubError::Status {

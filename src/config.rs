@@ -306,7 +306,7 @@ fn secret(env: EnvLookup<'_>, name: &str) -> anyhow::Result<Option<SecretString>
 }
 
 /// A token, or a GitHub App's id and key: exactly one of the two.
-fn github_auth(env: EnvLookup<'_>) -> anyhow::Result<GitHubAuth> {
+pub fn github_auth(env: EnvLookup<'_>) -> anyhow::Result<GitHubAuth> {
     let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let token = set("GITHUB_TOKEN");
     let app_id = set("GITHUB_APP_ID");

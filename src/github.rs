@@ -230,6 +230,8 @@ pub struct GitHubClient {
     auth: Auth,
     /// The App installation the calls are made for, in App mode.
     installation: Option<u64>,
+    /// App mode: authenticate as the App itself (its JWT), for the App's own endpoints.
+    as_app: bool,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -282,8 +284,18 @@ impl GitHubClient {
             api_url: config.api_url.clone(),
             auth,
             installation: None,
+            as_app: false,
             metrics: None,
         })
+    }
+
+    /// This client, authenticating as the App itself (App mode; ignored with a token).
+    pub fn as_app(&self) -> Self {
+        Self {
+            as_app: true,
+            installation: None,
+            ..self.clone()
+        }
     }
 
     /// This client, counting its calls in `metrics`.
@@ -380,7 +392,7 @@ impl GitHubClient {
     /// Sends one request; a non-2xx answer becomes a [`GitHubError`]. In App mode a 401
     /// means the cached installation token went bad (revoked, or the App's permissions
     /// changed): it is dropped and the request is sent once more with a fresh one.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         endpoint: &'static str,
         method: Method,
@@ -412,6 +424,11 @@ impl GitHubClient {
         body: Option<&impl Serialize>,
     ) -> Result<reqwest::Response, GitHubError> {
         let token = match (&self.auth, self.installation) {
+            (Auth::App(tokens), _) if self.as_app => {
+                return self
+                    .send_with(endpoint, method, path, body, tokens.bearer()?)
+                    .await;
+            }
             (Auth::Token(token), _) => token.clone(),
             (Auth::App(tokens), Some(installation)) => tokens.token(installation).await?,
             (Auth::App(_), None) => return Err(GitHubError::NoInstallation),
@@ -425,6 +442,17 @@ impl GitHubClient {
                 }
             })?;
         auth.set_sensitive(true);
+        self.send_with(endpoint, method, path, body, auth).await
+    }
+
+    async fn send_with(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        auth: HeaderValue,
+    ) -> Result<reqwest::Response, GitHubError> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.api_url))

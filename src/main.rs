@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use deployhook::cli::{CheckConfigArgs, Cli, Command, ReplayArgs, ServeArgs};
+use deployhook::cli::{
+    CheckConfigArgs, Cli, Command, DeployArgs, DeploymentsArgs, GitHubArgs, RedeliverArgs,
+    ReplayArgs, ServeArgs,
+};
 use deployhook::config::Config;
+use deployhook::github::GitHubClient;
+use deployhook::ids::RepoName;
+use deployhook::redeliver::{self, Hook};
 use deployhook::server::{Application, shutdown_signal};
 use deployhook::{replay, telemetry};
 
@@ -31,6 +37,9 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(args).await,
         Command::Replay(args) => replay(args).await,
         Command::CheckConfig(args) => check_config(&args),
+        Command::Redeliver(args) => redeliver(args).await,
+        Command::Deploy(args) => deploy(args).await,
+        Command::Deployments(args) => deployments(args).await,
     };
     match result {
         Ok(code) => code,
@@ -45,6 +54,109 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = Config::from_args(args, &|name| std::env::var(name).ok())?;
     let app = Application::build(config).await?;
     app.run_until(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The GitHub client of the commands, with the credentials `serve` would use.
+fn github(args: &GitHubArgs) -> anyhow::Result<GitHubClient> {
+    let auth = deployhook::config::github_auth(&|name| std::env::var(name).ok())?;
+    let config = deployhook::config::GitHubConfig {
+        api_url: args.github_api_url.trim_end_matches('/').to_owned(),
+        auth,
+    };
+    GitHubClient::new(&config)
+}
+
+fn repository(name: &str) -> anyhow::Result<RepoName> {
+    RepoName::parse(name).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn redeliver(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
+    let hook = match (&args.repo, &args.org, args.hook_id) {
+        (Some(repo), _, Some(id)) => Hook::Repository {
+            repo: repository(repo)?,
+            id,
+        },
+        (None, Some(org), Some(id)) => Hook::Organization {
+            org: org.clone(),
+            id,
+        },
+        _ => Hook::App,
+    };
+    let github = github(&args.github)?;
+    let database = deployhook::store::open_read_only(&args.database)?;
+    let attempts = github
+        .hook_deliveries(&hook, redeliver::cutoff(args.since))
+        .await
+        .context("could not list the hook's deliveries")?;
+    let seen = attempts.len();
+    let plan = redeliver::plan(attempts, |guid| {
+        deployhook::store::deliveries::is_recorded(&database, guid, hook.id()).unwrap_or(false)
+    });
+    println!(
+        "{seen} delivery attempts since {}: {} delivered, {} recorded by deployhook though \
+         GitHub saw them fail, {} to redeliver",
+        humantime::format_duration(args.since),
+        plan.delivered,
+        plan.recorded,
+        plan.redeliver.len()
+    );
+    for attempt in &plan.redeliver {
+        let line = redeliver::describe(attempt);
+        if !args.apply {
+            println!("would redeliver {line}");
+            continue;
+        }
+        match github.redeliver(&hook, attempt.id).await {
+            Ok(()) => println!("redelivered {line}"),
+            Err(err) => {
+                println!("could not redeliver {line}: {err}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    if !args.apply && !plan.redeliver.is_empty() {
+        println!("dry run: pass --apply to redeliver");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let repo = repository(&args.repo)?;
+    let github = github(&args.github)?.for_repository(&repo).await?;
+    let who = std::env::var("USER").unwrap_or_else(|_| "deployhook-cli".to_owned());
+    let mut request = deployhook::manual::ManualDeployment::new(
+        &args.git_ref,
+        &args.environment,
+        &args.task,
+        &who,
+    );
+    if let Some(description) = &args.description {
+        request.description = deployhook::text::description(description);
+    }
+    match github.create_manual_deployment(&repo, &request).await? {
+        Ok(id) => {
+            println!(
+                "created deployment {id} of {repo}@{} to {}; deployhook runs it when GitHub \
+                 sends the deployment event",
+                args.git_ref, args.environment
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(message) => {
+            println!("GitHub created no deployment: {message}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn deployments(args: DeploymentsArgs) -> anyhow::Result<ExitCode> {
+    let repo = repository(&args.repo)?;
+    let github = github(&args.github)?.for_repository(&repo).await?;
+    let listed = github
+        .recent_deployments(&repo, args.environment.as_deref(), args.limit)
+        .await?;
+    print!("{}", deployhook::manual::table(&listed));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -150,6 +150,20 @@ pub fn forget_merge(
     Ok(())
 }
 
+/// Whether deployhook recorded delivery `delivery_id` (through hook `hook_id`, when given).
+pub fn is_recorded(
+    conn: &Connection,
+    delivery_id: &str,
+    hook_id: Option<u64>,
+) -> rusqlite::Result<bool> {
+    let hook = hook_id.map(hook_key).transpose()?;
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM deliveries
+                        WHERE delivery_id = ?1 AND (?2 IS NULL OR hook_id = ?2))",
+    )?
+    .query_row(params![delivery_id, hook], |row| row.get(0))
+}
+
 /// SQLite integers are signed; GitHub's ids fit comfortably.
 pub(crate) fn hook_key(id: u64) -> rusqlite::Result<i64> {
     i64::try_from(id).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))

@@ -413,6 +413,23 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A read-only connection to the database at `path`, for commands that run beside the
+/// server (the server's lock is not needed to read).
+pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("could not open the database {}", path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .with_context(|| format!("{} is not a deployhook database", path.display()))?;
+    anyhow::ensure!(
+        version > 0,
+        "{} is not a deployhook database (no schema)",
+        path.display()
+    );
+    Ok(conn)
+}
+
 /// Now, as stored: Unix milliseconds.
 pub fn now_ms() -> i64 {
     SystemTime::now()

@@ -2,6 +2,7 @@
 //! wiremock GitHub. One test binary, so the crate is linked once.
 
 mod browser;
+mod catch_up;
 mod cli;
 mod config_file;
 mod crash;

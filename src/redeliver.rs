@@ -1,0 +1,259 @@
+//! `deployhook redeliver`: catch up after downtime. GitHub never redelivers by itself what
+//! a server missed, but it keeps each hook's recent deliveries: this lists them through the
+//! REST API, picks those that failed and that deployhook never recorded, and asks GitHub to
+//! send them again. A dry run by default (`--apply` acts); safe to repeat, since a
+//! redelivery deployhook already has is a duplicate it ignores.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use reqwest::Method;
+use serde::Deserialize;
+
+use crate::github::{GitHubClient, GitHubError};
+use crate::ids::RepoName;
+
+/// Deliveries asked for per page (GitHub's maximum).
+const PAGE_SIZE: u32 = 100;
+/// Pages read at most, so a busy hook cannot keep the command going.
+const MAX_PAGES: usize = 50;
+
+/// Whose deliveries to read.
+#[derive(Debug, Clone)]
+pub enum Hook {
+    Repository {
+        repo: RepoName,
+        id: u64,
+    },
+    Organization {
+        org: String,
+        id: u64,
+    },
+    /// The GitHub App's own webhook (App mode).
+    App,
+}
+
+impl Hook {
+    fn path(&self) -> String {
+        match self {
+            Self::Repository { repo, id } => format!("/repos/{repo}/hooks/{id}"),
+            Self::Organization { org, id } => format!("/orgs/{org}/hooks/{id}"),
+            Self::App => "/app/hook".to_owned(),
+        }
+    }
+
+    /// The hook id deliveries carry in `X-GitHub-Hook-ID`, when known.
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            Self::Repository { id, .. } | Self::Organization { id, .. } => Some(*id),
+            Self::App => None,
+        }
+    }
+
+    fn client(&self, github: &GitHubClient) -> GitHubClient {
+        match self {
+            Self::App => github.as_app(),
+            _ => github.clone(),
+        }
+    }
+}
+
+/// One delivery attempt, as GitHub lists it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Attempt {
+    /// The attempt's id: what a redelivery names.
+    pub id: u64,
+    /// `X-GitHub-Delivery`, shared by a delivery and its redeliveries.
+    pub guid: String,
+    pub delivered_at: String,
+    #[serde(default)]
+    pub redelivery: bool,
+    /// `OK`, or what went wrong ("Invalid HTTP Response: 503", "failed to connect to host").
+    #[serde(default)]
+    pub status: String,
+    /// The answer's status; 0 without an answer.
+    #[serde(default)]
+    pub status_code: u16,
+    pub event: String,
+    pub action: Option<String>,
+}
+
+impl Attempt {
+    fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status_code)
+    }
+
+    fn at(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339_weak(&self.delivered_at).ok()
+    }
+}
+
+impl GitHubClient {
+    /// Attempts made since `since`, newest first, following GitHub's cursor pagination.
+    pub async fn hook_deliveries(
+        &self,
+        hook: &Hook,
+        since: SystemTime,
+    ) -> Result<Vec<Attempt>, GitHubError> {
+        let github = hook.client(self);
+        let mut attempts = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut path = format!("{}/deliveries?per_page={PAGE_SIZE}", hook.path());
+            if let Some(cursor) = &cursor {
+                path.push_str(&format!("&cursor={cursor}"));
+            }
+            let response = github
+                .send("hook_deliveries", Method::GET, &path, None::<&()>)
+                .await?;
+            cursor = next_cursor(response.headers());
+            let page: Vec<Attempt> = response.json().await.map_err(GitHubError::Decode)?;
+            let reached_since = page.iter().any(|a| a.at().is_some_and(|at| at < since));
+            attempts.extend(
+                page.into_iter()
+                    .filter(|a| a.at().is_none_or(|at| at >= since)),
+            );
+            if reached_since || cursor.is_none() {
+                break;
+            }
+        }
+        Ok(attempts)
+    }
+
+    /// Asks GitHub to send attempt `id` again.
+    pub async fn redeliver(&self, hook: &Hook, id: u64) -> Result<(), GitHubError> {
+        let path = format!("{}/deliveries/{id}/attempts", hook.path());
+        hook.client(self)
+            .send("redeliver", Method::POST, &path, None::<&()>)
+            .await
+            .map(drop)
+    }
+}
+
+/// The `cursor` of the `rel="next"` link, if there is a next page.
+fn next_cursor(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    let link = headers.get(reqwest::header::LINK)?.to_str().ok()?;
+    let next = link.split(',').find(|part| part.contains("rel=\"next\""))?;
+    let url = next.trim().strip_prefix('<')?.split('>').next()?;
+    let query = url.split_once('?')?.1;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(key, _)| key == "cursor")
+        .map(|(_, value)| value)
+}
+
+/// What to do about the deliveries of a period.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The latest failed attempt of each delivery to send again, oldest first.
+    pub redeliver: Vec<Attempt>,
+    /// Deliveries that reached deployhook (an attempt succeeded).
+    pub delivered: usize,
+    /// Deliveries whose attempts all failed, but that deployhook recorded anyway (it
+    /// answered too late for GitHub, say).
+    pub recorded: usize,
+}
+
+/// Decides which deliveries to send again: those whose every attempt failed and that
+/// `recorded` (deployhook's database) does not know.
+pub fn plan(attempts: Vec<Attempt>, recorded: impl Fn(&str) -> bool) -> Plan {
+    let mut by_guid: BTreeMap<String, Vec<Attempt>> = BTreeMap::new();
+    for attempt in attempts {
+        by_guid
+            .entry(attempt.guid.clone())
+            .or_default()
+            .push(attempt);
+    }
+    let mut plan = Plan::default();
+    for (guid, attempts) in by_guid {
+        if attempts.iter().any(Attempt::succeeded) {
+            plan.delivered += 1;
+        } else if recorded(&guid) {
+            plan.recorded += 1;
+        } else if let Some(latest) = attempts.into_iter().max_by_key(|a| a.id) {
+            plan.redeliver.push(latest);
+        }
+    }
+    plan.redeliver.sort_by_key(|a| a.id);
+    plan
+}
+
+/// One line about an attempt, for the command's output.
+pub fn describe(attempt: &Attempt) -> String {
+    let action = attempt
+        .action
+        .as_deref()
+        .map(|a| format!(".{a}"))
+        .unwrap_or_default();
+    let status = if attempt.status.is_empty() {
+        format!("status {}", attempt.status_code)
+    } else {
+        attempt.status.clone()
+    };
+    format!(
+        "{} {}{action} delivered_at {} ({status}), attempt {}",
+        attempt.guid, attempt.event, attempt.delivered_at, attempt.id
+    )
+}
+
+/// `now - since`, for `--since 2h`.
+pub fn cutoff(since: Duration) -> SystemTime {
+    SystemTime::now()
+        .checked_sub(since)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(id: u64, guid: &str, status_code: u16) -> Attempt {
+        Attempt {
+            id,
+            guid: guid.to_owned(),
+            delivered_at: "2026-11-26T10:00:00Z".to_owned(),
+            redelivery: false,
+            status: String::new(),
+            status_code,
+            event: "pull_request".to_owned(),
+            action: Some("closed".to_owned()),
+        }
+    }
+
+    #[test]
+    fn only_failed_and_unrecorded_deliveries_are_redelivered_once_each() {
+        let attempts = vec![
+            attempt(1, "ok", 202),
+            attempt(2, "failed", 0),
+            attempt(3, "recorded", 503),
+            attempt(4, "twice", 502),
+            attempt(5, "twice", 0),
+            attempt(6, "failed-then-ok", 0),
+            attempt(7, "failed-then-ok", 200),
+        ];
+        let plan = plan(attempts, |guid| guid == "recorded");
+        let ids: Vec<u64> = plan.redeliver.iter().map(|a| a.id).collect();
+        assert_eq!(ids, [2, 5], "the latest attempt of each failed delivery");
+        assert_eq!((plan.delivered, plan.recorded), (2, 1));
+    }
+
+    #[test]
+    fn the_next_page_cursor_comes_from_the_link_header() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::LINK,
+            "<https://api.github.com/repos/a/b/hooks/1/deliveries?per_page=100&cursor=v1_9>; rel=\"next\", <https://api.github.com/x?cursor=v1_0>; rel=\"prev\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_cursor(&headers).as_deref(), Some("v1_9"));
+        headers.insert(
+            reqwest::header::LINK,
+            "<https://api.github.com/x?cursor=v1_0>; rel=\"prev\""
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(next_cursor(&headers), None);
+    }
+}
