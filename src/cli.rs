@@ -240,7 +240,10 @@ Secrets, read from the environment (or .env) only:
 Or, to act as a GitHub App instead of GITHUB_TOKEN (see the README):
   GITHUB_APP_ID                The App's id, or its client id (Iv…).
   GITHUB_APP_PRIVATE_KEY_FILE  The App's private key (.pem) file.
-  GITHUB_APP_PRIVATE_KEY       Or the key itself (PEM; line breaks may be written \\n).";
+  GITHUB_APP_PRIVATE_KEY       Or the key itself (PEM; line breaks may be written \\n).
+Operators' access, optional (at least 16 characters each):
+  DEPLOYHOOK_ADMIN_TOKEN       Turns the dashboard at / on; signing in takes this token.
+  DEPLOYHOOK_METRICS_TOKEN     Makes /metrics require `Authorization: Bearer <token>`.";
 
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
