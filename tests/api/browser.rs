@@ -1,7 +1,7 @@
 //! The dashboard in a real browser: headless Chromium, driven through ChromeDriver
 //! (WebDriver, with `fantoccini`), signs in, finds a deployment the test made with its
-//! state, and follows its log link. A screenshot is left in
-//! `target/test-artifacts/dashboard.png`.
+//! state, follows its log link, and watches the log of a running deploy stream into the
+//! page. A screenshot is left in `target/test-artifacts/dashboard.png`.
 //!
 //! Chromium and ChromeDriver come from Debian (`apt-get install chromium chromium-driver`;
 //! `.ci/run` installs them). Without them the test is skipped with a loud message — unless
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::{WAIT, fixture_json, spawn_app_with};
+use crate::helpers::{WAIT, deploy_with_script, fixture_json, spawn_app_with};
 
 const ADMIN_TOKEN: &str = "browser-admin-token-0123456789";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -72,19 +72,30 @@ fn browser_available() -> bool {
 }
 
 #[tokio::test]
-async fn in_chromium_an_admin_signs_in_sees_the_deployment_and_opens_its_log() {
+async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_watches_a_live_one() {
     if !browser_available() {
         return;
     }
-    let app = spawn_app_with(|config, _| {
+    let app = spawn_app_with(|config, dir| {
         config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+        // Runs until the test creates `release`.
+        let body = format!(
+            "echo \"step one of $DEPLOYHOOK_DEPLOYMENT_ID\"\ntouch '{0}/started'\n\
+             while [ ! -f '{0}/release' ]; do sleep 0.05; done\necho 'all done'",
+            dir.display()
+        );
+        deploy_with_script(config, dir, &body);
     })
     .await;
+    let release = app.dir.path().join("release");
+    std::fs::write(&release, "").unwrap();
     let mut deployment = fixture_json("deployment.created.json");
     deployment["deployment"]["id"] = json!(880_077);
     app.post_webhook("deployment", deployment.to_string().as_bytes())
         .await;
     app.wait_for_final_status(880_077).await;
+    std::fs::remove_file(&release).unwrap();
+    std::fs::remove_file(app.dir.path().join("started")).unwrap();
 
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
@@ -157,6 +168,41 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_and_opens_its_log() {
             "the log link opens the log"
         );
         assert!(body.contains("success: deployed in"), "{body}");
+
+        // A deploy running when the page loads: its log streams into the page.
+        deployment["deployment"]["id"] = json!(880_078);
+        app.post_webhook("deployment", deployment.to_string().as_bytes())
+            .await;
+        let started = app.dir.path().join("started");
+        let deadline = Instant::now() + WAIT;
+        while !started.exists() {
+            assert!(Instant::now() < deadline, "the second deploy never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        browser.goto(&format!("{}/", app.url)).await?;
+        let live_log = browser.find(Locator::Id("live-log")).await?;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = live_log.text().await?;
+            if text.contains("step one of 880078") {
+                assert!(!text.contains("all done"), "{text}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the live log never showed: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::fs::write(&release, "").unwrap();
+        let deadline = Instant::now() + WAIT;
+        while !live_log.text().await?.contains("success: deployed in") {
+            assert!(
+                Instant::now() < deadline,
+                "the live log did not follow the deploy"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;
