@@ -242,13 +242,19 @@ pub fn release_in_flight(conn: &Connection) -> rusqlite::Result<usize> {
     conn.execute("UPDATE outbox SET in_flight = 0 WHERE in_flight = 1", [])
 }
 
-/// When the next row that [`take_due`] could take falls due, if any.
+/// When the next row that [`take_due`] could take falls due, if any. Rows whose
+/// installation has a call in flight are not counted: they wait for that call to end, which
+/// wakes the worker, and counting them would have it poll in a loop meanwhile.
 pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached(
         "SELECT MIN(o.next_attempt_at) FROM outbox o
          WHERE o.state = 'pending' AND o.in_flight = 0
            AND o.id = (SELECT MIN(id) FROM outbox
-                       WHERE state = 'pending' AND ordering_key = o.ordering_key)",
+                       WHERE state = 'pending' AND ordering_key = o.ordering_key)
+           AND NOT EXISTS (
+                SELECT 1 FROM outbox f
+                WHERE f.in_flight = 1
+                  AND COALESCE(f.installation_id, 0) = COALESCE(o.installation_id, 0))",
     )?
     .query_row([], |row| row.get(0))
     .optional()
@@ -257,4 +263,68 @@ pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 
 fn json_error(err: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process_deployment::DeployJob;
+
+    fn job(id: u64, installation: Option<u64>) -> DeployJob {
+        DeployJob {
+            id: id.into(),
+            repo: "acme/widgets".parse().unwrap(),
+            environment: "production".parse().unwrap(),
+            sha: "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b".parse().unwrap(),
+            git_ref: "main".into(),
+            task: "deploy".into(),
+            deploy_user: "octo-dev".into(),
+            payload: "{}".into(),
+            environment_url: None,
+            log_url: None,
+            installation,
+        }
+    }
+
+    fn database() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    #[test]
+    fn one_call_per_installation_is_in_flight_and_the_others_are_not_reported_due() {
+        let conn = database();
+        let now = 1_000;
+        for (id, installation) in [(1, None), (2, None), (3, Some(7))] {
+            enqueue_status(&conn, &job(id, installation), DeploymentState::Queued, "q", now)
+                .unwrap();
+        }
+        let taken = take_due(&conn, now, 8).unwrap();
+        let deployments: Vec<Option<u64>> = taken.iter().map(|i| i.installation).collect();
+        assert_eq!(deployments, [None, Some(7)], "one per installation");
+        // Deployment 2 waits for the token's call in flight: not due, so no busy polling.
+        assert_eq!(next_due(&conn).unwrap(), None);
+        complete(&conn, taken[0].id).unwrap();
+        assert_eq!(next_due(&conn).unwrap(), Some(now));
+        let next = take_due(&conn, now, 8).unwrap();
+        assert_eq!(next.len(), 1);
+        assert!(matches!(
+            &next[0].call,
+            Call::DeploymentStatus { deployment_id: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn a_rate_limit_holds_back_the_installations_other_calls() {
+        let conn = database();
+        for (id, installation) in [(1, Some(7)), (2, Some(7)), (3, Some(8))] {
+            enqueue_status(&conn, &job(id, installation), DeploymentState::Queued, "q", 0)
+                .unwrap();
+        }
+        assert_eq!(pause_installation(&conn, Some(7), 60_000).unwrap(), 2);
+        let taken = take_due(&conn, 1_000, 8).unwrap();
+        let installations: Vec<Option<u64>> = taken.iter().map(|i| i.installation).collect();
+        assert_eq!(installations, [Some(8)]);
+    }
 }
