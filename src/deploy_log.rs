@@ -31,6 +31,9 @@ use crate::store::{Store, StoreError, now_ms};
 const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// Lines one commit takes at most.
 const MAX_BATCH_LINES: usize = 1024;
+/// Lines waiting to be stored at most, per run; past it the command waits (see
+/// [`LogSender::line`]).
+const LOG_BUFFER: usize = 4 * MAX_BATCH_LINES;
 /// Lines are stored up to this many bytes; longer ones are cut and marked.
 pub const MAX_LINE: usize = 8 * 1024;
 /// What a stored line costs against the run's limit besides its text (time, stream).
@@ -149,11 +152,13 @@ impl LogHub {
 
 /// Where a run's output goes; cheap to clone (one per output stream).
 #[derive(Debug, Clone)]
-pub struct LogSender(mpsc::UnboundedSender<(Stream, i64, String)>);
+pub struct LogSender(mpsc::Sender<(Stream, i64, String)>);
 
 impl LogSender {
-    /// Queues a line; `text` is cut at [`MAX_LINE`] bytes.
-    pub fn line(&self, stream: Stream, text: &str) {
+    /// Queues a line; `text` is cut at [`MAX_LINE`] bytes. Waits while [`LOG_BUFFER`] lines
+    /// are already waiting to be stored: a command that prints faster than the database
+    /// takes its output then blocks on its full pipe, instead of filling the server's memory.
+    pub async fn line(&self, stream: Stream, text: &str) {
         let text = if text.len() > MAX_LINE {
             let mut end = MAX_LINE;
             while !text.is_char_boundary(end) {
@@ -165,7 +170,7 @@ impl LogSender {
         };
         // The writer outlives every sender; a send fails only if it died, and then the
         // line is lost from the stored log but still in the server log.
-        let _ = self.0.send((stream, now_ms(), text));
+        let _ = self.0.send((stream, now_ms(), text)).await;
     }
 }
 
@@ -176,17 +181,33 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Starts the writer of `deployment`'s log, keeping about `limit` bytes.
-    pub fn start(
+    /// Starts the writer of `deployment`'s log, keeping about `limit` bytes. A deployment
+    /// run again (`on_interrupt = "retry"`) goes on after its earlier run's lines.
+    pub async fn start(
         store: Store,
         hub: LogHub,
         deployment: DeploymentId,
         limit: usize,
     ) -> (Self, LogSender) {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let first_seq = match store.read(move |c| logs::next_seq(c, deployment)).await {
+            Ok(seq) => seq,
+            Err(err) => {
+                tracing::warn!("could not read the end of the deploy's earlier log: {err}");
+                0
+            }
+        };
+        let (sender, receiver) = mpsc::channel(LOG_BUFFER);
         let bounds = Bounds::new(limit);
-        let task = tokio::spawn(write_lines(store, hub, deployment, receiver, bounds));
-        (Self { task }, LogSender(sender))
+        let task = tokio::spawn(write_lines(
+            store, hub, deployment, receiver, bounds, first_seq,
+        ));
+        let sender = LogSender(sender);
+        if first_seq > 0 {
+            let note = "--- this deployment runs again: deployhook restarted during its earlier run \
+                        (on_interrupt = \"retry\") ---";
+            sender.line(Stream::Deployhook, note).await;
+        }
+        (Self { task }, sender)
     }
 
     /// Waits until every line sent before all senders were dropped is committed.
@@ -199,10 +220,11 @@ async fn write_lines(
     store: Store,
     hub: LogHub,
     deployment: DeploymentId,
-    mut receiver: mpsc::UnboundedReceiver<(Stream, i64, String)>,
+    mut receiver: mpsc::Receiver<(Stream, i64, String)>,
     mut bounds: Bounds,
+    first_seq: i64,
 ) {
-    let mut seq = 0;
+    let mut seq = first_seq;
     let mut open = true;
     while open {
         let Some(first) = receiver.recv().await else {
@@ -483,13 +505,40 @@ mod tests {
         assert!(!render(&[line(2, "x")], Some(1)).contains("omitted"));
     }
 
-    #[test]
-    fn an_overlong_line_is_cut_at_a_character_boundary_and_marked() {
-        let (sender, mut receiver) = mpsc::unbounded_channel();
+    #[tokio::test]
+    async fn an_overlong_line_is_cut_at_a_character_boundary_and_marked() {
+        let (sender, mut receiver) = mpsc::channel(1);
         let long = "é".repeat(MAX_LINE);
-        LogSender(sender).line(Stream::Stderr, &long);
+        LogSender(sender).line(Stream::Stderr, &long).await;
         let (_, _, text) = receiver.try_recv().unwrap();
         assert!(text.len() < MAX_LINE + 64, "{}", text.len());
         assert!(text.ends_with("[…line cut at 8192 bytes]"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_deployment_run_again_continues_its_log_after_the_earlier_run() {
+        let store = Store::open(crate::store::IN_MEMORY, crate::store::Sync::Normal).unwrap();
+        let id = DeploymentId::from(880_001);
+        let earlier = [line(0, "first run, line 0"), line(1, "first run, line 1")];
+        store
+            .write(move |c| logs::append(c, id, &earlier, None))
+            .await
+            .unwrap();
+        let (writer, sender) =
+            LogWriter::start(store.clone(), LogHub::default(), id, 1 << 20).await;
+        sender.line(Stream::Stdout, "second run").await;
+        drop(sender);
+        writer.finish().await;
+        let (lines, _) = store
+            .read(move |c| logs::read_after(c, id, None, 100))
+            .await
+            .unwrap();
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts.len(), 4, "{texts:?}");
+        assert_eq!(texts[..2], ["first run, line 0", "first run, line 1"]);
+        assert!(texts[2].contains("runs again"), "{texts:?}");
+        assert_eq!(texts[3], "second run");
+        let seqs: Vec<i64> = lines.iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 3]);
     }
 }

@@ -190,7 +190,8 @@ impl DeployWorker {
         if let Some(url) = &job.log_url {
             tracing::info!("deploy log: {url}");
         }
-        let (writer, log) = LogWriter::start(self.store.clone(), self.logs.clone(), job.id, limit);
+        let (writer, log) =
+            LogWriter::start(self.store.clone(), self.logs.clone(), job.id, limit).await;
         let (started, pid) = oneshot::channel();
         let record = async {
             let Ok(pid) = pid.await else {

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -25,9 +27,12 @@ use crate::text;
 
 /// Between SIGTERM and SIGKILL when a deploy times out: time for it to clean up.
 const KILL_GRACE: Duration = Duration::from_secs(10);
-/// After the command exits, how long to keep reading output from children that still hold
-/// its stdout/stderr open (a daemon it started, say) before giving up on them.
+/// After the command exits, how long a reader may go without a line before it is given up
+/// (a daemon the command started may hold its stdout/stderr open forever).
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
+/// The longest the readers are waited for after the command exits, even while lines keep
+/// coming (a daemon the command started that keeps writing to its stdout).
+const MAX_OUTPUT_DRAIN: Duration = Duration::from_secs(30);
 /// Server variables every deploy command gets, so ordinary scripts work.
 const BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
 /// `PATH` when the server has none.
@@ -155,10 +160,8 @@ impl<'a> RunSpec<'a> {
         log: LogSender,
     ) -> RunOutcome {
         let outcome = self.run_logged(job, abort, spawned, &log).await;
-        log.line(
-            Stream::Deployhook,
-            &format!("{}: {}", outcome.state().as_str(), outcome.description()),
-        );
+        let end = format!("{}: {}", outcome.state().as_str(), outcome.description());
+        log.line(Stream::Deployhook, &end).await;
         outcome
     }
 
@@ -184,7 +187,8 @@ impl<'a> RunSpec<'a> {
                 job.task,
                 seconds(self.timeout)
             ),
-        );
+        )
+        .await;
         if let Some(dir) = self.working_directory.filter(|d| !d.is_dir()) {
             return RunOutcome::CouldNotStart {
                 program,
@@ -204,36 +208,37 @@ impl<'a> RunSpec<'a> {
         if let Some(pid) = child.id() {
             let _ = spawned.send(pid);
         }
+        let progress = Arc::new(AtomicU64::new(0));
         let readers = [
             child
                 .stdout
                 .take()
-                .map(|out| forward_lines(out, Stream::Stdout, log.clone())),
+                .map(|out| forward_lines(out, Stream::Stdout, log.clone(), progress.clone())),
             child
                 .stderr
                 .take()
-                .map(|err| forward_lines(err, Stream::Stderr, log.clone())),
+                .map(|err| forward_lines(err, Stream::Stderr, log.clone(), progress.clone())),
         ];
         let status = tokio::select! {
             status = child.wait() => status,
             () = tokio::time::sleep(self.timeout) => {
                 let message = format!("timed out after {}: stopping the command's process group (SIGTERM, then SIGKILL after {})", seconds(self.timeout), seconds(KILL_GRACE));
                 tracing::warn!("{message}");
-                log.line(Stream::Deployhook, &message);
+                log.line(Stream::Deployhook, &message).await;
                 stop_group(&mut child).await;
-                drain(readers).await;
+                drain(readers, &progress).await;
                 return RunOutcome::TimedOut { after: self.timeout };
             }
             () = abort.cancelled() => {
                 let message = "deployhook is shutting down: stopping the deploy";
                 tracing::warn!("{message}");
-                log.line(Stream::Deployhook, message);
+                log.line(Stream::Deployhook, message).await;
                 stop_group(&mut child).await;
-                drain(readers).await;
+                drain(readers, &progress).await;
                 return RunOutcome::Interrupted;
             }
         };
-        drain(readers).await;
+        drain(readers, &progress).await;
         let elapsed = started.elapsed();
         match status {
             Ok(status) if status.success() => RunOutcome::Succeeded { elapsed },
@@ -370,33 +375,68 @@ fn forward_lines(
     stream: impl AsyncRead + Unpin + Send + 'static,
     name: Stream,
     log: LogSender,
+    progress: Arc<AtomicU64>,
 ) -> JoinHandle<()> {
     let task = async move {
         let mut reader = BufReader::new(stream);
         let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let end = line.len().min(MAX_LINE + 1);
-                    let text = String::from_utf8_lossy(&line[..end]);
-                    let text = text.trim_end_matches(['\n', '\r']);
-                    tracing::debug!(stream = name.as_str(), "{text}");
-                    log.line(name, text);
-                }
-            }
+        while let Ok(true) = read_line_capped(&mut reader, &mut line).await {
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            tracing::debug!(stream = name.as_str(), "{text}");
+            log.line(name, text).await;
+            progress.fetch_add(1, Ordering::Relaxed);
         }
     };
     tokio::spawn(task.instrument(tracing::Span::current()))
 }
 
-/// Waits briefly for the output readers, then abandons them.
-async fn drain(readers: [Option<JoinHandle<()>>; 2]) {
-    for reader in readers.into_iter().flatten() {
-        let abort = reader.abort_handle();
-        if tokio::time::timeout(OUTPUT_DRAIN, reader).await.is_err() {
-            abort.abort();
+/// Reads one line into `line`, keeping at most [`MAX_LINE`] + 1 bytes of it (the rest up to
+/// the newline is read and dropped: a progress bar drawn with `\r`, or binary output, must
+/// not grow a buffer without bound). `false` at the end of the stream.
+async fn read_line_capped<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    line: &mut Vec<u8>,
+) -> io::Result<bool> {
+    line.clear();
+    let mut read_any = false;
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(read_any);
+        }
+        read_any = true;
+        let newline = buffer.iter().position(|b| *b == b'\n');
+        let chunk = newline.map_or(buffer, |i| &buffer[..=i]);
+        let room = (MAX_LINE + 1).saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = chunk.len();
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(true);
+        }
+    }
+}
+
+/// Waits for the output readers to reach the end of their pipes, as long as they make
+/// progress: output the command wrote before it exited is stored, however much, while a
+/// child that keeps the pipe open (a daemon it started) is given up on after
+/// [`OUTPUT_DRAIN`] of silence, or [`MAX_OUTPUT_DRAIN`] in all.
+async fn drain(readers: [Option<JoinHandle<()>>; 2], progress: &AtomicU64) {
+    let deadline = tokio::time::Instant::now() + MAX_OUTPUT_DRAIN;
+    for mut reader in readers.into_iter().flatten() {
+        loop {
+            let before = progress.load(Ordering::Relaxed);
+            match tokio::time::timeout(OUTPUT_DRAIN, &mut reader).await {
+                Ok(_) => break,
+                Err(_)
+                    if progress.load(Ordering::Relaxed) != before
+                        && tokio::time::Instant::now() < deadline => {}
+                Err(_) => {
+                    reader.abort();
+                    break;
+                }
+            }
         }
     }
 }

@@ -85,6 +85,15 @@ pub fn append(
     Ok(())
 }
 
+/// The seq the next line of `deployment` takes: 0 for a first run, after the earlier run's
+/// lines for a run again.
+pub fn next_seq(conn: &Connection, deployment: DeploymentId) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT COALESCE(MAX(seq), -1) + 1 FROM deploy_logs WHERE deployment_id = ?1",
+    )?
+    .query_row([hook_key(deployment.get())?], |row| row.get(0))
+}
+
 /// Up to `limit` lines of `deployment` after `after` (all when `None`), with the job's state
 /// read in the same transaction: a finished job with no line left to read has a complete log.
 pub fn read_after(

@@ -297,8 +297,14 @@ mod tests {
         let conn = database();
         let now = 1_000;
         for (id, installation) in [(1, None), (2, None), (3, Some(7))] {
-            enqueue_status(&conn, &job(id, installation), DeploymentState::Queued, "q", now)
-                .unwrap();
+            enqueue_status(
+                &conn,
+                &job(id, installation),
+                DeploymentState::Queued,
+                "q",
+                now,
+            )
+            .unwrap();
         }
         let taken = take_due(&conn, now, 8).unwrap();
         let deployments: Vec<Option<u64>> = taken.iter().map(|i| i.installation).collect();
@@ -311,7 +317,10 @@ mod tests {
         assert_eq!(next.len(), 1);
         assert!(matches!(
             &next[0].call,
-            Call::DeploymentStatus { deployment_id: 2, .. }
+            Call::DeploymentStatus {
+                deployment_id: 2,
+                ..
+            }
         ));
     }
 
@@ -319,8 +328,14 @@ mod tests {
     fn a_rate_limit_holds_back_the_installations_other_calls() {
         let conn = database();
         for (id, installation) in [(1, Some(7)), (2, Some(7)), (3, Some(8))] {
-            enqueue_status(&conn, &job(id, installation), DeploymentState::Queued, "q", 0)
-                .unwrap();
+            enqueue_status(
+                &conn,
+                &job(id, installation),
+                DeploymentState::Queued,
+                "q",
+                0,
+            )
+            .unwrap();
         }
         assert_eq!(pause_installation(&conn, Some(7), 60_000).unwrap(), 2);
         let taken = take_due(&conn, 1_000, 8).unwrap();
