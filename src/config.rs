@@ -125,7 +125,7 @@ pub struct EnvironmentConfig {
     pub policy: Policy,
     pub on_interrupt: OnInterrupt,
     /// Extra variables for the deploy command.
-    pub env: BTreeMap<String, String>,
+    pub env: EnvVars,
     /// Server environment variables copied into the deploy command's environment.
     pub pass_env: Vec<String>,
     pub production_environment: Option<bool>,
@@ -150,7 +150,7 @@ impl EnvironmentConfig {
             environment_url: None,
             policy: Policy::default(),
             on_interrupt: OnInterrupt::default(),
-            env: BTreeMap::new(),
+            env: EnvVars::default(),
             pass_env: vec![],
             production_environment: None,
             transient_environment: None,
@@ -187,6 +187,17 @@ impl EnvironmentConfig {
                 .replace("{ref}", &job.git_ref)
                 .replace("{environment}", job.environment.as_ref()),
         )
+    }
+}
+
+/// The `env` of an environment. Its values may be credentials, so `Debug` shows the names
+/// only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EnvVars(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for EnvVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
     }
 }
 
@@ -380,6 +391,13 @@ fn environment_from_args(args: &ServeArgs) -> anyhow::Result<EnvironmentConfig> 
     environment.required_contexts = non_empty(args.required_contexts.clone().unwrap_or_default());
     environment.timeout = args.deploy_timeout.unwrap_or(DEFAULT_TIMEOUT);
     environment.pass_env = non_empty(args.pass_env.clone().unwrap_or_default());
+    if let Some(problem) = environment
+        .pass_env
+        .iter()
+        .find_map(|name| crate::config_file::variable_name_problem(name))
+    {
+        bail!("DEPLOYHOOK_PASS_ENV: {problem}");
+    }
     environment.policy = args.policy.unwrap_or_default();
     environment.on_interrupt = args.on_interrupt.unwrap_or_default();
     Ok(environment)

@@ -182,7 +182,7 @@ fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Invalid> {
         environment_url: file.environment_url.map(Spanned::into_inner),
         policy: file.policy,
         on_interrupt: file.on_interrupt,
-        env,
+        env: crate::config::EnvVars(env),
         pass_env: file.pass_env.into_iter().map(Spanned::into_inner).collect(),
         production_environment: file.production_environment,
         transient_environment: file.transient_environment,
@@ -232,23 +232,26 @@ fn check_placeholders(url: &Spanned<String>) -> Result<(), Invalid> {
 
 /// A variable the deploy command's environment can hold, and not one deployhook sets.
 fn check_variable_name(name: &Spanned<String>) -> Result<(), Invalid> {
-    let text = name.get_ref();
+    match variable_name_problem(name.get_ref()) {
+        Some(problem) => Err((name.span(), problem)),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with `text` as the name of a variable for the deploy command, if anything:
+/// not a name, or one of deployhook's own (`DEPLOYHOOK_*`: the job's variables, and the
+/// server's tokens, which must not be passed on).
+pub fn variable_name_problem(text: &str) -> Option<String> {
     let valid = !text.is_empty()
         && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !text.starts_with(|c: char| c.is_ascii_digit());
     if !valid {
-        return Err((
-            name.span(),
-            format!("{text:?} is not a variable name (letters, digits and _)"),
+        return Some(format!(
+            "{text:?} is not a variable name (letters, digits and _)"
         ));
     }
-    if text.starts_with("DEPLOYHOOK_") {
-        return Err((
-            name.span(),
-            format!("{text} is set by deployhook for each deploy; choose another name"),
-        ));
-    }
-    Ok(())
+    text.starts_with("DEPLOYHOOK_")
+        .then(|| format!("{text} is deployhook's own variable; choose another name"))
 }
 
 /// The 1-based line and column (in characters) of byte `offset` in `text`.
@@ -294,7 +297,7 @@ repositories = ["acme/*"]
 command = ["./deploy.sh", "staging"]
 timeout = "10m"
 environment_url = "https://staging.example.com/?sha={sha}"
-env = { RAILS_ENV = "staging" }
+env = { RAILS_ENV = "staging", API_KEY = "s3cr3t-value" }
 pass_env = ["SSH_AUTH_SOCK"]
 transient_environment = true
 
@@ -325,7 +328,12 @@ log_limit = 65536
         assert_eq!(staging.name.as_ref(), "staging");
         assert_eq!(staging.timeout, Duration::from_secs(600));
         assert_eq!(staging.policy, Policy::Latest);
-        assert_eq!(staging.env["RAILS_ENV"], "staging");
+        assert_eq!(staging.env.0["RAILS_ENV"], "staging");
+        let shown = format!("{staging:?}");
+        assert!(
+            shown.contains("API_KEY") && !shown.contains("s3cr3t-value"),
+            "{shown}"
+        );
         assert_eq!(
             staging.command_for("deploy:migrate"),
             Some(&["./migrate.sh".to_owned()][..])
@@ -384,7 +392,10 @@ log_limit = 65536
                 "environment_url = \"https://x/{branch}\"",
                 "unknown placeholder {branch}",
             ),
-            ("env = { DEPLOYHOOK_SHA = \"x\" }", "set by deployhook"),
+            (
+                "env = { DEPLOYHOOK_SHA = \"x\" }",
+                "deployhook's own variable",
+            ),
             ("pass_env = [\"A-B\"]", "is not a variable name"),
             ("log_limit = 10", "at least"),
             ("tasks = { deploy = [\"y\"] }", "runs `command`"),

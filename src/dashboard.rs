@@ -291,10 +291,15 @@ fn job_view(job: JobRow, state: &AppState, now: i64) -> JobView {
 async fn live_part(state: &AppState) -> Result<LivePart, crate::store::StoreError> {
     let store = &state.shared().store;
     let jobs = store.read(views::recent_jobs).await?;
+    let active = store.read(views::active_jobs).await?;
     let deliveries = store.read(views::recent_deliveries).await?;
     let now = now_ms();
     let jobs: Vec<JobView> = jobs.into_iter().map(|j| job_view(j, state, now)).collect();
-    let pick = |s: &str| jobs.iter().filter(|j| j.state == s).cloned().collect();
+    let active: Vec<JobView> = active
+        .into_iter()
+        .map(|j| job_view(j, state, now))
+        .collect();
+    let pick = |s: &str| active.iter().filter(|j| j.state == s).cloned().collect();
     let (running, queued) = (pick("running"), pick("queued"));
     let environments = state
         .shared()

@@ -96,13 +96,15 @@ impl LogKey {
     }
 }
 
-/// 32 random bytes from the operating system (through `uuid`'s v4 generator, which draws
-/// 122 random bits per id from `getrandom`: three ids give more than 256).
+/// A 256-bit key from the operating system's randomness: `uuid`'s v4 ids draw 122 random
+/// bits each from `getrandom`; three of them (366 bits) are hashed down to 32 bytes.
 fn random_key() -> Vec<u8> {
-    (0..3)
-        .flat_map(|_| uuid::Uuid::new_v4().into_bytes())
-        .take(32)
-        .collect()
+    use sha2::Digest;
+    let mut digest = Sha256::new();
+    for _ in 0..3 {
+        digest.update(uuid::Uuid::new_v4().as_bytes());
+    }
+    digest.finalize().to_vec()
 }
 
 /// Builds log links.

@@ -84,15 +84,26 @@ async fn redeliver(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
         _ => Hook::App,
     };
     let github = github(&args.github)?;
+    anyhow::ensure!(
+        !github.is_app() || matches!(hook, Hook::App),
+        "with GitHub App credentials, redeliver reads the App's own webhook: use --app (or \
+         GITHUB_TOKEN with admin access to the repository's or organisation's webhook)"
+    );
     let database = deployhook::store::open_read_only(&args.database)?;
     let attempts = github
         .hook_deliveries(&hook, redeliver::cutoff(args.since))
         .await
         .context("could not list the hook's deliveries")?;
     let seen = attempts.len();
-    let plan = redeliver::plan(attempts, |guid| {
-        deployhook::store::deliveries::is_recorded(&database, guid, hook.id()).unwrap_or(false)
-    });
+    let mut recorded = std::collections::HashSet::new();
+    for attempt in &attempts {
+        if deployhook::store::deliveries::is_recorded(&database, &attempt.guid, hook.id())
+            .context("could not read deployhook's database")?
+        {
+            recorded.insert(attempt.guid.clone());
+        }
+    }
+    let plan = redeliver::plan(attempts, &recorded);
     println!(
         "{seen} delivery attempts since {}: {} delivered, {} recorded by deployhook though \
          GitHub saw them fail, {} to redeliver",

@@ -75,6 +75,8 @@ pub struct Metrics {
     outbox_pending: Gauge,
     outbox_failed: Gauge,
     outbox_oldest_seconds: Gauge,
+    /// One scrape at a time: each clears and refills the state gauges.
+    rendering: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -174,6 +176,7 @@ impl Metrics {
             outbox_pending,
             outbox_failed,
             outbox_oldest_seconds,
+            rendering: std::sync::Mutex::new(()),
         }
     }
 
@@ -236,6 +239,10 @@ impl Metrics {
 
     /// The text exposition, with the state gauges set from `backlog`.
     pub fn render(&self, backlog: &Backlog) -> String {
+        let _one_at_a_time = self
+            .rendering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.queued.clear();
         self.running.clear();
         for (environment, queued, running) in &backlog.jobs {

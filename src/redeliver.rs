@@ -114,9 +114,14 @@ impl GitHubClient {
                     .filter(|a| a.at().is_none_or(|at| at >= since)),
             );
             if reached_since || cursor.is_none() {
-                break;
+                return Ok(attempts);
             }
         }
+        tracing::warn!(
+            "stopped after {MAX_PAGES} pages of deliveries ({} attempts); run again with a \
+             shorter --since to see older ones",
+            attempts.len()
+        );
         Ok(attempts)
     }
 
@@ -157,7 +162,7 @@ pub struct Plan {
 
 /// Decides which deliveries to send again: those whose every attempt failed and that
 /// `recorded` (deployhook's database) does not know.
-pub fn plan(attempts: Vec<Attempt>, recorded: impl Fn(&str) -> bool) -> Plan {
+pub fn plan(attempts: Vec<Attempt>, recorded: &std::collections::HashSet<String>) -> Plan {
     let mut by_guid: BTreeMap<String, Vec<Attempt>> = BTreeMap::new();
     for attempt in attempts {
         by_guid
@@ -169,7 +174,7 @@ pub fn plan(attempts: Vec<Attempt>, recorded: impl Fn(&str) -> bool) -> Plan {
     for (guid, attempts) in by_guid {
         if attempts.iter().any(Attempt::succeeded) {
             plan.delivered += 1;
-        } else if recorded(&guid) {
+        } else if recorded.contains(&guid) {
             plan.recorded += 1;
         } else if let Some(latest) = attempts.into_iter().max_by_key(|a| a.id) {
             plan.redeliver.push(latest);
@@ -232,7 +237,8 @@ mod tests {
             attempt(6, "failed-then-ok", 0),
             attempt(7, "failed-then-ok", 200),
         ];
-        let plan = plan(attempts, |guid| guid == "recorded");
+        let recorded = ["recorded".to_owned()].into();
+        let plan = plan(attempts, &recorded);
         let ids: Vec<u64> = plan.redeliver.iter().map(|a| a.id).collect();
         assert_eq!(ids, [2, 5], "the latest attempt of each failed delivery");
         assert_eq!((plan.delivered, plan.recorded), (2, 1));

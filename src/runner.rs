@@ -139,7 +139,7 @@ impl<'a> RunSpec<'a> {
             argv: environment.command_for(task)?,
             working_directory: environment.working_directory.as_deref(),
             timeout: environment.timeout,
-            env: &environment.env,
+            env: &environment.env.0,
             pass_env: &environment.pass_env,
         })
     }

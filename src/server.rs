@@ -3,7 +3,7 @@
 //! shutdown future resolves, then wait (bounded) for the deploys still running and send
 //! the GitHub calls they queued.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +35,8 @@ use crate::outbox_worker::OutboxWorker;
 use crate::store::deliveries::{self, DeliveryRecord, Recorded};
 use crate::store::{Arrival, SCHEMA_VERSION, Store, now_ms, outbox, views};
 
+/// At shutdown, how long requests in flight may take to finish.
+const HTTP_DRAIN: Duration = Duration::from_secs(10);
 /// After the deploys finished at shutdown, how long to keep sending the statuses they
 /// queued. What is not sent by then is sent at the next start.
 const OUTBOX_FLUSH: Duration = Duration::from_secs(10);
@@ -199,9 +201,28 @@ impl Application {
             stop_on_signal.cancel();
             stop_log_streams.cancel();
         };
-        let served = axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
+        let mut serving = tokio::spawn(
+            axum::serve(self.listener, router(self.state))
+                .with_graceful_shutdown(shutdown)
+                .into_future(),
+        );
+        // A client that stops reading a response (a log stream, say) must not hold the
+        // shutdown up: the running deploys' wait and the outbox flush come after this.
+        let served = tokio::select! {
+            served = &mut serving => served,
+            () = async {
+                stop_deploys.cancelled().await;
+                tokio::time::sleep(HTTP_DRAIN).await;
+            } => {
+                tracing::warn!(
+                    "HTTP requests still open {HTTP_DRAIN:?} after shutdown began; closing them"
+                );
+                serving.abort();
+                Ok(Ok(()))
+            }
+        };
+        let served = served
+            .context("the server task failed")?
             .context("the server failed");
 
         stop_deploys.cancel();

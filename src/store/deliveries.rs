@@ -119,7 +119,20 @@ pub fn record(
 }
 
 /// Records that a merged pull request asked for its deployment; `false` if it already had.
+/// A merge recorded before environments were (environment `''`) counts for all of them.
 fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlite::Result<bool> {
+    let recorded_before_environments: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM merges
+                            WHERE repository = ?1 AND pull_request = ?2 AND environment = '')",
+        )?
+        .query_row(
+            params![new.repo.as_ref(), hook_key(new.pull_request)?],
+            |row| row.get(0),
+        )?;
+    if recorded_before_environments {
+        return Ok(false);
+    }
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO merges (repository, pull_request, environment, sha, recorded_at)
@@ -144,7 +157,8 @@ pub fn forget_merge(
     environment: &crate::ids::Environment,
 ) -> rusqlite::Result<()> {
     conn.execute(
-        "DELETE FROM merges WHERE repository = ?1 AND pull_request = ?2 AND environment = ?3",
+        "DELETE FROM merges
+         WHERE repository = ?1 AND pull_request = ?2 AND environment IN (?3, '')",
         params![repository, hook_key(pull_request)?, environment.as_ref()],
     )?;
     Ok(())

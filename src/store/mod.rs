@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),
     include_str!("migrations/0002_environments_and_logs.sql"),
     include_str!("migrations/0003_installations.sql"),
+    include_str!("migrations/0004_deliveries_by_time.sql"),
 ];
 /// Requests one transaction takes at most, so one batch cannot hold the others up for long.
 const MAX_BATCH: usize = 512;

@@ -8,6 +8,8 @@ use rusqlite::{Connection, params};
 const RECENT_DELIVERIES: i64 = 50;
 /// Deployments the dashboard shows.
 const RECENT_JOBS: i64 = 100;
+/// Running and queued deployments the dashboard shows at most.
+const MAX_ACTIVE_JOBS: i64 = 500;
 
 /// What waits: deploys per environment, and GitHub calls.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,30 +98,48 @@ pub struct JobRow {
     pub finished_at: Option<i64>,
 }
 
+/// The newest deployments, finished or not.
 pub fn recent_jobs(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
-    conn.prepare_cached(
+    jobs(
+        conn,
         "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
                 CASE WHEN state = 'finished' THEN COALESCE(result, 'finished') ELSE state END,
                 description, queued_at, started_at, finished_at
          FROM jobs ORDER BY deployment_id DESC LIMIT ?1",
-    )?
-    .query_map(params![RECENT_JOBS], |row| {
-        Ok(JobRow {
-            deployment_id: row.get::<_, i64>(0)?.unsigned_abs(),
-            repository: row.get(1)?,
-            environment: row.get(2)?,
-            sha: row.get(3)?,
-            git_ref: row.get(4)?,
-            task: row.get(5)?,
-            deploy_user: row.get(6)?,
-            state: row.get(7)?,
-            description: row.get(8)?,
-            queued_at: row.get(9)?,
-            started_at: row.get(10)?,
-            finished_at: row.get(11)?,
-        })
-    })?
-    .collect()
+        RECENT_JOBS,
+    )
+}
+
+/// The deployments running or queued, however old (few: the queue drains).
+pub fn active_jobs(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
+    jobs(
+        conn,
+        "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
+                state, description, queued_at, started_at, finished_at
+         FROM jobs WHERE state IN ('queued', 'running') ORDER BY deployment_id LIMIT ?1",
+        MAX_ACTIVE_JOBS,
+    )
+}
+
+fn jobs(conn: &Connection, sql: &str, limit: i64) -> rusqlite::Result<Vec<JobRow>> {
+    conn.prepare_cached(sql)?
+        .query_map(params![limit], |row| {
+            Ok(JobRow {
+                deployment_id: row.get::<_, i64>(0)?.unsigned_abs(),
+                repository: row.get(1)?,
+                environment: row.get(2)?,
+                sha: row.get(3)?,
+                git_ref: row.get(4)?,
+                task: row.get(5)?,
+                deploy_user: row.get(6)?,
+                state: row.get(7)?,
+                description: row.get(8)?,
+                queued_at: row.get(9)?,
+                started_at: row.get(10)?,
+                finished_at: row.get(11)?,
+            })
+        })?
+        .collect()
 }
 
 /// Whether the database answers and its schema is this release's: `(version, expected)`.

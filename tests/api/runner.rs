@@ -341,6 +341,7 @@ async fn the_command_runs_in_its_working_directory_with_the_configured_variables
         environment.working_directory = Some(workdir);
         environment
             .env
+            .0
             .insert("RAILS_ENV".into(), "production".into());
     })
     .await;
