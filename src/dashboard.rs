@@ -205,6 +205,17 @@ struct LivePart {
     queued: Vec<JobView>,
     environments: Vec<(String, Vec<JobView>)>,
     deliveries: Vec<DeliveryView>,
+    failed_calls: Vec<FailedCallView>,
+}
+
+/// A GitHub call given up (a refused status, a deployment that could not be created).
+#[derive(Debug, Clone)]
+struct FailedCallView {
+    what: String,
+    repository: String,
+    queued: String,
+    attempts: i64,
+    error: String,
 }
 
 #[derive(Template)]
@@ -293,6 +304,21 @@ async fn live_part(state: &AppState) -> Result<LivePart, crate::store::StoreErro
     let jobs = store.read(views::recent_jobs).await?;
     let active = store.read(views::active_jobs).await?;
     let deliveries = store.read(views::recent_deliveries).await?;
+    let failed_calls = store
+        .read(views::failed_calls)
+        .await?
+        .into_iter()
+        .map(|call| FailedCallView {
+            what: match call.deployment_id {
+                Some(id) => format!("{} of deployment {id}", call.kind.replace('_', " ")),
+                None => call.kind.replace('_', " "),
+            },
+            repository: call.repository,
+            queued: time(call.created_at),
+            attempts: call.attempts,
+            error: call.last_error,
+        })
+        .collect();
     let now = now_ms();
     let jobs: Vec<JobView> = jobs.into_iter().map(|j| job_view(j, state, now)).collect();
     let active: Vec<JobView> = active
@@ -321,6 +347,7 @@ async fn live_part(state: &AppState) -> Result<LivePart, crate::store::StoreErro
         queued,
         environments,
         deliveries,
+        failed_calls,
     })
 }
 

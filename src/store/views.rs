@@ -8,6 +8,8 @@ use rusqlite::{Connection, params};
 const RECENT_DELIVERIES: i64 = 50;
 /// Deployments the dashboard shows.
 const RECENT_JOBS: i64 = 100;
+/// Failed GitHub calls the dashboard shows.
+const RECENT_FAILED_CALLS: i64 = 20;
 /// Running and queued deployments the dashboard shows at most.
 const MAX_ACTIVE_JOBS: i64 = 500;
 
@@ -140,6 +142,36 @@ fn jobs(conn: &Connection, sql: &str, limit: i64) -> rusqlite::Result<Vec<JobRow
             })
         })?
         .collect()
+}
+
+/// A GitHub call given up, for the operator to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedCall {
+    pub kind: String,
+    pub repository: String,
+    pub deployment_id: Option<i64>,
+    pub created_at: i64,
+    pub attempts: i64,
+    pub last_error: String,
+}
+
+/// The most recent calls given up.
+pub fn failed_calls(conn: &Connection) -> rusqlite::Result<Vec<FailedCall>> {
+    conn.prepare_cached(
+        "SELECT kind, repository, deployment_id, created_at, attempts, COALESCE(last_error, '')
+         FROM outbox WHERE state = 'failed' ORDER BY id DESC LIMIT ?1",
+    )?
+    .query_map([RECENT_FAILED_CALLS], |row| {
+        Ok(FailedCall {
+            kind: row.get(0)?,
+            repository: row.get(1)?,
+            deployment_id: row.get(2)?,
+            created_at: row.get(3)?,
+            attempts: row.get(4)?,
+            last_error: row.get(5)?,
+        })
+    })?
+    .collect()
 }
 
 /// Whether the database answers and its schema is this release's: `(version, expected)`.

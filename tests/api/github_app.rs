@@ -20,6 +20,7 @@ use crate::helpers::{
 const APP_ID: &str = "123456";
 const INSTALLATION: u64 = 4242;
 const TOKENS_PATH: &str = "/app/installations/4242/access_tokens";
+const ADMIN_TOKEN: &str = "app-tests-admin-token-0123456789";
 
 /// A 2048-bit key made once per test run: (private PKCS#1 PEM, public PEM).
 fn app_key() -> &'static (String, String) {
@@ -48,6 +49,7 @@ async fn spawn_app_as_github_app(tokens: &[&str]) -> TestApp {
                 private_key: app_key().0.clone().into(),
             },
         };
+        config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
     })
     .await;
     for (i, token) in tokens.iter().enumerate() {
@@ -318,4 +320,29 @@ async fn a_403_without_rate_limit_headers_is_not_retried_and_names_the_missing_p
     tokio::time::sleep(Duration::from_millis(300)).await;
     let attempts = created_deployments(&app.github_requests().await).len();
     assert_eq!(attempts, 1, "a missing permission is not retried");
+
+    // The operator sees it on the dashboard too.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http
+        .post(format!("{}/login", app.url))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = http
+        .get(format!("{}/", app.url))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("GitHub calls given up"), "{page}");
+    assert!(page.contains("the App lacks a permission"), "{page}");
 }
