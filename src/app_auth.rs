@@ -285,7 +285,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use jsonwebtoken::{DecodingKey, TokenData, Validation};
-    use reqwest::header::{ACCEPT, HeaderMap};
     use rsa::RsaPrivateKey;
     use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey, LineEnding};
     use rsa::pkcs8::EncodePrivateKey;
@@ -412,21 +411,7 @@ mod tests {
 
     /// A client with the defaults `GitHubClient::new` sets.
     fn github_http() -> reqwest::Client {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static("application/vnd.github+json"),
-        );
-        headers.insert(
-            "X-GitHub-Api-Version",
-            HeaderValue::from_static(crate::github::API_VERSION),
-        );
-        reqwest::Client::builder()
-            .user_agent("deployhook-tests")
-            .default_headers(headers)
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap()
+        crate::github::http_client().unwrap()
     }
 
     fn tokens_from(api_url: String, clock: Arc<ManualClock>) -> InstallationTokens {

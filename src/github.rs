@@ -18,7 +18,7 @@ use crate::ids::{CommitSha, DeploymentId, Environment, RepoName};
 use crate::metrics::Metrics;
 
 /// The REST API version deployhook is written against.
-pub(crate) const API_VERSION: &str = "2022-11-28";
+const API_VERSION: &str = "2022-11-28";
 /// Bound on establishing a connection to GitHub.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on one whole request, connection to last byte of the answer.
@@ -248,21 +248,7 @@ impl GitHubClient {
 
     /// A client whose App tokens expire by `clock` (tests move it).
     pub fn with_clock(config: &GitHubConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static("application/vnd.github+json"),
-        );
-        headers.insert(
-            "X-GitHub-Api-Version",
-            HeaderValue::from_static(API_VERSION),
-        );
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("deployhook/", env!("CARGO_PKG_VERSION")))
-            .default_headers(headers)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()?;
+        let http = http_client()?;
         let auth = match &config.auth {
             GitHubAuth::Token(token) => Auth::Token(token.clone()),
             GitHubAuth::App {
@@ -467,6 +453,26 @@ impl GitHubClient {
         }
         sent.map_err(|err| GitHubError::Transport(err.without_url()))
     }
+}
+
+/// The HTTP client every call to GitHub goes through: GitHub's headers, and bounds on
+/// connecting and on each whole request.
+pub(crate) fn http_client() -> reqwest::Result<reqwest::Client> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        ACCEPT,
+        HeaderValue::from_static("application/vnd.github+json"),
+    );
+    headers.insert(
+        "X-GitHub-Api-Version",
+        HeaderValue::from_static(API_VERSION),
+    );
+    reqwest::Client::builder()
+        .user_agent(concat!("deployhook/", env!("CARGO_PKG_VERSION")))
+        .default_headers(headers)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
 }
 
 /// A 2xx answer, or the [`GitHubError`] an error answer means.

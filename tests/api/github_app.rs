@@ -322,19 +322,9 @@ async fn a_403_without_rate_limit_headers_is_not_retried_and_names_the_missing_p
     assert_eq!(attempts, 1, "a missing permission is not retried");
 
     // The operator sees it on the dashboard too.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = http
-        .post(format!("{}/login", app.url))
-        .form(&[("token", ADMIN_TOKEN)])
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"].to_str().unwrap();
-    let session = cookie.split(';').next().unwrap().to_owned();
-    let page = http
+    let session = app.sign_in(ADMIN_TOKEN).await;
+    let page = app
+        .http
         .get(format!("{}/", app.url))
         .header("cookie", session)
         .send()

@@ -239,6 +239,28 @@ impl TestApp {
             .timeout(WAIT)
     }
 
+    /// The body of `GET url` (a full URL), whatever its status.
+    pub async fn get_text(&self, url: &str) -> String {
+        let response = self.http.get(url).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
+    /// Signs in to the dashboard with `token`; the session cookie (`name=value`) it set.
+    pub async fn sign_in(&self, token: &str) -> String {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = http
+            .post(format!("{}/login", self.url))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        let cookie = response.headers()["set-cookie"].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
     /// Every request GitHub received so far, in order.
     pub async fn github_requests(&self) -> Vec<Request> {
         self.github.received_requests().await.unwrap_or_default()

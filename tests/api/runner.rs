@@ -202,14 +202,8 @@ async fn a_grandchild_that_ignores_sigterm_is_gone_after_the_timeout() {
     assert!(!is_alive(pid), "grandchild {pid} survived the timeout");
 
     let log = app
-        .http
-        .get(local(&app, statuses[2].log_url.as_deref().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text(&local(&app, statuses[2].log_url.as_deref().unwrap()))
+        .await;
     assert!(log.contains("stdout     | started"), "{log}");
     assert!(log.contains("timed out after 1s: stopping"), "{log}");
     assert!(!log.contains("survived"), "{log}");
@@ -240,16 +234,9 @@ async fn a_long_log_keeps_its_beginning_and_its_end() {
     .await;
     app.post_webhook("deployment", &fixture(DEPLOYMENT)).await;
     let statuses = app.wait_for_final_status(DEPLOYMENT_ID).await;
-    let url = local(&app, statuses[2].log_url.as_deref().unwrap());
     let log = app
-        .http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text(&local(&app, statuses[2].log_url.as_deref().unwrap()))
+        .await;
     assert!(log.contains("| line 0\n"), "the head is kept");
     assert!(log.contains("| line 19999\n"), "the tail is kept");
     assert!(!log.contains("| line 10000\n"), "the middle is dropped");
