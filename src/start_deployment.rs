@@ -49,7 +49,7 @@ pub fn start_deployment(
             "pull request #{number} was closed without merging"
         )));
     }
-    let Some(repository) = event.repository.as_ref().or(pr.base.repo.as_ref()) else {
+    let Some(repository) = event.repository.as_ref() else {
         return Err(Ignored(format!(
             "pull request #{number}: the payload names no repository"
         )));
