@@ -139,7 +139,8 @@ impl OutboxWorker {
 
     /// How long until the next call falls due; `None` when nothing is pending.
     async fn next_due(&self) -> Option<Duration> {
-        match self.store.write(outbox::next_due).await {
+        let now = now_ms();
+        match self.store.write(move |c| outbox::next_due(c, now)).await {
             Ok(Some(at)) => {
                 let wait = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
                 Some(wait.min(IDLE_POLL))

@@ -6,6 +6,11 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// After this long, a call marked in flight whose outcome was never recorded is taken
+/// again (see [`take_due`]). Far longer than a call can take: 30 s per request, twice with
+/// a token refresh, plus the minute the outcome's recording is retried.
+pub const STALE_IN_FLIGHT_MS: i64 = 5 * 60 * 1000;
+
 use crate::github::{DeploymentRequest, DeploymentState, StatusRequest};
 use crate::process_deployment::DeployJob;
 use crate::start_deployment::NewDeployment;
@@ -130,24 +135,32 @@ fn insert(conn: &Connection, row: &Row<'_>, now: i64) -> rusqlite::Result<()> {
 /// for the one token, as installation 0) in flight at a time: GitHub asks that the calls of
 /// one client be made one after another, and throttles content creation otherwise. Each
 /// taken row is marked in flight and has its attempt counted before it is sent.
+///
+/// `in_flight` holds when a row was taken (0: not taken). A row taken longer than
+/// [`STALE_IN_FLIGHT`] ago counts as free again: its worker died without recording the
+/// outcome (the database refused for a minute, a panic), and it must not hold up every other
+/// call of its installation until the next restart. Sending it again is safe: a status twice
+/// is harmless, and a creation asks GitHub first whether it happened.
 pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Item>> {
+    let stale = now - STALE_IN_FLIGHT_MS;
     let mut statement = conn.prepare_cached(
         "SELECT o.id, o.ordering_key, o.kind, o.repository, o.deployment_id, o.body,
                 o.attempts, o.created_at, o.installation_id
          FROM outbox o
-         WHERE o.state = 'pending' AND o.in_flight = 0 AND o.next_attempt_at <= ?1
+         WHERE o.state = 'pending' AND (o.in_flight = 0 OR o.in_flight <= ?3)
+           AND o.next_attempt_at <= ?1
            AND o.id = (SELECT MIN(id) FROM outbox
                        WHERE state = 'pending' AND ordering_key = o.ordering_key)
            AND NOT EXISTS (
                 SELECT 1 FROM outbox f
-                WHERE f.in_flight = 1
+                WHERE f.in_flight != 0 AND f.in_flight > ?3
                   AND COALESCE(f.installation_id, 0) = COALESCE(o.installation_id, 0))
          ORDER BY o.id
          LIMIT ?2",
     )?;
     let mut items: Vec<Item> = Vec::new();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = statement.query(params![now, limit])?;
+    let mut rows = statement.query(params![now, limit, stale])?;
     while let Some(row) = rows.next()? {
         let installation = row.get::<_, Option<i64>>(8)?.map(i64::unsigned_abs);
         if items.iter().any(|i| i.installation == installation) {
@@ -184,9 +197,9 @@ pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<V
     drop(rows);
     for item in &items {
         conn.prepare_cached(
-            "UPDATE outbox SET attempts = attempts + 1, in_flight = 1 WHERE id = ?1",
+            "UPDATE outbox SET attempts = attempts + 1, in_flight = ?2 WHERE id = ?1",
         )?
-        .execute([item.id])?;
+        .execute(params![item.id, now.max(1)])?;
     }
     Ok(items)
 }
@@ -239,24 +252,25 @@ pub fn give_up(conn: &Connection, id: i64, error: &str) -> rusqlite::Result<()> 
 /// At start nothing is being sent: rows a previous process was sending when it stopped are
 /// pending again. Their earlier attempt may have reached GitHub; `attempts` says so.
 pub fn release_in_flight(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute("UPDATE outbox SET in_flight = 0 WHERE in_flight = 1", [])
+    conn.execute("UPDATE outbox SET in_flight = 0 WHERE in_flight != 0", [])
 }
 
 /// When the next row that [`take_due`] could take falls due, if any. Rows whose
 /// installation has a call in flight are not counted: they wait for that call to end, which
 /// wakes the worker, and counting them would have it poll in a loop meanwhile.
-pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+pub fn next_due(conn: &Connection, now: i64) -> rusqlite::Result<Option<i64>> {
+    let stale = now - STALE_IN_FLIGHT_MS;
     conn.prepare_cached(
         "SELECT MIN(o.next_attempt_at) FROM outbox o
-         WHERE o.state = 'pending' AND o.in_flight = 0
+         WHERE o.state = 'pending' AND (o.in_flight = 0 OR o.in_flight <= ?1)
            AND o.id = (SELECT MIN(id) FROM outbox
                        WHERE state = 'pending' AND ordering_key = o.ordering_key)
            AND NOT EXISTS (
                 SELECT 1 FROM outbox f
-                WHERE f.in_flight = 1
+                WHERE f.in_flight != 0 AND f.in_flight > ?1
                   AND COALESCE(f.installation_id, 0) = COALESCE(o.installation_id, 0))",
     )?
-    .query_row([], |row| row.get(0))
+    .query_row([stale], |row| row.get(0))
     .optional()
     .map(Option::flatten)
 }
@@ -310,9 +324,9 @@ mod tests {
         let deployments: Vec<Option<u64>> = taken.iter().map(|i| i.installation).collect();
         assert_eq!(deployments, [None, Some(7)], "one per installation");
         // Deployment 2 waits for the token's call in flight: not due, so no busy polling.
-        assert_eq!(next_due(&conn).unwrap(), None);
+        assert_eq!(next_due(&conn, now).unwrap(), None);
         complete(&conn, taken[0].id).unwrap();
-        assert_eq!(next_due(&conn).unwrap(), Some(now));
+        assert_eq!(next_due(&conn, now).unwrap(), Some(now));
         let next = take_due(&conn, now, 8).unwrap();
         assert_eq!(next.len(), 1);
         assert!(matches!(
@@ -341,5 +355,22 @@ mod tests {
         let taken = take_due(&conn, 1_000, 8).unwrap();
         let installations: Vec<Option<u64>> = taken.iter().map(|i| i.installation).collect();
         assert_eq!(installations, [Some(8)]);
+    }
+
+    #[test]
+    fn a_call_whose_outcome_was_never_recorded_is_taken_again_once_stale() {
+        let conn = database();
+        let now = 10_000_000;
+        enqueue_status(&conn, &job(1, None), DeploymentState::Queued, "q", now).unwrap();
+        enqueue_status(&conn, &job(2, None), DeploymentState::Queued, "q", now).unwrap();
+        let first = take_due(&conn, now, 8).unwrap();
+        assert_eq!(first.len(), 1);
+        // Its worker never reports back; a minute later everything still waits for it.
+        assert!(take_due(&conn, now + 60_000, 8).unwrap().is_empty());
+        // Past the stale limit it is taken again, as a second attempt.
+        let again = take_due(&conn, now + STALE_IN_FLIGHT_MS + 1, 8).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, first[0].id);
+        assert_eq!(again[0].attempts, 1);
     }
 }
