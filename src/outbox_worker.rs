@@ -171,7 +171,19 @@ impl OutboxWorker {
     }
 
     async fn call(&self, item: &Item) -> Result<(), GitHubError> {
-        let github = self.github.for_installation(item.installation);
+        let github = match item.installation {
+            Some(installation) => self.github.for_installation(Some(installation)),
+            // App mode, and a delivery from a repository webhook, which names no
+            // installation: the App's installation on the repository makes the call.
+            None if self.github.is_app() => {
+                let repository = match &item.call {
+                    Call::CreateDeployment { repository, .. }
+                    | Call::DeploymentStatus { repository, .. } => repository,
+                };
+                self.github.for_repository(&parse_repo(repository)?).await?
+            }
+            None => self.github.clone(),
+        };
         match &item.call {
             Call::CreateDeployment {
                 repository,

@@ -336,3 +336,30 @@ async fn a_403_without_rate_limit_headers_is_not_retried_and_names_the_missing_p
     assert!(page.contains("GitHub calls given up"), "{page}");
     assert!(page.contains("the App lacks a permission"), "{page}");
 }
+
+#[tokio::test]
+async fn a_delivery_without_an_installation_uses_the_apps_installation_on_the_repository() {
+    let app = spawn_app_as_github_app(&["ghs_installation_token_1"]).await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets/installation"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": INSTALLATION})))
+        .mount(&app.github)
+        .await;
+    // A repository webhook's delivery: no `installation` in the payload.
+    app.post_webhook(
+        "pull_request",
+        &crate::helpers::fixture("pull_request.closed.merged.json"),
+    )
+    .await;
+    let requests = app
+        .wait_for_github("the deployment", |r| !created_deployments(r).is_empty())
+        .await;
+    assert_eq!(
+        flow(&requests),
+        [
+            "GET /repos/acme/widgets/installation  Bearer JWT",
+            "POST /app/installations/4242/access_tokens  Bearer JWT",
+            "POST /repos/acme/widgets/deployments  Bearer ghs_installation_token_1",
+        ]
+    );
+}
