@@ -190,6 +190,14 @@ impl EnvironmentConfig {
     }
 }
 
+/// The environment named `name`, if configured.
+pub fn find_environment<'a>(
+    environments: &'a [EnvironmentConfig],
+    name: &str,
+) -> Option<&'a EnvironmentConfig> {
+    environments.iter().find(|e| e.name.as_ref() == name)
+}
+
 /// The `env` of an environment. Its values may be credentials, so `Debug` shows the names
 /// only.
 #[derive(Clone, Default, PartialEq, Eq)]

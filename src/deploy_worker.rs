@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::EnvironmentConfig;
+use crate::config::{EnvironmentConfig, find_environment};
 use crate::deploy_log::{LogHub, LogWriter};
 use crate::github::DeploymentState;
 use crate::metrics::Metrics;
@@ -92,10 +92,7 @@ impl DeployWorker {
         }
         let environments = self.environments.clone();
         let on_interrupt = move |name: &str| {
-            environments
-                .iter()
-                .find(|e| e.name.as_ref() == name)
-                .map_or(OnInterrupt::Error, |e| e.on_interrupt)
+            find_environment(&environments, name).map_or(OnInterrupt::Error, |e| e.on_interrupt)
         };
         let now = now_ms();
         let count = self
@@ -141,7 +138,7 @@ impl DeployWorker {
         let claimed = self
             .store
             .write(move |c| {
-                let find = |name: &str| environments.iter().find(|e| e.name.as_ref() == name);
+                let find = |name: &str| find_environment(&environments, name);
                 let policy = |name: &str| find(name).map_or(Policy::Queue, |e| e.policy);
                 let claimed = jobs::claim(c, max, policy, now)?;
                 for Claimed { job, .. } in &claimed {
@@ -176,7 +173,7 @@ impl DeployWorker {
     async fn execute(self, claimed: Claimed) {
         let job = claimed.job;
         let environments = self.environments.clone();
-        let environment = environments.iter().find(|e| e.name == job.environment);
+        let environment = find_environment(&environments, job.environment.as_ref());
         let Some((spec, limit)) =
             environment.and_then(|e| Some((RunSpec::new(e, &job.task)?, e.log_limit)))
         else {

@@ -180,15 +180,19 @@ impl Metrics {
         }
     }
 
-    /// A delivery answered 2xx.
-    pub fn delivery(&self, event: &str, outcome: &'static str) {
-        let event = match event {
+    /// The label of an event name: the events deployhook handles, or `other`.
+    pub fn event_label(event: &str) -> &'static str {
+        match event {
             "pull_request" => "pull_request",
             "deployment" => "deployment",
             "deployment_status" => "deployment_status",
             "ping" => "ping",
             _ => "other",
-        };
+        }
+    }
+
+    /// A delivery of `event` (see [`Metrics::event_label`]) answered 2xx.
+    pub fn delivery(&self, event: &'static str, outcome: &'static str) {
         self.deliveries
             .get_or_create(&DeliveryLabels { event, outcome })
             .inc();

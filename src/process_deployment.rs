@@ -8,7 +8,7 @@
 //! a GitHub App or a bot (GitHub Pages, Actions workflows, other deploy tools) are someone
 //! else's, and running them would deploy twice.
 
-use crate::config::EnvironmentConfig;
+use crate::config::{EnvironmentConfig, find_environment};
 use crate::dispatch::Ignored;
 use crate::events::{Deployment, DeploymentEvent};
 use crate::ids::{CommitSha, DeploymentId, Environment, RepoName};
@@ -65,10 +65,7 @@ pub fn process_deployment(
             "deployment {id}: the payload names no repository"
         )));
     };
-    let Some(environment) = environments
-        .iter()
-        .find(|e| e.name == deployment.environment)
-    else {
+    let Some(environment) = find_environment(environments, deployment.environment.as_ref()) else {
         let known: Vec<&str> = environments.iter().map(|e| e.name.as_ref()).collect();
         return Err(Ignored(format!(
             "deployment {id} is for environment {}; this server deploys {}",

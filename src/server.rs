@@ -270,13 +270,14 @@ async fn event_handler(
     if let Effect::Deploy(job) = &mut effect {
         job.log_url = state.0.links.url(job.id);
     }
+    let event_label = Metrics::event_label(&delivery.event_name);
     let record = DeliveryRecord {
         hook_id: delivery.hook_id.map_or(0, |h| h.get()),
         delivery_id: delivery.delivery_id.map_or_else(
             || format!("local-{}", uuid::Uuid::new_v4()),
             |d| d.to_string(),
         ),
-        event: delivery.event_name.clone(),
+        event: delivery.event_name,
         action: delivery.event.action().map(str::to_owned),
         repository: delivery.event.repository().map(str::to_owned),
         received_at: now_ms(),
@@ -289,7 +290,6 @@ async fn event_handler(
         Effect::Deploy(_) => (true, true),
     };
     let delivery_id = record.delivery_id.clone();
-    let record_event = delivery.event_name;
     let recording = state
         .0
         .store
@@ -322,10 +322,7 @@ async fn event_handler(
             return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         }
     };
-    state
-        .0
-        .metrics
-        .delivery(&record_event, ack.outcome.as_str());
+    state.0.metrics.delivery(event_label, ack.outcome.as_str());
     // Deliveries that set work in motion are worth a line; the rest (every pull request
     // opened or pushed to, on an organisation hook) would drown it, and are in the database.
     if ack.outcome == Outcome::Accepted {

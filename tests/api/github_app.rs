@@ -70,6 +70,12 @@ async fn spawn_app_as_github_app(tokens: &[&str]) -> TestApp {
     app
 }
 
+/// Posts a merged pull request as the App's webhook delivers it.
+async fn merge_through_app(app: &TestApp) {
+    let merged = from_installation("pull_request.closed.merged.json");
+    app.post_webhook("pull_request", &merged).await;
+}
+
 /// A payload of the App's webhook: it names the installation.
 fn from_installation(fixture: &str) -> Vec<u8> {
     let mut event = fixture_json(fixture);
@@ -104,8 +110,7 @@ fn flow(requests: &[Request]) -> Vec<String> {
 #[tokio::test]
 async fn as_an_app_a_merge_deploys_with_one_installation_token_fetched_by_a_verified_jwt() {
     let app = spawn_app_as_github_app(&["ghs_installation_token_1"]).await;
-    let merged = from_installation("pull_request.closed.merged.json");
-    app.post_webhook("pull_request", &merged).await;
+    merge_through_app(&app).await;
     app.wait_for_github("the deployment", |r| !created_deployments(r).is_empty())
         .await;
     // GitHub then sends the deployment, made through deployhook's own App.
@@ -161,11 +166,7 @@ async fn a_refused_installation_token_is_replaced_once_and_the_call_retried() {
         .with_priority(1)
         .mount(&app.github)
         .await;
-    app.post_webhook(
-        "pull_request",
-        &from_installation("pull_request.closed.merged.json"),
-    )
-    .await;
+    merge_through_app(&app).await;
     let requests = app
         .wait_for_github("the deployment", |r| {
             created_deployments(r)
@@ -288,11 +289,7 @@ async fn a_403_without_rate_limit_headers_is_not_retried_and_names_the_missing_p
         .with_priority(1)
         .mount(&app.github)
         .await;
-    app.post_webhook(
-        "pull_request",
-        &from_installation("pull_request.closed.merged.json"),
-    )
-    .await;
+    merge_through_app(&app).await;
     let database = app.dir.path().join("deployhook.db");
     let deadline = Instant::now() + WAIT;
     let error: String = loop {

@@ -339,3 +339,27 @@ async fn the_command_runs_in_its_working_directory_with_the_configured_variables
     assert!(lines[0].ends_with("/checkout"), "{written}");
     assert_eq!(lines[1], "production");
 }
+
+#[tokio::test]
+async fn a_background_process_holding_the_output_open_does_not_hold_up_the_deploy() {
+    // `sleep` inherits the script's stdout and keeps the pipe open after the script exits,
+    // as a daemon started by a deploy would.
+    let app = spawn_app_with(|config, dir| {
+        deploy_with_script(config, dir, "sleep 30 &\necho 'daemon started'");
+        config.public_url = Some(PUBLIC_URL.into());
+    })
+    .await;
+    let started = Instant::now();
+    app.post_webhook("deployment", &fixture(DEPLOYMENT)).await;
+    let statuses = app.wait_for_final_status(DEPLOYMENT_ID).await;
+    assert_eq!(states(&statuses), ["queued", "in_progress", "success"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the deploy waited {:?} for its daemon's output",
+        started.elapsed()
+    );
+    let log = app
+        .get_text(&local(&app, statuses[2].log_url.as_deref().unwrap()))
+        .await;
+    assert!(log.contains("| daemon started"), "{log}");
+}
