@@ -405,7 +405,7 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(state): State<AppState>) -> Response {
     let shared = &state.0;
     let schema = shared.store.read(views::schema_version).await;
-    let (database, schema_ok, schema) = match schema {
+    let (mut database, schema_ok, schema) = match schema {
         Ok(version) => (
             "ok".to_owned(),
             usize::try_from(version) == Ok(SCHEMA_VERSION),
@@ -413,6 +413,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         ),
         Err(err) => (err.to_string(), false, "unknown".to_owned()),
     };
+    // Reads still work then, but no write will be acknowledged again.
+    if let Some(failed) = shared.store.sync_failed() {
+        database = failed.to_string();
+    }
     let running = |alive: bool| if alive { "running" } else { "stopped" };
     let (deployer, outbox) = (shared.deployer.is_alive(), shared.outbox.is_alive());
     let ready = database == "ok" && schema_ok && deployer && outbox;

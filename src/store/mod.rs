@@ -4,11 +4,16 @@
 //! channel; the thread takes every request waiting, runs each in its own savepoint inside
 //! one transaction, commits once, and only then answers them all (group commit). So a
 //! delivery is acknowledged only after its commit, yet concurrent deliveries share the
-//! cost of one commit (a sync to disk). Deliveries still being read and parsed announce
-//! themselves ([`Store::arrival`]), and the thread waits briefly for them before it
-//! commits, so a busy server syncs once for many deliveries rather than for each. A second
-//! thread checkpoints the log in the background, and a lock file keeps a second deployhook
-//! off the same database. SQL lives in this module's submodules and nowhere else.
+//! cost of one commit. Deliveries still being read and parsed announce themselves
+//! ([`Store::arrival`]), and the thread waits briefly for them before it commits.
+//!
+//! With [`Sync::Full`] the sync to disk is pipelined: the writer commits without syncing
+//! and hands the batch's answers to a sync thread, which syncs the write-ahead log once for
+//! every batch committed since its last sync and only then answers them. The writer goes on
+//! with the next batch meanwhile, so a sync never stalls the writer, and a busy server
+//! syncs once for many batches. A third thread checkpoints the log in the background, and a
+//! lock file keeps a second deployhook off the same database. SQL lives in this module's
+//! submodules and nowhere else.
 
 pub mod deliveries;
 pub mod jobs;
@@ -19,7 +24,7 @@ pub mod views;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -34,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_environments_and_logs.sql"),
     include_str!("migrations/0003_installations.sql"),
     include_str!("migrations/0004_deliveries_by_time.sql"),
+    include_str!("migrations/0005_deliveries_in_arrival_order.sql"),
 ];
 /// Requests one transaction takes at most, so one batch cannot hold the others up for long.
 const MAX_BATCH: usize = 512;
@@ -57,6 +63,11 @@ pub enum StoreError {
     NotRun,
     #[error("the database rolled the transaction back (disk full? I/O error?); see the log")]
     RolledBack,
+    #[error(
+        "the database could not be synced to disk ({0}); deployhook refuses further writes \
+         until it is restarted"
+    )]
+    SyncFailed(Arc<std::io::Error>),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -78,6 +89,8 @@ pub struct Store {
     arriving: Arc<AtomicUsize>,
     /// Held while any handle lives: see [`lock_exclusively`].
     _lock: Option<Arc<std::fs::File>>,
+    /// Set for good once a sync to disk failed: see [`sync_loop`].
+    sync_failed: Arc<OnceLock<StoreError>>,
     /// A read-only connection for pages and scrapes, so they never queue behind (or hold
     /// up) the writer; `None` for an in-memory database, which only the writer can see.
     reader: Option<Arc<std::sync::Mutex<Connection>>>,
@@ -132,11 +145,19 @@ impl Store {
             Connection::open(Path::new(path))
         }
         .with_context(|| format!("could not open the database {path:?}"))?;
-        configure(&conn, sync)
-            .with_context(|| format!("could not configure the database {path:?}"))?;
+        configure(&conn).with_context(|| format!("could not configure the database {path:?}"))?;
         migrate(&mut conn).with_context(|| format!("could not migrate the database {path:?}"))?;
         let (requests, queue) = mpsc::channel();
         let arriving = Arc::new(AtomicUsize::new(0));
+        let sync_failed = Arc::new(OnceLock::new());
+        let syncer = if path != IN_MEMORY && sync == Sync::Full {
+            Some(
+                start_syncer(path, sync_failed.clone())
+                    .context("could not start the database sync thread")?,
+            )
+        } else {
+            None
+        };
         if path != IN_MEMORY {
             start_checkpoints(&conn, path, Arc::downgrade(&arriving))
                 .context("could not start the database checkpoint thread")?;
@@ -156,14 +177,20 @@ impl Store {
         let writer_arriving = arriving.clone();
         std::thread::Builder::new()
             .name("deployhook-db".into())
-            .spawn(move || write_loop(conn, queue, &writer_arriving))
+            .spawn(move || write_loop(conn, queue, &writer_arriving, syncer))
             .context("could not start the database thread")?;
         Ok(Self {
             requests,
             arriving,
             _lock: lock,
+            sync_failed,
             reader,
         })
+    }
+
+    /// Whether a sync to disk failed, after which every write is refused (see [`sync_loop`]).
+    pub fn sync_failed(&self) -> Option<&StoreError> {
+        self.sync_failed.get()
     }
 
     /// Runs read-only `work` on the reader connection (a snapshot of what was committed), or
@@ -200,6 +227,7 @@ impl Store {
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let refused = self.sync_failed.get().cloned();
         let request: Request = Box::new(move |conn| {
             let result = in_savepoint(conn, work);
             Box::new(move |commit_error: Option<&StoreError>| {
@@ -210,7 +238,10 @@ impl Store {
                 let _ = reply.send(result);
             })
         });
-        let queued = self.requests.send(request).map_err(|_| StoreError::Closed);
+        let queued = match refused {
+            Some(err) => Err(err),
+            None => self.requests.send(request).map_err(|_| StoreError::Closed),
+        };
         async move {
             queued?;
             // A dropped reply means the batch never ran (its BEGIN failed, logged there).
@@ -271,8 +302,14 @@ fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
-/// The writer thread: batch, commit, answer, until every [`Store`] handle is gone.
-fn write_loop(conn: Connection, queue: mpsc::Receiver<Request>, arriving: &AtomicUsize) {
+/// The writer thread: batch, commit, answer (or have `syncer` answer once the commit is on
+/// disk), until every [`Store`] handle is gone.
+fn write_loop(
+    conn: Connection,
+    queue: mpsc::Receiver<Request>,
+    arriving: &AtomicUsize,
+    syncer: Option<mpsc::Sender<Vec<Reply>>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = queue.recv() {
         batch.push(first);
@@ -292,11 +329,19 @@ fn write_loop(conn: Connection, queue: mpsc::Receiver<Request>, arriving: &Atomi
                 if conn.is_autocommit() {
                     answer(replies, Some(StoreError::RolledBack))
                 } else {
-                    let committed = execute(&conn, "COMMIT").map_err(StoreError::from);
-                    if committed.is_err() {
-                        let _ = execute(&conn, "ROLLBACK");
+                    match (execute(&conn, "COMMIT"), &syncer) {
+                        (Ok(()), Some(syncer)) => {
+                            // Should the sync thread be gone, the dropped answers tell
+                            // their callers `NotRun`.
+                            let _ = syncer.send(replies);
+                            None
+                        }
+                        (Ok(()), None) => answer(replies, None),
+                        (Err(err), _) => {
+                            let _ = execute(&conn, "ROLLBACK");
+                            answer(replies, Some(StoreError::from(err)))
+                        }
                     }
-                    answer(replies, committed.err())
                 }
             }
             Err(err) => {
@@ -312,10 +357,15 @@ fn write_loop(conn: Connection, queue: mpsc::Receiver<Request>, arriving: &Atomi
 }
 
 /// Adds what is queued to `batch`, then, while announced requests are still on their way,
-/// waits for them up to [`GATHER_WAIT`].
+/// waits up to [`GATHER_WAIT`] for as many more as were on their way when it began.
+/// Requests announced after that do not hold the batch open: on a busy server some request
+/// is always on its way, and waiting for each newcomer would delay every commit by the
+/// whole wait.
 fn gather(queue: &mpsc::Receiver<Request>, batch: &mut Vec<Request>, arriving: &AtomicUsize) {
     let deadline = Instant::now() + GATHER_WAIT;
-    while batch.len() < MAX_BATCH {
+    batch.extend(queue.try_iter().take(MAX_BATCH - batch.len()));
+    let wanted = (batch.len() + arriving.load(Ordering::Acquire)).min(MAX_BATCH);
+    while batch.len() < wanted {
         if let Ok(request) = queue.try_recv() {
             batch.push(request);
             continue;
@@ -331,6 +381,59 @@ fn gather(queue: &mpsc::Receiver<Request>, batch: &mut Vec<Request>, arriving: &
     }
 }
 
+/// Starts the thread that syncs the write-ahead log of the database at `path` (see
+/// [`sync_loop`]); committed batches' answers go to the returned sender.
+fn start_syncer(
+    path: &str,
+    failed: Arc<OnceLock<StoreError>>,
+) -> anyhow::Result<mpsc::Sender<Vec<Reply>>> {
+    // The log exists from the first transaction in WAL mode (the migrations ran one), and
+    // SQLite deletes it only when the last connection closes: the writer's lives as long as
+    // this thread does, so one descriptor serves for the whole run. Syncing any descriptor
+    // of a file flushes what every descriptor wrote to it.
+    let wal_path = format!("{path}-wal");
+    let wal = std::fs::File::open(&wal_path)
+        .with_context(|| format!("could not open the database log {wal_path:?}"))?;
+    let (committed, batches) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("deployhook-sync".into())
+        .spawn(move || sync_loop(|| wal.sync_data(), &batches, &failed))?;
+    Ok(committed)
+}
+
+/// The sync thread: takes every batch committed since its last sync, syncs the log once
+/// (which puts all of them on disk: they were written before the sync began), then answers
+/// them. SQLite runs with `synchronous = NORMAL` here, so this sync is the one that
+/// `synchronous = FULL` would make inside each commit, while the writer waited.
+///
+/// A failed sync is final: the kernel may have dropped the pages it could not write, so a
+/// later sync that succeeds proves nothing. Every batch from then on is answered with the
+/// error (never acknowledged), and the store refuses new writes until a restart, when SQLite
+/// recovers from what reached the disk.
+fn sync_loop(
+    mut sync: impl FnMut() -> std::io::Result<()>,
+    batches: &mpsc::Receiver<Vec<Reply>>,
+    failed: &OnceLock<StoreError>,
+) {
+    let mut waiting: Vec<Vec<Reply>> = Vec::new();
+    while let Ok(first) = batches.recv() {
+        waiting.push(first);
+        waiting.extend(batches.try_iter());
+        if failed.get().is_none()
+            && let Err(err) = sync()
+        {
+            tracing::error!(
+                "could not sync the database log to disk ({err}): the latest commits may not \
+                 survive a power cut; refusing every write until deployhook is restarted"
+            );
+            let _ = failed.set(StoreError::SyncFailed(Arc::new(err)));
+        }
+        for replies in waiting.drain(..) {
+            answer(replies, failed.get().cloned());
+        }
+    }
+}
+
 fn answer(replies: Vec<Reply>, error: Option<StoreError>) -> Option<StoreError> {
     for reply in replies {
         reply(error.as_ref());
@@ -342,7 +445,8 @@ fn answer(replies: Vec<Reply>, error: Option<StoreError>) -> Option<StoreError> 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Sync {
     /// Sync the log to disk at every commit: an acknowledged delivery survives a crash of
-    /// deployhook, of the machine, and a power cut. Group commit pays one sync per batch.
+    /// deployhook, of the machine, and a power cut. One sync serves every batch committed
+    /// while the previous sync ran.
     Full,
     /// Write the log at every commit, sync it at checkpoints: an acknowledged delivery
     /// survives a crash or kill of deployhook; a crash of the machine or a power cut may
@@ -350,17 +454,15 @@ pub enum Sync {
     Normal,
 }
 
-fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<()> {
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // WAL: readers (a backup, the sqlite3 shell) never block the writer.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if mode != "wal" && mode != "memory" {
         tracing::warn!("the database could not switch to WAL mode (it is in {mode} mode)");
     }
-    let sync = match sync {
-        Sync::Full => "FULL",
-        Sync::Normal => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", sync)?;
+    // Both of deployhook's modes: [`Sync::Full`] adds the sync thread's sync after each
+    // commit (see `sync_loop`).
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(())
@@ -436,4 +538,116 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::params;
+
+    use super::*;
+
+    /// Migration 5 rebuilds `deliveries`: every row survives, in arrival order, and the key
+    /// still makes a redelivery a no-op.
+    #[test]
+    fn deliveries_keep_their_rows_and_key_across_migration_5() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for script in &MIGRATIONS[..4] {
+            conn.execute_batch(script).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        // Keys in the opposite order to arrival, as random ids would often be.
+        for (key, at) in [("c", 1), ("b", 2), ("a", 3)] {
+            conn.execute(
+                "INSERT INTO deliveries VALUES (1, ?1, 'ping', NULL, NULL, ?2, 'recorded', 'm')",
+                params![key, at],
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+
+        let newest_first = views::recent_deliveries(&conn).unwrap();
+        let ids: Vec<&str> = newest_first
+            .iter()
+            .map(|d| d.delivery_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        let again = conn
+            .execute(
+                "INSERT OR IGNORE INTO deliveries (hook_id, delivery_id, event, received_at, outcome, message)
+                 VALUES (1, 'b', 'ping', 4, 'recorded', 'm')",
+                [],
+            )
+            .unwrap();
+        assert_eq!(again, 0, "the (hook, delivery) key must still be unique");
+    }
+}
+
+#[cfg(test)]
+mod sync_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    type Answers = Arc<Mutex<Vec<Option<String>>>>;
+
+    /// A reply that records the answer it was given.
+    fn reply(answers: &Answers) -> Reply {
+        let answers = answers.clone();
+        Box::new(move |error: Option<&StoreError>| {
+            answers.lock().unwrap().push(error.map(ToString::to_string));
+        })
+    }
+
+    #[test]
+    fn one_sync_answers_every_batch_committed_before_it() {
+        let answers = Answers::default();
+        let (committed, batches) = mpsc::channel();
+        committed.send(vec![reply(&answers)]).unwrap();
+        committed
+            .send(vec![reply(&answers), reply(&answers)])
+            .unwrap();
+        drop(committed);
+        let mut syncs = 0;
+        let failed = OnceLock::new();
+        let sync = || {
+            syncs += 1;
+            Ok(())
+        };
+        sync_loop(sync, &batches, &failed);
+        assert_eq!(syncs, 1);
+        assert_eq!(*answers.lock().unwrap(), [None, None, None]);
+        assert!(failed.get().is_none());
+    }
+
+    /// Once a sync fails, its batch and every later one are answered with the error (never
+    /// acknowledged) without trusting another sync, and the store is marked failed.
+    #[test]
+    fn a_failed_sync_is_final() {
+        let answers = Answers::default();
+        let (committed, batches) = mpsc::channel();
+        committed.send(vec![reply(&answers)]).unwrap();
+        // The next batch is committed while the first sync runs, and fails.
+        let mut next = Some((committed, reply(&answers)));
+        let mut syncs = 0;
+        let sync = || {
+            syncs += 1;
+            if let Some((committed, later)) = next.take() {
+                committed.send(vec![later]).unwrap();
+            }
+            Err(std::io::Error::other("EIO"))
+        };
+        let failed = OnceLock::new();
+        sync_loop(sync, &batches, &failed);
+        assert_eq!(syncs, 1, "no sync is trusted after one failed");
+        let answers = answers.lock().unwrap();
+        assert_eq!(answers.len(), 2);
+        for answer in answers.iter() {
+            let answer = answer.as_deref().expect("an error, not an acknowledgement");
+            assert!(
+                answer.contains("could not be synced to disk (EIO)"),
+                "{answer}"
+            );
+        }
+        assert!(matches!(failed.get(), Some(StoreError::SyncFailed(_))));
+    }
 }

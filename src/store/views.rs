@@ -65,7 +65,7 @@ pub struct DeliveryRow {
 pub fn recent_deliveries(conn: &Connection) -> rusqlite::Result<Vec<DeliveryRow>> {
     conn.prepare_cached(
         "SELECT hook_id, delivery_id, event, action, repository, received_at, outcome, message
-         FROM deliveries ORDER BY received_at DESC LIMIT ?1",
+         FROM deliveries ORDER BY id DESC LIMIT ?1",
     )?
     .query_map([RECENT_DELIVERIES], |row| {
         Ok(DeliveryRow {
