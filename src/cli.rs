@@ -198,9 +198,9 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_DATABASE", default_value = "deployhook.db")]
     pub database: String,
 
-    /// `full`: an acknowledged delivery survives a power cut (the database syncs to disk at
-    /// every commit). `normal`: it survives any crash of deployhook, but a crash of the
-    /// machine may lose the last moments' deliveries; faster.
+    /// `full`: an acknowledged delivery survives a power cut (the database log is synced to
+    /// disk before the answer). `normal`: it survives any crash of deployhook, but a crash of
+    /// the machine may lose the last half second's deliveries; faster under heavy load.
     #[arg(long, env = "DEPLOYHOOK_DATABASE_SYNC", default_value = "full")]
     pub database_sync: crate::store::Sync,
 
