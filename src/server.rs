@@ -290,13 +290,15 @@ async fn event_handler(
         Effect::Deploy(_) => (true, true),
     };
     let delivery_id = record.delivery_id.clone();
-    let recording = state
+    // About to be queued: the writer need not wait for this delivery any more. Said just
+    // before rather than after, so the writer never waits for one it already holds (at
+    // worst this delivery misses the batch being gathered and goes in the next).
+    drop(arrival);
+    let recorded = state
         .0
         .store
-        .write(move |c| deliveries::record(c, &record, &effect));
-    // Queued now: the writer need not wait for this delivery any more.
-    drop(arrival);
-    let recorded = recording.await;
+        .write(move |c| deliveries::record(c, &record, &effect))
+        .await;
     let ack = match recorded {
         Ok(Recorded::New) => {
             if wake.0 {

@@ -11,7 +11,10 @@
 //! and hands the batch's answers to a sync thread, which syncs the write-ahead log once for
 //! every batch committed since its last sync and only then answers them. The writer goes on
 //! with the next batch meanwhile, so a sync never stalls the writer, and a busy server
-//! syncs once for many batches. A third thread checkpoints the log in the background, and a
+//! syncs once for many batches. Unlike SQLite's own `synchronous = FULL`, a commit is
+//! visible to other connections (pages, `deployhook redeliver`) a moment before its sync
+//! completes; everything that acts on it goes through the writer, whose answers wait for
+//! the sync. A third thread checkpoints the log in the background, and a
 //! lock file keeps a second deployhook off the same database. SQL lives in this module's
 //! submodules and nowhere else.
 
@@ -145,14 +148,15 @@ impl Store {
             Connection::open(Path::new(path))
         }
         .with_context(|| format!("could not open the database {path:?}"))?;
-        configure(&conn).with_context(|| format!("could not configure the database {path:?}"))?;
+        let pipelined = configure(&conn, sync)
+            .with_context(|| format!("could not configure the database {path:?}"))?;
         migrate(&mut conn).with_context(|| format!("could not migrate the database {path:?}"))?;
         let (requests, queue) = mpsc::channel();
         let arriving = Arc::new(AtomicUsize::new(0));
         let sync_failed = Arc::new(OnceLock::new());
-        let syncer = if path != IN_MEMORY && sync == Sync::Full {
+        let syncer = if pipelined {
             Some(
-                start_syncer(path, sync_failed.clone())
+                start_syncer(&conn, sync_failed.clone())
                     .context("could not start the database sync thread")?,
             )
         } else {
@@ -177,7 +181,7 @@ impl Store {
         let writer_arriving = arriving.clone();
         std::thread::Builder::new()
             .name("deployhook-db".into())
-            .spawn(move || write_loop(conn, queue, &writer_arriving, syncer))
+            .spawn(move || write_loop(conn, queue, &writer_arriving, syncer.as_ref()))
             .context("could not start the database thread")?;
         Ok(Self {
             requests,
@@ -308,7 +312,7 @@ fn write_loop(
     conn: Connection,
     queue: mpsc::Receiver<Request>,
     arriving: &AtomicUsize,
-    syncer: Option<mpsc::Sender<Vec<Reply>>>,
+    syncer: Option<&Syncer>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = queue.recv() {
@@ -329,11 +333,15 @@ fn write_loop(
                 if conn.is_autocommit() {
                     answer(replies, Some(StoreError::RolledBack))
                 } else {
-                    match (execute(&conn, "COMMIT"), &syncer) {
-                        (Ok(()), Some(syncer)) => {
-                            // Should the sync thread be gone, the dropped answers tell
-                            // their callers `NotRun`.
-                            let _ = syncer.send(replies);
+                    match (execute(&conn, "COMMIT"), syncer) {
+                        (Ok(()), Some(Syncer { batches, failed })) => {
+                            // Should the sync thread be gone (it cannot panic today), the
+                            // dropped answers tell their callers `NotRun`, and the store
+                            // refuses writes from then on: nothing could be synced.
+                            if batches.send(replies).is_err() {
+                                let stopped = std::io::Error::other("the sync thread stopped");
+                                let _ = failed.set(StoreError::SyncFailed(Arc::new(stopped)));
+                            }
                             None
                         }
                         (Ok(()), None) => answer(replies, None),
@@ -383,22 +391,33 @@ fn gather(queue: &mpsc::Receiver<Request>, batch: &mut Vec<Request>, arriving: &
 
 /// Starts the thread that syncs the write-ahead log of the database at `path` (see
 /// [`sync_loop`]); committed batches' answers go to the returned sender.
-fn start_syncer(
-    path: &str,
-    failed: Arc<OnceLock<StoreError>>,
-) -> anyhow::Result<mpsc::Sender<Vec<Reply>>> {
-    // The log exists from the first transaction in WAL mode (the migrations ran one), and
-    // SQLite deletes it only when the last connection closes: the writer's lives as long as
-    // this thread does, so one descriptor serves for the whole run. Syncing any descriptor
-    // of a file flushes what every descriptor wrote to it.
-    let wal_path = format!("{path}-wal");
+fn start_syncer(writer: &Connection, failed: Arc<OnceLock<StoreError>>) -> anyhow::Result<Syncer> {
+    // The log sits beside the database file as SQLite resolved it (through symlinks), so
+    // ask SQLite for that name rather than trust the configured path. It exists from the
+    // first transaction in WAL mode (migrating ran one), and SQLite deletes it only when
+    // the last connection closes: the writer's lives as long as this thread does, so one
+    // descriptor serves for the whole run. Syncing any descriptor of a file flushes what
+    // every descriptor wrote to it.
+    let database = writer
+        .path()
+        .filter(|p| !p.is_empty())
+        .context("the database has no file name")?;
+    let wal_path = format!("{database}-wal");
     let wal = std::fs::File::open(&wal_path)
         .with_context(|| format!("could not open the database log {wal_path:?}"))?;
-    let (committed, batches) = mpsc::channel();
+    let (batches, committed) = mpsc::channel();
+    let failed_here = failed.clone();
     std::thread::Builder::new()
         .name("deployhook-sync".into())
-        .spawn(move || sync_loop(|| wal.sync_data(), &batches, &failed))?;
-    Ok(committed)
+        .spawn(move || sync_loop(|| wal.sync_data(), &committed, &failed_here))?;
+    Ok(Syncer { batches, failed })
+}
+
+/// Where the writer hands committed batches, for the sync thread to answer.
+struct Syncer {
+    batches: mpsc::Sender<Vec<Reply>>,
+    /// The store's failure, which the writer sets too should the sync thread be gone.
+    failed: Arc<OnceLock<StoreError>>,
 }
 
 /// The sync thread: takes every batch committed since its last sync, syncs the log once
@@ -454,18 +473,27 @@ pub enum Sync {
     Normal,
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// Configures the writer's connection; `true` when [`Sync::Full`] is to be kept by the sync
+/// thread (see [`sync_loop`]) rather than by SQLite inside each commit.
+fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<bool> {
     // WAL: readers (a backup, the sqlite3 shell) never block the writer.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    if mode != "wal" && mode != "memory" {
+    let wal = mode == "wal";
+    if !wal && mode != "memory" {
         tracing::warn!("the database could not switch to WAL mode (it is in {mode} mode)");
     }
-    // Both of deployhook's modes: [`Sync::Full`] adds the sync thread's sync after each
-    // commit (see `sync_loop`).
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // With a log, both modes commit at NORMAL and `Full` adds the sync thread's sync.
+    // Without one, only SQLite itself can sync at the right moments.
+    let pipelined = wal && sync == Sync::Full;
+    let level = if sync == Sync::Full && !wal {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.pragma_update(None, "synchronous", level)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    Ok(())
+    Ok(pipelined)
 }
 
 /// Moves checkpoints (copying the log back into the database file) off the commit path: by
@@ -512,6 +540,11 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
             .with_context(|| format!("migration {} failed", index + 1))?;
         tx.pragma_update(None, "user_version", i64::try_from(index + 1)?)?;
         tx.commit()?;
+    }
+    if version < MIGRATIONS.len() {
+        // A migration that rebuilt a table left a log as large as the table: copy it back
+        // and empty it now, rather than keep that file for the life of the database.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
     Ok(())
 }
@@ -579,6 +612,26 @@ mod tests {
             )
             .unwrap();
         assert_eq!(again, 0, "the (hook, delivery) key must still be unique");
+    }
+
+    /// SQLite keeps the log beside the file a symlink points to; the sync thread must find
+    /// (and sync) that one, not a `-wal` beside the link.
+    #[tokio::test]
+    async fn a_database_reached_through_a_symlink_syncs_its_real_log() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let real = dir.path().join("data/deployhook.db");
+        let link = dir.path().join("deployhook.db");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+
+        let store = Store::open(link.to_str().unwrap(), Sync::Full).unwrap();
+        let written = store
+            .write(|c| c.execute("INSERT INTO settings (name, value) VALUES ('k', 'v')", []))
+            .await
+            .unwrap();
+        assert_eq!(written, 1);
+        assert!(dir.path().join("data/deployhook.db-wal").exists());
+        assert!(!dir.path().join("deployhook.db-wal").exists());
     }
 }
 
