@@ -200,7 +200,7 @@ pub struct ServeArgs {
 
     /// `full`: an acknowledged delivery survives a power cut (the database log is synced to
     /// disk before the answer). `normal`: it survives any crash of deployhook, but a crash of
-    /// the machine may lose the last half second's deliveries; faster under heavy load.
+    /// the machine may lose the last moments' deliveries; faster under heavy load.
     #[arg(long, env = "DEPLOYHOOK_DATABASE_SYNC", default_value = "full")]
     pub database_sync: crate::store::Sync,
 
