@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Body;
-use axum::extract::{FromRef, FromRequestParts, Path, Query, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{FromRef, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -33,7 +32,7 @@ use crate::intake::{Delivery, IntakeConfig, Rejected};
 use crate::metrics::Metrics;
 use crate::outbox_worker::OutboxWorker;
 use crate::store::deliveries::{self, DeliveryRecord, Recorded};
-use crate::store::{Arrival, SCHEMA_VERSION, Store, now_ms, outbox, views};
+use crate::store::{SCHEMA_VERSION, Store, now_ms, outbox, views};
 
 /// At shutdown, how long requests in flight may take to finish.
 const HTTP_DRAIN: Duration = Duration::from_secs(10);
@@ -261,11 +260,7 @@ pub fn router(state: AppState) -> Router {
 
 /// `POST /event_handler`: the guide's single webhook endpoint. The delivery and the work it
 /// sets in motion are committed before the answer goes back.
-async fn event_handler(
-    State(state): State<AppState>,
-    arrival: Arrival,
-    delivery: Delivery,
-) -> Response {
+async fn event_handler(State(state): State<AppState>, delivery: Delivery) -> Response {
     let (ack, mut effect) = dispatch(&delivery, &state.0.environments, state.0.own_app.as_deref());
     if let Effect::Deploy(job) = &mut effect {
         job.log_url = state.0.links.url(job.id);
@@ -290,10 +285,6 @@ async fn event_handler(
         Effect::Deploy(_) => (true, true),
     };
     let delivery_id = record.delivery_id.clone();
-    // About to be queued: the writer need not wait for this delivery any more. Said just
-    // before rather than after, so the writer never waits for one it already holds (at
-    // worst this delivery misses the batch being gathered and goes in the next).
-    drop(arrival);
     let recorded = state
         .0
         .store
@@ -333,16 +324,6 @@ async fn event_handler(
         tracing::debug!(outcome = ack.outcome.as_str(), "{}", ack.message);
     }
     (ack.status, Json(ack)).into_response()
-}
-
-/// Announces the delivery to the store before its body is read and parsed (extractors run
-/// in order, and `Delivery` comes after this), so a commit in progress can wait for it.
-impl FromRequestParts<AppState> for Arrival {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        Ok(state.0.store.arrival())
-    }
 }
 
 #[derive(Debug, serde::Deserialize)]
