@@ -9,7 +9,7 @@
 //!   against;
 //! - for reference, the same handler parsing into a `serde_json::Value`, as a typical
 //!   handler does (`--baseline-server value`);
-//! - the same handler made durable at the least cost: it appends each delivery's id to a
+//! - the same handler made durable at the least cost: it writes each delivery's id to a
 //!   file and answers once a sync to disk covers it, one sync for every delivery waiting
 //!   (`--baseline-server durable`): the bound for any implementation that syncs before it
 //!   acknowledges, which deployhook's `sync=full` is also judged against;
@@ -66,11 +66,14 @@ enum Baseline {
     Durable,
 }
 
+/// Delivery ids for the journal thread to write, each with whom to tell once synced.
+type Journal = std::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<()>)>;
+
 struct BaselineState {
     secrets: WebhookSecrets,
     kind: Baseline,
-    /// For [`Baseline::Durable`]: delivery ids to append, and whom to tell once synced.
-    journal: Option<std::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<()>)>>,
+    /// For [`Baseline::Durable`].
+    journal: Option<Journal>,
 }
 
 async fn baseline_server(kind: Baseline) {
@@ -97,7 +100,7 @@ async fn baseline_server(kind: Baseline) {
 /// commit), on a thread of its own. The journal is a ring in a file written out in full
 /// beforehand, as a database's log is once it has grown: syncing an append that grows the
 /// file would also commit its new size, which costs more than the least.
-fn start_journal() -> std::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<()>)> {
+fn start_journal() -> Journal {
     use std::io::Write;
     use std::os::unix::fs::FileExt;
     const RING: u64 = 16 * 1024 * 1024;
@@ -108,8 +111,7 @@ fn start_journal() -> std::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sen
         file.write_all(&zeros).expect("a journal written out");
     }
     file.sync_all().expect("a journal on disk");
-    let (append, appended) =
-        std::sync::mpsc::channel::<(String, tokio::sync::oneshot::Sender<()>)>();
+    let (append, appended): (Journal, _) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut waiting = Vec::new();
         let mut buffer = Vec::new();

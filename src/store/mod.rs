@@ -4,10 +4,9 @@
 //! channel; the thread takes every request waiting, runs each in its own savepoint inside
 //! one transaction, commits once, and only then answers them all (group commit). So a
 //! delivery is acknowledged only after its commit, yet concurrent deliveries share the
-//! cost of one commit: those that arrive while a batch runs make up the next. (The thread
-//! once waited briefly for deliveries still being parsed; with the sync off its path that
-//! no longer paid: the intake benchmark measured the same CPU per delivery and the same or
-//! better throughput without it, in every mode.)
+//! cost of one commit: those that arrive while a batch runs make up the next. The thread
+//! does not hold a batch open for deliveries still being parsed: the intake benchmark
+//! measured no gain from that in any mode, only added latency.
 //!
 //! With [`Sync::Full`] the sync to disk is pipelined: the writer commits without syncing
 //! and hands the batch's answers to a sync thread, which syncs the write-ahead log once for
@@ -16,9 +15,9 @@
 //! syncs once for many batches. Unlike SQLite's own `synchronous = FULL`, a commit is
 //! visible to other connections (pages, `deployhook redeliver`) a moment before its sync
 //! completes; everything that acts on it goes through the writer, whose answers wait for
-//! the sync. A third thread checkpoints the log in the background, and a
-//! lock file keeps a second deployhook off the same database. SQL lives in this module's
-//! submodules and nowhere else.
+//! the sync. A third thread checkpoints the log in the background, and a lock file keeps a
+//! second deployhook off the same database. SQL lives in this module's submodules and
+//! nowhere else.
 
 pub mod deliveries;
 pub mod jobs;
@@ -340,20 +339,14 @@ fn write_loop(conn: Connection, queue: &mpsc::Receiver<Request>, syncer: Option<
     }
 }
 
-/// Starts the thread that syncs the write-ahead log of the database at `path` (see
-/// [`sync_loop`]); committed batches' answers go to the returned sender.
+/// Starts the thread that syncs the write-ahead log of `writer`'s database (see
+/// [`sync_loop`]); the writer hands it committed batches through the returned [`Syncer`].
 fn start_syncer(writer: &Connection, failed: Arc<OnceLock<StoreError>>) -> anyhow::Result<Syncer> {
-    // The log sits beside the database file as SQLite resolved it (through symlinks), so
-    // ask SQLite for that name rather than trust the configured path. It exists from the
-    // first transaction in WAL mode (migrating ran one), and SQLite deletes it only when
-    // the last connection closes: the writer's lives as long as this thread does, so one
-    // descriptor serves for the whole run. Syncing any descriptor of a file flushes what
-    // every descriptor wrote to it.
-    let database = writer
-        .path()
-        .filter(|p| !p.is_empty())
-        .context("the database has no file name")?;
-    let wal_path = format!("{database}-wal");
+    // The log exists from the first transaction in WAL mode (migrating ran one), and SQLite
+    // deletes it only when the last connection closes: the writer's lives as long as this
+    // thread does, so one descriptor serves for the whole run. Syncing any descriptor of a
+    // file flushes what every descriptor wrote to it.
+    let wal_path = wal_path(writer)?;
     let wal = std::fs::File::open(&wal_path)
         .with_context(|| format!("could not open the database log {wal_path:?}"))?;
     let (batches, committed) = mpsc::channel();
@@ -362,6 +355,17 @@ fn start_syncer(writer: &Connection, failed: Arc<OnceLock<StoreError>>) -> anyho
         .name("deployhook-sync".into())
         .spawn(move || sync_loop(|| wal.sync_data(), &committed, &failed_here))?;
     Ok(Syncer { batches, failed })
+}
+
+/// The log SQLite writes for `conn`'s database. It sits beside the database file as SQLite
+/// resolved it (through symlinks), so SQLite is asked for that name rather than trusting
+/// the configured path.
+fn wal_path(conn: &Connection) -> anyhow::Result<String> {
+    let database = conn
+        .path()
+        .filter(|p| !p.is_empty())
+        .context("the database has no file name")?;
+    Ok(format!("{database}-wal"))
 }
 
 /// Where the writer hands committed batches, for the sync thread to answer.
@@ -570,6 +574,18 @@ mod tests {
         let real = dir.path().join("data/deployhook.db");
         let link = dir.path().join("deployhook.db");
         std::os::unix::fs::symlink(&real, &link).unwrap();
+        // A log left beside the link (say the data moved and was linked back) is not it.
+        let stale = dir.path().join("deployhook.db-wal");
+        std::fs::write(&stale, b"").unwrap();
+
+        let conn = Connection::open(&link).unwrap();
+        configure(&conn, Sync::Full).unwrap();
+        let real_dir = std::fs::canonicalize(dir.path().join("data")).unwrap();
+        assert_eq!(
+            Path::new(&wal_path(&conn).unwrap()),
+            real_dir.join("deployhook.db-wal")
+        );
+        drop(conn);
 
         let store = Store::open(link.to_str().unwrap(), Sync::Full).unwrap();
         let written = store
@@ -578,7 +594,21 @@ mod tests {
             .unwrap();
         assert_eq!(written, 1);
         assert!(dir.path().join("data/deployhook.db-wal").exists());
-        assert!(!dir.path().join("deployhook.db-wal").exists());
+    }
+
+    /// After a failed sync the store refuses writes at once, with the sync's error.
+    #[tokio::test]
+    async fn a_store_whose_sync_failed_refuses_writes() {
+        let store = Store::open(IN_MEMORY, Sync::Full).unwrap();
+        assert!(store.write(|_| Ok(())).await.is_ok());
+        let eio = std::io::Error::other("EIO");
+        store
+            .sync_failed
+            .set(StoreError::SyncFailed(Arc::new(eio)))
+            .unwrap();
+        let refused = store.write(|_| Ok(())).await.unwrap_err();
+        assert!(matches!(refused, StoreError::SyncFailed(_)), "{refused}");
+        assert!(store.sync_failed().is_some());
     }
 }
 
@@ -626,15 +656,19 @@ mod sync_tests {
         let answers = Answers::default();
         let (committed, batches) = mpsc::channel();
         committed.send(vec![reply(&answers)]).unwrap();
-        // The next batch is committed while the first sync runs, and fails.
+        // A second batch is committed while the first sync runs; that sync fails, and any
+        // later one would succeed.
         let mut next = Some((committed, reply(&answers)));
         let mut syncs = 0;
         let sync = || {
             syncs += 1;
-            if let Some((committed, later)) = next.take() {
-                committed.send(vec![later]).unwrap();
+            match next.take() {
+                Some((committed, later)) => {
+                    committed.send(vec![later]).unwrap();
+                    Err(std::io::Error::other("EIO"))
+                }
+                None => Ok(()),
             }
-            Err(std::io::Error::other("EIO"))
         };
         let failed = OnceLock::new();
         sync_loop(sync, &batches, &failed);
