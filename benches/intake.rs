@@ -35,7 +35,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use deployhook::signature::{WebhookSecrets, sign};
+use deployhook::webhook::signature::{WebhookSecrets, sign};
 use serde_json::{Value, json};
 
 const SECRET: &str = "bench-secret";

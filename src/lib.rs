@@ -1,38 +1,35 @@
 //! deployhook: GitHub's "Delivering deployments" guide, made real.
 //!
-//! A webhook at `POST /event_handler` ([`server`]) passes every delivery through
-//! [`intake`] (size, content type, signature, headers) and [`dispatch`]es it to the guide's
-//! three handlers: [`start_deployment`] (a merged pull request creates a deployment),
-//! [`process_deployment`] (a deployment is run) and [`update_deployment_status`] (statuses
-//! are recorded). Each delivery is committed to the [`store`] (SQLite) with the work it
-//! sets in motion before it is acknowledged; two background workers then do the slow part:
-//! the [`outbox_worker`] makes the calls to GitHub through [`github`], and the
-//! [`deploy_worker`] runs the deploy command through [`runner`]. A GitHub App's calls are
-//! authenticated with the installation tokens of [`app_auth`].
+//! The folders, from the edge inward; each may use only those below it (`ARCHITECTURE.md`
+//! draws the path of a delivery through them):
+//!
+//! | folder | owns |
+//! |---|---|
+//! | [`cli`] | the command line: its arguments, `serve`'s configuration, the other commands |
+//! | [`web`] | the HTTP server: routes, lifecycle, `POST /event_handler`, health, metrics, logs, the dashboard |
+//! | [`guide`] | the guide's handlers: [`guide::start_deployment`], [`guide::process_deployment`], [`guide::update_deployment_status`], and the [`guide::dispatch`] between them — deciding only |
+//! | [`webhook`] | what GitHub sends: intake (limits, content types, headers), signatures, events |
+//! | [`deploy`] | the deploy worker, the runner of deploy commands, deploy logs |
+//! | [`github`] | GitHub's REST API: the client, App authentication, the endpoints, the outbox worker |
+//! | [`store`] | the embedded SQLite database: deliveries, the deploy queue, the outbox, logs |
+//! | [`config`] | the validated configuration and the config file |
+//! | [`metrics`], [`health`] | the Prometheus counters every layer bumps; the workers' liveness |
+//! | [`model`] | the vocabulary every layer shares: ids, deployments, effects, policies |
+//!
+//! A delivery's path: [`web`] receives it through the [`webhook`] intake, [`guide`] decides
+//! what it means, and the [`store`] commits the delivery with the work it sets in motion
+//! before the answer goes back. Two workers then do the slow part: the outbox worker in
+//! [`github`] makes the calls to GitHub, and the deploy worker in [`deploy`] runs the deploy
+//! command.
 
-pub mod app_auth;
 pub mod cli;
 pub mod config;
-pub mod config_file;
-pub mod dashboard;
-pub mod deploy_log;
-pub mod deploy_worker;
-pub mod dispatch;
-pub mod events;
+pub mod deploy;
 pub mod github;
-pub mod ids;
-pub mod intake;
-pub mod manual;
+pub mod guide;
+pub mod health;
 pub mod metrics;
-pub mod outbox_worker;
-pub mod process_deployment;
-pub mod redeliver;
-pub mod replay;
-pub mod runner;
-pub mod server;
-pub mod signature;
-pub mod start_deployment;
+pub mod model;
 pub mod store;
-pub mod telemetry;
-pub mod text;
-pub mod update_deployment_status;
+pub mod web;
+pub mod webhook;

@@ -4,8 +4,8 @@
 
 use rusqlite::{Connection, params};
 
-use crate::dispatch::{Effect, Outcome};
-use crate::start_deployment::NewDeployment;
+use crate::model::NewDeployment;
+use crate::model::{Effect, Outcome};
 use crate::store::{jobs, outbox};
 
 /// A delivery as recorded.
@@ -154,7 +154,7 @@ pub fn forget_merge(
     conn: &Connection,
     repository: &str,
     pull_request: u64,
-    environment: &crate::ids::Environment,
+    environment: &crate::model::Environment,
 ) -> rusqlite::Result<()> {
     conn.execute(
         "DELETE FROM merges

@@ -7,33 +7,12 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, Row, params};
 
-use crate::github::DeploymentState;
-use crate::ids::DeploymentId;
-use crate::process_deployment::DeployJob;
+use crate::model::DeployJob;
+use crate::model::DeploymentId;
+use crate::model::DeploymentState;
+use crate::model::{OnInterrupt, Policy};
 use crate::store::deliveries::hook_key;
 use crate::store::outbox;
-
-/// What to do when several deployments of one repository and environment are waiting.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Run each, oldest first.
-    Queue,
-    /// Run only the newest; the older ones are marked `inactive`, naming it.
-    #[default]
-    Latest,
-}
-
-/// What to do at start with a job that was running when deployhook stopped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnInterrupt {
-    /// Report it as `error`: deploy commands need not be safe to run twice.
-    #[default]
-    Error,
-    /// Queue it again.
-    Retry,
-}
 
 /// The description of a job that was running when deployhook stopped.
 pub const INTERRUPTED: &str = "interrupted: deployhook restarted during the deploy";
@@ -176,7 +155,7 @@ pub fn claim(
 
 fn claimed_from_row(row: &Row<'_>) -> rusqlite::Result<Claimed> {
     let text = |i: usize| row.get::<_, String>(i);
-    let parse_err = |i: usize, e: crate::ids::InvalidId| {
+    let parse_err = |i: usize, e: crate::model::InvalidId| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     };
     let id: i64 = row.get(0)?;

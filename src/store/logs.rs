@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::ids::DeploymentId;
+use crate::model::DeploymentId;
 use crate::store::deliveries::hook_key;
 
 /// A line of a deploy's output, or a note of deployhook's about the run.

@@ -34,6 +34,8 @@ use anyhow::Context;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use crate::model::Sync;
+
 /// The schema, one script per version; `PRAGMA user_version` records how many have run.
 /// The schema version this release migrates to.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -415,19 +417,6 @@ fn answer(replies: Vec<Reply>, error: Option<StoreError>) -> Option<StoreError> 
     error
 }
 
-/// How hard a commit works to reach the disk before a delivery is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Sync {
-    /// Sync the log to disk at every commit: an acknowledged delivery survives a crash of
-    /// deployhook, of the machine, and a power cut. One sync serves every batch committed
-    /// while the previous sync ran.
-    Full,
-    /// Write the log at every commit, sync it at checkpoints: an acknowledged delivery
-    /// survives a crash or kill of deployhook; a crash of the machine or a power cut may
-    /// lose the last moments' deliveries (GitHub shows them, and they can be redelivered).
-    Normal,
-}
-
 /// Configures the writer's connection; `true` when [`Sync::Full`] is to be kept by the sync
 /// thread (see [`sync_loop`]) rather than by SQLite inside each commit.
 fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<bool> {
@@ -525,163 +514,7 @@ pub fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use rusqlite::params;
-
-    use super::*;
-
-    /// Migration 5 rebuilds `deliveries`: every row survives, in arrival order, and the key
-    /// still makes a redelivery a no-op.
-    #[test]
-    fn deliveries_keep_their_rows_and_key_across_migration_5() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for script in &MIGRATIONS[..4] {
-            conn.execute_batch(script).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 4).unwrap();
-        // Keys in the opposite order to arrival, as random ids would often be.
-        for (key, at) in [("c", 1), ("b", 2), ("a", 3)] {
-            conn.execute(
-                "INSERT INTO deliveries VALUES (1, ?1, 'ping', NULL, NULL, ?2, 'recorded', 'm')",
-                params![key, at],
-            )
-            .unwrap();
-        }
-        migrate(&mut conn).unwrap();
-
-        let newest_first = views::recent_deliveries(&conn).unwrap();
-        let ids: Vec<&str> = newest_first
-            .iter()
-            .map(|d| d.delivery_id.as_str())
-            .collect();
-        assert_eq!(ids, ["a", "b", "c"]);
-        let again = conn
-            .execute(
-                "INSERT OR IGNORE INTO deliveries (hook_id, delivery_id, event, received_at, outcome, message)
-                 VALUES (1, 'b', 'ping', 4, 'recorded', 'm')",
-                [],
-            )
-            .unwrap();
-        assert_eq!(again, 0, "the (hook, delivery) key must still be unique");
-    }
-
-    /// SQLite keeps the log beside the file a symlink points to; the sync thread must find
-    /// (and sync) that one, not a `-wal` beside the link.
-    #[tokio::test]
-    async fn a_database_reached_through_a_symlink_syncs_its_real_log() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("data")).unwrap();
-        let real = dir.path().join("data/deployhook.db");
-        let link = dir.path().join("deployhook.db");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        // A log left beside the link (say the data moved and was linked back) is not it.
-        let stale = dir.path().join("deployhook.db-wal");
-        std::fs::write(&stale, b"").unwrap();
-
-        let conn = Connection::open(&link).unwrap();
-        configure(&conn, Sync::Full).unwrap();
-        let real_dir = std::fs::canonicalize(dir.path().join("data")).unwrap();
-        assert_eq!(
-            Path::new(&wal_path(&conn).unwrap()),
-            real_dir.join("deployhook.db-wal")
-        );
-        drop(conn);
-
-        let store = Store::open(link.to_str().unwrap(), Sync::Full).unwrap();
-        let written = store
-            .write(|c| c.execute("INSERT INTO settings (name, value) VALUES ('k', 'v')", []))
-            .await
-            .unwrap();
-        assert_eq!(written, 1);
-        assert!(dir.path().join("data/deployhook.db-wal").exists());
-    }
-
-    /// After a failed sync the store refuses writes at once, with the sync's error.
-    #[tokio::test]
-    async fn a_store_whose_sync_failed_refuses_writes() {
-        let store = Store::open(IN_MEMORY, Sync::Full).unwrap();
-        assert!(store.write(|_| Ok(())).await.is_ok());
-        let eio = std::io::Error::other("EIO");
-        store
-            .sync_failed
-            .set(StoreError::SyncFailed(Arc::new(eio)))
-            .unwrap();
-        let refused = store.write(|_| Ok(())).await.unwrap_err();
-        assert!(matches!(refused, StoreError::SyncFailed(_)), "{refused}");
-        assert!(store.sync_failed().is_some());
-    }
-}
+mod tests;
 
 #[cfg(test)]
-mod sync_tests {
-    use std::sync::Mutex;
-
-    use super::*;
-
-    type Answers = Arc<Mutex<Vec<Option<String>>>>;
-
-    /// A reply that records the answer it was given.
-    fn reply(answers: &Answers) -> Reply {
-        let answers = answers.clone();
-        Box::new(move |error: Option<&StoreError>| {
-            answers.lock().unwrap().push(error.map(ToString::to_string));
-        })
-    }
-
-    #[test]
-    fn one_sync_answers_every_batch_committed_before_it() {
-        let answers = Answers::default();
-        let (committed, batches) = mpsc::channel();
-        committed.send(vec![reply(&answers)]).unwrap();
-        committed
-            .send(vec![reply(&answers), reply(&answers)])
-            .unwrap();
-        drop(committed);
-        let mut syncs = 0;
-        let failed = OnceLock::new();
-        let sync = || {
-            syncs += 1;
-            Ok(())
-        };
-        sync_loop(sync, &batches, &failed);
-        assert_eq!(syncs, 1);
-        assert_eq!(*answers.lock().unwrap(), [None, None, None]);
-        assert!(failed.get().is_none());
-    }
-
-    /// Once a sync fails, its batch and every later one are answered with the error (never
-    /// acknowledged) without trusting another sync, and the store is marked failed.
-    #[test]
-    fn a_failed_sync_is_final() {
-        let answers = Answers::default();
-        let (committed, batches) = mpsc::channel();
-        committed.send(vec![reply(&answers)]).unwrap();
-        // A second batch is committed while the first sync runs; that sync fails, and any
-        // later one would succeed.
-        let mut next = Some((committed, reply(&answers)));
-        let mut syncs = 0;
-        let sync = || {
-            syncs += 1;
-            match next.take() {
-                Some((committed, later)) => {
-                    committed.send(vec![later]).unwrap();
-                    Err(std::io::Error::other("EIO"))
-                }
-                None => Ok(()),
-            }
-        };
-        let failed = OnceLock::new();
-        sync_loop(sync, &batches, &failed);
-        assert_eq!(syncs, 1, "no sync is trusted after one failed");
-        let answers = answers.lock().unwrap();
-        assert_eq!(answers.len(), 2);
-        for answer in answers.iter() {
-            let answer = answer.as_deref().expect("an error, not an acknowledgement");
-            assert!(
-                answer.contains("could not be synced to disk (EIO)"),
-                "{answer}"
-            );
-        }
-        assert!(matches!(failed.get(), Some(StoreError::SyncFailed(_))));
-    }
-}
+mod sync_tests;

@@ -11,9 +11,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// a token refresh, plus the minute the outcome's recording is retried.
 pub const STALE_IN_FLIGHT_MS: i64 = 5 * 60 * 1000;
 
-use crate::github::{DeploymentRequest, DeploymentState, StatusRequest};
-use crate::process_deployment::DeployJob;
-use crate::start_deployment::NewDeployment;
+use crate::model::DeployJob;
+use crate::model::NewDeployment;
+use crate::model::{DeploymentRequest, DeploymentState, StatusRequest};
 
 /// What a row asks GitHub to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +77,7 @@ pub fn enqueue_status(
     let ran = !matches!(state, DeploymentState::Queued | DeploymentState::Inactive);
     let request = StatusRequest {
         state,
-        description: crate::text::description(description),
+        description: crate::model::text::description(description),
         log_url: job.log_url.clone().filter(|_| ran),
         environment_url: job
             .environment_url
@@ -282,7 +282,7 @@ fn json_error(err: serde_json::Error) -> rusqlite::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process_deployment::DeployJob;
+    use crate::model::DeployJob;
 
     fn job(id: u64, installation: Option<u64>) -> DeployJob {
         DeployJob {

@@ -157,7 +157,7 @@ async fn two_deploys_to_one_environment_never_overlap() {
         );
         deploy_with_script(config, dir, &body);
         // Both must run: under `latest` the older could be superseded instead.
-        config.environments[0].policy = deployhook::store::jobs::Policy::Queue;
+        config.environments[0].policy = deployhook::model::Policy::Queue;
     })
     .await;
     let mut second = fixture_json(DEPLOYMENT);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use deployhook::store::jobs::Policy;
+use deployhook::model::Policy;
 use reqwest::StatusCode;
 use serde_json::json;
 use wiremock::matchers::{method, path, path_regex};
@@ -81,7 +81,7 @@ async fn no_answer_goes_out_while_the_delivery_cannot_be_written() {
 async fn a_second_server_on_the_same_database_refuses_to_start() {
     let app = spawn_app_with(|_, _| {}).await;
     let path = app.dir.path().join("deployhook.db");
-    let err = deployhook::store::Store::open(path.to_str().unwrap(), deployhook::store::Sync::Full)
+    let err = deployhook::store::Store::open(path.to_str().unwrap(), deployhook::model::Sync::Full)
         .unwrap_err();
     assert!(
         err.to_string()

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use deployhook::config::GitHubConfig;
-use deployhook::github::{
-    CreatedDeployment, DeploymentRequest, DeploymentState, GitHubClient, GitHubError, StatusRequest,
+use deployhook::github::{CreatedDeployment, GitHubClient, GitHubError};
+use deployhook::model::{
+    CommitSha, DeploymentId, DeploymentRequest, DeploymentState, Environment, RepoName,
+    StatusRequest,
 };
-use deployhook::ids::{CommitSha, DeploymentId, Environment, RepoName};
 use reqwest::StatusCode;
 use serde_json::json;
 use wiremock::matchers::{method, path};

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use deployhook::config::OutboxConfig;
 use deployhook::config::{Config, EnvironmentConfig, GitHubConfig};
-use deployhook::ids::Environment;
-use deployhook::outbox_worker::OutboxConfig;
-use deployhook::server::Application;
-use deployhook::signature::{WebhookSecrets, sign};
+use deployhook::model::Environment;
+use deployhook::web::Application;
+use deployhook::webhook::signature::{WebhookSecrets, sign};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -67,7 +67,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         webhook_secrets: WebhookSecrets::from_list(SECRET),
         github: GitHubConfig::with_token(github.uri(), TOKEN),
         database: dir.join("deployhook.db").display().to_string(),
-        database_sync: deployhook::store::Sync::Full,
+        database_sync: deployhook::model::Sync::Full,
         max_concurrent_deploys: 4,
         public_url: None,
         outbox: OutboxConfig {

@@ -1,7 +1,7 @@
 //! Bad requests get the right 4xx, a message saying what was wrong, and no GitHub call.
 
-use deployhook::intake::MAX_WEBHOOK_BODY;
-use deployhook::signature::sign;
+use deployhook::webhook::intake::MAX_WEBHOOK_BODY;
+use deployhook::webhook::signature::sign;
 use reqwest::StatusCode;
 
 use crate::helpers::{SECRET, TestApp, body_json, fixture, spawn_app, spawn_app_with, summary};
@@ -249,8 +249,9 @@ async fn malformed_json_inside_a_form_payload_is_refused_with_its_position() {
 #[tokio::test]
 async fn a_delivery_signed_with_the_second_of_two_rotating_secrets_is_accepted() {
     let app = spawn_app_with(|config, _| {
-        config.webhook_secrets =
-            deployhook::signature::WebhookSecrets::from_list(&format!("new-secret,{SECRET}"));
+        config.webhook_secrets = deployhook::webhook::signature::WebhookSecrets::from_list(
+            &format!("new-secret,{SECRET}"),
+        );
     })
     .await;
     let response = app.post_webhook("ping", &fixture("ping.json")).await;

@@ -78,7 +78,7 @@ async fn a_merged_pull_request_from_a_fork_deploys_the_base_repository() {
 async fn the_configured_branch_environment_and_contexts_are_used() {
     let mut app = crate::helpers::spawn_app_with(|config, _| {
         config.environments[0].branch = Some("release/1.x".into());
-        config.environments[0].name = deployhook::ids::Environment::parse("staging").unwrap();
+        config.environments[0].name = deployhook::model::Environment::parse("staging").unwrap();
         config.environments[0].required_contexts = vec!["ci/build".into()];
     })
     .await;

@@ -1,0 +1,307 @@
+//! The command line's definition: every command, flag and environment variable, as clap
+//! parses them. Every setting of `serve` can come from a flag or from the environment
+//! variable named in `--help` (and in the README's table); `serve` reads the two secrets
+//! from the environment only, so they never show in `ps` or shell history. (`replay
+//! --secret` exists for trying things out.)
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::parse_duration;
+use crate::model::{OnInterrupt, Policy};
+
+/// A self-hosted deploy-on-merge server for GitHub.
+///
+/// Receives `pull_request`, `deployment` and `deployment_status` webhooks at
+/// `POST /event_handler`: a merged pull request creates a GitHub deployment, and the
+/// deployment event runs your deploy command and reports its statuses back to GitHub.
+/// Settings are read from flags, the environment, and a `.env` file in the working directory.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+pub struct Cli {
+    /// Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYHOOK_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server.
+    Serve(ServeArgs),
+    /// Sign a saved payload and post it to a running server, the way GitHub would.
+    Replay(ReplayArgs),
+    /// Validate a config file and print the environments it describes; errors name the
+    /// line and column.
+    CheckConfig(CheckConfigArgs),
+    /// After downtime: ask GitHub to send again the deliveries that failed and that
+    /// deployhook never recorded. A dry run unless --apply.
+    Redeliver(RedeliverArgs),
+    /// Create a deployment through GitHub's API (a manual deploy or a rollback); deployhook
+    /// runs it when GitHub sends the deployment event, like any other.
+    Deploy(DeployArgs),
+    /// List a repository's recent deployments and their latest state.
+    Deployments(DeploymentsArgs),
+}
+
+/// How the commands that call GitHub reach it. Credentials come from the environment
+/// (GITHUB_TOKEN, or GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY_FILE), as for `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct GitHubArgs {
+    /// Base URL of GitHub's REST API.
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("hook").required(true).args(["repo", "org", "app"]))]
+pub struct RedeliverArgs {
+    /// The repository whose webhook (--hook-id) missed deliveries.
+    #[arg(long, requires = "hook_id")]
+    pub repo: Option<String>,
+    /// The organisation whose webhook (--hook-id) missed deliveries.
+    #[arg(long, requires = "hook_id")]
+    pub org: Option<String>,
+    /// The GitHub App's own webhook (App mode).
+    #[arg(long)]
+    pub app: bool,
+    /// The webhook's id (Settings → Webhooks → the hook: the number in its URL; also sent
+    /// as X-GitHub-Hook-ID).
+    #[arg(long)]
+    pub hook_id: Option<u64>,
+    /// How far back to look. GitHub keeps about three days of deliveries.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub since: Duration,
+    /// Redeliver; without it, only print what would be redelivered.
+    #[arg(long)]
+    pub apply: bool,
+    /// deployhook's database, to skip what it recorded.
+    #[arg(long, env = "DEPLOYHOOK_DATABASE", default_value = "deployhook.db")]
+    pub database: PathBuf,
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    /// The repository, owner/name.
+    pub repo: String,
+    /// What to deploy: a branch, tag or commit SHA (an older one rolls back).
+    pub git_ref: String,
+    /// The environment to deploy to.
+    #[arg(long, short)]
+    pub environment: String,
+    /// The task (see `tasks` in the config file).
+    #[arg(long, default_value = "deploy")]
+    pub task: String,
+    /// Shown on GitHub.
+    #[arg(long)]
+    pub description: Option<String>,
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeploymentsArgs {
+    /// The repository, owner/name.
+    pub repo: String,
+    /// Only this environment's.
+    #[arg(long, short)]
+    pub environment: Option<String>,
+    /// How many, newest first.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub limit: u8,
+    #[command(flatten)]
+    pub github: GitHubArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckConfigArgs {
+    /// The config file to check.
+    #[arg(env = "DEPLOYHOOK_CONFIG", default_value = "deployhook.toml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of `serve`. The secrets are not here: `serve` reads them from the environment only.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = SERVE_AFTER_HELP)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "DEPLOYHOOK_LISTEN", default_value = "127.0.0.1:4567")]
+    pub listen: SocketAddr,
+
+    /// Accept unsigned deliveries. Anyone who can reach the server can then trigger deploys:
+    /// for local experiments only.
+    #[arg(long)]
+    pub insecure_skip_signature: bool,
+
+    /// Base URL of GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+
+    /// A config file describing the environments to deploy (see deployhook.example.toml).
+    /// Without one, the settings below up to --on-interrupt describe a single environment;
+    /// with one, they must not be set.
+    #[arg(long, env = "DEPLOYHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// The server's public base URL (https://deploy.example.com): statuses then carry a
+    /// `log_url` pointing at the deploy's log here. Unset: no `log_url`.
+    #[arg(long, env = "DEPLOYHOOK_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Environment that deployhook creates deployments for and deploys [default: production].
+    #[arg(long, env = "DEPLOYHOOK_ENVIRONMENT")]
+    pub environment: Option<String>,
+
+    /// Branch whose merged pull requests deploy [default: the repository's default branch].
+    #[arg(long, env = "DEPLOYHOOK_BRANCH")]
+    pub branch: Option<String>,
+
+    /// Commit status contexts GitHub must see passing before it creates a deployment
+    /// (comma-separated). Empty: deploy the merge commit without checking statuses.
+    #[arg(long, env = "DEPLOYHOOK_REQUIRED_CONTEXTS", value_delimiter = ',')]
+    pub required_contexts: Option<Vec<String>>,
+
+    /// The deploy command, split into words like a shell would and run without a shell.
+    /// It learns what to deploy from DEPLOYHOOK_* environment variables.
+    #[arg(long, env = "DEPLOY_COMMAND")]
+    pub deploy_command: Option<String>,
+
+    /// How long a deploy may run before it is stopped (SIGTERM, then SIGKILL) and reported
+    /// as `error`. Examples: 90s, 15m, 1h [default: 30m].
+    #[arg(long, env = "DEPLOYHOOK_DEPLOY_TIMEOUT", value_parser = parse_duration)]
+    pub deploy_timeout: Option<Duration>,
+
+    /// Names of server environment variables to copy into the deploy command's environment
+    /// (comma-separated). Nothing else of the server's environment reaches it but PATH,
+    /// HOME and LANG.
+    #[arg(long, env = "DEPLOYHOOK_PASS_ENV", value_delimiter = ',')]
+    pub pass_env: Option<Vec<String>>,
+
+    /// The SQLite database holding deliveries, the deploy queue and pending GitHub calls.
+    /// Created if missing. `:memory:` keeps nothing across restarts.
+    #[arg(long, env = "DEPLOYHOOK_DATABASE", default_value = "deployhook.db")]
+    pub database: String,
+
+    /// `full`: an acknowledged delivery survives a power cut (the database log is synced to
+    /// disk before the answer). `normal`: it survives any crash of deployhook, but a crash of
+    /// the machine may lose the last moments' deliveries; faster under heavy load.
+    #[arg(long, env = "DEPLOYHOOK_DATABASE_SYNC", default_value = "full")]
+    pub database_sync: crate::model::Sync,
+
+    /// Deploys that may run at once, across repositories and environments (one at a time
+    /// per repository + environment whatever this says).
+    #[arg(long, env = "DEPLOYHOOK_MAX_CONCURRENT_DEPLOYS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_deploys: u16,
+
+    /// When several deployments of one repository + environment wait: run only the newest
+    /// (`latest`; the others become `inactive`), or run each in order (`queue`)
+    /// [default: latest].
+    #[arg(long, env = "DEPLOYHOOK_POLICY")]
+    pub policy: Option<Policy>,
+
+    /// A deploy that was running when deployhook stopped: report it as `error` at the next
+    /// start, or run it again (`retry`; only for deploy commands safe to run twice)
+    /// [default: error].
+    #[arg(long, env = "DEPLOYHOOK_ON_INTERRUPT")]
+    pub on_interrupt: Option<OnInterrupt>,
+
+    /// How long a GitHub call (create a deployment, post a status) is retried while GitHub
+    /// is down or rate-limiting before it is given up.
+    #[arg(long, env = "DEPLOYHOOK_OUTBOX_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub outbox_max_age: Duration,
+
+    /// On SIGINT/SIGTERM, how long to wait for running deploys before exiting.
+    #[arg(long, env = "DEPLOYHOOK_SHUTDOWN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Shown under `serve --help`: the settings that are read from the environment only.
+const SERVE_AFTER_HELP: &str = "\
+Secrets, read from the environment (or .env) only:
+  GITHUB_WEBHOOK_SECRET  The webhook's secret; several comma-separated ones are all accepted
+                         (for rotation). Required unless --insecure-skip-signature.
+  GITHUB_TOKEN           Token for GitHub's REST API with Deployments: write.
+Or, to act as a GitHub App instead of GITHUB_TOKEN (see the README):
+  GITHUB_APP_ID                The App's id, or its client id (Iv…).
+  GITHUB_APP_PRIVATE_KEY_FILE  The App's private key (.pem) file.
+  GITHUB_APP_PRIVATE_KEY       Or the key itself (PEM; line breaks may be written \\n).
+Operators' access, optional (at least 16 characters each):
+  DEPLOYHOOK_ADMIN_TOKEN       Turns the dashboard at / on; signing in takes this token.
+  DEPLOYHOOK_METRICS_TOKEN     Makes /metrics require `Authorization: Bearer <token>`.";
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// File holding the payload; its bytes are sent exactly as they are.
+    pub file: PathBuf,
+
+    /// The event name to send as X-GitHub-Event (pull_request, deployment, ping, …).
+    #[arg(long)]
+    pub event: String,
+
+    /// The server's webhook URL.
+    #[arg(long, default_value = "http://127.0.0.1:4567/event_handler")]
+    pub url: String,
+
+    /// Secret to sign with [default: the first of GITHUB_WEBHOOK_SECRET]. Without either,
+    /// the request goes unsigned.
+    #[arg(long)]
+    pub secret: Option<String>,
+
+    /// Send `application/x-www-form-urlencoded` with the JSON in the `payload` field instead
+    /// of `application/json`.
+    #[arg(long)]
+    pub form: bool,
+
+    /// Value for X-GitHub-Hook-ID.
+    #[arg(long)]
+    pub hook_id: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_read_like_a_person_writes_them() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("fifteen").unwrap_err().contains("examples"));
+    }
+
+    #[test]
+    fn serve_defaults_match_the_readme() {
+        let cli = Cli::try_parse_from(["deployhook", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.listen.to_string(), "127.0.0.1:4567");
+        assert_eq!(args.database, "deployhook.db");
+        assert_eq!(args.max_concurrent_deploys, 4);
+        assert_eq!(Policy::default(), Policy::Latest);
+        assert_eq!(OnInterrupt::default(), OnInterrupt::Error);
+    }
+}

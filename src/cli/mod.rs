@@ -1,0 +1,56 @@
+//! The command line: its definition ([`args`]), and one module per command, each turning
+//! its arguments and the environment into the call of the library that does the work.
+//! [`run`] is the one `match` that dispatches them; `main.rs` only reads `.env`, parses,
+//! and calls it.
+//!
+//! May use: every other folder. Nothing imports `cli` but the binary.
+
+pub mod args;
+pub mod check_config;
+pub mod deploy;
+pub mod redeliver;
+pub mod replay;
+pub mod serve;
+pub mod telemetry;
+
+use std::process::ExitCode;
+
+pub use args::{
+    CheckConfigArgs, Cli, Command, DeployArgs, DeploymentsArgs, GitHubArgs, LogFormat,
+    RedeliverArgs, ReplayArgs, ServeArgs,
+};
+
+use crate::config::GitHubConfig;
+use crate::github::GitHubClient;
+use crate::model::RepoName;
+
+/// Runs `command` to its end; its exit code.
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
+        Command::CheckConfig(args) => check_config::run(&args),
+        Command::Redeliver(args) => redeliver::run(args).await,
+        Command::Deploy(args) => deploy::run(args).await,
+        Command::Deployments(args) => deploy::list(args).await,
+    }
+}
+
+/// Reads a setting from the process environment (and so from `.env`).
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The GitHub client of the commands, with the credentials `serve` would use.
+fn github(args: &GitHubArgs) -> anyhow::Result<GitHubClient> {
+    let auth = serve::github_auth(&process_env)?;
+    let config = GitHubConfig {
+        api_url: args.github_api_url.trim_end_matches('/').to_owned(),
+        auth,
+    };
+    GitHubClient::new(&config)
+}
+
+fn repository(name: &str) -> anyhow::Result<RepoName> {
+    RepoName::parse(name).map_err(|e| anyhow::anyhow!("{e}"))
+}

@@ -1,0 +1,380 @@
+//! `deployhook serve`'s settings turned into a [`Config`]: the arguments (flags or their
+//! environment variables), the config file when one is named, and the secrets, which are
+//! read from the environment only. Every refusal says what to set and how.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+
+use crate::cli::ServeArgs;
+use crate::config::{
+    Config, DEFAULT_TIMEOUT, EnvironmentConfig, GitHubAuth, GitHubConfig, OutboxConfig,
+};
+use crate::model::Environment;
+use crate::web::{Application, shutdown_signal};
+use crate::webhook::signature::WebhookSecrets;
+
+/// The shortest admin or metrics token accepted.
+const MIN_TOKEN_CHARS: usize = 16;
+/// The environment of the single-environment setup when none is named.
+const DEFAULT_ENVIRONMENT: &str = "production";
+
+/// The command: builds the configuration, binds, and serves until SIGINT or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = build_config(args, &super::process_env)?;
+    let app = Application::build(config).await?;
+    app.run_until(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads one of the environment-only settings (the secrets).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Validates `args`, reading `GITHUB_WEBHOOK_SECRET` and `GITHUB_TOKEN` through `env`.
+pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Config> {
+    let webhook_secrets = env("GITHUB_WEBHOOK_SECRET")
+        .as_deref()
+        .and_then(WebhookSecrets::from_list);
+    if webhook_secrets.is_none() && !args.insecure_skip_signature {
+        bail!(
+            "GITHUB_WEBHOOK_SECRET is not set: set it to the secret of the GitHub webhook \
+             (or pass --insecure-skip-signature to accept unsigned deliveries, for local \
+             experiments only)"
+        );
+    }
+    let auth = github_auth(env)?;
+    let environments = match &args.config {
+        Some(path) => {
+            refuse_environment_settings(&args)?;
+            crate::config::file::load(path)?
+        }
+        None => vec![environment_from_args(&args)?],
+    };
+    let public_url = match args.public_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(url) => Some(public_url(url)?),
+    };
+    Ok(Config {
+        listen: args.listen,
+        webhook_secrets: if args.insecure_skip_signature {
+            None
+        } else {
+            webhook_secrets
+        },
+        github: GitHubConfig {
+            api_url: args.github_api_url.trim_end_matches('/').to_owned(),
+            auth,
+        },
+        environments,
+        public_url,
+        database: args.database,
+        database_sync: args.database_sync,
+        max_concurrent_deploys: usize::from(args.max_concurrent_deploys),
+        outbox: OutboxConfig {
+            max_age: args.outbox_max_age,
+            ..OutboxConfig::default()
+        },
+        shutdown_timeout: args.shutdown_timeout,
+        admin_token: secret(env, "DEPLOYHOOK_ADMIN_TOKEN")?,
+        metrics_token: secret(env, "DEPLOYHOOK_METRICS_TOKEN")?,
+    })
+}
+
+/// An optional secret from the environment; too short a one is refused, since it guards
+/// what anyone on the network could otherwise read.
+fn secret(env: EnvLookup<'_>, name: &str) -> anyhow::Result<Option<SecretString>> {
+    let Some(value) = env(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        value.chars().count() >= MIN_TOKEN_CHARS,
+        "{name} is shorter than {MIN_TOKEN_CHARS} characters: use a long random value \
+         (openssl rand -hex 32)"
+    );
+    Ok(Some(SecretString::from(value)))
+}
+
+/// A token, or a GitHub App's id and key: exactly one of the two.
+pub fn github_auth(env: EnvLookup<'_>) -> anyhow::Result<GitHubAuth> {
+    let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let token = set("GITHUB_TOKEN");
+    let app_id = set("GITHUB_APP_ID");
+    let key_file = set("GITHUB_APP_PRIVATE_KEY_FILE");
+    let key = match (set("GITHUB_APP_PRIVATE_KEY"), &key_file) {
+        (Some(_), Some(_)) => {
+            bail!("GITHUB_APP_PRIVATE_KEY and GITHUB_APP_PRIVATE_KEY_FILE are both set: keep one")
+        }
+        // A PEM squeezed onto one line (systemd, .env) keeps its line breaks as `\n`.
+        (Some(pem), None) => Some(pem.replace("\\n", "\n")),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("could not read GITHUB_APP_PRIVATE_KEY_FILE {path}"))?,
+        ),
+        (None, None) => None,
+    };
+    match (token, app_id, key) {
+        (Some(_), Some(_), _) | (Some(_), None, Some(_)) => bail!(
+            "both GITHUB_TOKEN and a GitHub App (GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY…) are \
+             set: keep the App's settings and unset GITHUB_TOKEN to act as the App, or unset \
+             the GITHUB_APP_* variables to use the token"
+        ),
+        (Some(token), None, None) => {
+            anyhow::ensure!(
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_ok(),
+                "GITHUB_TOKEN contains characters that cannot be sent in a header (a stray \
+                 newline or quote?)"
+            );
+            Ok(GitHubAuth::Token(SecretString::from(token)))
+        }
+        (None, Some(app_id), Some(key)) => {
+            // Parsed now so a wrong key stops the server at start, not at the first deploy.
+            crate::github::AppCredentials::from_pem(&app_id, key.as_bytes())?;
+            Ok(GitHubAuth::App {
+                app_id: app_id.trim().to_owned(),
+                private_key: SecretString::from(key),
+            })
+        }
+        (None, Some(_), None) => bail!(
+            "GITHUB_APP_ID is set but not the App's private key: set GITHUB_APP_PRIVATE_KEY_FILE \
+             to the .pem file downloaded from the App's settings"
+        ),
+        (None, None, Some(_)) => bail!(
+            "the GitHub App's private key is set but not GITHUB_APP_ID: set it to the App's id \
+             (or client id), shown on the App's settings page"
+        ),
+        (None, None, None) => bail!(
+            "GITHUB_TOKEN is not set: deployhook needs a token with Deployments: write to \
+             create deployments and post their statuses (or a GitHub App: GITHUB_APP_ID and \
+             GITHUB_APP_PRIVATE_KEY_FILE)"
+        ),
+    }
+}
+
+/// The single environment described by flags and environment variables.
+fn environment_from_args(args: &ServeArgs) -> anyhow::Result<EnvironmentConfig> {
+    let command = match args.deploy_command.as_deref().map(str::trim) {
+        None | Some("") => bail!(
+            "DEPLOY_COMMAND is not set: set it to the command that deploys \
+             (for a first try, DEPLOY_COMMAND=examples/deploy.sh), or describe your \
+             environments in a config file (DEPLOYHOOK_CONFIG=deployhook.toml)"
+        ),
+        Some(line) => shell_words::split(line)
+            .with_context(|| format!("DEPLOY_COMMAND {line:?} cannot be split into words"))?,
+    };
+    let name = args.environment.as_deref().unwrap_or(DEFAULT_ENVIRONMENT);
+    let name = Environment::parse(name)
+        .context("DEPLOYHOOK_ENVIRONMENT is not a valid environment name")?;
+    let mut environment = EnvironmentConfig::new(name, command);
+    environment.branch = args.branch.clone().filter(|b| !b.trim().is_empty());
+    environment.required_contexts = non_empty(args.required_contexts.clone().unwrap_or_default());
+    environment.timeout = args.deploy_timeout.unwrap_or(DEFAULT_TIMEOUT);
+    environment.pass_env = non_empty(args.pass_env.clone().unwrap_or_default());
+    if let Some(problem) = environment
+        .pass_env
+        .iter()
+        .find_map(|name| crate::config::file::variable_name_problem(name))
+    {
+        bail!("DEPLOYHOOK_PASS_ENV: {problem}");
+    }
+    environment.policy = args.policy.unwrap_or_default();
+    environment.on_interrupt = args.on_interrupt.unwrap_or_default();
+    Ok(environment)
+}
+
+/// With a config file, the per-environment settings live in it: a flag or variable that
+/// would be silently ignored is an error instead.
+fn refuse_environment_settings(args: &ServeArgs) -> anyhow::Result<()> {
+    let set = [
+        ("DEPLOY_COMMAND", args.deploy_command.is_some()),
+        ("DEPLOYHOOK_ENVIRONMENT", args.environment.is_some()),
+        ("DEPLOYHOOK_BRANCH", args.branch.is_some()),
+        (
+            "DEPLOYHOOK_REQUIRED_CONTEXTS",
+            args.required_contexts.is_some(),
+        ),
+        ("DEPLOYHOOK_DEPLOY_TIMEOUT", args.deploy_timeout.is_some()),
+        ("DEPLOYHOOK_PASS_ENV", args.pass_env.is_some()),
+        ("DEPLOYHOOK_POLICY", args.policy.is_some()),
+        ("DEPLOYHOOK_ON_INTERRUPT", args.on_interrupt.is_some()),
+    ];
+    let names: Vec<&str> = set.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+    if !names.is_empty() {
+        bail!(
+            "{} set as well as the config file: with a config file, each environment's \
+             settings go in its [[environment]] table; unset {}",
+            names.join(", "),
+            if names.len() == 1 { "it" } else { "them" }
+        );
+    }
+    Ok(())
+}
+
+/// `DEPLOYHOOK_PUBLIC_URL`: an http(s) URL, kept without its trailing slash.
+fn public_url(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url)
+        .with_context(|| format!("DEPLOYHOOK_PUBLIC_URL {url:?} is not a URL"))?;
+    anyhow::ensure!(
+        matches!(parsed.scheme(), "http" | "https") && parsed.query().is_none(),
+        "DEPLOYHOOK_PUBLIC_URL {url:?} must be an http(s) URL without a query, such as \
+         https://deploy.example.com"
+    );
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Drops the empty entries a comma-separated setting yields for "" or "a,,b".
+fn non_empty(list: Vec<String>) -> Vec<String> {
+    list.into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> ServeArgs {
+        let argv = [
+            "deployhook",
+            "serve",
+            "--deploy-command",
+            "./deploy.sh --fast 'two words'",
+        ];
+        let cli = Cli::try_parse_from(argv.iter().chain(extra)).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        args
+    }
+
+    fn env_with(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    const BOTH: &[(&str, &str)] = &[
+        ("GITHUB_WEBHOOK_SECRET", "s3cret"),
+        ("GITHUB_TOKEN", "ghp_x"),
+    ];
+
+    #[test]
+    fn the_deploy_command_is_split_like_a_shell_would() {
+        let config = build_config(args(&[]), &env_with(BOTH)).unwrap();
+        assert_eq!(
+            config.environments[0].command,
+            ["./deploy.sh", "--fast", "two words"]
+        );
+    }
+
+    #[test]
+    fn serve_refuses_to_start_without_a_secret_unless_told_to_skip_signatures() {
+        let env = env_with(&[("GITHUB_TOKEN", "ghp_x")]);
+        let err = build_config(args(&[]), &env).unwrap_err();
+        assert!(err.to_string().contains("GITHUB_WEBHOOK_SECRET"), "{err}");
+        let config = build_config(args(&["--insecure-skip-signature"]), &env).unwrap();
+        assert!(config.webhook_secrets.is_none());
+    }
+
+    #[test]
+    fn serve_refuses_to_start_without_a_token() {
+        let env = env_with(&[("GITHUB_WEBHOOK_SECRET", "s3cret")]);
+        let err = build_config(args(&[]), &env).unwrap_err();
+        assert!(err.to_string().contains("GITHUB_TOKEN"), "{err}");
+    }
+
+    #[test]
+    fn comma_separated_settings_drop_empty_entries() {
+        let extra = ["--required-contexts", "ci/build,, lint", "--pass-env", ""];
+        let config = build_config(args(&extra), &env_with(BOTH)).unwrap();
+        assert_eq!(
+            config.environments[0].required_contexts,
+            ["ci/build", "lint"]
+        );
+        assert!(config.environments[0].pass_env.is_empty());
+    }
+
+    #[test]
+    fn debug_output_of_the_config_shows_no_secret() {
+        let config = build_config(args(&[]), &env_with(BOTH)).unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("ghp_x"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_token_and_an_app_together_are_refused_saying_which_to_drop() {
+        let env = env_with(&[
+            ("GITHUB_WEBHOOK_SECRET", "s3cret"),
+            ("GITHUB_TOKEN", "ghp_x"),
+            ("GITHUB_APP_ID", "123456"),
+            ("GITHUB_APP_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----"),
+        ]);
+        let err = build_config(args(&[]), &env).unwrap_err().to_string();
+        assert!(
+            err.contains("unset GITHUB_TOKEN to act as the App"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn half_an_app_configuration_says_what_is_missing() {
+        let id_only = env_with(&[("GITHUB_WEBHOOK_SECRET", "s"), ("GITHUB_APP_ID", "1")]);
+        let err = build_config(args(&[]), &id_only).unwrap_err().to_string();
+        assert!(err.contains("GITHUB_APP_PRIVATE_KEY_FILE"), "{err}");
+        let missing_file = env_with(&[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("GITHUB_APP_ID", "1"),
+            ("GITHUB_APP_PRIVATE_KEY_FILE", "/nonexistent/app.pem"),
+        ]);
+        let err = format!("{:#}", build_config(args(&[]), &missing_file).unwrap_err());
+        assert!(
+            err.contains("could not read GITHUB_APP_PRIVATE_KEY_FILE /nonexistent/app.pem"),
+            "{err}"
+        );
+        let bad_key = env_with(&[
+            ("GITHUB_WEBHOOK_SECRET", "s"),
+            ("GITHUB_APP_ID", "1"),
+            ("GITHUB_APP_PRIVATE_KEY", "not a key"),
+        ]);
+        let err = build_config(args(&[]), &bad_key).unwrap_err().to_string();
+        assert!(
+            err.contains("not an RSA private key") && !err.contains("not a key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_config_file_and_single_environment_settings_are_not_mixed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deployhook.toml");
+        std::fs::write(
+            &path,
+            "[[environment]]\nname = \"staging\"\nrepositories = [\"acme/*\"]\ncommand = [\"./d\"]\n",
+        )
+        .unwrap();
+        let config_arg = path.display().to_string();
+        let err = build_config(args(&["--config", &config_arg]), &env_with(BOTH))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("DEPLOY_COMMAND set as well as the config file"),
+            "{err}"
+        );
+
+        let cli = Cli::try_parse_from(["deployhook", "serve", "--config", &config_arg]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let config = build_config(args, &env_with(BOTH)).unwrap();
+        assert_eq!(config.environments.len(), 1);
+        assert_eq!(config.environments[0].name.as_ref(), "staging");
+    }
+}

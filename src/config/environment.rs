@@ -1,0 +1,164 @@
+//! One deploy environment's settings, as validated from the config file or the
+//! single-environment variables: which repositories and merges deploy to it, and how its
+//! deploy command runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT};
+use crate::model::{DEPLOY_TASK, DeployJob, Environment, OnInterrupt, Policy, RepoName};
+
+/// One environment: which merges deploy to it, and how its deploys run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvironmentConfig {
+    pub name: Environment,
+    /// Repositories whose deployments this environment runs; never empty.
+    pub repositories: Vec<RepoPattern>,
+    /// `None`: each repository's default branch.
+    pub branch: Option<String>,
+    /// Whether a merged pull request creates a deployment to this environment (otherwise
+    /// only deployments made by hand run here).
+    pub deploy_on_merge: bool,
+    pub required_contexts: Vec<String>,
+    /// The `deploy` task's argv; never empty.
+    pub command: Vec<String>,
+    /// Other tasks' argvs, by task name.
+    pub tasks: BTreeMap<String, Vec<String>>,
+    /// `None`: the server's working directory.
+    pub working_directory: Option<PathBuf>,
+    pub timeout: Duration,
+    /// With `{sha}`, `{ref}` and `{environment}` placeholders.
+    pub environment_url: Option<String>,
+    pub policy: Policy,
+    pub on_interrupt: OnInterrupt,
+    /// Extra variables for the deploy command.
+    pub env: EnvVars,
+    /// Server environment variables copied into the deploy command's environment.
+    pub pass_env: Vec<String>,
+    pub production_environment: Option<bool>,
+    pub transient_environment: Option<bool>,
+    /// Bytes of output kept per run: the first and the last half of it.
+    pub log_limit: usize,
+}
+
+impl EnvironmentConfig {
+    /// An environment with the defaults, running `command` for any repository.
+    pub fn new(name: Environment, command: Vec<String>) -> Self {
+        Self {
+            name,
+            repositories: vec![RepoPattern::Any],
+            branch: None,
+            deploy_on_merge: true,
+            required_contexts: vec![],
+            command,
+            tasks: BTreeMap::new(),
+            working_directory: None,
+            timeout: DEFAULT_TIMEOUT,
+            environment_url: None,
+            policy: Policy::default(),
+            on_interrupt: OnInterrupt::default(),
+            env: EnvVars::default(),
+            pass_env: vec![],
+            production_environment: None,
+            transient_environment: None,
+            log_limit: DEFAULT_LOG_LIMIT,
+        }
+    }
+
+    /// Whether deployments of `repo` run here.
+    pub fn accepts(&self, repo: &RepoName) -> bool {
+        self.repositories.iter().any(|p| p.matches(repo))
+    }
+
+    /// The argv that runs `task`.
+    pub fn command_for(&self, task: &str) -> Option<&[String]> {
+        if task == DEPLOY_TASK {
+            return Some(&self.command);
+        }
+        self.tasks.get(task).map(Vec::as_slice)
+    }
+
+    /// The tasks this environment runs, for an error message.
+    pub fn task_names(&self) -> String {
+        std::iter::once(DEPLOY_TASK)
+            .chain(self.tasks.keys().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The `environment_url` for `job`, placeholders filled in.
+    pub fn environment_url_for(&self, job: &DeployJob) -> Option<String> {
+        let url = self.environment_url.as_deref()?;
+        Some(
+            url.replace("{sha}", job.sha.as_ref())
+                .replace("{ref}", &job.git_ref)
+                .replace("{environment}", job.environment.as_ref()),
+        )
+    }
+}
+
+/// The environment named `name`, if configured.
+pub fn find_environment<'a>(
+    environments: &'a [EnvironmentConfig],
+    name: &str,
+) -> Option<&'a EnvironmentConfig> {
+    environments.iter().find(|e| e.name.as_ref() == name)
+}
+
+/// The `env` of an environment. Its values may be credentials, so `Debug` shows the names
+/// only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EnvVars(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for EnvVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// An entry of `repositories`: `owner/name`, `owner/*`, or (environment-variable setup) any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoPattern {
+    Any,
+    /// Lowercase: GitHub's names are case-insensitive.
+    Exact(String),
+    /// Every repository of this owner, lowercase.
+    Owner(String),
+}
+
+impl RepoPattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let pattern = match s.strip_suffix("/*") {
+            Some(owner) => {
+                RepoName::parse(&format!("{owner}/x")).map(|_| Self::Owner(owner.into()))
+            }
+            None => RepoName::parse(s).map(|_| Self::Exact(s.into())),
+        };
+        pattern
+            .map(|p| match p {
+                Self::Exact(s) => Self::Exact(s.to_ascii_lowercase()),
+                Self::Owner(s) => Self::Owner(s.to_ascii_lowercase()),
+                Self::Any => Self::Any,
+            })
+            .map_err(|_| format!("{s:?} is not a repository: expected owner/name or owner/*"))
+    }
+
+    pub fn matches(&self, repo: &RepoName) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Exact(name) => repo.as_ref().eq_ignore_ascii_case(name),
+            Self::Owner(owner) => repo.owner().eq_ignore_ascii_case(owner),
+        }
+    }
+}
+
+impl std::fmt::Display for RepoPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("any repository"),
+            Self::Exact(name) => f.write_str(name),
+            Self::Owner(owner) => write!(f, "{owner}/*"),
+        }
+    }
+}

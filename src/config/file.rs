@@ -1,0 +1,290 @@
+//! `deployhook.toml`: the environments deployhook deploys, one `[[environment]]` table each.
+//! Parsing is strict — an unknown key, a bad value or a duplicate environment is an error
+//! naming the file, line and column — because a typo in a deploy server's configuration
+//! should stop it at start, not surface as a deploy that quietly did something else.
+//! `deployhook check-config` and `serve` both read the file through [`load`].
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT, EnvironmentConfig, RepoPattern};
+use crate::model::DEPLOY_TASK;
+use crate::model::Environment;
+use crate::model::{OnInterrupt, Policy};
+
+/// The smallest per-run log limit: room for a useful head and tail.
+const MIN_LOG_LIMIT: u64 = 4 * 1024;
+/// Placeholders `environment_url` may use.
+const URL_PLACEHOLDERS: [&str; 3] = ["{sha}", "{ref}", "{environment}"];
+
+/// A problem in the file, with where it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}:{line}:{column}: {message}")]
+pub struct ConfigFileError {
+    pub origin: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(rename = "environment", default)]
+    environments: Vec<Spanned<FileEnvironment>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEnvironment {
+    name: Spanned<String>,
+    repositories: Vec<Spanned<String>>,
+    command: Spanned<Vec<String>>,
+    #[serde(default)]
+    tasks: BTreeMap<String, Spanned<Vec<String>>>,
+    branch: Option<String>,
+    #[serde(default = "yes")]
+    deploy_on_merge: bool,
+    #[serde(default)]
+    required_contexts: Vec<String>,
+    working_directory: Option<PathBuf>,
+    timeout: Option<Spanned<String>>,
+    environment_url: Option<Spanned<String>>,
+    #[serde(default)]
+    policy: Policy,
+    #[serde(default)]
+    on_interrupt: OnInterrupt,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+    #[serde(default)]
+    pass_env: Vec<Spanned<String>>,
+    production_environment: Option<bool>,
+    transient_environment: Option<bool>,
+    log_limit: Option<Spanned<u64>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> anyhow::Result<Vec<EnvironmentConfig>> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        anyhow::anyhow!("could not read the config file {}: {err}", path.display())
+    })?;
+    Ok(parse(&text, &path.display().to_string())?)
+}
+
+/// Validates the text of a config file; `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> Result<Vec<EnvironmentConfig>, ConfigFileError> {
+    let error = |span: Option<Range<usize>>, message: String| {
+        let (line, column) = span.map_or((1, 1), |s| position(text, s.start));
+        ConfigFileError {
+            origin: origin.to_owned(),
+            line,
+            column,
+            message,
+        }
+    };
+    let file: File = toml::from_str(text).map_err(|e| error(e.span(), e.message().to_owned()))?;
+    if file.environments.is_empty() {
+        return Err(error(
+            None,
+            "no [[environment]] table: the file must describe at least one environment".into(),
+        ));
+    }
+    let mut environments: Vec<EnvironmentConfig> = Vec::new();
+    let mut first_seen: BTreeMap<String, usize> = BTreeMap::new();
+    for table in file.environments {
+        let name_span = table.get_ref().name.span();
+        let environment = validate(table.into_inner()).map_err(|(span, m)| error(Some(span), m))?;
+        let name = environment.name.to_string();
+        if let Some(line) = first_seen.get(&name) {
+            return Err(error(
+                Some(name_span),
+                format!("duplicate environment {name:?} (first defined at line {line})"),
+            ));
+        }
+        first_seen.insert(name, position(text, name_span.start).0);
+        environments.push(environment);
+    }
+    Ok(environments)
+}
+
+type Invalid = (Range<usize>, String);
+
+/// Checks one `[[environment]]` table's values and builds its configuration.
+fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Invalid> {
+    let name =
+        Environment::parse(file.name.get_ref()).map_err(|e| (file.name.span(), e.to_string()))?;
+    let repositories = file
+        .repositories
+        .iter()
+        .map(|r| RepoPattern::parse(r.get_ref()).map_err(|e| (r.span(), e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if repositories.is_empty() {
+        return Err((
+            file.name.span(),
+            format!("environment {name}: `repositories` is empty, so nothing would deploy"),
+        ));
+    }
+    let command = argv(&file.command, "command")?;
+    let mut tasks = BTreeMap::new();
+    for (task, command) in &file.tasks {
+        if task == DEPLOY_TASK {
+            return Err((
+                command.span(),
+                "task \"deploy\" runs `command`; set it there".to_owned(),
+            ));
+        }
+        tasks.insert(task.clone(), argv(command, "a task's command")?);
+    }
+    let timeout = match &file.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(text) => duration(text)?,
+    };
+    if let Some(url) = &file.environment_url {
+        check_placeholders(url)?;
+    }
+    let mut env = BTreeMap::new();
+    for (key, value) in file.env {
+        check_variable_name(&key)?;
+        env.insert(key.into_inner(), value);
+    }
+    for name in &file.pass_env {
+        check_variable_name(name)?;
+    }
+    let log_limit = match file.log_limit {
+        None => DEFAULT_LOG_LIMIT,
+        Some(limit) if *limit.get_ref() < MIN_LOG_LIMIT => {
+            return Err((
+                limit.span(),
+                format!("log_limit must be at least {MIN_LOG_LIMIT} bytes"),
+            ));
+        }
+        Some(limit) => usize::try_from(limit.into_inner()).unwrap_or(usize::MAX),
+    };
+    Ok(EnvironmentConfig {
+        name,
+        repositories,
+        branch: file.branch.filter(|b| !b.trim().is_empty()),
+        deploy_on_merge: file.deploy_on_merge,
+        required_contexts: file.required_contexts,
+        command,
+        tasks,
+        working_directory: file.working_directory,
+        timeout,
+        environment_url: file.environment_url.map(Spanned::into_inner),
+        policy: file.policy,
+        on_interrupt: file.on_interrupt,
+        env: crate::config::EnvVars(env),
+        pass_env: file.pass_env.into_iter().map(Spanned::into_inner).collect(),
+        production_environment: file.production_environment,
+        transient_environment: file.transient_environment,
+        log_limit,
+    })
+}
+
+fn argv(command: &Spanned<Vec<String>>, what: &str) -> Result<Vec<String>, Invalid> {
+    match command.get_ref().first() {
+        Some(program) if !program.trim().is_empty() => Ok(command.get_ref().clone()),
+        _ => Err((
+            command.span(),
+            format!("{what} must name a program: [\"./deploy.sh\", \"--flag\"]"),
+        )),
+    }
+}
+
+fn duration(text: &Spanned<String>) -> Result<Duration, Invalid> {
+    let parsed = crate::config::parse_duration(text.get_ref()).map_err(|e| (text.span(), e))?;
+    if parsed.is_zero() {
+        return Err((text.span(), "timeout must be longer than 0s".to_owned()));
+    }
+    Ok(parsed)
+}
+
+fn check_placeholders(url: &Spanned<String>) -> Result<(), Invalid> {
+    let mut rest = url.get_ref().as_str();
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').map(|e| start + e + 1);
+        let placeholder = end.map(|end| &rest[start..end]);
+        match placeholder {
+            Some(p) if URL_PLACEHOLDERS.contains(&p) => rest = &rest[start + p.len()..],
+            _ => {
+                return Err((
+                    url.span(),
+                    format!(
+                        "environment_url: unknown placeholder {}; known: {}",
+                        placeholder.unwrap_or(&rest[start..]),
+                        URL_PLACEHOLDERS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A variable the deploy command's environment can hold, and not one deployhook sets.
+fn check_variable_name(name: &Spanned<String>) -> Result<(), Invalid> {
+    match variable_name_problem(name.get_ref()) {
+        Some(problem) => Err((name.span(), problem)),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with `text` as the name of a variable for the deploy command, if anything:
+/// not a name, or one of deployhook's own (`DEPLOYHOOK_*`: the job's variables, and the
+/// server's tokens, which must not be passed on).
+pub fn variable_name_problem(text: &str) -> Option<String> {
+    let valid = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !text.starts_with(|c: char| c.is_ascii_digit());
+    if !valid {
+        return Some(format!(
+            "{text:?} is not a variable name (letters, digits and _)"
+        ));
+    }
+    text.starts_with("DEPLOYHOOK_")
+        .then(|| format!("{text} is deployhook's own variable; choose another name"))
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// One line describing an environment, for `check-config`.
+pub fn summary(environment: &EnvironmentConfig) -> String {
+    let repositories: Vec<String> = environment
+        .repositories
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let on_merge = match (&environment.branch, environment.deploy_on_merge) {
+        (_, false) => "deployments made by hand only".to_owned(),
+        (Some(branch), true) => format!("merges into {branch}"),
+        (None, true) => "merges into the default branch".to_owned(),
+    };
+    format!(
+        "  {}: {} from {}; runs {:?} (tasks: {}), timeout {}, policy {}",
+        environment.name,
+        on_merge,
+        repositories.join(", "),
+        environment.command,
+        environment.task_names(),
+        humantime::format_duration(environment.timeout),
+        format!("{:?}", environment.policy).to_lowercase(),
+    )
+}
+
+#[cfg(test)]
+mod tests;

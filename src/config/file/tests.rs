@@ -1,0 +1,125 @@
+use super::*;
+
+const VALID: &str = r#"
+[[environment]]
+name = "staging"
+repositories = ["acme/*"]
+command = ["./deploy.sh", "staging"]
+timeout = "10m"
+environment_url = "https://staging.example.com/?sha={sha}"
+env = { RAILS_ENV = "staging", API_KEY = "s3cr3t-value" }
+pass_env = ["SSH_AUTH_SOCK"]
+transient_environment = true
+
+[environment.tasks]
+"deploy:migrate" = ["./migrate.sh"]
+
+[[environment]]
+name = "production"
+repositories = ["acme/widgets"]
+branch = "release"
+command = ["./deploy.sh", "production"]
+policy = "queue"
+on_interrupt = "retry"
+production_environment = true
+log_limit = 65536
+"#;
+
+fn error(text: &str) -> ConfigFileError {
+    parse(text, "deployhook.toml").unwrap_err()
+}
+
+#[test]
+fn a_valid_file_describes_each_environment_with_defaults_filled_in() {
+    let environments = parse(VALID, "deployhook.toml").unwrap();
+    let [staging, production] = environments.as_slice() else {
+        panic!("{environments:?}");
+    };
+    assert_eq!(staging.name.as_ref(), "staging");
+    assert_eq!(staging.timeout, Duration::from_secs(600));
+    assert_eq!(staging.policy, Policy::Latest);
+    assert_eq!(staging.env.0["RAILS_ENV"], "staging");
+    let shown = format!("{staging:?}");
+    assert!(
+        shown.contains("API_KEY") && !shown.contains("s3cr3t-value"),
+        "{shown}"
+    );
+    assert_eq!(
+        staging.command_for("deploy:migrate"),
+        Some(&["./migrate.sh".to_owned()][..])
+    );
+    assert_eq!(staging.transient_environment, Some(true));
+    assert_eq!(production.branch.as_deref(), Some("release"));
+    assert_eq!(production.policy, Policy::Queue);
+    assert_eq!(production.on_interrupt, OnInterrupt::Retry);
+    assert_eq!(production.timeout, DEFAULT_TIMEOUT);
+    assert_eq!(production.log_limit, 65536);
+    assert!(production.deploy_on_merge);
+    assert!(production.command_for("deploy:migrate").is_none());
+}
+
+#[test]
+fn an_unknown_key_is_reported_with_its_line_and_column() {
+    let err = error("[[environment]]\nname = \"p\"\nrepositories = [\"a/b\"]\ncomand = [\"x\"]\n");
+    assert_eq!((err.line, err.column), (4, 1), "{err}");
+    assert!(err.message.contains("unknown field `comand`"), "{err}");
+    assert!(
+        err.to_string().starts_with("deployhook.toml:4:1: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_duration_is_reported_at_its_value() {
+    let text = "[[environment]]\nname = \"p\"\nrepositories = [\"a/b\"]\ncommand = [\"x\"]\ntimeout = \"fifteen minutes\"\n";
+    let err = error(text);
+    assert_eq!((err.line, err.column), (5, 11), "{err}");
+    assert!(err.message.contains("examples: 90s, 15m"), "{err}");
+}
+
+#[test]
+fn a_duplicate_environment_names_where_the_first_one_is() {
+    let table =
+        "[[environment]]\nname = \"production\"\nrepositories = [\"a/b\"]\ncommand = [\"x\"]\n";
+    let err = error(&format!("{table}\n{table}"));
+    assert_eq!((err.line, err.column), (7, 8), "{err}");
+    assert!(
+        err.message
+            .contains("duplicate environment \"production\" (first defined at line 2)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn values_that_cannot_work_are_refused_with_a_reason() {
+    let base = "[[environment]]\nname = \"p\"\nrepositories = [\"a/b\"]\ncommand = [\"x\"]\n";
+    let cases = [
+        ("repositories = [\"not a repo\"]", "is not a repository"),
+        ("command = []", "must name a program"),
+        ("policy = \"newest\"", "unknown variant `newest`"),
+        (
+            "environment_url = \"https://x/{branch}\"",
+            "unknown placeholder {branch}",
+        ),
+        (
+            "env = { DEPLOYHOOK_SHA = \"x\" }",
+            "deployhook's own variable",
+        ),
+        ("pass_env = [\"A-B\"]", "is not a variable name"),
+        ("log_limit = 10", "at least"),
+        ("tasks = { deploy = [\"y\"] }", "runs `command`"),
+    ];
+    for (line, why) in cases {
+        let key = line.split(' ').next().unwrap();
+        let text: String = base
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{key} ")))
+            .chain([line])
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let err = error(&text);
+        assert!(err.message.contains(why), "{line}: {err}");
+    }
+    let err = error("# nothing yet\n");
+    assert!(err.message.contains("at least one environment"), "{err}");
+}

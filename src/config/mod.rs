@@ -1,0 +1,129 @@
+//! The server's validated configuration: built once at start — by the command line, from
+//! its arguments, the config file (`deployhook.toml`, when given) and the secrets in the
+//! environment — then shared read-only. Tests build it directly. This module knows nothing
+//! of the command line: `cli::serve` turns arguments into a [`Config`].
+//!
+//! May use: `model`, and `webhook::signature` for the secrets' type.
+
+pub mod environment;
+pub mod file;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::model::Sync;
+use crate::webhook::signature::WebhookSecrets;
+
+pub use environment::{EnvVars, EnvironmentConfig, RepoPattern, find_environment};
+
+/// How long a deploy may run unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How much of one run's output is kept unless configured otherwise (its head and tail).
+pub const DEFAULT_LOG_LIMIT: usize = 1024 * 1024;
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `None` only when started with `--insecure-skip-signature`.
+    pub webhook_secrets: Option<WebhookSecrets>,
+    pub github: GitHubConfig,
+    /// The environments deployhook deploys: never empty, names unique.
+    pub environments: Vec<EnvironmentConfig>,
+    /// The server's address as GitHub users reach it, without a trailing slash: the base
+    /// of the `log_url` of statuses. `None`: statuses carry no `log_url`.
+    pub public_url: Option<String>,
+    /// Path of the SQLite database, or `:memory:` (`store::IN_MEMORY`).
+    pub database: String,
+    pub database_sync: Sync,
+    /// Deploys running at once, across repositories and environments.
+    pub max_concurrent_deploys: usize,
+    pub outbox: OutboxConfig,
+    /// How long shutdown waits for running deploys.
+    pub shutdown_timeout: Duration,
+    /// Opens the dashboard (`DEPLOYHOOK_ADMIN_TOKEN`); `None`: the dashboard is off.
+    pub admin_token: Option<SecretString>,
+    /// Required as a bearer token by `/metrics` when set (`DEPLOYHOOK_METRICS_TOKEN`).
+    pub metrics_token: Option<SecretString>,
+}
+
+/// How to reach GitHub's REST API.
+#[derive(Debug, Clone)]
+pub struct GitHubConfig {
+    /// Without a trailing slash.
+    pub api_url: String,
+    pub auth: GitHubAuth,
+}
+
+/// Who deployhook is to GitHub. `SecretString`'s `Debug` prints `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub enum GitHubAuth {
+    /// A personal access token (`GITHUB_TOKEN`).
+    Token(SecretString),
+    /// A GitHub App: its id and private key (PEM); calls carry installation tokens.
+    App {
+        app_id: String,
+        private_key: SecretString,
+    },
+}
+
+impl GitHubConfig {
+    /// Token authentication against `api_url`.
+    pub fn with_token(api_url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            api_url: api_url.into(),
+            auth: GitHubAuth::Token(SecretString::from(token.into())),
+        }
+    }
+
+    /// GitHub's web address for this API: `https://github.com`, or a GitHub Enterprise
+    /// Server's host for its `https://HOST/api/v3`.
+    pub fn web_url(&self) -> String {
+        let api = self.api_url.trim_end_matches('/');
+        if let Some(host) = api.strip_suffix("/api/v3") {
+            return host.to_owned();
+        }
+        api.replace("://api.", "://")
+    }
+
+    /// deployhook's own app id, in App mode.
+    pub fn app_id(&self) -> Option<&str> {
+        match &self.auth {
+            GitHubAuth::Token(_) => None,
+            GitHubAuth::App { app_id, .. } => Some(app_id),
+        }
+    }
+}
+
+/// How patiently failed GitHub calls are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxConfig {
+    /// Wait before the first retry; doubled for each further one.
+    pub first_retry: Duration,
+    /// The longest wait between two attempts.
+    pub max_retry: Duration,
+    /// A call still failing this long after it was queued is given up.
+    pub max_age: Duration,
+    /// The first wait after a secondary rate limit that named no wait; doubled for each
+    /// further one. GitHub asks for at least a minute.
+    pub secondary_rate_limit: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            first_retry: Duration::from_secs(1),
+            max_retry: Duration::from_secs(10 * 60),
+            max_age: Duration::from_secs(24 * 60 * 60),
+            secondary_rate_limit: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Parses `90s`, `15m`, `1h 30m`…: durations as the command line and the config file take
+/// them.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 90s, 15m, 1h)"))
+}

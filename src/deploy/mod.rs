@@ -1,0 +1,11 @@
+//! Running deploys: the [`worker`] claims queued jobs from the store (one at a time per
+//! repository and environment) and records how they end, the [`runner`] runs a job's
+//! command (argv, clean environment, process group, timeout), and [`log`] keeps its output,
+//! bounded, and serves it live.
+//!
+//! May use: `github` (to wake the outbox worker), `store`, `config`, `metrics`, `health`,
+//! `model`.
+
+pub mod log;
+pub mod runner;
+pub mod worker;

@@ -1,0 +1,273 @@
+//! The deploy worker: claims queued jobs from the database and runs them — the slow half
+//! of the guide's `process_deployment`. At most one job per repository + environment runs
+//! at a time, and at most `max_concurrent` in all. Each claim and each finish is one
+//! transaction that also queues the status reporting it, so the outbox tells GitHub
+//! `in_progress`, then `success`, `failure` or `error`, in that order.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::{EnvironmentConfig, find_environment};
+use crate::deploy::log::{LogHub, LogWriter};
+use crate::deploy::runner::{RunOutcome, RunSpec, kill_leftover, process_identity};
+use crate::github::outbox_worker::OutboxWorker;
+use crate::health::Liveness;
+use crate::metrics::Metrics;
+use crate::model::{DeployJob, DeploymentState, OnInterrupt, Policy};
+use crate::store::jobs::{self, Claimed};
+use crate::store::{Store, StoreError, now_ms};
+
+/// The longest the worker sleeps without looking at the queue.
+const IDLE_POLL: Duration = Duration::from_secs(30);
+
+/// Runs queued deploys. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DeployWorker {
+    store: Store,
+    environments: Arc<[EnvironmentConfig]>,
+    /// Deploys running at once, across repositories and environments.
+    max_concurrent: usize,
+    outbox: OutboxWorker,
+    logs: LogHub,
+    metrics: Arc<Metrics>,
+    /// Set while [`DeployWorker::run`] loops: what `/readyz` reports.
+    alive: Liveness,
+    wake: Arc<Notify>,
+    running: TaskTracker,
+    /// Cancelled when shutdown can wait no longer for running deploys.
+    abort: CancellationToken,
+}
+
+impl DeployWorker {
+    pub fn new(
+        store: Store,
+        environments: Arc<[EnvironmentConfig]>,
+        max_concurrent: usize,
+        outbox: OutboxWorker,
+        logs: LogHub,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            environments,
+            max_concurrent,
+            outbox,
+            logs,
+            metrics,
+            alive: Liveness::default(),
+            wake: Arc::new(Notify::new()),
+            running: TaskTracker::new(),
+            abort: CancellationToken::new(),
+        }
+    }
+
+    /// Whether the queue loop runs.
+    pub fn is_alive(&self) -> bool {
+        self.alive.is_alive()
+    }
+
+    /// Tells the worker a job was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// At start, before any job runs: settles the jobs a previous process left running.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        // Their commands may still run, in process groups of their own: stop them first, so
+        // the next deploy of the same repository and environment never runs beside one.
+        for (deployment, pgid, identity) in self.store.write(jobs::running_processes).await? {
+            if kill_leftover(pgid, &identity) {
+                tracing::warn!(
+                    deployment,
+                    pgid,
+                    "stopped the command of deploy {deployment}, left running by the previous \
+                     deployhook"
+                );
+            }
+        }
+        let environments = self.environments.clone();
+        let on_interrupt = move |name: &str| {
+            find_environment(&environments, name).map_or(OnInterrupt::Error, |e| e.on_interrupt)
+        };
+        let now = now_ms();
+        let count = self
+            .store
+            .write(move |c| jobs::recover_interrupted(c, on_interrupt, now))
+            .await?;
+        if count > 0 {
+            tracing::warn!(
+                "{count} deploy(s) were running when deployhook stopped: reported as error, \
+                 or queued again where the environment says on_interrupt = \"retry\""
+            );
+        }
+        Ok(count)
+    }
+
+    /// Starts jobs as they become runnable, until `stop` is cancelled. Jobs already running
+    /// go on; wait for them with [`DeployWorker::finish_running`].
+    pub async fn run(self, stop: CancellationToken) {
+        let _alive = self.alive.mark();
+        loop {
+            if let Err(err) = self.start_due().await {
+                tracing::error!("could not claim deploys: {err}");
+            }
+            tokio::select! {
+                // Stopping wins over a wake-up that came at the same moment.
+                biased;
+                () = stop.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    /// Claims the jobs that may start now and starts them in the background; returns how
+    /// many started. The seam for driving the queue without the background loop.
+    pub async fn start_due(&self) -> Result<usize, StoreError> {
+        let max = self.max_concurrent;
+        let environments = self.environments.clone();
+        let now = now_ms();
+        let claimed = self
+            .store
+            .write(move |c| {
+                let find = |name: &str| find_environment(&environments, name);
+                let policy = |name: &str| find(name).map_or(Policy::Queue, |e| e.policy);
+                let claimed = jobs::claim(c, max, policy, now)?;
+                for Claimed { job, .. } in &claimed {
+                    let program = find(job.environment.as_ref())
+                        .and_then(|e| RunSpec::new(e, &job.task))
+                        .map_or_else(|| job.task.clone(), |spec| spec.program().to_owned());
+                    let running = format!("running {program} for {}", job.sha.short());
+                    jobs::report_started(c, job, &running, now)?;
+                }
+                Ok(claimed)
+            })
+            .await?;
+        if !claimed.is_empty() {
+            self.outbox.wake();
+        }
+        let started = claimed.len();
+        for claimed in claimed {
+            let span = tracing::info_span!(
+                "deploy",
+                deployment = %claimed.job.id,
+                repo = %claimed.job.repo,
+                environment = %claimed.job.environment,
+                delivery = %claimed.delivery_id,
+            );
+            self.running
+                .spawn(self.clone().execute(claimed).instrument(span));
+        }
+        Ok(started)
+    }
+
+    /// Runs one claimed job and records how it ended.
+    async fn execute(self, claimed: Claimed) {
+        let job = claimed.job;
+        let environments = self.environments.clone();
+        let environment = find_environment(&environments, job.environment.as_ref());
+        let Some((spec, limit)) =
+            environment.and_then(|e| Some((RunSpec::new(e, &job.task)?, e.log_limit)))
+        else {
+            // Configured when it was queued, gone from the configuration since.
+            let outcome = RunOutcome::NotConfigured {
+                environment: job.environment.to_string(),
+                task: job.task.clone(),
+            };
+            return self.record_end(job, &outcome).await;
+        };
+        if let Some(url) = &job.log_url {
+            tracing::info!("deploy log: {url}");
+        }
+        let (writer, log) =
+            LogWriter::start(self.store.clone(), self.logs.clone(), job.id, limit).await;
+        let (started, pid) = oneshot::channel();
+        let record = async {
+            let Ok(pid) = pid.await else {
+                return; // it never started
+            };
+            let (id, identity) = (job.id, process_identity(pid));
+            let recorded = self
+                .store
+                .write(move |c| jobs::record_process(c, id, pid, identity.as_deref()))
+                .await;
+            if let Err(err) = recorded {
+                tracing::warn!("could not record the deploy's process: {err}");
+            }
+        };
+        let (outcome, ()) = tokio::join!(spec.run(&job, &self.abort, started, log), record);
+        // Every line is stored before the end is: a reader that sees the job finished has
+        // seen the whole log.
+        writer.finish().await;
+        self.record_end(job, &outcome).await;
+    }
+
+    /// Records how a job ended and queues the status that reports it.
+    async fn record_end(&self, job: DeployJob, outcome: &RunOutcome) {
+        let (state, description) = (outcome.state(), outcome.description());
+        self.metrics
+            .deploy_ended(job.environment.as_ref(), state.as_str(), outcome.ran());
+        if state == DeploymentState::Success
+            && let Some(lead_time) = lead_time(&job.payload)
+        {
+            self.metrics.lead_time(job.environment.as_ref(), lead_time);
+        }
+        tracing::info!(state = state.as_str(), "deploy ended: {description}");
+        let now = now_ms();
+        let finished = self
+            .store
+            .write_persistently("the end of the deploy", move |c| {
+                jobs::finish(c, &job, state, &description, now)
+            })
+            .await;
+        if let Err(err) = finished {
+            // The job stays `running` in the database; the next start reports it as
+            // interrupted rather than losing it.
+            tracing::error!("could not record the end of the deploy: {err}");
+        }
+        self.logs.notify();
+        self.outbox.wake();
+        self.wake();
+    }
+
+    /// At shutdown: waits up to `timeout` for the running deploys, then stops those still
+    /// running (SIGTERM, then SIGKILL) and reports them as `error`. Returns whether they all
+    /// finished by themselves.
+    pub async fn finish_running(&self, timeout: Duration) -> bool {
+        self.running.close();
+        let count = self.running.len();
+        if count > 0 {
+            tracing::info!(
+                running = count,
+                ?timeout,
+                "waiting for running deploys to finish"
+            );
+        }
+        if tokio::time::timeout(timeout, self.running.wait())
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tracing::warn!("deploys still running after {timeout:?}; stopping them");
+        self.abort.cancel();
+        self.running.wait().await;
+        false
+    }
+}
+
+/// Since the merge recorded in a deployment's payload (`merged_at`, put there by
+/// `start_deployment`), if it names one.
+fn lead_time(payload: &str) -> Option<Duration> {
+    let payload: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let merged_at = humantime::parse_rfc3339_weak(payload.get("merged_at")?.as_str()?).ok()?;
+    SystemTime::now().duration_since(merged_at).ok()
+}

@@ -1,0 +1,161 @@
+//! What a failed call to GitHub means: [`GitHubError`] says whether a retry can help,
+//! how long a rate limit asks to wait, and what an operator should fix when it cannot.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+
+/// A call to GitHub that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    /// GitHub answered with an error status.
+    #[error("GitHub answered {status}: {message}")]
+    Status {
+        status: StatusCode,
+        message: String,
+        /// For rate limits: how long GitHub asks us to wait.
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused, timeout, TLS failure…
+    #[error("could not reach GitHub: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// A 2xx whose body is not what the API documents.
+    #[error("GitHub's answer could not be read: {0}")]
+    Decode(#[source] reqwest::Error),
+    /// App mode, and the delivery that led to this call named no installation.
+    #[error(
+        "the delivery named no GitHub App installation, so deployhook has no token for this \
+         call: in App mode, connect repositories through the App's own webhook (Settings → \
+         Developer settings → your App → Webhook), not a repository webhook"
+    )]
+    NoInstallation,
+}
+
+impl GitHubError {
+    /// Whether the same call may succeed later: server errors, rate limits, no answer.
+    /// Other client errors (401, 404, 409, 422…) will fail again the same way.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Status {
+                status,
+                retry_after,
+                ..
+            } => {
+                status.is_server_error()
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || (*status == StatusCode::FORBIDDEN && retry_after.is_some())
+                    || self.is_secondary_rate_limit()
+            }
+            Self::Transport(_) => true,
+            Self::Decode(_) | Self::NoInstallation => false,
+        }
+    }
+
+    /// A secondary rate limit GitHub gave no wait for (no `retry-after`): the caller backs
+    /// off, from a minute, as GitHub's documentation asks.
+    pub fn is_secondary_rate_limit(&self) -> bool {
+        match self {
+            Self::Status {
+                status,
+                message,
+                retry_after: None,
+            } => {
+                *status == StatusCode::TOO_MANY_REQUESTS
+                    || (*status == StatusCode::FORBIDDEN
+                        && message.to_ascii_lowercase().contains("rate limit"))
+            }
+            _ => false,
+        }
+    }
+
+    /// For an error retrying cannot fix, what the operator should do about it.
+    pub fn hint(&self, app: bool) -> Option<&'static str> {
+        let Self::Status { status, .. } = self else {
+            return None;
+        };
+        if self.is_retryable() {
+            return None;
+        }
+        Some(match (*status, app) {
+            (StatusCode::UNAUTHORIZED, false) => {
+                "GITHUB_TOKEN is wrong, expired or revoked: create a new one with Deployments: \
+                 read and write"
+            }
+            (StatusCode::UNAUTHORIZED, true) => {
+                "GitHub refused the App's credentials: check GITHUB_APP_ID and that the private \
+                 key is the App's current one"
+            }
+            (StatusCode::FORBIDDEN, false) => {
+                "the token lacks a permission: it needs Deployments: read and write on this \
+                 repository (classic tokens: repo_deployment)"
+            }
+            (StatusCode::FORBIDDEN, true) => {
+                "the App lacks a permission: give it Deployments: read and write (Pull requests: \
+                 read, Metadata: read), then accept the new permissions on the installation"
+            }
+            (StatusCode::NOT_FOUND, false) => {
+                "the token cannot see this repository: grant it access to the repository"
+            }
+            (StatusCode::NOT_FOUND, true) => {
+                "the App cannot see this repository: install the App on it (or give the \
+                 installation access to it)"
+            }
+            _ => return None,
+        })
+    }
+
+    /// How long GitHub asked us to wait, for a rate limit.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+    #[serde(default)]
+    errors: Vec<serde_json::Value>,
+}
+
+/// How long a rate-limited answer asks us to wait: `retry-after` (seconds), or the time
+/// until `x-ratelimit-reset` when `x-ratelimit-remaining` is 0.
+fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    if let Some(seconds) = number("retry-after") {
+        return Some(Duration::from_secs(seconds));
+    }
+    if number("x-ratelimit-remaining") == Some(0) {
+        let reset = number("x-ratelimit-reset")?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+        return Some(Duration::from_secs(reset.saturating_sub(now)));
+    }
+    None
+}
+
+/// Turns an error response into a [`GitHubError`] carrying GitHub's own explanation.
+pub(crate) async fn error_from(response: reqwest::Response) -> GitHubError {
+    let status = response.status();
+    let retry_after = rate_limit_wait(response.headers());
+    let text = response.text().await.unwrap_or_default();
+    let message = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(ErrorBody {
+            message: Some(message),
+            errors,
+        }) if errors.is_empty() => message,
+        Ok(ErrorBody {
+            message: Some(message),
+            errors,
+        }) => format!("{message} ({})", serde_json::Value::Array(errors)),
+        _ => crate::model::text::description(text.trim()),
+    };
+    GitHubError::Status {
+        status,
+        message,
+        retry_after,
+    }
+}

@@ -1,0 +1,18 @@
+//! Everything that talks to GitHub's REST API: the [`client`] (headers, timeouts,
+//! credentials), a GitHub App's authentication ([`app_auth`]), the endpoints deployhook
+//! calls ([`deployments`], [`hooks`]), and the [`outbox_worker`], which sends the calls the
+//! store queued — retrying, pausing for rate limits, one at a time per ordering key.
+//!
+//! May use: `store`, `config`, `metrics`, `health`, `model`.
+
+pub mod app_auth;
+pub mod client;
+pub mod deployments;
+pub mod error;
+pub mod hooks;
+pub mod outbox_worker;
+
+pub use app_auth::AppCredentials;
+pub use client::GitHubClient;
+pub use deployments::CreatedDeployment;
+pub use error::GitHubError;

@@ -1,0 +1,335 @@
+//! The outbox worker: sends the GitHub calls queued in the outbox (deployments to create,
+//! statuses to post), a few at a time, one at a time per ordering key. A call that fails
+//! for a reason that may pass (5xx, no answer, rate limit) is retried with exponential
+//! backoff, or after the wait GitHub asked for, until it is older than the configured
+//! maximum age; a call GitHub refuses (401, 404, 409, 422…) is logged and given up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::OutboxConfig;
+use crate::github::{CreatedDeployment, GitHubClient, GitHubError};
+use crate::health::Liveness;
+use crate::model::{DeploymentId, RepoName};
+use crate::store::deliveries;
+use crate::store::outbox::{self, Call, Item};
+use crate::store::{Store, StoreError, now_ms};
+
+/// Calls in flight at once, across ordering keys.
+const CONCURRENCY: usize = 8;
+/// The longest the worker sleeps without looking at the table.
+const IDLE_POLL: Duration = Duration::from_secs(60);
+
+/// Sends the outbox's calls. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OutboxWorker {
+    store: Store,
+    github: GitHubClient,
+    config: OutboxConfig,
+    wake: Arc<Notify>,
+    /// Set while [`OutboxWorker::run`] loops: what `/readyz` reports.
+    alive: Liveness,
+}
+
+impl OutboxWorker {
+    pub fn new(store: Store, github: GitHubClient, config: OutboxConfig) -> Self {
+        Self {
+            store,
+            github,
+            config,
+            wake: Arc::new(Notify::new()),
+            alive: Liveness::default(),
+        }
+    }
+
+    /// Whether the send loop runs.
+    pub fn is_alive(&self) -> bool {
+        self.alive.is_alive()
+    }
+
+    /// Tells the worker new calls were queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Sends calls until `stop` is cancelled; then sends what is due and returns once nothing
+    /// is due or in flight (the caller bounds how long). Calls waiting out a backoff stay
+    /// queued for the next start.
+    pub async fn run(self, stop: CancellationToken) {
+        let _alive = self.alive.mark();
+        let mut in_flight = JoinSet::new();
+        let mut stopping = false;
+        loop {
+            let room = CONCURRENCY - in_flight.len();
+            let taken = if room > 0 {
+                self.take_due(room).await
+            } else {
+                vec![]
+            };
+            let took_any = !taken.is_empty();
+            for item in taken {
+                let span = tracing::info_span!("outbox", call = item.id, key = %item.ordering_key);
+                in_flight.spawn(self.clone().deliver(item).instrument(span));
+            }
+            let idle = if took_any {
+                Duration::ZERO
+            } else if in_flight.len() == CONCURRENCY {
+                // Full: only a finished call makes room; what is due can wait for it.
+                IDLE_POLL
+            } else {
+                match self.next_due().await {
+                    Some(due) if stopping && in_flight.is_empty() && !due.is_zero() => return,
+                    None if stopping && in_flight.is_empty() => return,
+                    Some(due) => due,
+                    None => IDLE_POLL,
+                }
+            };
+            tokio::select! {
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(idle) => {}
+                () = stop.cancelled(), if !stopping => stopping = true,
+            }
+        }
+    }
+
+    async fn take_due(&self, limit: usize) -> Vec<Item> {
+        let now = now_ms();
+        match self
+            .store
+            .write(move |c| outbox::take_due(c, now, limit))
+            .await
+        {
+            Ok(items) => items,
+            Err(err) => {
+                tracing::error!("could not read the outbox: {err}");
+                vec![]
+            }
+        }
+    }
+
+    /// How long until the next call falls due; `None` when nothing is pending.
+    async fn next_due(&self) -> Option<Duration> {
+        let now = now_ms();
+        match self.store.write(move |c| outbox::next_due(c, now)).await {
+            Ok(Some(at)) => {
+                let wait = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+                Some(wait.min(IDLE_POLL))
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::error!("could not read the outbox: {err}");
+                Some(IDLE_POLL)
+            }
+        }
+    }
+
+    /// Sends one call and records how it went.
+    async fn deliver(self, item: Item) {
+        let result = self.call(&item).await;
+        let id = item.id;
+        let recorded = match result {
+            Ok(()) => {
+                self.store
+                    .write_persistently("a sent call", move |c| outbox::complete(c, id))
+                    .await
+            }
+            Err(err) => self.reschedule(&item, &err).await,
+        };
+        if let Err(err) = recorded {
+            tracing::error!("could not record the outcome of outbox call {id}: {err}");
+        }
+    }
+
+    async fn call(&self, item: &Item) -> Result<(), GitHubError> {
+        let github = match item.installation {
+            Some(installation) => self.github.for_installation(Some(installation)),
+            // App mode, and a delivery from a repository webhook, which names no
+            // installation: the App's installation on the repository makes the call.
+            None if self.github.is_app() => {
+                let repository = match &item.call {
+                    Call::CreateDeployment { repository, .. }
+                    | Call::DeploymentStatus { repository, .. } => repository,
+                };
+                self.github.for_repository(&parse_repo(repository)?).await?
+            }
+            None => self.github.clone(),
+        };
+        match &item.call {
+            Call::CreateDeployment {
+                repository,
+                pull_request,
+                request,
+            } => {
+                let repo = parse_repo(repository)?;
+                // An earlier attempt may have created it and lost only the answer (a
+                // timeout, a crash): ask before creating it twice.
+                if item.attempts > 0
+                    && let Some(id) = github
+                        .find_deployment(
+                            &repo,
+                            &request.git_ref,
+                            &request.environment,
+                            *pull_request,
+                        )
+                        .await?
+                {
+                    tracing::info!(%repo, deployment = %id, "deployment {id} for pull request #{pull_request} was created by an earlier attempt");
+                    return Ok(());
+                }
+                let created = github.create_deployment(&repo, request).await?;
+                log_created(&repo, *pull_request, request.git_ref.short(), &created);
+                Ok(())
+            }
+            Call::DeploymentStatus {
+                repository,
+                deployment_id,
+                request,
+            } => {
+                let repo = parse_repo(repository)?;
+                let deployment = DeploymentId::from(*deployment_id);
+                github
+                    .create_deployment_status(&repo, deployment, request)
+                    .await?;
+                tracing::debug!(%repo, %deployment, state = request.state.as_str(), "status posted");
+                Ok(())
+            }
+        }
+    }
+
+    /// Schedules a retry, or gives up on a call that cannot succeed or is too old.
+    async fn reschedule(&self, item: &Item, err: &GitHubError) -> Result<(), StoreError> {
+        let id = item.id;
+        let what = describe(&item.call);
+        let error = err.to_string();
+        let age = Duration::from_millis(u64::try_from(now_ms() - item.created_at).unwrap_or(0));
+        if err.is_retryable() && age < self.config.max_age {
+            let rate_limited = err.retry_after().is_some() || err.is_secondary_rate_limit();
+            let wait = match err.retry_after() {
+                Some(wait) => wait,
+                None if err.is_secondary_rate_limit() => self.secondary_backoff(item.attempts),
+                None => self.backoff(item.attempts),
+            };
+            tracing::warn!(attempt = item.attempts + 1, retry_in = ?wait, "{what} failed, will retry: {error}");
+            let at = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+            let installation = item.installation;
+            self.store
+                .write_persistently("a call to retry", move |c| {
+                    outbox::retry_at(c, id, at, &error)?;
+                    if rate_limited {
+                        // The limit is the client's, not this call's.
+                        outbox::pause_installation(c, installation, at)?;
+                    }
+                    Ok(())
+                })
+                .await
+        } else {
+            let why = if err.is_retryable() {
+                format!(
+                    "still failing after {}",
+                    humantime::format_duration(Duration::from_secs(age.as_secs()))
+                )
+            } else {
+                "GitHub refused it".to_owned()
+            };
+            let error = match err.hint(self.github.is_app()) {
+                Some(hint) => format!("{error} — {hint}"),
+                None => error,
+            };
+            tracing::error!("{what}: {why}, giving up: {error}");
+            // A merge whose deployment could not be created may ask again: GitHub's
+            // Redeliver button then retries it, instead of meeting "already asked".
+            let merge = match &item.call {
+                Call::CreateDeployment {
+                    repository,
+                    pull_request,
+                    request,
+                } => Some((
+                    repository.clone(),
+                    *pull_request,
+                    request.environment.clone(),
+                )),
+                Call::DeploymentStatus { .. } => None,
+            };
+            self.store
+                .write_persistently("a given-up call", move |c| {
+                    outbox::give_up(c, id, &error)?;
+                    match &merge {
+                        Some((repository, number, environment)) => {
+                            deliveries::forget_merge(c, repository, *number, environment)
+                        }
+                        None => Ok(()),
+                    }
+                })
+                .await
+        }
+    }
+
+    /// `secondary_rate_limit` doubled per earlier attempt, at most `max_retry` (but never
+    /// below a first wait longer than it).
+    fn secondary_backoff(&self, earlier_attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(earlier_attempts.min(20));
+        let first = self.config.secondary_rate_limit;
+        first
+            .saturating_mul(factor)
+            .min(self.config.max_retry.max(first))
+    }
+
+    /// `first_retry` doubled per earlier attempt, at most `max_retry`.
+    fn backoff(&self, earlier_attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(earlier_attempts.min(20));
+        self.config
+            .first_retry
+            .saturating_mul(factor)
+            .min(self.config.max_retry)
+    }
+}
+
+fn parse_repo(name: &str) -> Result<RepoName, GitHubError> {
+    // Stored from a validated `RepoName`; a failure means the row was edited by hand.
+    RepoName::parse(name).map_err(|e| GitHubError::Status {
+        status: reqwest::StatusCode::BAD_REQUEST,
+        message: e.to_string(),
+        retry_after: None,
+    })
+}
+
+fn describe(call: &Call) -> String {
+    match call {
+        Call::CreateDeployment {
+            repository,
+            pull_request,
+            request,
+        } => format!(
+            "creating the deployment of {repository}@{} for pull request #{pull_request}",
+            request.git_ref.short()
+        ),
+        Call::DeploymentStatus {
+            repository,
+            deployment_id,
+            request,
+        } => format!(
+            "posting status {} of deployment {deployment_id} of {repository}",
+            request.state.as_str()
+        ),
+    }
+}
+
+fn log_created(repo: &RepoName, pull_request: u64, sha: &str, created: &CreatedDeployment) {
+    match created {
+        CreatedDeployment::Created(id) => tracing::info!(
+            %repo, deployment = %id,
+            "created deployment {id} of {repo}@{sha} for pull request #{pull_request}"
+        ),
+        CreatedDeployment::MergedInstead(message) => tracing::warn!(
+            %repo,
+            "GitHub created no deployment of {repo}@{sha} for pull request #{pull_request} \
+             (202: {message}); it merged instead of deploying, so there is nothing to run"
+        ),
+    }
+}

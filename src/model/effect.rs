@@ -1,0 +1,40 @@
+//! What a delivery leads to: the [`Outcome`] its answer reports and the [`Effect`] the
+//! store commits with it. The guide's handlers decide both; the store records them in one
+//! transaction; the workers carry the effect out.
+
+use crate::model::deployment::{DeployJob, NewDeployment};
+
+/// What a delivery led to, as reported in the response body and recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Work was queued: a deployment to create or a deploy to run.
+    Accepted,
+    /// Recorded, nothing to do (a `deployment_status`, a `ping`).
+    Recorded,
+    /// Nothing to do, for the reason in the message.
+    Ignored,
+    /// A redelivery of a delivery already received: nothing done.
+    Duplicate,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Recorded => "recorded",
+            Self::Ignored => "ignored",
+            Self::Duplicate => "duplicate",
+        }
+    }
+}
+/// The work a delivery sets in motion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    None,
+    /// One per environment that deploys the merge.
+    CreateDeployment(Vec<NewDeployment>),
+    Deploy(DeployJob),
+    /// Record the deployment as run and failed with this description, without running it.
+    Refuse(DeployJob, String),
+}

@@ -1,0 +1,19 @@
+//! The vocabulary every layer shares: identifiers, the deployments deployhook creates and
+//! runs, what a delivery leads to, the policies a queue follows, and the short texts sent
+//! to GitHub. Defined here, at the bottom, so that the layers above can speak of them
+//! without importing one another.
+//!
+//! May use: nothing of the crate outside this folder.
+
+pub mod deployment;
+pub mod effect;
+pub mod ids;
+pub mod policy;
+pub mod text;
+
+pub use deployment::{
+    DEPLOY_TASK, DeployJob, DeploymentRequest, DeploymentState, NewDeployment, StatusRequest,
+};
+pub use effect::{Effect, Outcome};
+pub use ids::{CommitSha, DeliveryId, DeploymentId, Environment, HookId, InvalidId, RepoName};
+pub use policy::{OnInterrupt, Policy, Sync};

@@ -1,0 +1,220 @@
+//! The server's lifecycle, in a shape a test can drive: [`Application::build`] binds a port
+//! (0 in tests), opens and recovers the database; [`Application::run_until`] runs the
+//! workers and serves until a shutdown future resolves, then waits (bounded) for the
+//! deploys still running and sends the GitHub calls they queued.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, EnvironmentConfig};
+use crate::deploy::log::{LogHub, LogKey, LogLinks};
+use crate::deploy::worker::DeployWorker;
+use crate::github::GitHubClient;
+use crate::github::outbox_worker::OutboxWorker;
+use crate::metrics::Metrics;
+use crate::store::{Store, outbox};
+use crate::web::auth::AdminAuth;
+use crate::web::router;
+use crate::web::state::{AppState, Shared};
+use crate::webhook::intake::IntakeConfig;
+
+/// At shutdown, how long requests in flight may take to finish.
+const HTTP_DRAIN: Duration = Duration::from_secs(10);
+/// After the deploys finished at shutdown, how long to keep sending the statuses they
+/// queued. What is not sent by then is sent at the next start.
+const OUTBOX_FLUSH: Duration = Duration::from_secs(10);
+
+/// A server bound to its port, ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    config: Config,
+}
+
+impl Application {
+    /// Binds `config.listen` (port 0 picks a free port), opens and migrates the database,
+    /// and settles what a previous process left running.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Bound first: a server that cannot listen must not touch the queue of the database.
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("could not listen on {}", config.listen))?;
+        let store = Store::open(&config.database, config.database_sync)?;
+        let metrics = Arc::new(Metrics::new());
+        let github = GitHubClient::new(&config.github)
+            .context("could not build the GitHub client")?
+            .with_metrics(metrics.clone());
+        let outbox = OutboxWorker::new(store.clone(), github, config.outbox);
+        let environments: Arc<[EnvironmentConfig]> = config.environments.clone().into();
+        let logs = LogHub::default();
+        let deployer = DeployWorker::new(
+            store.clone(),
+            environments.clone(),
+            config.max_concurrent_deploys,
+            outbox.clone(),
+            logs.clone(),
+            metrics.clone(),
+        );
+        let links = LogLinks {
+            key: LogKey::load_or_create(&store)
+                .await
+                .context("could not read the log link key")?,
+            public_url: config.public_url.clone(),
+        };
+        deployer
+            .recover()
+            .await
+            .context("could not recover the deploy queue")?;
+        store
+            .write(outbox::release_in_flight)
+            .await
+            .context("could not recover the outbox")?;
+        let admin = config
+            .admin_token
+            .as_ref()
+            .map(|token| AdminAuth::new(&links.key, token, config.public_url.as_deref()));
+        let state = AppState(Arc::new(Shared {
+            intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
+            environments,
+            store,
+            outbox,
+            deployer,
+            links,
+            logs,
+            own_app: config.github.app_id().map(str::to_owned),
+            stopping: CancellationToken::new(),
+            metrics,
+            metrics_token: config.metrics_token.clone(),
+            admin,
+            github_web: config.github.web_url(),
+        }));
+        Ok(Self {
+            listener,
+            state,
+            config,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in
+    /// flight, waits up to the configured timeout for running deploys (queued ones stay
+    /// queued for the next start), and sends the statuses they queued.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        if self.config.webhook_secrets.is_none() {
+            tracing::warn!(
+                "signature checks are OFF (--insecure-skip-signature): anyone who can reach \
+                 {addr} can trigger deploys"
+            );
+        }
+        let names: Vec<&str> = self
+            .config
+            .environments
+            .iter()
+            .map(|e| e.name.as_ref())
+            .collect();
+        tracing::info!(
+            %addr,
+            environments = %names.join(", "),
+            database = %self.config.database,
+            "deployhook listening; webhook URL: http://{addr}/event_handler"
+        );
+        if self.config.public_url.is_none() {
+            tracing::info!(
+                "DEPLOYHOOK_PUBLIC_URL is not set: deployment statuses carry no log_url"
+            );
+        }
+        let (deployer, outbox) = (self.state.deployer.clone(), self.state.outbox.clone());
+        let stop_deploys = CancellationToken::new();
+        let stop_outbox = CancellationToken::new();
+        let deploy_loop = tokio::spawn(deployer.clone().run(stop_deploys.clone()));
+        let mut outbox_loop = tokio::spawn(outbox.run(stop_outbox.clone()));
+
+        // The queue stops starting deploys the moment shutdown begins, not after the last
+        // HTTP request drained.
+        let stop_on_signal = stop_deploys.clone();
+        let stop_log_streams = self.state.stopping.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stop_on_signal.cancel();
+            stop_log_streams.cancel();
+        };
+        let mut serving = tokio::spawn(
+            axum::serve(self.listener, router(self.state))
+                .with_graceful_shutdown(shutdown)
+                .into_future(),
+        );
+        // A client that stops reading a response (a log stream, say) must not hold the
+        // shutdown up: the running deploys' wait and the outbox flush come after this.
+        let served = tokio::select! {
+            served = &mut serving => served,
+            () = async {
+                stop_deploys.cancelled().await;
+                tokio::time::sleep(HTTP_DRAIN).await;
+            } => {
+                tracing::warn!(
+                    "HTTP requests still open {HTTP_DRAIN:?} after shutdown began; closing them"
+                );
+                serving.abort();
+                Ok(Ok(()))
+            }
+        };
+        let served = served
+            .context("the server task failed")?
+            .context("the server failed");
+
+        stop_deploys.cancel();
+        let _ = deploy_loop.await;
+        deployer.finish_running(self.config.shutdown_timeout).await;
+        stop_outbox.cancel();
+        if tokio::time::timeout(OUTBOX_FLUSH, &mut outbox_loop)
+            .await
+            .is_err()
+        {
+            outbox_loop.abort();
+            tracing::warn!("GitHub calls still pending at shutdown will be sent at the next start");
+        }
+        served?;
+        tracing::info!("deployhook stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (systemd, Docker, Kubernetes).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {err}");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!("cannot listen for SIGTERM: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

@@ -1,0 +1,373 @@
+//! The operators' dashboard at `/`: what is running and queued, the deployments of each
+//! environment with links to their logs and to GitHub, and the recent deliveries. Rendered
+//! on the server (askama templates in `templates/`, checked at compile time), readable
+//! without JavaScript; with it, `/dashboard.js` refreshes the tables every few seconds and
+//! streams the log of a running deploy into the page.
+//!
+//! Access is by `DEPLOYHOOK_ADMIN_TOKEN`, through the session of [`crate::web::auth`].
+//! Without a configured token the dashboard is off and says so.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use askama::Template;
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use crate::model::DeploymentId;
+use crate::store::now_ms;
+use crate::store::views::{self, DeliveryRow, JobRow};
+use crate::web::AppState;
+use crate::web::auth::{COOKIE, unix_now};
+
+/// How long a wrong token waits for its answer, to slow guessing.
+const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(500);
+/// Headers every dashboard page carries: nothing cached, framed, or leaked through the
+/// referrer (log links carry their token).
+const PAGE_HEADERS: [(header::HeaderName, &str); 5] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'",
+    ),
+];
+/// The page's script: refreshes the live part, streams a running deploy's log.
+const SCRIPT: &str = include_str!("../../templates/dashboard.js");
+
+/// The dashboard's routes.
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/", get(dashboard))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/dashboard/live", get(live))
+        .route("/dashboard.js", get(script))
+}
+
+fn page(status: StatusCode, html: String) -> Response {
+    let mut response = (status, Html(html)).into_response();
+    for (name, value) in PAGE_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => page(StatusCode::OK, html),
+        Err(err) => {
+            tracing::error!("could not render a dashboard page: {err}");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered; see the server log".to_owned(),
+            )
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    error: Option<&'a str>,
+}
+
+/// The live part: what runs, what waits, deployments, deliveries.
+#[derive(Template)]
+#[template(path = "live.html")]
+struct LivePart {
+    running: Vec<JobView>,
+    queued: Vec<JobView>,
+    environments: Vec<(String, Vec<JobView>)>,
+    deliveries: Vec<DeliveryView>,
+    failed_calls: Vec<FailedCallView>,
+}
+
+/// A GitHub call given up (a refused status, a deployment that could not be created).
+#[derive(Debug, Clone)]
+struct FailedCallView {
+    what: String,
+    repository: String,
+    queued: String,
+    attempts: i64,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    environments: String,
+    /// [`LivePart`], rendered.
+    live: String,
+    /// The log of the first running deploy, streamed into the page by the script.
+    live_log: Option<JobView>,
+}
+
+/// A deployment, ready to show.
+#[derive(Debug, Clone)]
+struct JobView {
+    id: u64,
+    repository: String,
+    environment: String,
+    short_sha: String,
+    git_ref: String,
+    task: String,
+    user: String,
+    state: String,
+    description: String,
+    started: String,
+    duration: String,
+    log_path: String,
+    commit_url: String,
+    deployments_url: String,
+}
+
+#[derive(Debug, Clone)]
+struct DeliveryView {
+    received: String,
+    event: String,
+    action: String,
+    repository: String,
+    outcome: String,
+    message: String,
+    delivery_id: String,
+    hook_id: i64,
+}
+
+fn time(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    text.replace('T', " ").replace('Z', " UTC")
+}
+
+fn job_view(job: JobRow, state: &AppState, now: i64) -> JobView {
+    let shared = &**state;
+    let duration = match (job.started_at, job.finished_at) {
+        (Some(start), Some(end)) => Some(end - start),
+        (Some(start), None) => Some(now - start),
+        _ => None,
+    }
+    .map(|ms| {
+        humantime::format_duration(Duration::from_secs(u64::try_from(ms / 1000).unwrap_or(0)))
+            .to_string()
+    })
+    .unwrap_or_default();
+    let id = DeploymentId::from(job.deployment_id);
+    JobView {
+        id: job.deployment_id,
+        short_sha: job.sha.chars().take(7).collect(),
+        commit_url: format!(
+            "{}/{}/commit/{}",
+            shared.github_web, job.repository, job.sha
+        ),
+        deployments_url: format!("{}/{}/deployments", shared.github_web, job.repository),
+        repository: job.repository,
+        environment: job.environment,
+        git_ref: job.git_ref,
+        task: job.task,
+        user: job.deploy_user,
+        state: job.state,
+        description: job.description.unwrap_or_default(),
+        started: job.started_at.map(time).unwrap_or_default(),
+        duration,
+        log_path: shared.links.path(id),
+    }
+}
+
+async fn live_part(state: &AppState) -> Result<LivePart, crate::store::StoreError> {
+    let store = &state.store;
+    let jobs = store.read(views::recent_jobs).await?;
+    let active = store.read(views::active_jobs).await?;
+    let deliveries = store.read(views::recent_deliveries).await?;
+    let failed_calls = store
+        .read(views::failed_calls)
+        .await?
+        .into_iter()
+        .map(|call| FailedCallView {
+            what: match call.deployment_id {
+                Some(id) => format!("{} of deployment {id}", call.kind.replace('_', " ")),
+                None => call.kind.replace('_', " "),
+            },
+            repository: call.repository,
+            queued: time(call.created_at),
+            attempts: call.attempts,
+            error: call.last_error,
+        })
+        .collect();
+    let now = now_ms();
+    let jobs: Vec<JobView> = jobs.into_iter().map(|j| job_view(j, state, now)).collect();
+    let active: Vec<JobView> = active
+        .into_iter()
+        .map(|j| job_view(j, state, now))
+        .collect();
+    let pick = |s: &str| active.iter().filter(|j| j.state == s).cloned().collect();
+    let (running, queued) = (pick("running"), pick("queued"));
+    let environments = state
+        .environments
+        .iter()
+        .map(|e| {
+            let name = e.name.to_string();
+            let of_it = jobs
+                .iter()
+                .filter(|j| j.environment == name)
+                .cloned()
+                .collect();
+            (name, of_it)
+        })
+        .collect();
+    let deliveries = deliveries.into_iter().map(delivery_view).collect();
+    Ok(LivePart {
+        running,
+        queued,
+        environments,
+        deliveries,
+        failed_calls,
+    })
+}
+
+fn delivery_view(d: DeliveryRow) -> DeliveryView {
+    DeliveryView {
+        received: time(d.received_at),
+        event: d.event,
+        action: d.action.unwrap_or_default(),
+        repository: d.repository.unwrap_or_default(),
+        outcome: d.outcome,
+        message: d.message,
+        delivery_id: d.delivery_id,
+        hook_id: d.hook_id,
+    }
+}
+
+/// `None` for a signed-in admin; otherwise the answer to give instead of the page.
+fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(admin) = &state.admin else {
+        let off = MessagePage {
+            title: "The dashboard is off",
+            message: "Set DEPLOYHOOK_ADMIN_TOKEN (a long random value) and restart deployhook \
+                      to turn it on.",
+        };
+        let mut response = render(&off);
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return Some(response);
+    };
+    if admin.session_valid(headers, unix_now()) {
+        None
+    } else {
+        Some(Redirect::to("/login").into_response())
+    }
+}
+
+async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(answer) = refusal(&state, &headers) {
+        return answer;
+    }
+    match live_part(&state).await {
+        Ok(live) => {
+            let live_log = live.running.first().cloned();
+            let environments = state
+                .environments
+                .iter()
+                .map(|e| e.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            match live.render() {
+                Ok(live) => render(&DashboardPage {
+                    environments,
+                    live,
+                    live_log,
+                }),
+                Err(err) => {
+                    tracing::error!("could not render the dashboard: {err}");
+                    page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "see the server log".to_owned(),
+                    )
+                }
+            }
+        }
+        Err(err) => unavailable(&err),
+    }
+}
+
+async fn live(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if refusal(&state, &headers).is_some() {
+        return (StatusCode::UNAUTHORIZED, "sign in again\n").into_response();
+    }
+    match live_part(&state).await {
+        Ok(live) => render(&live),
+        Err(err) => unavailable(&err),
+    }
+}
+
+fn unavailable(err: &crate::store::StoreError) -> Response {
+    tracing::error!("could not read the dashboard's data: {err}");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database could not be read; try again".to_owned(),
+    )
+}
+
+async fn login_form(State(state): State<AppState>) -> Response {
+    if state.admin.is_none() {
+        return refusal(&state, &HeaderMap::new()).unwrap_or_default();
+    }
+    render(&LoginPage { error: None })
+}
+
+#[derive(serde::Deserialize)]
+struct Login {
+    token: String,
+}
+
+async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Response {
+    let Some(admin) = &state.admin else {
+        return refusal(&state, &HeaderMap::new()).unwrap_or_default();
+    };
+    if !admin.token_matches(&form.token) {
+        tokio::time::sleep(WRONG_TOKEN_DELAY).await;
+        tracing::warn!("dashboard login refused: wrong token");
+        let mut response = render(&LoginPage {
+            error: Some("That is not the admin token."),
+        });
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&admin.cookie(unix_now())) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn logout() -> Response {
+    let mut response = Redirect::to("/login").into_response();
+    let expired = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(cookie) = HeaderValue::from_str(&expired) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}

@@ -1,0 +1,128 @@
+//! `POST /event_handler`, the guide's single webhook endpoint: the intake extractor checks
+//! the delivery, the guide decides, and the delivery is committed with the work it sets in
+//! motion before the answer goes back. Also the middleware around it: refusals counted by
+//! reason, and every log line of a delivery tagged with its ids.
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::guide::{Ack, dispatch};
+use crate::metrics::Metrics;
+use crate::model::{Effect, Outcome};
+use crate::store::deliveries::{self, DeliveryRecord, Recorded};
+use crate::store::now_ms;
+use crate::web::AppState;
+use crate::webhook::intake::{Delivery, Rejected};
+
+/// `POST /event_handler`: the guide's single webhook endpoint. The delivery and the work it
+/// sets in motion are committed before the answer goes back.
+pub(super) async fn event_handler(State(state): State<AppState>, delivery: Delivery) -> Response {
+    let (ack, mut effect) = dispatch(&delivery, &state.environments, state.own_app.as_deref());
+    if let Effect::Deploy(job) = &mut effect {
+        job.log_url = state.links.url(job.id);
+    }
+    let event_label = Metrics::event_label(&delivery.event_name);
+    let record = DeliveryRecord {
+        hook_id: delivery.hook_id.map_or(0, |h| h.get()),
+        delivery_id: delivery.delivery_id.map_or_else(
+            || format!("local-{}", uuid::Uuid::new_v4()),
+            |d| d.to_string(),
+        ),
+        event: delivery.event_name,
+        action: delivery.event.action().map(str::to_owned),
+        repository: delivery.event.repository().map(str::to_owned),
+        received_at: now_ms(),
+        outcome: ack.outcome,
+        message: ack.message.clone(),
+    };
+    let wake = match &effect {
+        Effect::None => (false, false),
+        Effect::CreateDeployment(_) | Effect::Refuse(..) => (true, false),
+        Effect::Deploy(_) => (true, true),
+    };
+    let delivery_id = record.delivery_id.clone();
+    let recorded = state
+        .0
+        .store
+        .write(move |c| deliveries::record(c, &record, &effect))
+        .await;
+    let ack = match recorded {
+        Ok(Recorded::New) => {
+            if wake.0 {
+                state.outbox.wake();
+            }
+            if wake.1 {
+                state.deployer.wake();
+            }
+            ack
+        }
+        Ok(Recorded::DuplicateDelivery) => Ack::new(
+            Outcome::Duplicate,
+            format!("duplicate delivery {delivery_id}: already received, nothing done"),
+        ),
+        Ok(Recorded::AlreadyDone(message)) => Ack::new(Outcome::Ignored, message),
+        Err(err) => {
+            // Not acknowledged, so GitHub shows the delivery as failed and it can be
+            // redelivered once the database is back.
+            tracing::error!("could not record the delivery: {err}");
+            let body = serde_json::json!({
+                "error": "deployhook could not record this delivery; redeliver it later"
+            });
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        }
+    };
+    state.metrics.delivery(event_label, ack.outcome.as_str());
+    // Deliveries that set work in motion are worth a line; the rest (every pull request
+    // opened or pushed to, on an organisation hook) would drown it, and are in the database.
+    if ack.outcome == Outcome::Accepted {
+        tracing::info!(outcome = ack.outcome.as_str(), "{}", ack.message);
+    } else {
+        tracing::debug!(outcome = ack.outcome.as_str(), "{}", ack.message);
+    }
+    (ack.status, Json(ack)).into_response()
+}
+
+/// Counts deliveries refused by intake, by the reason it put on the response.
+pub(super) async fn count_rejections(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Some(Rejected(reason)) = response.extensions().get::<Rejected>() {
+        state.metrics.rejected(reason);
+    }
+    response
+}
+
+/// Attaches the delivery's ids and event to every log line written while handling it,
+/// background work included (it runs in this span too).
+pub(super) async fn delivery_span(request: Request, next: Next) -> Response {
+    let span = {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                // Bounded and printable only: these reach logs before they are validated.
+                .map(|v| {
+                    v.chars()
+                        .take(64)
+                        .filter(|c| !c.is_control())
+                        .collect::<String>()
+                })
+                .unwrap_or_default()
+        };
+        tracing::info_span!(
+            "delivery",
+            delivery = %header("x-github-delivery"),
+            hook = %header("x-github-hook-id"),
+            event = %header("x-github-event"),
+        )
+    };
+    next.run(request).instrument(span).await
+}

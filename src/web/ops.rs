@@ -1,0 +1,144 @@
+//! Operations: `GET /healthz`, `GET /readyz`, `GET /metrics`, and a deploy's log at
+//! `GET /deployments/{id}/log?token=…`.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+
+use crate::deploy::log::{self, Found};
+use crate::model::DeploymentId;
+use crate::store::{SCHEMA_VERSION, now_ms, views};
+use crate::web::AppState;
+use crate::web::auth::same_secret;
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct LogQuery {
+    token: Option<String>,
+}
+
+/// `GET /deployments/{id}/log?token=…`: the deploy's output as plain text, streamed while
+/// it runs. A missing or wrong token gets the same 404 as an unknown deployment, so the
+/// answer tells a guesser nothing.
+pub(super) async fn deployment_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Response {
+    let not_found = || {
+        let message = "no such log: check the link (it carries its token) and the deployment id\n";
+        (StatusCode::NOT_FOUND, message).into_response()
+    };
+    let Ok(id) = id.parse::<DeploymentId>() else {
+        return not_found();
+    };
+    let token = query.token.unwrap_or_default();
+    if !state.links.key.verify(id, &token) {
+        return not_found();
+    }
+    let shared = &*state;
+    match log::open(
+        shared.store.clone(),
+        &shared.logs,
+        id,
+        shared.stopping.clone(),
+    )
+    .await
+    {
+        Ok(Found::NoLog) => not_found(),
+        Ok(Found::Log(stream)) => (
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!("could not read the log of deployment {id}: {err}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the log could not be read; try again\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+pub(super) async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the database answers with this release's schema, and both workers run.
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+    let shared = &*state;
+    let schema = shared.store.read(views::schema_version).await;
+    let (mut database, schema_ok, schema) = match schema {
+        Ok(version) => (
+            "ok".to_owned(),
+            usize::try_from(version) == Ok(SCHEMA_VERSION),
+            format!("{version} of {SCHEMA_VERSION}"),
+        ),
+        Err(err) => (err.to_string(), false, "unknown".to_owned()),
+    };
+    // Reads still work then, but no write will be acknowledged again.
+    if let Some(failed) = shared.store.sync_failed() {
+        database = failed.to_string();
+    }
+    let running = |alive: bool| if alive { "running" } else { "stopped" };
+    let (deployer, outbox) = (shared.deployer.is_alive(), shared.outbox.is_alive());
+    let ready = database == "ok" && schema_ok && deployer && outbox;
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": {
+            "database": database,
+            "schema": schema,
+            "deploy_worker": running(deployer),
+            "outbox_worker": running(outbox),
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text, behind `DEPLOYHOOK_METRICS_TOKEN` when set.
+pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let shared = &*state;
+    if let Some(token) = &shared.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same_secret(given, token.expose_secret()) {
+            let message = "/metrics needs Authorization: Bearer <DEPLOYHOOK_METRICS_TOKEN>\n";
+            return (StatusCode::UNAUTHORIZED, message).into_response();
+        }
+    }
+    let now = now_ms();
+    match shared.store.read(move |c| views::backlog(c, now)).await {
+        Ok(backlog) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            shared.metrics.render(&backlog),
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!("could not read the backlog for /metrics: {err}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database could not be read\n",
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The state every handler shares: the configuration they read, the store, the workers
+//! they wake, the log hub and links, the metrics, and the operators' credentials.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EnvironmentConfig;
+use crate::deploy::log::{LogHub, LogLinks};
+use crate::deploy::worker::DeployWorker;
+use crate::github::outbox_worker::OutboxWorker;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::web::auth::AdminAuth;
+use crate::webhook::intake::IntakeConfig;
+
+/// State shared by the handlers; one `Arc`, because axum clones it for every request.
+#[derive(Debug, Clone)]
+pub struct AppState(pub(super) Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
+    pub(super) intake: Arc<IntakeConfig>,
+    pub(super) environments: Arc<[EnvironmentConfig]>,
+    pub(super) store: Store,
+    pub(super) outbox: OutboxWorker,
+    pub(super) deployer: DeployWorker,
+    pub(super) links: LogLinks,
+    pub(super) logs: LogHub,
+    /// deployhook's GitHub App id, in App mode.
+    pub(super) own_app: Option<String>,
+    /// Cancelled when shutdown begins: ends live log streams, which would hold it up.
+    pub(super) stopping: CancellationToken,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) metrics_token: Option<SecretString>,
+    /// `None` when the dashboard is off.
+    pub(super) admin: Option<AdminAuth>,
+    /// GitHub's web address, for links from the dashboard.
+    pub(super) github_web: String,
+}
+
+impl FromRef<AppState> for Arc<IntakeConfig> {
+    fn from_ref(state: &AppState) -> Self {
+        state.intake.clone()
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}

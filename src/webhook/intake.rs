@@ -1,0 +1,358 @@
+//! Webhook intake: the one extractor every delivery passes before a handler runs. It bounds
+//! the body, checks the content type, verifies the signature over the exact bytes received,
+//! reads GitHub's headers and parses the payload into an [`Event`]. Every rejection is an
+//! [`IntakeError`] whose response says what was wrong and how to fix it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+use crate::model::{DeliveryId, HookId};
+use crate::webhook::events::Event;
+use crate::webhook::signature::{SignatureError, WebhookSecrets};
+
+/// GitHub caps webhook payloads at 25 MiB; nothing larger can be a real delivery.
+pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
+
+/// Bound on the bodies being read at once, in KiB: unauthenticated senders could otherwise
+/// make the server buffer any number of 25 MiB bodies before their signatures are checked.
+const BODY_BUDGET_KIB: usize = 256 * 1024;
+/// Bound on reading one body: a sender trickling bytes must not hold its budget forever.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What intake needs from the server's state.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// `None`: signatures are not checked (`--insecure-skip-signature`).
+    secrets: Option<WebhookSecrets>,
+    /// Permits of 1 KiB for the bodies being read.
+    body_budget: Arc<Semaphore>,
+}
+
+impl IntakeConfig {
+    pub fn new(secrets: Option<WebhookSecrets>) -> Self {
+        Self {
+            secrets,
+            body_budget: Arc::new(Semaphore::new(BODY_BUDGET_KIB)),
+        }
+    }
+}
+
+/// A verified, parsed delivery. Handlers never see its raw bytes.
+#[derive(Debug)]
+pub struct Delivery {
+    pub event_name: String,
+    pub delivery_id: Option<DeliveryId>,
+    pub hook_id: Option<HookId>,
+    pub event: Event,
+}
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(
+        "unsupported Content-Type {0:?}: send application/json, or \
+         application/x-www-form-urlencoded with the JSON in the `payload` field"
+    )]
+    UnsupportedContentType(String),
+    #[error("missing X-GitHub-Event header: say which event this payload is")]
+    MissingEvent,
+    #[error("invalid {header} header: {reason}")]
+    InvalidHeader {
+        header: &'static str,
+        reason: String,
+    },
+    #[error(
+        "missing X-Hub-Signature-256 header: set a secret on the GitHub webhook, \
+         the same one as GITHUB_WEBHOOK_SECRET"
+    )]
+    MissingSignature,
+    #[error(transparent)]
+    BadSignature(#[from] SignatureError),
+    #[error("body larger than GitHub's 25 MiB webhook limit")]
+    TooLarge,
+    #[error("the body did not arrive within 30 seconds")]
+    BodyTimeout,
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("form body has no `payload` field holding the JSON")]
+    MissingPayloadField,
+    #[error("malformed JSON: {0}")]
+    MalformedJson(serde_json::Error),
+    #[error("the {event} payload lacks what deployhook reads: {source}")]
+    UnexpectedShape {
+        event: String,
+        source: serde_json::Error,
+    },
+}
+
+/// Put on a refusal's response, so the server can count refusals by reason.
+#[derive(Debug, Clone, Copy)]
+pub struct Rejected(pub &'static str);
+
+impl IntakeError {
+    /// A short, fixed name for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnsupportedContentType(_) => "content_type",
+            Self::MissingEvent => "missing_event",
+            Self::InvalidHeader { .. } => "invalid_header",
+            Self::MissingSignature => "missing_signature",
+            Self::BadSignature(_) => "bad_signature",
+            Self::TooLarge => "too_large",
+            Self::BodyTimeout => "body_timeout",
+            Self::BodyRead(_) => "body_read",
+            Self::MissingPayloadField => "missing_payload_field",
+            Self::MalformedJson(_) => "malformed_json",
+            Self::UnexpectedShape { .. } => "unexpected_shape",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MissingSignature | Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::MissingEvent
+            | Self::InvalidHeader { .. }
+            | Self::BodyRead(_)
+            | Self::MissingPayloadField
+            | Self::MalformedJson(_)
+            | Self::UnexpectedShape { .. } => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for IntakeError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let error = self.to_string();
+        tracing::warn!(status = status.as_u16(), "delivery refused: {error}");
+        let mut response =
+            (status, axum::Json(serde_json::json!({ "error": error }))).into_response();
+        response.extensions_mut().insert(Rejected(self.reason()));
+        response
+    }
+}
+
+/// The two encodings GitHub can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Form,
+}
+
+impl<S> FromRequest<S> for Delivery
+where
+    S: Send + Sync,
+    Arc<IntakeConfig>: FromRef<S>,
+{
+    type Rejection = IntakeError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, IntakeError> {
+        let config = Arc::<IntakeConfig>::from_ref(state);
+        let headers = request.headers();
+        if content_length(headers).is_some_and(|len| len > MAX_WEBHOOK_BODY) {
+            return Err(IntakeError::TooLarge);
+        }
+        let encoding = encoding(headers)?;
+        let event_name = header(headers, "x-github-event")?.ok_or(IntakeError::MissingEvent)?;
+        let delivery_id = parse_header(headers, "X-GitHub-Delivery", DeliveryId::parse)?;
+        let hook_id = parse_header(headers, "X-GitHub-Hook-ID", str::parse::<HookId>)?;
+        let signature = header(headers, "x-hub-signature-256")?;
+
+        // Reserve the body's size (the maximum when unknown) before reading it; requests
+        // wait for room rather than exhausting memory.
+        let kib = content_length(headers)
+            .unwrap_or(MAX_WEBHOOK_BODY)
+            .div_ceil(1024)
+            .max(1);
+        let _reserved = config
+            .body_budget
+            .acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| IntakeError::BodyRead("the server is shutting down".into()))?;
+        let read = axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BODY);
+        let body = tokio::time::timeout(BODY_READ_TIMEOUT, read)
+            .await
+            .map_err(|_| IntakeError::BodyTimeout)?
+            .map_err(body_error)?;
+        if let Some(secrets) = &config.secrets {
+            let signature = signature.ok_or(IntakeError::MissingSignature)?;
+            secrets.verify(&body, &signature)?;
+        }
+        let event = match encoding {
+            Encoding::Json => parse_event(&event_name, &body)?,
+            Encoding::Form => parse_event(&event_name, form_payload(&body)?.as_bytes())?,
+        };
+        Ok(Self {
+            event_name,
+            delivery_id,
+            hook_id,
+            event,
+        })
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Reads `Content-Type`, ignoring parameters such as `charset`.
+fn encoding(headers: &HeaderMap) -> Result<Encoding, IntakeError> {
+    let value = headers
+        .get(CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let mime = value.split(';').next().unwrap_or_default().trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Ok(Encoding::Json)
+    } else if mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Ok(Encoding::Form)
+    } else {
+        Err(IntakeError::UnsupportedContentType(value))
+    }
+}
+
+/// A header's value as text; `None` when absent.
+fn header(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, IntakeError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| IntakeError::InvalidHeader {
+                    header: name,
+                    reason: "not visible ASCII".into(),
+                })
+        })
+        .transpose()
+}
+
+fn parse_header<T, E: ToString>(
+    headers: &HeaderMap,
+    name: &'static str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, IntakeError> {
+    header(headers, name)?
+        .map(|v| {
+            parse(&v).map_err(|e| IntakeError::InvalidHeader {
+                header: name,
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+fn body_error(err: axum::Error) -> IntakeError {
+    // `to_bytes` reports an exceeded limit as an error whose source is `LengthLimitError`.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return IntakeError::TooLarge;
+        }
+        source = e.source();
+    }
+    IntakeError::BodyRead(err.to_string())
+}
+
+/// The `payload` field of a form-encoded body.
+fn form_payload(body: &[u8]) -> Result<String, IntakeError> {
+    #[derive(Deserialize)]
+    struct Form {
+        payload: Option<String>,
+    }
+    let form: Form = serde_urlencoded::from_bytes(body)
+        .map_err(|e| IntakeError::BodyRead(format!("malformed form body: {e}")))?;
+    form.payload.ok_or(IntakeError::MissingPayloadField)
+}
+
+/// Parses the payload; a syntax error and a payload of the wrong shape are told apart,
+/// both with the position serde_json reports.
+fn parse_event(event: &str, json: &[u8]) -> Result<Event, IntakeError> {
+    Event::parse(event, json).map_err(|source| {
+        if source.is_syntax() || source.is_eof() {
+            IntakeError::MalformedJson(source)
+        } else {
+            IntakeError::UnexpectedShape {
+                event: event.to_owned(),
+                source,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers_with(content_type: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        headers
+    }
+
+    #[test]
+    fn json_with_a_charset_and_form_encoding_are_accepted() {
+        assert_eq!(
+            encoding(&headers_with("application/json; charset=utf-8")).unwrap(),
+            Encoding::Json
+        );
+        assert_eq!(
+            encoding(&headers_with("Application/JSON")).unwrap(),
+            Encoding::Json
+        );
+        assert_eq!(
+            encoding(&headers_with("application/x-www-form-urlencoded")).unwrap(),
+            Encoding::Form
+        );
+    }
+
+    #[test]
+    fn other_content_types_are_refused_naming_the_accepted_ones() {
+        let err = encoding(&headers_with("text/plain")).unwrap_err();
+        assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let message = err.to_string();
+        assert!(message.contains("application/json") && message.contains("x-www-form-urlencoded"));
+        assert!(encoding(&HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn the_form_payload_field_is_url_decoded() {
+        let body = b"payload=%7B%22zen%22%3A%22a+b%22%7D&other=1";
+        assert_eq!(form_payload(body).unwrap(), r#"{"zen":"a b"}"#);
+    }
+
+    #[test]
+    fn a_form_without_payload_is_refused() {
+        let err = form_payload(b"zen=1").unwrap_err();
+        assert!(matches!(err, IntakeError::MissingPayloadField));
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn malformed_json_is_reported_with_its_position() {
+        let err = parse_event("pull_request", b"{\n  \"action\": closed\n}").unwrap_err();
+        assert!(matches!(err, IntakeError::MalformedJson(_)));
+        assert!(err.to_string().contains("line 2 column 13"), "{err}");
+    }
+
+    #[test]
+    fn a_well_formed_payload_of_the_wrong_shape_names_the_event_and_field() {
+        let err = parse_event("pull_request", br#"{"action":"closed"}"#).unwrap_err();
+        assert!(matches!(err, IntakeError::UnexpectedShape { .. }));
+        let message = err.to_string();
+        assert!(
+            message.contains("pull_request") && message.contains("missing field"),
+            "{message}"
+        );
+    }
+}

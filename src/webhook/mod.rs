@@ -1,0 +1,10 @@
+//! What GitHub sends, and the one door it comes in by: [`intake`] bounds the body, checks
+//! the content type, verifies the [`signature`] over the exact bytes received, reads
+//! GitHub's headers and parses the payload into one of the [`events`] — minimal, private
+//! serde shapes holding only the fields deployhook reads.
+//!
+//! May use: `model`.
+
+pub mod events;
+pub mod intake;
+pub mod signature;
