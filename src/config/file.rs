@@ -13,9 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT, EnvironmentConfig, RepoPattern};
-use crate::model::DEPLOY_TASK;
-use crate::model::Environment;
-use crate::model::{OnInterrupt, Policy};
+use crate::model::{DEPLOY_TASK, Environment, OnInterrupt, Policy};
 
 /// The smallest per-run log limit: room for a useful head and tail.
 const MIN_LOG_LIMIT: u64 = 4 * 1024;

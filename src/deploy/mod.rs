@@ -7,5 +7,7 @@
 //! `model`.
 
 pub mod log;
+mod output;
+mod process;
 pub mod runner;
 pub mod worker;

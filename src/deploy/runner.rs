@@ -8,31 +8,20 @@ use std::io;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::config::EnvironmentConfig;
-use crate::deploy::log::{LogSender, MAX_LINE};
-use crate::model::DeployJob;
-use crate::model::DeploymentState;
-use crate::model::text;
+use crate::deploy::log::LogSender;
+use crate::deploy::output::{drain, forward_lines};
+use crate::deploy::process::{KILL_GRACE, stop_group};
+use crate::model::{DeployJob, DeploymentState, text};
 use crate::store::logs::Stream;
 
-/// Between SIGTERM and SIGKILL when a deploy times out: time for it to clean up.
-const KILL_GRACE: Duration = Duration::from_secs(10);
-/// After the command exits, how long a reader may go without a line before it is given up
-/// (a daemon the command started may hold its stdout/stderr open forever).
-const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
-/// The longest the readers are waited for after the command exits, even while lines keep
-/// coming (a daemon the command started that keeps writing to its stdout).
-const MAX_OUTPUT_DRAIN: Duration = Duration::from_secs(30);
 /// Server variables every deploy command gets, so ordinary scripts work.
 const BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
 /// `PATH` when the server has none.
@@ -315,128 +304,5 @@ fn os_error_text(err: &io::Error) -> String {
     match text.find(" (os error") {
         Some(end) => text[..end].to_owned(),
         None => text,
-    }
-}
-
-/// SIGTERM to the command's process group, then SIGKILL after [`KILL_GRACE`].
-async fn stop_group(child: &mut Child) {
-    let Some(pid) = child.id() else {
-        return; // already reaped
-    };
-    tracing::warn!(pid, "sending SIGTERM to the deploy's process group");
-    signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(pid, "deploy still running after SIGTERM; sending SIGKILL");
-    }
-    // Children may outlive the leader; SIGKILL the group whatever the leader did.
-    signal_group(pid, libc::SIGKILL);
-    let _ = child.wait().await;
-}
-
-/// A process's identity: this boot's id and the process's start time. A pid alone may name
-/// another process after the first exits, or after a reboot.
-pub fn process_identity(pid: u32) -> Option<String> {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22, start time; counted after the command name, which may hold spaces.
-    let start = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
-    Some(format!("{}:{start}", boot.trim()))
-}
-
-/// SIGKILLs a deploy command's process group left running by a previous deployhook, if its
-/// leader is still the very process that was recorded. Returns whether it did.
-pub fn kill_leftover(pgid: u32, identity: &str) -> bool {
-    if process_identity(pgid).as_deref() != Some(identity) {
-        return false;
-    }
-    signal_group(pgid, libc::SIGKILL);
-    true
-}
-
-fn signal_group(pgid: u32, signal: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return;
-    };
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours. The group id is
-    // the pid of a child we spawned with `process_group(0)`. A group id stays taken while
-    // any member lives; once none does, the call finds nobody (ESRCH). Naming an unrelated
-    // group would need the pid space to wrap within the grace period.
-    unsafe {
-        libc::kill(-pgid, signal);
-    }
-}
-
-/// Sends each line the command writes to `stream` to the deploy's log (and, at debug level,
-/// to the server's log under the deploy's span).
-fn forward_lines(
-    stream: impl AsyncRead + Unpin + Send + 'static,
-    name: Stream,
-    log: LogSender,
-    progress: Arc<AtomicU64>,
-) -> JoinHandle<()> {
-    let task = async move {
-        let mut reader = BufReader::new(stream);
-        let mut line = Vec::new();
-        while let Ok(true) = read_line_capped(&mut reader, &mut line).await {
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end_matches(['\n', '\r']);
-            tracing::debug!(stream = name.as_str(), "{text}");
-            log.line(name, text).await;
-            progress.fetch_add(1, Ordering::Relaxed);
-        }
-    };
-    tokio::spawn(task.instrument(tracing::Span::current()))
-}
-
-/// Reads one line into `line`, keeping at most [`MAX_LINE`] + 1 bytes of it (the rest up to
-/// the newline is read and dropped: a progress bar drawn with `\r`, or binary output, must
-/// not grow a buffer without bound). `false` at the end of the stream.
-async fn read_line_capped<R: AsyncRead + Unpin>(
-    reader: &mut BufReader<R>,
-    line: &mut Vec<u8>,
-) -> io::Result<bool> {
-    line.clear();
-    let mut read_any = false;
-    loop {
-        let buffer = reader.fill_buf().await?;
-        if buffer.is_empty() {
-            return Ok(read_any);
-        }
-        read_any = true;
-        let newline = buffer.iter().position(|b| *b == b'\n');
-        let chunk = newline.map_or(buffer, |i| &buffer[..=i]);
-        let room = (MAX_LINE + 1).saturating_sub(line.len());
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = chunk.len();
-        reader.consume(used);
-        if newline.is_some() {
-            return Ok(true);
-        }
-    }
-}
-
-/// Waits for the output readers to reach the end of their pipes, as long as they make
-/// progress: output the command wrote before it exited is stored, however much, while a
-/// child that keeps the pipe open (a daemon it started) is given up on after
-/// [`OUTPUT_DRAIN`] of silence, or [`MAX_OUTPUT_DRAIN`] in all.
-async fn drain(readers: [Option<JoinHandle<()>>; 2], progress: &AtomicU64) {
-    let deadline = tokio::time::Instant::now() + MAX_OUTPUT_DRAIN;
-    for mut reader in readers.into_iter().flatten() {
-        loop {
-            let before = progress.load(Ordering::Relaxed);
-            match tokio::time::timeout(OUTPUT_DRAIN, &mut reader).await {
-                Ok(_) => break,
-                Err(_)
-                    if progress.load(Ordering::Relaxed) != before
-                        && tokio::time::Instant::now() < deadline => {}
-                Err(_) => {
-                    reader.abort();
-                    break;
-                }
-            }
-        }
     }
 }

@@ -14,7 +14,8 @@ use tracing::Instrument;
 
 use crate::config::{EnvironmentConfig, find_environment};
 use crate::deploy::log::{LogHub, LogWriter};
-use crate::deploy::runner::{RunOutcome, RunSpec, kill_leftover, process_identity};
+use crate::deploy::process::{kill_leftover, process_identity};
+use crate::deploy::runner::{RunOutcome, RunSpec};
 use crate::github::outbox_worker::OutboxWorker;
 use crate::health::Liveness;
 use crate::metrics::Metrics;

@@ -4,9 +4,8 @@
 
 use rusqlite::{Connection, params};
 
-use crate::model::NewDeployment;
-use crate::model::{Effect, Outcome};
-use crate::store::{jobs, outbox};
+use crate::model::{Effect, NewDeployment, Outcome};
+use crate::store::{int_key, jobs, outbox};
 
 /// A delivery as recorded.
 #[derive(Debug, Clone)]
@@ -41,7 +40,7 @@ pub fn record(
     delivery: &DeliveryRecord,
     effect: &Effect,
 ) -> rusqlite::Result<Recorded> {
-    let hook_id = hook_key(delivery.hook_id)?;
+    let hook_id = int_key(delivery.hook_id)?;
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO deliveries
@@ -127,7 +126,7 @@ fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlite::R
                             WHERE repository = ?1 AND pull_request = ?2 AND environment = '')",
         )?
         .query_row(
-            params![new.repo.as_ref(), hook_key(new.pull_request)?],
+            params![new.repo.as_ref(), int_key(new.pull_request)?],
             |row| row.get(0),
         )?;
     if recorded_before_environments {
@@ -140,7 +139,7 @@ fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlite::R
         )?
         .execute(params![
             new.repo.as_ref(),
-            hook_key(new.pull_request)?,
+            int_key(new.pull_request)?,
             new.request.environment.as_ref(),
             new.request.git_ref.as_ref(),
             now
@@ -159,7 +158,7 @@ pub fn forget_merge(
     conn.execute(
         "DELETE FROM merges
          WHERE repository = ?1 AND pull_request = ?2 AND environment IN (?3, '')",
-        params![repository, hook_key(pull_request)?, environment.as_ref()],
+        params![repository, int_key(pull_request)?, environment.as_ref()],
     )?;
     Ok(())
 }
@@ -170,15 +169,10 @@ pub fn is_recorded(
     delivery_id: &str,
     hook_id: Option<u64>,
 ) -> rusqlite::Result<bool> {
-    let hook = hook_id.map(hook_key).transpose()?;
+    let hook = hook_id.map(int_key).transpose()?;
     conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM deliveries
                         WHERE delivery_id = ?1 AND (?2 IS NULL OR hook_id = ?2))",
     )?
     .query_row(params![delivery_id, hook], |row| row.get(0))
-}
-
-/// SQLite integers are signed; GitHub's ids fit comfortably.
-pub(crate) fn hook_key(id: u64) -> rusqlite::Result<i64> {
-    i64::try_from(id).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }

@@ -7,11 +7,8 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, Row, params};
 
-use crate::model::DeployJob;
-use crate::model::DeploymentId;
-use crate::model::DeploymentState;
-use crate::model::{OnInterrupt, Policy};
-use crate::store::deliveries::hook_key;
+use crate::model::{DeployJob, DeploymentId, DeploymentState, OnInterrupt, Policy};
+use crate::store::int_key;
 use crate::store::outbox;
 
 /// The description of a job that was running when deployhook stopped.
@@ -62,7 +59,7 @@ fn enqueue_row(
             now,
             job.log_url,
             job.environment_url,
-            job.installation.map(hook_key).transpose()?,
+            job.installation.map(int_key).transpose()?,
         ])?;
     Ok(inserted == 1)
 }
@@ -281,5 +278,5 @@ pub fn running_processes(conn: &Connection) -> rusqlite::Result<Vec<(u64, u32, S
 }
 
 fn id_key(id: DeploymentId) -> rusqlite::Result<i64> {
-    crate::store::deliveries::hook_key(id.get())
+    int_key(id.get())
 }

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::DeploymentId;
-use crate::store::deliveries::hook_key;
+use crate::store::int_key;
 
 /// A line of a deploy's output, or a note of deployhook's about the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub fn append(
     lines: &[LogLine],
     drop: Option<(i64, i64)>,
 ) -> rusqlite::Result<()> {
-    let id = hook_key(deployment.get())?;
+    let id = int_key(deployment.get())?;
     let mut insert = conn.prepare_cached(
         "INSERT OR REPLACE INTO deploy_logs (deployment_id, seq, at, stream, line)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -91,7 +91,7 @@ pub fn next_seq(conn: &Connection, deployment: DeploymentId) -> rusqlite::Result
     conn.prepare_cached(
         "SELECT COALESCE(MAX(seq), -1) + 1 FROM deploy_logs WHERE deployment_id = ?1",
     )?
-    .query_row([hook_key(deployment.get())?], |row| row.get(0))
+    .query_row([int_key(deployment.get())?], |row| row.get(0))
 }
 
 /// Up to `limit` lines of `deployment` after `after` (all when `None`), with the job's state
@@ -102,7 +102,7 @@ pub fn read_after(
     after: Option<i64>,
     limit: usize,
 ) -> rusqlite::Result<(Vec<LogLine>, JobState)> {
-    let id = hook_key(deployment.get())?;
+    let id = int_key(deployment.get())?;
     let state: Option<String> = conn
         .prepare_cached("SELECT state FROM jobs WHERE deployment_id = ?1")?
         .query_row([id], |row| row.get(0))

@@ -11,9 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// a token refresh, plus the minute the outcome's recording is retried.
 pub const STALE_IN_FLIGHT_MS: i64 = 5 * 60 * 1000;
 
-use crate::model::DeployJob;
-use crate::model::NewDeployment;
-use crate::model::{DeploymentRequest, DeploymentState, StatusRequest};
+use crate::model::{DeployJob, DeploymentRequest, DeploymentState, NewDeployment, StatusRequest};
+use crate::store::int_key;
 
 /// What a row asks GitHub to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +85,7 @@ pub fn enqueue_status(
     };
     let body = serde_json::to_string(&request).map_err(json_error)?;
     let key = format!("deployment:{}", job.id);
-    let id = crate::store::deliveries::hook_key(job.id.get())?;
+    let id = int_key(job.id.get())?;
     let row = Row {
         key: &key,
         kind: "deployment_status",
@@ -109,10 +108,7 @@ struct Row<'a> {
 }
 
 fn insert(conn: &Connection, row: &Row<'_>, now: i64) -> rusqlite::Result<()> {
-    let installation = row
-        .installation
-        .map(crate::store::deliveries::hook_key)
-        .transpose()?;
+    let installation = row.installation.map(int_key).transpose()?;
     conn.prepare_cached(
         "INSERT INTO outbox (ordering_key, kind, repository, deployment_id, body, created_at,
                              next_attempt_at, installation_id)
@@ -227,10 +223,7 @@ pub fn pause_installation(
     installation: Option<u64>,
     at: i64,
 ) -> rusqlite::Result<usize> {
-    let installation = installation
-        .map(crate::store::deliveries::hook_key)
-        .transpose()?
-        .unwrap_or(0);
+    let installation = installation.map(int_key).transpose()?.unwrap_or(0);
     conn.prepare_cached(
         "UPDATE outbox SET next_attempt_at = ?2
          WHERE state = 'pending' AND in_flight = 0 AND next_attempt_at < ?2

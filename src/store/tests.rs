@@ -1,5 +1,9 @@
+//! Tests of the store: migrations, the one-server lock, the writer's batches.
+
 use rusqlite::params;
 
+use super::schema::MIGRATIONS;
+use super::writer::wal_path;
 use super::*;
 
 /// Migration 5 rebuilds `deliveries`: every row survives, in arrival order, and the key

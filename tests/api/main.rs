@@ -13,6 +13,7 @@ mod github_api;
 mod github_app;
 mod helpers;
 mod intake;
+mod layout;
 mod operations;
 mod other_events;
 mod pull_request;

@@ -1,3 +1,5 @@
+//! Tests of the config file: every key, and errors that name the line and column.
+
 use super::*;
 
 const VALID: &str = r#"

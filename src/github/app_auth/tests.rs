@@ -1,3 +1,7 @@
+//! Tests of GitHub App authentication: JWTs checked with the App's public key, tokens
+//! cached and refreshed, and nothing secret in `Debug`. Longer than most files because
+//! each test builds its own RSA key and mock GitHub.
+
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

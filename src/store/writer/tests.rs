@@ -1,3 +1,6 @@
+//! Tests of the sync thread's promises: one sync answers every batch committed before it,
+//! and a failed sync is final.
+
 use std::sync::Mutex;
 
 use super::*;

@@ -1,0 +1,39 @@
+//! The schema: one SQL script per version, run in order; `PRAGMA user_version` records
+//! how many have run.
+
+use anyhow::Context;
+use rusqlite::Connection;
+
+/// The schema version this release migrates to.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_environments_and_logs.sql"),
+    include_str!("migrations/0003_installations.sql"),
+    include_str!("migrations/0004_deliveries_by_time.sql"),
+    include_str!("migrations/0005_deliveries_in_arrival_order.sql"),
+];
+
+pub(super) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let version = usize::try_from(version).context("negative schema version")?;
+    anyhow::ensure!(
+        version <= MIGRATIONS.len(),
+        "the database is at schema version {version}, newer than this deployhook knows \
+         ({}): it was written by a newer release",
+        MIGRATIONS.len()
+    );
+    for (index, script) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(script)
+            .with_context(|| format!("migration {} failed", index + 1))?;
+        tx.pragma_update(None, "user_version", i64::try_from(index + 1)?)?;
+        tx.commit()?;
+    }
+    if version < MIGRATIONS.len() {
+        // A migration that rebuilt a table left a log as large as the table: copy it back
+        // and empty it now, rather than keep that file for the life of the database.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
+    Ok(())
+}
