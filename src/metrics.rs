@@ -75,6 +75,8 @@ pub struct Metrics {
     outbox_pending: Gauge,
     outbox_failed: Gauge,
     outbox_oldest_seconds: Gauge,
+    connections_open: Gauge,
+    connections_refused: Family<ReasonLabels, Counter>,
     /// One scrape at a time: each clears and refills the state gauges.
     rendering: std::sync::Mutex<()>,
 }
@@ -162,6 +164,18 @@ impl Metrics {
             "Age of the oldest GitHub call still to make (0 when none)",
             outbox_oldest_seconds.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Inbound connections open now",
+            connections_open.clone(),
+        );
+        let connections_refused = Family::default();
+        registry.register(
+            "connections_refused",
+            "Inbound connections refused at a cap, by which cap",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             deliveries,
@@ -176,6 +190,8 @@ impl Metrics {
             outbox_pending,
             outbox_failed,
             outbox_oldest_seconds,
+            connections_open,
+            connections_refused,
             rendering: std::sync::Mutex::new(()),
         }
     }
@@ -238,6 +254,19 @@ impl Metrics {
         let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
         self.github_calls
             .get_or_create(&CallLabels { endpoint, status })
+            .inc();
+    }
+
+    /// `count` inbound connections are open.
+    pub fn connections_open(&self, count: usize) {
+        self.connections_open
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// An inbound connection refused at a cap (`reason`, a fixed label).
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 

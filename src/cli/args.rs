@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::parse_duration;
+use crate::config::{parse_duration, parse_size};
 use crate::model::{OnInterrupt, Policy};
 
 /// A self-hosted deploy-on-merge server for GitHub.
@@ -35,6 +35,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start and moved once: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the webhook server.
@@ -206,6 +208,21 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_DATABASE_SYNC", default_value = "full")]
     pub database_sync: crate::model::Sync,
 
+    /// The database's write-ahead log is kept under this size, under sustained deliveries
+    /// and large deploy output alike, and truncated at shutdown.
+    #[arg(long, env = "DEPLOYHOOK_DATABASE_LOG_LIMIT", default_value = "64MiB", value_parser = parse_size)]
+    pub database_log_limit: u64,
+
+    /// How long deliveries (and the merges they recorded) are kept, for the dashboard and
+    /// to recognise redeliveries. GitHub redelivers for 3 days at most.
+    #[arg(long, env = "DEPLOYHOOK_RETAIN_DELIVERIES", default_value = "30d", value_parser = parse_duration)]
+    pub retain_deliveries: Duration,
+
+    /// How long finished deploys and their logs are kept. Given-up GitHub calls are kept
+    /// until dismissed.
+    #[arg(long, env = "DEPLOYHOOK_RETAIN_DEPLOYS", default_value = "90d", value_parser = parse_duration)]
+    pub retain_deploys: Duration,
+
     /// Deploys that may run at once, across repositories and environments (one at a time
     /// per repository + environment whatever this says).
     #[arg(long, env = "DEPLOYHOOK_MAX_CONCURRENT_DEPLOYS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
@@ -227,6 +244,25 @@ pub struct ServeArgs {
     /// is down or rate-limiting before it is given up.
     #[arg(long, env = "DEPLOYHOOK_OUTBOX_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
     pub outbox_max_age: Duration,
+
+    /// Connections the server holds open at once; past it, new ones are answered 503 and
+    /// closed. Keep it below the process's file-descriptor limit (LimitNOFILE).
+    #[arg(long, env = "DEPLOYHOOK_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Connections one client address may hold open at once; 0: no cap. Behind a reverse
+    /// proxy every connection comes from the proxy: set 0 there and cap clients at the proxy.
+    #[arg(
+        long,
+        env = "DEPLOYHOOK_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
+    pub max_connections_per_client: u32,
+
+    /// How long a client may take to send a request's headers, and how long a connection
+    /// may sit idle between requests, before it is closed.
+    #[arg(long, env = "DEPLOYHOOK_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long to wait for running deploys before exiting.
     #[arg(long, env = "DEPLOYHOOK_SHUTDOWN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]

@@ -9,7 +9,8 @@ use secrecy::SecretString;
 
 use crate::cli::ServeArgs;
 use crate::config::{
-    Config, DEFAULT_TIMEOUT, EnvironmentConfig, GitHubAuth, GitHubConfig, OutboxConfig,
+    Config, ConnectionLimits, DEFAULT_TIMEOUT, EnvironmentConfig, GitHubAuth, GitHubConfig,
+    OutboxConfig, Retention,
 };
 use crate::model::Environment;
 use crate::web::{Application, shutdown_signal};
@@ -70,10 +71,20 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
         public_url,
         database: args.database,
         database_sync: args.database_sync,
+        database_log_limit: args.database_log_limit,
+        retention: Retention {
+            deliveries: args.retain_deliveries,
+            deploys: args.retain_deploys,
+        },
         max_concurrent_deploys: usize::from(args.max_concurrent_deploys),
         outbox: OutboxConfig {
             max_age: args.outbox_max_age,
             ..OutboxConfig::default()
+        },
+        connections: ConnectionLimits {
+            max_connections: args.max_connections as usize,
+            max_connections_per_client: args.max_connections_per_client as usize,
+            header_timeout: args.header_timeout,
         },
         shutdown_timeout: args.shutdown_timeout,
         admin_token: secret(env, "DEPLOYHOOK_ADMIN_TOKEN")?,

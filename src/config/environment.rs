@@ -28,7 +28,7 @@ pub struct EnvironmentConfig {
     /// `None`: the server's working directory.
     pub working_directory: Option<PathBuf>,
     pub timeout: Duration,
-    /// With `{sha}`, `{ref}` and `{environment}` placeholders.
+    /// With `{sha}`, `{ref}` and `{environment}` placeholders, filled in percent-encoded.
     pub environment_url: Option<String>,
     pub policy: Policy,
     pub on_interrupt: OnInterrupt,
@@ -91,11 +91,26 @@ impl EnvironmentConfig {
     pub fn environment_url_for(&self, job: &DeployJob) -> Option<String> {
         let url = self.environment_url.as_deref()?;
         Some(
-            url.replace("{sha}", job.sha.as_ref())
-                .replace("{ref}", &job.git_ref)
-                .replace("{environment}", job.environment.as_ref()),
+            url.replace("{sha}", &url_component(job.sha.as_ref()))
+                .replace("{ref}", &url_component(&job.git_ref))
+                .replace("{environment}", &url_component(job.environment.as_ref())),
         )
     }
+}
+
+/// `text` percent-encoded but for RFC 3986's unreserved characters: a value filled into a
+/// URL stays one component, so a branch named `evil.example/#` cannot turn the link into
+/// another host's (`feature/x` becomes `feature%2Fx`).
+fn url_component(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// The environment named `name`, if configured.

@@ -38,9 +38,15 @@ pub struct Config {
     /// Path of the SQLite database, or `:memory:` (`store::IN_MEMORY`).
     pub database: String,
     pub database_sync: Sync,
+    /// The write-ahead log is kept under this many bytes.
+    pub database_log_limit: u64,
+    /// How long finished work is kept.
+    pub retention: Retention,
     /// Deploys running at once, across repositories and environments.
     pub max_concurrent_deploys: usize,
     pub outbox: OutboxConfig,
+    /// Caps and deadlines on inbound connections.
+    pub connections: ConnectionLimits,
     /// How long shutdown waits for running deploys.
     pub shutdown_timeout: Duration,
     /// Opens the dashboard (`DEPLOYHOOK_ADMIN_TOKEN`); `None`: the dashboard is off.
@@ -120,6 +126,76 @@ impl Default for OutboxConfig {
             secondary_rate_limit: Duration::from_secs(60),
         }
     }
+}
+
+/// How long the database keeps what is done with, so that it does not grow for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Deliveries (and the merges they recorded), by when they arrived. GitHub lets a
+    /// delivery be redelivered for 3 days; past that, its record only serves the dashboard.
+    pub deliveries: Duration,
+    /// Finished deploys and their logs, by when they finished.
+    pub deploys: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            deliveries: Duration::from_secs(30 * 24 * 60 * 60),
+            deploys: Duration::from_secs(90 * 24 * 60 * 60),
+        }
+    }
+}
+
+/// Caps and deadlines on the connections the server accepts: it faces the internet, and no
+/// client may hold what GitHub's deliveries need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once, in all; past it new ones are answered 503 and closed.
+    pub max_connections: usize,
+    /// Connections open at once from one client address; 0: no cap (behind a proxy, every
+    /// connection comes from the proxy's address).
+    pub max_connections_per_client: usize,
+    /// How long a client may take to send a request's headers, and how long a connection
+    /// may sit idle between requests.
+    pub header_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            max_connections_per_client: 64,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Parses a size: a number of bytes, or one with a unit (`64MiB`, `64MB`, `512k`…; binary
+/// multiples either way).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let text = s.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (examples: 64MiB, 512MB, 1GiB)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (examples: 64MiB, 512MB, 1GiB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Parses `90s`, `15m`, `1h 30m`…: durations as the command line and the config file take

@@ -83,6 +83,12 @@ pub fn process_deployment(
         log_url: None,
         installation: event.installation.as_ref().map(|i| i.id),
     };
+    if let Some(problem) = ref_problem(&job.git_ref) {
+        // Signed by GitHub, so a real deployment: refused with a status that says why,
+        // rather than a ref reaching the deploy command's environment and the log.
+        let reason = format!("not deployed: {problem}");
+        return Ok(Decision::Refuse(job, reason));
+    }
     job.environment_url = environment.environment_url_for(&job);
     if environment.command_for(&job.task).is_none() {
         let reason = format!(
@@ -94,6 +100,32 @@ pub fn process_deployment(
         return Ok(Decision::Refuse(job, reason));
     }
     Ok(Decision::Run(job))
+}
+
+/// The longest ref deployhook runs: GitHub's limit on a branch name.
+const MAX_REF_BYTES: usize = 255;
+
+/// Why `git_ref` cannot be a git ref, if it cannot: git's own rules (`git check-ref-format`)
+/// on the characters that could reach a log or a command line as something else.
+fn ref_problem(git_ref: &str) -> Option<String> {
+    let shown: String = git_ref.chars().take(60).collect();
+    let problem = if git_ref.is_empty() {
+        "it is empty"
+    } else if git_ref.len() > MAX_REF_BYTES {
+        "it is longer than 255 bytes"
+    } else if git_ref.chars().any(|c| c.is_control() || c == ' ') {
+        "it holds a control character or a space"
+    } else if git_ref.starts_with('-') {
+        "it begins with '-'"
+    } else if git_ref.contains(['~', '^', ':', '?', '*', '[', '\\'])
+        || git_ref.contains("..")
+        || git_ref.contains("@{")
+    {
+        "it holds characters git does not allow in a ref"
+    } else {
+        return None;
+    };
+    Some(format!("ref {shown:?} is not a git ref: {problem}"))
 }
 
 /// Names who made a deployment that deployhook must leave alone, or `None` when it is

@@ -177,6 +177,24 @@ impl DeliveryId {
 }
 string_id!(DeliveryId);
 
+/// The largest id deployhook accepts: the database stores ids as signed 64-bit integers.
+/// GitHub's ids are far below it; a payload beyond it is refused as malformed (a 400, not
+/// a 503 that would invite endless redeliveries).
+pub const MAX_STORED_ID: u64 = i64::MAX as u64;
+
+/// Deserializes one of GitHub's numeric ids (a deployment, a pull request, an installation),
+/// refusing 0 and ids past [`MAX_STORED_ID`].
+pub fn stored_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if (1..=MAX_STORED_ID).contains(&n) {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format_args!(
+            "id {n} is out of range (1 to {MAX_STORED_ID})"
+        )))
+    }
+}
+
 /// Implements the traits of a numeric id that GitHub sends as a JSON number.
 macro_rules! numeric_id {
     ($name:ident, $kind:literal) => {
@@ -194,9 +212,18 @@ macro_rules! numeric_id {
             type Err = InvalidId;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s.parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Self(n)),
-                    _ => Err(InvalidId::new($kind, s, "expected a positive integer")),
+                    Ok(n) if (1..=MAX_STORED_ID).contains(&n) => Ok(Self(n)),
+                    _ => Err(InvalidId::new(
+                        $kind,
+                        s,
+                        "expected an integer from 1 to 9223372036854775807",
+                    )),
                 }
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                stored_id(d).map(Self)
             }
         }
         impl From<u64> for $name {
@@ -208,13 +235,13 @@ macro_rules! numeric_id {
 }
 
 /// A GitHub deployment's numeric id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct DeploymentId(u64);
 numeric_id!(DeploymentId, "deployment id");
 
 /// The `X-GitHub-Hook-ID` header: which webhook (repository, organisation or app) sent it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct HookId(u64);
 numeric_id!(HookId, "hook id");

@@ -3,9 +3,7 @@
 //! Claiming and finishing also queue the statuses that report them, in the same
 //! transaction, so what GitHub is told always matches the queue.
 
-use std::collections::BTreeMap;
-
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{DeployJob, DeploymentId, DeploymentState, OnInterrupt, Policy};
 use crate::store::int_key;
@@ -94,6 +92,9 @@ pub struct Claimed {
 /// oldest queued job (`Queue`) or the newest (`Latest`, which retires the older ones), while
 /// fewer than `max_running` run in all. Deployment ids order the jobs: GitHub numbers
 /// deployments in the order it creates them, whatever order their events arrive in.
+///
+/// It reads one row per waiting pair, never the whole queue: ten thousand deployments
+/// queued for one environment cost a claim what one does.
 pub fn claim(
     conn: &Connection,
     max_running: usize,
@@ -108,36 +109,26 @@ pub fn claim(
     if free == 0 {
         return Ok(vec![]);
     }
-    let mut waiting: BTreeMap<(String, String), Vec<Claimed>> = BTreeMap::new();
-    let mut statement = conn.prepare_cached(
-        "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
-                payload, delivery_id, environment_url, log_url, installation_id
-         FROM jobs WHERE state = 'queued' ORDER BY deployment_id",
-    )?;
-    for claimed in statement.query_map([], claimed_from_row)? {
-        let claimed = claimed?;
-        let key = (
-            claimed.job.repo.to_string(),
-            claimed.job.environment.to_string(),
-        );
-        if !running.contains(&key) {
-            waiting.entry(key).or_default().push(claimed);
-        }
-    }
     // Pairs take turns by their oldest waiting deployment, so no repository waits forever
     // behind busier ones when all slots are taken.
-    let mut groups: Vec<((String, String), Vec<Claimed>)> = waiting.into_iter().collect();
-    groups.sort_by_key(|(_, jobs)| jobs[0].job.id.get());
+    let mut waiting: Vec<(i64, (String, String))> = Vec::new();
+    for pair in waiting_pairs(conn)? {
+        if !running.contains(&pair) {
+            let oldest = edge_of_queue(conn, &pair, "MIN")?;
+            waiting.push((oldest, pair));
+        }
+    }
+    waiting.sort();
     let mut started = Vec::new();
-    for ((_, environment), mut jobs) in groups {
+    for (oldest, pair) in waiting {
         if free == 0 {
             break;
         }
-        let next = match policy(&environment) {
-            Policy::Queue => jobs.remove(0),
+        let next = match policy(&pair.1) {
+            Policy::Queue => queued_job(conn, oldest)?,
             Policy::Latest => {
-                let newest = jobs.pop().expect("groups are never empty");
-                for older in &jobs {
+                let newest = queued_job(conn, edge_of_queue(conn, &pair, "MAX")?)?;
+                for older in queued_before(conn, &pair, newest.job.id)? {
                     supersede(conn, &older.job, newest.job.id, now)?;
                 }
                 newest
@@ -148,6 +139,64 @@ pub fn claim(
         free -= 1;
     }
     Ok(started)
+}
+
+/// The repository + environment pairs with queued jobs, read by stepping through the
+/// `jobs_by_state` index one pair at a time.
+fn waiting_pairs(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut next = conn.prepare_cached(
+        "SELECT repository, environment FROM jobs
+         WHERE state = 'queued' AND (repository, environment) > (?1, ?2)
+         ORDER BY repository, environment LIMIT 1",
+    )?;
+    let mut pairs = Vec::new();
+    let mut after = (String::new(), String::new());
+    while let Some(pair) = next
+        .query_row(params![after.0, after.1], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?
+    {
+        pairs.push(pair);
+        after = pairs.last().cloned().expect("just pushed");
+    }
+    Ok(pairs)
+}
+
+/// The oldest (`MIN`) or newest (`MAX`) queued deployment id of `pair`.
+fn edge_of_queue(conn: &Connection, pair: &(String, String), edge: &str) -> rusqlite::Result<i64> {
+    let sql = format!(
+        "SELECT {edge}(deployment_id) FROM jobs
+         WHERE state = 'queued' AND repository = ?1 AND environment = ?2"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row(params![pair.0, pair.1], |row| row.get(0))
+}
+
+const CLAIMED_COLUMNS: &str = "deployment_id, repository, environment, sha, git_ref, task,
+    deploy_user, payload, delivery_id, environment_url, log_url, installation_id";
+
+fn queued_job(conn: &Connection, id: i64) -> rusqlite::Result<Claimed> {
+    conn.prepare_cached(&format!(
+        "SELECT {CLAIMED_COLUMNS} FROM jobs WHERE deployment_id = ?1"
+    ))?
+    .query_row([id], claimed_from_row)
+}
+
+/// The jobs of `pair` queued before `newest`, which supersedes them.
+fn queued_before(
+    conn: &Connection,
+    pair: &(String, String),
+    newest: DeploymentId,
+) -> rusqlite::Result<Vec<Claimed>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CLAIMED_COLUMNS} FROM jobs
+         WHERE state = 'queued' AND repository = ?1 AND environment = ?2
+           AND deployment_id < ?3
+         ORDER BY deployment_id"
+    ))?
+    .query_map(params![pair.0, pair.1, id_key(newest)?], claimed_from_row)?
+    .collect()
 }
 
 fn claimed_from_row(row: &Row<'_>) -> rusqlite::Result<Claimed> {

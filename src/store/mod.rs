@@ -15,14 +15,17 @@
 //! syncs once for many batches. Unlike SQLite's own `synchronous = FULL`, a commit is
 //! visible to other connections (pages, `deployhook redeliver`) a moment before its sync
 //! completes; everything that acts on it goes through the writer, whose answers wait for
-//! the sync. A third thread checkpoints the log in the background, and a lock file keeps a
-//! second deployhook off the same database. SQL lives in this module's submodules and
+//! the sync. A third thread checkpoints the log in the background and keeps it within its
+//! size limit, and a lock on the database file keeps a second deployhook off it. SQL lives in this module's submodules and
 //! nowhere else.
+//!
+//! May use: `model`.
 
 pub mod deliveries;
 pub mod jobs;
 pub mod logs;
 pub mod outbox;
+pub mod retention;
 mod schema;
 pub mod views;
 mod writer;
@@ -43,6 +46,8 @@ use writer::{
     BUSY_TIMEOUT, Request, configure, in_savepoint, start_checkpoints, start_syncer, write_loop,
 };
 
+/// The write-ahead log's size limit unless configured otherwise.
+pub const DEFAULT_LOG_LIMIT: u64 = 64 * 1024 * 1024;
 /// The path that opens a private in-memory database (for benchmarks and experiments).
 pub const IN_MEMORY: &str = ":memory:";
 
@@ -83,27 +88,31 @@ pub struct Store {
     /// A read-only connection for pages and scrapes, so they never queue behind (or hold
     /// up) the writer; `None` for an in-memory database, which only the writer can see.
     reader: Option<Arc<std::sync::Mutex<Connection>>>,
+    /// The database file; `None` in memory.
+    path: Option<String>,
 }
 
-/// Takes `<database>.lock`, so a second deployhook on the same database (an overlapping
-/// restart, a second unit) stops at start instead of reporting the first one's running
-/// deploys as interrupted and running its queue alongside it.
+/// Locks the database file itself (an advisory `flock`, which SQLite's own locks ignore),
+/// so that a second deployhook on the same database — an overlapping restart, a second
+/// unit, or the same file reached through a symlink or a hard link — stops at start instead
+/// of reporting the first one's running deploys as interrupted and running its queue
+/// alongside it. The lock follows the file, not its name.
 fn lock_exclusively(path: &str) -> anyhow::Result<std::fs::File> {
-    let lock_path = format!("{path}.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("could not open the lock file {lock_path:?}"))?;
+        .open(path)
+        .with_context(|| format!("could not open the database {path:?}"))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another deployhook is using the database {path:?} (it holds {lock_path:?}): \
-             stop it first, or give this one another DEPLOYHOOK_DATABASE"
+            "another deployhook is using the database {path:?} (through this path or another \
+             link to the same file): stop it first, or give this one another DEPLOYHOOK_DATABASE"
         ),
         Err(std::fs::TryLockError::Error(err)) => {
-            Err(err).with_context(|| format!("could not lock {lock_path:?}"))
+            Err(err).with_context(|| format!("could not lock the database {path:?}"))
         }
     }
 }
@@ -111,7 +120,13 @@ fn lock_exclusively(path: &str) -> anyhow::Result<std::fs::File> {
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`, then starts its
     /// writer thread. [`IN_MEMORY`] opens a database that lives as long as the process.
+    /// The write-ahead log is kept under [`DEFAULT_LOG_LIMIT`].
     pub fn open(path: &str, sync: Sync) -> anyhow::Result<Self> {
+        Self::open_with_log_limit(path, sync, DEFAULT_LOG_LIMIT)
+    }
+
+    /// [`Store::open`], keeping the write-ahead log under `log_limit` bytes.
+    pub fn open_with_log_limit(path: &str, sync: Sync, log_limit: u64) -> anyhow::Result<Self> {
         let lock = if path == IN_MEMORY {
             None
         } else {
@@ -138,7 +153,7 @@ impl Store {
             None
         };
         if path != IN_MEMORY {
-            start_checkpoints(&conn, path, Arc::downgrade(&alive))
+            start_checkpoints(&conn, path, Arc::downgrade(&alive), log_limit)
                 .context("could not start the database checkpoint thread")?;
         }
         let reader = if path == IN_MEMORY {
@@ -163,7 +178,21 @@ impl Store {
             _lock: lock,
             sync_failed,
             reader,
+            path: (path != IN_MEMORY).then(|| path.to_owned()),
         })
+    }
+
+    /// Copies the write-ahead log back into the database file and truncates it to nothing,
+    /// waiting (up to SQLite's busy timeout) for a batch in progress: at shutdown, so that a
+    /// stopped server leaves one file behind, not a log as large as the limit.
+    pub fn truncate_log(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let conn = Connection::open(Path::new(path))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        writer::checkpoint(&conn, "TRUNCATE")?;
+        Ok(())
     }
 
     /// Whether a sync to disk failed, after which every write is refused (see [`sync_loop`]).

@@ -3,6 +3,12 @@
 //! and deleted once GitHub accepted it; failures reschedule it with backoff. Rows sharing
 //! an ordering key go one at a time, oldest first: the statuses of one deployment reach
 //! GitHub in the order they were decided.
+//!
+//! The oldest pending row of each ordering key is marked its `head`, and only heads are
+//! ever looked at to find what is due: an index holds them by installation and due time,
+//! so finding the next call costs the same with fifty thousand calls waiting (a long
+//! GitHub outage on a busy organisation) as with none. Rate-limit pauses are one row per
+//! installation (`outbox_pauses`), not an update of every call it has waiting.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -109,10 +115,12 @@ struct Row<'a> {
 
 fn insert(conn: &Connection, row: &Row<'_>, now: i64) -> rusqlite::Result<()> {
     let installation = row.installation.map(int_key).transpose()?;
+    // The first pending row of its key is the key's head; the others wait behind it.
     conn.prepare_cached(
         "INSERT INTO outbox (ordering_key, kind, repository, deployment_id, body, created_at,
-                             next_attempt_at, installation_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                             next_attempt_at, installation_id, head)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7,
+                 NOT EXISTS (SELECT 1 FROM outbox WHERE state = 'pending' AND ordering_key = ?1))",
     )?
     .execute(params![
         row.key,
@@ -126,71 +134,46 @@ fn insert(conn: &Connection, row: &Row<'_>, now: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Takes up to `limit` due rows, each the oldest pending row of its ordering key and only
-/// when that row is not already being sent, and at most one call per App installation (or
-/// for the one token, as installation 0) in flight at a time: GitHub asks that the calls of
-/// one client be made one after another, and throttles content creation otherwise. Each
-/// taken row is marked in flight and has its attempt counted before it is sent.
+/// Takes up to `limit` due rows, each the head (oldest pending row) of its ordering key,
+/// and at most one call per App installation (or for the one token, as installation 0) in
+/// flight at a time: GitHub asks that the calls of one client be made one after another,
+/// and throttles content creation otherwise. An installation paused by a rate limit gives
+/// none. Each taken row is marked in flight and has its attempt counted before it is sent.
 ///
 /// `in_flight` holds when a row was taken (0: not taken). A row taken longer than
-/// [`STALE_IN_FLIGHT`] ago counts as free again: its worker died without recording the
+/// [`STALE_IN_FLIGHT_MS`] ago counts as free again: its worker died without recording the
 /// outcome (the database refused for a minute, a panic), and it must not hold up every other
 /// call of its installation until the next restart. Sending it again is safe: a status twice
 /// is harmless, and a creation asks GitHub first whether it happened.
+///
+/// Its cost grows with the number of installations, never with the calls waiting: each
+/// lookup is one step down an index.
 pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Item>> {
     let stale = now - STALE_IN_FLIGHT_MS;
-    let mut statement = conn.prepare_cached(
-        "SELECT o.id, o.ordering_key, o.kind, o.repository, o.deployment_id, o.body,
-                o.attempts, o.created_at, o.installation_id
-         FROM outbox o
-         WHERE o.state = 'pending' AND (o.in_flight = 0 OR o.in_flight <= ?3)
-           AND o.next_attempt_at <= ?1
-           AND o.id = (SELECT MIN(id) FROM outbox
-                       WHERE state = 'pending' AND ordering_key = o.ordering_key)
-           AND NOT EXISTS (
-                SELECT 1 FROM outbox f
-                WHERE f.in_flight != 0 AND f.in_flight > ?3
-                  AND COALESCE(f.installation_id, 0) = COALESCE(o.installation_id, 0))
-         ORDER BY o.id
-         LIMIT ?2",
-    )?;
     let mut items: Vec<Item> = Vec::new();
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = statement.query(params![now, limit, stale])?;
-    while let Some(row) = rows.next()? {
-        let installation = row.get::<_, Option<i64>>(8)?.map(i64::unsigned_abs);
-        if items.iter().any(|i| i.installation == installation) {
-            continue; // one per installation in this batch too
+    for installation in idle_installations(conn, now)? {
+        if items.len() >= limit {
+            break;
         }
-        let key: String = row.get(1)?;
-        let kind: String = row.get(2)?;
-        let repository: String = row.get(3)?;
-        let body: String = row.get(5)?;
-        let call = match kind.as_str() {
-            "create_deployment" => {
-                let body: serde_json::Value = serde_json::from_str(&body).map_err(json_error)?;
-                Call::CreateDeployment {
-                    repository,
-                    pull_request: body["pull_request"].as_u64().unwrap_or_default(),
-                    request: serde_json::from_value(body["request"].clone()).map_err(json_error)?,
-                }
-            }
-            _ => Call::DeploymentStatus {
-                repository,
-                deployment_id: row.get::<_, i64>(4)?.unsigned_abs(),
-                request: serde_json::from_str(&body).map_err(json_error)?,
-            },
-        };
-        items.push(Item {
-            id: row.get(0)?,
-            ordering_key: key,
-            attempts: row.get(6)?,
-            created_at: row.get(7)?,
-            installation,
-            call,
-        });
+        if paused_until(conn, installation, now)?.is_some() {
+            continue;
+        }
+        let mut statement = conn.prepare_cached(
+            "SELECT id, ordering_key, kind, repository, deployment_id, body, attempts,
+                    created_at, installation_id
+             FROM outbox
+             WHERE state = 'pending' AND head = 1 AND COALESCE(installation_id, 0) = ?1
+               AND next_attempt_at <= ?2 AND (in_flight = 0 OR in_flight <= ?3)
+             ORDER BY next_attempt_at, id
+             LIMIT 1",
+        )?;
+        if let Some(item) = statement
+            .query_row(params![installation, now, stale], item_from_row)
+            .optional()?
+        {
+            items.push(item);
+        }
     }
-    drop(rows);
     for item in &items {
         conn.prepare_cached(
             "UPDATE outbox SET attempts = attempts + 1, in_flight = ?2 WHERE id = ?1",
@@ -200,10 +183,87 @@ pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<V
     Ok(items)
 }
 
-/// GitHub accepted the call: forget it.
+fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    let kind: String = row.get(2)?;
+    let repository: String = row.get(3)?;
+    let body: String = row.get(5)?;
+    let call = match kind.as_str() {
+        "create_deployment" => {
+            let body: serde_json::Value = serde_json::from_str(&body).map_err(json_error)?;
+            Call::CreateDeployment {
+                repository,
+                pull_request: body["pull_request"].as_u64().unwrap_or_default(),
+                request: serde_json::from_value(body["request"].clone()).map_err(json_error)?,
+            }
+        }
+        _ => Call::DeploymentStatus {
+            repository,
+            deployment_id: row.get::<_, i64>(4)?.unsigned_abs(),
+            request: serde_json::from_str(&body).map_err(json_error)?,
+        },
+    };
+    Ok(Item {
+        id: row.get(0)?,
+        ordering_key: row.get(1)?,
+        attempts: row.get(6)?,
+        created_at: row.get(7)?,
+        installation: row.get::<_, Option<i64>>(8)?.map(i64::unsigned_abs),
+        call,
+    })
+}
+
+/// The installations (0: the token) with calls waiting and none in flight (or only one
+/// gone stale), read by stepping through the index of heads one installation at a time.
+fn idle_installations(conn: &Connection, now: i64) -> rusqlite::Result<Vec<i64>> {
+    let stale = now - STALE_IN_FLIGHT_MS;
+    let busy: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT DISTINCT COALESCE(installation_id, 0) FROM outbox
+             WHERE in_flight != 0 AND in_flight > ?1",
+        )?
+        .query_map([stale], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut next = conn.prepare_cached(
+        "SELECT MIN(COALESCE(installation_id, 0)) FROM outbox
+         WHERE state = 'pending' AND head = 1 AND COALESCE(installation_id, 0) > ?1",
+    )?;
+    let mut idle = Vec::new();
+    let mut after = i64::MIN;
+    while let Some(installation) = next.query_row([after], |row| row.get::<_, Option<i64>>(0))? {
+        after = installation;
+        if !busy.contains(&installation) {
+            idle.push(installation);
+        }
+    }
+    Ok(idle)
+}
+
+/// Until when a rate limit pauses `installation`, if it still does at `now`.
+fn paused_until(conn: &Connection, installation: i64, now: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT until FROM outbox_pauses WHERE installation = ?1 AND until > ?2")?
+        .query_row(params![installation, now], |row| row.get(0))
+        .optional()
+}
+
+/// GitHub accepted the call: forget it, and let the next call of its key go.
 pub fn complete(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
-        .execute([id])?;
+    let removed: Option<(String, bool)> = conn
+        .prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING ordering_key, head")?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if let Some((key, true)) = removed {
+        promote_next(conn, &key)?;
+    }
+    Ok(())
+}
+
+/// Makes the oldest pending row of `key`, if any, its head.
+fn promote_next(conn: &Connection, key: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET head = 1
+         WHERE id = (SELECT MIN(id) FROM outbox WHERE state = 'pending' AND ordering_key = ?1)",
+    )?
+    .execute([key])?;
     Ok(())
 }
 
@@ -222,23 +282,29 @@ pub fn pause_installation(
     conn: &Connection,
     installation: Option<u64>,
     at: i64,
-) -> rusqlite::Result<usize> {
+) -> rusqlite::Result<()> {
     let installation = installation.map(int_key).transpose()?.unwrap_or(0);
     conn.prepare_cached(
-        "UPDATE outbox SET next_attempt_at = ?2
-         WHERE state = 'pending' AND in_flight = 0 AND next_attempt_at < ?2
-           AND COALESCE(installation_id, 0) = ?1",
+        "INSERT INTO outbox_pauses (installation, until) VALUES (?1, ?2)
+         ON CONFLICT (installation) DO UPDATE SET until = MAX(until, excluded.until)",
     )?
-    .execute(params![installation, at])
+    .execute(params![installation, at])?;
+    Ok(())
 }
 
 /// The call cannot succeed, or has been retried for too long: keep it, marked failed, for
 /// the operator, and let the calls queued behind it go.
 pub fn give_up(conn: &Connection, id: i64, error: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE outbox SET state = 'failed', last_error = ?2, in_flight = 0 WHERE id = ?1",
-    )?
-    .execute(params![id, error])?;
+    let key: Option<String> = conn
+        .prepare_cached(
+            "UPDATE outbox SET state = 'failed', last_error = ?2, in_flight = 0, head = 0
+             WHERE id = ?1 RETURNING ordering_key",
+        )?
+        .query_row(params![id, error], |row| row.get(0))
+        .optional()?;
+    if let Some(key) = key {
+        promote_next(conn, &key)?;
+    }
     Ok(())
 }
 
@@ -248,24 +314,24 @@ pub fn release_in_flight(conn: &Connection) -> rusqlite::Result<usize> {
     conn.execute("UPDATE outbox SET in_flight = 0 WHERE in_flight != 0", [])
 }
 
-/// When the next row that [`take_due`] could take falls due, if any. Rows whose
-/// installation has a call in flight are not counted: they wait for that call to end, which
-/// wakes the worker, and counting them would have it poll in a loop meanwhile.
+/// When the next row that [`take_due`] could take falls due, if any. Installations with a
+/// call in flight are not counted: they wait for that call to end, which wakes the worker,
+/// and counting them would have it poll in a loop meanwhile. A paused installation counts
+/// from the end of its pause.
 pub fn next_due(conn: &Connection, now: i64) -> rusqlite::Result<Option<i64>> {
-    let stale = now - STALE_IN_FLIGHT_MS;
-    conn.prepare_cached(
-        "SELECT MIN(o.next_attempt_at) FROM outbox o
-         WHERE o.state = 'pending' AND (o.in_flight = 0 OR o.in_flight <= ?1)
-           AND o.id = (SELECT MIN(id) FROM outbox
-                       WHERE state = 'pending' AND ordering_key = o.ordering_key)
-           AND NOT EXISTS (
-                SELECT 1 FROM outbox f
-                WHERE f.in_flight != 0 AND f.in_flight > ?1
-                  AND COALESCE(f.installation_id, 0) = COALESCE(o.installation_id, 0))",
-    )?
-    .query_row([stale], |row| row.get(0))
-    .optional()
-    .map(Option::flatten)
+    let mut soonest: Option<i64> = None;
+    for installation in idle_installations(conn, now)? {
+        let due: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM outbox
+                 WHERE state = 'pending' AND head = 1 AND COALESCE(installation_id, 0) = ?1",
+            )?
+            .query_row([installation], |row| row.get(0))?;
+        let Some(due) = due else { continue };
+        let due = paused_until(conn, installation, now)?.map_or(due, |until| due.max(until));
+        soonest = Some(soonest.map_or(due, |s| s.min(due)));
+    }
+    Ok(soonest)
 }
 
 fn json_error(err: serde_json::Error) -> rusqlite::Error {
@@ -344,7 +410,7 @@ mod tests {
             )
             .unwrap();
         }
-        assert_eq!(pause_installation(&conn, Some(7), 60_000).unwrap(), 2);
+        pause_installation(&conn, Some(7), 60_000).unwrap();
         let taken = take_due(&conn, 1_000, 8).unwrap();
         let installations: Vec<Option<u64>> = taken.iter().map(|i| i.installation).collect();
         assert_eq!(installations, [Some(8)]);

@@ -1,5 +1,5 @@
-//! Tests of the store: migrations, the one-server lock, the writer's batches.
-
+//! Tests of the store: migration 5, the log of a database reached through a symlink, and a
+//! store whose sync failed.
 use rusqlite::params;
 
 use super::schema::MIGRATIONS;

@@ -213,27 +213,49 @@ pub(super) fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<bool>
 /// default SQLite runs one inside whichever commit fills the log, holding up every delivery
 /// waiting on that commit. A thread of its own, with its own connection, checkpoints every
 /// [`CHECKPOINT_INTERVAL`] instead, without blocking the writer. It stops with the store.
+///
+/// It also keeps the log within `log_limit` bytes. A passive checkpoint never waits for the
+/// writer, so under sustained writes (a flood of deliveries, a deploy printing gigabytes)
+/// the log can grow faster than it restarts. Once it passes half the limit, this thread
+/// runs a truncating checkpoint, which waits for the writer's current batch, copies the
+/// log back and truncates it to nothing: the writer pauses for that copy (tens of
+/// milliseconds for tens of megabytes), rarely, and the file stays bounded.
+/// `journal_size_limit` trims the log to the limit whenever SQLite restarts it.
 pub(super) fn start_checkpoints(
     writer: &Connection,
     path: &str,
     alive: Weak<()>,
+    log_limit: u64,
 ) -> anyhow::Result<()> {
     writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+    writer.pragma_update(None, "journal_size_limit", i64::try_from(log_limit)?)?;
     let conn = Connection::open(Path::new(path))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    let log = wal_path(&conn)?;
     std::thread::Builder::new()
         .name("deployhook-checkpoint".into())
         .spawn(move || {
             while alive.strong_count() > 0 {
                 std::thread::sleep(CHECKPOINT_INTERVAL);
-                let result: rusqlite::Result<(i64, i64, i64)> =
-                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                    });
-                if let Err(err) = result {
+                let size = std::fs::metadata(&log).map_or(0, |m| m.len());
+                let mode = if size > log_limit / 2 {
+                    "TRUNCATE"
+                } else {
+                    "PASSIVE"
+                };
+                if let Err(err) = checkpoint(&conn, mode) {
                     tracing::warn!("database checkpoint failed (will retry): {err}");
                 }
             }
+        })?;
+    Ok(())
+}
+
+/// Runs a checkpoint in `mode` (`PASSIVE`, `TRUNCATE`…).
+pub(super) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
+    let (_busy, _log, _copied): (i64, i64, i64) =
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! workers and serves until a shutdown future resolves, then waits (bounded) for the
 //! deploys still running and sends the GitHub calls they queued.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +18,10 @@ use crate::deploy::worker::DeployWorker;
 use crate::github::GitHubClient;
 use crate::github::outbox_worker::OutboxWorker;
 use crate::metrics::Metrics;
-use crate::store::{Store, outbox};
+use crate::store::{Store, outbox, retention};
 use crate::web::auth::AdminAuth;
-use crate::web::router;
 use crate::web::state::{AppState, Shared};
+use crate::web::{listener, router};
 use crate::webhook::intake::IntakeConfig;
 
 /// At shutdown, how long requests in flight may take to finish.
@@ -46,7 +46,11 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("could not listen on {}", config.listen))?;
-        let store = Store::open(&config.database, config.database_sync)?;
+        let store = Store::open_with_log_limit(
+            &config.database,
+            config.database_sync,
+            config.database_log_limit,
+        )?;
         let metrics = Arc::new(Metrics::new());
         let github = GitHubClient::new(&config.github)
             .context("could not build the GitHub client")?
@@ -139,10 +143,17 @@ impl Application {
             );
         }
         let (deployer, outbox) = (self.state.deployer.clone(), self.state.outbox.clone());
+        let store = self.state.store.clone();
         let stop_deploys = CancellationToken::new();
         let stop_outbox = CancellationToken::new();
         let deploy_loop = tokio::spawn(deployer.clone().run(stop_deploys.clone()));
         let mut outbox_loop = tokio::spawn(outbox.run(stop_outbox.clone()));
+        let stop_pruning = CancellationToken::new();
+        let ages = retention::Ages {
+            deliveries: self.config.retention.deliveries,
+            deploys: self.config.retention.deploys,
+        };
+        let prune_loop = tokio::spawn(retention::run(store.clone(), ages, stop_pruning.clone()));
 
         // The queue stops starting deploys the moment shutdown begins, not after the last
         // HTTP request drained.
@@ -153,11 +164,14 @@ impl Application {
             stop_on_signal.cancel();
             stop_log_streams.cancel();
         };
-        let mut serving = tokio::spawn(
-            axum::serve(self.listener, router(self.state))
-                .with_graceful_shutdown(shutdown)
-                .into_future(),
-        );
+        let metrics = self.state.metrics.clone();
+        let mut serving = tokio::spawn(listener::serve(
+            self.listener,
+            router(self.state),
+            self.config.connections,
+            metrics,
+            shutdown,
+        ));
         // A client that stops reading a response (a log stream, say) must not hold the
         // shutdown up: the running deploys' wait and the outbox flush come after this.
         let served = tokio::select! {
@@ -170,15 +184,15 @@ impl Application {
                     "HTTP requests still open {HTTP_DRAIN:?} after shutdown began; closing them"
                 );
                 serving.abort();
-                Ok(Ok(()))
+                Ok(())
             }
         };
-        let served = served
-            .context("the server task failed")?
-            .context("the server failed");
+        let served = served.context("the server task failed");
 
         stop_deploys.cancel();
+        stop_pruning.cancel();
         let _ = deploy_loop.await;
+        let _ = prune_loop.await;
         deployer.finish_running(self.config.shutdown_timeout).await;
         stop_outbox.cancel();
         if tokio::time::timeout(OUTBOX_FLUSH, &mut outbox_loop)
@@ -187,6 +201,11 @@ impl Application {
         {
             outbox_loop.abort();
             tracing::warn!("GitHub calls still pending at shutdown will be sent at the next start");
+        }
+        match tokio::task::spawn_blocking(move || store.truncate_log()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!("could not truncate the database log: {err:#}"),
+            Err(err) => tracing::warn!("could not truncate the database log: {err}"),
         }
         served?;
         tracing::info!("deployhook stopped");

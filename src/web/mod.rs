@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod dashboard;
 pub mod event_handler;
+pub mod listener;
 pub mod ops;
 pub mod state;
 

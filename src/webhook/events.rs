@@ -3,10 +3,11 @@
 //! Each struct holds only the fields a handler reads, and every field GitHub may leave out
 //! (organisation and app hooks have no `repository` or `sender`; older GitHub Enterprise
 //! Server sends `deployment_status` without `action`) is an `Option`, so no payload can
-//! make a handler panic. Identifiers go through the newtypes in [`crate::ids`].
+//! make a handler panic. Identifiers go through the newtypes in [`crate::model::ids`].
 
 use serde::Deserialize;
 
+use crate::model::ids::stored_id;
 use crate::model::{CommitSha, DeploymentId, Environment, HookId, RepoName};
 
 /// A delivery's payload, by the event named in `X-GitHub-Event`.
@@ -120,11 +121,13 @@ pub struct PullRequestEvent {
 /// The GitHub App installation a delivery came through.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Installation {
+    #[serde(deserialize_with = "stored_id")]
     pub id: u64,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct PullRequest {
+    #[serde(deserialize_with = "stored_id")]
     pub number: u64,
     pub title: Option<String>,
     /// Whether the close was a merge. `merge_commit_sha` is no guide: GitHub sets it for the

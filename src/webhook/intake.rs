@@ -10,8 +10,9 @@ use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use serde::Deserialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::model::{DeliveryId, HookId};
 use crate::webhook::events::Event;
@@ -20,11 +21,18 @@ use crate::webhook::signature::{SignatureError, WebhookSecrets};
 /// GitHub caps webhook payloads at 25 MiB; nothing larger can be a real delivery.
 pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
 
+/// The longest event name accepted; GitHub's longest is about 40 characters.
+const MAX_EVENT_NAME: usize = 64;
+
 /// Bound on the bodies being read at once, in KiB: unauthenticated senders could otherwise
 /// make the server buffer any number of 25 MiB bodies before their signatures are checked.
+/// It is taken as bytes arrive, never as declared: a `Content-Length` costs nothing until
+/// its bytes come, so a few slow senders announcing 25 MiB cannot hold up the small
+/// deliveries behind them.
 const BODY_BUDGET_KIB: usize = 256 * 1024;
-/// Bound on reading one body: a sender trickling bytes must not hold its budget forever.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on reading one body, from its first byte to its last: GitHub itself gives up on an
+/// answer after 10 s, and a sender trickling bytes must not hold its connection longer.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What intake needs from the server's state.
 #[derive(Debug, Clone)]
@@ -77,7 +85,7 @@ pub enum IntakeError {
     BadSignature(#[from] SignatureError),
     #[error("body larger than GitHub's 25 MiB webhook limit")]
     TooLarge,
-    #[error("the body did not arrive within 30 seconds")]
+    #[error("the body did not arrive within 10 seconds")]
     BodyTimeout,
     #[error("could not read the request body: {0}")]
     BodyRead(String),
@@ -163,27 +171,12 @@ where
             return Err(IntakeError::TooLarge);
         }
         let encoding = encoding(headers)?;
-        let event_name = header(headers, "x-github-event")?.ok_or(IntakeError::MissingEvent)?;
+        let event_name = event_name(headers)?;
         let delivery_id = parse_header(headers, "X-GitHub-Delivery", DeliveryId::parse)?;
         let hook_id = parse_header(headers, "X-GitHub-Hook-ID", str::parse::<HookId>)?;
         let signature = header(headers, "x-hub-signature-256")?;
 
-        // Reserve the body's size (the maximum when unknown) before reading it; requests
-        // wait for room rather than exhausting memory.
-        let kib = content_length(headers)
-            .unwrap_or(MAX_WEBHOOK_BODY)
-            .div_ceil(1024)
-            .max(1);
-        let _reserved = config
-            .body_budget
-            .acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
-            .await
-            .map_err(|_| IntakeError::BodyRead("the server is shutting down".into()))?;
-        let read = axum::body::to_bytes(request.into_body(), MAX_WEBHOOK_BODY);
-        let body = tokio::time::timeout(BODY_READ_TIMEOUT, read)
-            .await
-            .map_err(|_| IntakeError::BodyTimeout)?
-            .map_err(body_error)?;
+        let (body, _reserved) = read_body(request.into_body(), &config.body_budget).await?;
         if let Some(secrets) = &config.secrets {
             let signature = signature.ok_or(IntakeError::MissingSignature)?;
             secrets.verify(&body, &signature)?;
@@ -198,6 +191,51 @@ where
             hook_id,
             event,
         })
+    }
+}
+
+/// Reads the whole body within [`BODY_READ_TIMEOUT`], taking room in `budget` for its
+/// bytes as they arrive; the room is given back when the returned permit is dropped.
+async fn read_body(
+    body: axum::body::Body,
+    budget: &Arc<Semaphore>,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), IntakeError> {
+    let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    let mut reserved: Option<OwnedSemaphorePermit> = None;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .map_err(|_| IntakeError::BodyTimeout)?;
+        let Some(frame) = frame else {
+            return Ok((bytes, reserved));
+        };
+        let Ok(data) = frame.map_err(body_error)?.into_data() else {
+            continue; // trailers
+        };
+        let len = bytes.len() + data.len();
+        if len > MAX_WEBHOOK_BODY {
+            return Err(IntakeError::TooLarge);
+        }
+        let held = reserved.as_ref().map_or(0, |p| p.num_permits());
+        let needed = len.div_ceil(1024).saturating_sub(held);
+        if needed > 0 {
+            let more = tokio::time::timeout_at(
+                deadline,
+                budget
+                    .clone()
+                    .acquire_many_owned(u32::try_from(needed).unwrap_or(u32::MAX)),
+            )
+            .await
+            .map_err(|_| IntakeError::BodyTimeout)?
+            .map_err(|_| IntakeError::BodyRead("the server is shutting down".into()))?;
+            match &mut reserved {
+                Some(permit) => permit.merge(more),
+                None => reserved = Some(more),
+            }
+        }
+        bytes.extend_from_slice(&data);
     }
 }
 
@@ -234,6 +272,28 @@ fn header(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, Int
                 })
         })
         .transpose()
+}
+
+/// `X-GitHub-Event`: GitHub's event names are short snake_case words; anything else
+/// (empty, 64 KB, other characters) is refused rather than recorded.
+fn event_name(headers: &HeaderMap) -> Result<String, IntakeError> {
+    let name = header(headers, "x-github-event")?
+        .filter(|n| !n.trim().is_empty())
+        .ok_or(IntakeError::MissingEvent)?;
+    let valid = name.len() <= MAX_EVENT_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return Err(IntakeError::InvalidHeader {
+            header: "X-GitHub-Event",
+            reason: format!(
+                "expected an event name of at most {MAX_EVENT_NAME} lowercase letters, digits \
+                 and '_', such as pull_request"
+            ),
+        });
+    }
+    Ok(name)
 }
 
 fn parse_header<T, E: ToString>(

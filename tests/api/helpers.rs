@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use deployhook::config::OutboxConfig;
 use deployhook::config::{Config, EnvironmentConfig, GitHubConfig};
+use deployhook::config::{ConnectionLimits, OutboxConfig, Retention};
 use deployhook::model::Environment;
 use deployhook::web::Application;
 use deployhook::webhook::signature::{WebhookSecrets, sign};
@@ -68,6 +68,8 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         github: GitHubConfig::with_token(github.uri(), TOKEN),
         database: dir.join("deployhook.db").display().to_string(),
         database_sync: deployhook::model::Sync::Full,
+        database_log_limit: deployhook::store::DEFAULT_LOG_LIMIT,
+        retention: Retention::default(),
         max_concurrent_deploys: 4,
         public_url: None,
         outbox: OutboxConfig {
@@ -80,6 +82,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
             timeout: Duration::from_secs(30),
             ..EnvironmentConfig::new(Environment::parse("production").unwrap(), command)
         }],
+        connections: ConnectionLimits::default(),
         shutdown_timeout: Duration::from_secs(20),
         admin_token: None,
         metrics_token: None,

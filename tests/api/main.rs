@@ -5,6 +5,7 @@ mod browser;
 mod catch_up;
 mod cli;
 mod config_file;
+mod connections;
 mod crash;
 mod deployment;
 mod durability;

@@ -1,0 +1,179 @@
+//! Retention: deliveries, merges, finished deploys and their logs are deleted once older
+//! than the configured ages, so the database stops growing with the months. Pruning runs in
+//! small batches, each its own short transaction on the writer between other work, with a
+//! pause between batches: a backlog of a year to prune never holds a delivery up for long.
+//! Given-up GitHub calls are kept: an operator decides what becomes of them.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, now_ms};
+
+/// Rows one batch deletes at most.
+pub const BATCH: usize = 500;
+/// Between two batches, room for the writer's other work.
+const BATCH_PAUSE: Duration = Duration::from_millis(50);
+/// How often pruning starts.
+const INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// The ages past which rows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ages {
+    /// Deliveries and the merges they recorded, by arrival.
+    pub deliveries: Duration,
+    /// Finished deploys and their logs, by when they finished.
+    pub deploys: Duration,
+}
+
+/// Prunes now, then every [`INTERVAL`], until `stop` is cancelled.
+pub async fn run(store: Store, ages: Ages, stop: CancellationToken) {
+    loop {
+        match prune(&store, ages, &stop).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned rows past their retention"),
+            Err(err) => tracing::warn!("could not prune old rows (will retry): {err}"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(INTERVAL) => {}
+        }
+    }
+}
+
+/// Deletes, batch after batch, every row past its age; how many.
+pub async fn prune(
+    store: &Store,
+    ages: Ages,
+    stop: &CancellationToken,
+) -> Result<usize, crate::store::StoreError> {
+    let mut total = 0;
+    while !stop.is_cancelled() {
+        let now = now_ms();
+        let deleted = store
+            .write(move |c| prune_batch(c, cutoff(now, ages.deliveries), cutoff(now, ages.deploys)))
+            .await?;
+        if deleted == 0 {
+            break;
+        }
+        total += deleted;
+        tokio::time::sleep(BATCH_PAUSE).await;
+    }
+    Ok(total)
+}
+
+fn cutoff(now: i64, age: Duration) -> i64 {
+    now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Deletes at most [`BATCH`] rows older than the cutoffs (Unix milliseconds); how many.
+pub fn prune_batch(
+    conn: &Connection,
+    deliveries_before: i64,
+    deploys_before: i64,
+) -> rusqlite::Result<usize> {
+    let limit = i64::try_from(BATCH).unwrap_or(i64::MAX);
+    // Deliveries are stored in arrival order: the oldest are the first rows.
+    let mut deleted = conn
+        .prepare_cached(
+            "DELETE FROM deliveries
+             WHERE id IN (SELECT id FROM deliveries ORDER BY id LIMIT ?1)
+               AND received_at < ?2",
+        )?
+        .execute(params![limit, deliveries_before])?;
+    deleted += conn
+        .prepare_cached(
+            "DELETE FROM merges WHERE (repository, pull_request, environment) IN
+                 (SELECT repository, pull_request, environment FROM merges
+                  WHERE recorded_at < ?2 LIMIT ?1)",
+        )?
+        .execute(params![limit, deliveries_before])?;
+    if deleted >= BATCH {
+        return Ok(deleted);
+    }
+    let oldest_finished: Option<i64> = conn
+        .prepare_cached(
+            "SELECT deployment_id FROM jobs WHERE state = 'finished' AND finished_at < ?1
+             ORDER BY finished_at LIMIT 1",
+        )?
+        .query_row([deploys_before], |row| row.get(0))
+        .optional()?;
+    let Some(job) = oldest_finished else {
+        return Ok(deleted);
+    };
+    // A log may hold thousands of lines: it goes a batch at a time, then its job.
+    let room = i64::try_from(BATCH - deleted).unwrap_or(1);
+    let lines = conn
+        .prepare_cached(
+            "DELETE FROM deploy_logs WHERE deployment_id = ?1 AND seq IN
+                 (SELECT seq FROM deploy_logs WHERE deployment_id = ?1 ORDER BY seq LIMIT ?2)",
+        )?
+        .execute(params![job, room])?;
+    deleted += lines;
+    if lines < usize::try_from(room).unwrap_or(0) {
+        deleted += conn
+            .prepare_cached("DELETE FROM jobs WHERE deployment_id = ?1")?
+            .execute([job])?;
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn rows_past_their_age_go_in_batches_and_younger_ones_stay() {
+        let conn = database();
+        for i in 0..1200_i64 {
+            conn.execute(
+                "INSERT INTO deliveries (hook_id, delivery_id, event, received_at, outcome, message)
+                 VALUES (1, ?1, 'ping', ?2, 'recorded', 'pong')",
+                params![format!("d{i}"), if i < 1000 { 100 } else { 5_000 }],
+            )
+            .unwrap();
+        }
+        for (id, finished_at) in [(1, 100), (2, 5_000)] {
+            conn.execute(
+                "INSERT INTO jobs (deployment_id, repository, environment, sha, git_ref, task,
+                     deploy_user, payload, delivery_id, state, queued_at, finished_at)
+                 VALUES (?1, 'acme/widgets', 'production', 'abc', 'main', 'deploy', 'u', '{}',
+                         'd', 'finished', 0, ?2)",
+                params![id, finished_at],
+            )
+            .unwrap();
+            for seq in 0..700 {
+                conn.execute(
+                    "INSERT INTO deploy_logs VALUES (?1, ?2, 0, 'stdout', 'line')",
+                    params![id, seq],
+                )
+                .unwrap();
+            }
+        }
+        let mut batches = 0;
+        while prune_batch(&conn, 1_000, 1_000).unwrap() > 0 {
+            batches += 1;
+            assert!(batches < 20, "pruning does not end");
+        }
+        assert!(batches >= 4, "{batches} batches: each is bounded");
+        assert_eq!(count(&conn, "deliveries"), 200);
+        assert_eq!(count(&conn, "jobs"), 1);
+        assert_eq!(count(&conn, "deploy_logs"), 700);
+        let kept: i64 = conn
+            .query_row("SELECT deployment_id FROM jobs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 2);
+    }
+}
