@@ -114,7 +114,7 @@ pub fn claim(
     let mut waiting: Vec<(i64, (String, String))> = Vec::new();
     for pair in waiting_pairs(conn)? {
         if !running.contains(&pair) {
-            let oldest = edge_of_queue(conn, &pair, "MIN")?;
+            let oldest = edge_of_queue(conn, &pair, "ASC")?;
             waiting.push((oldest, pair));
         }
     }
@@ -127,7 +127,7 @@ pub fn claim(
         let next = match policy(&pair.1) {
             Policy::Queue => queued_job(conn, oldest)?,
             Policy::Latest => {
-                let newest = queued_job(conn, edge_of_queue(conn, &pair, "MAX")?)?;
+                let newest = queued_job(conn, edge_of_queue(conn, &pair, "DESC")?)?;
                 for older in queued_before(conn, &pair, newest.job.id)? {
                     supersede(conn, &older.job, newest.job.id, now)?;
                 }
@@ -142,32 +142,47 @@ pub fn claim(
 }
 
 /// The repository + environment pairs with queued jobs, read by stepping through the
-/// `jobs_by_state` index one pair at a time.
+/// `jobs_by_state` index one repository, then one environment, at a time. (A row-value
+/// bound on both columns would be read as a bound on the repository alone, walking every
+/// job of the repository.)
 fn waiting_pairs(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
-    let mut next = conn.prepare_cached(
-        "SELECT repository, environment FROM jobs
-         WHERE state = 'queued' AND (repository, environment) > (?1, ?2)
-         ORDER BY repository, environment LIMIT 1",
+    let mut next_repository = conn.prepare_cached(
+        "SELECT repository FROM jobs WHERE state = 'queued' AND repository > ?1
+         ORDER BY repository LIMIT 1",
+    )?;
+    let mut next_environment = conn.prepare_cached(
+        "SELECT environment FROM jobs
+         WHERE state = 'queued' AND repository = ?1 AND environment > ?2
+         ORDER BY environment LIMIT 1",
     )?;
     let mut pairs = Vec::new();
-    let mut after = (String::new(), String::new());
-    while let Some(pair) = next
-        .query_row(params![after.0, after.1], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
+    let mut repository = String::new();
+    while let Some(next) = next_repository
+        .query_row([&repository], |row| row.get::<_, String>(0))
         .optional()?
     {
-        pairs.push(pair);
-        after = pairs.last().cloned().expect("just pushed");
+        repository = next;
+        let mut environment = String::new();
+        while let Some(next) = next_environment
+            .query_row(params![repository, environment], |row| {
+                row.get::<_, String>(0)
+            })
+            .optional()?
+        {
+            environment = next;
+            pairs.push((repository.clone(), environment.clone()));
+        }
     }
     Ok(pairs)
 }
 
-/// The oldest (`MIN`) or newest (`MAX`) queued deployment id of `pair`.
-fn edge_of_queue(conn: &Connection, pair: &(String, String), edge: &str) -> rusqlite::Result<i64> {
+/// The oldest (`ASC`) or newest (`DESC`) queued deployment id of `pair`: one step down
+/// `jobs_by_state`, whose entries end with the deployment id.
+fn edge_of_queue(conn: &Connection, pair: &(String, String), order: &str) -> rusqlite::Result<i64> {
     let sql = format!(
-        "SELECT {edge}(deployment_id) FROM jobs
-         WHERE state = 'queued' AND repository = ?1 AND environment = ?2"
+        "SELECT deployment_id FROM jobs
+         WHERE state = 'queued' AND repository = ?1 AND environment = ?2
+         ORDER BY deployment_id {order} LIMIT 1"
     );
     conn.prepare_cached(&sql)?
         .query_row(params![pair.0, pair.1], |row| row.get(0))

@@ -27,6 +27,7 @@ pub mod logs;
 pub mod outbox;
 pub mod retention;
 mod schema;
+pub mod sessions;
 pub mod views;
 mod writer;
 
@@ -90,6 +91,60 @@ pub struct Store {
     reader: Option<Arc<std::sync::Mutex<Connection>>>,
     /// The database file; `None` in memory.
     path: Option<String>,
+    /// Set while writes fail for want of storage: see [`Store::write_trouble`].
+    trouble: Arc<Trouble>,
+}
+
+/// Whether the latest write failed because the database could not store it (disk full,
+/// I/O error, read-only file), and why. A write that succeeds clears it.
+#[derive(Debug, Default)]
+struct Trouble {
+    failing: std::sync::atomic::AtomicBool,
+    why: std::sync::Mutex<String>,
+}
+
+impl Trouble {
+    fn note<R>(&self, result: &Result<R, StoreError>) {
+        use std::sync::atomic::Ordering;
+        match result {
+            Ok(_) => {
+                // One load per write on the common path; the store only when it changes.
+                if self.failing.load(Ordering::Relaxed) {
+                    self.failing.store(false, Ordering::Relaxed);
+                }
+            }
+            Err(err) if err.is_storage_failure() => {
+                *self.why.lock().unwrap_or_else(|e| e.into_inner()) = err.to_string();
+                self.failing.store(true, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the database could not store what it was asked to: the disk is full, an I/O
+    /// error, a read-only file, or a transaction rolled back whole for one of those.
+    pub fn is_storage_failure(&self) -> bool {
+        use rusqlite::ErrorCode::{
+            CannotOpen, DatabaseCorrupt, DiskFull, NotADatabase, ReadOnly, SystemIoFailure,
+        };
+        match self {
+            Self::Sqlite(err) => matches!(
+                err.sqlite_error_code(),
+                Some(
+                    DiskFull
+                        | SystemIoFailure
+                        | ReadOnly
+                        | CannotOpen
+                        | DatabaseCorrupt
+                        | NotADatabase
+                )
+            ),
+            Self::RolledBack | Self::SyncFailed(_) | Self::NotRun => true,
+            Self::Closed => false,
+        }
+    }
 }
 
 /// Locks the database file itself (an advisory `flock`, which SQLite's own locks ignore),
@@ -179,6 +234,7 @@ impl Store {
             sync_failed,
             reader,
             path: (path != IN_MEMORY).then(|| path.to_owned()),
+            trouble: Arc::default(),
         })
     }
 
@@ -193,6 +249,21 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         writer::checkpoint(&conn, "TRUNCATE")?;
         Ok(())
+    }
+
+    /// Why the latest write failed, when it failed because the database could not store it
+    /// (a full disk, say): `/readyz` reports it, since every delivery gets 503 meanwhile.
+    pub fn write_trouble(&self) -> Option<String> {
+        self.trouble
+            .failing
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| {
+                self.trouble
+                    .why
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            })
     }
 
     /// Whether a sync to disk failed, after which every write is refused (see [`sync_loop`]).
@@ -229,6 +300,7 @@ impl Store {
     {
         let (reply, answer) = oneshot::channel();
         let refused = self.sync_failed.get().cloned();
+        let trouble = self.trouble.clone();
         let request: Request = Box::new(move |conn| {
             let result = in_savepoint(conn, work);
             Box::new(move |commit_error: Option<&StoreError>| {
@@ -236,6 +308,7 @@ impl Store {
                     None => result.map_err(StoreError::from),
                     Some(err) => Err(err.clone()),
                 };
+                trouble.note(&result);
                 let _ = reply.send(result);
             })
         });

@@ -161,7 +161,7 @@ pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<V
         let mut statement = conn.prepare_cached(
             "SELECT id, ordering_key, kind, repository, deployment_id, body, attempts,
                     created_at, installation_id
-             FROM outbox
+             FROM outbox INDEXED BY outbox_heads
              WHERE state = 'pending' AND head = 1 AND COALESCE(installation_id, 0) = ?1
                AND next_attempt_at <= ?2 AND (in_flight = 0 OR in_flight <= ?3)
              ORDER BY next_attempt_at, id
@@ -223,13 +223,19 @@ fn idle_installations(conn: &Connection, now: i64) -> rusqlite::Result<Vec<i64>>
         )?
         .query_map([stale], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
+    // INDEXED BY: SQLite's planner otherwise reads every pending row through
+    // `outbox_by_key`, and a query the index cannot serve fails instead of growing slow.
     let mut next = conn.prepare_cached(
-        "SELECT MIN(COALESCE(installation_id, 0)) FROM outbox
-         WHERE state = 'pending' AND head = 1 AND COALESCE(installation_id, 0) > ?1",
+        "SELECT COALESCE(installation_id, 0) FROM outbox INDEXED BY outbox_heads
+         WHERE state = 'pending' AND head = 1 AND COALESCE(installation_id, 0) > ?1
+         ORDER BY COALESCE(installation_id, 0) LIMIT 1",
     )?;
     let mut idle = Vec::new();
     let mut after = i64::MIN;
-    while let Some(installation) = next.query_row([after], |row| row.get::<_, Option<i64>>(0))? {
+    while let Some(installation) = next
+        .query_row([after], |row| row.get::<_, i64>(0))
+        .optional()?
+    {
         after = installation;
         if !busy.contains(&installation) {
             idle.push(installation);
@@ -323,10 +329,12 @@ pub fn next_due(conn: &Connection, now: i64) -> rusqlite::Result<Option<i64>> {
     for installation in idle_installations(conn, now)? {
         let due: Option<i64> = conn
             .prepare_cached(
-                "SELECT MIN(next_attempt_at) FROM outbox
-                 WHERE state = 'pending' AND head = 1 AND COALESCE(installation_id, 0) = ?1",
+                "SELECT next_attempt_at FROM outbox INDEXED BY outbox_heads
+                 WHERE state = 'pending' AND head = 1 AND COALESCE(installation_id, 0) = ?1
+                 ORDER BY next_attempt_at LIMIT 1",
             )?
-            .query_row([installation], |row| row.get(0))?;
+            .query_row([installation], |row| row.get(0))
+            .optional()?;
         let Some(due) = due else { continue };
         let due = paused_until(conn, installation, now)?.map_or(due, |until| due.max(until));
         soonest = Some(soonest.map_or(due, |s| s.min(due)));

@@ -1,6 +1,12 @@
-//! Tests of the store: migration 5, the log of a database reached through a symlink, and a
-//! store whose sync failed.
+//! Tests of the store: migration 5, the log of a database reached through a symlink, a
+//! store whose sync failed or whose disk is full, and the cost of the writer's hot queries
+//! as backlogs grow.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rusqlite::params;
+
+use crate::model::{DeployJob, DeploymentState, Policy};
 
 use super::schema::MIGRATIONS;
 use super::writer::wal_path;
@@ -85,4 +91,131 @@ async fn a_store_whose_sync_failed_refuses_writes() {
     let refused = store.write(|_| Ok(())).await.unwrap_err();
     assert!(matches!(refused, StoreError::SyncFailed(_)), "{refused}");
     assert!(store.sync_failed().is_some());
+}
+
+#[tokio::test]
+async fn a_full_database_is_reported_until_writes_go_through_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.db");
+    let store = Store::open(path.to_str().unwrap(), Sync::Normal).unwrap();
+    store
+        .write(|c| c.execute_batch("CREATE TABLE filler (blob BLOB)"))
+        .await
+        .unwrap();
+    assert_eq!(store.write_trouble(), None);
+    // Cap the file at its current size, as a full disk would.
+    let pages: i64 = store
+        .write(|c| c.query_row("PRAGMA page_count", [], |r| r.get(0)))
+        .await
+        .unwrap();
+    store
+        .write(move |c| c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())))
+        .await
+        .unwrap();
+    let full = store
+        .write(|c| c.execute("INSERT INTO filler VALUES (zeroblob(1000000))", []))
+        .await
+        .unwrap_err();
+    assert!(full.is_storage_failure(), "{full}");
+    let trouble = store.write_trouble().expect("the failure is reported");
+    assert!(trouble.contains("full"), "{trouble}");
+    store
+        .write(|c| c.query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(())))
+        .await
+        .unwrap();
+    store
+        .write(|c| c.execute("INSERT INTO filler VALUES (zeroblob(1000))", []))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.write_trouble(),
+        None,
+        "a write that succeeds clears it"
+    );
+}
+
+/// SQLite virtual-machine steps that `work` takes: its cost, whatever the machine's speed.
+fn steps(conn: &mut Connection, work: impl FnOnce(&Connection)) -> u64 {
+    let count = Arc::new(AtomicU64::new(0));
+    let counter = count.clone();
+    conn.progress_handler(
+        10,
+        Some(move || {
+            counter.fetch_add(10, Ordering::Relaxed);
+            false
+        }),
+    )
+    .unwrap();
+    work(conn);
+    conn.progress_handler(0, None::<fn() -> bool>).unwrap();
+    count.load(Ordering::Relaxed)
+}
+
+fn job(id: u64, installation: Option<u64>) -> DeployJob {
+    DeployJob {
+        id: id.into(),
+        repo: "acme/widgets".parse().unwrap(),
+        environment: "production".parse().unwrap(),
+        sha: "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b".parse().unwrap(),
+        git_ref: "main".into(),
+        task: "deploy".into(),
+        deploy_user: "octo-dev".into(),
+        payload: "{}".into(),
+        environment_url: None,
+        log_url: None,
+        installation,
+    }
+}
+
+/// A database with `backlog` deployments queued for one environment, each with its
+/// `queued` status waiting in the outbox (GitHub unreachable), all retried a while ago.
+fn backlogged(backlog: u64) -> Connection {
+    let mut conn = Connection::open_in_memory().unwrap();
+    schema::migrate(&mut conn).unwrap();
+    let tx = conn.transaction().unwrap();
+    for id in 1..=backlog {
+        jobs::enqueue(&tx, &job(id, None), "d", 0).unwrap();
+    }
+    tx.commit().unwrap();
+    conn
+}
+
+/// One round of the outbox worker: take what is due, record one success, ask when next.
+fn outbox_round(conn: &Connection) {
+    let taken = outbox::take_due(conn, 1_000, 8).unwrap();
+    assert_eq!(taken.len(), 1, "one call in flight for the token");
+    outbox::complete(conn, taken[0].id).unwrap();
+    outbox::next_due(conn, 1_000).unwrap();
+}
+
+/// One claim of the deploy worker, then another while that deploy runs.
+fn claim_round(conn: &Connection) {
+    let claimed = jobs::claim(conn, 4, |_| Policy::Queue, 1_000).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(
+        jobs::claim(conn, 4, |_| Policy::Queue, 1_000)
+            .unwrap()
+            .is_empty()
+    );
+    jobs::finish(conn, &claimed[0].job, DeploymentState::Success, "ok", 2_000).unwrap();
+}
+
+#[test]
+fn the_writers_hot_queries_cost_the_same_with_a_hundred_or_ten_thousand_waiting() {
+    let (mut small, mut large) = (backlogged(100), backlogged(10_000));
+    let outbox = (
+        steps(&mut small, outbox_round),
+        steps(&mut large, outbox_round),
+    );
+    let claims = (
+        steps(&mut small, claim_round),
+        steps(&mut large, claim_round),
+    );
+    for (what, (at_100, at_10k)) in [("the outbox round", outbox), ("the claim", claims)] {
+        eprintln!("{what}: {at_100} SQLite steps with 100 waiting, {at_10k} with 10,000");
+        assert!(
+            at_10k * 2 < at_100 * 3,
+            "{what}: {at_100} steps with 100 waiting, {at_10k} with 10,000"
+        );
+    }
 }

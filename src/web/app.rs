@@ -18,8 +18,8 @@ use crate::deploy::worker::DeployWorker;
 use crate::github::GitHubClient;
 use crate::github::outbox_worker::OutboxWorker;
 use crate::metrics::Metrics;
-use crate::store::{Store, outbox, retention};
-use crate::web::auth::AdminAuth;
+use crate::store::{Store, outbox, retention, sessions};
+use crate::web::auth::{AdminAuth, unix_now};
 use crate::web::state::{AppState, Shared};
 use crate::web::{listener, router};
 use crate::webhook::intake::IntakeConfig;
@@ -80,10 +80,13 @@ impl Application {
             .write(outbox::release_in_flight)
             .await
             .context("could not recover the outbox")?;
-        let admin = config
-            .admin_token
-            .as_ref()
-            .map(|token| AdminAuth::new(&links.key, token, config.public_url.as_deref()));
+        let revoked = store
+            .read(|c| sessions::revoked(c, unix_now()))
+            .await
+            .context("could not read the signed-out sessions")?;
+        let admin = config.admin_token.as_ref().map(|token| {
+            AdminAuth::new(&links.key, token, config.public_url.as_deref()).with_revoked(revoked)
+        });
         let state = AppState(Arc::new(Shared {
             intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
             environments,

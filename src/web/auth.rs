@@ -1,9 +1,15 @@
 //! Operators' access: the admin session behind the dashboard and the comparison of a
 //! presented token with the configured one. A login sets an HTTP-only, same-site cookie
-//! holding an expiry and its HMAC (never the token), so a leaked cookie expires and a new
-//! admin token invalidates every session. Comparisons run in constant time.
+//! holding an expiry, a random session id and their HMAC (never the token), so a leaked
+//! cookie expires and a new admin token invalidates every session; signing out revokes the
+//! session's id for good (kept in the database until it would have expired anyway).
+//! Comparisons run in constant time. Sign-in and sign-out refuse cross-site requests, and
+//! failed sign-ins are limited for the whole server, not per client, so that no number of
+//! addresses buys more guesses.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, header};
 use hmac::{Hmac, Mac};
@@ -16,6 +22,9 @@ use crate::deploy::log::LogKey;
 const SESSION: Duration = Duration::from_secs(12 * 60 * 60);
 /// The session cookie's name.
 pub(super) const COOKIE: &str = "deployhook_session";
+/// Failed sign-ins allowed per [`FAILED_LOGIN_WINDOW`], for the whole server.
+const MAX_FAILED_LOGINS: u32 = 10;
+const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
 /// Checks admin sessions.
 #[derive(Clone)]
@@ -25,6 +34,26 @@ pub struct AdminAuth {
     /// The token's own MAC under `key`, to compare a login against in constant time.
     expected: Vec<u8>,
     secure_cookie: bool,
+    /// Sessions signed out before they expired: id → expiry (Unix seconds).
+    revoked: Arc<Mutex<HashMap<String, u64>>>,
+    failures: Arc<Mutex<Failures>>,
+}
+
+/// Failed sign-ins in the current window.
+#[derive(Debug)]
+struct Failures {
+    since: Instant,
+    count: u32,
+    /// Whether the window's refusals were logged already: one line per window.
+    logged: bool,
+}
+
+/// A valid session, from its cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    /// Unix seconds.
+    pub expires: u64,
 }
 
 impl std::fmt::Debug for AdminAuth {
@@ -45,7 +74,61 @@ impl AdminAuth {
             key,
             expected,
             secure_cookie: public_url.is_some_and(|u| u.starts_with("https://")),
+            revoked: Arc::default(),
+            failures: Arc::new(Mutex::new(Failures {
+                since: Instant::now(),
+                count: 0,
+                logged: false,
+            })),
         }
+    }
+
+    /// This, knowing the sessions signed out before (from the database).
+    pub fn with_revoked(self, revoked: impl IntoIterator<Item = (String, u64)>) -> Self {
+        self.revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(revoked);
+        self
+    }
+
+    /// Takes one of the window's [`MAX_FAILED_LOGINS`] tries for a sign-in, across every
+    /// client; `false` when none is left. A sign-in that succeeds gives its try back
+    /// ([`AdminAuth::login_succeeded`]), so only failures use them up. Taken before the
+    /// token is checked, so that simultaneous guesses cannot all pass the count.
+    pub(super) fn try_login(&self) -> bool {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.since.elapsed() >= FAILED_LOGIN_WINDOW {
+            *failures = Failures {
+                since: Instant::now(),
+                count: 0,
+                logged: false,
+            };
+        }
+        if failures.count >= MAX_FAILED_LOGINS {
+            return false;
+        }
+        failures.count += 1;
+        true
+    }
+
+    /// Gives back the try of a sign-in that succeeded.
+    pub(super) fn login_succeeded(&self) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.count = failures.count.saturating_sub(1);
+    }
+
+    /// Whether a failed or refused sign-in is the window's first to be logged.
+    pub(super) fn log_refusal(&self) -> bool {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        !std::mem::replace(&mut failures.logged, true)
+    }
+
+    /// Ends `session` for good.
+    pub(super) fn revoke(&self, session: &Session, now: u64) {
+        let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        revoked.retain(|_, expires| *expires > now);
+        revoked.insert(session.id.clone(), session.expires);
     }
 
     pub(super) fn token_matches(&self, given: &str) -> bool {
@@ -55,30 +138,43 @@ impl AdminAuth {
         check.verify_slice(&self.expected).is_ok()
     }
 
+    /// A new session's cookie.
     pub(super) fn cookie(&self, now: u64) -> String {
         let expires = now + SESSION.as_secs();
-        let tag = hex::encode(mac(&self.key, b"session", expires.to_string().as_bytes()));
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let signed = format!("{expires}.{id}");
+        let tag = hex::encode(mac(&self.key, b"session", signed.as_bytes()));
         let secure = if self.secure_cookie { "; Secure" } else { "" };
         format!(
-            "{COOKIE}={expires}.{tag}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            "{COOKIE}={signed}.{tag}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
             SESSION.as_secs()
         )
     }
 
-    pub(super) fn session_valid(&self, headers: &HeaderMap, now: u64) -> bool {
-        let Some(value) = cookie_value(headers, COOKIE) else {
-            return false;
-        };
-        let Some((expires, tag)) = value.split_once('.') else {
-            return false;
-        };
-        let (Ok(at), Ok(tag)) = (expires.parse::<u64>(), hex::decode(tag)) else {
-            return false;
-        };
+    /// The request's session, if its cookie is genuine, unexpired and not signed out.
+    pub(super) fn session(&self, headers: &HeaderMap, now: u64) -> Option<Session> {
+        let value = cookie_value(headers, COOKIE)?;
+        let (signed, tag) = value.rsplit_once('.')?;
+        let (expires, id) = signed.split_once('.')?;
+        let (at, tag) = (expires.parse::<u64>().ok()?, hex::decode(tag).ok()?);
         let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
         check.update(b"session\0");
-        check.update(expires.as_bytes());
-        at > now && check.verify_slice(&tag).is_ok()
+        check.update(signed.as_bytes());
+        if at <= now || check.verify_slice(&tag).is_err() {
+            return None;
+        }
+        let revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        if revoked.contains_key(id) {
+            return None;
+        }
+        Some(Session {
+            id: id.to_owned(),
+            expires: at,
+        })
+    }
+
+    pub(super) fn session_valid(&self, headers: &HeaderMap, now: u64) -> bool {
+        self.session(headers, now).is_some()
     }
 }
 
@@ -112,6 +208,24 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value)
+}
+
+/// Whether a request comes from another site, by what browsers say of it: `Sec-Fetch-Site`
+/// (every current browser), else an `Origin` that is not this server's. A request with
+/// neither (curl, an old browser) is not a browser's cross-site form post.
+pub(super) fn cross_site(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = text("origin") else {
+        return false;
+    };
+    let origin_host = origin.split_once("://").map(|(_, host)| host);
+    match (origin_host, text("host")) {
+        (Some(origin_host), Some(host)) => !origin_host.eq_ignore_ascii_case(host),
+        _ => true, // `Origin: null`, or no Host to compare with
+    }
 }
 
 pub(super) fn unix_now() -> u64 {

@@ -18,9 +18,10 @@ use axum::routing::get;
 
 use crate::model::DeploymentId;
 use crate::store::now_ms;
+use crate::store::sessions;
 use crate::store::views::{self, DeliveryRow, JobRow};
 use crate::web::AppState;
-use crate::web::auth::{COOKIE, unix_now};
+use crate::web::auth::{COOKIE, cross_site, unix_now};
 
 /// How long a wrong token waits for its answer, to slow guessing.
 const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(500);
@@ -332,19 +333,41 @@ struct Login {
     token: String,
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Login>,
+) -> Response {
     let Some(admin) = &state.admin else {
         return refusal(&state, &HeaderMap::new()).unwrap_or_default();
     };
+    if cross_site(&headers) {
+        return cross_site_refusal();
+    }
+    if !admin.try_login() {
+        if admin.log_refusal() {
+            tracing::warn!("dashboard sign-ins refused for a minute: too many wrong tokens");
+        }
+        let mut response = render(&LoginPage {
+            error: Some("Too many failed sign-ins: wait a minute and try again."),
+        });
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return response;
+    }
     if !admin.token_matches(&form.token) {
         tokio::time::sleep(WRONG_TOKEN_DELAY).await;
-        tracing::warn!("dashboard login refused: wrong token");
+        if admin.log_refusal() {
+            tracing::warn!(
+                "dashboard login refused: wrong token (further ones this minute are not logged)"
+            );
+        }
         let mut response = render(&LoginPage {
             error: Some("That is not the admin token."),
         });
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return response;
     }
+    admin.login_succeeded();
     let mut response = Redirect::to("/").into_response();
     if let Ok(cookie) = HeaderValue::from_str(&admin.cookie(unix_now())) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -352,13 +375,39 @@ async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Respon
     response
 }
 
-async fn logout() -> Response {
+/// Signs out: the session is revoked for good, not only its cookie dropped.
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if cross_site(&headers) {
+        return cross_site_refusal();
+    }
+    let now = unix_now();
+    if let Some(session) = state.admin.as_ref().and_then(|a| a.session(&headers, now)) {
+        let (id, expires) = (session.id.clone(), session.expires);
+        let recorded = state
+            .store
+            .write(move |c| sessions::revoke(c, &id, expires, now))
+            .await;
+        if let Err(err) = recorded {
+            // Still refused until a restart: the revocation is in memory.
+            tracing::error!("could not record a sign-out: {err}");
+        }
+        if let Some(admin) = &state.admin {
+            admin.revoke(&session, now);
+        }
+    }
     let mut response = Redirect::to("/login").into_response();
     let expired = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(cookie) = HeaderValue::from_str(&expired) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
+}
+
+fn cross_site_refusal() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "refused: this form may only be sent from deployhook's own pages".to_owned(),
+    )
 }
 
 async fn script() -> Response {

@@ -87,6 +87,9 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     // Reads still work then, but no write will be acknowledged again.
     if let Some(failed) = shared.store.sync_failed() {
         database = failed.to_string();
+    } else if let Some(trouble) = shared.store.write_trouble() {
+        // Reads work, but every delivery is answered 503 until writes go through again.
+        database = format!("writes are failing: {trouble}");
     }
     let running = |alive: bool| if alive { "running" } else { "stopped" };
     let (deployer, outbox) = (shared.deployer.is_alive(), shared.outbox.is_alive());

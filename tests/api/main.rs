@@ -13,6 +13,7 @@ mod fake_github;
 mod github_api;
 mod github_app;
 mod helpers;
+mod hostile;
 mod intake;
 mod layout;
 mod operations;

@@ -1,4 +1,4 @@
--- Issue "safe to face the internet and to run for months": what the writer does per call,
+-- Issue "safe to face the internet and to run for months". What the writer does per call,
 -- per deploy and per delivery stays the same however long the backlogs grow.
 
 -- The oldest pending call of each ordering key is its head: only heads can be sent, so only
@@ -21,3 +21,10 @@ CREATE TABLE outbox_pauses (
 
 -- Retention deletes finished deploys by age, oldest first.
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state = 'finished';
+
+-- Dashboard sessions signed out before they expired: a signed-out cookie stays refused
+-- across restarts until it would have expired anyway.
+CREATE TABLE revoked_sessions (
+    id         TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL  -- Unix seconds
+) WITHOUT ROWID;

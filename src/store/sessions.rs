@@ -1,0 +1,28 @@
+//! The `revoked_sessions` table: dashboard sessions signed out before they expired, so a
+//! signed-out cookie stays refused across restarts. Rows go once they would have expired.
+
+use rusqlite::{Connection, params};
+
+/// Records that session `id` (expiring at `expires`, Unix seconds) was signed out, and
+/// forgets those already expired at `now`.
+pub fn revoke(conn: &Connection, id: &str, expires: u64, now: u64) -> rusqlite::Result<()> {
+    let (expires, now) = (seconds(expires), seconds(now));
+    conn.prepare_cached("DELETE FROM revoked_sessions WHERE expires_at <= ?1")?
+        .execute([now])?;
+    conn.prepare_cached("INSERT OR REPLACE INTO revoked_sessions VALUES (?1, ?2)")?
+        .execute(params![id, expires])?;
+    Ok(())
+}
+
+/// The sessions signed out that have not expired yet at `now`.
+pub fn revoked(conn: &Connection, now: u64) -> rusqlite::Result<Vec<(String, u64)>> {
+    conn.prepare_cached("SELECT id, expires_at FROM revoked_sessions WHERE expires_at > ?1")?
+        .query_map([seconds(now)], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)?.unsigned_abs()))
+        })?
+        .collect()
+}
+
+fn seconds(unix: u64) -> i64 {
+    i64::try_from(unix).unwrap_or(i64::MAX)
+}
