@@ -53,6 +53,16 @@ impl GitHubError {
         }
     }
 
+    /// Whether GitHub itself is failing: no answer, or a server error. Every call would
+    /// fail the same way for now, not only this one.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+            Self::Status { status, .. } => status.is_server_error(),
+            Self::Decode(_) | Self::NoInstallation => false,
+        }
+    }
+
     /// A secondary rate limit GitHub gave no wait for (no `retry-after`): the caller backs
     /// off, from a minute, as GitHub's documentation asks.
     pub fn is_secondary_rate_limit(&self) -> bool {

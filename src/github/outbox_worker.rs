@@ -22,6 +22,8 @@ use crate::store::{Store, StoreError, now_ms};
 
 /// Calls in flight at once, across ordering keys.
 const CONCURRENCY: usize = 8;
+/// The longest an outage of GitHub pauses an installation's calls between two probes.
+const MAX_OUTAGE_PAUSE: Duration = Duration::from_secs(30);
 /// The longest the worker sleeps without looking at the table.
 const IDLE_POLL: Duration = Duration::from_secs(60);
 
@@ -216,14 +218,25 @@ impl OutboxWorker {
                 None => self.backoff(item.attempts),
             };
             tracing::warn!(attempt = item.attempts + 1, retry_in = ?wait, "{what} failed, will retry: {error}");
-            let at = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+            let now = now_ms();
+            let at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+            // A rate limit is the client's, not this call's. And when GitHub itself fails
+            // (no answer, a 5xx), the installation's other calls would fail the same way:
+            // one call probes per pause, instead of every waiting call trying in turn,
+            // which with thousands waiting kept the writer busy recording failures.
+            let pause = if rate_limited {
+                Some(at)
+            } else if err.is_outage() {
+                Some(now + i64::try_from(wait.min(MAX_OUTAGE_PAUSE).as_millis()).unwrap_or(0))
+            } else {
+                None
+            };
             let installation = item.installation;
             self.store
                 .write_persistently("a call to retry", move |c| {
                     outbox::retry_at(c, id, at, &error)?;
-                    if rate_limited {
-                        // The limit is the client's, not this call's.
-                        outbox::pause_installation(c, installation, at)?;
+                    if let Some(until) = pause {
+                        outbox::pause_installation(c, installation, until)?;
                     }
                     Ok(())
                 })

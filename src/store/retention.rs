@@ -15,7 +15,7 @@ use crate::store::{Store, now_ms};
 pub const BATCH: usize = 500;
 /// Between two batches, room for the writer's other work.
 const BATCH_PAUSE: Duration = Duration::from_millis(50);
-/// How often pruning starts.
+/// How often pruning starts, at most: a tenth of the shortest age when that is sooner.
 const INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// The ages past which rows go.
@@ -27,8 +27,13 @@ pub struct Ages {
     pub deploys: Duration,
 }
 
-/// Prunes now, then every [`INTERVAL`], until `stop` is cancelled.
+/// Prunes now, then every [`INTERVAL`] (or a tenth of the shortest age), until `stop` is
+/// cancelled.
 pub async fn run(store: Store, ages: Ages, stop: CancellationToken) {
+    let interval = INTERVAL
+        .min(ages.deliveries / 10)
+        .min(ages.deploys / 10)
+        .max(Duration::from_secs(1));
     loop {
         match prune(&store, ages, &stop).await {
             Ok(0) => {}
@@ -37,7 +42,7 @@ pub async fn run(store: Store, ages: Ages, stop: CancellationToken) {
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(INTERVAL) => {}
+            () = tokio::time::sleep(interval) => {}
         }
     }
 }

@@ -18,6 +18,9 @@ use crate::store::StoreError;
 pub(super) const MAX_BATCH: usize = 512;
 /// How often the log is copied back into the database file, off the commit path.
 pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the log's size is looked at: often enough that a flood of writes cannot
+/// carry it far past a quarter of its limit between two looks (a `stat`, nothing more).
+pub(super) const LOG_SIZE_CHECK: Duration = Duration::from_millis(100);
 /// How long SQLite waits for a lock held by another process (a backup, the sqlite3 shell).
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -216,8 +219,9 @@ pub(super) fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<bool>
 ///
 /// It also keeps the log within `log_limit` bytes. A passive checkpoint never waits for the
 /// writer, so under sustained writes (a flood of deliveries, a deploy printing gigabytes)
-/// the log can grow faster than it restarts. Once it passes half the limit, this thread
-/// runs a truncating checkpoint, which waits for the writer's current batch, copies the
+/// the log can grow faster than it restarts. Once it passes a quarter of the limit (room
+/// for the commits that land while the copy waits its turn), this thread runs a truncating
+/// checkpoint, which waits for the writer's current batch, copies the
 /// log back and truncates it to nothing: the writer pauses for that copy (tens of
 /// milliseconds for tens of megabytes), rarely, and the file stays bounded.
 /// `journal_size_limit` trims the log to the limit whenever SQLite restarts it.
@@ -235,17 +239,21 @@ pub(super) fn start_checkpoints(
     std::thread::Builder::new()
         .name("deployhook-checkpoint".into())
         .spawn(move || {
+            let mut last_checkpoint = std::time::Instant::now();
             while alive.strong_count() > 0 {
-                std::thread::sleep(CHECKPOINT_INTERVAL);
+                std::thread::sleep(LOG_SIZE_CHECK);
                 let size = std::fs::metadata(&log).map_or(0, |m| m.len());
-                let mode = if size > log_limit / 2 {
+                let mode = if size > log_limit / 4 {
                     "TRUNCATE"
-                } else {
+                } else if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
                     "PASSIVE"
+                } else {
+                    continue;
                 };
                 if let Err(err) = checkpoint(&conn, mode) {
                     tracing::warn!("database checkpoint failed (will retry): {err}");
                 }
+                last_checkpoint = std::time::Instant::now();
             }
         })?;
     Ok(())

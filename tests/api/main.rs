@@ -8,6 +8,7 @@ mod config_file;
 mod connections;
 mod crash;
 mod deployment;
+mod disk;
 mod durability;
 mod fake_github;
 mod github_api;

@@ -1,0 +1,449 @@
+//! The backlog benchmark and the soak run: `cargo bench --bench backlog`.
+//!
+//! **Scaling** (the default): for each backlog size in `BENCH_BACKLOGS` (default
+//! `0,1000,10000,50000`), a fresh deployhook (the release binary, durable database under
+//! `target/`) is filled with that many deployments queued for one environment whose deploy
+//! never ends, each with its `queued` status waiting in the outbox while GitHub is
+//! unreachable (a closed port: every call fails at once and is retried with backoff, the
+//! worst case for the outbox's queries). Then it measures intake latency (p50, p99) of
+//! ordinary deliveries sent at a steady `BENCH_RATE` per second (default 200) for
+//! `BENCH_SECONDS` (default 10), and, with nothing arriving, how much CPU the database's
+//! writer thread uses over 5 s. Target: p99 at the largest backlog within 2× of p99 at 0.
+//!
+//! **Soak** (`BENCH_SOAK_MINUTES=10 cargo bench --bench backlog`): one server for that
+//! long, receiving a steady mix (`BENCH_RATE` per second: unmerged pull requests, pings,
+//! merges, and a deployment a second whose deploy prints 100 KB), against a fake GitHub
+//! that fails every third call with a 502. Retention is set short (2 minutes) so the run
+//! reaches its steady state. Every minute it reports p99 intake latency, the server's RSS,
+//! and the database's and its log's sizes: they must be flat from the first minute to the
+//! last.
+//!
+//! `BENCH_SERVER` runs another build of the binary instead (to compare with an older one).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+use deployhook::webhook::signature::sign;
+use serde_json::json;
+
+const SECRET: &str = "bench-secret";
+const REPO: &str = "acme/widgets";
+const SHA: &str = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match setting("BENCH_SOAK_MINUTES", 0) {
+        0 => runtime.block_on(scaling()),
+        minutes => runtime.block_on(soak(minutes)),
+    }
+}
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+// --- The server -----------------------------------------------------------------------------
+
+struct Server {
+    child: Child,
+    url: String,
+    database: PathBuf,
+}
+
+impl Server {
+    fn start(name: &str, github: &str, settings: &[(&str, &str)]) -> Self {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-backlog");
+        std::fs::create_dir_all(&dir).expect("a bench directory");
+        let database = dir.join(format!("{name}.db"));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+        }
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let binary = std::env::var("BENCH_SERVER")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_deployhook").to_owned());
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("a log file");
+        let child = Command::new(binary)
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("GITHUB_WEBHOOK_SECRET", SECRET)
+            .env("GITHUB_TOKEN", "bench-token")
+            .env("GITHUB_API_URL", github)
+            .env("DEPLOYHOOK_DATABASE", &database)
+            .env("DEPLOYHOOK_LISTEN", addr.to_string())
+            .env("DEPLOYHOOK_SHUTDOWN_TIMEOUT", "1s")
+            .env("DEPLOYHOOK_LOG_FORMAT", "json")
+            .envs(settings.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("deployhook starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "deployhook did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            url: format!("http://{addr}/event_handler"),
+            database,
+        }
+    }
+
+    fn proc_file(&self, name: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{name}", self.child.id())).unwrap_or_default()
+    }
+
+    fn rss_mib(&self) -> f64 {
+        self.proc_file("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+
+    /// CPU time of the thread named `thread` (user + system).
+    fn thread_cpu(&self, thread: &str) -> Duration {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let Ok(entries) = std::fs::read_dir(tasks) else {
+            return Duration::ZERO;
+        };
+        for entry in entries.flatten() {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() == thread {
+                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                let fields: Vec<u64> = stat
+                    .rsplit_once(')')
+                    .map_or("", |(_, rest)| rest)
+                    .split_whitespace()
+                    .filter_map(|f| f.parse().ok())
+                    .collect();
+                // utime and stime: fields 14 and 15, in ticks of 10 ms.
+                let ticks =
+                    fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
+                return Duration::from_millis(ticks * 10);
+            }
+        }
+        Duration::ZERO
+    }
+
+    fn file_mib(&self, suffix: &str) -> f64 {
+        std::fs::metadata(format!("{}{suffix}", self.database.display()))
+            .map_or(0.0, |m| m.len() as f64 / 1024.0 / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+// --- Load -----------------------------------------------------------------------------------
+
+/// A signed delivery, ready to send again and again.
+#[derive(Clone)]
+struct Delivery {
+    event: &'static str,
+    body: Arc<Vec<u8>>,
+    signature: String,
+}
+
+impl Delivery {
+    fn new(event: &'static str, json: &serde_json::Value) -> Self {
+        let body = json.to_string().into_bytes();
+        let signature = sign(SECRET.as_bytes(), &body);
+        Self {
+            event,
+            body: Arc::new(body),
+            signature,
+        }
+    }
+}
+
+fn deployment(id: u64) -> Delivery {
+    Delivery::new(
+        "deployment",
+        &json!({
+            "action": "created",
+            "deployment": {
+                "id": id, "sha": SHA, "ref": "main", "task": "deploy",
+                "environment": "production", "payload": {},
+                "creator": {"login": "octo-dev", "type": "User"},
+            },
+            "repository": {"full_name": REPO, "default_branch": "main"},
+        }),
+    )
+}
+
+fn pull_request(number: u64, merged: bool) -> Delivery {
+    Delivery::new(
+        "pull_request",
+        &json!({
+            "action": if merged { "closed" } else { "opened" },
+            "pull_request": {
+                "number": number, "title": "A change", "merged": merged,
+                "merge_commit_sha": SHA, "user": {"login": "octo-dev", "type": "User"},
+                "base": {"ref": "main"},
+            },
+            "repository": {"full_name": REPO, "default_branch": "main"},
+        }),
+    )
+}
+
+async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    delivery: &Delivery,
+    id: &str,
+) -> Option<Duration> {
+    let sent = Instant::now();
+    let response = http
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("X-GitHub-Event", delivery.event)
+        .header("X-GitHub-Delivery", id)
+        .header("X-GitHub-Hook-ID", "1")
+        .header("X-Hub-Signature-256", &delivery.signature)
+        .body(delivery.body.as_ref().clone())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .ok()?;
+    response.status().is_success().then(|| sent.elapsed())
+}
+
+/// Sends `deliveries` over 8 connections as fast as the server answers.
+async fn fill(url: &str, deliveries: Vec<Delivery>) {
+    let deliveries = Arc::new(deliveries);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let (url, deliveries, next) = (url.to_owned(), deliveries.clone(), next.clone());
+        senders.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(delivery) = deliveries.get(i) else {
+                    return;
+                };
+                let id = format!("fill-{i}");
+                assert!(
+                    send(&http, &url, delivery, &id).await.is_some(),
+                    "fill delivery {i}"
+                );
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.expect("a sender");
+    }
+}
+
+/// Sends what `pick` returns at a steady `rate` per second for `duration`; the latencies.
+async fn steady(
+    url: &str,
+    rate: u64,
+    duration: Duration,
+    tag: &str,
+    pick: impl Fn(u64) -> Delivery,
+) -> (Vec<Duration>, usize) {
+    let http = reqwest::Client::new();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    let mut n = 0;
+    while Instant::now() < end {
+        ticker.tick().await;
+        let (http, url, delivery) = (http.clone(), url.to_owned(), pick(n));
+        let id = format!("{tag}-{n}");
+        tasks.push(tokio::spawn(async move {
+            send(&http, &url, &delivery, &id).await
+        }));
+        n += 1;
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        match task.await.expect("a send") {
+            Some(latency) => latencies.push(latency),
+            None => errors += 1,
+        }
+    }
+    latencies.sort();
+    (latencies, errors)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+// --- Scaling --------------------------------------------------------------------------------
+
+async fn scaling() -> ExitCode {
+    let backlogs: Vec<u64> = std::env::var("BENCH_BACKLOGS")
+        .unwrap_or_else(|_| "0,1000,10000,50000".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let rate = setting("BENCH_RATE", 200);
+    let seconds = setting("BENCH_SECONDS", 10);
+    // Nothing listens here: every GitHub call fails at once, and is retried.
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        format!("http://{}", listener.local_addr().expect("an address"))
+    };
+    println!(
+        "{:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>15} {:>9}",
+        "backlog", "fill s", "sent/s", "p50 ms", "p99 ms", "errors", "writer idle ms/s", "RSS MiB"
+    );
+    let mut p99s = Vec::new();
+    for &backlog in &backlogs {
+        let server = Server::start(
+            &format!("backlog-{backlog}"),
+            &unreachable,
+            &[
+                // A deploy that never ends: the rest of the queue waits behind it.
+                ("DEPLOY_COMMAND", "sleep 3600"),
+                ("DEPLOYHOOK_POLICY", "queue"),
+            ],
+        );
+        let started = Instant::now();
+        fill(&server.url, (1..=backlog).map(deployment).collect()).await;
+        let filled = started.elapsed();
+        // Let the outbox's retries settle into their backoff, as hours into an outage.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (latencies, errors) = steady(
+            &server.url,
+            rate,
+            Duration::from_secs(seconds),
+            "steady",
+            |n| pull_request(1_000_000 + n, false),
+        )
+        .await;
+        let before = server.thread_cpu("deployhook-db");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let idle = (server.thread_cpu("deployhook-db") - before).as_secs_f64() * 1000.0 / 5.0;
+        let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+        println!(
+            "{backlog:>8} {:>9.1} {:>9.0} {p50:>8.2} {p99:>8.2} {errors:>7} {idle:>15.1} {:>9.1}",
+            filled.as_secs_f64(),
+            latencies.len() as f64 / seconds as f64,
+            server.rss_mib()
+        );
+        p99s.push((backlog, p99));
+    }
+    let (Some(&(_, first)), Some(&(largest, last))) = (p99s.first(), p99s.last()) else {
+        return ExitCode::SUCCESS;
+    };
+    let ratio = last / first;
+    let met = if ratio <= 2.0 { "met" } else { "NOT met" };
+    println!(
+        "\np99 at {largest} ÷ p99 at {}: {ratio:.2} (target ≤ 2: {met})",
+        p99s[0].0
+    );
+    ExitCode::SUCCESS
+}
+
+// --- Soak -----------------------------------------------------------------------------------
+
+/// A fake GitHub that fails every third call with a 502 and otherwise accepts.
+async fn flaky_github() -> String {
+    let calls = Arc::new(AtomicU64::new(0));
+    let answer = move || {
+        let calls = calls.clone();
+        async move {
+            if calls.fetch_add(1, Ordering::Relaxed) % 3 == 2 {
+                return (
+                    StatusCode::BAD_GATEWAY,
+                    axum::Json(json!({"message": "flaky"})),
+                );
+            }
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({"id": 1, "state": "success"})),
+            )
+        }
+    };
+    let app = Router::new()
+        .route("/repos/{owner}/{repo}/deployments", post(answer.clone()))
+        .route(
+            "/repos/{owner}/{repo}/deployments/{id}/statuses",
+            post(answer),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn soak(minutes: u64) -> ExitCode {
+    let rate = setting("BENCH_RATE", 20);
+    let github = flaky_github().await;
+    let server = Server::start(
+        "soak",
+        &github,
+        &[
+            ("DEPLOY_COMMAND", "seq 1 20000"), // about 100 KB of output a deploy
+            ("DEPLOYHOOK_RETAIN_DELIVERIES", "2m"),
+            ("DEPLOYHOOK_RETAIN_DEPLOYS", "2m"),
+        ],
+    );
+    println!(
+        "{:>6} {:>9} {:>8} {:>8} {:>7} {:>8} {:>11} {:>11}",
+        "minute", "sent", "p50 ms", "p99 ms", "errors", "RSS MiB", "db MiB", "db log MiB"
+    );
+    let next_deployment = Arc::new(AtomicU64::new(1));
+    for minute in 1..=minutes {
+        let deployments = next_deployment.clone();
+        let per_second = rate.max(4);
+        let (latencies, errors) = steady(
+            &server.url,
+            per_second,
+            Duration::from_secs(60),
+            &format!("soak-{minute}"),
+            move |n| match n % per_second {
+                0 => deployment(deployments.fetch_add(1, Ordering::Relaxed)),
+                1 => pull_request(minute * 1_000_000 + n, true),
+                2 => Delivery::new(
+                    "ping",
+                    &json!({"zen": "Keep it logically awesome.", "hook_id": 1}),
+                ),
+                _ => pull_request(minute * 1_000_000 + n, false),
+            },
+        )
+        .await;
+        println!(
+            "{minute:>6} {:>9} {:>8.2} {:>8.2} {errors:>7} {:>8.1} {:>11.2} {:>11.2}",
+            latencies.len(),
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            server.rss_mib(),
+            server.file_mib(""),
+            server.file_mib("-wal"),
+        );
+    }
+    ExitCode::SUCCESS
+}
