@@ -11,8 +11,9 @@
 //! writer thread uses over 5 s. Target: p99 at the largest backlog within 2× of p99 at 0.
 //!
 //! **Soak** (`BENCH_SOAK_MINUTES=10 cargo bench --bench backlog`): one server for that
-//! long, receiving a steady mix (`BENCH_RATE` per second: unmerged pull requests, pings,
-//! merges, and a deployment a second whose deploy prints 100 KB), against a fake GitHub
+//! long, receiving a steady mix (`BENCH_RATE` per second, default 20: unmerged pull
+//! requests, pings, merges, and a deployment every 5 s whose deploy prints 100 KB in 20,000
+//! lines), against a fake GitHub
 //! that fails every third call with a 502. Retention is set short (2 minutes) so the run
 //! reaches its steady state. Every minute it reports p99 intake latency, the server's RSS,
 //! and the database's and its log's sizes: they must be flat from the first minute to the
@@ -425,7 +426,9 @@ async fn soak(minutes: u64) -> ExitCode {
             Duration::from_secs(60),
             &format!("soak-{minute}"),
             move |n| match n % per_second {
-                0 => deployment(deployments.fetch_add(1, Ordering::Relaxed)),
+                0 if n % (per_second * 5) == 0 => {
+                    deployment(deployments.fetch_add(1, Ordering::Relaxed))
+                }
                 1 => pull_request(minute * 1_000_000 + n, true),
                 2 => Delivery::new(
                     "ping",

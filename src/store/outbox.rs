@@ -349,23 +349,7 @@ fn json_error(err: serde_json::Error) -> rusqlite::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DeployJob;
-
-    fn job(id: u64, installation: Option<u64>) -> DeployJob {
-        DeployJob {
-            id: id.into(),
-            repo: "acme/widgets".parse().unwrap(),
-            environment: "production".parse().unwrap(),
-            sha: "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b".parse().unwrap(),
-            git_ref: "main".into(),
-            task: "deploy".into(),
-            deploy_user: "octo-dev".into(),
-            payload: "{}".into(),
-            environment_url: None,
-            log_url: None,
-            installation,
-        }
-    }
+    use crate::store::tests::job;
 
     fn database() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();

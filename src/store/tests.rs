@@ -151,7 +151,8 @@ fn steps(conn: &mut Connection, work: impl FnOnce(&Connection)) -> u64 {
     count.load(Ordering::Relaxed)
 }
 
-fn job(id: u64, installation: Option<u64>) -> DeployJob {
+/// A job of acme/widgets to production; the store's other tests use it too.
+pub(crate) fn job(id: u64, installation: Option<u64>) -> DeployJob {
     DeployJob {
         id: id.into(),
         repo: "acme/widgets".parse().unwrap(),
