@@ -44,7 +44,8 @@ use crate::model::Sync;
 pub use schema::SCHEMA_VERSION;
 use schema::migrate;
 use writer::{
-    BUSY_TIMEOUT, Request, configure, in_savepoint, start_checkpoints, start_syncer, write_loop,
+    BUSY_TIMEOUT, LogBound, Request, configure, in_savepoint, start_checkpoints, start_syncer,
+    write_loop,
 };
 
 /// The write-ahead log's size limit unless configured otherwise.
@@ -207,10 +208,14 @@ impl Store {
         } else {
             None
         };
-        if path != IN_MEMORY {
-            start_checkpoints(&conn, path, Arc::downgrade(&alive), log_limit)
+        let bound = if path == IN_MEMORY {
+            None
+        } else {
+            let bound = LogBound::new(&conn, log_limit)?;
+            start_checkpoints(&conn, path, Arc::downgrade(&alive), &bound)
                 .context("could not start the database checkpoint thread")?;
-        }
+            Some(bound)
+        };
         let reader = if path == IN_MEMORY {
             None
         } else {
@@ -225,7 +230,7 @@ impl Store {
         };
         std::thread::Builder::new()
             .name("deployhook-db".into())
-            .spawn(move || write_loop(conn, &queue, syncer.as_ref()))
+            .spawn(move || write_loop(conn, &queue, syncer.as_ref(), bound.as_ref()))
             .context("could not start the database thread")?;
         Ok(Self {
             requests,

@@ -18,8 +18,7 @@ use crate::store::StoreError;
 pub(super) const MAX_BATCH: usize = 512;
 /// How often the log is copied back into the database file, off the commit path.
 pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
-/// How often the log's size is looked at: often enough that a flood of writes cannot
-/// carry it far past a quarter of its limit between two looks (a `stat`, nothing more).
+/// How often the checkpoint thread looks at the log's size (a `stat`, nothing more).
 pub(super) const LOG_SIZE_CHECK: Duration = Duration::from_millis(100);
 /// How long SQLite waits for a lock held by another process (a backup, the sqlite3 shell).
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,10 +55,16 @@ pub(super) fn execute(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// The writer thread: batch, commit, answer (or have `syncer` answer once the commit is on
 /// disk), until every [`Store`] handle is gone.
 pub(super) fn write_loop(
-    conn: Connection,
+    mut conn: Connection,
     queue: &mpsc::Receiver<Request>,
     syncer: Option<&Syncer>,
+    bound: Option<&LogBound>,
 ) {
+    if let Some(bound) = bound
+        && let Err(err) = bound.watch(&mut conn)
+    {
+        tracing::warn!("cannot watch the database log's size: {err}");
+    }
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = queue.recv() {
         batch.push(first);
@@ -106,6 +111,83 @@ pub(super) fn write_loop(
         };
         if let Some(err) = commit_error {
             tracing::error!("database transaction failed: {err}");
+        }
+        if let Some(bound) = bound {
+            bound.keep(&conn);
+        }
+    }
+}
+
+/// Keeps the write-ahead log under its limit, from the writer thread, between batches.
+///
+/// The checkpoint thread's passive checkpoints copy the log back into the database without
+/// blocking anyone, but they never make the writer start over at the log's beginning: under
+/// sustained writes (a flood of deliveries, a deploy printing gigabytes) the log grows for
+/// as long as they last. So once the log passes a quarter of the limit, the writer itself,
+/// between two batches, runs a restarting checkpoint: it copies back only what the passive
+/// ones have not yet, syncs, and the next batch starts at the beginning of the same file.
+/// Done here, it costs the writer that copy and nothing else; from another thread it made
+/// both sides wait on each other through SQLite's busy handler, which sleeps in steps of
+/// milliseconds, and cost the intake benchmark a third of its durable throughput. The
+/// file is reused, not truncated: a log that grows again after each truncation costs every
+/// commit a change of file size to sync.
+#[derive(Debug)]
+pub(super) struct LogBound {
+    /// The limit, in bytes.
+    pub(super) limit: u64,
+    /// Frames in the log after the latest commit, as SQLite reports them. The file's size
+    /// says nothing once the log restarts: the file is reused from its beginning.
+    pub(super) frames: Arc<std::sync::atomic::AtomicU64>,
+    /// Bytes a frame takes: a page and its header.
+    pub(super) frame_bytes: u64,
+}
+
+impl LogBound {
+    pub(super) fn new(conn: &Connection, limit: u64) -> rusqlite::Result<Self> {
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        Ok(Self {
+            limit,
+            frames: Arc::default(),
+            frame_bytes: page.unsigned_abs() + 24,
+        })
+    }
+
+    /// Has SQLite report the log's length after each commit (after `wal_autocheckpoint`
+    /// was set, which would replace the hook).
+    fn watch(&self, conn: &mut Connection) -> rusqlite::Result<()> {
+        let frames = self.frames.clone();
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+                frames.store(
+                    u64::try_from(pages).unwrap_or(0),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                Ok(())
+            },
+        ))
+    }
+
+    fn keep(&self, conn: &Connection) {
+        let used = self.frames.load(std::sync::atomic::Ordering::Relaxed) * self.frame_bytes;
+        if used <= self.limit / 4 {
+            return;
+        }
+        // Past half the limit, wait a little for a passive checkpoint or a reader in the
+        // way; below it, try again after the next batch rather than wait at all.
+        let patience = if used > self.limit / 2 {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        };
+        let restarted = conn
+            .busy_timeout(patience)
+            .and_then(|()| checkpoint(conn, "RESTART"));
+        let _ = conn.busy_timeout(BUSY_TIMEOUT);
+        match restarted {
+            // The next commit starts over; until then, count nothing left to restart.
+            Ok(true) => self.frames.store(0, std::sync::atomic::Ordering::Relaxed),
+            Ok(false) => {} // busy: after the next batch
+            Err(err) => tracing::warn!("could not restart the database log (will retry): {err}"),
         }
     }
 }
@@ -217,40 +299,34 @@ pub(super) fn configure(conn: &Connection, sync: Sync) -> rusqlite::Result<bool>
 /// waiting on that commit. A thread of its own, with its own connection, checkpoints every
 /// [`CHECKPOINT_INTERVAL`] instead, without blocking the writer. It stops with the store.
 ///
-/// It also keeps the log within `log_limit` bytes. A passive checkpoint never waits for the
-/// writer, so under sustained writes (a flood of deliveries, a deploy printing gigabytes)
-/// the log can grow faster than it restarts. Once it passes a quarter of the limit (room
-/// for the commits that land while the copy waits its turn), this thread runs a truncating
-/// checkpoint, which waits for the writer's current batch, copies the
-/// log back and truncates it to nothing: the writer pauses for that copy (tens of
-/// milliseconds for tens of megabytes), rarely, and the file stays bounded.
+/// Once the log passes an eighth of `log_limit` it checkpoints every [`LOG_SIZE_CHECK`], so
+/// that the writer's restarting checkpoint ([`LogBound`]) has little left to copy.
 /// `journal_size_limit` trims the log to the limit whenever SQLite restarts it.
 pub(super) fn start_checkpoints(
     writer: &Connection,
     path: &str,
     alive: Weak<()>,
-    log_limit: u64,
+    bound: &LogBound,
 ) -> anyhow::Result<()> {
     writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+    let log_limit = bound.limit;
     writer.pragma_update(None, "journal_size_limit", i64::try_from(log_limit)?)?;
     let conn = Connection::open(Path::new(path))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    let log = wal_path(&conn)?;
+    let (frames, frame_bytes) = (bound.frames.clone(), bound.frame_bytes);
     std::thread::Builder::new()
         .name("deployhook-checkpoint".into())
         .spawn(move || {
             let mut last_checkpoint = std::time::Instant::now();
             while alive.strong_count() > 0 {
                 std::thread::sleep(LOG_SIZE_CHECK);
-                let size = std::fs::metadata(&log).map_or(0, |m| m.len());
-                let mode = if size > log_limit / 4 {
-                    "TRUNCATE"
-                } else if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
-                    "PASSIVE"
-                } else {
+                // Under a flood, copy back as the log grows, so that the writer's
+                // restarting checkpoint (see [`LogBound`]) finds little left to copy.
+                let used = frames.load(std::sync::atomic::Ordering::Relaxed) * frame_bytes;
+                if used <= log_limit / 8 && last_checkpoint.elapsed() < CHECKPOINT_INTERVAL {
                     continue;
-                };
-                if let Err(err) = checkpoint(&conn, mode) {
+                }
+                if let Err(err) = checkpoint(&conn, "PASSIVE") {
                     tracing::warn!("database checkpoint failed (will retry): {err}");
                 }
                 last_checkpoint = std::time::Instant::now();
@@ -259,13 +335,14 @@ pub(super) fn start_checkpoints(
     Ok(())
 }
 
-/// Runs a checkpoint in `mode` (`PASSIVE`, `TRUNCATE`…).
-pub(super) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<()> {
-    let (_busy, _log, _copied): (i64, i64, i64) =
+/// Runs a checkpoint in `mode` (`PASSIVE`, `RESTART`, `TRUNCATE`); whether it did all it
+/// was asked (SQLite reports a checkpoint kept from it by a lock as busy, not an error).
+pub(super) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<bool> {
+    let (busy, _log, _copied): (i64, i64, i64) =
         conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?;
-    Ok(())
+    Ok(busy == 0)
 }
 
 #[cfg(test)]
