@@ -15,8 +15,9 @@
 //! syncs once for many batches. Unlike SQLite's own `synchronous = FULL`, a commit is
 //! visible to other connections (pages, `deployhook redeliver`) a moment before its sync
 //! completes; everything that acts on it goes through the writer, whose answers wait for
-//! the sync. A third thread checkpoints the log in the background and keeps it within its
-//! size limit, and a lock on the database file keeps a second deployhook off it. SQL lives in this module's submodules and
+//! the sync. A third thread checkpoints the log in the background, the writer restarts it
+//! between batches once it nears its size limit (see `writer::LogBound`), and a lock on the
+//! database file keeps a second deployhook off it. SQL lives in this module's submodules and
 //! nowhere else.
 //!
 //! May use: `model`.

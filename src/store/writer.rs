@@ -18,7 +18,7 @@ use crate::store::StoreError;
 pub(super) const MAX_BATCH: usize = 512;
 /// How often the log is copied back into the database file, off the commit path.
 pub(super) const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
-/// How often the checkpoint thread looks at the log's size (a `stat`, nothing more).
+/// How often the checkpoint thread looks at the log's length (a number the writer keeps).
 pub(super) const LOG_SIZE_CHECK: Duration = Duration::from_millis(100);
 /// How long SQLite waits for a lock held by another process (a backup, the sqlite3 shell).
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
