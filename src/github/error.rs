@@ -53,12 +53,14 @@ impl GitHubError {
         }
     }
 
-    /// Whether GitHub itself is failing: no answer, or a server error. Every call would
-    /// fail the same way for now, not only this one.
+    /// Whether GitHub itself is failing: no answer, or a gateway that could not reach it
+    /// (502, 503, 504). Every call would fail the same way for now, not only this one. A
+    /// 500 may be this call's own (an endpoint or a payload GitHub chokes on), so it does
+    /// not count: one bad call must not hold up its installation's others.
     pub fn is_outage(&self) -> bool {
         match self {
             Self::Transport(_) => true,
-            Self::Status { status, .. } => status.is_server_error(),
+            Self::Status { status, .. } => matches!(status.as_u16(), 502..=504),
             Self::Decode(_) | Self::NoInstallation => false,
         }
     }

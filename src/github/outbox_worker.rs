@@ -221,7 +221,7 @@ impl OutboxWorker {
             let now = now_ms();
             let at = now + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
             // A rate limit is the client's, not this call's. And when GitHub itself fails
-            // (no answer, a 5xx), the installation's other calls would fail the same way:
+            // (no answer, a 502/503/504), the installation's other calls would fail the same way:
             // one call probes per pause, instead of every waiting call trying in turn,
             // which with thousands waiting kept the writer busy recording failures.
             let pause = if rate_limited {

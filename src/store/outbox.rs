@@ -152,9 +152,6 @@ pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<V
     let stale = now - STALE_IN_FLIGHT_MS;
     let mut items: Vec<Item> = Vec::new();
     for installation in idle_installations(conn, now)? {
-        if items.len() >= limit {
-            break;
-        }
         if paused_until(conn, installation, now)?.is_some() {
             continue;
         }
@@ -174,6 +171,11 @@ pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<V
             items.push(item);
         }
     }
+    // The oldest calls first, whichever installation they belong to: walking installations
+    // in id order and stopping at `limit` would starve the high-numbered ones after an
+    // outage. One candidate per installation, so this sorts few.
+    items.sort_by_key(|item| item.id);
+    items.truncate(limit);
     for item in &items {
         conn.prepare_cached(
             "UPDATE outbox SET attempts = attempts + 1, in_flight = ?2 WHERE id = ?1",
@@ -423,5 +425,18 @@ mod tests {
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].id, first[0].id);
         assert_eq!(again[0].attempts, 1);
+    }
+
+    #[test]
+    fn the_oldest_due_call_goes_first_whatever_its_installation() {
+        let conn = database();
+        enqueue_status(&conn, &job(1, Some(9)), DeploymentState::Queued, "q", 0).unwrap();
+        enqueue_status(&conn, &job(2, Some(1)), DeploymentState::Queued, "q", 0).unwrap();
+        let taken = take_due(&conn, 1_000, 1).unwrap();
+        assert_eq!(
+            taken[0].installation,
+            Some(9),
+            "installation 9 queued first"
+        );
     }
 }

@@ -65,7 +65,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let slot = match counter.admit(peer.ip()) {
+        let slot = match counter.admit(client_key(peer.ip())) {
             Ok(slot) => slot,
             Err(refusal) => {
                 metrics.connection_refused(refusal.reason());
@@ -92,6 +92,19 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Whom the per-client cap counts a connection against: an IPv4 address, or an IPv6
+/// address's /64 network (one host is usually given a whole /64, so counting its addresses
+/// one by one would give it billions of caps). IPv4-mapped IPv6 addresses count as IPv4.
+fn client_key(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(network.into())
+        }
+        v4 => v4,
+    }
 }
 
 /// Why a connection was refused.
@@ -251,6 +264,17 @@ mod tests {
             "closed connections free their slots"
         );
         drop(other);
+    }
+
+    #[test]
+    fn an_ipv6_network_counts_as_one_client_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]

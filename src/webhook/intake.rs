@@ -218,8 +218,15 @@ async fn read_body(
         if len > MAX_WEBHOOK_BODY {
             return Err(IntakeError::TooLarge);
         }
+        // The buffer grows by doubling: room is taken for what it will hold, not only for
+        // the bytes in it, so the budget bounds the memory really used.
+        let capacity = if len > bytes.capacity() {
+            len.max(bytes.capacity() * 2).min(MAX_WEBHOOK_BODY)
+        } else {
+            bytes.capacity()
+        };
         let held = reserved.as_ref().map_or(0, |p| p.num_permits());
-        let needed = len.div_ceil(1024).saturating_sub(held);
+        let needed = capacity.div_ceil(1024).saturating_sub(held);
         if needed > 0 {
             let more = tokio::time::timeout_at(
                 deadline,
@@ -235,6 +242,7 @@ async fn read_body(
                 None => reserved = Some(more),
             }
         }
+        bytes.reserve_exact(capacity - bytes.len());
         bytes.extend_from_slice(&data);
     }
 }

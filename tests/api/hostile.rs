@@ -367,3 +367,15 @@ async fn failed_sign_ins_are_limited_for_the_whole_server() {
         .unwrap();
     assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn a_sign_in_form_larger_than_a_few_kib_is_refused() {
+    let app = dashboard_app().await;
+    let response = browser()
+        .post(format!("{}/login", app.url))
+        .form(&[("token", "x".repeat(5 * 1024))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
