@@ -49,6 +49,17 @@ struct DeployLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WaitLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EnvironmentLabels {
     environment: String,
 }
@@ -77,6 +88,8 @@ pub struct Metrics {
     outbox_oldest_seconds: Gauge,
     connections_open: Gauge,
     connections_refused: Family<ReasonLabels, Counter>,
+    waits_ended: Family<WaitLabels, Counter>,
+    waiting: Family<KindLabels, Gauge>,
     /// One scrape at a time: each clears and refills the state gauges.
     rendering: std::sync::Mutex<()>,
 }
@@ -176,7 +189,22 @@ impl Metrics {
             "Inbound connections refused at a cap, by which cap",
             connections_refused.clone(),
         );
+        let waits_ended = Family::default();
+        registry.register(
+            "waits_ended",
+            "Waits ended — merges waiting for checks (kind checks), promotions soaking \
+             (kind soak) — by outcome: passed, failed, timed_out, superseded",
+            waits_ended.clone(),
+        );
+        let waiting = Family::default();
+        registry.register(
+            "waiting",
+            "Merges waiting for their checks (kind checks) and promotions soaking (kind soak) now",
+            waiting.clone(),
+        );
         Self {
+            waits_ended,
+            waiting,
             registry,
             deliveries,
             rejected,
@@ -196,6 +224,13 @@ impl Metrics {
         }
     }
 
+    /// A wait ended (`kind`: checks or soak).
+    pub fn wait_ended(&self, kind: &'static str, outcome: &'static str) {
+        self.waits_ended
+            .get_or_create(&WaitLabels { kind, outcome })
+            .inc();
+    }
+
     /// The label of an event name: the events deployhook handles, or `other`.
     pub fn event_label(event: &str) -> &'static str {
         match event {
@@ -203,6 +238,9 @@ impl Metrics {
             "deployment" => "deployment",
             "deployment_status" => "deployment_status",
             "ping" => "ping",
+            "check_run" => "check_run",
+            "check_suite" => "check_suite",
+            "status" => "status",
             _ => "other",
         }
     }
@@ -289,6 +327,14 @@ impl Metrics {
         self.outbox_failed.set(backlog.outbox_failed);
         self.outbox_oldest_seconds
             .set(backlog.outbox_oldest_seconds);
+        for (kind, count) in [
+            ("checks", backlog.waiting_for_checks),
+            ("soak", backlog.soaking),
+        ] {
+            self.waiting
+                .get_or_create(&KindLabels { kind })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut text, &self.registry);

@@ -181,6 +181,17 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_REQUIRED_CONTEXTS", value_delimiter = ',')]
     pub required_contexts: Option<Vec<String>>,
 
+    /// The CI gate: a merge deploys only once these checks of its merge commit are green.
+    /// `none`: deploy at once; `all`: every check run and status reported on the commit;
+    /// or check names, comma-separated (`test,lint`) [default: none].
+    #[arg(long, env = "DEPLOYHOOK_CHECKS")]
+    pub checks: Option<String>,
+
+    /// How long a merge waits for its checks before it is given up (`timed_out`).
+    /// Examples: 30m, 2h [default: 1h].
+    #[arg(long, env = "DEPLOYHOOK_CHECKS_TIMEOUT", value_parser = parse_duration)]
+    pub checks_timeout: Option<Duration>,
+
     /// The deploy command, split into words like a shell would and run without a shell.
     /// It learns what to deploy from DEPLOYHOOK_* environment variables.
     #[arg(long, env = "DEPLOY_COMMAND")]
@@ -222,6 +233,11 @@ pub struct ServeArgs {
     /// until dismissed.
     #[arg(long, env = "DEPLOYHOOK_RETAIN_DEPLOYS", default_value = "90d", value_parser = parse_duration)]
     pub retain_deploys: Duration,
+
+    /// How often deployhook asks GitHub for the checks of a commit a merge waits on, in
+    /// case a check event was missed (it also asks whenever one arrives).
+    #[arg(long, env = "DEPLOYHOOK_CHECKS_POLL", default_value = "5m", value_parser = parse_duration)]
+    pub checks_poll: Duration,
 
     /// Deploys that may run at once, across repositories and environments (one at a time
     /// per repository + environment whatever this says).

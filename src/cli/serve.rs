@@ -81,6 +81,7 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
             max_age: args.outbox_max_age,
             ..OutboxConfig::default()
         },
+        checks_poll: args.checks_poll.max(std::time::Duration::from_secs(1)),
         connections: ConnectionLimits {
             max_connections: args.max_connections as usize,
             max_connections_per_client: args.max_connections_per_client as usize,
@@ -190,7 +191,41 @@ fn environment_from_args(args: &ServeArgs) -> anyhow::Result<EnvironmentConfig> 
     }
     environment.policy = args.policy.unwrap_or_default();
     environment.on_interrupt = args.on_interrupt.unwrap_or_default();
+    if let Some(checks) = &args.checks {
+        environment.checks = checks_gate(checks)?;
+    }
+    if let Some(timeout) = args.checks_timeout {
+        anyhow::ensure!(
+            !timeout.is_zero(),
+            "DEPLOYHOOK_CHECKS_TIMEOUT must be longer than 0s"
+        );
+        environment.checks_timeout = timeout;
+    }
+    if environment.checks.is_some() && !environment.required_contexts.is_empty() {
+        bail!(
+            "DEPLOYHOOK_REQUIRED_CONTEXTS and DEPLOYHOOK_CHECKS both gate on CI; with \
+             DEPLOYHOOK_CHECKS deployhook waits itself and creates the deployment with \
+             required_contexts = [] — unset DEPLOYHOOK_REQUIRED_CONTEXTS"
+        );
+    }
     Ok(environment)
+}
+
+/// `DEPLOYHOOK_CHECKS`: `none`, `all`, or check names separated by commas.
+fn checks_gate(text: &str) -> anyhow::Result<Option<crate::model::Required>> {
+    use crate::model::Required;
+    let names: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match names.as_slice() {
+        [] => bail!("DEPLOYHOOK_CHECKS is empty: set it to none, all, or check names (test,lint)"),
+        [word] if word == "none" => Ok(None),
+        [word] if word == "all" => Ok(Some(Required::All)),
+        _ => Ok(Some(Required::Named(names))),
+    }
 }
 
 /// With a config file, the per-environment settings live in it: a flag or variable that
@@ -208,6 +243,8 @@ fn refuse_environment_settings(args: &ServeArgs) -> anyhow::Result<()> {
         ("DEPLOYHOOK_PASS_ENV", args.pass_env.is_some()),
         ("DEPLOYHOOK_POLICY", args.policy.is_some()),
         ("DEPLOYHOOK_ON_INTERRUPT", args.on_interrupt.is_some()),
+        ("DEPLOYHOOK_CHECKS", args.checks.is_some()),
+        ("DEPLOYHOOK_CHECKS_TIMEOUT", args.checks_timeout.is_some()),
     ];
     let names: Vec<&str> = set.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
     if !names.is_empty() {

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT};
-use crate::model::{DEPLOY_TASK, DeployJob, Environment, OnInterrupt, Policy, RepoName};
+use crate::model::{DEPLOY_TASK, DeployJob, Environment, OnInterrupt, Policy, RepoName, Required};
+
+/// How long a merge waits for its checks unless configured otherwise.
+pub const DEFAULT_CHECKS_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// One environment: which merges deploy to it, and how its deploys run.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +43,14 @@ pub struct EnvironmentConfig {
     pub transient_environment: Option<bool>,
     /// Bytes of output kept per run: the first and the last half of it.
     pub log_limit: usize,
+    /// The CI gate: a merge deploys only once these checks are green. `None`: at once.
+    pub checks: Option<Required>,
+    /// How long a merge waits for its checks before it is given up as `timed_out`.
+    pub checks_timeout: Duration,
+    /// Deploy what succeeded in this environment (after `soak`) instead of merges.
+    pub promote_from: Option<Environment>,
+    /// How long a commit runs in `promote_from` before it is promoted here.
+    pub soak: Duration,
 }
 
 impl EnvironmentConfig {
@@ -63,6 +74,10 @@ impl EnvironmentConfig {
             production_environment: None,
             transient_environment: None,
             log_limit: DEFAULT_LOG_LIMIT,
+            checks: None,
+            checks_timeout: DEFAULT_CHECKS_TIMEOUT,
+            promote_from: None,
+            soak: Duration::ZERO,
         }
     }
 

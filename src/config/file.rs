@@ -12,8 +12,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT, EnvironmentConfig, RepoPattern};
-use crate::model::{DEPLOY_TASK, Environment, OnInterrupt, Policy};
+use crate::config::{
+    DEFAULT_CHECKS_TIMEOUT, DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT, EnvironmentConfig, RepoPattern,
+};
+use crate::model::{DEPLOY_TASK, Environment, OnInterrupt, Policy, Required};
 
 /// The smallest per-run log limit: room for a useful head and tail.
 const MIN_LOG_LIMIT: u64 = 4 * 1024;
@@ -64,6 +66,18 @@ struct FileEnvironment {
     production_environment: Option<bool>,
     transient_environment: Option<bool>,
     log_limit: Option<Spanned<u64>>,
+    checks: Option<Spanned<FileChecks>>,
+    checks_timeout: Option<Spanned<String>>,
+    promote_from: Option<Spanned<String>>,
+    soak: Option<Spanned<String>>,
+}
+
+/// `checks = "none" | "all" | ["name", …]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileChecks {
+    Word(String),
+    Names(Vec<String>),
 }
 
 fn yes() -> bool {
@@ -97,9 +111,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<EnvironmentConfig>, ConfigF
         ));
     }
     let mut environments: Vec<EnvironmentConfig> = Vec::new();
+    // Where each environment's `promote_from` is (else its name), for errors found once
+    // every environment is known.
+    let mut spans: Vec<Option<Range<usize>>> = Vec::new();
     let mut first_seen: BTreeMap<String, usize> = BTreeMap::new();
     for table in file.environments {
         let name_span = table.get_ref().name.span();
+        let promote_span = Some(
+            table
+                .get_ref()
+                .promote_from
+                .as_ref()
+                .map_or(name_span.clone(), Spanned::span),
+        );
         let environment = validate(table.into_inner()).map_err(|(span, m)| error(Some(span), m))?;
         let name = environment.name.to_string();
         if let Some(line) = first_seen.get(&name) {
@@ -109,9 +133,53 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<EnvironmentConfig>, ConfigF
             ));
         }
         first_seen.insert(name, position(text, name_span.start).0);
+        spans.push(promote_span);
         environments.push(environment);
     }
+    check_promotions(&environments).map_err(|(i, m)| error(spans[i].clone(), m))?;
     Ok(environments)
+}
+
+/// Every `promote_from` names another environment, and following them never comes back
+/// to where it started (each promotion would otherwise wait on itself).
+fn check_promotions(environments: &[EnvironmentConfig]) -> Result<(), (usize, String)> {
+    for (index, environment) in environments.iter().enumerate() {
+        let Some(from) = &environment.promote_from else {
+            continue;
+        };
+        if crate::config::find_environment(environments, from.as_ref()).is_none() {
+            let known: Vec<&str> = environments.iter().map(|e| e.name.as_ref()).collect();
+            return Err((
+                index,
+                format!(
+                    "environment {}: promote_from names {from}, which is not defined here \
+                     (environments: {})",
+                    environment.name,
+                    known.join(", ")
+                ),
+            ));
+        }
+        let mut seen = vec![environment.name.as_ref()];
+        let mut next = Some(from);
+        while let Some(name) = next {
+            if seen.contains(&name.as_ref()) {
+                seen.push(name.as_ref());
+                return Err((
+                    index,
+                    format!(
+                        "environment {}: promotions go round in a circle ({}): each would \
+                         wait for the other",
+                        environment.name,
+                        seen.join(" ← ")
+                    ),
+                ));
+            }
+            seen.push(name.as_ref());
+            next = crate::config::find_environment(environments, name.as_ref())
+                .and_then(|e| e.promote_from.as_ref());
+        }
+    }
+    Ok(())
 }
 
 type Invalid = (Range<usize>, String);
@@ -167,7 +235,66 @@ fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Invalid> {
         }
         Some(limit) => usize::try_from(limit.into_inner()).unwrap_or(usize::MAX),
     };
+    let checks = match &file.checks {
+        None => None,
+        Some(checks) => checks_gate(checks)?,
+    };
+    let checks_timeout = match &file.checks_timeout {
+        None => DEFAULT_CHECKS_TIMEOUT,
+        Some(text) => duration(text)?,
+    };
+    let promote_from = match &file.promote_from {
+        None => None,
+        Some(from) => {
+            let parsed =
+                Environment::parse(from.get_ref()).map_err(|e| (from.span(), e.to_string()))?;
+            if parsed == name {
+                return Err((
+                    from.span(),
+                    format!("environment {name} cannot be promoted from itself"),
+                ));
+            }
+            if checks.is_some() {
+                let span = file.checks.as_ref().map_or(from.span(), Spanned::span);
+                return Err((
+                    span,
+                    format!(
+                        "environment {name} is promoted from {parsed}: what reaches it already \
+                         passed {parsed}; put `checks` on {parsed} instead"
+                    ),
+                ));
+            }
+            Some(parsed)
+        }
+    };
+    let soak = match &file.soak {
+        None => Duration::ZERO,
+        Some(_) if promote_from.is_none() => {
+            let soak = file.soak.as_ref().map(Spanned::span);
+            return Err((
+                soak.unwrap_or_else(|| file.name.span()),
+                format!("environment {name}: `soak` needs `promote_from`"),
+            ));
+        }
+        Some(text) => {
+            crate::config::parse_duration(text.get_ref()).map_err(|e| (text.span(), e))?
+        }
+    };
+    if checks.is_some() && !file.required_contexts.is_empty() {
+        return Err((
+            file.name.span(),
+            format!(
+                "environment {name}: `required_contexts` and `checks` both gate on CI; with \
+                 `checks`, deployhook waits itself and creates the deployment with \
+                 required_contexts = [] — remove `required_contexts`"
+            ),
+        ));
+    }
     Ok(EnvironmentConfig {
+        checks,
+        checks_timeout,
+        promote_from,
+        soak,
         name,
         repositories,
         branch: file.branch.filter(|b| !b.trim().is_empty()),
@@ -186,6 +313,32 @@ fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Invalid> {
         transient_environment: file.transient_environment,
         log_limit,
     })
+}
+
+/// The gate `checks` describes; `None` for `"none"`.
+fn checks_gate(checks: &Spanned<FileChecks>) -> Result<Option<Required>, Invalid> {
+    match checks.get_ref() {
+        FileChecks::Word(word) if word == "none" => Ok(None),
+        FileChecks::Word(word) if word == "all" => Ok(Some(Required::All)),
+        FileChecks::Word(word) => Err((
+            checks.span(),
+            format!(
+                "checks = {word:?}: expected \"none\", \"all\" or a list of check names, \
+                 like [\"test\", \"lint\"]"
+            ),
+        )),
+        FileChecks::Names(names)
+            if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) =>
+        {
+            Err((
+                checks.span(),
+                "checks: a list of check names must name at least one, none empty \
+                 (\"none\" turns the gate off)"
+                    .to_owned(),
+            ))
+        }
+        FileChecks::Names(names) => Ok(Some(Required::Named(names.clone()))),
+    }
 }
 
 fn argv(command: &Spanned<Vec<String>>, what: &str) -> Result<Vec<String>, Invalid> {
@@ -267,11 +420,22 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let on_merge = match (&environment.branch, environment.deploy_on_merge) {
+    let mut on_merge = match (&environment.branch, environment.deploy_on_merge) {
         (_, false) => "deployments made by hand only".to_owned(),
         (Some(branch), true) => format!("merges into {branch}"),
         (None, true) => "merges into the default branch".to_owned(),
     };
+    if let Some(from) = &environment.promote_from {
+        on_merge = format!(
+            "what succeeded in {from}, after a soak of {}",
+            humantime::format_duration(environment.soak)
+        );
+    } else if let Some(checks) = &environment.checks {
+        on_merge = format!(
+            "{on_merge} once {checks} passed (waits up to {})",
+            humantime::format_duration(environment.checks_timeout)
+        );
+    }
     format!(
         "  {}: {} from {}; runs {:?} (tasks: {}), timeout {}, policy {}",
         environment.name,

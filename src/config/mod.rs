@@ -16,7 +16,9 @@ use secrecy::SecretString;
 use crate::model::Sync;
 use crate::webhook::signature::WebhookSecrets;
 
-pub use environment::{EnvVars, EnvironmentConfig, RepoPattern, find_environment};
+pub use environment::{
+    DEFAULT_CHECKS_TIMEOUT, EnvVars, EnvironmentConfig, RepoPattern, find_environment,
+};
 
 /// How long a deploy may run unless configured otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -45,6 +47,9 @@ pub struct Config {
     /// Deploys running at once, across repositories and environments.
     pub max_concurrent_deploys: usize,
     pub outbox: OutboxConfig,
+    /// How often deployhook asks GitHub for the checks of a commit that a merge waits on,
+    /// in case a check event was missed.
+    pub checks_poll: Duration,
     /// Caps and deadlines on inbound connections.
     pub connections: ConnectionLimits,
     /// How long shutdown waits for running deploys.

@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::github::{GitHubClient, GitHubError};
-use crate::model::{
-    CommitSha, DeploymentId, DeploymentRequest, Environment, RepoName, StatusRequest,
-};
+use crate::model::{DeploymentId, DeploymentRequest, RepoName, StatusRequest};
 
 /// What GitHub did with a create-deployment request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,19 +143,17 @@ impl GitHubClient {
         .map(drop)
     }
 
-    /// The deployment of `sha` to `environment` that deployhook created for pull request
-    /// `pull_request`, if GitHub has one: after an attempt whose answer was lost, this tells
-    /// whether it created the deployment anyway.
+    /// The deployment deployhook created for `request` (same commit and environment, and
+    /// the same pull request and promotion in its payload), if GitHub has one: after an
+    /// attempt whose answer was lost, this tells whether it created the deployment anyway.
     pub async fn find_deployment(
         &self,
         repo: &RepoName,
-        sha: &CommitSha,
-        environment: &Environment,
-        pull_request: u64,
+        request: &DeploymentRequest,
     ) -> Result<Option<DeploymentId>, GitHubError> {
         let query = serde_urlencoded::to_string([
-            ("sha", sha.as_ref()),
-            ("environment", environment.as_ref()),
+            ("sha", request.git_ref.as_ref()),
+            ("environment", request.environment.as_ref()),
             ("per_page", "100"),
         ])
         .unwrap_or_default();
@@ -166,9 +162,10 @@ impl GitHubClient {
             .send("list_deployments", Method::GET, &path, None::<&()>)
             .await?;
         let listed: Vec<ListedDeployment> = response.json().await.map_err(GitHubError::Decode)?;
+        let same = |d: &ListedDeployment, key: &str| d.payload.get(key) == request.payload.get(key);
         Ok(listed
             .into_iter()
-            .find(|d| d.payload.get("pull_request").and_then(|n| n.as_u64()) == Some(pull_request))
+            .find(|d| same(d, "pull_request") && same(d, "promoted_from"))
             .map(|d| d.id))
     }
 

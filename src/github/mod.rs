@@ -1,14 +1,17 @@
 //! Everything that talks to GitHub's REST API: the [`client`] (headers, timeouts,
 //! credentials), a GitHub App's authentication ([`app_auth`]), the endpoints deployhook
-//! calls ([`deployments`], [`hooks`]), and the [`outbox_worker`], which sends the calls the
-//! store queued — retrying, pausing for rate limits, one at a time per ordering key.
+//! calls ([`deployments`], [`checks`], [`hooks`]), the [`outbox_worker`], which sends the calls the
+//! store queued — retrying, pausing for rate limits, one at a time per ordering key — and
+//! the [`gate_worker`], which ends soaks and reads again the checks of merges that wait.
 //!
 //! May use: `store`, `config`, `metrics`, `health`, `model`.
 
 pub mod app_auth;
+pub mod checks;
 pub mod client;
 pub mod deployments;
 pub mod error;
+pub mod gate_worker;
 pub mod hooks;
 pub mod outbox_worker;
 

@@ -3,6 +3,8 @@
 //! for a reason that may pass (5xx, no answer, rate limit) is retried with exponential
 //! backoff, or after the wait GitHub asked for, until it is older than the configured
 //! maximum age; a call GitHub refuses (401, 404, 409, 422…) is logged and given up.
+//! Reads of a commit's checks go the same way; what they read is recorded with the call's
+//! completion, in one transaction, and settles the merges that wait on the commit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +17,11 @@ use tracing::Instrument;
 use crate::config::OutboxConfig;
 use crate::github::{CreatedDeployment, GitHubClient, GitHubError};
 use crate::health::Liveness;
-use crate::model::{DeploymentId, RepoName};
-use crate::store::deliveries;
+use crate::metrics::Metrics;
+use crate::model::{CheckResult, DeploymentId, RepoName};
 use crate::store::outbox::{self, Call, Item};
 use crate::store::{Store, StoreError, now_ms};
+use crate::store::{merges, waits};
 
 /// Calls in flight at once, across ordering keys.
 const CONCURRENCY: usize = 8;
@@ -36,6 +39,14 @@ pub struct OutboxWorker {
     wake: Arc<Notify>,
     /// Set while [`OutboxWorker::run`] loops: what `/readyz` reports.
     alive: Liveness,
+    /// Counts the waits that a read of checks ended.
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// What a call brought back that must be recorded with its completion.
+enum Sent {
+    Done,
+    Checks(Vec<CheckResult>),
 }
 
 impl OutboxWorker {
@@ -46,6 +57,21 @@ impl OutboxWorker {
             config,
             wake: Arc::new(Notify::new()),
             alive: Liveness::default(),
+            metrics: None,
+        }
+    }
+
+    /// This worker, counting the waits it ends in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, ended: &[waits::Ended]) {
+        if let Some(metrics) = &self.metrics {
+            for wait in ended {
+                metrics.wait_ended(wait.kind, wait.outcome);
+            }
         }
     }
 
@@ -136,10 +162,30 @@ impl OutboxWorker {
         let result = self.call(&item).await;
         let id = item.id;
         let recorded = match result {
-            Ok(()) => {
+            Ok(Sent::Done) => {
                 self.store
                     .write_persistently("a sent call", move |c| outbox::complete(c, id))
                     .await
+            }
+            Ok(Sent::Checks(results)) => {
+                let Call::ReadChecks { repository, sha } = item.call.clone() else {
+                    unreachable!("only a read of checks brings checks back");
+                };
+                let results = Arc::new(results);
+                let ended = self
+                    .store
+                    .write_persistently("the checks read", move |c| {
+                        let ended = waits::record_read(c, &repository, &sha, &results, now_ms())?;
+                        outbox::complete(c, id)?;
+                        Ok(ended)
+                    })
+                    .await;
+                ended.map(|ended| {
+                    if ended.iter().any(|e| e.outcome == "passed") {
+                        self.wake();
+                    }
+                    self.count(&ended);
+                })
             }
             Err(err) => self.reschedule(&item, &err).await,
         };
@@ -148,17 +194,15 @@ impl OutboxWorker {
         }
     }
 
-    async fn call(&self, item: &Item) -> Result<(), GitHubError> {
+    async fn call(&self, item: &Item) -> Result<Sent, GitHubError> {
         let github = match item.installation {
             Some(installation) => self.github.for_installation(Some(installation)),
             // App mode, and a delivery from a repository webhook, which names no
             // installation: the App's installation on the repository makes the call.
             None if self.github.is_app() => {
-                let repository = match &item.call {
-                    Call::CreateDeployment { repository, .. }
-                    | Call::DeploymentStatus { repository, .. } => repository,
-                };
-                self.github.for_repository(&parse_repo(repository)?).await?
+                self.github
+                    .for_repository(&parse_repo(item.call.repository())?)
+                    .await?
             }
             None => self.github.clone(),
         };
@@ -172,21 +216,14 @@ impl OutboxWorker {
                 // An earlier attempt may have created it and lost only the answer (a
                 // timeout, a crash): ask before creating it twice.
                 if item.attempts > 0
-                    && let Some(id) = github
-                        .find_deployment(
-                            &repo,
-                            &request.git_ref,
-                            &request.environment,
-                            *pull_request,
-                        )
-                        .await?
+                    && let Some(id) = github.find_deployment(&repo, request).await?
                 {
-                    tracing::info!(%repo, deployment = %id, "deployment {id} for pull request #{pull_request} was created by an earlier attempt");
-                    return Ok(());
+                    tracing::info!(%repo, deployment = %id, "deployment {id} of {repo}@{} was created by an earlier attempt", request.git_ref.short());
+                    return Ok(Sent::Done);
                 }
                 let created = github.create_deployment(&repo, request).await?;
                 log_created(&repo, *pull_request, request.git_ref.short(), &created);
-                Ok(())
+                Ok(Sent::Done)
             }
             Call::DeploymentStatus {
                 repository,
@@ -199,7 +236,13 @@ impl OutboxWorker {
                     .create_deployment_status(&repo, deployment, request)
                     .await?;
                 tracing::debug!(%repo, %deployment, state = request.state.as_str(), "status posted");
-                Ok(())
+                Ok(Sent::Done)
+            }
+            Call::ReadChecks { repository, sha } => {
+                let repo = parse_repo(repository)?;
+                let results = github.read_checks(&repo, sha).await?;
+                tracing::debug!(%repo, sha, checks = results.len(), "checks read");
+                Ok(Sent::Checks(results))
             }
         }
     }
@@ -258,28 +301,43 @@ impl OutboxWorker {
             // A merge whose deployment could not be created may ask again: GitHub's
             // Redeliver button then retries it, instead of meeting "already asked".
             let merge = match &item.call {
+                // A promotion recorded no merge: its pull request merged elsewhere.
                 Call::CreateDeployment {
                     repository,
                     pull_request,
                     request,
-                } => Some((
+                } if request.payload.get("promoted_from").is_none() => Some((
                     repository.clone(),
                     *pull_request,
                     request.environment.clone(),
                 )),
-                Call::DeploymentStatus { .. } => None,
+                Call::CreateDeployment { .. } => None,
+                Call::DeploymentStatus { .. } | Call::ReadChecks { .. } => None,
             };
-            self.store
+            // The merges waiting on a commit whose checks cannot be read learn why, and
+            // those past their deadline time out with it.
+            let read = match &item.call {
+                Call::ReadChecks { repository, sha } => Some((repository.clone(), sha.clone())),
+                _ => None,
+            };
+            let ended = self
+                .store
                 .write_persistently("a given-up call", move |c| {
                     outbox::give_up(c, id, &error)?;
+                    if let Some((repository, sha)) = &read {
+                        return waits::read_failed(c, repository, sha, &error, now_ms());
+                    }
                     match &merge {
                         Some((repository, number, environment)) => {
-                            deliveries::forget_merge(c, repository, *number, environment)
+                            merges::forget_merge(c, repository, *number, environment)?;
                         }
-                        None => Ok(()),
+                        None => {}
                     }
+                    Ok(vec![])
                 })
-                .await
+                .await?;
+            self.count(&ended);
+            Ok(())
         }
     }
 
@@ -330,6 +388,12 @@ fn describe(call: &Call) -> String {
             "posting status {} of deployment {deployment_id} of {repository}",
             request.state.as_str()
         ),
+        Call::ReadChecks { repository, sha } => {
+            format!(
+                "reading the checks of {repository}@{}",
+                &sha[..sha.len().min(7)]
+            )
+        }
     }
 }
 

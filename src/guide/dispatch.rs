@@ -6,10 +6,11 @@ use axum::http::StatusCode;
 
 use crate::config::EnvironmentConfig;
 use crate::guide::Ignored;
+use crate::guide::checks::{check_run_reported, check_suite_reported, describe, status_reported};
 use crate::guide::process_deployment::{Decision, process_deployment};
 use crate::guide::start_deployment::start_deployment;
 use crate::guide::update_deployment_status::update_deployment_status;
-use crate::model::{Effect, Outcome};
+use crate::model::{CheckReport, Effect, NewDeployment, Outcome};
 use crate::webhook::events::Event;
 use crate::webhook::intake::Delivery;
 
@@ -53,14 +54,7 @@ pub fn dispatch(
     match &delivery.event {
         Event::PullRequest(event) => match start_deployment(event, environments) {
             Ok(new) => {
-                let names: Vec<&str> = new.iter().map(|n| n.request.environment.as_ref()).collect();
-                let message = format!(
-                    "creating a deployment of {}@{} to {} for pull request #{}",
-                    new[0].repo,
-                    new[0].request.git_ref.short(),
-                    names.join(" and "),
-                    new[0].pull_request
-                );
+                let message = merge_message(&new);
                 (
                     Ack::new(Outcome::Accepted, message),
                     Effect::CreateDeployment(new),
@@ -68,6 +62,9 @@ pub fn dispatch(
             }
             Err(ignored) => (ignored.into(), Effect::None),
         },
+        Event::CheckRun(event) => checks(check_run_reported(event, environments)),
+        Event::CheckSuite(event) => checks(check_suite_reported(event, environments)),
+        Event::Status(event) => checks(status_reported(event, environments)),
         Event::Deployment(event) => match process_deployment(event, environments, own_app) {
             Ok(Decision::Refuse(job, reason)) => {
                 let message = format!("deployment {} not run: {reason}", job.id);
@@ -89,8 +86,29 @@ pub fn dispatch(
             Err(ignored) => (ignored.into(), Effect::None),
         },
         Event::DeploymentStatus(event) => {
-            let message = update_deployment_status(event);
-            (Ack::new(Outcome::Recorded, message), Effect::None)
+            let (message, promotions) = update_deployment_status(event, environments);
+            if promotions.is_empty() {
+                return (Ack::new(Outcome::Recorded, message), Effect::None);
+            }
+            let targets: Vec<String> = promotions
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} after a soak of {}",
+                        p.new.request.environment,
+                        humantime::format_duration(p.soak)
+                    )
+                })
+                .collect();
+            let message = format!(
+                "{message}: promoting {} to {}",
+                promotions[0].new.request.git_ref.short(),
+                targets.join(" and ")
+            );
+            (
+                Ack::new(Outcome::Accepted, message),
+                Effect::Promote(promotions),
+            )
         }
         Event::Ping(ping) => {
             let message = match ping.hook_id.or(delivery.hook_id) {
@@ -100,5 +118,38 @@ pub fn dispatch(
             (Ack::new(Outcome::Recorded, message), Effect::None)
         }
         Event::Other { name, .. } => (Ignored(format!("ignored: {name}")).into(), Effect::None),
+    }
+}
+
+/// What a merge sets in motion, environment by environment.
+fn merge_message(new: &[NewDeployment]) -> String {
+    let first = &new[0];
+    let parts: Vec<String> = new
+        .iter()
+        .map(|n| match &n.gate {
+            None => format!("creating a deployment to {}", n.request.environment),
+            Some(gate) => format!(
+                "waiting for {} before deploying to {}",
+                gate.required, n.request.environment
+            ),
+        })
+        .collect();
+    format!(
+        "pull request #{} merged {}@{}: {}",
+        first.pull_request,
+        first.repo,
+        first.request.git_ref.short(),
+        parts.join("; ")
+    )
+}
+
+/// A check event: recorded with the waits it settles.
+fn checks(report: Result<CheckReport, Ignored>) -> (Ack, Effect) {
+    match report {
+        Ok(report) => (
+            Ack::new(Outcome::Recorded, describe(&report)),
+            Effect::Checks(report),
+        ),
+        Err(ignored) => (ignored.into(), Effect::None),
     }
 }

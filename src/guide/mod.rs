@@ -7,6 +7,7 @@
 //!
 //! May use: `webhook` (the events), `config`, `model`.
 
+pub mod checks;
 pub mod dispatch;
 pub mod process_deployment;
 pub mod start_deployment;

@@ -11,7 +11,9 @@ use serde_json::json;
 
 use crate::config::EnvironmentConfig;
 use crate::guide::Ignored;
-use crate::model::{CommitSha, DEPLOY_TASK, DeploymentRequest, NewDeployment, RepoName, text};
+use crate::model::{
+    CommitSha, DEPLOY_TASK, DeploymentRequest, Gate, NewDeployment, RepoName, text,
+};
 use crate::webhook::events::{PullRequestEvent, Repository};
 
 /// Decides which deployments `event` should create: one for each environment that deploys
@@ -82,6 +84,11 @@ fn deploys_here(
     if !environment.deploy_on_merge {
         return Err(format!("{name} deploys only deployments made by hand"));
     }
+    if let Some(from) = &environment.promote_from {
+        return Err(format!(
+            "{name} deploys what succeeded in {from}, not merges"
+        ));
+    }
     let Some(branch) = environment
         .branch
         .as_deref()
@@ -119,21 +126,33 @@ fn new_deployment(
         // For the merge-to-deploy lead time, measured when the deploy succeeds.
         payload["merged_at"] = json!(merged_at);
     }
+    let gate = environment.checks.clone().map(|required| Gate {
+        required,
+        timeout: environment.checks_timeout,
+        policy: environment.policy,
+        merged_at: pr.merged_at.clone(),
+    });
     NewDeployment {
         repo: repo.clone(),
         pull_request: number,
         installation: event.installation.as_ref().map(|i| i.id),
+        // deployhook checked the checks itself: GitHub must not check them again.
         request: DeploymentRequest {
             git_ref: sha.clone(),
             task: DEPLOY_TASK.to_owned(),
             auto_merge: false,
-            required_contexts: environment.required_contexts.clone(),
+            required_contexts: if gate.is_some() {
+                vec![]
+            } else {
+                environment.required_contexts.clone()
+            },
             environment: environment.name.clone(),
             payload,
             description: text::description(&format!("Deploy PR #{number}: {title}")),
             production_environment: environment.production_environment,
             transient_environment: environment.transient_environment,
         },
+        gate,
     }
 }
 
@@ -236,6 +255,27 @@ mod tests {
         let config = config(Some("release/1.x"));
         assert!(start_deployment(&event("closed", true, "release/1.x", "t"), &config).is_ok());
         assert!(start_deployment(&event("closed", true, "main", "t"), &config).is_err());
+    }
+
+    #[test]
+    fn a_gated_environment_waits_and_a_promoted_one_takes_no_merges() {
+        use crate::model::Required;
+        let mut staging = environment("staging", None);
+        staging.checks = Some(Required::Named(vec!["test".into(), "lint".into()]));
+        let mut production = environment("production", None);
+        production.promote_from = Some(Environment::parse("staging").unwrap());
+        let created =
+            start_deployment(&event("closed", true, "main", "t"), &[staging, production]).unwrap();
+        assert_eq!(created.len(), 1);
+        let gate = created[0].gate.as_ref().expect("staging is gated");
+        assert_eq!(
+            gate.required,
+            Required::Named(vec!["test".into(), "lint".into()])
+        );
+        assert!(
+            created[0].request.required_contexts.is_empty(),
+            "GitHub must not check again what deployhook waited for"
+        );
     }
 
     #[test]

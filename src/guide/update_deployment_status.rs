@@ -1,11 +1,24 @@
 //! `update_deployment_status`, the guide's handler for `deployment_status`: record what
 //! GitHub says a deployment's state now is. Statuses posted by deployhook come back this
 //! way too, so this is also where an operator sees GitHub confirm them.
+//!
+//! It is also where promotion starts: a `success` in an environment that another one is
+//! promoted from (`promote_from`) schedules the same commit for that one, after its soak.
+//! Whoever deployed — deployhook, or another system posting statuses — the success counts.
 
+use serde_json::json;
+
+use crate::config::EnvironmentConfig;
+use crate::model::{
+    DEPLOY_TASK, DeploymentRequest, Environment, NewDeployment, Promotion, RepoName, text,
+};
 use crate::webhook::events::DeploymentStatusEvent;
 
-/// Logs the new state and returns the sentence logged.
-pub fn update_deployment_status(event: &DeploymentStatusEvent) -> String {
+/// Logs the new state; returns the sentence logged and the promotions it starts.
+pub fn update_deployment_status(
+    event: &DeploymentStatusEvent,
+    environments: &[EnvironmentConfig],
+) -> (String, Vec<Promotion>) {
     let status = &event.deployment_status;
     let repo = event.repository.as_ref().map_or_else(
         || "an unnamed repository".to_owned(),
@@ -30,7 +43,95 @@ pub fn update_deployment_status(event: &DeploymentStatusEvent) -> String {
         environment_url = status.environment_url.as_deref().unwrap_or_default(),
         "{message}"
     );
-    message
+    let promotions = promotions(event, environment, environments);
+    (message, promotions)
+}
+
+/// The environments that receive this deployment's commit, if it just succeeded.
+fn promotions(
+    event: &DeploymentStatusEvent,
+    from: &str,
+    environments: &[EnvironmentConfig],
+) -> Vec<Promotion> {
+    let deployment = &event.deployment;
+    let (Some(repository), Some(sha)) = (&event.repository, &deployment.sha) else {
+        return vec![];
+    };
+    // Only a deploy of the code counts: a migration or other task says nothing of it.
+    let task = deployment.task.as_deref().unwrap_or(DEPLOY_TASK);
+    if event.deployment_status.state != "success" || task != DEPLOY_TASK {
+        return vec![];
+    }
+    let repo: &RepoName = &repository.full_name;
+    let payload = &deployment.payload;
+    let who = payload
+        .get("deploy_user")
+        .and_then(|u| u.as_str())
+        .or(deployment.creator.as_ref().map(|c| c.login.as_str()))
+        .unwrap_or("unknown");
+    let pull_request = payload
+        .get("pull_request")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    environments
+        .iter()
+        .filter(|e| e.promote_from.as_ref().is_some_and(|f| f.as_ref() == from))
+        .filter(|e| e.accepts(repo))
+        .map(|target| Promotion {
+            new: NewDeployment {
+                repo: repo.clone(),
+                pull_request,
+                installation: event.installation.as_ref().map(|i| i.id),
+                request: promotion_request(
+                    target.name.clone(),
+                    sha,
+                    from,
+                    deployment.id,
+                    who,
+                    pull_request,
+                    target,
+                ),
+                gate: None,
+            },
+            from_deployment: deployment.id,
+            soak: target.soak,
+            policy: target.policy,
+        })
+        .collect()
+}
+
+fn promotion_request(
+    environment: Environment,
+    sha: &crate::model::CommitSha,
+    from: &str,
+    from_deployment: crate::model::DeploymentId,
+    who: &str,
+    pull_request: u64,
+    target: &EnvironmentConfig,
+) -> DeploymentRequest {
+    let mut payload = json!({
+        "environment": environment,
+        "deploy_user": who,
+        "promoted_from": {"environment": from, "deployment": from_deployment.get()},
+    });
+    if pull_request != 0 {
+        payload["pull_request"] = json!(pull_request);
+    }
+    DeploymentRequest {
+        git_ref: sha.clone(),
+        task: DEPLOY_TASK.to_owned(),
+        auto_merge: false,
+        // It passed its gate (if any) on its way to `from`.
+        required_contexts: vec![],
+        environment,
+        payload,
+        description: text::description(&format!(
+            "Promote {} from {from} (deployment {from_deployment})",
+            sha.short()
+        )),
+        production_environment: target.production_environment,
+        transient_environment: target.transient_environment,
+    }
 }
 
 #[cfg(test)]
@@ -38,18 +139,66 @@ mod tests {
     use super::*;
     use crate::webhook::events::Event;
 
-    #[test]
-    fn the_sentence_names_deployment_repository_environment_and_state() {
-        let json = br#"{"deployment_status":{"state":"failure","environment":"production"},
-            "deployment":{"id":880001,"environment":"production"},
-            "repository":{"full_name":"acme/widgets"}}"#;
-        let Event::DeploymentStatus(event) = Event::parse("deployment_status", json).unwrap()
+    fn event(state: &str, environment: &str) -> DeploymentStatusEvent {
+        let json = json!({
+            "action": "created",
+            "deployment_status": {"state": state, "environment": environment},
+            "deployment": {"id": 880001, "environment": environment, "task": "deploy",
+                           "sha": "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b",
+                           "payload": {"deploy_user": "octo-dev", "pull_request": 42},
+                           "creator": {"login": "deploy-bot-token", "type": "User"}},
+            "repository": {"full_name": "acme/widgets"},
+        });
+        let Event::DeploymentStatus(event) =
+            Event::parse("deployment_status", json.to_string().as_bytes()).unwrap()
         else {
             panic!("not a deployment status");
         };
+        event
+    }
+
+    fn environments() -> Vec<EnvironmentConfig> {
+        let staging =
+            EnvironmentConfig::new(Environment::parse("staging").unwrap(), vec!["true".into()]);
+        let mut production = EnvironmentConfig::new(
+            Environment::parse("production").unwrap(),
+            vec!["true".into()],
+        );
+        production.promote_from = Some(Environment::parse("staging").unwrap());
+        production.soak = std::time::Duration::from_secs(600);
+        vec![staging, production]
+    }
+
+    #[test]
+    fn the_sentence_names_deployment_repository_environment_and_state() {
+        let (message, promotions) = update_deployment_status(&event("failure", "production"), &[]);
         assert_eq!(
-            update_deployment_status(&event),
+            message,
             "deployment 880001 of acme/widgets to production is failure"
         );
+        assert!(promotions.is_empty());
+    }
+
+    #[test]
+    fn a_staging_success_promotes_the_same_commit_and_a_failure_nothing() {
+        let (_, promotions) =
+            update_deployment_status(&event("success", "staging"), &environments());
+        assert_eq!(promotions.len(), 1);
+        let promotion = &promotions[0];
+        assert_eq!(promotion.soak, std::time::Duration::from_secs(600));
+        assert_eq!(promotion.new.request.environment.as_ref(), "production");
+        assert_eq!(
+            promotion.new.request.git_ref.as_ref(),
+            "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b"
+        );
+        assert_eq!(
+            promotion.new.request.payload,
+            json!({"environment": "production", "deploy_user": "octo-dev", "pull_request": 42,
+                   "promoted_from": {"environment": "staging", "deployment": 880001}})
+        );
+        for (state, environment) in [("failure", "staging"), ("success", "production")] {
+            let (_, none) = update_deployment_status(&event(state, environment), &environments());
+            assert!(none.is_empty(), "{state} in {environment} promotes nothing");
+        }
     }
 }

@@ -40,6 +40,19 @@ pub struct NewDeployment {
     /// The GitHub App installation whose token creates it (App mode).
     pub installation: Option<u64>,
     pub request: DeploymentRequest,
+    /// When set, the deployment is created only once the merge commit's checks are green.
+    pub gate: Option<crate::model::checks::Gate>,
+}
+
+/// A deployment to create once a commit has soaked in the environment it is promoted from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    pub new: NewDeployment,
+    /// The deployment whose success started the soak.
+    pub from_deployment: DeploymentId,
+    pub soak: std::time::Duration,
+    /// `Latest`: a newer success replaces a promotion still soaking.
+    pub policy: crate::model::policy::Policy,
 }
 
 /// The body of `POST /repos/{owner}/{repo}/deployments`.

@@ -2,7 +2,8 @@
 //! store commits with it. The guide's handlers decide both; the store records them in one
 //! transaction; the workers carry the effect out.
 
-use crate::model::deployment::{DeployJob, NewDeployment};
+use crate::model::checks::CheckReport;
+use crate::model::deployment::{DeployJob, NewDeployment, Promotion};
 
 /// What a delivery led to, as reported in the response body and recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -32,8 +33,12 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     None,
-    /// One per environment that deploys the merge.
+    /// One per environment that deploys the merge; those with a gate wait for its checks.
     CreateDeployment(Vec<NewDeployment>),
+    /// A check reported on a commit: record it, and settle the waits on that commit.
+    Checks(CheckReport),
+    /// A deploy succeeded: these environments receive the same commit after their soak.
+    Promote(Vec<Promotion>),
     Deploy(DeployJob),
     /// Record the deployment as run and failed with this description, without running it.
     Refuse(DeployJob, String),

@@ -5,14 +5,17 @@
 //!
 //! May use: nothing of the crate outside this folder.
 
+pub mod checks;
 pub mod deployment;
 pub mod effect;
 pub mod ids;
 pub mod policy;
 pub mod text;
 
+pub use checks::{CheckKind, CheckReport, CheckResult, CheckState, Gate, Required, Verdict};
 pub use deployment::{
-    DEPLOY_TASK, DeployJob, DeploymentRequest, DeploymentState, NewDeployment, StatusRequest,
+    DEPLOY_TASK, DeployJob, DeploymentRequest, DeploymentState, NewDeployment, Promotion,
+    StatusRequest,
 };
 pub use effect::{Effect, Outcome};
 pub use ids::{CommitSha, DeliveryId, DeploymentId, Environment, HookId, InvalidId, RepoName};

@@ -4,7 +4,9 @@
 
 use rusqlite::{Connection, params};
 
-use crate::model::{Effect, NewDeployment, Outcome};
+use crate::model::{Effect, Outcome};
+use crate::store::merges::record_merge;
+use crate::store::waits::{self, Ended};
 use crate::store::{int_key, jobs, outbox};
 
 /// A delivery as recorded.
@@ -24,8 +26,8 @@ pub struct DeliveryRecord {
 /// What recording found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    /// New: recorded, and its effect queued.
-    New,
+    /// New: recorded, and its effect queued; the waits it ended.
+    New(Vec<Ended>),
     /// This hook already delivered this delivery id: nothing was done.
     DuplicateDelivery,
     /// A new delivery of work already done (a deployment already queued or run, a merge
@@ -34,11 +36,13 @@ pub enum Recorded {
     AlreadyDone(String),
 }
 
-/// Records `delivery` and queues `effect`, unless this is a redelivery.
+/// Records `delivery` and queues `effect`, unless this is a redelivery. A merge that waits
+/// for its checks has them read again every `checks_poll_ms`.
 pub fn record(
     conn: &Connection,
     delivery: &DeliveryRecord,
     effect: &Effect,
+    checks_poll_ms: i64,
 ) -> rusqlite::Result<Recorded> {
     let hook_id = int_key(delivery.hook_id)?;
     let inserted = conn
@@ -60,20 +64,55 @@ pub fn record(
     if inserted == 0 {
         return Ok(Recorded::DuplicateDelivery);
     }
+    let now = delivery.received_at;
+    let mut ended = Vec::new();
     let already_done = match effect {
         Effect::None => None,
         Effect::CreateDeployment(deployments) => {
             let mut created = false;
             for new in deployments {
-                if record_merge(conn, new, delivery.received_at)? {
-                    outbox::enqueue_create_deployment(conn, new, delivery.received_at)?;
-                    created = true;
+                if !record_merge(conn, new, now)? {
+                    continue;
                 }
+                match &new.gate {
+                    None => outbox::enqueue_create_deployment(conn, new, now)?,
+                    Some(gate) => {
+                        ended.extend(waits::wait_for_checks(
+                            conn,
+                            new,
+                            gate,
+                            checks_poll_ms,
+                            now,
+                        )?);
+                    }
+                }
+                created = true;
             }
             match deployments.first() {
                 Some(new) if !created => Some(format!(
                     "pull request #{} of {} already asked for its deployment",
                     new.pull_request, new.repo
+                )),
+                _ => None,
+            }
+        }
+        Effect::Checks(report) => {
+            ended.extend(waits::record_check(conn, report, now)?);
+            None
+        }
+        Effect::Promote(promotions) => {
+            let mut started = false;
+            for promotion in promotions {
+                if let Some(superseded) = waits::soak(conn, promotion, now)? {
+                    ended.extend(superseded);
+                    started = true;
+                }
+            }
+            match promotions.first() {
+                Some(p) if !started => Some(format!(
+                    "{}@{} was already promoted, or is soaking",
+                    p.new.repo,
+                    p.new.request.git_ref.short()
                 )),
                 _ => None,
             }
@@ -103,7 +142,7 @@ pub fn record(
         }
     };
     let Some(message) = already_done else {
-        return Ok(Recorded::New);
+        return Ok(Recorded::New(ended));
     };
     conn.prepare_cached(
         "UPDATE deliveries SET outcome = ?3, message = ?4 WHERE hook_id = ?1 AND delivery_id = ?2",
@@ -115,52 +154,6 @@ pub fn record(
         message
     ])?;
     Ok(Recorded::AlreadyDone(message))
-}
-
-/// Records that a merged pull request asked for its deployment; `false` if it already had.
-/// A merge recorded before environments were (environment `''`) counts for all of them.
-fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlite::Result<bool> {
-    let recorded_before_environments: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM merges
-                            WHERE repository = ?1 AND pull_request = ?2 AND environment = '')",
-        )?
-        .query_row(
-            params![new.repo.as_ref(), int_key(new.pull_request)?],
-            |row| row.get(0),
-        )?;
-    if recorded_before_environments {
-        return Ok(false);
-    }
-    let inserted = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO merges (repository, pull_request, environment, sha, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            new.repo.as_ref(),
-            int_key(new.pull_request)?,
-            new.request.environment.as_ref(),
-            new.request.git_ref.as_ref(),
-            now
-        ])?;
-    Ok(inserted == 1)
-}
-
-/// Forgets that a merged pull request asked for its deployment (its creation was given
-/// up), so a redelivery of the merge asks again.
-pub fn forget_merge(
-    conn: &Connection,
-    repository: &str,
-    pull_request: u64,
-    environment: &crate::model::Environment,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "DELETE FROM merges
-         WHERE repository = ?1 AND pull_request = ?2 AND environment IN (?3, '')",
-        params![repository, int_key(pull_request)?, environment.as_ref()],
-    )?;
-    Ok(())
 }
 
 /// Whether deployhook recorded delivery `delivery_id` (through hook `hook_id`, when given).

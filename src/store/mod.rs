@@ -25,11 +25,13 @@
 pub mod deliveries;
 pub mod jobs;
 pub mod logs;
+pub mod merges;
 pub mod outbox;
 pub mod retention;
 mod schema;
 pub mod sessions;
 pub mod views;
+pub mod waits;
 mod writer;
 
 use std::path::Path;

@@ -33,6 +33,18 @@ pub enum Call {
         deployment_id: u64,
         request: StatusRequest,
     },
+    /// Read the check runs and commit statuses of a commit that a merge waits on.
+    ReadChecks { repository: String, sha: String },
+}
+
+impl Call {
+    pub fn repository(&self) -> &str {
+        match self {
+            Self::CreateDeployment { repository, .. }
+            | Self::DeploymentStatus { repository, .. }
+            | Self::ReadChecks { repository, .. } => repository,
+        }
+    }
 }
 
 /// A row taken to be sent.
@@ -101,6 +113,38 @@ pub fn enqueue_status(
         body: &body,
     };
     insert(conn, &row, now)
+}
+
+/// Queues a read of `repo`@`sha`'s checks, unless one is queued and not yet taken (it will
+/// see whatever this one would). `true` when queued.
+pub fn enqueue_read_checks(
+    conn: &Connection,
+    repo: &crate::model::RepoName,
+    sha: &crate::model::CommitSha,
+    installation: Option<u64>,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let key = format!("checks:{repo}@{sha}");
+    let waiting: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM outbox INDEXED BY outbox_by_key
+                            WHERE state = 'pending' AND ordering_key = ?1 AND in_flight = 0)",
+        )?
+        .query_row([&key], |row| row.get(0))?;
+    if waiting {
+        return Ok(false);
+    }
+    let body = serde_json::json!({ "sha": sha }).to_string();
+    let row = Row {
+        key: &key,
+        kind: "read_checks",
+        repository: repo.as_ref(),
+        deployment_id: None,
+        installation,
+        body: &body,
+    };
+    insert(conn, &row, now)?;
+    Ok(true)
 }
 
 /// A row to insert.
@@ -196,6 +240,13 @@ fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
                 repository,
                 pull_request: body["pull_request"].as_u64().unwrap_or_default(),
                 request: serde_json::from_value(body["request"].clone()).map_err(json_error)?,
+            }
+        }
+        "read_checks" => {
+            let body: serde_json::Value = serde_json::from_str(&body).map_err(json_error)?;
+            Call::ReadChecks {
+                repository,
+                sha: body["sha"].as_str().unwrap_or_default().to_owned(),
             }
         }
         _ => Call::DeploymentStatus {

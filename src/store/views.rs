@@ -22,6 +22,10 @@ pub struct Backlog {
     pub outbox_failed: i64,
     /// Age of the oldest pending call; 0 when none.
     pub outbox_oldest_seconds: i64,
+    /// Merges waiting for their checks now.
+    pub waiting_for_checks: u64,
+    /// Promotions soaking now.
+    pub soaking: u64,
 }
 
 pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
@@ -41,7 +45,10 @@ pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
              FROM outbox",
         )?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    let (waiting_for_checks, soaking) = crate::store::waits::waiting_counts(conn)?;
     Ok(Backlog {
+        waiting_for_checks,
+        soaking,
         jobs,
         outbox_pending: pending,
         outbox_failed: failed,

@@ -16,6 +16,7 @@ use crate::config::{Config, EnvironmentConfig};
 use crate::deploy::log::{LogHub, LogKey, LogLinks};
 use crate::deploy::worker::DeployWorker;
 use crate::github::GitHubClient;
+use crate::github::gate_worker::GateWorker;
 use crate::github::outbox_worker::OutboxWorker;
 use crate::metrics::Metrics;
 use crate::store::{Store, outbox, retention, sessions};
@@ -55,7 +56,14 @@ impl Application {
         let github = GitHubClient::new(&config.github)
             .context("could not build the GitHub client")?
             .with_metrics(metrics.clone());
-        let outbox = OutboxWorker::new(store.clone(), github, config.outbox);
+        let outbox =
+            OutboxWorker::new(store.clone(), github, config.outbox).with_metrics(metrics.clone());
+        let gate = GateWorker::new(
+            store.clone(),
+            outbox.clone(),
+            metrics.clone(),
+            config.checks_poll,
+        );
         let environments: Arc<[EnvironmentConfig]> = config.environments.clone().into();
         let logs = LogHub::default();
         let deployer = DeployWorker::new(
@@ -93,6 +101,8 @@ impl Application {
             store,
             outbox,
             deployer,
+            gate,
+            checks_poll: config.checks_poll,
             links,
             logs,
             own_app: config.github.app_id().map(str::to_owned),
@@ -157,6 +167,9 @@ impl Application {
             deploys: self.config.retention.deploys,
         };
         let prune_loop = tokio::spawn(retention::run(store.clone(), ages, stop_pruning.clone()));
+        // The waits' clock stops with the pruning: a soak due during shutdown is promoted at
+        // the next start, from the time in the database.
+        let gate_loop = tokio::spawn(self.state.gate.clone().run(stop_pruning.clone()));
 
         // The queue stops starting deploys the moment shutdown begins, not after the last
         // HTTP request drained.
@@ -196,6 +209,7 @@ impl Application {
         stop_pruning.cancel();
         let _ = deploy_loop.await;
         let _ = prune_loop.await;
+        let _ = gate_loop.await;
         deployer.finish_running(self.config.shutdown_timeout).await;
         stop_outbox.cancel();
         if tokio::time::timeout(OUTBOX_FLUSH, &mut outbox_loop)

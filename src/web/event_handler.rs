@@ -39,24 +39,34 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         outcome: ack.outcome,
         message: ack.message.clone(),
     };
+    // Which workers have new work: the outbox, the deployer, the gate's clock.
     let wake = match &effect {
-        Effect::None => (false, false),
-        Effect::CreateDeployment(_) | Effect::Refuse(..) => (true, false),
-        Effect::Deploy(_) => (true, true),
+        Effect::None => (false, false, false),
+        Effect::CreateDeployment(_) => (true, false, true),
+        Effect::Refuse(..) | Effect::Checks(_) => (true, false, false),
+        Effect::Deploy(_) => (true, true, false),
+        Effect::Promote(_) => (false, false, true),
     };
     let delivery_id = record.delivery_id.clone();
+    let poll_ms = i64::try_from(state.checks_poll.as_millis()).unwrap_or(i64::MAX / 2);
     let recorded = state
         .0
         .store
-        .write(move |c| deliveries::record(c, &record, &effect))
+        .write(move |c| deliveries::record(c, &record, &effect, poll_ms))
         .await;
     let ack = match recorded {
-        Ok(Recorded::New) => {
+        Ok(Recorded::New(ended)) => {
+            for wait in &ended {
+                state.metrics.wait_ended(wait.kind, wait.outcome);
+            }
             if wake.0 {
                 state.outbox.wake();
             }
             if wake.1 {
                 state.deployer.wake();
+            }
+            if wake.2 {
+                state.gate.wake();
             }
             ack
         }

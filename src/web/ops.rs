@@ -93,7 +93,8 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     }
     let running = |alive: bool| if alive { "running" } else { "stopped" };
     let (deployer, outbox) = (shared.deployer.is_alive(), shared.outbox.is_alive());
-    let ready = database == "ok" && schema_ok && deployer && outbox;
+    let gate = shared.gate.is_alive();
+    let ready = database == "ok" && schema_ok && deployer && outbox && gate;
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": {
@@ -101,6 +102,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
             "schema": schema,
             "deploy_worker": running(deployer),
             "outbox_worker": running(outbox),
+            "gate_worker": running(gate),
         },
     });
     let status = if ready {

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EnvironmentConfig;
 use crate::deploy::log::{LogHub, LogLinks};
 use crate::deploy::worker::DeployWorker;
+use crate::github::gate_worker::GateWorker;
 use crate::github::outbox_worker::OutboxWorker;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -28,6 +29,9 @@ pub struct Shared {
     pub(super) store: Store,
     pub(super) outbox: OutboxWorker,
     pub(super) deployer: DeployWorker,
+    pub(super) gate: GateWorker,
+    /// How often a merge waiting for its checks has them read again.
+    pub(super) checks_poll: std::time::Duration,
     pub(super) links: LogLinks,
     pub(super) logs: LogHub,
     /// deployhook's GitHub App id, in App mode.

@@ -17,6 +17,9 @@ pub enum Event {
     PullRequest(PullRequestEvent),
     Deployment(DeploymentEvent),
     DeploymentStatus(DeploymentStatusEvent),
+    CheckRun(CheckRunEvent),
+    CheckSuite(CheckSuiteEvent),
+    Status(StatusEvent),
     /// An event deployhook does not act on; its JSON was still checked to be well-formed.
     Other {
         name: String,
@@ -46,6 +49,9 @@ impl Event {
             "pull_request" => Self::PullRequest(serde_json::from_slice(json)?),
             "deployment" => Self::Deployment(serde_json::from_slice(json)?),
             "deployment_status" => Self::DeploymentStatus(serde_json::from_slice(json)?),
+            "check_run" => Self::CheckRun(serde_json::from_slice(json)?),
+            "check_suite" => Self::CheckSuite(serde_json::from_slice(json)?),
+            "status" => Self::Status(serde_json::from_slice(json)?),
             other => Self::Other {
                 name: other.to_owned(),
                 envelope: serde_json::from_slice(json)?,
@@ -60,6 +66,9 @@ impl Event {
             Self::PullRequest(e) => Some(&e.action),
             Self::Deployment(e) => e.action.as_deref(),
             Self::DeploymentStatus(e) => e.action.as_deref(),
+            Self::CheckRun(e) => e.action.as_deref(),
+            Self::CheckSuite(e) => e.action.as_deref(),
+            Self::Status(e) => Some(e.state.as_str()),
             Self::Other { envelope, .. } => envelope.action.as_deref(),
         }
     }
@@ -71,6 +80,9 @@ impl Event {
             Self::PullRequest(e) => e.repository.as_ref(),
             Self::Deployment(e) => e.repository.as_ref(),
             Self::DeploymentStatus(e) => e.repository.as_ref(),
+            Self::CheckRun(e) => e.repository.as_ref(),
+            Self::CheckSuite(e) => e.repository.as_ref(),
+            Self::Status(e) => e.repository.as_ref(),
             Self::Other { envelope, .. } => {
                 return envelope.repository.as_ref().map(|r| r.full_name.as_str());
             }
@@ -195,6 +207,7 @@ pub struct DeploymentStatusEvent {
     pub deployment_status: DeploymentStatus,
     pub deployment: DeploymentSummary,
     pub repository: Option<Repository>,
+    pub installation: Option<Installation>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,11 +220,71 @@ pub struct DeploymentStatus {
     pub environment_url: Option<String>,
 }
 
-/// The deployment a status belongs to; only what a log line names.
+/// The deployment a status belongs to: what a log line names, and what a promotion of
+/// its commit needs. Everything but the id is optional: older servers send less.
 #[derive(Debug, Deserialize)]
 pub struct DeploymentSummary {
     pub id: DeploymentId,
     pub environment: Option<String>,
+    pub sha: Option<CommitSha>,
+    pub task: Option<String>,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    pub creator: Option<Account>,
+}
+
+/// `check_run`: a check run was created, completed, re-requested…
+#[derive(Debug, Deserialize)]
+pub struct CheckRunEvent {
+    pub action: Option<String>,
+    pub check_run: CheckRun,
+    pub repository: Option<Repository>,
+    pub installation: Option<Installation>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CheckRun {
+    #[serde(deserialize_with = "stored_id")]
+    pub id: u64,
+    pub name: String,
+    pub head_sha: CommitSha,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub html_url: Option<String>,
+    pub details_url: Option<String>,
+}
+
+/// `check_suite`: a suite of check runs was requested or completed. Its result is read from
+/// its runs: a suite says nothing of which checks passed.
+#[derive(Debug, Deserialize)]
+pub struct CheckSuiteEvent {
+    pub action: Option<String>,
+    pub check_suite: CheckSuite,
+    pub repository: Option<Repository>,
+    pub installation: Option<Installation>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CheckSuite {
+    pub head_sha: CommitSha,
+    pub status: Option<String>,
+    pub conclusion: Option<String>,
+    /// Suites with no runs (an app that registered but runs nothing here) stay `queued`
+    /// forever; they are not checks.
+    pub latest_check_runs_count: Option<u64>,
+}
+
+/// `status`: a commit status was set. It has no `action`; its `state` stands in for one.
+#[derive(Debug, Deserialize)]
+pub struct StatusEvent {
+    #[serde(deserialize_with = "stored_id")]
+    pub id: u64,
+    pub sha: CommitSha,
+    pub context: String,
+    pub state: String,
+    pub target_url: Option<String>,
+    pub repository: Option<Repository>,
+    pub installation: Option<Installation>,
 }
 
 #[cfg(test)]

@@ -211,17 +211,20 @@ async fn find_deployment_finds_the_one_made_for_the_pull_request() {
         .mount(&github)
         .await;
     let client = client(&github);
-    let env = Environment::parse("production").unwrap();
-    let sha = CommitSha::parse(SHA).unwrap();
-    let found = client
-        .find_deployment(&repo(), &sha, &env, 42)
-        .await
-        .unwrap();
+    let request = |pull_request: u64| DeploymentRequest {
+        git_ref: CommitSha::parse(SHA).unwrap(),
+        task: "deploy".into(),
+        auto_merge: false,
+        required_contexts: vec![],
+        environment: Environment::parse("production").unwrap(),
+        payload: json!({"pull_request": pull_request, "deploy_user": "octo-dev"}),
+        description: "d".into(),
+        production_environment: None,
+        transient_environment: None,
+    };
+    let found = client.find_deployment(&repo(), &request(42)).await.unwrap();
     assert_eq!(found, Some(DeploymentId::from(880_010)));
-    let none = client
-        .find_deployment(&repo(), &sha, &env, 43)
-        .await
-        .unwrap();
+    let none = client.find_deployment(&repo(), &request(43)).await.unwrap();
     assert_eq!(none, None);
 }
 

@@ -72,6 +72,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         retention: Retention::default(),
         max_concurrent_deploys: 4,
         public_url: None,
+        checks_poll: Duration::from_secs(300),
         outbox: OutboxConfig {
             first_retry: Duration::from_millis(10),
             max_retry: Duration::from_millis(200),

@@ -1,0 +1,102 @@
+//! The gate worker: the clock of the waits. It ends soaks that are over (queuing their
+//! deployment), and every `checks_poll` asks GitHub again for the checks of each merge that
+//! still waits — the backstop for a check event GitHub never delivered, and past a wait's
+//! deadline the read that decides `timed_out`. What to do is decided in the store
+//! ([`crate::store::waits::tick`]); this loop only says when.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::github::outbox_worker::OutboxWorker;
+use crate::health::Liveness;
+use crate::metrics::Metrics;
+use crate::store::{Store, now_ms, waits};
+
+/// Waits handled per pass; more wait for the next, which follows at once.
+const BATCH: usize = 256;
+/// The longest the worker sleeps without looking at the waits.
+const IDLE_POLL: Duration = Duration::from_secs(60);
+
+/// Runs the waits' clock. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct GateWorker {
+    store: Store,
+    outbox: OutboxWorker,
+    metrics: Arc<Metrics>,
+    poll: Duration,
+    wake: Arc<Notify>,
+    alive: Liveness,
+}
+
+impl GateWorker {
+    pub fn new(store: Store, outbox: OutboxWorker, metrics: Arc<Metrics>, poll: Duration) -> Self {
+        Self {
+            store,
+            outbox,
+            metrics,
+            poll,
+            wake: Arc::new(Notify::new()),
+            alive: Liveness::default(),
+        }
+    }
+
+    /// Whether the loop runs.
+    pub fn is_alive(&self) -> bool {
+        self.alive.is_alive()
+    }
+
+    /// Tells the worker a wait was recorded (a soak may be due sooner than it planned).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Ticks until `stop` is cancelled. A wait due while the server is down is handled at
+    /// the next start: its time is in the database.
+    pub async fn run(self, stop: CancellationToken) {
+        let _alive = self.alive.mark();
+        let poll_ms = i64::try_from(self.poll.as_millis()).unwrap_or(i64::MAX / 2);
+        loop {
+            let now = now_ms();
+            let tick = self
+                .store
+                .write(move |c| waits::tick(c, poll_ms, now, BATCH))
+                .await;
+            let mut again = false;
+            match tick {
+                Ok(tick) => {
+                    if tick.reads > 0 || tick.created > 0 {
+                        self.outbox.wake();
+                    }
+                    for wait in &tick.ended {
+                        self.metrics.wait_ended(wait.kind, wait.outcome);
+                    }
+                    again = tick.reads + tick.created >= BATCH;
+                }
+                Err(err) => tracing::error!("could not look at the waits: {err}"),
+            }
+            let sleep = if again {
+                Duration::ZERO
+            } else {
+                match self.store.read(waits::next_due).await {
+                    Ok(Some(due)) => {
+                        Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
+                            .min(IDLE_POLL)
+                    }
+                    Ok(None) => IDLE_POLL,
+                    Err(err) => {
+                        tracing::error!("could not look at the waits: {err}");
+                        IDLE_POLL
+                    }
+                }
+            };
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+}

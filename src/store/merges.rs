@@ -1,0 +1,55 @@
+//! The `merges` table: which merged pull requests already asked for their deployment to
+//! each environment, so a second delivery of a merge (another hook, a redelivery) asks for
+//! nothing more — and forgetting one, when its deployment will not come (its creation was
+//! given up, its checks failed), so that GitHub's Redeliver asks again.
+
+use rusqlite::{Connection, params};
+
+use crate::model::NewDeployment;
+use crate::store::int_key;
+
+/// Records that a merged pull request asked for its deployment; `false` if it already had.
+/// A merge recorded before environments were (environment `''`) counts for all of them.
+pub fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlite::Result<bool> {
+    let recorded_before_environments: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM merges
+                            WHERE repository = ?1 AND pull_request = ?2 AND environment = '')",
+        )?
+        .query_row(
+            params![new.repo.as_ref(), int_key(new.pull_request)?],
+            |row| row.get(0),
+        )?;
+    if recorded_before_environments {
+        return Ok(false);
+    }
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO merges (repository, pull_request, environment, sha, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            new.repo.as_ref(),
+            int_key(new.pull_request)?,
+            new.request.environment.as_ref(),
+            new.request.git_ref.as_ref(),
+            now
+        ])?;
+    Ok(inserted == 1)
+}
+
+/// Forgets that a merged pull request asked for its deployment (its creation was given
+/// up), so a redelivery of the merge asks again.
+pub fn forget_merge(
+    conn: &Connection,
+    repository: &str,
+    pull_request: u64,
+    environment: &crate::model::Environment,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM merges
+         WHERE repository = ?1 AND pull_request = ?2 AND environment IN (?3, '')",
+        params![repository, int_key(pull_request)?, environment.as_ref()],
+    )?;
+    Ok(())
+}

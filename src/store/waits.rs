@@ -1,0 +1,633 @@
+//! The `waits` and `check_results` tables: deployments that wait before they are created —
+//! a merge for its commit's checks, a promotion for its soak — and the check results they
+//! wait on. A wait ends in the transaction that learns its fate: `passed` queues the
+//! deployment's creation in the outbox, `failed` and `timed_out` forget the merge (so
+//! GitHub's Redeliver asks again once CI is fixed), `superseded` when a newer merge or
+//! success replaced it under the `latest` policy.
+//!
+//! A wait decides `timed_out` only on an answer from GitHub: past its deadline it asks for
+//! the checks once more, and while GitHub does not answer (an outage, retried through the
+//! outbox) it keeps waiting. A wait never fails because GitHub was unreachable.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::model::{
+    CheckKind, CheckReport, CheckResult, CheckState, CommitSha, DeploymentRequest, Gate,
+    NewDeployment, Policy, Promotion, RepoName, Required, Verdict,
+};
+use crate::store::{int_key, merges, outbox};
+
+/// A wait that ended, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// `checks` or `soak`.
+    pub kind: &'static str,
+    /// `passed`, `failed`, `timed_out` or `superseded`.
+    pub outcome: &'static str,
+}
+
+/// Records that `new` waits for its merge commit's checks, and settles it at once against
+/// what is already known (a check may have finished before the merge's delivery came).
+/// A newer merge's wait supersedes this environment's older ones under `latest`.
+pub fn wait_for_checks(
+    conn: &Connection,
+    new: &NewDeployment,
+    gate: &Gate,
+    poll_ms: i64,
+    now: i64,
+) -> rusqlite::Result<Vec<Ended>> {
+    let sort_key = gate.merged_at.clone().unwrap_or_else(|| timestamp(now));
+    let due_at = now.saturating_add(millis(gate.timeout));
+    let target = Target {
+        kind: "checks",
+        new,
+        required: Some(&gate.required),
+        policy: gate.policy,
+        sort_key: &sort_key,
+        from_deployment: None,
+        due_at,
+        next_poll_at: now.saturating_add(poll_ms).min(due_at),
+    };
+    let Some(id) = insert(conn, &target, now)? else {
+        return Ok(vec![]);
+    };
+    let mut ended = supersede(conn, &target, id, now)?;
+    ended.extend(settle(
+        conn,
+        new.repo.as_ref(),
+        new.request.git_ref.as_ref(),
+        false,
+        now,
+    )?);
+    if is_waiting(conn, id)? {
+        outbox::enqueue_read_checks(conn, &new.repo, &new.request.git_ref, new.installation, now)?;
+    }
+    Ok(ended)
+}
+
+/// Records that `promotion` soaks: its deployment is created once the soak is over (see
+/// [`tick`]). `None` when this commit already soaks, or was promoted, to that environment.
+pub fn soak(
+    conn: &Connection,
+    promotion: &Promotion,
+    now: i64,
+) -> rusqlite::Result<Option<Vec<Ended>>> {
+    let sort_key = format!("{:020}", promotion.from_deployment.get());
+    let due_at = now.saturating_add(millis(promotion.soak));
+    let target = Target {
+        kind: "soak",
+        new: &promotion.new,
+        required: None,
+        policy: promotion.policy,
+        sort_key: &sort_key,
+        from_deployment: Some(int_key(promotion.from_deployment.get())?),
+        due_at,
+        next_poll_at: due_at,
+    };
+    let Some(id) = insert(conn, &target, now)? else {
+        return Ok(None);
+    };
+    supersede(conn, &target, id, now).map(Some)
+}
+
+/// A check event: records its result (unless a newer one is known) and, when merges wait
+/// on the commit, settles them and asks GitHub for the commit's other checks.
+pub fn record_check(
+    conn: &Connection,
+    report: &CheckReport,
+    now: i64,
+) -> rusqlite::Result<Vec<Ended>> {
+    if let Some(result) = &report.result {
+        upsert_result(conn, report.repo.as_ref(), report.sha.as_ref(), result, now)?;
+    }
+    if !any_waiting(conn, report.repo.as_ref(), report.sha.as_ref())? {
+        return Ok(vec![]);
+    }
+    let ended = settle(conn, report.repo.as_ref(), report.sha.as_ref(), false, now)?;
+    if any_waiting(conn, report.repo.as_ref(), report.sha.as_ref())? {
+        outbox::enqueue_read_checks(conn, &report.repo, &report.sha, report.installation, now)?;
+    }
+    Ok(ended)
+}
+
+/// GitHub answered a read of the commit's checks: record every result, then settle the
+/// waits on it — past their deadline, one still pending has now timed out.
+pub fn record_read(
+    conn: &Connection,
+    repo: &str,
+    sha: &str,
+    results: &[CheckResult],
+    now: i64,
+) -> rusqlite::Result<Vec<Ended>> {
+    for result in results {
+        upsert_result(conn, repo, sha, result, now)?;
+    }
+    conn.prepare_cached(
+        "UPDATE waits SET read_at = ?3, read_error = NULL
+         WHERE state = 'waiting' AND repository = ?1 AND sha = ?2",
+    )?
+    .execute(params![repo, sha, now])?;
+    settle(conn, repo, sha, true, now)
+}
+
+/// GitHub refused to tell the commit's checks (no permission, no such repository) or did not
+/// answer for longer than the outbox retries: say so on the waits, and let those past their
+/// deadline time out with the reason.
+pub fn read_failed(
+    conn: &Connection,
+    repo: &str,
+    sha: &str,
+    error: &str,
+    now: i64,
+) -> rusqlite::Result<Vec<Ended>> {
+    conn.prepare_cached(
+        "UPDATE waits SET read_at = ?3, read_error = ?4
+         WHERE state = 'waiting' AND repository = ?1 AND sha = ?2",
+    )?
+    .execute(params![repo, sha, now, error])?;
+    settle(conn, repo, sha, true, now)
+}
+
+/// What the gate worker did in one pass.
+#[derive(Debug, Default)]
+pub struct Tick {
+    /// Reads of checks queued in the outbox.
+    pub reads: usize,
+    /// Deployments queued in the outbox (soaks that ended).
+    pub created: usize,
+    pub ended: Vec<Ended>,
+}
+
+/// The periodic pass over the waits that are due: a soak that is over creates its
+/// deployment; a merge still waiting has its checks read again (the backstop for a missed
+/// check event, and past the deadline the read that decides `timed_out`).
+pub fn tick(conn: &Connection, poll_ms: i64, now: i64, limit: usize) -> rusqlite::Result<Tick> {
+    let due: Vec<(i64, String, String, String, Option<i64>, i64)> = conn
+        .prepare_cached(
+            "SELECT id, kind, repository, sha, installation_id, due_at FROM waits INDEXED BY waits_due
+             WHERE state = 'waiting' AND next_poll_at <= ?1
+             ORDER BY next_poll_at LIMIT ?2",
+        )?
+        .query_map(params![now, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut tick = Tick::default();
+    for (id, kind, repository, sha, installation, due_at) in due {
+        if kind == "soak" {
+            let reason = "soaked; deployment created";
+            let new = end(conn, id, "passed", reason, now)?;
+            outbox::enqueue_create_deployment(conn, &new, now)?;
+            tick.created += 1;
+            tick.ended.push(Ended {
+                kind: "soak",
+                outcome: "passed",
+            });
+            continue;
+        }
+        let next = if due_at > now {
+            (now + poll_ms).min(due_at)
+        } else {
+            now + poll_ms
+        };
+        conn.prepare_cached("UPDATE waits SET next_poll_at = ?2 WHERE id = ?1")?
+            .execute(params![id, next])?;
+        let (Ok(repo), Ok(sha)) = (RepoName::parse(&repository), CommitSha::parse(&sha)) else {
+            continue;
+        };
+        let installation = installation.map(i64::unsigned_abs);
+        if outbox::enqueue_read_checks(conn, &repo, &sha, installation, now)? {
+            tick.reads += 1;
+        }
+    }
+    Ok(tick)
+}
+
+/// When the next wait falls due, if any waits.
+pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT MIN(next_poll_at) FROM waits INDEXED BY waits_due WHERE state = 'waiting'",
+    )?
+    .query_row([], |row| row.get(0))
+}
+
+/// A wait as the dashboard shows it.
+#[derive(Debug, Clone)]
+pub struct WaitRow {
+    pub kind: String,
+    pub repository: String,
+    pub environment: String,
+    pub sha: String,
+    pub pull_request: u64,
+    /// The gate (checks).
+    pub required: Option<Required>,
+    pub created_at: i64,
+    pub due_at: i64,
+    pub from_deployment: Option<u64>,
+    pub read_error: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    /// The results known for the commit (checks).
+    pub results: Vec<CheckResult>,
+}
+
+impl WaitRow {
+    /// The required checks that passed and those still pending (checks).
+    pub fn progress(&self) -> (Vec<String>, Vec<String>) {
+        let Some(required) = &self.required else {
+            return (vec![], vec![]);
+        };
+        let passed: Vec<String> = self
+            .results
+            .iter()
+            .filter(|r| r.state == CheckState::Passed)
+            .filter(|r| match required {
+                Required::All => true,
+                Required::Named(names) => names.contains(&r.name),
+            })
+            .map(|r| r.name.clone())
+            .collect();
+        let pending = match required.verdict(&self.results) {
+            Verdict::Pending(names) => names,
+            Verdict::Green | Verdict::Failed(_) => vec![],
+        };
+        (passed, pending)
+    }
+}
+
+/// The waits still waiting, oldest first, and the most recently ended ones.
+pub fn waits(conn: &Connection, ended_limit: usize) -> rusqlite::Result<Vec<WaitRow>> {
+    let columns = "kind, repository, environment, sha, pull_request, required, created_at,
+                   due_at, from_deployment, read_error, state, reason";
+    let mut rows: Vec<WaitRow> = conn
+        .prepare_cached(&format!(
+            "SELECT {columns} FROM waits WHERE state = 'waiting' ORDER BY created_at, id"
+        ))?
+        .query_map([], wait_row)?
+        .collect::<Result<_, _>>()?;
+    let ended: Vec<WaitRow> = conn
+        .prepare_cached(&format!(
+            "SELECT {columns} FROM waits INDEXED BY waits_ended WHERE state != 'waiting'
+             ORDER BY ended_at DESC LIMIT ?1"
+        ))?
+        .query_map([i64::try_from(ended_limit).unwrap_or(i64::MAX)], wait_row)?
+        .collect::<Result<_, _>>()?;
+    rows.extend(ended);
+    for row in &mut rows {
+        if row.kind == "checks" && row.state == "waiting" {
+            row.results = results(conn, &row.repository, &row.sha)?;
+        }
+    }
+    Ok(rows)
+}
+
+/// How many waits wait now: `(checks, soak)`.
+pub fn waiting_counts(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    conn.prepare_cached(
+        "SELECT COALESCE(SUM(kind = 'checks'), 0), COALESCE(SUM(kind = 'soak'), 0)
+         FROM waits INDEXED BY waits_due WHERE state = 'waiting'",
+    )?
+    .query_row([], |row| {
+        let count = |i| row.get::<_, i64>(i).map(i64::unsigned_abs);
+        Ok((count(0)?, count(1)?))
+    })
+}
+
+fn wait_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WaitRow> {
+    let required: Option<String> = row.get(5)?;
+    Ok(WaitRow {
+        kind: row.get(0)?,
+        repository: row.get(1)?,
+        environment: row.get(2)?,
+        sha: row.get(3)?,
+        pull_request: row.get::<_, i64>(4)?.unsigned_abs(),
+        required: required.and_then(|r| serde_json::from_str(&r).ok()),
+        created_at: row.get(6)?,
+        due_at: row.get(7)?,
+        from_deployment: row.get::<_, Option<i64>>(8)?.map(i64::unsigned_abs),
+        read_error: row.get(9)?,
+        state: row.get(10)?,
+        reason: row.get(11)?,
+        results: vec![],
+    })
+}
+
+/// A wait to record.
+struct Target<'a> {
+    kind: &'static str,
+    new: &'a NewDeployment,
+    required: Option<&'a Required>,
+    policy: Policy,
+    sort_key: &'a str,
+    from_deployment: Option<i64>,
+    due_at: i64,
+    next_poll_at: i64,
+}
+
+/// Inserts the wait, or starts again one that ended without passing (a merge redelivered
+/// once CI was fixed; a commit that succeeds again after being superseded). `None` when the
+/// commit waits already, or passed, for this environment.
+fn insert(conn: &Connection, target: &Target<'_>, now: i64) -> rusqlite::Result<Option<i64>> {
+    let new = target.new;
+    let request = serde_json::to_string(&new.request).map_err(json_error)?;
+    let required = target
+        .required
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(json_error)?;
+    let policy = match target.policy {
+        Policy::Latest => "latest",
+        Policy::Queue => "queue",
+    };
+    conn.prepare_cached(
+        "INSERT INTO waits (kind, repository, environment, sha, pull_request, installation_id,
+                            request, required, policy, sort_key, from_deployment, state,
+                            created_at, due_at, next_poll_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'waiting', ?12, ?13, ?14)
+         ON CONFLICT (kind, repository, environment, sha) DO UPDATE SET
+             pull_request = excluded.pull_request, installation_id = excluded.installation_id,
+             request = excluded.request, required = excluded.required,
+             policy = excluded.policy, sort_key = excluded.sort_key,
+             from_deployment = excluded.from_deployment, state = 'waiting', reason = NULL,
+             created_at = excluded.created_at, due_at = excluded.due_at,
+             next_poll_at = excluded.next_poll_at, read_at = NULL, read_error = NULL,
+             ended_at = NULL
+         WHERE waits.state NOT IN ('waiting', 'passed')
+         RETURNING id",
+    )?
+    .query_row(
+        params![
+            target.kind,
+            new.repo.as_ref(),
+            new.request.environment.as_ref(),
+            new.request.git_ref.as_ref(),
+            int_key(new.pull_request)?,
+            new.installation.map(int_key).transpose()?,
+            request,
+            required,
+            policy,
+            target.sort_key,
+            target.from_deployment,
+            now,
+            target.due_at,
+            target.next_poll_at,
+        ],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
+/// Under `latest`, one wait of a kind per repository and environment: the newest. Ends the
+/// older ones, or the new one itself when a newer one already waits (a late delivery).
+fn supersede(
+    conn: &Connection,
+    target: &Target<'_>,
+    id: i64,
+    now: i64,
+) -> rusqlite::Result<Vec<Ended>> {
+    if target.policy != Policy::Latest {
+        return Ok(vec![]);
+    }
+    let others: Vec<(i64, String, String)> = conn
+        .prepare_cached(
+            "SELECT id, sort_key, sha FROM waits INDEXED BY waits_open_by_target
+             WHERE state = 'waiting' AND repository = ?1 AND environment = ?2 AND kind = ?3
+               AND id != ?4",
+        )?
+        .query_map(
+            params![
+                target.new.repo.as_ref(),
+                target.new.request.environment.as_ref(),
+                target.kind,
+                id
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?
+        .collect::<Result<_, _>>()?;
+    let short = |sha: &str| sha.chars().take(7).collect::<String>();
+    let mut ended = Vec::new();
+    for (other, sort_key, sha) in others {
+        let (older, newer_sha) = if sort_key.as_str() <= target.sort_key {
+            (other, target.new.request.git_ref.to_string())
+        } else {
+            (id, sha)
+        };
+        let reason = format!("superseded by {}", short(&newer_sha));
+        let new = end(conn, older, "superseded", &reason, now)?;
+        if target.kind == "checks" {
+            forget_merge(conn, &new)?;
+        }
+        ended.push(Ended {
+            kind: target.kind,
+            outcome: "superseded",
+        });
+        if older == id {
+            break;
+        }
+    }
+    Ok(ended)
+}
+
+/// Applies each waiting gate on `repo`@`sha` to the results known; `after_read`: GitHub has
+/// just answered, so a wait past its deadline that is still pending has timed out.
+fn settle(
+    conn: &Connection,
+    repo: &str,
+    sha: &str,
+    after_read: bool,
+    now: i64,
+) -> rusqlite::Result<Vec<Ended>> {
+    let waiting: Vec<(i64, String, i64, Option<i64>, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, required, due_at, read_at, read_error FROM waits
+             INDEXED BY waits_open_by_commit
+             WHERE state = 'waiting' AND repository = ?1 AND sha = ?2 AND kind = 'checks'",
+        )?
+        .query_map(params![repo, sha], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    if waiting.is_empty() {
+        return Ok(vec![]);
+    }
+    let results = results(conn, repo, sha)?;
+    let mut ended = Vec::new();
+    for (id, required, due_at, read_at, read_error) in waiting {
+        let required: Required = serde_json::from_str(&required).map_err(json_error)?;
+        // "all" means all the checks GitHub has for the commit: the events seen so far may
+        // be only the first to finish, so only a read of GitHub can make it green.
+        let verdict = match required.verdict(&results) {
+            Verdict::Green if required == Required::All && read_at.is_none() => {
+                Verdict::Pending(vec!["a read of every check".to_owned()])
+            }
+            verdict => verdict,
+        };
+        let (outcome, reason) = match verdict {
+            Verdict::Green => ("passed", format!("{required} passed; deployment created")),
+            Verdict::Failed(check) => {
+                let link = check.url.map(|u| format!(": {u}")).unwrap_or_default();
+                (
+                    "failed",
+                    format!("check {} {}{link}", check.name, check.detail),
+                )
+            }
+            Verdict::Pending(pending) if after_read && now >= due_at => {
+                let mut reason = format!("timed out waiting for {}", pending.join(", "));
+                if let Some(error) = read_error {
+                    reason.push_str(&format!(" (GitHub: {error})"));
+                }
+                ("timed_out", reason)
+            }
+            Verdict::Pending(_) => continue,
+        };
+        let new = end(conn, id, outcome, &reason, now)?;
+        if outcome == "passed" {
+            outbox::enqueue_create_deployment(conn, &new, now)?;
+        } else {
+            forget_merge(conn, &new)?;
+        }
+        ended.push(Ended {
+            kind: "checks",
+            outcome,
+        });
+    }
+    Ok(ended)
+}
+
+/// Ends wait `id` and returns the deployment it was waiting to create.
+fn end(
+    conn: &Connection,
+    id: i64,
+    outcome: &str,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<NewDeployment> {
+    let (repository, pull_request, installation, request): (String, i64, Option<i64>, String) =
+        conn.prepare_cached(
+            "UPDATE waits SET state = ?2, reason = ?3, ended_at = ?4 WHERE id = ?1
+             RETURNING repository, pull_request, installation_id, request",
+        )?
+        .query_row(params![id, outcome, reason, now], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+    let request: DeploymentRequest = serde_json::from_str(&request).map_err(json_error)?;
+    let repo = RepoName::parse(&repository).map_err(|e| json_error_text(&e.to_string()))?;
+    tracing::info!(
+        repo = %repo,
+        environment = %request.environment,
+        "wait for {}@{} ended {outcome}: {reason}",
+        request.environment,
+        request.git_ref.short()
+    );
+    Ok(NewDeployment {
+        repo,
+        pull_request: pull_request.unsigned_abs(),
+        installation: installation.map(i64::unsigned_abs),
+        request,
+        gate: None,
+    })
+}
+
+/// A merge whose wait ended without a deployment may ask again: GitHub's Redeliver then
+/// starts a new wait, instead of meeting "already asked for its deployment".
+fn forget_merge(conn: &Connection, new: &NewDeployment) -> rusqlite::Result<()> {
+    if new.pull_request == 0 {
+        return Ok(());
+    }
+    merges::forget_merge(
+        conn,
+        new.repo.as_ref(),
+        new.pull_request,
+        &new.request.environment,
+    )
+}
+
+fn upsert_result(
+    conn: &Connection,
+    repo: &str,
+    sha: &str,
+    result: &CheckResult,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO check_results (repository, sha, kind, name, state, detail, url, source_id,
+                                    updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (repository, sha, kind, name) DO UPDATE SET
+             state = excluded.state, detail = excluded.detail, url = excluded.url,
+             source_id = excluded.source_id, updated_at = excluded.updated_at
+         WHERE excluded.source_id >= check_results.source_id",
+    )?
+    .execute(params![
+        repo,
+        sha,
+        result.kind.as_str(),
+        result.name,
+        result.state.as_str(),
+        result.detail,
+        result.url,
+        int_key(result.source_id)?,
+        now
+    ])?;
+    Ok(())
+}
+
+/// The latest result of each check known for `repo`@`sha`.
+pub fn results(conn: &Connection, repo: &str, sha: &str) -> rusqlite::Result<Vec<CheckResult>> {
+    conn.prepare_cached(
+        "SELECT kind, name, state, detail, url, source_id FROM check_results
+         WHERE repository = ?1 AND sha = ?2 ORDER BY name, kind",
+    )?
+    .query_map(params![repo, sha], |row| {
+        Ok(CheckResult {
+            kind: CheckKind::parse(&row.get::<_, String>(0)?),
+            name: row.get(1)?,
+            state: CheckState::parse(&row.get::<_, String>(2)?),
+            detail: row.get(3)?,
+            url: row.get(4)?,
+            source_id: row.get::<_, i64>(5)?.unsigned_abs(),
+        })
+    })?
+    .collect()
+}
+
+fn any_waiting(conn: &Connection, repo: &str, sha: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM waits INDEXED BY waits_open_by_commit
+                        WHERE state = 'waiting' AND repository = ?1 AND sha = ?2
+                          AND kind = 'checks')",
+    )?
+    .query_row(params![repo, sha], |row| row.get(0))
+}
+
+fn is_waiting(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT state = 'waiting' FROM waits WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+}
+
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// `now` (milliseconds) as RFC 3339 to the second, like GitHub's `merged_at`.
+fn timestamp(now: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now.unsigned_abs());
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn json_error(err: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(err))
+}
+
+fn json_error_text(text: &str) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(text.into())
+}
+
+#[cfg(test)]
+mod tests;
