@@ -227,6 +227,7 @@ pub struct WaitRow {
     pub read_error: Option<String>,
     pub state: String,
     pub reason: Option<String>,
+    pub ended_at: Option<i64>,
     /// The results known for the commit (checks).
     pub results: Vec<CheckResult>,
 }
@@ -258,7 +259,7 @@ impl WaitRow {
 /// The waits still waiting, oldest first, and the most recently ended ones.
 pub fn waits(conn: &Connection, ended_limit: usize) -> rusqlite::Result<Vec<WaitRow>> {
     let columns = "kind, repository, environment, sha, pull_request, required, created_at,
-                   due_at, from_deployment, read_error, state, reason";
+                   due_at, from_deployment, read_error, state, reason, ended_at";
     let mut rows: Vec<WaitRow> = conn
         .prepare_cached(&format!(
             "SELECT {columns} FROM waits WHERE state = 'waiting' ORDER BY created_at, id"
@@ -308,6 +309,7 @@ fn wait_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WaitRow> {
         read_error: row.get(9)?,
         state: row.get(10)?,
         reason: row.get(11)?,
+        ended_at: row.get(12)?,
         results: vec![],
     })
 }

@@ -20,9 +20,12 @@ use crate::model::DeploymentId;
 use crate::store::now_ms;
 use crate::store::sessions;
 use crate::store::views::{self, DeliveryRow, JobRow};
+use crate::store::waits::{self, WaitRow};
 use crate::web::AppState;
 use crate::web::auth::{COOKIE, cross_site, unix_now};
 
+/// Ended waits the dashboard shows.
+const RECENT_WAITS: usize = 10;
 /// How long a wrong token waits for its answer, to slow guessing.
 const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(500);
 /// Headers every dashboard page carries: nothing cached, framed, or leaked through the
@@ -95,6 +98,33 @@ struct LivePart {
     environments: Vec<(String, Vec<JobView>)>,
     deliveries: Vec<DeliveryView>,
     failed_calls: Vec<FailedCallView>,
+    /// Merges waiting for their checks.
+    checks: Vec<WaitView>,
+    /// Promotions soaking.
+    soaking: Vec<WaitView>,
+    /// The latest waits that ended, and how.
+    ended_waits: Vec<WaitView>,
+}
+
+/// A wait — for checks, or a soak — ready to show.
+#[derive(Debug, Clone)]
+struct WaitView {
+    kind: String,
+    repository: String,
+    environment: String,
+    short_sha: String,
+    commit_url: String,
+    pull_request: u64,
+    /// The gate (checks), or the environment promoted from (soak).
+    required: String,
+    passed: String,
+    pending: String,
+    since: String,
+    /// The deadline (checks), the promotion (soak), or when it ended.
+    until: String,
+    state: String,
+    /// Why it ended, or why GitHub did not tell its checks.
+    note: String,
 }
 
 /// A GitHub call given up (a refused status, a deployment that could not be created).
@@ -230,13 +260,71 @@ async fn live_part(state: &AppState) -> Result<LivePart, crate::store::StoreErro
         })
         .collect();
     let deliveries = deliveries.into_iter().map(delivery_view).collect();
+    let all_waits = store.read(|c| waits::waits(c, RECENT_WAITS)).await?;
+    let (mut checks, mut soaking, mut ended_waits) = (vec![], vec![], vec![]);
+    for wait in all_waits {
+        let view = wait_view(wait, state);
+        match (view.state.as_str(), view.kind.as_str()) {
+            ("waiting", "checks") => checks.push(view),
+            ("waiting", _) => soaking.push(view),
+            _ => ended_waits.push(view),
+        }
+    }
     Ok(LivePart {
+        checks,
+        soaking,
+        ended_waits,
         running,
         queued,
         environments,
         deliveries,
         failed_calls,
     })
+}
+
+fn wait_view(wait: WaitRow, state: &AppState) -> WaitView {
+    let (passed, pending) = wait.progress();
+    let ended = wait.ended_at.is_some();
+    let required = match (&wait.required, &wait.from_deployment) {
+        (Some(required), _) => required.to_string(),
+        (None, Some(from)) => {
+            // The environment it is promoted from is in the promoted environment's config.
+            let from_environment = state
+                .environments
+                .iter()
+                .find(|e| e.name.as_ref() == wait.environment)
+                .and_then(|e| e.promote_from.as_ref())
+                .map_or_else(String::new, ToString::to_string);
+            format!("{from_environment} (deployment {from})")
+        }
+        (None, None) => String::new(),
+    };
+    WaitView {
+        kind: if wait.kind == "soak" {
+            "soak".into()
+        } else {
+            "checks".into()
+        },
+        short_sha: wait.sha.chars().take(7).collect(),
+        commit_url: format!(
+            "{}/{}/commit/{}",
+            state.github_web, wait.repository, wait.sha
+        ),
+        repository: wait.repository,
+        environment: wait.environment,
+        pull_request: wait.pull_request,
+        required,
+        passed: passed.join(", "),
+        pending: pending.join(", "),
+        since: time(wait.created_at),
+        until: time(wait.ended_at.unwrap_or(wait.due_at)),
+        state: wait.state,
+        note: if ended {
+            wait.reason.unwrap_or_default()
+        } else {
+            wait.read_error.unwrap_or_default()
+        },
+    }
 }
 
 fn delivery_view(d: DeliveryRow) -> DeliveryView {

@@ -15,7 +15,14 @@ use std::time::{Duration, Instant};
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::{WAIT, deploy_with_script, fixture_json, spawn_app_with};
+use deployhook::model::Required;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::{WAIT, created_deployments, deploy_with_script, fixture_json, spawn_app_with};
+
+/// The merge commit of `pull_request.closed.merged.json`.
+const MERGE_SHA: &str = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
 
 const ADMIN_TOKEN: &str = "browser-admin-token-0123456789";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -85,7 +92,40 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_wat
             dir.display()
         );
         deploy_with_script(config, dir, &body);
+        // Merges wait for two checks: one passes below, the other stays pending.
+        config.environments[0].checks = Some(Required::Named(vec!["test".into(), "lint".into()]));
     })
+    .await;
+    // A merge whose checks are half done: `test` passed, `lint` still runs.
+    let runs = json!({"total_count": 2, "check_runs": [
+        {"id": 7001, "name": "test", "status": "completed", "conclusion": "success",
+         "html_url": "https://github.com/acme/widgets/runs/7001"},
+        {"id": 7002, "name": "lint", "status": "in_progress", "conclusion": null,
+         "html_url": "https://github.com/acme/widgets/runs/7002"},
+    ]});
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/repos/acme/widgets/commits/{MERGE_SHA}/check-runs"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(runs))
+        .mount(&app.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/repos/acme/widgets/commits/{MERGE_SHA}/status"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"state": "pending", "total_count": 0, "statuses": []})),
+        )
+        .mount(&app.github)
+        .await;
+    app.post_webhook(
+        "pull_request",
+        fixture_json("pull_request.closed.merged.json")
+            .to_string()
+            .as_bytes(),
+    )
     .await;
     let release = app.dir.path().join("release");
     std::fs::write(&release, "").unwrap();
@@ -149,11 +189,46 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_wat
         assert!(text.contains("success"), "{text}");
         assert!(text.contains("acme/widgets"), "{text}");
 
+        // The merge waits, and the page says for what: `test` passed, `lint` pending.
+        let deadline = Instant::now() + WAIT;
+        let wait = loop {
+            if let Ok(table) = browser.find(Locator::Id("waiting-for-checks")).await {
+                let text = table.text().await?;
+                if text.contains("lint") {
+                    break text;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the wait for checks never showed"
+            );
+            browser.refresh().await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let cells: Vec<String> = {
+            let row = browser
+                .find(Locator::Css("#waiting-for-checks tr.wait"))
+                .await?;
+            let mut cells = Vec::new();
+            for cell in row.find_all(Locator::Css("td")).await? {
+                cells.push(cell.text().await?);
+            }
+            cells
+        };
+        assert_eq!(cells[2], &MERGE_SHA[..7], "{wait}");
+        assert_eq!(cells[3], "#42", "{wait}");
+        assert_eq!(cells[5], "test", "passed: {wait}");
+        assert_eq!(cells[6], "lint", "pending: {wait}");
+
         let png = browser.screenshot().await?;
         let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
         std::fs::create_dir_all(&artifacts).unwrap();
         std::fs::write(artifacts.join("dashboard.png"), &png).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        assert!(
+            created_deployments(&app.github.received_requests().await.unwrap()).is_empty(),
+            "nothing is deployed while `lint` runs"
+        );
 
         row.find(Locator::Css("a.log-link")).await?.click().await?;
         let body = browser
