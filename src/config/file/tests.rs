@@ -125,3 +125,66 @@ fn values_that_cannot_work_are_refused_with_a_reason() {
     let err = error("# nothing yet\n");
     assert!(err.message.contains("at least one environment"), "{err}");
 }
+
+/// Two environments, staging and production, with `extra` added to the staging table and
+/// `production` added to production's.
+fn pair(staging: &str, production: &str) -> String {
+    format!(
+        "[[environment]]\nname = \"staging\"\nrepositories = [\"a/b\"]\ncommand = [\"x\"]\n{staging}\n\
+         [[environment]]\nname = \"production\"\nrepositories = [\"a/b\"]\ncommand = [\"x\"]\n{production}\n"
+    )
+}
+
+#[test]
+fn the_gate_and_the_promotion_are_read_with_their_defaults() {
+    let environments = parse(
+        &pair(
+            "checks = [\"test\", \"lint\"]\nchecks_timeout = \"2h\"",
+            "promote_from = \"staging\"\nsoak = \"10m\"",
+        ),
+        "f",
+    )
+    .unwrap();
+    let (staging, production) = (&environments[0], &environments[1]);
+    assert_eq!(
+        staging.checks,
+        Some(Required::Named(vec!["test".into(), "lint".into()]))
+    );
+    assert_eq!(staging.checks_timeout, Duration::from_secs(7200));
+    assert_eq!(production.promote_from.as_ref().map(AsRef::as_ref), Some("staging"));
+    assert_eq!(production.soak, Duration::from_secs(600));
+    assert_eq!(production.checks, None);
+    assert_eq!(production.checks_timeout, DEFAULT_CHECKS_TIMEOUT);
+
+    let all = parse(&pair("checks = \"all\"", "checks = \"none\""), "f").unwrap();
+    assert_eq!(all[0].checks, Some(Required::All));
+    assert_eq!(all[1].checks, None);
+}
+
+#[test]
+fn gates_and_promotions_that_cannot_work_are_refused_with_a_reason() {
+    let cases = [
+        (pair("checks = \"green\"", ""), "expected \"none\", \"all\""),
+        (pair("checks = []", ""), "at least one"),
+        (pair("", "promote_from = \"qa\""), "names qa, which is not defined"),
+        (pair("", "promote_from = \"production\""), "from itself"),
+        (
+            pair("promote_from = \"production\"", "promote_from = \"staging\""),
+            "go round in a circle",
+        ),
+        (
+            pair("", "promote_from = \"staging\"\nchecks = [\"test\"]"),
+            "put `checks` on staging",
+        ),
+        (pair("soak = \"1m\"", ""), "`soak` needs `promote_from`"),
+        (
+            pair("checks = [\"test\"]\nrequired_contexts = [\"ci\"]", ""),
+            "remove `required_contexts`",
+        ),
+        (pair("checks_timeout = \"0s\"", ""), "longer than 0s"),
+    ];
+    for (text, why) in cases {
+        let err = error(&text);
+        assert!(err.message.contains(why), "{text}: {err}");
+    }
+}
