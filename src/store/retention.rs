@@ -1,4 +1,5 @@
-//! Retention: deliveries, merges, finished deploys and their logs are deleted once older
+//! Retention: deliveries, merges, check results, ended waits, finished deploys and their
+//! logs are deleted once older
 //! than the configured ages, so the database stops growing with the months. Pruning runs in
 //! small batches, each its own short transaction on the writer between other work, with a
 //! pause between batches: a backlog of a year to prune never holds a delivery up for long.
@@ -94,6 +95,22 @@ pub fn prune_batch(
                   WHERE recorded_at < ?2 LIMIT ?1)",
         )?
         .execute(params![limit, deliveries_before])?;
+    // What GitHub told of checks, and the waits that ended, age like the deliveries that
+    // brought them. Open waits stay whatever their age.
+    deleted += conn
+        .prepare_cached(
+            "DELETE FROM check_results WHERE (repository, sha, kind, name) IN
+                 (SELECT repository, sha, kind, name FROM check_results
+                  INDEXED BY check_results_by_time WHERE updated_at < ?2 LIMIT ?1)",
+        )?
+        .execute(params![limit, deliveries_before])?;
+    deleted += conn
+        .prepare_cached(
+            "DELETE FROM waits WHERE id IN
+                 (SELECT id FROM waits INDEXED BY waits_ended
+                  WHERE state != 'waiting' AND ended_at < ?2 LIMIT ?1)",
+        )?
+        .execute(params![limit, deliveries_before])?;
     if deleted >= BATCH {
         return Ok(deleted);
     }
@@ -167,6 +184,29 @@ mod tests {
                 .unwrap();
             }
         }
+        for (sha, updated_at) in [("old", 100), ("new", 5_000)] {
+            conn.execute(
+                "INSERT INTO check_results VALUES ('acme/widgets', ?1, 'run', 'test', 'passed',
+                     'success', NULL, 1, ?2)",
+                params![sha, updated_at],
+            )
+            .unwrap();
+        }
+        // An old wait that ended goes; an old one still waiting and a young ended one stay.
+        for (sha, state, ended_at) in [
+            ("a", "failed", Some(100)),
+            ("b", "waiting", None),
+            ("c", "passed", Some(5_000)),
+        ] {
+            conn.execute(
+                "INSERT INTO waits (kind, repository, environment, sha, pull_request, request,
+                     policy, sort_key, state, created_at, due_at, next_poll_at, ended_at)
+                 VALUES ('checks', 'acme/widgets', 'staging', ?1, 1, '{}', 'latest', 'k', ?2,
+                         0, 0, 0, ?3)",
+                params![sha, state, ended_at],
+            )
+            .unwrap();
+        }
         let mut batches = 0;
         while prune_batch(&conn, 1_000, 1_000).unwrap() > 0 {
             batches += 1;
@@ -176,6 +216,15 @@ mod tests {
         assert_eq!(count(&conn, "deliveries"), 800);
         assert_eq!(count(&conn, "jobs"), 1);
         assert_eq!(count(&conn, "deploy_logs"), 2800);
+        assert_eq!(count(&conn, "check_results"), 1);
+        let waits: Vec<String> = conn
+            .prepare("SELECT sha FROM waits ORDER BY sha")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(waits, ["b", "c"]);
         let kept: i64 = conn
             .query_row("SELECT deployment_id FROM jobs", [], |r| r.get(0))
             .unwrap();
