@@ -327,11 +327,8 @@ impl OutboxWorker {
                     if let Some((repository, sha)) = &read {
                         return waits::read_failed(c, repository, sha, &error, now_ms());
                     }
-                    match &merge {
-                        Some((repository, number, environment)) => {
-                            merges::forget_merge(c, repository, *number, environment)?;
-                        }
-                        None => {}
+                    if let Some((repository, number, environment)) = &merge {
+                        merges::forget_merge(c, repository, *number, environment)?;
                     }
                     Ok(vec![])
                 })

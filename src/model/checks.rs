@@ -255,7 +255,7 @@ mod tests {
         );
         let test = result(CheckKind::Run, "test", Passed);
         assert_eq!(
-            gate.verdict(&[test.clone()]),
+            gate.verdict(std::slice::from_ref(&test)),
             Verdict::Pending(vec!["lint".into()])
         );
         let lint = result(CheckKind::Status, "lint", Passed);

@@ -380,7 +380,8 @@ fn insert(conn: &Connection, target: &Target<'_>, now: i64) -> rusqlite::Result<
 }
 
 /// Under `latest`, one wait of a kind per repository and environment: the newest. Ends the
-/// older ones, or the new one itself when a newer one already waits (a late delivery).
+/// older ones, or the new one itself when a newer one already waits or already passed (a
+/// late delivery, or a redelivery of one that ended).
 fn supersede(
     conn: &Connection,
     target: &Target<'_>,
@@ -389,6 +390,37 @@ fn supersede(
 ) -> rusqlite::Result<Vec<Ended>> {
     if target.policy != Policy::Latest {
         return Ok(vec![]);
+    }
+    let short = |sha: &str| sha.chars().take(7).collect::<String>();
+    // A newer one already passed (a late delivery, a redelivery of a merge that failed or
+    // was superseded, a late success): this one must not deploy over it.
+    let newer_passed: Option<String> = conn
+        .prepare_cached(
+            "SELECT sha FROM waits
+             WHERE kind = ?3 AND repository = ?1 AND environment = ?2 AND state = 'passed'
+               AND sort_key > ?4
+             ORDER BY sort_key DESC LIMIT 1",
+        )?
+        .query_row(
+            params![
+                target.new.repo.as_ref(),
+                target.new.request.environment.as_ref(),
+                target.kind,
+                target.sort_key
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(newer_sha) = newer_passed {
+        let reason = format!("superseded by {}", short(&newer_sha));
+        let new = end(conn, id, "superseded", &reason, now)?;
+        if target.kind == "checks" {
+            forget_merge(conn, &new)?;
+        }
+        return Ok(vec![Ended {
+            kind: target.kind,
+            outcome: "superseded",
+        }]);
     }
     let others: Vec<(i64, String, String)> = conn
         .prepare_cached(
@@ -406,7 +438,6 @@ fn supersede(
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )?
         .collect::<Result<_, _>>()?;
-    let short = |sha: &str| sha.chars().take(7).collect::<String>();
     let mut ended = Vec::new();
     for (other, sort_key, sha) in others {
         let (older, newer_sha) = if sort_key.as_str() <= target.sort_key {
@@ -430,6 +461,9 @@ fn supersede(
     Ok(ended)
 }
 
+/// A wait for checks, as settling reads it: id, gate, deadline, last read, read error.
+type OpenGate = (i64, String, i64, Option<i64>, Option<String>);
+
 /// Applies each waiting gate on `repo`@`sha` to the results known; `after_read`: GitHub has
 /// just answered, so a wait past its deadline that is still pending has timed out.
 fn settle(
@@ -439,7 +473,7 @@ fn settle(
     after_read: bool,
     now: i64,
 ) -> rusqlite::Result<Vec<Ended>> {
-    let waiting: Vec<(i64, String, i64, Option<i64>, Option<String>)> = conn
+    let waiting: Vec<OpenGate> = conn
         .prepare_cached(
             "SELECT id, required, due_at, read_at, read_error FROM waits
              INDEXED BY waits_open_by_commit

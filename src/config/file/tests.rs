@@ -151,7 +151,10 @@ fn the_gate_and_the_promotion_are_read_with_their_defaults() {
         Some(Required::Named(vec!["test".into(), "lint".into()]))
     );
     assert_eq!(staging.checks_timeout, Duration::from_secs(7200));
-    assert_eq!(production.promote_from.as_ref().map(AsRef::as_ref), Some("staging"));
+    assert_eq!(
+        production.promote_from.as_ref().map(AsRef::as_ref),
+        Some("staging")
+    );
     assert_eq!(production.soak, Duration::from_secs(600));
     assert_eq!(production.checks, None);
     assert_eq!(production.checks_timeout, DEFAULT_CHECKS_TIMEOUT);
@@ -166,10 +169,16 @@ fn gates_and_promotions_that_cannot_work_are_refused_with_a_reason() {
     let cases = [
         (pair("checks = \"green\"", ""), "expected \"none\", \"all\""),
         (pair("checks = []", ""), "at least one"),
-        (pair("", "promote_from = \"qa\""), "names qa, which is not defined"),
+        (
+            pair("", "promote_from = \"qa\""),
+            "names qa, which is not defined",
+        ),
         (pair("", "promote_from = \"production\""), "from itself"),
         (
-            pair("promote_from = \"production\"", "promote_from = \"staging\""),
+            pair(
+                "promote_from = \"production\"",
+                "promote_from = \"staging\"",
+            ),
             "go round in a circle",
         ),
         (
