@@ -256,15 +256,18 @@ impl WaitRow {
     }
 }
 
+/// Waiting waits the dashboard shows at most (the gauge counts them all).
+const MAX_WAITING_SHOWN: i64 = 200;
+
 /// The waits still waiting, oldest first, and the most recently ended ones.
 pub fn waits(conn: &Connection, ended_limit: usize) -> rusqlite::Result<Vec<WaitRow>> {
     let columns = "kind, repository, environment, sha, pull_request, required, created_at,
                    due_at, from_deployment, read_error, state, reason, ended_at";
     let mut rows: Vec<WaitRow> = conn
         .prepare_cached(&format!(
-            "SELECT {columns} FROM waits WHERE state = 'waiting' ORDER BY created_at, id"
+            "SELECT {columns} FROM waits WHERE state = 'waiting' ORDER BY created_at, id LIMIT ?1"
         ))?
-        .query_map([], wait_row)?
+        .query_map([MAX_WAITING_SHOWN], wait_row)?
         .collect::<Result<_, _>>()?;
     let ended: Vec<WaitRow> = conn
         .prepare_cached(&format!(
