@@ -19,6 +19,12 @@
 //! and the database's and its log's sizes: they must be flat from the first minute to the
 //! last.
 //!
+//! **Waits** (`BENCH_WAITS=1 cargo bench --bench backlog`): the scaling run with merges
+//! that wait for their checks instead of queued deployments. The backlog is that many
+//! merges (each its own merge commit) waiting for check `test`, each with its read of the
+//! checks retried in the outbox while GitHub is unreachable; the steady deliveries are
+//! `check_run` events (`in_progress`, so no wait ends) for commits that wait. Same target.
+//!
 //! `BENCH_SERVER` runs another build of the binary instead (to compare with an older one).
 
 use std::path::{Path, PathBuf};
@@ -191,6 +197,42 @@ fn deployment(id: u64) -> Delivery {
     )
 }
 
+/// The merge commit of pull request `number` in the waits benchmark: one per merge.
+fn merge_sha(number: u64) -> String {
+    format!("{number:040x}")
+}
+
+fn merge(number: u64) -> Delivery {
+    Delivery::new(
+        "pull_request",
+        &json!({
+            "action": "closed",
+            "pull_request": {
+                "number": number, "title": "A change", "merged": true,
+                "merge_commit_sha": merge_sha(number), "merged_at": "2026-11-30T12:00:00Z",
+                "user": {"login": "octo-dev", "type": "User"}, "base": {"ref": "main"},
+            },
+            "repository": {"full_name": REPO, "default_branch": "main"},
+        }),
+    )
+}
+
+/// A check run still running on the merge commit of pull request `number`.
+fn check_run(number: u64, id: u64) -> Delivery {
+    Delivery::new(
+        "check_run",
+        &json!({
+            "action": "created",
+            "check_run": {
+                "id": id, "name": "test", "head_sha": merge_sha(number),
+                "status": "in_progress", "conclusion": null,
+                "html_url": format!("https://github.com/{REPO}/runs/{id}"),
+            },
+            "repository": {"full_name": REPO, "default_branch": "main"},
+        }),
+    )
+}
+
 fn pull_request(number: u64, merged: bool) -> Delivery {
     Delivery::new(
         "pull_request",
@@ -319,18 +361,34 @@ async fn scaling() -> ExitCode {
         "backlog", "fill s", "sent/s", "p50 ms", "p99 ms", "errors", "writer idle ms/s", "RSS MiB"
     );
     let mut p99s = Vec::new();
+    let waits = setting("BENCH_WAITS", 0) != 0;
+    if waits {
+        println!("merges waiting for their checks; steady check_run events for them");
+    }
     for &backlog in &backlogs {
-        let server = Server::start(
-            &format!("backlog-{backlog}"),
-            &unreachable,
+        let settings: &[(&str, &str)] = if waits {
+            // Queue: every merge keeps its own wait, none supersedes another.
+            &[
+                ("DEPLOY_COMMAND", "true"),
+                ("DEPLOYHOOK_POLICY", "queue"),
+                ("DEPLOYHOOK_CHECKS", "test"),
+                ("DEPLOYHOOK_CHECKS_TIMEOUT", "24h"),
+            ]
+        } else {
             &[
                 // A deploy that never ends: the rest of the queue waits behind it.
                 ("DEPLOY_COMMAND", "sleep 3600"),
                 ("DEPLOYHOOK_POLICY", "queue"),
-            ],
-        );
+            ]
+        };
+        let server = Server::start(&format!("backlog-{backlog}"), &unreachable, settings);
         let started = Instant::now();
-        fill(&server.url, (1..=backlog).map(deployment).collect()).await;
+        let backlog_deliveries = if waits {
+            (1..=backlog).map(merge).collect()
+        } else {
+            (1..=backlog).map(deployment).collect()
+        };
+        fill(&server.url, backlog_deliveries).await;
         let filled = started.elapsed();
         // Let the outbox's retries settle into their backoff, as hours into an outage.
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -339,7 +397,14 @@ async fn scaling() -> ExitCode {
             rate,
             Duration::from_secs(seconds),
             "steady",
-            |n| pull_request(1_000_000 + n, false),
+            |n| {
+                if waits {
+                    // Events for commits that wait (for unknown ones at backlog 0).
+                    check_run(1 + n % backlog.max(1), 5_000_000 + n)
+                } else {
+                    pull_request(1_000_000 + n, false)
+                }
+            },
         )
         .await;
         let before = server.thread_cpu("deployhook-db");
