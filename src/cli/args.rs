@@ -235,7 +235,7 @@ pub struct ServeArgs {
     pub retain_deploys: Duration,
 
     /// How often deployhook asks GitHub for the checks of a commit a merge waits on, in
-    /// case a check event was missed (it also asks whenever one arrives).
+    /// case a check event was missed.
     #[arg(long, env = "DEPLOYHOOK_CHECKS_POLL", default_value = "5m", value_parser = parse_duration)]
     pub checks_poll: Duration,
 

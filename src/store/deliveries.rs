@@ -142,6 +142,14 @@ pub fn record(
         }
     };
     let Some(message) = already_done else {
+        // The answer was written before the waits were settled: say how they ended.
+        if let Some(summary) = waits::summary(&ended) {
+            conn.prepare_cached(
+                "UPDATE deliveries SET message = message || '; ' || ?3
+                 WHERE hook_id = ?1 AND delivery_id = ?2",
+            )?
+            .execute(params![hook_id, delivery.delivery_id, summary])?;
+        }
         return Ok(Recorded::New(ended));
     };
     conn.prepare_cached(

@@ -104,10 +104,55 @@ pub fn record_check(
         return Ok(vec![]);
     }
     let ended = settle(conn, report.repo.as_ref(), report.sha.as_ref(), false, now)?;
-    if any_waiting(conn, report.repo.as_ref(), report.sha.as_ref())? {
+    if needs_read(conn, report)? {
         outbox::enqueue_read_checks(conn, &report.repo, &report.sha, report.installation, now)?;
     }
     Ok(ended)
+}
+
+/// Whether a check event calls for a read of the commit's checks from GitHub. A named gate
+/// is settled by its checks' own events; a read adds what no event says: the runs of a
+/// suite (a `check_suite` event, for hooks not subscribed to check runs), and, for `"all"`,
+/// whether other checks are still running once one finishes. A check that merely started
+/// changes nothing a read would tell. (CI sends three events per check — created,
+/// in progress, completed — and reading on each would spend the rate limit on nothing.)
+fn needs_read(conn: &Connection, report: &CheckReport) -> rusqlite::Result<bool> {
+    let finished = match &report.result {
+        None => return any_waiting(conn, report.repo.as_ref(), report.sha.as_ref()),
+        Some(result) => result.state != CheckState::Pending,
+    };
+    if !finished {
+        return Ok(false);
+    }
+    let all = serde_json::to_string(&Required::All).map_err(json_error)?;
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM waits INDEXED BY waits_open_by_commit
+                        WHERE state = 'waiting' AND repository = ?1 AND sha = ?2
+                          AND kind = 'checks' AND required = ?3)",
+    )?
+    .query_row(
+        params![report.repo.as_ref(), report.sha.as_ref(), all],
+        |row| row.get(0),
+    )
+}
+
+/// A few words on waits that ended at once, for the answer to the delivery that ended them.
+pub fn summary(ended: &[Ended]) -> Option<String> {
+    if ended.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = ended
+        .iter()
+        .map(|e| {
+            let what = if e.kind == "soak" {
+                "promotion"
+            } else {
+                "wait for checks"
+            };
+            format!("{what} {}", e.outcome.replace('_', " "))
+        })
+        .collect();
+    Some(format!("then at once: {}", parts.join(", ")))
 }
 
 /// GitHub answered a read of the commit's checks: record every result, then settle the
@@ -132,7 +177,8 @@ pub fn record_read(
 
 /// GitHub refused to tell the commit's checks (no permission, no such repository) or did not
 /// answer for longer than the outbox retries: say so on the waits, and let those past their
-/// deadline time out with the reason.
+/// deadline time out with the reason. `read_at` stays as it was: GitHub told nothing of the
+/// checks, so "all" cannot pass on the events seen so far.
 pub fn read_failed(
     conn: &Connection,
     repo: &str,
@@ -141,10 +187,10 @@ pub fn read_failed(
     now: i64,
 ) -> rusqlite::Result<Vec<Ended>> {
     conn.prepare_cached(
-        "UPDATE waits SET read_at = ?3, read_error = ?4
+        "UPDATE waits SET read_error = ?3
          WHERE state = 'waiting' AND repository = ?1 AND sha = ?2",
     )?
-    .execute(params![repo, sha, now, error])?;
+    .execute(params![repo, sha, error])?;
     settle(conn, repo, sha, true, now)
 }
 

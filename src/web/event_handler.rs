@@ -14,7 +14,7 @@ use crate::guide::{Ack, dispatch};
 use crate::metrics::Metrics;
 use crate::model::{Effect, Outcome};
 use crate::store::deliveries::{self, DeliveryRecord, Recorded};
-use crate::store::now_ms;
+use crate::store::{now_ms, waits};
 use crate::web::AppState;
 use crate::webhook::intake::{Delivery, Rejected};
 
@@ -58,6 +58,10 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         Ok(Recorded::New(ended)) => {
             for wait in &ended {
                 state.metrics.wait_ended(wait.kind, wait.outcome);
+            }
+            let mut ack = ack;
+            if let Some(summary) = waits::summary(&ended) {
+                ack.message = format!("{}; {summary}", ack.message);
             }
             if wake.0 {
                 state.outbox.wake();

@@ -417,3 +417,179 @@ async fn a_crash_in_a_burst_of_500_deliveries_loses_no_acknowledged_one_and_repe
         "{interrupted} deploys reported interrupted; one ran at most"
     );
 }
+
+/// Staging and qa wait for the same checks; production is promoted from staging.
+const GATED_CONFIG: &str = r#"
+[[environment]]
+name = "staging"
+repositories = ["acme/widgets"]
+command = ["./deploy.sh"]
+checks = ["test", "lint"]
+
+[[environment]]
+name = "qa"
+repositories = ["acme/widgets"]
+command = ["./deploy.sh"]
+checks = ["test", "lint"]
+
+[[environment]]
+name = "production"
+repositories = ["acme/widgets"]
+command = ["./deploy.sh"]
+promote_from = "staging"
+soak = "2s"
+"#;
+const GATED_SOAK: Duration = Duration::from_secs(2);
+
+/// A directory with the gated config file and its deploy script; the binary's settings.
+fn gated_setup() -> (tempfile::TempDir, Vec<(&'static str, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    write_script(dir.path(), "deploy.sh", "true");
+    std::fs::write(dir.path().join("deployhook.toml"), GATED_CONFIG).unwrap();
+    (
+        dir,
+        vec![("DEPLOYHOOK_CONFIG", "deployhook.toml".to_owned())],
+    )
+}
+
+/// Waits until nothing waits and nothing is left to send: after that, GitHub has every
+/// deployment it will ever be asked for.
+async fn wait_until_settled(dir: &Path) {
+    let db = open_database(&dir.join("deployhook.db"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (waiting, pending): (i64, i64) = db
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM waits WHERE state = 'waiting'),
+                        (SELECT COUNT(*) FROM outbox WHERE state = 'pending')",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        if waiting == 0 && pending == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {waiting} waiting and {pending} calls to send"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGKILL while a merge waits for its checks: after a restart the waits are still there,
+/// and the checks turning green create exactly one deployment per gated environment.
+#[tokio::test]
+async fn a_merge_waiting_for_its_checks_survives_a_crash_and_deploys_once_per_environment() {
+    use crate::checks::{
+        FakeChecks, MERGED_AT, SHA, check_run_event, merged_pull_request, reads, status_event,
+    };
+    let github = MockServer::start().await;
+    let fake = FakeGitHub::mount(&github).await;
+    FakeChecks::mount(&github).await;
+    let (dir, settings) = gated_setup();
+    let http = reqwest::Client::new();
+
+    let server = Server::start_with(&github, dir.path(), &settings);
+    let merge = merged_pull_request(42, SHA, MERGED_AT);
+    let response = send_signed(&http, &server.url, "pull_request", &merge, "merge-42", 1)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while reads(&github.received_requests().await.unwrap()) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the checks were never read"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill();
+
+    let server = Server::start_with(&github, dir.path(), &settings);
+    // The merge's delivery was kept: delivered again, it is a duplicate.
+    let again = send_signed(&http, &server.url, "pull_request", &merge, "merge-42", 1)
+        .await
+        .unwrap();
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["outcome"], "duplicate", "{again}");
+    assert!(fake.created().is_empty(), "{:?}", fake.created());
+    let test = check_run_event(SHA, "test", 4001, Some("success"));
+    let lint = status_event(SHA, "lint", 5001, "success");
+    for (event, body, delivery) in [("check_run", &test, "test-1"), ("status", &lint, "lint-1")] {
+        let response = send_signed(&http, &server.url, event, body, delivery, 1)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    wait_until_settled(dir.path()).await;
+    drop(server);
+
+    let mut created: Vec<(String, String, Option<u64>)> = fake
+        .created()
+        .into_iter()
+        .map(|d| (d.environment, d.sha, d.pull_request))
+        .collect();
+    created.sort();
+    assert_eq!(
+        created,
+        [
+            ("qa".to_owned(), SHA.to_owned(), Some(42)),
+            ("staging".to_owned(), SHA.to_owned(), Some(42)),
+        ]
+    );
+}
+
+/// SIGKILL while a staging success soaks: after a restart the promotion to production is
+/// created once, and no sooner than the soak.
+#[tokio::test]
+async fn a_soak_cut_by_a_crash_promotes_once_after_restart() {
+    use crate::checks::{SHA, deployment_status_event};
+    let github = MockServer::start().await;
+    let fake = FakeGitHub::mount(&github).await;
+    let (dir, settings) = gated_setup();
+    let http = reqwest::Client::new();
+
+    let server = Server::start_with(&github, dir.path(), &settings);
+    let success = deployment_status_event(880_101, "staging", SHA, "success");
+    let started = std::time::Instant::now();
+    let response = send_signed(&http, &server.url, "deployment_status", &success, "ok-1", 1)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    server.kill();
+    assert!(started.elapsed() < GATED_SOAK, "killed after the soak");
+
+    let server = Server::start_with(&github, dir.path(), &settings);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while fake.created().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never promoted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= GATED_SOAK - Duration::from_millis(30),
+        "promoted after {waited:?}"
+    );
+    wait_until_settled(dir.path()).await;
+    drop(server);
+
+    let created = fake.created();
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(
+        (created[0].environment.as_str(), created[0].sha.as_str()),
+        ("production", SHA)
+    );
+    let requests = github.received_requests().await.unwrap();
+    let body: Value = requests
+        .iter()
+        .find(|r| {
+            r.method == wiremock::http::Method::POST && r.url.path().ends_with("/deployments")
+        })
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .unwrap();
+    assert_eq!(
+        body["payload"]["promoted_from"],
+        json!({"environment": "staging", "deployment": 880_101})
+    );
+}

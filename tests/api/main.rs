@@ -3,6 +3,7 @@
 
 mod browser;
 mod catch_up;
+mod checks;
 mod cli;
 mod config_file;
 mod connections;
