@@ -1,5 +1,6 @@
-//! Reading a commit's checks: `GET …/commits/{sha}/check-runs` (the latest run of each
-//! name, paginated) and `GET …/commits/{sha}/status` (the latest status of each context),
+//! Reading a commit's checks: `GET …/commits/{sha}/check-suites` (suites still running),
+//! `GET …/commits/{sha}/check-runs` (the latest run of each name) and
+//! `GET …/commits/{sha}/status` (the latest status of each context), each paginated,
 //! turned into the gate's [`CheckResult`]s. The outbox worker calls this for the merges
 //! that wait on their checks; needs the Checks and Commit statuses read permissions.
 
@@ -31,6 +32,28 @@ struct ListedRun {
 }
 
 #[derive(Deserialize)]
+struct SuitesPage {
+    total_count: usize,
+    check_suites: Vec<ListedSuite>,
+}
+
+#[derive(Deserialize)]
+struct ListedSuite {
+    id: u64,
+    status: Option<String>,
+    conclusion: Option<String>,
+    #[serde(default)]
+    latest_check_runs_count: u64,
+    app: Option<SuiteApp>,
+}
+
+#[derive(Deserialize)]
+struct SuiteApp {
+    name: Option<String>,
+    slug: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct CombinedStatus {
     #[serde(default)]
     total_count: usize,
@@ -46,13 +69,55 @@ struct ListedStatus {
 }
 
 impl GitHubClient {
-    /// Every check run (its latest attempt) and commit status context on `sha`.
+    /// Every check run (its latest attempt), commit status context, and check suite with
+    /// runs on `sha`. More than [`MAX_PAGES`] pages of one kind add a pending result: a
+    /// gate on `"all"` must not pass on what was left unread.
     pub async fn read_checks(
         &self,
         repo: &RepoName,
         sha: &str,
     ) -> Result<Vec<CheckResult>, GitHubError> {
         let mut results = Vec::new();
+        let mut complete = false;
+        for page in 1..=MAX_PAGES {
+            let path =
+                format!("/repos/{repo}/commits/{sha}/check-suites?per_page={PER_PAGE}&page={page}");
+            let response = self
+                .send("list_check_suites", Method::GET, &path, None::<&()>)
+                .await?;
+            let listed: SuitesPage = response.json().await.map_err(GitHubError::Decode)?;
+            let last =
+                listed.check_suites.len() < PER_PAGE || page * PER_PAGE >= listed.total_count;
+            // A suite with no runs stays `queued` forever: it is no check.
+            results.extend(
+                listed
+                    .check_suites
+                    .into_iter()
+                    .filter(|suite| suite.latest_check_runs_count > 0)
+                    .map(|suite| {
+                        let status = suite.status.unwrap_or_else(|| "queued".to_owned());
+                        let app = suite.app.and_then(|a| a.name.or(a.slug));
+                        CheckResult {
+                            kind: CheckKind::Suite,
+                            name: CheckResult::suite_name(app.as_deref()),
+                            state: if status == "completed" {
+                                CheckState::Passed
+                            } else {
+                                CheckState::Pending
+                            },
+                            detail: suite.conclusion.unwrap_or(status),
+                            url: None,
+                            source_id: suite.id,
+                        }
+                    }),
+            );
+            if last {
+                complete = true;
+                break;
+            }
+        }
+        note_unread(&mut results, complete, "check suites");
+        let mut complete = false;
         for page in 1..=MAX_PAGES {
             let path =
                 format!("/repos/{repo}/commits/{sha}/check-runs?per_page={PER_PAGE}&page={page}");
@@ -70,9 +135,12 @@ impl GitHubClient {
                 source_id: run.id,
             }));
             if last {
+                complete = true;
                 break;
             }
         }
+        note_unread(&mut results, complete, "check runs");
+        let mut complete = false;
         for page in 1..=MAX_PAGES {
             let path =
                 format!("/repos/{repo}/commits/{sha}/status?per_page={PER_PAGE}&page={page}");
@@ -91,9 +159,30 @@ impl GitHubClient {
                 source_id: status.id,
             }));
             if last {
+                complete = true;
                 break;
             }
         }
+        note_unread(&mut results, complete, "commit statuses");
         Ok(results)
     }
+}
+
+/// When pages were left unread, a pending result that says so.
+fn note_unread(results: &mut Vec<CheckResult>, complete: bool, what: &str) {
+    if complete {
+        return;
+    }
+    tracing::warn!(
+        "more than {} {what} on one commit: the rest were not read",
+        MAX_PAGES * PER_PAGE
+    );
+    results.push(CheckResult {
+        kind: CheckKind::Run,
+        name: format!("(more than {} {what}, not all read)", MAX_PAGES * PER_PAGE),
+        state: CheckState::Pending,
+        detail: "unread".to_owned(),
+        url: None,
+        source_id: 1,
+    });
 }

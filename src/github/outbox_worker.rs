@@ -316,21 +316,41 @@ impl OutboxWorker {
             };
             // The merges waiting on a commit whose checks cannot be read learn why, and
             // those past their deadline time out with it.
+            // A read is not kept as a failed call: the next poll reads again, and the
+            // waits show the error. (Kept, a refused read would add a failed row per wait
+            // per poll.)
             let read = match &item.call {
                 Call::ReadChecks { repository, sha } => Some((repository.clone(), sha.clone())),
+                _ => None,
+            };
+            // A deployment that waited (for checks, or a soak) and cannot be created ends
+            // its wait `given_up`, so that it may be asked for again.
+            let creation = match &item.call {
+                Call::CreateDeployment {
+                    repository,
+                    request,
+                    ..
+                } => Some((repository.clone(), request.clone())),
                 _ => None,
             };
             let ended = self
                 .store
                 .write_persistently("a given-up call", move |c| {
-                    outbox::give_up(c, id, &error)?;
+                    let now = now_ms();
                     if let Some((repository, sha)) = &read {
-                        return waits::read_failed(c, repository, sha, &error, now_ms());
+                        outbox::complete(c, id)?;
+                        return waits::read_failed(c, repository, sha, &error, now);
                     }
+                    outbox::give_up(c, id, &error)?;
                     if let Some((repository, number, environment)) = &merge {
                         merges::forget_merge(c, repository, *number, environment)?;
                     }
-                    Ok(vec![])
+                    match &creation {
+                        Some((repository, request)) => {
+                            waits::creation_given_up(c, repository, request, &error, now)
+                        }
+                        None => Ok(vec![]),
+                    }
                 })
                 .await?;
             self.count(&ended);

@@ -51,17 +51,42 @@ pub fn status_reported(
     })
 }
 
-/// A check suite changed: no result of its own (a suite is not a check, and one with no
-/// runs stays `queued` forever), but a reason to read the commit's checks again.
+/// A check suite changed: a reason to read the commit's checks again, and, for a suite with
+/// runs, a result of its own that `"all"` waits for until the suite completes (its later
+/// runs — jobs that need earlier ones — may not exist yet). A suite with no runs is no
+/// check: it stays `queued` forever.
 pub fn check_suite_reported(
     event: &CheckSuiteEvent,
     environments: &[EnvironmentConfig],
 ) -> Result<CheckReport, Ignored> {
     let repo = gated_repository(event.repository.as_ref(), environments, "check suite")?;
+    let suite = &event.check_suite;
+    let status = suite.status.as_deref().unwrap_or("queued");
+    let result = (suite.latest_check_runs_count.unwrap_or(0) > 0).then(|| CheckResult {
+        kind: CheckKind::Suite,
+        name: CheckResult::suite_name(
+            suite
+                .app
+                .as_ref()
+                .and_then(|a| a.name.as_deref().or(a.slug.as_deref())),
+        ),
+        // Its runs say whether it passed; the suite says only whether more may come.
+        state: if status == "completed" {
+            CheckState::Passed
+        } else {
+            CheckState::Pending
+        },
+        detail: suite
+            .conclusion
+            .clone()
+            .unwrap_or_else(|| status.to_owned()),
+        url: None,
+        source_id: suite.id,
+    });
     Ok(CheckReport {
         repo,
-        sha: event.check_suite.head_sha.clone(),
-        result: None,
+        sha: suite.head_sha.clone(),
+        result,
         installation: event.installation.as_ref().map(|i| i.id),
     })
 }

@@ -4,7 +4,10 @@
 //!
 //! It is also where promotion starts: a `success` in an environment that another one is
 //! promoted from (`promote_from`) schedules the same commit for that one, after its soak.
-//! Whoever deployed — deployhook, or another system posting statuses — the success counts.
+//! Whoever deployed — deployhook, or another system posting statuses — the success counts,
+//! when what was deployed is the deploy branch: a commit (deployhook deploys merge commits
+//! by SHA) or the branch itself. A feature branch someone deployed to staging by hand to
+//! try it is not promoted to production.
 
 use serde_json::json;
 
@@ -43,24 +46,50 @@ pub fn update_deployment_status(
         environment_url = status.environment_url.as_deref().unwrap_or_default(),
         "{message}"
     );
-    let promotions = promotions(event, environment, environments);
-    (message, promotions)
+    let (promotions, refused) = promotions(event, environment, environments);
+    match refused {
+        Some(why) => (format!("{message}; {why}"), promotions),
+        None => (message, promotions),
+    }
 }
 
-/// The environments that receive this deployment's commit, if it just succeeded.
+/// The environments that receive this deployment's commit, if it just succeeded; and why
+/// it is not promoted where it would have been, if so.
 fn promotions(
     event: &DeploymentStatusEvent,
     from: &str,
     environments: &[EnvironmentConfig],
-) -> Vec<Promotion> {
+) -> (Vec<Promotion>, Option<String>) {
     let deployment = &event.deployment;
     let (Some(repository), Some(sha)) = (&event.repository, &deployment.sha) else {
-        return vec![];
+        return (vec![], None);
     };
     // Only a deploy of the code counts: a migration or other task says nothing of it.
     let task = deployment.task.as_deref().unwrap_or(DEPLOY_TASK);
     if event.deployment_status.state != "success" || task != DEPLOY_TASK {
-        return vec![];
+        return (vec![], None);
+    }
+    let targets: Vec<&EnvironmentConfig> = environments
+        .iter()
+        .filter(|e| e.promote_from.as_ref().is_some_and(|f| f.as_ref() == from))
+        .filter(|e| e.accepts(&repository.full_name))
+        .collect();
+    if let (Some(target), Some(git_ref)) = (targets.first(), deployment.git_ref.as_deref()) {
+        let branch = target
+            .branch
+            .as_deref()
+            .or(repository.default_branch.as_deref());
+        let is_sha = crate::model::CommitSha::parse(git_ref).is_ok();
+        if !is_sha && branch.is_some_and(|b| b != git_ref) {
+            let names: Vec<&str> = targets.iter().map(|t| t.name.as_ref()).collect();
+            let why = format!(
+                "not promoted to {}: it deployed {git_ref}, not {}",
+                names.join(", "),
+                branch.unwrap_or_default()
+            );
+            tracing::info!("{why}");
+            return (vec![], Some(why));
+        }
     }
     let repo: &RepoName = &repository.full_name;
     let payload = &deployment.payload;
@@ -73,10 +102,8 @@ fn promotions(
         .get("pull_request")
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0);
-    environments
-        .iter()
-        .filter(|e| e.promote_from.as_ref().is_some_and(|f| f.as_ref() == from))
-        .filter(|e| e.accepts(repo))
+    let promotions = targets
+        .into_iter()
         .map(|target| Promotion {
             new: NewDeployment {
                 repo: repo.clone(),
@@ -97,7 +124,8 @@ fn promotions(
             soak: target.soak,
             policy: target.policy,
         })
-        .collect()
+        .collect();
+    (promotions, None)
 }
 
 fn promotion_request(
@@ -195,6 +223,21 @@ mod tests {
             promotion.new.request.payload,
             json!({"environment": "production", "deploy_user": "octo-dev", "pull_request": 42,
                    "promoted_from": {"environment": "staging", "deployment": 880001}})
+        );
+        // A feature branch deployed to staging by hand is not promoted; the branch is.
+        let mut feature = event("success", "staging");
+        feature.deployment.git_ref = Some("feature-x".into());
+        feature.repository.as_mut().unwrap().default_branch = Some("main".into());
+        let (message, none) = update_deployment_status(&feature, &environments());
+        assert!(none.is_empty());
+        assert!(
+            message.ends_with("not promoted to production: it deployed feature-x, not main"),
+            "{message}"
+        );
+        feature.deployment.git_ref = Some("main".into());
+        assert_eq!(
+            update_deployment_status(&feature, &environments()).1.len(),
+            1
         );
         for (state, environment) in [("failure", "staging"), ("success", "production")] {
             let (_, none) = update_deployment_status(&event(state, environment), &environments());

@@ -18,6 +18,9 @@ pub enum CheckKind {
     Run,
     /// A commit status; its context is the check's name.
     Status,
+    /// A check suite with runs, pending until it completes: `"all"` waits for it, since
+    /// its later runs (jobs that need earlier ones) may not exist yet.
+    Suite,
 }
 
 impl CheckKind {
@@ -25,14 +28,15 @@ impl CheckKind {
         match self {
             Self::Run => "run",
             Self::Status => "status",
+            Self::Suite => "suite",
         }
     }
 
     pub fn parse(s: &str) -> Self {
-        if s == "status" {
-            Self::Status
-        } else {
-            Self::Run
+        match s {
+            "status" => Self::Status,
+            "suite" => Self::Suite,
+            _ => Self::Run,
         }
     }
 }
@@ -103,6 +107,13 @@ pub struct CheckResult {
     /// GitHub's id of the run or status: a re-run has a larger one, so an older result that
     /// arrives late never replaces a newer one.
     pub source_id: u64,
+}
+
+impl CheckResult {
+    /// How a check suite is named among the checks: by its app.
+    pub fn suite_name(app: Option<&str>) -> String {
+        format!("suite of {}", app.unwrap_or("an app"))
+    }
 }
 
 /// Which checks an environment waits for. "none" is the absence of a gate.

@@ -77,13 +77,11 @@ pub fn record(
                 match &new.gate {
                     None => outbox::enqueue_create_deployment(conn, new, now)?,
                     Some(gate) => {
-                        ended.extend(waits::wait_for_checks(
-                            conn,
-                            new,
-                            gate,
-                            checks_poll_ms,
-                            now,
-                        )?);
+                        match waits::wait_for_checks(conn, new, gate, checks_poll_ms, now)? {
+                            Some(settled) => ended.extend(settled),
+                            // Its commit already waits, or passed, for this environment.
+                            None => continue,
+                        }
                     }
                 }
                 created = true;

@@ -53,3 +53,24 @@ pub fn forget_merge(
     )?;
     Ok(())
 }
+
+/// Records again that a merge asked for its deployment (its wait for checks opened again
+/// after a re-run), so a new delivery of it changes nothing.
+pub fn remember(
+    conn: &Connection,
+    repository: &str,
+    pull_request: i64,
+    environment: &str,
+    sha: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    if pull_request == 0 {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO merges (repository, pull_request, environment, sha, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![repository, pull_request, environment, sha, now])?;
+    Ok(())
+}

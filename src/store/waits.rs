@@ -1,13 +1,20 @@
 //! The `waits` and `check_results` tables: deployments that wait before they are created —
 //! a merge for its commit's checks, a promotion for its soak — and the check results they
 //! wait on. A wait ends in the transaction that learns its fate: `passed` queues the
-//! deployment's creation in the outbox, `failed` and `timed_out` forget the merge (so
-//! GitHub's Redeliver asks again once CI is fixed), `superseded` when a newer merge or
-//! success replaced it under the `latest` policy.
+//! deployment's creation in the outbox; `failed` and `timed_out` forget the merge, so a new
+//! delivery of it starts a new wait; `superseded` when a newer merge or success replaced it
+//! under the `latest` policy; `given_up` when GitHub refused to create its deployment.
 //!
 //! A wait decides `timed_out` only on an answer from GitHub: past its deadline it asks for
 //! the checks once more, and while GitHub does not answer (an outage, retried through the
-//! outbox) it keeps waiting. A wait never fails because GitHub was unreachable.
+//! outbox) it keeps waiting. A wait never fails because GitHub was unreachable. A wait that
+//! `failed` opens again when its failed check is re-run (a newer result that is not a
+//! failure): re-running flaky CI deploys the merge without anyone redelivering it.
+//!
+//! Order: under `latest`, a wait never passes once a newer one (by merge time, or by the
+//! deployment promoted from) has passed — it would deploy older code over newer. Under
+//! `queue`, a green wait passes only when no older one for its environment still waits, so
+//! deployments are created, and run, in merge order.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -22,20 +29,21 @@ use crate::store::{int_key, merges, outbox};
 pub struct Ended {
     /// `checks` or `soak`.
     pub kind: &'static str,
-    /// `passed`, `failed`, `timed_out` or `superseded`.
+    /// `passed`, `failed`, `timed_out`, `superseded` or `given_up`.
     pub outcome: &'static str,
 }
 
 /// Records that `new` waits for its merge commit's checks, and settles it at once against
 /// what is already known (a check may have finished before the merge's delivery came).
-/// A newer merge's wait supersedes this environment's older ones under `latest`.
+/// A newer merge's wait supersedes this environment's older ones under `latest`. `None`
+/// when this commit already waits, or passed, for this environment.
 pub fn wait_for_checks(
     conn: &Connection,
     new: &NewDeployment,
     gate: &Gate,
     poll_ms: i64,
     now: i64,
-) -> rusqlite::Result<Vec<Ended>> {
+) -> rusqlite::Result<Option<Vec<Ended>>> {
     let sort_key = gate.merged_at.clone().unwrap_or_else(|| timestamp(now));
     let due_at = now.saturating_add(millis(gate.timeout));
     let target = Target {
@@ -49,20 +57,20 @@ pub fn wait_for_checks(
         next_poll_at: now.saturating_add(poll_ms).min(due_at),
     };
     let Some(id) = insert(conn, &target, now)? else {
-        return Ok(vec![]);
+        return Ok(None);
     };
     let mut ended = supersede(conn, &target, id, now)?;
     ended.extend(settle(
         conn,
         new.repo.as_ref(),
         new.request.git_ref.as_ref(),
-        false,
+        Answer::None,
         now,
     )?);
     if is_waiting(conn, id)? {
         outbox::enqueue_read_checks(conn, &new.repo, &new.request.git_ref, new.installation, now)?;
     }
-    Ok(ended)
+    Ok(Some(ended))
 }
 
 /// Records that `promotion` soaks: its deployment is created once the soak is over (see
@@ -99,11 +107,18 @@ pub fn record_check(
 ) -> rusqlite::Result<Vec<Ended>> {
     if let Some(result) = &report.result {
         upsert_result(conn, report.repo.as_ref(), report.sha.as_ref(), result, now)?;
+        reopen_failed(conn, report.repo.as_ref(), report.sha.as_ref(), now)?;
     }
     if !any_waiting(conn, report.repo.as_ref(), report.sha.as_ref())? {
         return Ok(vec![]);
     }
-    let ended = settle(conn, report.repo.as_ref(), report.sha.as_ref(), false, now)?;
+    let ended = settle(
+        conn,
+        report.repo.as_ref(),
+        report.sha.as_ref(),
+        Answer::None,
+        now,
+    )?;
     if needs_read(conn, report)? {
         outbox::enqueue_read_checks(conn, &report.repo, &report.sha, report.installation, now)?;
     }
@@ -118,15 +133,15 @@ pub fn record_check(
 /// in progress, completed — and reading on each would spend the rate limit on nothing.)
 fn needs_read(conn: &Connection, report: &CheckReport) -> rusqlite::Result<bool> {
     let finished = match &report.result {
-        None => return any_waiting(conn, report.repo.as_ref(), report.sha.as_ref()),
-        Some(result) => result.state != CheckState::Pending,
+        Some(result) if result.kind != CheckKind::Suite => result.state != CheckState::Pending,
+        _ => return any_waiting(conn, report.repo.as_ref(), report.sha.as_ref()),
     };
     if !finished {
         return Ok(false);
     }
     let all = serde_json::to_string(&Required::All).map_err(json_error)?;
     conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM waits INDEXED BY waits_open_by_commit
+        "SELECT EXISTS (SELECT 1 FROM waits INDEXED BY waits_by_commit
                         WHERE state = 'waiting' AND repository = ?1 AND sha = ?2
                           AND kind = 'checks' AND required = ?3)",
     )?
@@ -164,15 +179,16 @@ pub fn record_read(
     results: &[CheckResult],
     now: i64,
 ) -> rusqlite::Result<Vec<Ended>> {
-    for result in results {
-        upsert_result(conn, repo, sha, result, now)?;
+    for result in worst_per_check(results) {
+        upsert_result(conn, repo, sha, &result, now)?;
     }
+    reopen_failed(conn, repo, sha, now)?;
     conn.prepare_cached(
         "UPDATE waits SET read_at = ?3, read_error = NULL
          WHERE state = 'waiting' AND repository = ?1 AND sha = ?2",
     )?
     .execute(params![repo, sha, now])?;
-    settle(conn, repo, sha, true, now)
+    settle(conn, repo, sha, Answer::Read, now)
 }
 
 /// GitHub refused to tell the commit's checks (no permission, no such repository) or did not
@@ -191,7 +207,7 @@ pub fn read_failed(
          WHERE state = 'waiting' AND repository = ?1 AND sha = ?2",
     )?
     .execute(params![repo, sha, error])?;
-    settle(conn, repo, sha, true, now)
+    settle(conn, repo, sha, Answer::Refused, now)
 }
 
 /// What the gate worker did in one pass.
@@ -221,13 +237,20 @@ pub fn tick(conn: &Connection, poll_ms: i64, now: i64, limit: usize) -> rusqlite
     let mut tick = Tick::default();
     for (id, kind, repository, sha, installation, due_at) in due {
         if kind == "soak" {
-            let reason = "soaked; deployment created";
-            let new = end(conn, id, "passed", reason, now)?;
-            outbox::enqueue_create_deployment(conn, &new, now)?;
-            tick.created += 1;
+            // A newer success already promoted (delivered before this one's soak ended):
+            // promoting this one now would deploy older code over it.
+            let (outcome, reason) = match newer_passed_than(conn, id)? {
+                Some(newer) => ("superseded", format!("superseded by {}", short(&newer))),
+                None => ("passed", "soaked; deployment created".to_owned()),
+            };
+            let new = end(conn, id, outcome, &reason, now)?;
+            if outcome == "passed" {
+                outbox::enqueue_create_deployment(conn, &new, now)?;
+                tick.created += 1;
+            }
             tick.ended.push(Ended {
                 kind: "soak",
-                outcome: "passed",
+                outcome,
             });
             continue;
         }
@@ -311,7 +334,8 @@ pub fn waits(conn: &Connection, ended_limit: usize) -> rusqlite::Result<Vec<Wait
                    due_at, from_deployment, read_error, state, reason, ended_at";
     let mut rows: Vec<WaitRow> = conn
         .prepare_cached(&format!(
-            "SELECT {columns} FROM waits WHERE state = 'waiting' ORDER BY created_at, id LIMIT ?1"
+            "SELECT {columns} FROM waits INDEXED BY waits_waiting_by_age WHERE state = 'waiting'
+             ORDER BY created_at, id LIMIT ?1"
         ))?
         .query_map([MAX_WAITING_SHOWN], wait_row)?
         .collect::<Result<_, _>>()?;
@@ -440,27 +464,9 @@ fn supersede(
     if target.policy != Policy::Latest {
         return Ok(vec![]);
     }
-    let short = |sha: &str| sha.chars().take(7).collect::<String>();
     // A newer one already passed (a late delivery, a redelivery of a merge that failed or
     // was superseded, a late success): this one must not deploy over it.
-    let newer_passed: Option<String> = conn
-        .prepare_cached(
-            "SELECT sha FROM waits
-             WHERE kind = ?3 AND repository = ?1 AND environment = ?2 AND state = 'passed'
-               AND sort_key > ?4
-             ORDER BY sort_key DESC LIMIT 1",
-        )?
-        .query_row(
-            params![
-                target.new.repo.as_ref(),
-                target.new.request.environment.as_ref(),
-                target.kind,
-                target.sort_key
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let Some(newer_sha) = newer_passed {
+    if let Some(newer_sha) = newer_passed_than(conn, id)? {
         let reason = format!("superseded by {}", short(&newer_sha));
         let new = end(conn, id, "superseded", &reason, now)?;
         if target.kind == "checks" {
@@ -510,32 +516,58 @@ fn supersede(
     Ok(ended)
 }
 
-/// A wait for checks, as settling reads it: id, gate, deadline, last read, read error.
-type OpenGate = (i64, String, i64, Option<i64>, Option<String>);
+/// What the settling of a commit's waits may decide, by what it follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A check event, or nothing from GitHub: no timeout, and `"all"` cannot pass.
+    None,
+    /// GitHub refused or failed the read: past the deadline, pending is `timed_out`.
+    Refused,
+    /// GitHub told every check: `"all"` may pass, and pending past the deadline times out.
+    Read,
+}
 
-/// Applies each waiting gate on `repo`@`sha` to the results known; `after_read`: GitHub has
-/// just answered, so a wait past its deadline that is still pending has timed out.
+/// A wait for checks, as settling reads it.
+struct OpenGate {
+    id: i64,
+    environment: String,
+    required: Required,
+    policy: String,
+    sort_key: String,
+    due_at: i64,
+    read_error: Option<String>,
+    installation: Option<i64>,
+}
+
+/// Applies each waiting gate on `repo`@`sha` to the results known; `answer` says what GitHub
+/// just told (see [`Answer`]). Under `queue`, a wait that ends lets the next one of its environment
+/// be settled in turn.
 fn settle(
     conn: &Connection,
     repo: &str,
     sha: &str,
-    after_read: bool,
+    answer: Answer,
     now: i64,
 ) -> rusqlite::Result<Vec<Ended>> {
     let waiting: Vec<OpenGate> = conn
         .prepare_cached(
-            "SELECT id, required, due_at, read_at, read_error FROM waits
-             INDEXED BY waits_open_by_commit
-             WHERE state = 'waiting' AND repository = ?1 AND sha = ?2 AND kind = 'checks'",
+            "SELECT id, environment, required, policy, sort_key, due_at, read_error,
+                    installation_id
+             FROM waits INDEXED BY waits_by_commit
+             WHERE repository = ?1 AND sha = ?2 AND state = 'waiting' AND kind = 'checks'",
         )?
         .query_map(params![repo, sha], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-            ))
+            let required: String = row.get(2)?;
+            Ok(OpenGate {
+                id: row.get(0)?,
+                environment: row.get(1)?,
+                required: serde_json::from_str(&required).map_err(json_error)?,
+                policy: row.get(3)?,
+                sort_key: row.get(4)?,
+                due_at: row.get(5)?,
+                read_error: row.get(6)?,
+                installation: row.get(7)?,
+            })
         })?
         .collect::<Result<_, _>>()?;
     if waiting.is_empty() {
@@ -543,18 +575,21 @@ fn settle(
     }
     let results = results(conn, repo, sha)?;
     let mut ended = Vec::new();
-    for (id, required, due_at, read_at, read_error) in waiting {
-        let required: Required = serde_json::from_str(&required).map_err(json_error)?;
+    let mut next_in_line = Vec::new();
+    for gate in waiting {
+        let required = &gate.required;
         // "all" means all the checks GitHub has for the commit: the events seen so far may
         // be only the first to finish, so only a read of GitHub can make it green.
         let verdict = match required.verdict(&results) {
-            Verdict::Green if required == Required::All && read_at.is_none() => {
-                Verdict::Pending(vec!["a read of every check".to_owned()])
-            }
+            Verdict::Green if *required == Required::All && answer != Answer::Read => continue,
             verdict => verdict,
         };
         let (outcome, reason) = match verdict {
-            Verdict::Green => ("passed", format!("{required} passed; deployment created")),
+            Verdict::Green => match newer_passed_than(conn, gate.id)? {
+                Some(newer) => ("superseded", format!("superseded by {}", short(&newer))),
+                None if gate.policy == "queue" && older_waiting(conn, repo, &gate)? => continue,
+                None => ("passed", format!("{required} passed; deployment created")),
+            },
             Verdict::Failed(check) => {
                 let link = check.url.map(|u| format!(": {u}")).unwrap_or_default();
                 (
@@ -562,16 +597,16 @@ fn settle(
                     format!("check {} {}{link}", check.name, check.detail),
                 )
             }
-            Verdict::Pending(pending) if after_read && now >= due_at => {
+            Verdict::Pending(pending) if answer != Answer::None && now >= gate.due_at => {
                 let mut reason = format!("timed out waiting for {}", pending.join(", "));
-                if let Some(error) = read_error {
+                if let Some(error) = &gate.read_error {
                     reason.push_str(&format!(" (GitHub: {error})"));
                 }
                 ("timed_out", reason)
             }
             Verdict::Pending(_) => continue,
         };
-        let new = end(conn, id, outcome, &reason, now)?;
+        let new = end(conn, gate.id, outcome, &reason, now)?;
         if outcome == "passed" {
             outbox::enqueue_create_deployment(conn, &new, now)?;
         } else {
@@ -581,8 +616,192 @@ fn settle(
             kind: "checks",
             outcome,
         });
+        if gate.policy == "queue" {
+            next_in_line.push(gate);
+        }
+    }
+    // The next merge in line may have been green, waiting only for this one.
+    for gate in next_in_line {
+        let Some(next) = oldest_waiting(conn, repo, &gate.environment)? else {
+            continue;
+        };
+        ended.extend(settle(conn, repo, &next, Answer::None, now)?);
+        let (Ok(repo), Ok(sha)) = (RepoName::parse(repo), CommitSha::parse(&next)) else {
+            continue;
+        };
+        // "all" passes only on a read: ask now rather than at the next poll.
+        let installation = gate.installation.map(i64::unsigned_abs);
+        if any_waiting(conn, repo.as_ref(), sha.as_ref())? {
+            outbox::enqueue_read_checks(conn, &repo, &sha, installation, now)?;
+        }
     }
     Ok(ended)
+}
+
+/// Under `queue`: whether a merge older than `gate`'s still waits for the same environment.
+fn older_waiting(conn: &Connection, repo: &str, gate: &OpenGate) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM waits INDEXED BY waits_open_by_target
+                        WHERE state = 'waiting' AND repository = ?1 AND environment = ?2
+                          AND kind = 'checks' AND sort_key < ?3)",
+    )?
+    .query_row(params![repo, gate.environment, gate.sort_key], |row| {
+        row.get(0)
+    })
+}
+
+/// The commit of the oldest merge waiting for `environment`'s checks, if any.
+fn oldest_waiting(
+    conn: &Connection,
+    repo: &str,
+    environment: &str,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT sha FROM waits INDEXED BY waits_open_by_target
+         WHERE state = 'waiting' AND repository = ?1 AND environment = ?2 AND kind = 'checks'
+         ORDER BY sort_key LIMIT 1",
+    )?
+    .query_row(params![repo, environment], |row| row.get(0))
+    .optional()
+}
+
+/// The commit of a wait for the same kind, repository and environment as wait `id` that is
+/// newer and already passed, if any: `id` must not deploy over it (under `latest`).
+fn newer_passed_than(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT newer.sha FROM waits AS this, waits AS newer INDEXED BY waits_passed
+         WHERE this.id = ?1 AND this.policy = 'latest'
+           AND newer.state = 'passed' AND newer.kind = this.kind
+           AND newer.repository = this.repository AND newer.environment = this.environment
+           AND newer.sort_key > this.sort_key
+         ORDER BY newer.sort_key DESC LIMIT 1",
+    )?
+    .query_row([id], |row| row.get(0))
+    .optional()
+}
+
+/// A failed wait opens again when the check that failed it was re-run: with the results
+/// known now, its gate no longer fails. It waits afresh, with a new deadline — unless a
+/// newer merge for its environment waits or passed meanwhile (under `latest`).
+fn reopen_failed(conn: &Connection, repo: &str, sha: &str, now: i64) -> rusqlite::Result<()> {
+    let failed: Vec<(i64, String, String, i64)> = conn
+        .prepare_cached(
+            "SELECT id, required, environment, due_at - created_at
+             FROM waits INDEXED BY waits_by_commit
+             WHERE repository = ?1 AND sha = ?2 AND state = 'failed' AND kind = 'checks'",
+        )?
+        .query_map(params![repo, sha], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let results = results(conn, repo, sha)?;
+    for (id, required, environment, timeout) in failed {
+        let required: Required = serde_json::from_str(&required).map_err(json_error)?;
+        if matches!(required.verdict(&results), Verdict::Failed(_)) {
+            continue;
+        }
+        let newer: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM waits AS this, waits AS newer
+                                WHERE this.id = ?1 AND this.policy = 'latest'
+                                  AND newer.kind = 'checks' AND newer.repository = ?2
+                                  AND newer.environment = ?3 AND newer.sort_key > this.sort_key
+                                  AND newer.state IN ('waiting', 'passed'))",
+            )?
+            .query_row(params![id, repo, environment], |row| row.get(0))?;
+        if newer {
+            continue;
+        }
+        let (pull_request, git_ref): (i64, String) = conn
+            .prepare_cached(
+                "UPDATE waits SET state = 'waiting', reason = NULL, ended_at = NULL,
+                     created_at = ?2, due_at = ?2 + ?3, next_poll_at = ?2, read_at = NULL,
+                     read_error = NULL
+                 WHERE id = ?1 RETURNING pull_request, sha",
+            )?
+            .query_row(params![id, now, timeout], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        merges::remember(conn, repo, pull_request, &environment, &git_ref, now)?;
+        tracing::info!(
+            repo,
+            environment = %environment,
+            "the failed check of {repo}@{} was re-run: its merge waits for checks again",
+            short(&git_ref)
+        );
+    }
+    Ok(())
+}
+
+/// GitHub refused to create the deployment a wait passed for: the wait ends `given_up`, so
+/// a new delivery of its merge (or a new success of its commit) may try again.
+pub fn creation_given_up(
+    conn: &Connection,
+    repo: &str,
+    request: &DeploymentRequest,
+    error: &str,
+    now: i64,
+) -> rusqlite::Result<Vec<Ended>> {
+    let reason = format!("the deployment could not be created: {error}");
+    let kinds: Vec<String> = conn
+        .prepare_cached(
+            "UPDATE waits SET state = 'given_up', reason = ?4, ended_at = ?5
+             WHERE repository = ?1 AND environment = ?2 AND sha = ?3 AND state = 'passed'
+             RETURNING kind",
+        )?
+        .query_map(
+            params![
+                repo,
+                request.environment.as_ref(),
+                request.git_ref.as_ref(),
+                reason,
+                now
+            ],
+            |row| row.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(kinds
+        .iter()
+        .map(|kind| Ended {
+            kind: if kind == "soak" { "soak" } else { "checks" },
+            outcome: "given_up",
+        })
+        .collect())
+}
+
+/// One result per check (kind and name) from a read: the worst of its runs. Two workflows
+/// may run a job of the same name; a failure of one must not hide behind the other's
+/// success.
+fn worst_per_check(results: &[CheckResult]) -> Vec<CheckResult> {
+    let rank = |state: CheckState| match state {
+        CheckState::Failed => 2,
+        CheckState::Pending => 1,
+        CheckState::Passed => 0,
+    };
+    let mut merged: Vec<CheckResult> = Vec::new();
+    for result in results {
+        match merged
+            .iter_mut()
+            .find(|m| m.kind == result.kind && m.name == result.name)
+        {
+            None => merged.push(result.clone()),
+            Some(known) => {
+                let newest = known.source_id.max(result.source_id);
+                if rank(result.state) > rank(known.state) {
+                    *known = result.clone();
+                }
+                known.source_id = newest;
+            }
+        }
+    }
+    merged
+}
+
+fn short(sha: &str) -> String {
+    sha.chars().take(7).collect()
 }
 
 /// Ends wait `id` and returns the deployment it was waiting to create.
@@ -647,7 +866,9 @@ fn upsert_result(
          ON CONFLICT (repository, sha, kind, name) DO UPDATE SET
              state = excluded.state, detail = excluded.detail, url = excluded.url,
              source_id = excluded.source_id, updated_at = excluded.updated_at
-         WHERE excluded.source_id >= check_results.source_id",
+         WHERE excluded.source_id > check_results.source_id
+            OR (excluded.source_id = check_results.source_id
+                AND check_results.state = 'pending')",
     )?
     .execute(params![
         repo,
@@ -684,8 +905,8 @@ pub fn results(conn: &Connection, repo: &str, sha: &str) -> rusqlite::Result<Vec
 
 fn any_waiting(conn: &Connection, repo: &str, sha: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM waits INDEXED BY waits_open_by_commit
-                        WHERE state = 'waiting' AND repository = ?1 AND sha = ?2
+        "SELECT EXISTS (SELECT 1 FROM waits INDEXED BY waits_by_commit
+                        WHERE repository = ?1 AND sha = ?2 AND state = 'waiting'
                           AND kind = 'checks')",
     )?
     .query_row(params![repo, sha], |row| row.get(0))

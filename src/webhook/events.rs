@@ -227,6 +227,9 @@ pub struct DeploymentSummary {
     pub id: DeploymentId,
     pub environment: Option<String>,
     pub sha: Option<CommitSha>,
+    /// What was asked for: a branch, a tag or a SHA.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
     pub task: Option<String>,
     #[serde(default)]
     pub payload: serde_json::Value,
@@ -266,7 +269,11 @@ pub struct CheckSuiteEvent {
 
 #[derive(Debug, Deserialize)]
 pub struct CheckSuite {
+    #[serde(deserialize_with = "stored_id")]
+    pub id: u64,
     pub head_sha: CommitSha,
+    /// The app whose checks the suite holds (GitHub Actions, a CI service…).
+    pub app: Option<App>,
     pub status: Option<String>,
     pub conclusion: Option<String>,
     /// Suites with no runs (an app that registered but runs nothing here) stay `queued`

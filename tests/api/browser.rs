@@ -112,6 +112,15 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_wat
         .await;
     Mock::given(method("GET"))
         .and(path(format!(
+            "/repos/acme/widgets/commits/{MERGE_SHA}/check-suites"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"total_count": 0, "check_suites": []})),
+        )
+        .mount(&app.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!(
             "/repos/acme/widgets/commits/{MERGE_SHA}/status"
         )))
         .respond_with(

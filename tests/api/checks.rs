@@ -42,6 +42,7 @@ const LATER: &str = "2026-03-03T14:05:00Z";
 #[derive(Debug, Clone, Default)]
 pub struct FakeChecks {
     runs: Arc<Mutex<Vec<Value>>>,
+    suites: Arc<Mutex<Vec<Value>>>,
     statuses: Arc<Mutex<Vec<Value>>>,
     down: Arc<AtomicBool>,
     /// Reads answered 503.
@@ -49,10 +50,18 @@ pub struct FakeChecks {
 }
 
 impl FakeChecks {
-    /// Mounts `GET …/commits/{sha}/check-runs` and `GET …/commits/{sha}/status`, with no
-    /// checks known yet.
+    /// Mounts `GET …/commits/{sha}/check-suites`, `GET …/commits/{sha}/check-runs` and
+    /// `GET …/commits/{sha}/status`, with no checks known yet.
     pub async fn mount(server: &MockServer) -> Self {
         let fake = Self::default();
+        Mock::given(method("GET"))
+            .and(path_regex(
+                r"^/repos/[^/]+/[^/]+/commits/[0-9a-f]{40}/check-suites$",
+            ))
+            .respond_with(CheckSuites(fake.clone()))
+            .with_priority(5)
+            .mount(server)
+            .await;
         Mock::given(method("GET"))
             .and(path_regex(
                 r"^/repos/[^/]+/[^/]+/commits/[0-9a-f]{40}/check-runs$",
@@ -70,6 +79,10 @@ impl FakeChecks {
             .mount(server)
             .await;
         fake
+    }
+
+    pub fn set_suites(&self, suites: Vec<Value>) {
+        *self.suites.lock().unwrap() = suites;
     }
 
     pub fn set_runs(&self, runs: Vec<Value>) {
@@ -91,6 +104,19 @@ impl FakeChecks {
         }
         self.refused.fetch_add(1, Ordering::SeqCst);
         Some(ResponseTemplate::new(503).set_body_json(json!({"message": "Service Unavailable"})))
+    }
+}
+
+struct CheckSuites(FakeChecks);
+
+impl Respond for CheckSuites {
+    fn respond(&self, _request: &Request) -> ResponseTemplate {
+        if let Some(down) = self.0.unavailable() {
+            return down;
+        }
+        let suites = self.0.suites.lock().unwrap().clone();
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"total_count": suites.len(), "check_suites": suites}))
     }
 }
 
@@ -531,13 +557,18 @@ async fn a_gated_merge_deploys_only_once_its_status_and_then_its_check_run_pass(
 }
 
 /// A failing required check ends the wait at once, saying which check and where its output
-/// is; nothing is created, and the merge is forgotten so that once CI is fixed a redelivery
-/// of the merge deploys it.
+/// is; nothing is created. Re-running the failed check opens the wait again, and its
+/// success deploys the merge without anyone redelivering it (GitHub's Redeliver reuses the
+/// delivery id, which is answered `duplicate`).
 #[tokio::test]
 async fn a_failing_check_creates_no_deployment_and_says_which_check_failed() {
     let (mut app, _checks) = gated_app(named(&["test", "lint"]), |_| {}).await;
     let merge = merged_pull_request(42, SHA, MERGED_AT);
-    post(&app, "pull_request", &merge).await;
+    const MERGE_DELIVERY: &str = "6d4f2a10-cafe-11ef-8000-000000000042";
+    let response = app
+        .post_delivery("pull_request", &merge, MERGE_DELIVERY, 1)
+        .await;
+    assert!(response.status().is_success(), "{}", response.status());
     app.wait_for_github("the first read of the checks", |r| reads(r) >= 1)
         .await;
 
@@ -577,15 +608,23 @@ async fn a_failing_check_creates_no_deployment_and_says_which_check_failed() {
         summary(&requests)
     );
 
-    // Lint re-run green (a newer run), then GitHub's Redeliver of the merge: it deploys.
-    post(
+    // GitHub's Redeliver of the merge: the same delivery id, answered duplicate.
+    let response = app
+        .post_delivery("pull_request", &merge, MERGE_DELIVERY, 1)
+        .await;
+    assert_ack(&body_json(response).await, "duplicate", "already received");
+    // Lint re-run: its new run starts, and the merge waits again; the run passes, and the
+    // merge deploys.
+    post(&app, "check_run", &check_run_event(SHA, "lint", 4003, None)).await;
+    assert_eq!(wait_state(&app, "checks", SHA).0, "waiting");
+    assert_eq!(metric(&app, &waiting("checks")).await, 1.0);
+    let ack = post(
         &app,
         "check_run",
         &check_run_event(SHA, "lint", 4003, Some("success")),
     )
     .await;
-    let ack = post(&app, "pull_request", &merge).await;
-    assert_ack(&ack, "accepted", "waiting for test, lint");
+    assert_ack(&ack, "recorded", "then at once: wait for checks passed");
     let created = wait_for_created(&app, 1).await;
     assert_eq!(created[0], gated_request(42, SHA, MERGED_AT));
     assert_eq!(metric(&app, &ended("checks", "passed")).await, 1.0);
@@ -633,7 +672,8 @@ async fn a_check_that_never_reports_times_out_and_creates_nothing() {
 }
 
 /// Under "all", a check suite with no runs (an app that runs nothing here stays `queued`
-/// for ever) does not block: once the real runs are green, the merge deploys.
+/// for ever) does not block, but a suite with runs that still runs does, even when every
+/// run listed so far is green: once the suite completes, the merge deploys.
 #[tokio::test]
 async fn all_checks_ignore_a_suite_without_runs_and_deploy_once_the_real_runs_pass() {
     let (mut app, checks) = gated_app(Required::All, |_| {}).await;
@@ -663,10 +703,30 @@ async fn all_checks_ignore_a_suite_without_runs_and_deploy_once_the_real_runs_pa
     assert!(created_deployments(&requests).is_empty());
     assert_eq!(metric(&app, &waiting("checks")).await, 1.0);
 
+    // Every run GitHub lists is green, but the workflow's suite still runs: a job that
+    // needs these may not exist yet. Nothing deploys.
+    let suite = |status: &str| {
+        json!({"id": 9001, "status": status, "conclusion": null, "latest_check_runs_count": 2,
+               "app": {"name": "GitHub Actions", "slug": "github-actions"}})
+    };
+    checks.set_suites(vec![suite("in_progress")]);
     checks.set_runs(vec![
         listed_run(7001, "build", "completed", Some("success")),
         listed_run(7002, "test", "completed", Some("success")),
     ]);
+    post(
+        &app,
+        "check_run",
+        &check_run_event(SHA, "test", 7002, Some("success")),
+    )
+    .await;
+    app.wait_for_github("the read the finished check set off", |r| reads(r) >= 3)
+        .await;
+    reads_settled(&app).await;
+    assert_eq!(wait_state(&app, "checks", SHA).0, "waiting");
+    assert_eq!(queued_creations(&app), 0);
+
+    checks.set_suites(vec![suite("completed")]);
     let real_suite = check_suite_event(SHA, "completed", "completed", Some("success"), 2);
     post(&app, "check_suite", &real_suite).await;
     let created = wait_for_created(&app, 1).await;

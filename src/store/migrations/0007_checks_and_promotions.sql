@@ -7,7 +7,8 @@
 CREATE TABLE check_results (
     repository TEXT    NOT NULL,
     sha        TEXT    NOT NULL,
-    kind       TEXT    NOT NULL,  -- 'run' | 'status'
+    kind       TEXT    NOT NULL,  -- 'run' | 'status' | 'suite' (a suite with runs: pending
+                                  -- until it completes, which "all" waits for)
     name       TEXT    NOT NULL,
     state      TEXT    NOT NULL,  -- 'passed' | 'failed' | 'pending'
     detail     TEXT    NOT NULL,  -- GitHub's word: success, in_progress, timed_out…
@@ -37,7 +38,8 @@ CREATE TABLE waits (
                                        -- id promoted from, zero-padded
     from_deployment INTEGER,           -- soak: the deployment whose success started it
     state           TEXT    NOT NULL,  -- 'waiting' | 'passed' | 'failed' | 'timed_out'
-                                       -- | 'superseded'
+                                       -- | 'superseded' | 'given_up' (its deployment
+                                       -- could not be created)
     reason          TEXT,              -- why it ended, for people
     created_at      INTEGER NOT NULL,
     due_at          INTEGER NOT NULL,  -- checks: the deadline; soak: when it is promoted
@@ -49,7 +51,13 @@ CREATE TABLE waits (
     -- success changes nothing, and nothing is promoted twice.
     UNIQUE (kind, repository, environment, sha)
 );
-CREATE INDEX waits_open_by_commit ON waits (repository, sha) WHERE state = 'waiting';
-CREATE INDEX waits_open_by_target ON waits (repository, environment, kind) WHERE state = 'waiting';
+-- The waits on a commit, by state: settling a check's result, reopening a failed wait.
+CREATE INDEX waits_by_commit ON waits (repository, sha, state);
+CREATE INDEX waits_open_by_target ON waits (repository, environment, kind, sort_key)
+    WHERE state = 'waiting';
+-- Whether a newer wait already passed, for a merge or a success delivered late.
+CREATE INDEX waits_passed ON waits (kind, repository, environment, sort_key)
+    WHERE state = 'passed';
 CREATE INDEX waits_due ON waits (next_poll_at) WHERE state = 'waiting';
+CREATE INDEX waits_waiting_by_age ON waits (created_at, id) WHERE state = 'waiting';
 CREATE INDEX waits_ended ON waits (ended_at) WHERE state != 'waiting';
