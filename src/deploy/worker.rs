@@ -21,6 +21,7 @@ use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::model::{DeployJob, DeploymentState, OnInterrupt, Policy};
 use crate::store::jobs::{self, Claimed};
+use crate::store::locks;
 use crate::store::{Store, StoreError, now_ms};
 
 /// The longest the worker sleeps without looking at the queue.
@@ -117,12 +118,19 @@ impl DeployWorker {
             if let Err(err) = self.start_due().await {
                 tracing::error!("could not claim deploys: {err}");
             }
+            // A lock that expires releases what waits for it: look again then.
+            let now = now_ms();
+            let idle = match self.store.read(move |c| locks::next_expiry(c, now)).await {
+                Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
+                    .min(IDLE_POLL),
+                Ok(None) | Err(_) => IDLE_POLL,
+            };
             tokio::select! {
                 // Stopping wins over a wake-up that came at the same moment.
                 biased;
                 () = stop.cancelled() => return,
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = tokio::time::sleep(idle) => {}
             }
             if stop.is_cancelled() {
                 return;

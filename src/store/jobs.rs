@@ -6,8 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{DeployJob, DeploymentId, DeploymentState, OnInterrupt, Policy};
-use crate::store::int_key;
-use crate::store::outbox;
+use crate::store::{int_key, locks, outbox};
 
 /// The description of a job that was running when deployhook stopped.
 pub const INTERRUPTED: &str = "interrupted: deployhook restarted during the deploy";
@@ -41,8 +40,8 @@ fn enqueue_row(
         .prepare_cached(
             "INSERT OR IGNORE INTO jobs (deployment_id, repository, environment, sha, git_ref,
                  task, deploy_user, payload, delivery_id, state, queued_at, log_url,
-                 environment_url, installation_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13)",
+                 environment_url, installation_id, forced)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
             id_key(job.id)?,
@@ -58,8 +57,16 @@ fn enqueue_row(
             job.log_url,
             job.environment_url,
             job.installation.map(int_key).transpose()?,
+            is_forced(&job.payload),
         ])?;
     Ok(inserted == 1)
+}
+
+/// Whether a deployment's payload forces it through a lock (`"force": true`: `deployhook
+/// deploy --force`, a rollback).
+pub fn is_forced(payload: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(payload)
+        .is_ok_and(|p| p.get("force") == Some(&serde_json::Value::Bool(true)))
 }
 
 /// Records `job` as refused without running it (an unknown task) and queues its `error`
@@ -90,7 +97,8 @@ pub struct Claimed {
 
 /// Claims what may start now: per repository + environment with nothing running, the
 /// oldest queued job (`Queue`) or the newest (`Latest`, which retires the older ones), while
-/// fewer than `max_running` run in all. Deployment ids order the jobs: GitHub numbers
+/// fewer than `max_running` run in all. In a locked environment only forced jobs start
+/// (oldest or newest the same way); the others stay queued, untouched, for the unlock. Deployment ids order the jobs: GitHub numbers
 /// deployments in the order it creates them, whatever order their events arrive in.
 ///
 /// It reads one row per waiting pair, never the whole queue: ten thousand deployments
@@ -123,6 +131,15 @@ pub fn claim(
     for (oldest, pair) in waiting {
         if free == 0 {
             break;
+        }
+        if locks::holding(conn, &pair.1, now)?.is_some() {
+            let Some(forced) = forced_job(conn, &pair, policy(&pair.1))? else {
+                continue;
+            };
+            start(conn, &forced.job, now)?;
+            started.push(forced);
+            free -= 1;
+            continue;
         }
         let next = match policy(&pair.1) {
             Policy::Queue => queued_job(conn, oldest)?,
@@ -196,6 +213,25 @@ fn queued_job(conn: &Connection, id: i64) -> rusqlite::Result<Claimed> {
         "SELECT {CLAIMED_COLUMNS} FROM jobs WHERE deployment_id = ?1"
     ))?
     .query_row([id], claimed_from_row)
+}
+
+/// The oldest (`Queue`) or newest (`Latest`) forced job queued for `pair`, if any.
+fn forced_job(
+    conn: &Connection,
+    pair: &(String, String),
+    policy: Policy,
+) -> rusqlite::Result<Option<Claimed>> {
+    let order = match policy {
+        Policy::Queue => "ASC",
+        Policy::Latest => "DESC",
+    };
+    conn.prepare_cached(&format!(
+        "SELECT {CLAIMED_COLUMNS} FROM jobs INDEXED BY jobs_forced
+         WHERE state = 'queued' AND forced = 1 AND repository = ?1 AND environment = ?2
+         ORDER BY deployment_id {order} LIMIT 1"
+    ))?
+    .query_row(params![pair.0, pair.1], claimed_from_row)
+    .optional()
 }
 
 /// The jobs of `pair` queued before `newest`, which supersedes them.

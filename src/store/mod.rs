@@ -24,6 +24,7 @@
 
 pub mod deliveries;
 pub mod jobs;
+pub mod locks;
 pub mod logs;
 pub mod merges;
 pub mod outbox;

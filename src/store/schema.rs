@@ -14,6 +14,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_deliveries_in_arrival_order.sql"),
     include_str!("migrations/0006_flat_backlogs.sql"),
     include_str!("migrations/0007_checks_and_promotions.sql"),
+    include_str!("migrations/0008_locks.sql"),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
