@@ -11,6 +11,7 @@
 //! | [`webhook`] | what GitHub sends: intake (limits, content types, headers), signatures, events |
 //! | [`deploy`] | the deploy worker, the runner of deploy commands, deploy logs |
 //! | [`github`] | GitHub's REST API: the client, App authentication, the endpoints, the outbox worker |
+//! | [`notify`] | notifications to Slack and webhooks: who receives an event, the messages, one send |
 //! | [`store`] | the embedded SQLite database: deliveries, the deploy queue, the outbox, logs |
 //! | [`config`] | the validated configuration and the config file |
 //! | [`metrics`], [`health`] | the Prometheus counters every layer bumps; the workers' liveness |
@@ -30,6 +31,7 @@ pub mod guide;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod store;
 pub mod web;
 pub mod webhook;

@@ -1,5 +1,5 @@
 //! `deployhook check-config`: validates a config file and prints the environments it
-//! describes; errors name the line and column.
+//! describes and who is notified; errors name the line and column.
 
 use std::process::ExitCode;
 
@@ -7,10 +7,13 @@ use crate::cli::CheckConfigArgs;
 use crate::config::file;
 
 pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
-    let environments = file::load(&args.config)?;
+    let file = file::load(&args.config)?;
     println!("{}: OK", args.config.display());
-    for environment in &environments {
+    for environment in &file.environments {
         println!("{}", file::summary(environment));
+    }
+    for table in &file.notify {
+        println!("{}", crate::config::notify::summary(table));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -45,12 +45,15 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
         );
     }
     let auth = github_auth(env)?;
-    let environments = match &args.config {
+    let (environments, notify) = match &args.config {
         Some(path) => {
             refuse_environment_settings(&args)?;
-            crate::config::file::load(path)?
+            let file = crate::config::file::load(path)?;
+            let notify = crate::config::notify::resolve(&file.notify, env)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            (file.environments, notify)
         }
-        None => vec![environment_from_args(&args)?],
+        None => (vec![environment_from_args(&args)?], vec![]),
     };
     let public_url = match args.public_url.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -90,6 +93,7 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
         shutdown_timeout: args.shutdown_timeout,
         admin_token: secret(env, "DEPLOYHOOK_ADMIN_TOKEN")?,
         metrics_token: secret(env, "DEPLOYHOOK_METRICS_TOKEN")?,
+        notify,
     })
 }
 

@@ -26,6 +26,9 @@ pub struct EnvironmentConfig {
     pub required_contexts: Vec<String>,
     /// The `deploy` task's argv; never empty.
     pub command: Vec<String>,
+    /// The argv a rollback runs instead of `command`; `None`: `command` (which learns it
+    /// is a rollback from `DEPLOYHOOK_ROLLBACK`).
+    pub rollback_command: Option<Vec<String>>,
     /// Other tasks' argvs, by task name.
     pub tasks: BTreeMap<String, Vec<String>>,
     /// `None`: the server's working directory.
@@ -63,6 +66,7 @@ impl EnvironmentConfig {
             deploy_on_merge: true,
             required_contexts: vec![],
             command,
+            rollback_command: None,
             tasks: BTreeMap::new(),
             working_directory: None,
             timeout: DEFAULT_TIMEOUT,

@@ -1,4 +1,5 @@
-//! `deployhook.toml`: the environments deployhook deploys, one `[[environment]]` table each.
+//! `deployhook.toml`: the environments deployhook deploys, one `[[environment]]` table each,
+//! and who is told about them, one `[[notify]]` table per receiver (`config::notify`).
 //! Parsing is strict — an unknown key, a bad value or a duplicate environment is an error
 //! naming the file, line and column — because a typo in a deploy server's configuration
 //! should stop it at start, not surface as a deploy that quietly did something else.
@@ -12,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::notify::{self, FileNotify, NotifyTable};
 use crate::config::{
     DEFAULT_CHECKS_TIMEOUT, DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT, EnvironmentConfig, RepoPattern,
 };
@@ -32,11 +34,23 @@ pub struct ConfigFileError {
     pub message: String,
 }
 
+/// What a valid file describes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigFile {
+    /// Never empty, names unique.
+    pub environments: Vec<EnvironmentConfig>,
+    /// The receivers of notifications, by the variables holding their URLs: `serve`
+    /// reads those ([`crate::config::notify::resolve`]).
+    pub notify: Vec<NotifyTable>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(rename = "environment", default)]
     environments: Vec<Spanned<FileEnvironment>>,
+    #[serde(default)]
+    notify: Vec<Spanned<FileNotify>>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +59,7 @@ struct FileEnvironment {
     name: Spanned<String>,
     repositories: Vec<Spanned<String>>,
     command: Spanned<Vec<String>>,
+    rollback_command: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     tasks: BTreeMap<String, Spanned<Vec<String>>>,
     branch: Option<String>,
@@ -85,7 +100,7 @@ fn yes() -> bool {
 }
 
 /// Reads and validates the file at `path`.
-pub fn load(path: &Path) -> anyhow::Result<Vec<EnvironmentConfig>> {
+pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         anyhow::anyhow!("could not read the config file {}: {err}", path.display())
     })?;
@@ -93,7 +108,7 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<EnvironmentConfig>> {
 }
 
 /// Validates the text of a config file; `origin` names it in errors.
-pub fn parse(text: &str, origin: &str) -> Result<Vec<EnvironmentConfig>, ConfigFileError> {
+pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigFileError> {
     let error = |span: Option<Range<usize>>, message: String| {
         let (line, column) = span.map_or((1, 1), |s| position(text, s.start));
         ConfigFileError {
@@ -137,7 +152,17 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<EnvironmentConfig>, ConfigF
         environments.push(environment);
     }
     check_promotions(&environments).map_err(|(i, m)| error(spans[i].clone(), m))?;
-    Ok(environments)
+    let notify = file
+        .notify
+        .iter()
+        .map(|table| notify::validate(table, &environments))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|(span, m)| error(Some(span), m))?;
+    notify::check_receivers(&notify).map_err(|(i, m)| error(Some(file.notify[i].span()), m))?;
+    Ok(ConfigFile {
+        environments,
+        notify,
+    })
 }
 
 /// Every `promote_from` names another environment, and following them never comes back
@@ -200,6 +225,11 @@ fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Invalid> {
         ));
     }
     let command = argv(&file.command, "command")?;
+    let rollback_command = file
+        .rollback_command
+        .as_ref()
+        .map(|c| argv(c, "rollback_command"))
+        .transpose()?;
     let mut tasks = BTreeMap::new();
     for (task, command) in &file.tasks {
         if task == DEPLOY_TASK {
@@ -301,6 +331,7 @@ fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Invalid> {
         deploy_on_merge: file.deploy_on_merge,
         required_contexts: file.required_contexts,
         command,
+        rollback_command,
         tasks,
         working_directory: file.working_directory,
         timeout,
@@ -436,8 +467,12 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
             humantime::format_duration(environment.checks_timeout)
         );
     }
+    let rollback = match &environment.rollback_command {
+        Some(argv) => format!(", rolls back with {argv:?}"),
+        None => String::new(),
+    };
     format!(
-        "  {}: {} from {}; runs {:?} (tasks: {}), timeout {}, policy {}",
+        "  {}: {} from {}; runs {:?}{rollback} (tasks: {}), timeout {}, policy {}",
         environment.name,
         on_merge,
         repositories.join(", "),

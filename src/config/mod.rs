@@ -7,6 +7,7 @@
 
 pub mod environment;
 pub mod file;
+pub mod notify;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::webhook::signature::WebhookSecrets;
 pub use environment::{
     DEFAULT_CHECKS_TIMEOUT, EnvVars, EnvironmentConfig, RepoPattern, find_environment,
 };
+pub use notify::{NotifyConfig, NotifyKind};
 
 /// How long a deploy may run unless configured otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -58,6 +60,9 @@ pub struct Config {
     pub admin_token: Option<SecretString>,
     /// Required as a bearer token by `/metrics` when set (`DEPLOYHOOK_METRICS_TOKEN`).
     pub metrics_token: Option<SecretString>,
+    /// Who is told of deploys, failed checks and locks: the config file's `[[notify]]`
+    /// tables, their URLs read from the environment.
+    pub notify: Vec<NotifyConfig>,
 }
 
 /// How to reach GitHub's REST API.

@@ -3,8 +3,9 @@
 //! calls ([`deployments`], [`checks`], [`hooks`]), the [`outbox_worker`], which sends the calls the
 //! store queued — retrying, pausing for rate limits, one at a time per ordering key — and
 //! the [`gate_worker`], which ends soaks and reads again the checks of merges that wait.
+//! The outbox also carries notifications, which the worker hands to `notify` to send.
 //!
-//! May use: `store`, `config`, `metrics`, `health`, `model`.
+//! May use: `notify`, `store`, `config`, `metrics`, `health`, `model`.
 
 pub mod app_auth;
 pub mod checks;

@@ -5,6 +5,8 @@
 //! maximum age; a call GitHub refuses (401, 404, 409, 422…) is logged and given up.
 //! Reads of a commit's checks go the same way; what they read is recorded with the call's
 //! completion, in one transaction, and settles the merges that wait on the commit.
+//! Notifications too, in lanes of their own ([`notifications`]): an event is fanned out to
+//! its receivers, and each message is retried like a call, never holding up GitHub's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use crate::github::{CreatedDeployment, GitHubClient, GitHubError};
 use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::model::{CheckResult, DeploymentId, RepoName};
+use crate::notify::Notifier;
 use crate::store::outbox::{self, Call, Item};
 use crate::store::{Store, StoreError, now_ms};
 use crate::store::{merges, waits};
@@ -41,7 +44,11 @@ pub struct OutboxWorker {
     alive: Liveness,
     /// Counts the waits that a read of checks ended.
     metrics: Option<Arc<Metrics>>,
+    /// Sends notifications; `None`: events are dropped when they come up.
+    notifier: Option<Notifier>,
 }
+
+mod notifications;
 
 /// What a call brought back that must be recorded with its completion.
 enum Sent {
@@ -58,7 +65,14 @@ impl OutboxWorker {
             wake: Arc::new(Notify::new()),
             alive: Liveness::default(),
             metrics: None,
+            notifier: None,
         }
+    }
+
+    /// This worker, sending notifications through `notifier`.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// This worker, counting the waits it ends in `metrics`.
@@ -159,6 +173,9 @@ impl OutboxWorker {
 
     /// Sends one call and records how it went.
     async fn deliver(self, item: Item) {
+        if matches!(item.call, Call::Notify(_) | Call::Notification { .. }) {
+            return self.deliver_notification(item).await;
+        }
         let result = self.call(&item).await;
         let id = item.id;
         let recorded = match result {
@@ -244,6 +261,9 @@ impl OutboxWorker {
                 tracing::debug!(%repo, sha, checks = results.len(), "checks read");
                 Ok(Sent::Checks(results))
             }
+            Call::Notify(_) | Call::Notification { .. } => {
+                unreachable!("notifications never reach GitHub: `deliver` sends them")
+            }
         }
     }
 
@@ -312,7 +332,10 @@ impl OutboxWorker {
                     request.environment.clone(),
                 )),
                 Call::CreateDeployment { .. } => None,
-                Call::DeploymentStatus { .. } | Call::ReadChecks { .. } => None,
+                Call::DeploymentStatus { .. }
+                | Call::ReadChecks { .. }
+                | Call::Notify(_)
+                | Call::Notification { .. } => None,
             };
             // The merges waiting on a commit whose checks cannot be read learn why, and
             // those past their deadline time out with it.
@@ -411,6 +434,16 @@ fn describe(call: &Call) -> String {
                 &sha[..sha.len().min(7)]
             )
         }
+        Call::Notify(event) => {
+            format!("notifying {}", notifications::describe_event(event))
+        }
+        Call::Notification {
+            receiver, event, ..
+        } => format!(
+            "sending {} to {}",
+            notifications::describe_event(event),
+            Notifier::describe(receiver)
+        ),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The vocabulary every layer shares: identifiers, the deployments deployhook creates and
-//! runs, what a delivery leads to, the policies a queue follows, and the short texts sent
-//! to GitHub. Defined here, at the bottom, so that the layers above can speak of them
-//! without importing one another.
+//! runs, what a delivery leads to, the policies a queue follows, the short texts sent
+//! to GitHub, and the notifications a team is sent. Defined here, at the bottom, so that
+//! the layers above can speak of them without importing one another.
 //!
 //! May use: nothing of the crate outside this folder.
 
@@ -9,6 +9,7 @@ pub mod checks;
 pub mod deployment;
 pub mod effect;
 pub mod ids;
+pub mod notification;
 pub mod policy;
 pub mod text;
 
@@ -19,4 +20,5 @@ pub use deployment::{
 };
 pub use effect::{Effect, Outcome};
 pub use ids::{CommitSha, DeliveryId, DeploymentId, Environment, HookId, InvalidId, RepoName};
+pub use notification::{Notification, NotificationKind};
 pub use policy::{OnInterrupt, Policy, Sync};

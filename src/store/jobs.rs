@@ -305,6 +305,7 @@ pub fn finish(
          WHERE deployment_id = ?1",
     )?
     .execute(params![id_key(job.id)?, state.as_str(), description, now])?;
+    outbox::notify_deploy(conn, job, state, description, now)?;
     outbox::enqueue_status(conn, job, state, description, now)
 }
 
@@ -315,6 +316,7 @@ pub fn report_started(
     description: &str,
     now: i64,
 ) -> rusqlite::Result<()> {
+    outbox::notify_deploy(conn, job, DeploymentState::InProgress, description, now)?;
     outbox::enqueue_status(conn, job, DeploymentState::InProgress, description, now)
 }
 

@@ -9,6 +9,9 @@
 //! so finding the next call costs the same with fifty thousand calls waiting (a long
 //! GitHub outage on a busy organisation) as with none. Rate-limit pauses are one row per
 //! installation (`outbox_pauses`), not an update of every call it has waiting.
+//!
+//! Notifications go through the same table, in lanes of their own ([`notify`]): a Slack
+//! that hangs never holds up a status GitHub waits for, nor the other way round.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -17,10 +20,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// a token refresh, plus the minute the outcome's recording is retried.
 pub const STALE_IN_FLIGHT_MS: i64 = 5 * 60 * 1000;
 
-use crate::model::{DeployJob, DeploymentRequest, DeploymentState, NewDeployment, StatusRequest};
+use crate::model::{
+    DeployJob, DeploymentRequest, DeploymentState, NewDeployment, Notification, StatusRequest,
+};
 use crate::store::int_key;
 
-/// What a row asks GitHub to do.
+mod notify;
+
+pub use notify::{
+    NOTIFY_LANE, enqueue_notification, fan_out, notify_checks_ended, notify_deploy, receiver_lane,
+};
+
+/// What a row asks for: a call to GitHub, or a notification.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
     CreateDeployment {
@@ -35,6 +46,16 @@ pub enum Call {
     },
     /// Read the check runs and commit statuses of a commit that a merge waits on.
     ReadChecks { repository: String, sha: String },
+    /// Not GitHub's: an event to tell, to be fanned out into one [`Call::Notification`]
+    /// per receiver configured for it.
+    Notify(Notification),
+    /// Not GitHub's: send `event` to `receiver` (see `NotifyConfig::receiver`).
+    /// `delivery` is the same for every attempt and receiver of one event.
+    Notification {
+        receiver: String,
+        delivery: String,
+        event: Notification,
+    },
 }
 
 impl Call {
@@ -43,6 +64,9 @@ impl Call {
             Self::CreateDeployment { repository, .. }
             | Self::DeploymentStatus { repository, .. }
             | Self::ReadChecks { repository, .. } => repository,
+            Self::Notify(event) | Self::Notification { event, .. } => {
+                event.repository.as_ref().map_or("", AsRef::as_ref)
+            }
         }
     }
 }
@@ -55,7 +79,8 @@ pub struct Item {
     /// Attempts before this one. Above 0, an earlier attempt may have reached GitHub.
     pub attempts: u32,
     pub created_at: i64,
-    /// The App installation whose token makes the call; `None` with a token.
+    /// The App installation whose token makes the call; `None` with a token, and for
+    /// notifications.
     pub installation: Option<u64>,
     pub call: Call,
 }
@@ -76,7 +101,7 @@ pub fn enqueue_create_deployment(
         kind: "create_deployment",
         repository: new.repo.as_ref(),
         deployment_id: None,
-        installation: new.installation,
+        lane: lane_of(new.installation)?,
         body: &body.to_string(),
     };
     insert(conn, &row, now)
@@ -109,7 +134,7 @@ pub fn enqueue_status(
         kind: "deployment_status",
         repository: job.repo.as_ref(),
         deployment_id: Some(id),
-        installation: job.installation,
+        lane: lane_of(job.installation)?,
         body: &body,
     };
     insert(conn, &row, now)
@@ -140,7 +165,7 @@ pub fn enqueue_read_checks(
         kind: "read_checks",
         repository: repo.as_ref(),
         deployment_id: None,
-        installation,
+        lane: lane_of(installation)?,
         body: &body,
     };
     insert(conn, &row, now)?;
@@ -153,12 +178,18 @@ struct Row<'a> {
     kind: &'a str,
     repository: &'a str,
     deployment_id: Option<i64>,
-    installation: Option<u64>,
+    /// What the row is serialized by (`installation_id`): the App installation, `None`
+    /// for the token, or a notification lane (negative).
+    lane: Option<i64>,
     body: &'a str,
 }
 
+/// The lane of a GitHub call: its installation's id, or `None` (0) for the token's.
+fn lane_of(installation: Option<u64>) -> rusqlite::Result<Option<i64>> {
+    installation.map(int_key).transpose()
+}
+
 fn insert(conn: &Connection, row: &Row<'_>, now: i64) -> rusqlite::Result<()> {
-    let installation = row.installation.map(int_key).transpose()?;
     // The first pending row of its key is the key's head; the others wait behind it.
     conn.prepare_cached(
         "INSERT INTO outbox (ordering_key, kind, repository, deployment_id, body, created_at,
@@ -173,7 +204,7 @@ fn insert(conn: &Connection, row: &Row<'_>, now: i64) -> rusqlite::Result<()> {
         row.deployment_id,
         row.body,
         now,
-        installation
+        row.lane
     ])?;
     Ok(())
 }
@@ -249,6 +280,7 @@ fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
                 sha: body["sha"].as_str().unwrap_or_default().to_owned(),
             }
         }
+        "notify" | "notification" => notify::call_from(&kind, &body)?,
         _ => Call::DeploymentStatus {
             repository,
             deployment_id: row.get::<_, i64>(4)?.unsigned_abs(),
@@ -260,7 +292,11 @@ fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
         ordering_key: row.get(1)?,
         attempts: row.get(6)?,
         created_at: row.get(7)?,
-        installation: row.get::<_, Option<i64>>(8)?.map(i64::unsigned_abs),
+        // A negative lane is a notification's, never an installation.
+        installation: row
+            .get::<_, Option<i64>>(8)?
+            .filter(|lane| *lane > 0)
+            .map(i64::unsigned_abs),
         call,
     })
 }

@@ -611,6 +611,7 @@ fn settle(
             outbox::enqueue_create_deployment(conn, &new, now)?;
         } else {
             forget_merge(conn, &new)?;
+            outbox::notify_checks_ended(conn, &new, outcome, &reason, now)?;
         }
         ended.push(Ended {
             kind: "checks",

@@ -58,6 +58,7 @@ impl Application {
             .with_metrics(metrics.clone());
         let outbox =
             OutboxWorker::new(store.clone(), github, config.outbox).with_metrics(metrics.clone());
+        let outbox = outbox.with_notifier(crate::notify::Notifier::from_config(&config)?);
         let gate = GateWorker::new(
             store.clone(),
             outbox.clone(),

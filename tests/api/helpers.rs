@@ -87,6 +87,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         shutdown_timeout: Duration::from_secs(20),
         admin_token: None,
         metrics_token: None,
+        notify: vec![],
     }
 }
 

@@ -12,14 +12,15 @@ const MAY_USE: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "web", "guide", "webhook", "deploy", "github", "store", "config", "metrics", "health",
-            "model",
+            "web", "guide", "webhook", "deploy", "github", "notify", "store", "config", "metrics",
+            "health", "model",
         ],
     ),
     (
         "web",
         &[
-            "guide", "webhook", "deploy", "github", "store", "config", "metrics", "health", "model",
+            "guide", "webhook", "deploy", "github", "notify", "store", "config", "metrics",
+            "health", "model",
         ],
     ),
     ("guide", &["webhook", "config", "model"]),
@@ -27,7 +28,11 @@ const MAY_USE: &[(&str, &[&str])] = &[
         "deploy",
         &["github", "store", "config", "metrics", "health", "model"],
     ),
-    ("github", &["store", "config", "metrics", "health", "model"]),
+    (
+        "github",
+        &["notify", "store", "config", "metrics", "health", "model"],
+    ),
+    ("notify", &["config", "webhook", "model"]),
     ("metrics", &["store", "model"]),
     ("store", &["model"]),
     ("config", &["webhook", "model"]),

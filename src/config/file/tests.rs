@@ -33,7 +33,7 @@ fn error(text: &str) -> ConfigFileError {
 
 #[test]
 fn a_valid_file_describes_each_environment_with_defaults_filled_in() {
-    let environments = parse(VALID, "deployhook.toml").unwrap();
+    let environments = parse(VALID, "deployhook.toml").unwrap().environments;
     let [staging, production] = environments.as_slice() else {
         panic!("{environments:?}");
     };
@@ -144,7 +144,8 @@ fn the_gate_and_the_promotion_are_read_with_their_defaults() {
         ),
         "f",
     )
-    .unwrap();
+    .unwrap()
+    .environments;
     let (staging, production) = (&environments[0], &environments[1]);
     assert_eq!(
         staging.checks,
@@ -159,7 +160,9 @@ fn the_gate_and_the_promotion_are_read_with_their_defaults() {
     assert_eq!(production.checks, None);
     assert_eq!(production.checks_timeout, DEFAULT_CHECKS_TIMEOUT);
 
-    let all = parse(&pair("checks = \"all\"", "checks = \"none\""), "f").unwrap();
+    let all = parse(&pair("checks = \"all\"", "checks = \"none\""), "f")
+        .unwrap()
+        .environments;
     assert_eq!(all[0].checks, Some(Required::All));
     assert_eq!(all[1].checks, None);
 }
@@ -196,4 +199,126 @@ fn gates_and_promotions_that_cannot_work_are_refused_with_a_reason() {
         let err = error(&text);
         assert!(err.message.contains(why), "{text}: {err}");
     }
+}
+
+#[test]
+fn a_rollback_command_is_an_argv_like_command() {
+    let file = parse(
+        &pair("rollback_command = [\"./rollback.sh\", \"--now\"]", ""),
+        "f",
+    )
+    .unwrap();
+    let (staging, production) = (&file.environments[0], &file.environments[1]);
+    assert_eq!(
+        staging.rollback_command.as_deref(),
+        Some(&["./rollback.sh".to_owned(), "--now".to_owned()][..])
+    );
+    assert_eq!(production.rollback_command, None);
+    assert!(summary(staging).contains("rolls back with [\"./rollback.sh\", \"--now\"]"));
+    let err = error(&pair("rollback_command = [\"\"]", ""));
+    assert!(
+        err.message.contains("rollback_command must name a program"),
+        "{err}"
+    );
+}
+
+#[test]
+fn notify_tables_name_their_variables_events_and_environments_with_defaults_for_all() {
+    use crate::config::notify::{NotifyKind, NotifyTable};
+    use crate::model::NotificationKind;
+    let text = pair("", "")
+        + "[[notify]]\nkind = \"slack\"\nurl_env = \"SLACK_WEBHOOK_URL\"\n\
+           events = [\"deploy_failed\", \"deploy_errored\"]\nenvironments = [\"production\"]\n\
+           [[notify]]\nkind = \"webhook\"\nurl_env = \"AUDIT_URL\"\nsecret_env = \"AUDIT_SECRET\"\n";
+    let file = parse(&text, "f").unwrap();
+    assert_eq!(
+        file.notify,
+        [
+            NotifyTable {
+                kind: NotifyKind::Slack,
+                url_env: "SLACK_WEBHOOK_URL".into(),
+                secret_env: None,
+                events: vec![
+                    NotificationKind::DeployFailed,
+                    NotificationKind::DeployErrored
+                ],
+                environments: Some(vec![Environment::parse("production").unwrap()]),
+            },
+            NotifyTable {
+                kind: NotifyKind::Webhook,
+                url_env: "AUDIT_URL".into(),
+                secret_env: Some("AUDIT_SECRET".into()),
+                events: NotificationKind::ALL.to_vec(),
+                environments: None,
+            },
+        ]
+    );
+    assert_eq!(
+        crate::config::notify::summary(&file.notify[0]),
+        "  notify slack at $SLACK_WEBHOOK_URL: deploy_failed, deploy_errored, of production"
+    );
+    assert!(parse(&pair("", ""), "f").unwrap().notify.is_empty());
+}
+
+#[test]
+fn notify_tables_that_cannot_work_are_refused_where_they_are_wrong() {
+    let table = |body: &str| format!("{}[[notify]]\n{body}\n", pair("", ""));
+    // pair() is 10 lines; the table starts at line 11.
+    let cases = [
+        (
+            "kind = \"teams\"\nurl_env = \"X\"",
+            (12, 8),
+            "unknown variant `teams`, expected `slack` or `webhook`",
+        ),
+        (
+            "kind = \"slack\"\nurl_env = \"X\"\nevents = [\"deploy_fail\"]",
+            (14, 11),
+            "unknown variant `deploy_fail`",
+        ),
+        (
+            "kind = \"slack\"\nurl_env = \"X\"\nevents = []",
+            (14, 10),
+            "events = [] would send nothing",
+        ),
+        (
+            "kind = \"slack\"\nurl_env = \"X\"\nenvironments = [\"qa\"]",
+            (14, 17),
+            "names environment \"qa\", which is not defined here (environments: staging, production)",
+        ),
+        (
+            "kind = \"slack\"\nurl_env = \"X\"\nsecret_env = \"S\"",
+            (14, 14),
+            "secret_env is for kind = \"webhook\"",
+        ),
+        (
+            "kind = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/x\"",
+            (13, 1),
+            "unknown field `url`",
+        ),
+        ("kind = \"slack\"", (11, 1), "missing field `url_env`"),
+    ];
+    for (body, at, why) in cases {
+        let err = error(&table(body));
+        assert!(err.message.contains(why), "{body}: {err}");
+        assert_eq!((err.line, err.column), at, "{body}: {err}");
+    }
+    // The likeliest mistake, the URL itself in url_env, is not repeated in the error.
+    let err = error(&table(
+        "kind = \"slack\"\nurl_env = \"https://hooks.slack.com/services/T/B/secret\"",
+    ));
+    assert!(
+        err.message
+            .contains("url_env must name an environment variable"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("secret"), "{err}");
+    assert_eq!((err.line, err.column), (13, 11), "{err}");
+    let two = format!(
+        "{}[[notify]]\nkind = \"webhook\"\nurl_env = \"A\"\nsecret_env = \"S1\"\n\
+         [[notify]]\nkind = \"webhook\"\nurl_env = \"A\"\nsecret_env = \"S2\"\n",
+        pair("", "")
+    );
+    let err = error(&two);
+    assert!(err.message.contains("different secret_env"), "{err}");
+    assert_eq!(err.line, 15, "{err}");
 }

@@ -1,0 +1,312 @@
+//! What a team is told: a [`Notification`] is one event — a deploy that started or ended, a
+//! merge whose checks failed or timed out, an environment locked or unlocked — with what a
+//! person needs to know about it. The store queues it in the transaction that decided it;
+//! the outbox worker sends it to each receiver configured for its event and environment.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::deployment::{DeployJob, DeploymentState, NewDeployment};
+use crate::model::ids::{CommitSha, DeploymentId, Environment, RepoName};
+
+/// The events a `[[notify]]` table can choose, as the config file and the webhook body
+/// spell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    DeployStarted,
+    DeploySucceeded,
+    DeployFailed,
+    DeployErrored,
+    /// Never run: a newer deployment of the same environment superseded it.
+    DeploySuperseded,
+    /// A merge waiting for its checks (the CI gate) saw one fail: it will not deploy.
+    ChecksFailed,
+    /// A merge's checks were still pending at its `checks_timeout`: it will not deploy.
+    ChecksTimedOut,
+    Locked,
+    Unlocked,
+}
+
+impl NotificationKind {
+    /// Every event, in the order the README lists them.
+    pub const ALL: [Self; 9] = [
+        Self::DeployStarted,
+        Self::DeploySucceeded,
+        Self::DeployFailed,
+        Self::DeployErrored,
+        Self::DeploySuperseded,
+        Self::ChecksFailed,
+        Self::ChecksTimedOut,
+        Self::Locked,
+        Self::Unlocked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DeployStarted => "deploy_started",
+            Self::DeploySucceeded => "deploy_succeeded",
+            Self::DeployFailed => "deploy_failed",
+            Self::DeployErrored => "deploy_errored",
+            Self::DeploySuperseded => "deploy_superseded",
+            Self::ChecksFailed => "checks_failed",
+            Self::ChecksTimedOut => "checks_timed_out",
+            Self::Locked => "locked",
+            Self::Unlocked => "unlocked",
+        }
+    }
+
+    /// The event a deployment status in `state` reports; `None` for `queued`, which is
+    /// not news.
+    pub fn of_deploy(state: DeploymentState) -> Option<Self> {
+        match state {
+            DeploymentState::Queued => None,
+            DeploymentState::InProgress => Some(Self::DeployStarted),
+            DeploymentState::Success => Some(Self::DeploySucceeded),
+            DeploymentState::Failure => Some(Self::DeployFailed),
+            DeploymentState::Error => Some(Self::DeployErrored),
+            DeploymentState::Inactive => Some(Self::DeploySuperseded),
+        }
+    }
+}
+
+impl fmt::Display for NotificationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event to tell. Every field but `event`, `environment`, `who`, `description` and `at`
+/// may be missing: a lock concerns no commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub event: NotificationKind,
+    pub repository: Option<RepoName>,
+    pub environment: Environment,
+    pub sha: Option<CommitSha>,
+    pub deployment: Option<DeploymentId>,
+    pub pull_request: Option<u64>,
+    /// Who set it in motion: the deployment's `deploy_user` (the merged pull request's
+    /// author), or who took the lock.
+    pub who: String,
+    /// How it went, in a sentence: the status's description, the wait's reason, the
+    /// lock's reason.
+    pub description: String,
+    /// How long the deploy ran, when it ran.
+    pub duration_ms: Option<u64>,
+    /// The deploy's log.
+    pub log_url: Option<String>,
+    /// When it happened, in Unix milliseconds.
+    pub at: i64,
+}
+
+impl Notification {
+    /// A deploy's status `state`, described by `description`; `None` for `queued`.
+    /// `duration_ms`: how long it ran, if it ran.
+    pub fn of_deploy(
+        job: &DeployJob,
+        state: DeploymentState,
+        description: &str,
+        duration_ms: Option<u64>,
+        now: i64,
+    ) -> Option<Self> {
+        let event = NotificationKind::of_deploy(state)?;
+        let ran = !matches!(state, DeploymentState::Inactive);
+        Some(Self {
+            event,
+            repository: Some(job.repo.clone()),
+            environment: job.environment.clone(),
+            sha: Some(job.sha.clone()),
+            deployment: Some(job.id),
+            pull_request: payload_number(&job.payload, "pull_request"),
+            who: job.deploy_user.clone(),
+            description: description.to_owned(),
+            duration_ms,
+            log_url: job.log_url.clone().filter(|_| ran),
+            at: now,
+        })
+    }
+
+    /// A merge's wait for its checks ended `outcome` (`failed`, `timed_out`) because of
+    /// `reason`; `None` for the other outcomes, which are not news (`passed` shows up as
+    /// the deploy that follows).
+    pub fn checks_ended(
+        new: &NewDeployment,
+        outcome: &str,
+        reason: &str,
+        now: i64,
+    ) -> Option<Self> {
+        let event = match outcome {
+            "failed" => NotificationKind::ChecksFailed,
+            "timed_out" => NotificationKind::ChecksTimedOut,
+            _ => return None,
+        };
+        let request = &new.request;
+        let who = request
+            .payload
+            .get("deploy_user")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("unknown");
+        Some(Self {
+            event,
+            repository: Some(new.repo.clone()),
+            environment: request.environment.clone(),
+            sha: Some(request.git_ref.clone()),
+            deployment: None,
+            pull_request: (new.pull_request != 0).then_some(new.pull_request),
+            who: who.to_owned(),
+            description: reason.to_owned(),
+            duration_ms: None,
+            log_url: None,
+            at: now,
+        })
+    }
+
+    /// `who` locked `environment` because of `reason`, until `until` (Unix milliseconds)
+    /// or until unlocked.
+    pub fn locked(
+        environment: &Environment,
+        who: &str,
+        reason: &str,
+        until: Option<i64>,
+        now: i64,
+    ) -> Self {
+        let mut description = reason.trim().to_owned();
+        if let Some(until) = until.and_then(rfc3339) {
+            if !description.is_empty() {
+                description.push_str(" — ");
+            }
+            description.push_str(&format!("until {until}"));
+        }
+        Self::about_environment(NotificationKind::Locked, environment, who, description, now)
+    }
+
+    /// `who` lifted the lock on `environment`.
+    pub fn unlocked(environment: &Environment, who: &str, now: i64) -> Self {
+        let description = "automatic deploys run again".to_owned();
+        Self::about_environment(
+            NotificationKind::Unlocked,
+            environment,
+            who,
+            description,
+            now,
+        )
+    }
+
+    fn about_environment(
+        event: NotificationKind,
+        environment: &Environment,
+        who: &str,
+        description: String,
+        now: i64,
+    ) -> Self {
+        Self {
+            event,
+            repository: None,
+            environment: environment.clone(),
+            sha: None,
+            deployment: None,
+            pull_request: None,
+            who: who.to_owned(),
+            description,
+            duration_ms: None,
+            log_url: None,
+            at: now,
+        }
+    }
+}
+
+/// Unix milliseconds as RFC 3339 (UTC, to the millisecond); `None` before 1970.
+pub fn rfc3339(ms: i64) -> Option<String> {
+    let ms = u64::try_from(ms).ok()?;
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    Some(humantime::format_rfc3339_millis(time).to_string())
+}
+
+/// A number in a deployment's JSON payload.
+fn payload_number(payload: &str, key: &str) -> Option<u64> {
+    let payload: serde_json::Value = serde_json::from_str(payload).ok()?;
+    payload.get(key)?.as_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> DeployJob {
+        DeployJob {
+            id: DeploymentId::from(880_001),
+            repo: RepoName::parse("acme/widgets").unwrap(),
+            environment: Environment::parse("production").unwrap(),
+            sha: CommitSha::parse("6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b").unwrap(),
+            git_ref: "main".into(),
+            task: "deploy".into(),
+            deploy_user: "octocat".into(),
+            payload: r#"{"pull_request": 42}"#.into(),
+            environment_url: None,
+            log_url: Some("https://deploy.example.com/deployments/880001/log?token=t".into()),
+            installation: None,
+        }
+    }
+
+    #[test]
+    fn each_final_state_of_a_deploy_is_its_own_event_and_queued_is_none() {
+        let events: Vec<Option<&str>> = [
+            DeploymentState::Queued,
+            DeploymentState::InProgress,
+            DeploymentState::Success,
+            DeploymentState::Failure,
+            DeploymentState::Error,
+            DeploymentState::Inactive,
+        ]
+        .into_iter()
+        .map(|s| NotificationKind::of_deploy(s).map(NotificationKind::as_str))
+        .collect();
+        assert_eq!(
+            events,
+            [
+                None,
+                Some("deploy_started"),
+                Some("deploy_succeeded"),
+                Some("deploy_failed"),
+                Some("deploy_errored"),
+                Some("deploy_superseded"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deploy_event_carries_the_pull_request_and_a_superseded_one_no_log() {
+        let failed =
+            Notification::of_deploy(&job(), DeploymentState::Failure, "exit 3", Some(2_000), 5)
+                .unwrap();
+        assert_eq!(failed.pull_request, Some(42));
+        assert_eq!(failed.who, "octocat");
+        assert!(failed.log_url.is_some());
+        let superseded =
+            Notification::of_deploy(&job(), DeploymentState::Inactive, "superseded", None, 5)
+                .unwrap();
+        assert_eq!(superseded.log_url, None, "it never ran: there is no log");
+        let json = serde_json::to_value(&failed).unwrap();
+        assert_eq!(json["event"], "deploy_failed");
+        assert_eq!(
+            serde_json::from_value::<Notification>(json).unwrap(),
+            failed
+        );
+    }
+
+    #[test]
+    fn a_lock_says_why_and_until_when() {
+        let production = Environment::parse("production").unwrap();
+        let lock = Notification::locked(&production, "alice", "incident 42", Some(0), 0);
+        assert_eq!(
+            lock.description,
+            "incident 42 — until 1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(lock.repository, None);
+        let unlock = Notification::unlocked(&production, "alice", 0);
+        assert_eq!(unlock.event, NotificationKind::Unlocked);
+        assert_eq!(unlock.description, "automatic deploys run again");
+    }
+}

@@ -1,0 +1,222 @@
+//! What a receiver is sent: a Slack message (`{"text": …}` in Slack's `mrkdwn`), or
+//! deployhook's own JSON body for a generic webhook ([`WebhookBody`], documented in the
+//! README). Both say what a person needs: repository, environment, the short SHA linked to
+//! the commit, who, how it ended and how long it took, the log.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::model::notification::rfc3339;
+use crate::model::{CommitSha, DeploymentId, Environment, Notification, NotificationKind};
+
+/// The Slack (Mattermost, Discord `/slack`) body.
+pub fn slack_body(event: &Notification, github_web: &str) -> serde_json::Value {
+    serde_json::json!({ "text": slack_text(event, github_web) })
+}
+
+/// Two lines: what happened, then how it went, who, the pull request and the log.
+pub fn slack_text(event: &Notification, github_web: &str) -> String {
+    let environment = format!("*{}*", escape(event.environment.as_ref()));
+    let subject = match (&event.repository, &event.sha) {
+        (Some(repo), Some(sha)) => format!(
+            "*{}* {}",
+            escape(repo.as_ref()),
+            link(&commit_url(github_web, repo.as_ref(), sha), sha.short())
+        ),
+        (Some(repo), None) => format!("*{}*", escape(repo.as_ref())),
+        (None, _) => String::new(),
+    };
+    let took = |word: &str| {
+        event
+            .duration_ms
+            .map(|ms| format!(" {word} {}", whole_seconds(ms)))
+            .unwrap_or_default()
+    };
+    let headline = match event.event {
+        NotificationKind::DeployStarted => {
+            format!(":rocket: Deploying {subject} to {environment}")
+        }
+        NotificationKind::DeploySucceeded => format!(
+            ":white_check_mark: Deployed {subject} to {environment}{}",
+            took("in")
+        ),
+        NotificationKind::DeployFailed => format!(
+            ":x: Deploy of {subject} to {environment} failed{}",
+            took("after")
+        ),
+        NotificationKind::DeployErrored => format!(
+            ":warning: Deploy of {subject} to {environment} ended in an error{}",
+            took("after")
+        ),
+        NotificationKind::DeploySuperseded => format!(
+            ":fast_forward: {subject} was not deployed to {environment}: a newer deployment \
+             superseded it"
+        ),
+        NotificationKind::ChecksFailed => {
+            format!(":no_entry: {subject} will not deploy to {environment}: its checks failed")
+        }
+        NotificationKind::ChecksTimedOut => {
+            format!(":hourglass: {subject} will not deploy to {environment}: its checks timed out")
+        }
+        NotificationKind::Locked => format!(":lock: {environment} is locked"),
+        NotificationKind::Unlocked => format!(":unlock: {environment} is unlocked"),
+    };
+    let mut details = Vec::new();
+    if !event.description.trim().is_empty() {
+        details.push(escape(&event.description));
+    }
+    details.push(format!("by {}", escape(&event.who)));
+    if let (Some(repo), Some(number)) = (&event.repository, event.pull_request) {
+        let url = format!("{github_web}/{repo}/pull/{number}");
+        details.push(format!(
+            "pull request {}",
+            link(&url, &format!("#{number}"))
+        ));
+    }
+    if let Some(log) = &event.log_url {
+        details.push(link(log, "log"));
+    }
+    format!("{headline}\n{}", details.join(" · "))
+}
+
+/// The generic webhook's body: every key always present, `null` when it does not apply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebhookBody<'a> {
+    pub event: NotificationKind,
+    pub repository: Option<&'a str>,
+    pub environment: &'a Environment,
+    pub sha: Option<&'a CommitSha>,
+    pub commit_url: Option<String>,
+    pub deployment: Option<DeploymentId>,
+    pub pull_request: Option<u64>,
+    pub who: &'a str,
+    pub description: &'a str,
+    pub duration_seconds: Option<f64>,
+    pub log_url: Option<&'a str>,
+    /// RFC 3339, UTC, to the millisecond.
+    pub at: String,
+}
+
+impl<'a> WebhookBody<'a> {
+    pub fn new(event: &'a Notification, github_web: &str) -> Self {
+        let repository = event.repository.as_ref().map(AsRef::as_ref);
+        Self {
+            event: event.event,
+            repository,
+            environment: &event.environment,
+            sha: event.sha.as_ref(),
+            commit_url: repository
+                .zip(event.sha.as_ref())
+                .map(|(repo, sha)| commit_url(github_web, repo, sha)),
+            deployment: event.deployment,
+            pull_request: event.pull_request,
+            who: &event.who,
+            description: &event.description,
+            duration_seconds: event
+                .duration_ms
+                .map(|ms| Duration::from_millis(ms).as_secs_f64()),
+            log_url: event.log_url.as_deref(),
+            at: rfc3339(event.at).unwrap_or_default(),
+        }
+    }
+}
+
+fn commit_url(github_web: &str, repo: &str, sha: &CommitSha) -> String {
+    format!("{github_web}/{repo}/commit/{sha}")
+}
+
+/// `2s`, `1m 5s`: whole seconds, as the deploy's own descriptions write them.
+fn whole_seconds(ms: u64) -> String {
+    humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
+}
+
+/// A Slack link: `<url|label>`.
+fn link(url: &str, label: &str) -> String {
+    format!("<{}|{}>", escape(url), escape(label))
+}
+
+/// Slack's `mrkdwn` reads `&`, `<` and `>` as markup: a description quoting an error must
+/// not turn into a link or a mention.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DeployJob, DeploymentState, RepoName};
+
+    const WEB: &str = "https://github.com";
+
+    fn failed() -> Notification {
+        let job = DeployJob {
+            id: DeploymentId::from(880_001),
+            repo: RepoName::parse("acme/widgets").unwrap(),
+            environment: Environment::parse("production").unwrap(),
+            sha: CommitSha::parse("6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b").unwrap(),
+            git_ref: "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b".into(),
+            task: "deploy".into(),
+            deploy_user: "octocat".into(),
+            payload: r#"{"pull_request": 42}"#.into(),
+            environment_url: None,
+            log_url: Some("https://deploy.example.com/deployments/880001/log?token=a&b".into()),
+            installation: None,
+        };
+        let description = "exit code 3 after 42s — see log <stderr>";
+        Notification::of_deploy(&job, DeploymentState::Failure, description, Some(42_250), 0)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_slack_message_links_the_commit_the_pull_request_and_the_log_and_escapes_the_rest() {
+        assert_eq!(
+            slack_text(&failed(), WEB),
+            ":x: Deploy of *acme/widgets* \
+             <https://github.com/acme/widgets/commit/6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b|6f1e3c9> \
+             to *production* failed after 42s\n\
+             exit code 3 after 42s — see log &lt;stderr&gt; · by octocat · pull request \
+             <https://github.com/acme/widgets/pull/42|#42> · \
+             <https://deploy.example.com/deployments/880001/log?token=a&amp;b|log>"
+        );
+    }
+
+    #[test]
+    fn a_lock_names_no_commit() {
+        let production = Environment::parse("production").unwrap();
+        let lock = Notification::locked(&production, "alice", "incident 7", None, 0);
+        assert_eq!(
+            slack_text(&lock, WEB),
+            ":lock: *production* is locked\nincident 7 · by alice"
+        );
+        let body = serde_json::to_value(WebhookBody::new(&lock, WEB)).unwrap();
+        assert_eq!(body["repository"], serde_json::Value::Null);
+        assert_eq!(body["commit_url"], serde_json::Value::Null);
+        assert_eq!(body["event"], "locked");
+    }
+
+    #[test]
+    fn the_webhook_body_has_every_documented_key() {
+        let event = failed();
+        let body = serde_json::to_value(WebhookBody::new(&event, WEB)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "event": "deploy_failed",
+                "repository": "acme/widgets",
+                "environment": "production",
+                "sha": "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b",
+                "commit_url": "https://github.com/acme/widgets/commit/6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b",
+                "deployment": 880001,
+                "pull_request": 42,
+                "who": "octocat",
+                "description": "exit code 3 after 42s — see log <stderr>",
+                "duration_seconds": 42.25,
+                "log_url": "https://deploy.example.com/deployments/880001/log?token=a&b",
+                "at": "1970-01-01T00:00:00.000Z",
+            })
+        );
+    }
+}
