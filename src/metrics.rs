@@ -90,6 +90,7 @@ pub struct Metrics {
     connections_refused: Family<ReasonLabels, Counter>,
     waits_ended: Family<WaitLabels, Counter>,
     waiting: Family<KindLabels, Gauge>,
+    locked: Family<EnvironmentLabels, Gauge>,
     /// One scrape at a time: each clears and refills the state gauges.
     rendering: std::sync::Mutex<()>,
 }
@@ -168,7 +169,7 @@ impl Metrics {
         let outbox_failed = Gauge::default();
         registry.register(
             "outbox_failed",
-            "GitHub calls given up (kept in the outbox table)",
+            "Calls given up — to GitHub, or notifications — kept in the outbox table",
             outbox_failed.clone(),
         );
         let outbox_oldest_seconds = Gauge::default();
@@ -202,9 +203,16 @@ impl Metrics {
             "Merges waiting for their checks (kind checks) and promotions soaking (kind soak) now",
             waiting.clone(),
         );
+        let locked = Family::default();
+        registry.register(
+            "environment_locked",
+            "1 for each environment locked now (no automatic deploy runs there)",
+            locked.clone(),
+        );
         Self {
             waits_ended,
             waiting,
+            locked,
             registry,
             deliveries,
             rejected,
@@ -327,6 +335,14 @@ impl Metrics {
         self.outbox_failed.set(backlog.outbox_failed);
         self.outbox_oldest_seconds
             .set(backlog.outbox_oldest_seconds);
+        self.locked.clear();
+        for environment in &backlog.locked {
+            self.locked
+                .get_or_create(&EnvironmentLabels {
+                    environment: environment.clone(),
+                })
+                .set(1);
+        }
         for (kind, count) in [
             ("checks", backlog.waiting_for_checks),
             ("soak", backlog.soaking),

@@ -54,6 +54,69 @@ pub enum Command {
     Deploy(DeployArgs),
     /// List a repository's recent deployments and their latest state.
     Deployments(DeploymentsArgs),
+    /// Lock an environment: no automatic deploy runs there (merges and promotions wait)
+    /// until it is unlocked or the lock expires. Talks to the running server.
+    Lock(LockArgs),
+    /// Unlock an environment: what waited runs, in its policy's order.
+    Unlock(UnlockArgs),
+    /// List the environments locked now.
+    Locks(ServerArgs),
+    /// Deploy the last good version again — the last success before the current one, or
+    /// --to — and lock the environment so the next merge does not roll forward.
+    Rollback(RollbackArgs),
+}
+
+/// How the commands that act on a running deployhook reach it. The admin token comes from
+/// the environment (DEPLOYHOOK_ADMIN_TOKEN), as for `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The running server's base URL.
+    #[arg(
+        long,
+        env = "DEPLOYHOOK_SERVER",
+        default_value = "http://127.0.0.1:4567"
+    )]
+    pub server: String,
+    /// Who acts, as the lock or the rollback records it [default: $USER].
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// The environment to lock.
+    pub environment: String,
+    /// Why: whoever finds the lock reads it.
+    #[arg(long, short)]
+    pub reason: String,
+    /// How long (30m, 2h) [default: until unlocked].
+    #[arg(long = "for", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UnlockArgs {
+    /// The environment to unlock.
+    pub environment: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// The repository, owner/name.
+    pub repo: String,
+    /// The environment to roll back.
+    #[arg(long, short)]
+    pub environment: String,
+    /// The commit to put back: a SHA, or its first 7+ digits among those deployed there
+    /// [default: the last success before the current one].
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// How the commands that call GitHub reach it. Credentials come from the environment
@@ -109,6 +172,9 @@ pub struct DeployArgs {
     /// Shown on GitHub.
     #[arg(long)]
     pub description: Option<String>,
+    /// Run it even if the environment is locked (`"force": true` in the payload).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub github: GitHubArgs,
 }

@@ -19,6 +19,9 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     if let Some(description) = &args.description {
         request.description = text::description(description);
     }
+    if args.force {
+        request.payload["force"] = serde_json::Value::Bool(true);
+    }
     match github.create_manual_deployment(&repo, &request).await? {
         Ok(id) => {
             println!(

@@ -5,6 +5,7 @@
 //!
 //! May use: every other folder. Nothing imports `cli` but the binary.
 
+pub mod admin;
 pub mod args;
 pub mod check_config;
 pub mod deploy;
@@ -16,8 +17,8 @@ pub mod telemetry;
 use std::process::ExitCode;
 
 pub use args::{
-    CheckConfigArgs, Cli, Command, DeployArgs, DeploymentsArgs, GitHubArgs, LogFormat,
-    RedeliverArgs, ReplayArgs, ServeArgs,
+    CheckConfigArgs, Cli, Command, DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogFormat,
+    RedeliverArgs, ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, UnlockArgs,
 };
 
 use crate::config::GitHubConfig;
@@ -33,6 +34,10 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Redeliver(args) => redeliver::run(args).await,
         Command::Deploy(args) => deploy::run(args).await,
         Command::Deployments(args) => deploy::list(args).await,
+        Command::Lock(args) => admin::lock(args).await,
+        Command::Unlock(args) => admin::unlock(args).await,
+        Command::Locks(args) => admin::locks(args).await,
+        Command::Rollback(args) => admin::rollback(args).await,
     }
 }
 

@@ -133,6 +133,19 @@ impl<'a> RunSpec<'a> {
         })
     }
 
+    /// The spec that runs `job`: its task's command, or for a rollback of the `deploy` task
+    /// the environment's `rollback_command` when it names one.
+    pub fn for_job(environment: &'a EnvironmentConfig, job: &DeployJob) -> Option<Self> {
+        let mut spec = Self::new(environment, &job.task)?;
+        if job.task == crate::model::DEPLOY_TASK
+            && is_rollback(job)
+            && let Some(rollback) = &environment.rollback_command
+        {
+            spec.argv = rollback;
+        }
+        Some(spec)
+    }
+
     /// The program the deploy command runs.
     pub fn program(&self) -> &str {
         self.argv.first().map_or("", String::as_str)
@@ -276,8 +289,12 @@ impl<'a> RunSpec<'a> {
 
 /// What the deploy command learns about the job. Webhook data reaches it only this way,
 /// never interpolated into its command line.
-pub fn job_env(job: &DeployJob) -> [(&'static str, String); 8] {
+pub fn job_env(job: &DeployJob) -> [(&'static str, String); 9] {
     [
+        (
+            "DEPLOYHOOK_ROLLBACK",
+            u8::from(is_rollback(job)).to_string(),
+        ),
         ("DEPLOYHOOK_DEPLOYMENT_ID", job.id.to_string()),
         ("DEPLOYHOOK_REPOSITORY", job.repo.to_string()),
         ("DEPLOYHOOK_REF", job.git_ref.clone()),
@@ -287,6 +304,13 @@ pub fn job_env(job: &DeployJob) -> [(&'static str, String); 8] {
         ("DEPLOYHOOK_DEPLOY_USER", job.deploy_user.clone()),
         ("DEPLOYHOOK_PAYLOAD", job.payload.clone()),
     ]
+}
+
+/// Whether `job` rolls back (`"rollback": true` in its payload, as `deployhook rollback`
+/// makes it).
+pub fn is_rollback(job: &DeployJob) -> bool {
+    serde_json::from_str::<serde_json::Value>(&job.payload)
+        .is_ok_and(|p| p.get("rollback") == Some(&serde_json::Value::Bool(true)))
 }
 
 fn failed(status: ExitStatus, elapsed: Duration) -> RunOutcome {

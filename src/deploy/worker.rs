@@ -121,8 +121,9 @@ impl DeployWorker {
             // A lock that expires releases what waits for it: look again then.
             let now = now_ms();
             let idle = match self.store.read(move |c| locks::next_expiry(c, now)).await {
-                Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
-                    .min(IDLE_POLL),
+                Ok(Some(at)) => {
+                    Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(IDLE_POLL)
+                }
                 Ok(None) | Err(_) => IDLE_POLL,
             };
             tokio::select! {
@@ -152,7 +153,7 @@ impl DeployWorker {
                 let claimed = jobs::claim(c, max, policy, now)?;
                 for Claimed { job, .. } in &claimed {
                     let program = find(job.environment.as_ref())
-                        .and_then(|e| RunSpec::new(e, &job.task))
+                        .and_then(|e| RunSpec::for_job(e, job))
                         .map_or_else(|| job.task.clone(), |spec| spec.program().to_owned());
                     let running = format!("running {program} for {}", job.sha.short());
                     jobs::report_started(c, job, &running, now)?;
@@ -184,7 +185,7 @@ impl DeployWorker {
         let environments = self.environments.clone();
         let environment = find_environment(&environments, job.environment.as_ref());
         let Some((spec, limit)) =
-            environment.and_then(|e| Some((RunSpec::new(e, &job.task)?, e.log_limit)))
+            environment.and_then(|e| Some((RunSpec::for_job(e, &job)?, e.log_limit)))
         else {
             // Configured when it was queued, gone from the configuration since.
             let outcome = RunOutcome::NotConfigured {

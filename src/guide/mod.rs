@@ -10,6 +10,7 @@
 pub mod checks;
 pub mod dispatch;
 pub mod process_deployment;
+pub mod rollback;
 pub mod start_deployment;
 pub mod update_deployment_status;
 

@@ -26,6 +26,8 @@ pub struct Backlog {
     pub waiting_for_checks: u64,
     /// Promotions soaking now.
     pub soaking: u64,
+    /// The environments locked now.
+    pub locked: Vec<String>,
 }
 
 pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
@@ -46,7 +48,12 @@ pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
         )?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
     let (waiting_for_checks, soaking) = crate::store::waits::waiting_counts(conn)?;
+    let locked = crate::store::locks::holding_all(conn, now)?
+        .into_iter()
+        .map(|lock| lock.environment)
+        .collect();
     Ok(Backlog {
+        locked,
         waiting_for_checks,
         soaking,
         jobs,
@@ -184,4 +191,29 @@ pub fn failed_calls(conn: &Connection) -> rusqlite::Result<Vec<FailedCall>> {
 /// Whether the database answers and its schema is this release's: `(version, expected)`.
 pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// How many past successes a rollback looks back over.
+const ROLLBACK_HISTORY: i64 = 50;
+
+/// The successful deploys (task `deploy`) of `repository` to `environment`, newest first:
+/// `(sha, installation)`. For a rollback, an operator's rare action.
+pub fn recent_successes(
+    conn: &Connection,
+    repository: &str,
+    environment: &str,
+) -> rusqlite::Result<Vec<(String, Option<u64>)>> {
+    conn.prepare_cached(
+        "SELECT sha, installation_id FROM jobs INDEXED BY jobs_finished
+         WHERE state = 'finished' AND result = 'success' AND task = 'deploy'
+           AND repository = ?1 COLLATE NOCASE AND environment = ?2
+         ORDER BY finished_at DESC LIMIT ?3",
+    )?
+    .query_map(params![repository, environment, ROLLBACK_HISTORY], |row| {
+        Ok((
+            row.get(0)?,
+            row.get::<_, Option<i64>>(1)?.map(i64::unsigned_abs),
+        ))
+    })?
+    .collect()
 }

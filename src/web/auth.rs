@@ -173,6 +173,24 @@ impl AdminAuth {
         })
     }
 
+    /// The token the dashboard's forms carry for `session`: a form posted from another
+    /// site cannot know it. (The session cookie is `SameSite=Strict` and cross-site posts
+    /// are refused by their headers already; this holds where a browser sends neither.)
+    pub(super) fn form_token(&self, session: &Session) -> String {
+        hex::encode(mac(&self.key, b"form", session.id.as_bytes()))
+    }
+
+    /// Whether `given` is `session`'s form token, compared in constant time.
+    pub(super) fn form_token_valid(&self, session: &Session, given: &str) -> bool {
+        let Ok(given) = hex::decode(given) else {
+            return false;
+        };
+        let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
+        check.update(b"form\0");
+        check.update(session.id.as_bytes());
+        check.verify_slice(&given).is_ok()
+    }
+
     pub(super) fn session_valid(&self, headers: &HeaderMap, now: u64) -> bool {
         self.session(headers, now).is_some()
     }

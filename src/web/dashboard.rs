@@ -17,6 +17,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use crate::model::DeploymentId;
+use crate::store::locks;
 use crate::store::now_ms;
 use crate::store::sessions;
 use crate::store::views::{self, DeliveryRow, JobRow};
@@ -51,6 +52,9 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/logout", axum::routing::post(logout))
         .route("/dashboard/live", get(live))
         .route("/dashboard.js", get(script))
+        .route("/dashboard/lock", axum::routing::post(lock_form))
+        .route("/dashboard/unlock", axum::routing::post(unlock_form))
+        .route("/dashboard/rollback", axum::routing::post(rollback_form))
 }
 
 fn page(status: StatusCode, html: String) -> Response {
@@ -93,6 +97,10 @@ struct LoginPage<'a> {
 #[derive(Template)]
 #[template(path = "live.html")]
 struct LivePart {
+    /// The session's form token, for the lock, unlock and rollback forms.
+    form_token: String,
+    /// The locks holding now.
+    locks: Vec<LockView>,
     running: Vec<JobView>,
     queued: Vec<JobView>,
     environments: Vec<(String, Vec<JobView>)>,
@@ -104,6 +112,17 @@ struct LivePart {
     soaking: Vec<WaitView>,
     /// The latest waits that ended, and how.
     ended_waits: Vec<WaitView>,
+}
+
+/// A lock, ready to show.
+#[derive(Debug, Clone)]
+struct LockView {
+    environment: String,
+    reason: String,
+    by: String,
+    since: String,
+    /// Empty: until unlocked.
+    until: String,
 }
 
 /// A wait — for checks, or a soak — ready to show.
@@ -141,6 +160,9 @@ struct FailedCallView {
 #[template(path = "dashboard.html")]
 struct DashboardPage {
     environments: String,
+    /// The environments, for the lock form.
+    names: Vec<String>,
+    form_token: String,
     /// [`LivePart`], rendered.
     live: String,
     /// The log of the first running deploy, streamed into the page by the script.
@@ -164,6 +186,9 @@ struct JobView {
     log_path: String,
     commit_url: String,
     deployments_url: String,
+    sha: String,
+    /// A success older than the environment's current one: it can be rolled back to.
+    can_roll_back: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +225,8 @@ fn job_view(job: JobRow, state: &AppState, now: i64) -> JobView {
     JobView {
         id: job.deployment_id,
         short_sha: job.sha.chars().take(7).collect(),
+        sha: job.sha.clone(),
+        can_roll_back: false,
         commit_url: format!(
             "{}/{}/commit/{}",
             shared.github_web, job.repository, job.sha
@@ -218,8 +245,24 @@ fn job_view(job: JobRow, state: &AppState, now: i64) -> JobView {
     }
 }
 
-async fn live_part(state: &AppState) -> Result<LivePart, crate::store::StoreError> {
+async fn live_part(
+    state: &AppState,
+    form_token: String,
+) -> Result<LivePart, crate::store::StoreError> {
     let store = &state.store;
+    let now = now_ms();
+    let locks = store
+        .read(move |c| locks::holding_all(c, now))
+        .await?
+        .into_iter()
+        .map(|lock| LockView {
+            environment: lock.environment,
+            reason: lock.reason,
+            by: lock.locked_by,
+            since: time(lock.locked_at),
+            until: lock.until.map(time).unwrap_or_default(),
+        })
+        .collect();
     let jobs = store.read(views::recent_jobs).await?;
     let active = store.read(views::active_jobs).await?;
     let deliveries = store.read(views::recent_deliveries).await?;
@@ -251,11 +294,23 @@ async fn live_part(state: &AppState) -> Result<LivePart, crate::store::StoreErro
         .iter()
         .map(|e| {
             let name = e.name.to_string();
-            let of_it = jobs
+            let mut of_it: Vec<JobView> = jobs
                 .iter()
                 .filter(|j| j.environment == name)
                 .cloned()
                 .collect();
+            // Every success but the newest of its repository can be put back.
+            let mut current: Vec<String> = Vec::new();
+            for job in &mut of_it {
+                if job.state != "success" || job.task != crate::model::DEPLOY_TASK {
+                    continue;
+                }
+                if current.contains(&job.repository) {
+                    job.can_roll_back = true;
+                } else {
+                    current.push(job.repository.clone());
+                }
+            }
             (name, of_it)
         })
         .collect();
@@ -271,6 +326,8 @@ async fn live_part(state: &AppState) -> Result<LivePart, crate::store::StoreErro
         }
     }
     Ok(LivePart {
+        form_token,
+        locks,
         checks,
         soaking,
         ended_waits,
@@ -363,7 +420,8 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Respons
     if let Some(answer) = refusal(&state, &headers) {
         return answer;
     }
-    match live_part(&state).await {
+    let token = form_token(&state, &headers);
+    match live_part(&state, token.clone()).await {
         Ok(live) => {
             let live_log = live.running.first().cloned();
             let environments = state
@@ -375,6 +433,12 @@ async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Respons
             match live.render() {
                 Ok(live) => render(&DashboardPage {
                     environments,
+                    names: state
+                        .environments
+                        .iter()
+                        .map(|e| e.name.to_string())
+                        .collect(),
+                    form_token: token,
                     live,
                     live_log,
                 }),
@@ -395,7 +459,7 @@ async fn live(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if refusal(&state, &headers).is_some() {
         return (StatusCode::UNAUTHORIZED, "sign in again\n").into_response();
     }
-    match live_part(&state).await {
+    match live_part(&state, form_token(&state, &headers)).await {
         Ok(live) => render(&live),
         Err(err) => unavailable(&err),
     }
@@ -507,4 +571,153 @@ async fn script() -> Response {
         SCRIPT,
     )
         .into_response()
+}
+
+/// The form token of the request's session (empty without one: its forms are refused).
+fn form_token(state: &AppState, headers: &HeaderMap) -> String {
+    match (
+        &state.admin,
+        state
+            .admin
+            .as_ref()
+            .and_then(|a| a.session(headers, unix_now())),
+    ) {
+        (Some(admin), Some(session)) => admin.form_token(&session),
+        _ => String::new(),
+    }
+}
+
+/// `None` when a dashboard form may change something: a signed-in admin, from this site,
+/// with the session's form token.
+fn form_refusal(state: &AppState, headers: &HeaderMap, token: &str) -> Option<Response> {
+    if let Some(answer) = refusal(state, headers) {
+        return Some(answer);
+    }
+    if cross_site(headers) {
+        return Some(cross_site_refusal());
+    }
+    let admin = state.admin.as_ref()?;
+    let valid = admin
+        .session(headers, unix_now())
+        .is_some_and(|session| admin.form_token_valid(&session, token));
+    (!valid).then(|| {
+        page(
+            StatusCode::FORBIDDEN,
+            "refused: the form's token is missing or stale; reload the dashboard".to_owned(),
+        )
+    })
+}
+
+/// After a form: back to the dashboard, or the refusal's sentence.
+fn after_form(result: Result<(), crate::web::admin::Refused>) -> Response {
+    match result {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(crate::web::admin::Refused(status, why)) => {
+            let mut response = render(&MessagePage {
+                title: "Not done",
+                message: &why,
+            });
+            *response.status_mut() = status;
+            response
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LockForm {
+    environment: String,
+    reason: String,
+    /// `2h`; empty: until unlocked.
+    #[serde(default, rename = "for")]
+    duration: String,
+    #[serde(default)]
+    form_token: String,
+}
+
+async fn lock_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LockForm>,
+) -> Response {
+    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
+        return refused;
+    }
+    let duration = match form.duration.trim() {
+        "" => None,
+        text => match crate::config::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                return after_form(Err(crate::web::admin::Refused(
+                    StatusCode::BAD_REQUEST,
+                    "for: must be longer than 0s".into(),
+                )));
+            }
+            Err(err) => {
+                return after_form(Err(crate::web::admin::Refused(
+                    StatusCode::BAD_REQUEST,
+                    format!("for: {err}"),
+                )));
+            }
+        },
+    };
+    let done = crate::web::admin::lock(
+        &state,
+        &form.environment,
+        &form.reason,
+        duration,
+        "the dashboard",
+    )
+    .await;
+    after_form(done.map(drop))
+}
+
+#[derive(serde::Deserialize)]
+struct UnlockForm {
+    environment: String,
+    #[serde(default)]
+    form_token: String,
+}
+
+async fn unlock_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<UnlockForm>,
+) -> Response {
+    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
+        return refused;
+    }
+    after_form(
+        crate::web::admin::unlock(&state, &form.environment, "the dashboard")
+            .await
+            .map(drop),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct RollbackForm {
+    repository: String,
+    environment: String,
+    /// The commit to put back.
+    to: String,
+    #[serde(default)]
+    form_token: String,
+}
+
+async fn rollback_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<RollbackForm>,
+) -> Response {
+    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
+        return refused;
+    }
+    let done = crate::web::admin::roll_back(
+        &state,
+        &form.repository,
+        &form.environment,
+        Some(&form.to),
+        "the dashboard",
+    )
+    .await;
+    after_form(done.map(drop))
 }

@@ -1,11 +1,12 @@
 //! The HTTP server: the [`router`] of every route, the server's lifecycle ([`app`]), the
 //! state handlers share ([`state`]), the webhook endpoint ([`event_handler`]), operations
-//! (health, metrics, deploy logs: [`ops`]), and the operators' [`dashboard`] with its
-//! sign-in ([`auth`]).
+//! (health, metrics, deploy logs: [`ops`]), the operators' [`dashboard`] with its sign-in
+//! ([`auth`]), and the [`admin`] API (locks, rollbacks) the CLI calls.
 //!
-//! May use: `guide`, `webhook`, `deploy`, `github`, `store`, `config`, `metrics`, `health`,
-//! `model`.
+//! May use: `guide`, `webhook`, `deploy`, `github`, `notify`, `store`, `config`, `metrics`,
+//! `health`, `model`.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod dashboard;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/deployments/{id}/log", get(ops::deployment_log))
         .merge(dashboard::routes().layer(middleware::from_fn(small_body)))
+        .merge(admin::routes().layer(middleware::from_fn(small_body)))
         .layer(middleware::from_fn(event_handler::delivery_span))
         .with_state(state)
 }

@@ -146,6 +146,20 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_wat
     std::fs::remove_file(&release).unwrap();
     std::fs::remove_file(app.dir.path().join("started")).unwrap();
 
+    // Production is locked, as after an incident: the page says so, with who and why.
+    let locked = app
+        .http
+        .post(format!("{}/api/locks", app.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &json!({"environment": "production", "reason": "incident 4711: hold deploys",
+                      "for": "2h", "by": "maria"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), reqwest::StatusCode::CREATED);
+
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
     let capabilities = json!({
@@ -228,6 +242,15 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_wat
         assert_eq!(cells[3], "#42", "{wait}");
         assert_eq!(cells[5], "test", "passed: {wait}");
         assert_eq!(cells[6], "lint", "pending: {wait}");
+        let lock = browser
+            .find(Locator::Id("lock-production"))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            lock.contains("incident 4711: hold deploys") && lock.contains("maria"),
+            "{lock}"
+        );
 
         let png = browser.screenshot().await?;
         let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
@@ -239,6 +262,27 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_wat
             "nothing is deployed while `lint` runs"
         );
 
+        // The lock's Unlock button (a form with the session's token) lifts it.
+        browser
+            .find(Locator::Css("#lock-production button"))
+            .await?
+            .click()
+            .await?;
+        let deadline = Instant::now() + WAIT;
+        while browser.find(Locator::Id("lock-production")).await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the Unlock button did not unlock"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            browser.goto(&format!("{}/", app.url)).await?;
+        }
+
+        let row = browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("deployment-880077"))
+            .await?;
         row.find(Locator::Css("a.log-link")).await?.click().await?;
         let body = browser
             .wait()

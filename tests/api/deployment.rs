@@ -53,6 +53,7 @@ async fn the_command_learns_the_job_from_its_environment_and_sees_no_secret() {
         "DEPLOYHOOK_TASK=deploy",
         "DEPLOYHOOK_DEPLOY_USER=octo-dev",
         r#"DEPLOYHOOK_PAYLOAD={"deploy_user":"octo-dev","environment":"production","pull_request":42}"#,
+        "DEPLOYHOOK_ROLLBACK=0",
     ] {
         assert!(
             env.lines().any(|l| l == expected),

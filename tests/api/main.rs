@@ -18,6 +18,8 @@ mod helpers;
 mod hostile;
 mod intake;
 mod layout;
+mod locks;
+mod notify;
 mod operations;
 mod other_events;
 mod pull_request;

@@ -1,0 +1,202 @@
+//! `deployhook lock`, `unlock`, `locks` and `rollback`: they ask the running server, through
+//! its admin API (`/api/…`, see [`crate::web::admin`]), with `DEPLOYHOOK_ADMIN_TOKEN`, so
+//! they work the same from the server's host or another.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::cli::{LockArgs, RollbackArgs, ServerArgs, UnlockArgs};
+
+/// `deployhook lock ENV --reason … [--for 2h]`.
+pub async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
+    let mut body = json!({
+        "environment": args.environment,
+        "reason": args.reason,
+        "by": who(&args.server),
+    });
+    if let Some(duration) = args.duration {
+        body["for"] = json!(humantime::format_duration(duration).to_string());
+    }
+    let answer = call(
+        &args.server,
+        reqwest::Method::POST,
+        "/api/locks",
+        Some(body),
+    )
+    .await?;
+    let lock = &answer["lock"];
+    let until = lock["until"].as_str().map_or_else(
+        || "until unlocked".to_owned(),
+        |until| format!("until {until}"),
+    );
+    println!(
+        "{} locked {until}: {} (by {})",
+        text(&lock["environment"]),
+        text(&lock["reason"]),
+        text(&lock["locked_by"])
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deployhook unlock ENV`.
+pub async fn unlock(args: UnlockArgs) -> anyhow::Result<ExitCode> {
+    let path = format!("/api/locks/{}", path_segment(&args.environment));
+    let answer = call_as(&args.server, reqwest::Method::DELETE, &path, None).await?;
+    println!(
+        "{} unlocked (it was locked by {}: {}); what waited runs now",
+        text(&answer["unlocked"]["environment"]),
+        text(&answer["unlocked"]["locked_by"]),
+        text(&answer["unlocked"]["reason"])
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deployhook locks`.
+pub async fn locks(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let answer = call(&args, reqwest::Method::GET, "/api/locks", None).await?;
+    let locks = answer["locks"].as_array().cloned().unwrap_or_default();
+    if locks.is_empty() {
+        println!("no environment is locked");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16} {:<16} {:<22} {:<22} REASON",
+        "ENVIRONMENT", "BY", "SINCE", "UNTIL"
+    );
+    for lock in &locks {
+        println!(
+            "{:<16} {:<16} {:<22} {:<22} {}",
+            text(&lock["environment"]),
+            text(&lock["locked_by"]),
+            text(&lock["locked_at"]),
+            lock["until"].as_str().unwrap_or("unlocked by hand"),
+            text(&lock["reason"])
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deployhook rollback OWNER/REPO -e ENV [--to SHA]`.
+pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let body = json!({
+        "repository": args.repo,
+        "environment": args.environment,
+        "to": args.to,
+        "by": who(&args.server),
+    });
+    let answer = call(
+        &args.server,
+        reqwest::Method::POST,
+        "/api/rollback",
+        Some(body),
+    )
+    .await?;
+    println!(
+        "rolling {} in {} back to {} (from {}); {} is locked: {}. \
+         `deployhook unlock {}` lets merges deploy again.",
+        text(&answer["repository"]),
+        text(&answer["environment"]),
+        short(&answer["sha"]),
+        short(&answer["rolled_back"]),
+        text(&answer["environment"]),
+        text(&answer["locked"]),
+        text(&answer["environment"]),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// [`call`], saying who acts in a header (a `DELETE` has no body to say it in).
+async fn call_as(
+    server: &ServerArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    call_with(server, method, path, body, Some(who(server))).await
+}
+
+/// Calls the admin API; its JSON answer, or an error that says what went wrong.
+async fn call(
+    server: &ServerArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    call_with(server, method, path, body, None).await
+}
+
+async fn call_with(
+    server: &ServerArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    by: Option<String>,
+) -> anyhow::Result<Value> {
+    let Some(token) = std::env::var("DEPLOYHOOK_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    else {
+        bail!(
+            "DEPLOYHOOK_ADMIN_TOKEN is not set: these commands use the running server's admin \
+             token (the same value the server has)"
+        );
+    };
+    let url = format!("{}{path}", server.server.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("could not build an HTTP client")?;
+    let mut request = client.request(method, &url).bearer_auth(token);
+    if let Some(by) = by {
+        request = request.header("X-Deployhook-By", by);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.map_err(|err| {
+        let cause = std::error::Error::source(&err).map_or_else(String::new, |c| format!(": {c}"));
+        anyhow::anyhow!(
+            "could not reach deployhook at {url}{cause} (is it running? set --server or \
+             DEPLOYHOOK_SERVER)"
+        )
+    })?;
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let why = answer["error"].as_str().unwrap_or("no explanation");
+        bail!("deployhook answered {status}: {why}");
+    }
+    Ok(answer)
+}
+
+fn who(server: &ServerArgs) -> String {
+    server
+        .by
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "deployhook-cli".to_owned())
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("?")
+}
+
+fn short(value: &Value) -> String {
+    text(value).chars().take(7).collect()
+}
+
+/// An environment name as one path segment (`review/pr-42` holds a slash).
+fn path_segment(name: &str) -> String {
+    let mut encoded = String::new();
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
