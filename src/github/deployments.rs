@@ -144,7 +144,7 @@ impl GitHubClient {
     }
 
     /// The deployment deployhook created for `request` (same commit and environment, and
-    /// the same pull request and promotion in its payload), if GitHub has one: after an
+    /// the same pull request, promotion and rollback in its payload), if GitHub has one: after an
     /// attempt whose answer was lost, this tells whether it created the deployment anyway.
     pub async fn find_deployment(
         &self,
@@ -165,7 +165,7 @@ impl GitHubClient {
         let same = |d: &ListedDeployment, key: &str| d.payload.get(key) == request.payload.get(key);
         Ok(listed
             .into_iter()
-            .find(|d| same(d, "pull_request") && same(d, "promoted_from"))
+            .find(|d| same(d, "pull_request") && same(d, "promoted_from") && same(d, "rolled_back"))
             .map(|d| d.id))
     }
 

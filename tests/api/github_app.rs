@@ -330,7 +330,10 @@ async fn a_403_without_rate_limit_headers_is_not_retried_and_names_the_missing_p
         .text()
         .await
         .unwrap();
-    assert!(page.contains("Calls given up (GitHub, notifications)"), "{page}");
+    assert!(
+        page.contains("Calls given up (GitHub, notifications)"),
+        "{page}"
+    );
     assert!(page.contains("the App lacks a permission"), "{page}");
 }
 
