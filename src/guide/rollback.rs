@@ -9,10 +9,14 @@ use serde_json::json;
 use crate::config::EnvironmentConfig;
 use crate::model::{CommitSha, DEPLOY_TASK, DeploymentRequest, NewDeployment, RepoName, text};
 
-/// A successful deploy of the environment, newest first, as the store remembers it.
+/// A deploy of the environment that ran, newest first, as the store remembers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Success {
+pub struct Deployed {
     pub sha: String,
+    /// `success`, `failure` or `error`.
+    pub result: String,
+    /// For a rollback: the commit it rolled back from.
+    pub rolled_back: Option<String>,
     /// The App installation that made it (App mode).
     pub installation: Option<u64>,
 }
@@ -21,37 +25,47 @@ pub struct Success {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rollback {
     pub new: NewDeployment,
-    /// The commit running now, which is rolled back.
+    /// The commit running now (deployed last, whether it succeeded or not), rolled back.
     pub from: CommitSha,
     pub lock_reason: String,
 }
 
 /// Decides the rollback of `repo` in `environment` to `to` (a SHA, or its first 7+ digits
-/// among those deployed), or to the last success before the current one.
+/// among those deployed), or to the last good commit before the current one: the newest
+/// success that is not the current commit and that no later rollback rolled back from (a
+/// second rollback goes further back, not forward to what the first one undid).
 pub fn rollback(
     environment: &EnvironmentConfig,
     repo: &RepoName,
-    successes: &[Success],
+    history: &[Deployed],
     to: Option<&str>,
     by: &str,
 ) -> Result<Rollback, String> {
     let name = &environment.name;
-    let Some(current) = successes.first() else {
+    let Some(current) = history.first() else {
         return Err(format!(
-            "{repo} has no successful deploy to {name} that deployhook remembers: nothing to \
-             roll back from (deploy a commit by hand: deployhook deploy {repo} SHA -e {name})"
+            "{repo} has no deploy to {name} that deployhook remembers: nothing to roll back \
+             from (deploy a commit by hand: deployhook deploy {repo} SHA -e {name})"
         ));
     };
     let from = CommitSha::parse(&current.sha).map_err(|e| e.to_string())?;
+    let undone: Vec<&str> = history
+        .iter()
+        .filter_map(|d| d.rolled_back.as_deref())
+        .collect();
+    let good = |d: &&Deployed| d.result == "success" && d.sha != current.sha;
     let target = match to.map(str::trim) {
         Some(wanted) => {
             let wanted = wanted.to_ascii_lowercase();
-            let deployed = (wanted.len() >= 7)
-                .then(|| successes.iter().find(|s| s.sha.starts_with(&wanted)))
-                .flatten();
-            match deployed {
-                Some(success) => success.sha.clone(),
-                None => CommitSha::parse(&wanted)
+            let mut matches: Vec<&str> = history
+                .iter()
+                .filter(|d| wanted.len() >= 7 && d.sha.starts_with(&wanted))
+                .map(|d| d.sha.as_str())
+                .collect();
+            matches.dedup();
+            match matches.as_slice() {
+                [one] => (*one).to_owned(),
+                [] => CommitSha::parse(&wanted)
                     .map_err(|_| {
                         format!(
                             "{wanted} is not a commit deployed to {name} here; give its full \
@@ -59,16 +73,22 @@ pub fn rollback(
                         )
                     })?
                     .to_string(),
+                _ => {
+                    return Err(format!(
+                        "{wanted} could be several commits deployed to {name}: give more digits"
+                    ));
+                }
             }
         }
-        None => successes
+        None => history
             .iter()
-            .find(|s| s.sha != current.sha)
-            .map(|s| s.sha.clone())
+            .filter(good)
+            .find(|d| !undone.contains(&d.sha.as_str()))
+            .map(|d| d.sha.clone())
             .ok_or_else(|| {
                 format!(
-                    "{} is the only commit of {repo} deployed successfully to {name}: nothing \
-                     earlier to roll back to",
+                    "no successful deploy of {repo} to {name} before {} that was not rolled \
+                     back: nothing earlier to roll back to (--to SHA names one)",
                     from.short()
                 )
             })?,
@@ -126,14 +146,20 @@ mod tests {
     const B: &str = "bbbbbbb2bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     const C: &str = "ccccccc3cccccccccccccccccccccccccccccccc";
 
-    fn history() -> Vec<Success> {
+    fn deployed(sha: &str, result: &str, rolled_back: Option<&str>) -> Deployed {
+        Deployed {
+            sha: sha.to_owned(),
+            result: result.to_owned(),
+            rolled_back: rolled_back.map(str::to_owned),
+            installation: None,
+        }
+    }
+
+    fn history() -> Vec<Deployed> {
         // Newest first; C was deployed twice (a redeploy).
         [C, C, B, A]
             .iter()
-            .map(|sha| Success {
-                sha: (*sha).to_owned(),
-                installation: None,
-            })
+            .map(|sha| deployed(sha, "success", None))
             .collect()
     }
 
@@ -175,6 +201,21 @@ mod tests {
             assert!(err.contains(why), "{err}");
         }
         let err = rollback(&production(), &repo, &[], None, "m").unwrap_err();
-        assert!(err.contains("nothing to roll back from"), "{err}");
+        assert!(err.contains("nothing to roll back"), "{err}");
+    }
+
+    #[test]
+    fn a_second_rollback_goes_further_back_and_a_failed_deploy_counts_as_current() {
+        let repo = RepoName::parse("acme/widgets").unwrap();
+        // A, B, C deployed; rolled back to B (from C): the next rollback goes to A, not C.
+        let mut after = vec![deployed(B, "success", Some(C))];
+        after.extend(history());
+        let again = rollback(&production(), &repo, &after, None, "m").unwrap();
+        assert_eq!(again.new.request.git_ref.as_ref(), A);
+        // C failed to deploy: what runs is C's mess; the last good version is B.
+        let failed = vec![deployed(C, "failure", None), deployed(B, "success", None)];
+        let decided = rollback(&production(), &repo, &failed, None, "m").unwrap();
+        assert_eq!(decided.new.request.git_ref.as_ref(), B);
+        assert_eq!(decided.from.as_ref(), C);
     }
 }

@@ -136,6 +136,15 @@ pub fn claim(
             let Some(forced) = forced_job(conn, &pair, policy(&pair.1))? else {
                 continue;
             };
+            // Under `latest` the newest forced one wins over older forced ones, as
+            // anywhere; the others wait for the unlock, untouched.
+            if policy(&pair.1) == Policy::Latest {
+                for older in queued_before(conn, &pair, forced.job.id)? {
+                    if is_forced(&older.job.payload) {
+                        supersede(conn, &older.job, forced.job.id, now)?;
+                    }
+                }
+            }
             start(conn, &forced.job, now)?;
             started.push(forced);
             free -= 1;

@@ -260,3 +260,51 @@ fn calls_waiting_across_migration_6_are_sent_in_order() {
         "k1's two in order, k2's pending one; the failed one stays"
     );
 }
+
+/// In a locked environment only forced jobs start; under `latest` the newest forced one
+/// supersedes the older forced ones, and the unforced wait, untouched, for the unlock.
+#[test]
+fn a_lock_holds_unforced_jobs_and_latest_runs_only_the_newest_forced_one() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    schema::migrate(&mut conn).unwrap();
+    let forced = |id| DeployJob {
+        payload: r#"{"force":true}"#.into(),
+        ..job(id, None)
+    };
+    for queued in [forced(1), forced(2), job(3, None)] {
+        jobs::enqueue(&conn, &queued, "d", 0).unwrap();
+    }
+    locks::lock(
+        &conn,
+        &locks::Lock {
+            environment: "production".into(),
+            reason: "incident".into(),
+            locked_by: "maria".into(),
+            locked_at: 0,
+            until: Some(10_000),
+        },
+    )
+    .unwrap();
+    let state = |id: i64| -> (String, Option<String>) {
+        conn.query_row(
+            "SELECT state, result FROM jobs WHERE deployment_id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap()
+    };
+    let started = jobs::claim(&conn, 4, |_| Policy::Latest, 1).unwrap();
+    let ids: Vec<u64> = started.iter().map(|c| c.job.id.get()).collect();
+    assert_eq!(ids, [2]);
+    assert_eq!(state(1), ("finished".into(), Some("inactive".into())));
+    assert_eq!(state(3), ("queued".into(), None));
+    jobs::finish(&conn, &forced(2), DeploymentState::Success, "ok", 2).unwrap();
+    // Still locked: nothing more starts. Expired: the unforced one runs.
+    assert!(
+        jobs::claim(&conn, 4, |_| Policy::Latest, 3)
+            .unwrap()
+            .is_empty()
+    );
+    let after = jobs::claim(&conn, 4, |_| Policy::Latest, 10_001).unwrap();
+    assert_eq!(after[0].job.id.get(), 3);
+}

@@ -193,27 +193,48 @@ pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
 }
 
-/// How many past successes a rollback looks back over.
+/// How many past deploys a rollback looks back over.
 const ROLLBACK_HISTORY: i64 = 50;
 
-/// The successful deploys (task `deploy`) of `repository` to `environment`, newest first:
-/// `(sha, installation)`. For a rollback, an operator's rare action.
-pub fn recent_successes(
+/// A deploy that ran, as a rollback looks back on it.
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    pub sha: String,
+    /// `success`, `failure` or `error`.
+    pub result: String,
+    /// The payload's `rolled_back`: the commit a rollback replaced.
+    pub rolled_back: Option<String>,
+    pub installation: Option<u64>,
+}
+
+/// The deploys (task `deploy`) of `repository` to `environment` that ran, newest first.
+/// For a rollback, an operator's rare action.
+pub fn deploy_history(
     conn: &Connection,
     repository: &str,
     environment: &str,
-) -> rusqlite::Result<Vec<(String, Option<u64>)>> {
+) -> rusqlite::Result<Vec<HistoryRow>> {
     conn.prepare_cached(
-        "SELECT sha, installation_id FROM jobs INDEXED BY jobs_finished
-         WHERE state = 'finished' AND result = 'success' AND task = 'deploy'
-           AND repository = ?1 COLLATE NOCASE AND environment = ?2
+        "SELECT sha, result,
+                CASE WHEN json_valid(payload) THEN json_extract(payload, '$.rolled_back') END,
+                installation_id
+         FROM jobs INDEXED BY jobs_history
+         WHERE state = 'finished' AND repository = ?1 AND environment = ?2
+           AND task = 'deploy' AND result IN ('success', 'failure', 'error')
          ORDER BY finished_at DESC LIMIT ?3",
     )?
     .query_map(params![repository, environment, ROLLBACK_HISTORY], |row| {
-        Ok((
-            row.get(0)?,
-            row.get::<_, Option<i64>>(1)?.map(i64::unsigned_abs),
-        ))
+        let rolled_back: Option<rusqlite::types::Value> = row.get(2)?;
+        let rolled_back = match rolled_back {
+            Some(rusqlite::types::Value::Text(sha)) => Some(sha),
+            _ => None,
+        };
+        Ok(HistoryRow {
+            sha: row.get(0)?,
+            result: row.get(1)?,
+            rolled_back,
+            installation: row.get::<_, Option<i64>>(3)?.map(i64::unsigned_abs),
+        })
     })?
     .collect()
 }

@@ -19,12 +19,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::find_environment;
-use crate::guide::rollback::{Success, rollback};
+use crate::guide::rollback::{Deployed, rollback};
 use crate::model::{Environment, Notification, RepoName};
 use crate::store::locks::{self, Lock};
 use crate::store::{now_ms, outbox, views};
 use crate::web::AppState;
 use crate::web::auth::cross_site;
+
+/// The longest a lock may be asked for: past it, lock until unlocked.
+pub const MAX_LOCK: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 
 /// The API's routes.
 pub fn routes() -> Router<AppState> {
@@ -142,6 +145,9 @@ async fn post_lock(
         .map(crate::config::parse_duration)
     {
         None => None,
+        Some(Ok(d)) if d > MAX_LOCK => {
+            return Refused(StatusCode::BAD_REQUEST, "for: at most a year".into()).into_response();
+        }
         Some(Ok(d)) if !d.is_zero() => Some(d),
         Some(Ok(_)) => {
             return Refused(
@@ -239,7 +245,9 @@ pub async fn lock(
         reason: bounded(reason),
         locked_by: bounded(by),
         locked_at: now,
-        until: duration.map(|d| now + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)),
+        until: duration.map(|d| {
+            now.saturating_add(i64::try_from(d.min(MAX_LOCK).as_millis()).unwrap_or(i64::MAX / 2))
+        }),
     };
     let record = lock.clone();
     let told = Notification::locked(
@@ -258,6 +266,8 @@ pub async fn lock(
         .await
         .map_err(|err| unavailable(&err))?;
     state.outbox.wake();
+    // The queue sleeps until the next lock expires: this one may expire first.
+    state.deployer.wake();
     tracing::info!(
         environment = %lock.environment,
         "{} locked by {}: {}",
@@ -322,16 +332,21 @@ pub async fn roll_back(
         ));
     }
     let (history_repo, history_env) = (repo.to_string(), name.clone());
-    let successes: Vec<Success> = state
+    let history: Vec<Deployed> = state
         .store
-        .read(move |c| views::recent_successes(c, &history_repo, &history_env))
+        .read(move |c| views::deploy_history(c, &history_repo, &history_env))
         .await
         .map_err(|err| unavailable(&err))?
         .into_iter()
-        .map(|(sha, installation)| Success { sha, installation })
+        .map(|row| Deployed {
+            sha: row.sha,
+            result: row.result,
+            rolled_back: row.rolled_back,
+            installation: row.installation,
+        })
         .collect();
     let by = bounded(by);
-    let decided = rollback(config, &repo, &successes, to, &by)
+    let decided = rollback(config, &repo, &history, to, &by)
         .map_err(|why| Refused(StatusCode::CONFLICT, why))?;
     let now = now_ms();
     let lock = Lock {

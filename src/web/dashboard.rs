@@ -645,6 +645,12 @@ async fn lock_form(
     let duration = match form.duration.trim() {
         "" => None,
         text => match crate::config::parse_duration(text) {
+            Ok(d) if d > crate::web::admin::MAX_LOCK => {
+                return after_form(Err(crate::web::admin::Refused(
+                    StatusCode::BAD_REQUEST,
+                    "for: at most a year".into(),
+                )));
+            }
             Ok(d) if !d.is_zero() => Some(d),
             Ok(_) => {
                 return after_form(Err(crate::web::admin::Refused(

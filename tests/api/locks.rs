@@ -495,6 +495,17 @@ async fn a_rollback_deploys_the_previous_success_and_locks_the_environment() {
         "{env}"
     );
 
+    // A second rollback goes further back, to A — not forward to C, which the first undid.
+    let again = api(
+        &app,
+        reqwest::Method::POST,
+        "/api/rollback",
+        Some(json!({"repository": "acme/widgets", "environment": "production"})),
+    )
+    .await;
+    assert_eq!(again["sha"], A);
+    assert_eq!(again["rolled_back"], B);
+
     // The next merge's deploy waits for the unlock.
     app.post_webhook("deployment", &deployment(880_015, C, "production", false))
         .await;

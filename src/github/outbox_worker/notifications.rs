@@ -82,9 +82,12 @@ impl OutboxWorker {
         let receiver = Notifier::describe(receiver);
         let event = describe_event(event);
         if err.is_retryable() && age < self.config.max_age.min(MAX_AGE) {
-            let wait = err
-                .retry_after()
-                .unwrap_or_else(|| self.backoff(item.attempts));
+            // A receiver's Retry-After is obeyed up to the longest backoff: a day's wait
+            // would outlive the message.
+            let wait = err.retry_after().map_or_else(
+                || self.backoff(item.attempts),
+                |w| w.min(self.config.max_retry),
+            );
             tracing::warn!(attempt = item.attempts + 1, retry_in = ?wait, "{what} failed, will retry: {err}");
             let at = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
             let error = format!("{receiver}: {event}: {err}");

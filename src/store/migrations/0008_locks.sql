@@ -12,6 +12,10 @@ CREATE TABLE locks (
 ) WITHOUT ROWID;
 
 ALTER TABLE jobs ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;
+-- A repository's deploys to an environment, newest first: what a rollback goes back over.
+CREATE INDEX jobs_history ON jobs (repository, environment, finished_at)
+    WHERE state = 'finished';
+
 -- The forced deployments waiting for a locked environment.
 CREATE INDEX jobs_forced ON jobs (repository, environment, deployment_id)
     WHERE state = 'queued' AND forced = 1;
