@@ -77,102 +77,135 @@ impl GitHubClient {
         repo: &RepoName,
         sha: &str,
     ) -> Result<Vec<CheckResult>, GitHubError> {
+        let base = format!("/repos/{repo}/commits/{sha}");
+        let mut results = self
+            .read_pages::<SuitesPage>("list_check_suites", &format!("{base}/check-suites"))
+            .await?;
+        results.extend(
+            self.read_pages::<CheckRunsPage>("list_check_runs", &format!("{base}/check-runs"))
+                .await?,
+        );
+        results.extend(
+            self.read_pages::<CombinedStatus>("get_combined_status", &format!("{base}/status"))
+                .await?,
+        );
+        Ok(results)
+    }
+
+    /// Every page of one listing, up to [`MAX_PAGES`].
+    async fn read_pages<P: Page>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+    ) -> Result<Vec<CheckResult>, GitHubError> {
         let mut results = Vec::new();
-        let mut complete = false;
         for page in 1..=MAX_PAGES {
-            let path =
-                format!("/repos/{repo}/commits/{sha}/check-suites?per_page={PER_PAGE}&page={page}");
-            let response = self
-                .send("list_check_suites", Method::GET, &path, None::<&()>)
-                .await?;
-            let listed: SuitesPage = response.json().await.map_err(GitHubError::Decode)?;
-            let last =
-                listed.check_suites.len() < PER_PAGE || page * PER_PAGE >= listed.total_count;
-            // A suite with no runs stays `queued` forever: it is no check.
-            results.extend(
-                listed
-                    .check_suites
-                    .into_iter()
-                    .filter(|suite| suite.latest_check_runs_count > 0)
-                    .map(|suite| {
-                        let status = suite.status.unwrap_or_else(|| "queued".to_owned());
-                        let app = suite.app.and_then(|a| a.name.or(a.slug));
-                        CheckResult {
-                            kind: CheckKind::Suite,
-                            name: CheckResult::suite_name(app.as_deref()),
-                            state: if status == "completed" {
-                                CheckState::Passed
-                            } else {
-                                CheckState::Pending
-                            },
-                            detail: suite.conclusion.unwrap_or(status),
-                            url: None,
-                            source_id: suite.id,
-                        }
-                    }),
-            );
-            if last {
-                complete = true;
-                break;
+            let url = format!("{path}?per_page={PER_PAGE}&page={page}");
+            let response = self.send(endpoint, Method::GET, &url, None::<&()>).await?;
+            let listed: P = response.json().await.map_err(GitHubError::Decode)?;
+            let (count, total) = (listed.len(), listed.total());
+            results.extend(listed.into_results());
+            if count < PER_PAGE || page * PER_PAGE >= total {
+                return Ok(results);
             }
         }
-        note_unread(&mut results, complete, "check suites");
-        let mut complete = false;
-        for page in 1..=MAX_PAGES {
-            let path =
-                format!("/repos/{repo}/commits/{sha}/check-runs?per_page={PER_PAGE}&page={page}");
-            let response = self
-                .send("list_check_runs", Method::GET, &path, None::<&()>)
-                .await?;
-            let listed: CheckRunsPage = response.json().await.map_err(GitHubError::Decode)?;
-            let last = listed.check_runs.len() < PER_PAGE || page * PER_PAGE >= listed.total_count;
-            results.extend(listed.check_runs.into_iter().map(|run| CheckResult {
+        note_unread(&mut results, P::WHAT);
+        Ok(results)
+    }
+}
+
+/// A page of one of the three listings.
+trait Page: serde::de::DeserializeOwned {
+    /// What it lists, for a message.
+    const WHAT: &'static str;
+    /// How many items this page holds, before any is left out.
+    fn len(&self) -> usize;
+    /// How many the listing holds in all.
+    fn total(&self) -> usize;
+    fn into_results(self) -> Vec<CheckResult>;
+}
+
+impl Page for SuitesPage {
+    const WHAT: &'static str = "check suites";
+    fn len(&self) -> usize {
+        self.check_suites.len()
+    }
+    fn total(&self) -> usize {
+        self.total_count
+    }
+    fn into_results(self) -> Vec<CheckResult> {
+        // A suite with no runs stays `queued` forever: it is no check.
+        self.check_suites
+            .into_iter()
+            .filter(|suite| suite.latest_check_runs_count > 0)
+            .map(|suite| {
+                let status = suite.status.unwrap_or_else(|| "queued".to_owned());
+                let app = suite.app.and_then(|a| a.name.or(a.slug));
+                CheckResult {
+                    kind: CheckKind::Suite,
+                    name: CheckResult::suite_name(app.as_deref()),
+                    state: if status == "completed" {
+                        CheckState::Passed
+                    } else {
+                        CheckState::Pending
+                    },
+                    detail: suite.conclusion.unwrap_or(status),
+                    url: None,
+                    source_id: suite.id,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Page for CheckRunsPage {
+    const WHAT: &'static str = "check runs";
+    fn len(&self) -> usize {
+        self.check_runs.len()
+    }
+    fn total(&self) -> usize {
+        self.total_count
+    }
+    fn into_results(self) -> Vec<CheckResult> {
+        self.check_runs
+            .into_iter()
+            .map(|run| CheckResult {
                 kind: CheckKind::Run,
                 state: CheckState::of_run(&run.status, run.conclusion.as_deref()),
                 detail: run.conclusion.unwrap_or(run.status),
                 url: run.html_url.or(run.details_url),
                 name: run.name,
                 source_id: run.id,
-            }));
-            if last {
-                complete = true;
-                break;
-            }
-        }
-        note_unread(&mut results, complete, "check runs");
-        let mut complete = false;
-        for page in 1..=MAX_PAGES {
-            let path =
-                format!("/repos/{repo}/commits/{sha}/status?per_page={PER_PAGE}&page={page}");
-            let response = self
-                .send("get_combined_status", Method::GET, &path, None::<&()>)
-                .await?;
-            let combined: CombinedStatus = response.json().await.map_err(GitHubError::Decode)?;
-            let last =
-                combined.statuses.len() < PER_PAGE || page * PER_PAGE >= combined.total_count;
-            results.extend(combined.statuses.into_iter().map(|status| CheckResult {
+            })
+            .collect()
+    }
+}
+
+impl Page for CombinedStatus {
+    const WHAT: &'static str = "commit statuses";
+    fn len(&self) -> usize {
+        self.statuses.len()
+    }
+    fn total(&self) -> usize {
+        self.total_count
+    }
+    fn into_results(self) -> Vec<CheckResult> {
+        self.statuses
+            .into_iter()
+            .map(|status| CheckResult {
                 kind: CheckKind::Status,
                 state: CheckState::of_status(&status.state),
                 detail: status.state,
                 url: status.target_url.filter(|u| !u.is_empty()),
                 name: status.context,
                 source_id: status.id,
-            }));
-            if last {
-                complete = true;
-                break;
-            }
-        }
-        note_unread(&mut results, complete, "commit statuses");
-        Ok(results)
+            })
+            .collect()
     }
 }
 
-/// When pages were left unread, a pending result that says so.
-fn note_unread(results: &mut Vec<CheckResult>, complete: bool, what: &str) {
-    if complete {
-        return;
-    }
+/// Pages were left unread: a pending result that says so.
+fn note_unread(results: &mut Vec<CheckResult>, what: &str) {
     tracing::warn!(
         "more than {} {what} on one commit: the rest were not read",
         MAX_PAGES * PER_PAGE

@@ -315,3 +315,49 @@ async fn a_conflict_from_github_leaves_the_server_healthy_and_is_not_retried() {
     app.stop().await;
     assert_eq!(created_deployments(&app.github_requests().await).len(), 1);
 }
+
+/// A commit's checks are read page after page: 101 check runs take two pages, and the
+/// suites and statuses are read too.
+#[tokio::test]
+async fn reading_a_commits_checks_follows_every_page() {
+    let github = MockServer::start().await;
+    let run = |id: u64| {
+        json!({"id": id, "name": format!("job-{id}"), "status": "completed",
+               "conclusion": "success", "html_url": format!("https://ci.example/{id}")})
+    };
+    let base = format!("/repos/acme/widgets/commits/{SHA}");
+    for (page, ids) in [("1", 1..=100_u64), ("2", 101..=101)] {
+        Mock::given(method("GET"))
+            .and(path(format!("{base}/check-runs")))
+            .and(wiremock::matchers::query_param("page", page))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"total_count": 101, "check_runs": ids.map(run).collect::<Vec<_>>()}),
+            ))
+            .mount(&github)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/check-suites")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"total_count": 1,
+            "check_suites": [{"id": 9, "status": "in_progress", "conclusion": null,
+                              "latest_check_runs_count": 101, "app": {"name": "CI"}}]})),
+        )
+        .mount(&github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{base}/status")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"state": "success",
+            "total_count": 1, "statuses": [{"id": 5, "context": "lint", "state": "success",
+                                            "target_url": ""}]})),
+        )
+        .mount(&github)
+        .await;
+    let results = client(&github).read_checks(&repo(), SHA).await.unwrap();
+    assert_eq!(results.len(), 1 + 101 + 1, "a suite, 101 runs, a status");
+    assert_eq!(results[0].name, "suite of CI");
+    assert!(results.iter().any(|r| r.name == "job-101"));
+    let lint = results.iter().find(|r| r.name == "lint").unwrap();
+    assert_eq!(lint.url, None, "an empty target_url is no link");
+}
