@@ -91,6 +91,7 @@ pub struct Metrics {
     waits_ended: Family<WaitLabels, Counter>,
     waiting: Family<KindLabels, Gauge>,
     locked: Family<EnvironmentLabels, Gauge>,
+    notifications_pending: Gauge,
     /// One scrape at a time: each clears and refills the state gauges.
     rendering: std::sync::Mutex<()>,
 }
@@ -209,7 +210,14 @@ impl Metrics {
             "1 for each environment locked now (no automatic deploy runs there)",
             locked.clone(),
         );
+        let notifications_pending = Gauge::default();
+        registry.register(
+            "notifications_pending",
+            "Notifications still to send (retried while their receiver fails)",
+            notifications_pending.clone(),
+        );
         Self {
+            notifications_pending,
             waits_ended,
             waiting,
             locked,
@@ -335,6 +343,8 @@ impl Metrics {
         self.outbox_failed.set(backlog.outbox_failed);
         self.outbox_oldest_seconds
             .set(backlog.outbox_oldest_seconds);
+        self.notifications_pending
+            .set(backlog.notifications_pending);
         self.locked.clear();
         for environment in &backlog.locked {
             self.locked

@@ -28,6 +28,8 @@ pub struct Backlog {
     pub soaking: u64,
     /// The environments locked now.
     pub locked: Vec<String>,
+    /// Notifications still to send (not counted in `outbox_pending`).
+    pub notifications_pending: i64,
 }
 
 pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
@@ -40,19 +42,26 @@ pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
         )?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    let (pending, failed, oldest): (i64, i64, Option<i64>) = conn
+    // Notifications apart: a chat receiver's outage must not look like GitHub's.
+    let (pending, failed, oldest, notifications): (i64, i64, Option<i64>, i64) = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'failed'), 0),
-                    MIN(CASE WHEN state = 'pending' THEN created_at END)
+            "SELECT COALESCE(SUM(state = 'pending' AND kind NOT IN ('notify', 'notification')), 0),
+                    COALESCE(SUM(state = 'failed'), 0),
+                    MIN(CASE WHEN state = 'pending' AND kind NOT IN ('notify', 'notification')
+                             THEN created_at END),
+                    COALESCE(SUM(state = 'pending' AND kind IN ('notify', 'notification')), 0)
              FROM outbox",
         )?
-        .query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        .query_row([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
     let (waiting_for_checks, soaking) = crate::store::waits::waiting_counts(conn)?;
     let locked = crate::store::locks::holding_all(conn, now)?
         .into_iter()
         .map(|lock| lock.environment)
         .collect();
     Ok(Backlog {
+        notifications_pending: notifications,
         locked,
         waiting_for_checks,
         soaking,

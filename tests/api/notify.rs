@@ -434,6 +434,33 @@ async fn a_receiver_that_hangs_does_not_delay_the_deploy() {
     // behind it, in its own lane.
     wait_for_messages(&chat, 1).await;
     assert!(unsent(&app) >= 1);
+    // The waiting messages count as notifications, not as GitHub's backlog: a chat outage
+    // does not trip the GitHub-backlog alert.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from {metrics}"))
+    };
+    assert!(
+        gauge("deployhook_notifications_pending") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        gauge("deployhook_outbox_oldest_age_seconds"),
+        0.0,
+        "{metrics}"
+    );
     // Waiting for the receiver would cost at least its send timeout (5 s); a busy machine's
     // noise, far less.
     let timeout = deployhook::notify::SEND_TIMEOUT;
