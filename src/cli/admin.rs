@@ -145,6 +145,13 @@ async fn call_with(
         );
     };
     let url = format!("{}{path}", server.server.trim_end_matches('/'));
+    if exposes_token(&server.server) {
+        eprintln!(
+            "warning: {} is plain http to another host: the admin token crosses the network \
+             unencrypted (use https, or run the command on the server's host)",
+            server.server
+        );
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -170,6 +177,20 @@ async fn call_with(
         bail!("deployhook answered {status}: {why}");
     }
     Ok(answer)
+}
+
+/// Whether sending a token to `server` puts it on the network in the clear: plain http to
+/// anything but this host.
+fn exposes_token(server: &str) -> bool {
+    let Some(rest) = server.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    !(host.eq_ignore_ascii_case("localhost") || host == "::1" || host.starts_with("127."))
 }
 
 fn who(server: &ServerArgs) -> String {
@@ -199,4 +220,28 @@ fn path_segment(name: &str) -> String {
         }
     }
     encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_to_another_host_is_warned_of_and_loopback_or_https_is_not() {
+        for exposed in [
+            "http://deploy.example.com",
+            "http://10.0.0.5:4567/",
+            "http://[fd00::1]:80",
+        ] {
+            assert!(exposes_token(exposed), "{exposed}");
+        }
+        for safe in [
+            "https://deploy.example.com",
+            "http://127.0.0.1:4567",
+            "http://localhost:4567",
+            "http://[::1]:4567",
+        ] {
+            assert!(!exposes_token(safe), "{safe}");
+        }
+    }
 }
