@@ -438,13 +438,7 @@ fn json_error(err: serde_json::Error) -> rusqlite::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::job;
-
-    fn database() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        super::super::migrate(&mut conn).unwrap();
-        conn
-    }
+    use crate::store::tests::{database, job};
 
     #[test]
     fn one_call_per_installation_is_in_flight_and_the_others_are_not_reported_due() {

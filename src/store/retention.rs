@@ -144,12 +144,7 @@ pub fn prune_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn database() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut conn).unwrap();
-        conn
-    }
+    use crate::store::tests::database;
 
     fn count(conn: &Connection, table: &str) -> i64 {
         conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))

@@ -151,6 +151,13 @@ fn steps(conn: &mut Connection, work: impl FnOnce(&Connection)) -> u64 {
     count.load(Ordering::Relaxed)
 }
 
+/// A private in-memory database at the current schema; the store's other tests use it too.
+pub(crate) fn database() -> Connection {
+    let mut conn = Connection::open_in_memory().unwrap();
+    schema::migrate(&mut conn).unwrap();
+    conn
+}
+
 /// A job of acme/widgets to production; the store's other tests use it too.
 pub(crate) fn job(id: u64, installation: Option<u64>) -> DeployJob {
     DeployJob {

@@ -54,30 +54,9 @@ impl FakeChecks {
     /// `GET …/commits/{sha}/status`, with no checks known yet.
     pub async fn mount(server: &MockServer) -> Self {
         let fake = Self::default();
-        Mock::given(method("GET"))
-            .and(path_regex(
-                r"^/repos/[^/]+/[^/]+/commits/[0-9a-f]{40}/check-suites$",
-            ))
-            .respond_with(CheckSuites(fake.clone()))
-            .with_priority(5)
-            .mount(server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path_regex(
-                r"^/repos/[^/]+/[^/]+/commits/[0-9a-f]{40}/check-runs$",
-            ))
-            .respond_with(CheckRuns(fake.clone()))
-            .with_priority(5)
-            .mount(server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path_regex(
-                r"^/repos/[^/]+/[^/]+/commits/[0-9a-f]{40}/status$",
-            ))
-            .respond_with(CombinedStatus(fake.clone()))
-            .with_priority(5)
-            .mount(server)
-            .await;
+        mount_listing(server, "check-suites", CheckSuites(fake.clone())).await;
+        mount_listing(server, "check-runs", CheckRuns(fake.clone())).await;
+        mount_listing(server, "status", CombinedStatus(fake.clone())).await;
         fake
     }
 
@@ -105,6 +84,18 @@ impl FakeChecks {
         self.refused.fetch_add(1, Ordering::SeqCst);
         Some(ResponseTemplate::new(503).set_body_json(json!({"message": "Service Unavailable"})))
     }
+}
+
+/// Answers `GET /repos/{owner}/{repo}/commits/{sha}/{listing}` with `respond`.
+async fn mount_listing(server: &MockServer, listing: &str, respond: impl Respond + 'static) {
+    Mock::given(method("GET"))
+        .and(path_regex(format!(
+            r"^/repos/[^/]+/[^/]+/commits/[0-9a-f]{{40}}/{listing}$"
+        )))
+        .respond_with(respond)
+        .with_priority(5)
+        .mount(server)
+        .await;
 }
 
 struct CheckSuites(FakeChecks);

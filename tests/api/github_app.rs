@@ -320,16 +320,7 @@ async fn a_403_without_rate_limit_headers_is_not_retried_and_names_the_missing_p
 
     // The operator sees it on the dashboard too.
     let session = app.sign_in(ADMIN_TOKEN).await;
-    let page = app
-        .http
-        .get(format!("{}/", app.url))
-        .header("cookie", session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page("/", &session).await;
     assert!(
         page.contains("Calls given up (GitHub, notifications)"),
         "{page}"

@@ -251,6 +251,19 @@ impl TestApp {
     }
 
     /// Signs in to the dashboard with `token`; the session cookie (`name=value`) it set.
+    /// The text of a dashboard page, fetched with the session `cookie`.
+    pub async fn page(&self, path: &str, cookie: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn sign_in(&self, token: &str) -> String {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -282,16 +282,7 @@ async fn the_admin_api_refuses_what_is_not_the_admin() {
 async fn the_dashboards_lock_form_needs_its_token_and_the_same_site() {
     let mut app = admin_app().await;
     let cookie = app.sign_in(ADMIN_TOKEN).await;
-    let page = app
-        .http
-        .get(format!("{}/", app.url))
-        .header("Cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page("/", &cookie).await;
     let token = page
         .split("name=\"form_token\" value=\"")
         .nth(1)
@@ -340,16 +331,7 @@ async fn the_dashboards_lock_form_needs_its_token_and_the_same_site() {
     let locks = api(&app, reqwest::Method::GET, "/api/locks", None).await;
     assert_eq!(locks["locks"][0]["reason"], "release freeze");
     assert_eq!(locks["locks"][0]["locked_by"], "the dashboard");
-    let page = app
-        .http
-        .get(format!("{}/dashboard/live", app.url))
-        .header("Cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page("/dashboard/live", &cookie).await;
     assert!(page.contains("id=\"lock-production\""), "{page}");
     assert!(page.contains("release freeze"), "{page}");
 

@@ -383,16 +383,7 @@ async fn a_receiver_answering_400_is_given_up_and_shown() {
         "{metrics}"
     );
     let session = app.sign_in(ADMIN_TOKEN).await;
-    let page = app
-        .http
-        .get(format!("{}/", app.url))
-        .header("cookie", session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page("/", &session).await;
     assert!(page.contains("notification of deployment 880001"), "{page}");
     assert!(
         page.contains("answered 400 Bad Request: invalid_payload"),

@@ -160,13 +160,7 @@ pub(super) fn call_from(kind: &str, body: &str) -> rusqlite::Result<Call> {
 mod tests {
     use super::super::{STALE_IN_FLIGHT_MS, enqueue_status, take_due};
     use super::*;
-    use crate::store::tests::job;
-
-    fn database() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::migrate(&mut conn).unwrap();
-        conn
-    }
+    use crate::store::tests::{database, job};
 
     fn event() -> Notification {
         Notification::of_deploy(&job(1, None), DeploymentState::Failure, "exit 1", None, 0).unwrap()

@@ -9,17 +9,12 @@ use serde_json::json;
 use super::*;
 use crate::model::CheckResult;
 use crate::model::{DeploymentId, Environment};
+use crate::store::tests::database;
 
 const SHA: &str = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
 const NEWER: &str = "7a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d";
 const HOUR: i64 = 3_600_000;
 const POLL: i64 = 300_000;
-
-fn database() -> Connection {
-    let mut conn = Connection::open_in_memory().unwrap();
-    crate::store::schema::migrate(&mut conn).unwrap();
-    conn
-}
 
 fn new_deployment(sha: &str, environment: &str, pull_request: u64) -> NewDeployment {
     NewDeployment {
