@@ -135,23 +135,8 @@ async fn call_with(
     body: Option<Value>,
     by: Option<String>,
 ) -> anyhow::Result<Value> {
-    let Some(token) = std::env::var("DEPLOYHOOK_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-    else {
-        bail!(
-            "DEPLOYHOOK_ADMIN_TOKEN is not set: these commands use the running server's admin \
-             token (the same value the server has)"
-        );
-    };
+    let token = admin_token(&server.server)?;
     let url = format!("{}{path}", server.server.trim_end_matches('/'));
-    if exposes_token(&server.server) {
-        eprintln!(
-            "warning: {} is plain http to another host: the admin token crosses the network \
-             unencrypted (use https, or run the command on the server's host)",
-            server.server
-        );
-    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -163,13 +148,10 @@ async fn call_with(
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await.map_err(|err| {
-        let cause = std::error::Error::source(&err).map_or_else(String::new, |c| format!(": {c}"));
-        anyhow::anyhow!(
-            "could not reach deployhook at {url}{cause} (is it running? set --server or \
-             DEPLOYHOOK_SERVER)"
-        )
-    })?;
+    let response = request
+        .send()
+        .await
+        .map_err(|err| unreachable(&url, &err))?;
     let status = response.status();
     let answer: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
@@ -177,6 +159,36 @@ async fn call_with(
         bail!("deployhook answered {status}: {why}");
     }
     Ok(answer)
+}
+
+/// `DEPLOYHOOK_ADMIN_TOKEN`, for a call to `server`; a warning first when it would cross
+/// the network in the clear.
+pub(super) fn admin_token(server: &str) -> anyhow::Result<String> {
+    let Some(token) = std::env::var("DEPLOYHOOK_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    else {
+        bail!(
+            "DEPLOYHOOK_ADMIN_TOKEN is not set: these commands use the running server's admin \
+             token (the same value the server has)"
+        );
+    };
+    if exposes_token(server) {
+        eprintln!(
+            "warning: {server} is plain http to another host: the admin token crosses the \
+             network unencrypted (use https, or run the command on the server's host)"
+        );
+    }
+    Ok(token)
+}
+
+/// A request to the server that got no answer, said with its cause and what to check.
+pub(super) fn unreachable(url: &str, err: &reqwest::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "could not reach deployhook at {url}: {} (is it running? set --server or \
+         DEPLOYHOOK_SERVER)",
+        crate::github::error::cause(err)
+    )
 }
 
 /// Whether sending a token to `server` puts it on the network in the clear: plain http to

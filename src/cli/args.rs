@@ -4,7 +4,6 @@
 //! from the environment only, so they never show in `ps` or shell history. (`replay
 //! --secret` exists for trying things out.)
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -64,6 +63,32 @@ pub enum Command {
     /// Deploy the last good version again — the last success before the current one, or
     /// --to — and lock the environment so the next merge does not roll forward.
     Rollback(RollbackArgs),
+    /// Print a deployment's log from the running server; --follow streams it to its end
+    /// and exits with its outcome (0 success, 1 failure, 2 error, 3 inactive).
+    Log(LogArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// The deployment's id (GitHub's; `deployhook deployments` lists them).
+    pub deployment: u64,
+    /// Wait for the deployment to run, stream its log to the end, and exit with its outcome.
+    #[arg(long, short)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Install, for example:\n  \
+    bash: deployhook completions bash > /etc/bash_completion.d/deployhook\n  \
+    zsh:  deployhook completions zsh > \"${fpath[1]}/_deployhook\"\n  \
+    fish: deployhook completions fish > ~/.config/fish/completions/deployhook.fish")]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
 }
 
 /// How the commands that act on a running deployhook reach it. The admin token comes from
@@ -175,6 +200,25 @@ pub struct DeployArgs {
     /// Run it even if the environment is locked (`"force": true` in the payload).
     #[arg(long)]
     pub force: bool,
+    /// Create it even though this machine's configuration has no such environment, or it
+    /// does not deploy this repository (a deployment meant for another system).
+    #[arg(long)]
+    pub anyway: bool,
+    /// Then follow it on the running server (DEPLOYHOOK_SERVER, DEPLOYHOOK_ADMIN_TOKEN):
+    /// stream its log to the end and exit with its outcome, as `deployhook log --follow`.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// The running server's base URL, for --follow.
+    #[arg(
+        long,
+        env = "DEPLOYHOOK_SERVER",
+        default_value = "http://127.0.0.1:4567"
+    )]
+    pub server: String,
+    /// The config file whose environments the deployment must name (as `serve` reads it);
+    /// without one, DEPLOYHOOK_ENVIRONMENT [default: production].
+    #[arg(long, env = "DEPLOYHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub github: GitHubArgs,
 }
@@ -198,6 +242,11 @@ pub struct CheckConfigArgs {
     /// The config file to check.
     #[arg(env = "DEPLOYHOOK_CONFIG", default_value = "deployhook.toml")]
     pub config: PathBuf,
+    /// Fail (exit 1) when a working directory or a command the file names is missing, not
+    /// executable, or a script without a `#!` line on this machine; without it, those
+    /// are warnings.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -210,9 +259,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 #[command(after_help = SERVE_AFTER_HELP)]
 pub struct ServeArgs {
-    /// Address and port to listen on.
+    /// Address (or host name) and port to listen on: 127.0.0.1:4567 is this machine only,
+    /// 0.0.0.0:4567 every interface.
     #[arg(long, env = "DEPLOYHOOK_LISTEN", default_value = "127.0.0.1:4567")]
-    pub listen: SocketAddr,
+    pub listen: String,
 
     /// Accept unsigned deliveries. Anyone who can reach the server can then trigger deploys:
     /// for local experiments only.
@@ -346,9 +396,15 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
 
-    /// On SIGINT/SIGTERM, how long to wait for running deploys before exiting.
+    /// On SIGINT/SIGTERM, how long to wait for running deploys before exiting. A second
+    /// SIGINT/SIGTERM stops them at once.
     #[arg(long, env = "DEPLOYHOOK_SHUTDOWN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Copy each line a deploy command writes into the server's log, at info level (it is
+    /// always kept in the deploy's own log). `false`: only at debug level.
+    #[arg(long, env = "DEPLOYHOOK_LOG_DEPLOY_OUTPUT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub log_deploy_output: bool,
 }
 
 /// Shown under `serve --help`: the settings that are read from the environment only.
@@ -374,9 +430,10 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub event: String,
 
-    /// The server's webhook URL.
-    #[arg(long, default_value = "http://127.0.0.1:4567/event_handler")]
-    pub url: String,
+    /// The server's webhook URL [default: http://DEPLOYHOOK_LISTEN/event_handler, or
+    /// http://127.0.0.1:4567/event_handler when DEPLOYHOOK_LISTEN is unset].
+    #[arg(long)]
+    pub url: Option<String>,
 
     /// Secret to sign with [default: the first of GITHUB_WEBHOOK_SECRET]. Without either,
     /// the request goes unsigned.

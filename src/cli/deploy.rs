@@ -5,15 +5,29 @@
 
 use std::process::ExitCode;
 
+use anyhow::bail;
+
 use crate::cli::{DeployArgs, DeploymentsArgs};
+use crate::config::find_environment;
 use crate::github::deployments::{Listed, ManualDeployment};
-use crate::model::text;
+use crate::model::{RepoName, text};
 
 /// `deployhook deploy`: creates the deployment; the server runs it when GitHub sends the
 /// deployment event.
 pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let repo = super::repository(&args.repo)?;
-    let github = super::github(&args.github)?.for_repository(&repo).await?;
+    if !args.anyway {
+        refuse_unknown_environment(&args, &repo)?;
+    }
+    // Before anything is created: a follow that cannot reach the server must not leave a
+    // deployment behind that the user then waits on blind.
+    let server = match args.follow {
+        true => Some(super::follow::Server::new(&args.server)?),
+        false => None,
+    };
+    let github = super::github(&args.github)?;
+    let explained = super::explained(github.is_app());
+    let github = github.for_repository(&repo).await.map_err(&explained)?;
     let who = std::env::var("USER").unwrap_or_else(|_| "deployhook-cli".to_owned());
     let mut request = ManualDeployment::new(&args.git_ref, &args.environment, &args.task, &who);
     if let Some(description) = &args.description {
@@ -22,14 +36,21 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     if args.force {
         request.payload["force"] = serde_json::Value::Bool(true);
     }
-    match github.create_manual_deployment(&repo, &request).await? {
+    match github
+        .create_manual_deployment(&repo, &request)
+        .await
+        .map_err(&explained)?
+    {
         Ok(id) => {
             println!(
                 "created deployment {id} of {repo}@{} to {}; deployhook runs it when GitHub \
                  sends the deployment event",
                 args.git_ref, args.environment
             );
-            Ok(ExitCode::SUCCESS)
+            match server {
+                Some(server) => super::follow::follow(&server, id.get()).await,
+                None => Ok(ExitCode::SUCCESS),
+            }
         }
         Err(message) => {
             println!("GitHub created no deployment: {message}");
@@ -38,13 +59,64 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A deployment to an environment this machine's configuration does not run would sit
+/// `pending` on GitHub for ever (a typo such as `prodcution`): refused, naming the
+/// environments there are, unless `--anyway`.
+fn refuse_unknown_environment(args: &DeployArgs, repo: &RepoName) -> anyhow::Result<()> {
+    let wanted = args.environment.as_str();
+    let anyway = "pass --anyway if the deployment is meant for another system";
+    let Some(path) = &args.config else {
+        let only = std::env::var("DEPLOYHOOK_ENVIRONMENT")
+            .ok()
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| "production".to_owned());
+        if wanted != only {
+            bail!(
+                "deployhook here runs only environment {only} (DEPLOYHOOK_ENVIRONMENT; no \
+                 DEPLOYHOOK_CONFIG), so nothing would run a deployment to {wanted:?}: use \
+                 -e {only}, or {anyway}"
+            );
+        }
+        return Ok(());
+    };
+    let file = crate::config::file::load(path)?;
+    let names: Vec<&str> = file.environments.iter().map(|e| e.name.as_ref()).collect();
+    let Some(environment) = find_environment(&file.environments, wanted) else {
+        let meant = crate::config::file::closest(wanted, &names)
+            .map(|name| format!("did you mean {name}? "))
+            .unwrap_or_default();
+        bail!(
+            "{} defines no environment {wanted:?}, so nothing would run the deployment: \
+             {meant}(environments: {}); {anyway}",
+            path.display(),
+            names.join(", ")
+        );
+    };
+    if !environment.accepts(repo) {
+        let patterns: Vec<String> = environment
+            .repositories
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        bail!(
+            "environment {wanted} does not deploy {repo} (its repositories: {}), so nothing \
+             would run the deployment; {anyway}",
+            patterns.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// `deployhook deployments`: the recent deployments and their latest state.
 pub async fn list(args: DeploymentsArgs) -> anyhow::Result<ExitCode> {
     let repo = super::repository(&args.repo)?;
-    let github = super::github(&args.github)?.for_repository(&repo).await?;
+    let github = super::github(&args.github)?;
+    let explained = super::explained(github.is_app());
+    let github = github.for_repository(&repo).await.map_err(&explained)?;
     let listed = github
         .recent_deployments(&repo, args.environment.as_deref(), args.limit)
-        .await?;
+        .await
+        .map_err(&explained)?;
     print!("{}", table(&listed));
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod args;
 pub mod check_config;
 pub mod deploy;
+pub mod follow;
 pub mod redeliver;
 pub mod replay;
 pub mod serve;
@@ -17,8 +18,9 @@ pub mod telemetry;
 use std::process::ExitCode;
 
 pub use args::{
-    CheckConfigArgs, Cli, Command, DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogFormat,
-    RedeliverArgs, ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, UnlockArgs,
+    CheckConfigArgs, Cli, Command, CompletionsArgs, DeployArgs, DeploymentsArgs, GitHubArgs,
+    LockArgs, LogArgs, LogFormat, RedeliverArgs, ReplayArgs, RollbackArgs, ServeArgs, ServerArgs,
+    UnlockArgs,
 };
 
 use crate::config::GitHubConfig;
@@ -38,7 +40,22 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Unlock(args) => admin::unlock(args).await,
         Command::Locks(args) => admin::locks(args).await,
         Command::Rollback(args) => admin::rollback(args).await,
+        Command::Log(args) => follow::log(args).await,
+        Command::Completions(args) => Ok(completions(&args)),
     }
+}
+
+/// `deployhook completions SHELL`: the script, on stdout.
+fn completions(args: &CompletionsArgs) -> ExitCode {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    clap_complete::generate(
+        args.shell,
+        &mut command,
+        "deployhook",
+        &mut std::io::stdout(),
+    );
+    ExitCode::SUCCESS
 }
 
 /// Reads a setting from the process environment (and so from `.env`).
@@ -54,6 +71,15 @@ fn github(args: &GitHubArgs) -> anyhow::Result<GitHubClient> {
         auth,
     };
     GitHubClient::new(&config)
+}
+
+/// A failed GitHub call, with what to fix when retrying cannot help (the server's log says
+/// the same for its own calls).
+fn explained(app: bool) -> impl Fn(crate::github::GitHubError) -> anyhow::Error {
+    move |err| match err.hint(app) {
+        Some(hint) => anyhow::anyhow!("{err}: {hint}"),
+        None => anyhow::Error::new(err),
+    }
 }
 
 fn repository(name: &str) -> anyhow::Result<RepoName> {

@@ -20,6 +20,26 @@ pub struct Reply {
     pub body: String,
 }
 
+impl ReplayArgs {
+    /// `--url`, else the webhook URL of the server this machine's settings describe:
+    /// `DEPLOYHOOK_LISTEN` (as `serve` reads it, `.env` included), else the default port.
+    pub fn target(&self, env: super::serve::EnvLookup<'_>) -> String {
+        if let Some(url) = &self.url {
+            return url.clone();
+        }
+        let listen = env("DEPLOYHOOK_LISTEN")
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "127.0.0.1:4567".to_owned());
+        // A server listening on every interface is reached on loopback from here.
+        let listen = match listen.rsplit_once(':') {
+            Some(("0.0.0.0" | "[::]" | "", port)) => format!("127.0.0.1:{port}"),
+            _ => listen,
+        };
+        format!("http://{listen}/event_handler")
+    }
+}
+
 /// Sends the delivery. `secret` signs it; `None` sends it unsigned.
 pub async fn replay(args: &ReplayArgs, secret: Option<&str>) -> anyhow::Result<Reply> {
     let payload = tokio::fs::read(&args.file)
@@ -32,6 +52,7 @@ pub async fn replay(args: &ReplayArgs, secret: Option<&str>) -> anyhow::Result<R
     } else {
         ("application/json", payload)
     };
+    let url = args.target(&super::process_env);
     let client = reqwest::Client::builder()
         .user_agent(concat!(
             "GitHub-Hookshot/deployhook-replay-",
@@ -40,7 +61,7 @@ pub async fn replay(args: &ReplayArgs, secret: Option<&str>) -> anyhow::Result<R
         .timeout(REPLAY_TIMEOUT)
         .build()?;
     let mut request = client
-        .post(&args.url)
+        .post(&url)
         .header("Content-Type", content_type)
         .header("X-GitHub-Event", &args.event)
         .header("X-GitHub-Delivery", uuid::Uuid::new_v4().to_string());
@@ -53,11 +74,13 @@ pub async fn replay(args: &ReplayArgs, secret: Option<&str>) -> anyhow::Result<R
             signature::sign(secret.as_bytes(), &body),
         );
     }
-    let response = request
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("could not reach {}", args.url))?;
+    let response = request.body(body).send().await.map_err(|err| {
+        anyhow::anyhow!(
+            "could not reach {url}: {} (is deployhook running there? --url names another \
+             address)",
+            crate::github::error::cause(&err)
+        )
+    })?;
     Ok(Reply {
         status: response.status(),
         body: response.text().await.unwrap_or_default(),

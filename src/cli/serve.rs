@@ -13,7 +13,7 @@ use crate::config::{
     OutboxConfig, Retention,
 };
 use crate::model::Environment;
-use crate::web::{Application, shutdown_signal};
+use crate::web::Application;
 use crate::webhook::signature::WebhookSecrets;
 
 /// The shortest admin or metrics token accepted.
@@ -24,8 +24,12 @@ const DEFAULT_ENVIRONMENT: &str = "production";
 /// The command: builds the configuration, binds, and serves until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = build_config(args, &super::process_env)?;
+    // Warnings, not errors: the directory may be mounted, or the script deployed, later.
+    for problem in crate::deploy::preflight::check_all(&config.environments) {
+        tracing::warn!("{problem} (deploys there will fail until this is fixed)");
+    }
     let app = Application::build(config).await?;
-    app.run_until(shutdown_signal()).await?;
+    app.run_until_signalled().await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -33,34 +37,57 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Validates `args`, reading `GITHUB_WEBHOOK_SECRET` and `GITHUB_TOKEN` through `env`.
+/// Every problem found is reported at once: a first run should not take one start per
+/// missing setting.
 pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Config> {
+    let mut problems: Vec<anyhow::Error> = Vec::new();
+    let listen = listen_address(&args.listen, env).unwrap_or_else(|err| {
+        problems.push(err);
+        std::net::SocketAddr::from(([127, 0, 0, 1], 4567))
+    });
     let webhook_secrets = env("GITHUB_WEBHOOK_SECRET")
         .as_deref()
         .and_then(WebhookSecrets::from_list);
     if webhook_secrets.is_none() && !args.insecure_skip_signature {
-        bail!(
+        problems.push(anyhow::anyhow!(
             "GITHUB_WEBHOOK_SECRET is not set: set it to the secret of the GitHub webhook \
              (or pass --insecure-skip-signature to accept unsigned deliveries, for local \
              experiments only)"
-        );
+        ));
     }
-    let auth = github_auth(env)?;
-    let (environments, notify) = match &args.config {
-        Some(path) => {
-            refuse_environment_settings(&args)?;
+    let auth = github_auth(env).map_err(|err| problems.push(err)).ok();
+    let environments = match &args.config {
+        Some(path) => refuse_environment_settings(&args).and_then(|()| {
             let file = crate::config::file::load(path)?;
             let notify = crate::config::notify::resolve(&file.notify, env)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            (file.environments, notify)
-        }
-        None => (vec![environment_from_args(&args)?], vec![]),
+            Ok((file.environments, notify))
+        }),
+        None => environment_from_args(&args).map(|e| (vec![e], vec![])),
     };
+    let environments = environments.map_err(|err| problems.push(err)).ok();
+    let (admin_token, metrics_token) = (
+        secret(env, "DEPLOYHOOK_ADMIN_TOKEN")
+            .map_err(|err| problems.push(err))
+            .ok(),
+        secret(env, "DEPLOYHOOK_METRICS_TOKEN")
+            .map_err(|err| problems.push(err))
+            .ok(),
+    );
     let public_url = match args.public_url.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(url) => Some(public_url(url)?),
+        Some(url) => public_url(url).map_err(|err| problems.push(err)).ok(),
     };
+    let (Some(auth), Some((environments, notify)), Some(admin_token), Some(metrics_token)) =
+        (auth, environments, admin_token, metrics_token)
+    else {
+        return Err(all_of(problems));
+    };
+    if !problems.is_empty() {
+        return Err(all_of(problems));
+    }
     Ok(Config {
-        listen: args.listen,
+        listen,
         webhook_secrets: if args.insecure_skip_signature {
             None
         } else {
@@ -91,10 +118,58 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
             header_timeout: args.header_timeout,
         },
         shutdown_timeout: args.shutdown_timeout,
-        admin_token: secret(env, "DEPLOYHOOK_ADMIN_TOKEN")?,
-        metrics_token: secret(env, "DEPLOYHOOK_METRICS_TOKEN")?,
+        admin_token,
+        metrics_token,
         notify,
+        log_deploy_output: args.log_deploy_output,
     })
+}
+
+/// One error saying everything found: the problem itself when there is one, else a list.
+fn all_of(mut problems: Vec<anyhow::Error>) -> anyhow::Error {
+    if problems.len() == 1 {
+        return problems.remove(0);
+    }
+    let list: Vec<String> = problems.iter().map(|p| format!("  - {p:#}")).collect();
+    anyhow::anyhow!(
+        "{} settings need attention before deployhook can start:\n{}",
+        problems.len(),
+        list.join("\n")
+    )
+}
+
+/// `DEPLOYHOOK_LISTEN` / `--listen`: an IP address or a host name (`localhost`), and a port.
+/// A name is resolved once, at start; IPv4 is preferred when it has both (the guide's
+/// `localhost:4567` then listens where browsers and `gh webhook forward` look first).
+fn listen_address(text: &str, env: EnvLookup<'_>) -> anyhow::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let text = text.trim();
+    let setting = if env("DEPLOYHOOK_LISTEN").is_some_and(|v| v.trim() == text) {
+        "DEPLOYHOOK_LISTEN"
+    } else {
+        "--listen"
+    };
+    let shape = "write HOST:PORT, such as 127.0.0.1:4567 (this machine only), \
+                 0.0.0.0:4567 (every interface) or localhost:4567";
+    let Some((host, port)) = text.rsplit_once(':') else {
+        bail!("{setting} {text:?} has no port: {shape}");
+    };
+    if port.parse::<u16>().is_err() {
+        bail!("{setting} {text:?}: {port:?} is not a port number (0-65535): {shape}");
+    }
+    if host.is_empty() {
+        bail!("{setting} {text:?} has no host: {shape}");
+    }
+    let addresses: Vec<std::net::SocketAddr> = text
+        .to_socket_addrs()
+        .with_context(|| format!("{setting} {text:?}: the host {host:?} is not known here"))?
+        .collect();
+    addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .with_context(|| format!("{setting} {text:?}: the host {host:?} has no address"))
 }
 
 /// An optional secret from the environment; too short a one is refused, since it guards

@@ -63,6 +63,9 @@ pub struct Config {
     /// Who is told of deploys, failed checks and locks: the config file's `[[notify]]`
     /// tables, their URLs read from the environment.
     pub notify: Vec<NotifyConfig>,
+    /// Whether deploy output lines are copied into the server's log at info level
+    /// (`DEPLOYHOOK_LOG_DEPLOY_OUTPUT`); otherwise at debug level.
+    pub log_deploy_output: bool,
 }
 
 /// How to reach GitHub's REST API.

@@ -8,6 +8,7 @@
 
 pub mod log;
 mod output;
+pub mod preflight;
 mod process;
 pub mod runner;
 pub mod worker;

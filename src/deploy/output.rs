@@ -21,13 +21,20 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 /// The longest the readers are waited for after the command exits, even while lines keep
 /// coming (a daemon the command started that keeps writing to its stdout).
 const MAX_OUTPUT_DRAIN: Duration = Duration::from_secs(30);
-/// Sends each line the command writes to `stream` to the deploy's log (and, at debug level,
-/// to the server's log under the deploy's span).
+/// The most lines of one deploy copied into the server's log at info level: a deploy that
+/// prints a build's worth of output must not flood the journal. The deploy's own log keeps
+/// its head and tail whatever this says.
+const MAX_ECHOED_LINES: u64 = 2_000;
+
+/// Sends each line the command writes to `stream` to the deploy's log, and to the server's
+/// log under the deploy's span: at info level when `echo` (the first
+/// [`MAX_ECHOED_LINES`] of the run), else at debug level.
 pub(super) fn forward_lines(
     stream: impl AsyncRead + Unpin + Send + 'static,
     name: Stream,
     log: LogSender,
     progress: Arc<AtomicU64>,
+    echo: bool,
 ) -> JoinHandle<()> {
     let task = async move {
         let mut reader = BufReader::new(stream);
@@ -35,9 +42,18 @@ pub(super) fn forward_lines(
         while let Ok(true) = read_line_capped(&mut reader, &mut line).await {
             let text = String::from_utf8_lossy(&line);
             let text = text.trim_end_matches(['\n', '\r']);
-            tracing::debug!(stream = name.as_str(), "{text}");
+            // Both streams count against one limit, so its notice is written once.
+            let seen = progress.fetch_add(1, Ordering::Relaxed);
+            match seen {
+                _ if !echo => tracing::debug!(stream = name.as_str(), "{text}"),
+                n if n < MAX_ECHOED_LINES => tracing::info!(stream = name.as_str(), "{text}"),
+                MAX_ECHOED_LINES => tracing::info!(
+                    "{MAX_ECHOED_LINES} lines of output copied here; the rest is in the \
+                     deploy's log only"
+                ),
+                _ => tracing::debug!(stream = name.as_str(), "{text}"),
+            }
             log.line(name, text).await;
-            progress.fetch_add(1, Ordering::Relaxed);
         }
     };
     tokio::spawn(task.instrument(tracing::Span::current()))

@@ -25,7 +25,7 @@ use crate::store::logs::Stream;
 /// Server variables every deploy command gets, so ordinary scripts work.
 const BASE_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
 /// `PATH` when the server has none.
-const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// How a deploy ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +119,8 @@ pub struct RunSpec<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// Server variables copied when the server has them.
     pub pass_env: &'a [String],
+    /// Whether the output's lines are copied into the server's log at info level.
+    pub echo_output: bool,
 }
 
 impl<'a> RunSpec<'a> {
@@ -130,6 +132,7 @@ impl<'a> RunSpec<'a> {
             timeout: environment.timeout,
             env: &environment.env.0,
             pass_env: &environment.pass_env,
+            echo_output: false,
         })
     }
 
@@ -211,16 +214,16 @@ impl<'a> RunSpec<'a> {
             let _ = spawned.send(pid);
         }
         let progress = Arc::new(AtomicU64::new(0));
-        let readers = [
-            child
-                .stdout
-                .take()
-                .map(|out| forward_lines(out, Stream::Stdout, log.clone(), progress.clone())),
-            child
-                .stderr
-                .take()
-                .map(|err| forward_lines(err, Stream::Stderr, log.clone(), progress.clone())),
-        ];
+        let echo = self.echo_output;
+        let readers =
+            [
+                child.stdout.take().map(|out| {
+                    forward_lines(out, Stream::Stdout, log.clone(), progress.clone(), echo)
+                }),
+                child.stderr.take().map(|err| {
+                    forward_lines(err, Stream::Stderr, log.clone(), progress.clone(), echo)
+                }),
+            ];
         let status = tokio::select! {
             status = child.wait() => status,
             () = tokio::time::sleep(self.timeout) => {

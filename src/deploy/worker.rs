@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::{EnvironmentConfig, find_environment};
-use crate::deploy::log::{LogHub, LogWriter};
+use crate::deploy::log::{LogHub, LogLinks, LogWriter};
 use crate::deploy::process::{kill_leftover, process_identity};
 use crate::deploy::runner::{RunOutcome, RunSpec};
 use crate::github::outbox_worker::OutboxWorker;
@@ -43,6 +43,19 @@ pub struct DeployWorker {
     running: TaskTracker,
     /// Cancelled when shutdown can wait no longer for running deploys.
     abort: CancellationToken,
+    /// Whether deploy output is copied into the server's log at info level.
+    echo_output: bool,
+    /// Log links on the listen address, printed when no public URL gives statuses one.
+    local_links: Option<LocalLinks>,
+}
+
+/// Links to deploy logs built on the address the server listens on: for the operator at
+/// the server's console when `DEPLOYHOOK_PUBLIC_URL` is not set.
+#[derive(Debug, Clone)]
+pub struct LocalLinks {
+    pub links: LogLinks,
+    /// `http://127.0.0.1:4567`, without a trailing slash.
+    pub base: String,
 }
 
 impl DeployWorker {
@@ -65,7 +78,35 @@ impl DeployWorker {
             wake: Arc::new(Notify::new()),
             running: TaskTracker::new(),
             abort: CancellationToken::new(),
+            echo_output: false,
+            local_links: None,
         }
+    }
+
+    /// Copies each deploy's output lines into the server's log at info level.
+    #[must_use]
+    pub fn with_output_in_server_log(mut self, echo: bool) -> Self {
+        self.echo_output = echo;
+        self
+    }
+
+    /// Prints each deploy's log link on the listen address, for a server without a public
+    /// URL.
+    #[must_use]
+    pub fn with_local_links(mut self, links: Option<LocalLinks>) -> Self {
+        self.local_links = links;
+        self
+    }
+
+    /// How many deploys run now.
+    pub fn running_count(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Stops the running deploys now (SIGTERM, then SIGKILL), as the shutdown timeout
+    /// would: for an operator who will not wait (a second Ctrl-C).
+    pub fn stop_running(&self) {
+        self.abort.cancel();
     }
 
     /// Whether the queue loop runs.
@@ -184,7 +225,7 @@ impl DeployWorker {
         let job = claimed.job;
         let environments = self.environments.clone();
         let environment = find_environment(&environments, job.environment.as_ref());
-        let Some((spec, limit)) =
+        let Some((mut spec, limit)) =
             environment.and_then(|e| Some((RunSpec::for_job(e, &job)?, e.log_limit)))
         else {
             // Configured when it was queued, gone from the configuration since.
@@ -194,9 +235,17 @@ impl DeployWorker {
             };
             return self.record_end(job, &outcome).await;
         };
-        if let Some(url) = &job.log_url {
-            tracing::info!("deploy log: {url}");
+        match (&job.log_url, &self.local_links) {
+            (Some(url), _) => tracing::info!("deploy log: {url}"),
+            (None, Some(local)) => tracing::info!(
+                "deploy log: {}{} (on the listen address: DEPLOYHOOK_PUBLIC_URL is not set, so \
+                 GitHub shows no log link)",
+                local.base,
+                local.links.path(job.id)
+            ),
+            (None, None) => {}
         }
+        spec.echo_output = self.echo_output;
         let (writer, log) =
             LogWriter::start(self.store.clone(), self.logs.clone(), job.id, limit).await;
         let (started, pid) = oneshot::channel();

@@ -242,7 +242,7 @@ impl InstallationTokens {
             .header(AUTHORIZATION, self.bearer()?)
             .send()
             .await
-            .map_err(|err| GitHubError::Transport(err.without_url()))?;
+            .map_err(GitHubError::Transport)?;
         if !response.status().is_success() {
             return Err(error_from(response).await);
         }

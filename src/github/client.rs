@@ -184,7 +184,7 @@ impl GitHubClient {
             let status = sent.as_ref().ok().map(|r| r.status().as_u16());
             metrics.github_call(endpoint, status);
         }
-        sent.map_err(|err| GitHubError::Transport(err.without_url()))
+        sent.map_err(GitHubError::Transport)
     }
 }
 

@@ -18,9 +18,10 @@ pub enum GitHubError {
         /// For rate limits: how long GitHub asks us to wait.
         retry_after: Option<Duration>,
     },
-    /// No answer: connection refused, timeout, TLS failure…
-    #[error("could not reach GitHub: {0}")]
-    Transport(#[source] reqwest::Error),
+    /// No answer: connection refused, timeout, TLS failure… Said with the URL and the root
+    /// cause (reqwest's own text is "error sending request", which says neither).
+    #[error("could not reach GitHub{}: {}", at(.0), cause(.0))]
+    Transport(reqwest::Error),
     /// A 2xx whose body is not what the API documents.
     #[error("GitHub's answer could not be read: {0}")]
     Decode(#[source] reqwest::Error),
@@ -31,6 +32,52 @@ pub enum GitHubError {
          Developer settings → your App → Webhook), not a repository webhook"
     )]
     NoInstallation,
+}
+
+/// ` at https://host/path` of a failed request (no query: nothing there is secret today,
+/// but a URL in a log should not carry one).
+fn at(err: &reqwest::Error) -> String {
+    err.url().map_or_else(String::new, |url| {
+        format!(
+            " at {}://{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ) + url.path()
+    })
+}
+
+/// What actually went wrong, from the innermost errors of the chain: "connection refused",
+/// "dns error: …", "invalid peer certificate: …", or a timeout. For any HTTP call the
+/// commands make, not only GitHub's.
+pub fn cause(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        return "no answer in time (timed out)".to_owned();
+    }
+    const SAID_NOTHING: [&str; 4] = [
+        "error sending request",
+        "client error (Connect)",
+        "client error (SendRequest)",
+        "tcp connect error",
+    ];
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = next {
+        let text = error.to_string();
+        let text = if text.starts_with("error sending request for url") {
+            String::new()
+        } else {
+            text
+        };
+        if !text.is_empty() && !SAID_NOTHING.contains(&text.as_str()) && !parts.contains(&text) {
+            parts.push(text);
+        }
+        next = error.source();
+    }
+    if parts.is_empty() {
+        return err.to_string();
+    }
+    parts.join(": ")
 }
 
 impl GitHubError {

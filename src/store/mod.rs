@@ -187,6 +187,9 @@ impl Store {
 
     /// [`Store::open`], keeping the write-ahead log under `log_limit` bytes.
     pub fn open_with_log_limit(path: &str, sync: Sync, log_limit: u64) -> anyhow::Result<Self> {
+        if path != IN_MEMORY {
+            check_directory(Path::new(path))?;
+        }
         let lock = if path == IN_MEMORY {
             None
         } else {
@@ -376,6 +379,24 @@ pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
         path.display()
     );
     Ok(conn)
+}
+
+/// The database's directory must exist: SQLite would say only "unable to open database
+/// file" (or name the lock file beside it), which does not tell what to fix.
+fn check_directory(path: &Path) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "the database's directory {} does not exist: create it (mkdir -p {}) or set \
+             DEPLOYHOOK_DATABASE to a file in an existing directory",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// An id as stored: SQLite integers are signed; GitHub's ids fit comfortably.

@@ -146,6 +146,21 @@ pub fn active_jobs(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
     )
 }
 
+/// One deployment, as [`recent_jobs`] shows it; `None` when deployhook has no job for it
+/// (its deployment event has not arrived, or it was pruned).
+pub fn job(conn: &Connection, id: u64) -> rusqlite::Result<Option<JobRow>> {
+    let found = jobs(
+        conn,
+        // `?1` is the id here: the helper binds one parameter, a limit elsewhere.
+        "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
+                CASE WHEN state = 'finished' THEN COALESCE(result, 'finished') ELSE state END,
+                description, queued_at, started_at, finished_at
+         FROM jobs WHERE deployment_id = ?1",
+        crate::store::int_key(id)?,
+    )?;
+    Ok(found.into_iter().next())
+}
+
 fn jobs(conn: &Connection, sql: &str, limit: i64) -> rusqlite::Result<Vec<JobRow>> {
     conn.prepare_cached(sql)?
         .query_map(params![limit], |row| {

@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/locks", get(list_locks).post(post_lock))
         .route("/api/locks/{environment}", delete(delete_lock))
         .route("/api/rollback", post(post_rollback))
+        .route("/api/deployments/{id}", get(get_deployment))
 }
 
 /// A refusal, as the API answers it: a status and a sentence.
@@ -419,4 +420,51 @@ fn unavailable(err: &crate::store::StoreError) -> Refused {
         StatusCode::SERVICE_UNAVAILABLE,
         "the database could not be written; try again".into(),
     )
+}
+
+/// `GET /api/deployments/{id}`: one deployment as deployhook knows it — its state
+/// (`queued`, `running`, or how it ended) and the path of its log — for `deployhook log
+/// --follow`. 404 until its deployment event has arrived.
+async fn get_deployment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused.into_response();
+    }
+    let Ok(id) = id.parse::<crate::model::DeploymentId>() else {
+        return Refused(
+            StatusCode::NOT_FOUND,
+            format!("{id:?} is not a deployment id"),
+        )
+        .into_response();
+    };
+    let number = id.get();
+    match state.store.read(move |c| views::job(c, number)).await {
+        Ok(Some(job)) => {
+            let log_path = state.links.path(id);
+            Json(json!({ "deployment": {
+                "id": job.deployment_id,
+                "repository": job.repository,
+                "environment": job.environment,
+                "sha": job.sha,
+                "ref": job.git_ref,
+                "task": job.task,
+                "state": job.state,
+                "description": job.description,
+                "log_path": log_path,
+            }}))
+            .into_response()
+        }
+        Ok(None) => Refused(
+            StatusCode::NOT_FOUND,
+            format!(
+                "deployhook has no deployment {id}: GitHub has not sent its deployment event \
+                 (yet), or it is for an environment or repository this server does not run"
+            ),
+        )
+        .into_response(),
+        Err(err) => unavailable(&err).into_response(),
+    }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, EnvironmentConfig};
 use crate::deploy::log::{LogHub, LogKey, LogLinks};
-use crate::deploy::worker::DeployWorker;
+use crate::deploy::worker::{DeployWorker, LocalLinks};
 use crate::github::GitHubClient;
 use crate::github::gate_worker::GateWorker;
 use crate::github::outbox_worker::OutboxWorker;
@@ -46,7 +46,7 @@ impl Application {
         // Bound first: a server that cannot listen must not touch the queue of the database.
         let listener = TcpListener::bind(config.listen)
             .await
-            .with_context(|| format!("could not listen on {}", config.listen))?;
+            .map_err(|err| bind_error(config.listen, &err))?;
         let store = Store::open_with_log_limit(
             &config.database,
             config.database_sync,
@@ -67,6 +67,20 @@ impl Application {
         );
         let environments: Arc<[EnvironmentConfig]> = config.environments.clone().into();
         let logs = LogHub::default();
+        let links = LogLinks {
+            key: LogKey::load_or_create(&store)
+                .await
+                .context("could not read the log link key")?,
+            public_url: config.public_url.clone(),
+        };
+        // Without a public URL, the console still gets a link that works on this machine.
+        let local_links = match config.public_url {
+            Some(_) => None,
+            None => Some(LocalLinks {
+                links: links.clone(),
+                base: local_base(listener.local_addr()?),
+            }),
+        };
         let deployer = DeployWorker::new(
             store.clone(),
             environments.clone(),
@@ -74,13 +88,9 @@ impl Application {
             outbox.clone(),
             logs.clone(),
             metrics.clone(),
-        );
-        let links = LogLinks {
-            key: LogKey::load_or_create(&store)
-                .await
-                .context("could not read the log link key")?,
-            public_url: config.public_url.clone(),
-        };
+        )
+        .with_output_in_server_log(config.log_deploy_output)
+        .with_local_links(local_links);
         deployer
             .recover()
             .await
@@ -153,8 +163,17 @@ impl Application {
         );
         if self.config.public_url.is_none() {
             tracing::info!(
-                "DEPLOYHOOK_PUBLIC_URL is not set: deployment statuses carry no log_url"
+                "DEPLOYHOOK_PUBLIC_URL is not set: deployment statuses carry no log_url; deploy \
+                 log links are printed here, on {}",
+                local_base(addr)
             );
+        }
+        match self.state.admin {
+            Some(_) => tracing::info!("dashboard: {}/", local_base(addr)),
+            None => tracing::info!(
+                "the dashboard at / is off: set DEPLOYHOOK_ADMIN_TOKEN (16+ characters) to turn \
+                 it on"
+            ),
         }
         let (deployer, outbox) = (self.state.deployer.clone(), self.state.outbox.clone());
         let store = self.state.store.clone();
@@ -231,27 +250,122 @@ impl Application {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (systemd, Docker, Kubernetes).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {err}");
-            std::future::pending::<()>().await;
+/// `http://ADDR` for links printed on the console: an unspecified address (0.0.0.0, ::)
+/// becomes loopback, which reaches the server from its own machine.
+fn local_base(addr: SocketAddr) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
+/// Why the server could not listen on `addr`, and what to do about it.
+fn bind_error(addr: SocketAddr, err: &std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let port = addr.port();
+    let hint = match err.kind() {
+        ErrorKind::AddrInUse => format!(
+            ": another program (another deployhook?) listens there — `ss -ltnp 'sport = \
+             :{port}'` shows which; stop it, or set DEPLOYHOOK_LISTEN to a free port"
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            ": this machine has no address {}; use 127.0.0.1 (this machine only) or 0.0.0.0 \
+             (every interface)",
+            addr.ip()
+        ),
+        ErrorKind::PermissionDenied if port < 1024 => {
+            ": ports below 1024 need privileges; listen on a higher one (4567) behind a \
+             reverse proxy"
+                .to_owned()
         }
+        _ => String::new(),
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!("cannot listen for SIGTERM: {err}");
+    anyhow::anyhow!("could not listen on {addr}: {err}{hint}")
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM (systemd, Docker, Kubernetes), as many times as they come.
+#[derive(Debug)]
+pub struct Signals {
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Listens from now on; a failure to listen for SIGTERM is logged, and Ctrl-C still works.
+    pub fn new() -> Self {
+        let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|err| tracing::error!("cannot listen for SIGTERM: {err}"))
+            .ok();
+        Self { terminate }
+    }
+
+    /// The next signal's name.
+    pub async fn next(&mut self) -> &'static str {
+        let ctrl_c = async {
+            if let Err(err) = tokio::signal::ctrl_c().await {
+                tracing::error!("cannot listen for Ctrl-C: {err}");
                 std::future::pending::<()>().await;
             }
+        };
+        let terminate = async {
+            match &mut self.terminate {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = ctrl_c => "SIGINT",
+            () = terminate => "SIGTERM",
         }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let name = Signals::new().next().await;
+    tracing::info!("{name} received; shutting down");
+}
+
+impl Application {
+    /// Serves until SIGINT or SIGTERM, then shuts down as [`Application::run_until`] does;
+    /// a second signal stops the running deploys at once instead of waiting for them (an
+    /// operator pressing Ctrl-C again does not mean to wait a minute).
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        let deployer = self.state.deployer.clone();
+        let timeout = self.config.shutdown_timeout;
+        let mut signals = Signals::new();
+        let (first, first_seen) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let name = signals.next().await;
+            match deployer.running_count() {
+                0 => tracing::info!("{name} received; shutting down"),
+                running => tracing::info!(
+                    running,
+                    "{name} received; shutting down: waiting up to {} for the running deploys \
+                     to finish (DEPLOYHOOK_SHUTDOWN_TIMEOUT); Ctrl-C again (or another SIGTERM) \
+                     stops them now",
+                    humantime::format_duration(timeout)
+                ),
+            }
+            let _ = first.send(());
+            let name = signals.next().await;
+            tracing::warn!("{name} received again: stopping the running deploys now");
+            deployer.stop_running();
+        });
+        self.run_until(async {
+            let _ = first_seen.await;
+        })
+        .await
     }
 }

@@ -36,8 +36,40 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments/{id}/log", get(ops::deployment_log))
         .merge(dashboard::routes().layer(middleware::from_fn(small_body)))
         .merge(admin::routes().layer(middleware::from_fn(small_body)))
+        .method_not_allowed_fallback(wrong_method)
+        .fallback(not_found)
         .layer(middleware::from_fn(event_handler::delivery_span))
         .with_state(state)
+}
+
+/// A known path asked with a method it does not take: the 405 says which, and where
+/// webhooks go, since the usual cause is a payload URL pointing at the wrong place (or a
+/// browser opening the webhook URL).
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    use axum::http::StatusCode;
+    let path = uri.path();
+    let message = if path == "/event_handler" {
+        format!(
+            "{method} /event_handler: this is where GitHub sends webhook deliveries, with POST; \
+             there is nothing to see here in a browser (the dashboard is at /)\n"
+        )
+    } else {
+        format!(
+            "{path} does not take {method}; GitHub's webhook deliveries go to POST \
+             /event_handler\n"
+        )
+    };
+    (StatusCode::METHOD_NOT_ALLOWED, message).into_response()
+}
+
+/// No such path: says where things are.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    use axum::http::StatusCode;
+    let message = format!(
+        "no such page: {}; webhooks go to POST /event_handler, the dashboard is at /\n",
+        uri.path()
+    );
+    (StatusCode::NOT_FOUND, message).into_response()
 }
 
 /// The most an operator's form (sign-in, sign-out) may hold.

@@ -66,7 +66,16 @@ fn serve_stops_with_a_clear_message_when_the_database_cannot_be_opened() {
     let dir = tempfile::tempdir().unwrap();
     let (ok, stderr) = serve_with_database(&dir.path().join("missing-dir/deployhook.db"));
     assert!(!ok);
-    assert!(stderr.contains("missing-dir/deployhook.db"), "{stderr}");
+    // The directory is what to fix, not the file (SQLite named only the file, or its lock).
+    let missing = dir.path().join("missing-dir");
+    assert!(
+        stderr.contains(&format!(
+            "the database's directory {} does not exist: create it (mkdir -p {})",
+            missing.display(),
+            missing.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

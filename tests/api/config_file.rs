@@ -41,11 +41,27 @@ fn check_config_accepts_the_shipped_example() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains(": OK"), "{stdout}");
+    // Valid, but it names /srv/deploy, which this machine lacks: said as a warning, with
+    // what to edit, and an error under --strict.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stdout.contains(": valid, with 2 warnings"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "warning: environment staging: working directory /srv/deploy does not exist: \
+             create it, or change `working_directory`"
+        ),
+        "{stderr}"
+    );
     assert!(
         stdout.contains("staging:") && stdout.contains("production:"),
         "{stdout}"
     );
+    let strict = deployhook(dir.path())
+        .args(["check-config", "--strict", &example])
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("error: environment staging"));
 }
 
 #[test]

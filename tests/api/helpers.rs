@@ -88,6 +88,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         admin_token: None,
         metrics_token: None,
         notify: vec![],
+        log_deploy_output: true,
     }
 }
 

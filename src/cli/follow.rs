@@ -1,0 +1,216 @@
+//! `deployhook log ID [--follow]` and `deployhook deploy … --follow`: a deployment's log
+//! from the running server, through the admin API (`GET /api/deployments/{id}` for its
+//! state and log path, then the log itself). Following waits for the deployment event to
+//! arrive and for the deploy to start, streams the log to its end, and exits with the
+//! outcome, so a script or a terminal can wait on a deploy like on any other command.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::cli::LogArgs;
+use crate::cli::admin::{admin_token, unreachable};
+
+/// How often the deployment's state is asked for while it is not running yet.
+const POLL: Duration = Duration::from_secs(1);
+/// How long to wait for GitHub's deployment event before giving up: past it, the webhook
+/// is most likely not delivering (or the deployment is for another system).
+const EVENT_WAIT: Duration = Duration::from_secs(5 * 60);
+/// Without --follow, how long the log of a running deploy may be silent before the command
+/// stops reading (it prints what is there, not what is to come).
+const SNAPSHOT_IDLE: Duration = Duration::from_millis(500);
+/// After the log ends, how long the final state may take to be recorded.
+const END_WAIT: Duration = Duration::from_secs(30);
+
+/// `deployhook log ID [--follow]`.
+pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
+    let server = Server::new(&args.server.server)?;
+    if args.follow {
+        return follow(&server, args.deployment).await;
+    }
+    let Some(deployment) = server.deployment(args.deployment).await? else {
+        bail!(
+            "deployhook has no deployment {}: GitHub has not sent its deployment event (yet), \
+             or this server does not run its environment",
+            args.deployment
+        );
+    };
+    let state = text(&deployment["state"]).to_owned();
+    if state == "queued" {
+        println!(
+            "deployment {} is queued: it has no log yet",
+            args.deployment
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let idle = (state == "running").then_some(SNAPSHOT_IDLE);
+    server.stream(text(&deployment["log_path"]), idle).await?;
+    if state == "running" {
+        eprintln!(
+            "(still running: `deployhook log {} --follow` streams it to its end)",
+            args.deployment
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for `id` to run, streams its log to the end, and exits with its outcome.
+pub async fn follow(server: &Server, id: u64) -> anyhow::Result<ExitCode> {
+    let started = tokio::time::Instant::now();
+    let mut said = String::new();
+    let deployment = loop {
+        match server.deployment(id).await? {
+            None if started.elapsed() > EVENT_WAIT => bail!(
+                "deployhook received no deployment event for {id} in {}: check the webhook's \
+                 recent deliveries on GitHub (and that it sends `deployment` events)",
+                humantime::format_duration(EVENT_WAIT)
+            ),
+            None => say(
+                &mut said,
+                format!("waiting for GitHub's deployment event for {id}…"),
+            ),
+            Some(deployment) if text(&deployment["state"]) == "queued" => {
+                let why = text(&deployment["description"]);
+                say(&mut said, format!("deployment {id} is queued: {why}"));
+            }
+            Some(deployment) => break deployment,
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    server.stream(text(&deployment["log_path"]), None).await?;
+    // Every line is stored before the end is; the end follows within moments.
+    let deadline = tokio::time::Instant::now() + END_WAIT;
+    loop {
+        let state = server
+            .deployment(id)
+            .await?
+            .map(|d| text(&d["state"]).to_owned())
+            .unwrap_or_default();
+        if let Some(code) = exit_code(&state) {
+            eprintln!("deployment {id}: {state}");
+            return Ok(code);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the log of deployment {id} ended, but its outcome was not recorded (state {state:?})"
+            );
+        }
+        tokio::time::sleep(POLL / 4).await;
+    }
+}
+
+/// The exit code for a final state; `None` while it is not final.
+pub fn exit_code(state: &str) -> Option<ExitCode> {
+    Some(ExitCode::from(match state {
+        "success" => 0,
+        "failure" => 1,
+        "error" => 2,
+        "inactive" | "finished" => 3,
+        _ => return None,
+    }))
+}
+
+/// Prints a waiting message to stderr once, not once per poll.
+fn say(said: &mut String, message: String) {
+    if *said != message {
+        eprintln!("{message}");
+        *said = message;
+    }
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or_default()
+}
+
+/// The running server, as the admin API reaches it.
+#[derive(Debug)]
+pub struct Server {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        let token = admin_token(base)?;
+        // No total timeout: a log streams for as long as its deploy runs (the deploy has
+        // its own). Connecting and each read are bounded instead.
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .context("could not build an HTTP client")?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            client,
+        })
+    }
+
+    /// The deployment as the server knows it; `None` before its event arrived.
+    async fn deployment(&self, id: u64) -> anyhow::Result<Option<Value>> {
+        let url = format!("{}/api/deployments/{id}", self.base);
+        let response = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|err| unreachable(&url, &err))?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        match status {
+            s if s.is_success() => Ok(Some(answer["deployment"].clone())),
+            reqwest::StatusCode::NOT_FOUND
+                if answer["error"].is_string() && !self.api_off(&answer) =>
+            {
+                Ok(None)
+            }
+            _ => bail!(
+                "deployhook answered {status}: {}",
+                answer["error"].as_str().unwrap_or("no explanation")
+            ),
+        }
+    }
+
+    /// The 404 of a server whose admin API is off is not "not yet".
+    fn api_off(&self, answer: &Value) -> bool {
+        text(&answer["error"]).starts_with("the admin API is off")
+    }
+
+    /// Copies the log at `path` to stdout until it ends, or, with `idle`, until it has
+    /// been silent that long.
+    async fn stream(&self, path: &str, idle: Option<Duration>) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|err| unreachable(&url, &err))?;
+        if !response.status().is_success() {
+            bail!("deployhook answered {} for the log", response.status());
+        }
+        let mut response = response;
+        loop {
+            let next = match idle {
+                Some(idle) => match tokio::time::timeout(idle, response.chunk()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => response.chunk().await,
+            };
+            let Some(chunk) = next.context("the log stream broke off")? else {
+                break;
+            };
+            let mut out = std::io::stdout();
+            out.write_all(&chunk)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
