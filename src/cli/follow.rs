@@ -214,3 +214,19 @@ impl Server {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_final_state_has_its_own_exit_code_and_others_none() {
+        let code = |state| exit_code(state).map(|c| format!("{c:?}"));
+        assert_eq!(code("success"), Some(format!("{:?}", ExitCode::from(0))));
+        assert_eq!(code("failure"), Some(format!("{:?}", ExitCode::from(1))));
+        assert_eq!(code("error"), Some(format!("{:?}", ExitCode::from(2))));
+        assert_eq!(code("inactive"), Some(format!("{:?}", ExitCode::from(3))));
+        assert_eq!(code("running"), None);
+        assert_eq!(code("queued"), None);
+    }
+}

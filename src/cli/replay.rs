@@ -108,3 +108,42 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn replay_args(extra: &[&str]) -> ReplayArgs {
+        let argv = ["deployhook", "replay", "payload.json", "--event", "ping"];
+        let Command::Replay(args) = Cli::try_parse_from(argv.iter().chain(extra))
+            .unwrap()
+            .command
+        else {
+            panic!("not replay");
+        };
+        args
+    }
+
+    #[test]
+    fn replay_posts_where_the_settings_say_the_server_listens() {
+        let none = |_: &str| None;
+        let listen =
+            |name: &str| (name == "DEPLOYHOOK_LISTEN").then(|| "127.0.0.1:4621".to_owned());
+        let everywhere =
+            |name: &str| (name == "DEPLOYHOOK_LISTEN").then(|| "0.0.0.0:8080".to_owned());
+        let args = replay_args(&[]);
+        assert_eq!(args.target(&none), "http://127.0.0.1:4567/event_handler");
+        assert_eq!(args.target(&listen), "http://127.0.0.1:4621/event_handler");
+        assert_eq!(
+            args.target(&everywhere),
+            "http://127.0.0.1:8080/event_handler"
+        );
+        let explicit = replay_args(&["--url", "http://example.test/event_handler"]);
+        assert_eq!(
+            explicit.target(&listen),
+            "http://example.test/event_handler"
+        );
+    }
+}

@@ -504,4 +504,48 @@ mod tests {
         assert_eq!(config.environments.len(), 1);
         assert_eq!(config.environments[0].name.as_ref(), "staging");
     }
+
+    #[test]
+    fn every_missing_setting_is_reported_in_one_go() {
+        let cli = Cli::try_parse_from(["deployhook", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let err = build_config(args, &env_with(&[])).unwrap_err().to_string();
+        assert!(
+            err.starts_with("3 settings need attention before deployhook can start:"),
+            "{err}"
+        );
+        for name in ["GITHUB_WEBHOOK_SECRET", "GITHUB_TOKEN", "DEPLOY_COMMAND"] {
+            assert!(
+                err.contains(&format!("  - {name} is not set")),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn listen_addresses_may_name_a_host_and_errors_name_the_setting_used() {
+        let config = build_config(args(&["--listen", "localhost:4621"]), &env_with(BOTH)).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:4621");
+        let from_env = env_with(&[
+            ("GITHUB_WEBHOOK_SECRET", "s3cret"),
+            ("GITHUB_TOKEN", "ghp_x"),
+            ("DEPLOYHOOK_LISTEN", "localhost"),
+        ]);
+        let err = build_config(args(&["--listen", "localhost"]), &from_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("DEPLOYHOOK_LISTEN \"localhost\" has no port: write HOST:PORT"),
+            "{err}"
+        );
+        let err = build_config(args(&["--listen", "127.0.0.1:http"]), &env_with(BOTH))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--listen \"127.0.0.1:http\": \"http\" is not a port"),
+            "{err}"
+        );
+    }
 }

@@ -218,3 +218,33 @@ pub(crate) async fn error_from(response: reqwest::Response) -> GitHubError {
         retry_after,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_answer_is_said_with_the_url_and_the_root_cause_once() {
+        // A port nothing listens on (bound, then closed).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/repos/acme/widgets/deployments?per_page=1");
+        let err = reqwest::get(&url).await.unwrap_err();
+        let said = format!("{:#}", anyhow::Error::new(GitHubError::Transport(err)));
+        assert!(
+            said.starts_with(&format!(
+                "could not reach GitHub at http://127.0.0.1:{port}/repos/acme/widgets/deployments: "
+            )),
+            "{said}"
+        );
+        assert!(said.to_lowercase().contains("connection refused"), "{said}");
+        assert!(!said.contains("error sending request"), "{said}");
+        assert!(
+            !said.contains("per_page"),
+            "no query in the message: {said}"
+        );
+    }
+}

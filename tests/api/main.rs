@@ -21,6 +21,7 @@ mod layout;
 mod locks;
 mod notify;
 mod operations;
+mod operator;
 mod other_events;
 mod pull_request;
 mod runner;

@@ -322,3 +322,41 @@ fn notify_tables_that_cannot_work_are_refused_where_they_are_wrong() {
     assert!(err.message.contains("different secret_env"), "{err}");
     assert_eq!(err.line, 15, "{err}");
 }
+
+#[test]
+fn shape_mistakes_are_explained_in_the_files_own_terms() {
+    let single = "[environment]\nname = \"p\"\nrepositories = [\"a/b\"]\ncommand = [\"x\"]\n";
+    let err = error(single);
+    assert_eq!(
+        err.message,
+        "[environment] describes a single table, but a file may have several: write \
+         [[environment]] (two brackets), once before each environment"
+    );
+    let string = "[[environment]]\nname = \"p\"\nrepositories = [\"a/b\"]\ncommand = \"./deploy.sh staging\"\n";
+    let err = error(string);
+    assert_eq!(
+        err.message,
+        "`command` is a list, one string per word (no shell runs it): write command = \
+         [\"./deploy.sh\", \"staging\"]"
+    );
+    assert_eq!((err.line, err.column), (4, 11));
+    let typo = "[[environment]]\nname = \"p\"\nrepositories = [\"a/b\"]\ncommand = [\"x\"]\ntimout = \"5m\"\n";
+    assert_eq!(
+        error(typo).message,
+        "unknown field `timout`: did you mean `timeout`?"
+    );
+    // Nothing near: the list of known fields stays, it is the best help there is.
+    let far =
+        "[[environment]]\nname = \"p\"\nrepositories = [\"a/b\"]\ncommand = [\"x\"]\nzzz = 1\n";
+    assert!(error(far).message.contains("expected one of `name`"));
+}
+
+#[test]
+fn the_closest_name_is_suggested_only_when_it_is_close() {
+    let known = ["timeout", "policy", "production", "staging"];
+    assert_eq!(closest("timout", &known), Some("timeout"));
+    assert_eq!(closest("prodcution", &known), Some("production"));
+    assert_eq!(closest("polcy", &known), Some("policy"));
+    assert_eq!(closest("deploy", &known), None);
+    assert_eq!(edit_distance("kitten", "sitting"), 3);
+}
