@@ -23,6 +23,7 @@
 //! May use: `model`.
 
 pub mod deliveries;
+pub mod insights;
 pub mod jobs;
 pub mod locks;
 pub mod logs;
