@@ -54,6 +54,15 @@ impl DayCounts {
     }
 }
 
+/// A commit's first success in an environment, and how long after its merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeadTime {
+    /// When the successful deploy finished.
+    pub delivered_at: i64,
+    /// From when its merge was recorded to then, in milliseconds.
+    pub millis: i64,
+}
+
 /// A failure and the success that restored its repository in the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Restore {
@@ -69,8 +78,9 @@ pub struct EnvironmentInsights {
     pub environment: String,
     /// One entry per day of the window, oldest first, empty days included.
     pub days: Vec<DayCounts>,
-    /// Lead times (milliseconds) of the successes whose merge is on record, ascending.
-    pub lead_times: Vec<i64>,
+    /// The lead times of the successes whose merge is on record, in the order they
+    /// finished.
+    pub lead_times: Vec<LeadTime>,
     /// Failures and their restores, in order.
     pub restores: Vec<Restore>,
 }
@@ -89,6 +99,13 @@ impl EnvironmentInsights {
     pub fn change_failure_rate(&self) -> Option<f64> {
         let deploys = self.deploys();
         (deploys > 0).then(|| f64::from(self.failed()) / f64::from(deploys))
+    }
+
+    /// Lead times in milliseconds, ascending.
+    pub fn lead_time_values(&self) -> Vec<i64> {
+        let mut values: Vec<i64> = self.lead_times.iter().map(|l| l.millis).collect();
+        values.sort_unstable();
+        values
     }
 
     /// Restore times (milliseconds) of the failures that were restored, ascending.
@@ -226,7 +243,10 @@ fn measure(environment: String, deploys: &[Deploy], since: i64, until: i64) -> E
             let key = (repository, deploy.sha.as_str());
             if delivered.insert(key) {
                 if let Some(merged) = deploy.merged_at.filter(|&m| m <= deploy.finished_at) {
-                    lead_times.push(deploy.finished_at - merged);
+                    lead_times.push(LeadTime {
+                        delivered_at: deploy.finished_at,
+                        millis: deploy.finished_at - merged,
+                    });
                 }
             }
         } else if !failing.contains_key(repository) {
@@ -237,7 +257,6 @@ fn measure(environment: String, deploys: &[Deploy], since: i64, until: i64) -> E
             });
         }
     }
-    lead_times.sort_unstable();
     EnvironmentInsights {
         environment,
         days,

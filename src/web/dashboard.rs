@@ -67,7 +67,7 @@ fn page(status: StatusCode, html: String) -> Response {
     response
 }
 
-fn render(template: &impl Template) -> Response {
+pub(crate) fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => page(StatusCode::OK, html),
         Err(err) => {
@@ -398,7 +398,7 @@ fn delivery_view(d: DeliveryRow) -> DeliveryView {
 }
 
 /// `None` for a signed-in admin; otherwise the answer to give instead of the page.
-fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(admin) = &state.admin else {
         let off = MessagePage {
             title: "The dashboard is off",
@@ -465,7 +465,7 @@ async fn live(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-fn unavailable(err: &crate::store::StoreError) -> Response {
+pub(crate) fn unavailable(err: &crate::store::StoreError) -> Response {
     tracing::error!("could not read the dashboard's data: {err}");
     page(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -44,13 +44,55 @@ fn deploy(
 fn days_count_each_outcome_and_rates_count_failures_and_errors() {
     let conn = database();
     let yesterday = NOW - DAY_MS;
-    deploy(&conn, 1, "production", &sha(1), DeploymentState::Success, yesterday);
-    deploy(&conn, 2, "production", &sha(2), DeploymentState::Failure, NOW - 3 * HOUR);
-    deploy(&conn, 3, "production", &sha(2), DeploymentState::Error, NOW - 2 * HOUR);
-    deploy(&conn, 4, "production", &sha(3), DeploymentState::Success, NOW - HOUR);
-    deploy(&conn, 5, "staging", &sha(3), DeploymentState::Success, NOW - HOUR);
+    deploy(
+        &conn,
+        1,
+        "production",
+        &sha(1),
+        DeploymentState::Success,
+        yesterday,
+    );
+    deploy(
+        &conn,
+        2,
+        "production",
+        &sha(2),
+        DeploymentState::Failure,
+        NOW - 3 * HOUR,
+    );
+    deploy(
+        &conn,
+        3,
+        "production",
+        &sha(2),
+        DeploymentState::Error,
+        NOW - 2 * HOUR,
+    );
+    deploy(
+        &conn,
+        4,
+        "production",
+        &sha(3),
+        DeploymentState::Success,
+        NOW - HOUR,
+    );
+    deploy(
+        &conn,
+        5,
+        "staging",
+        &sha(3),
+        DeploymentState::Success,
+        NOW - HOUR,
+    );
     // Outside the window, and a deployment that never ran: neither counts.
-    deploy(&conn, 6, "production", &sha(4), DeploymentState::Failure, NOW - 40 * DAY_MS);
+    deploy(
+        &conn,
+        6,
+        "production",
+        &sha(4),
+        DeploymentState::Failure,
+        NOW - 40 * DAY_MS,
+    );
     let mut superseded = job(7, None);
     jobs::enqueue(&conn, &superseded, "d", NOW).unwrap();
     superseded.sha = sha(5).parse().unwrap();
@@ -81,31 +123,121 @@ fn days_count_each_outcome_and_rates_count_failures_and_errors() {
 fn lead_time_runs_from_the_merge_to_the_first_success_of_its_commit() {
     let conn = database();
     merge(&conn, 1, &sha(1), NOW - 10 * HOUR);
-    deploy(&conn, 1, "production", &sha(1), DeploymentState::Success, NOW - 9 * HOUR);
+    deploy(
+        &conn,
+        1,
+        "production",
+        &sha(1),
+        DeploymentState::Success,
+        NOW - 9 * HOUR,
+    );
     // The same commit again: not a new change, no second lead time.
-    deploy(&conn, 2, "production", &sha(1), DeploymentState::Success, NOW - 8 * HOUR);
+    deploy(
+        &conn,
+        2,
+        "production",
+        &sha(1),
+        DeploymentState::Success,
+        NOW - 8 * HOUR,
+    );
     merge(&conn, 2, &sha(2), NOW - 7 * HOUR);
-    deploy(&conn, 3, "production", &sha(2), DeploymentState::Failure, NOW - 6 * HOUR);
-    deploy(&conn, 4, "production", &sha(2), DeploymentState::Success, NOW - 4 * HOUR);
+    deploy(
+        &conn,
+        3,
+        "production",
+        &sha(2),
+        DeploymentState::Failure,
+        NOW - 6 * HOUR,
+    );
+    deploy(
+        &conn,
+        4,
+        "production",
+        &sha(2),
+        DeploymentState::Success,
+        NOW - 4 * HOUR,
+    );
     merge(&conn, 3, &sha(3), NOW - 2 * HOUR);
-    deploy(&conn, 5, "production", &sha(3), DeploymentState::Success, NOW - HOUR);
+    deploy(
+        &conn,
+        5,
+        "production",
+        &sha(3),
+        DeploymentState::Success,
+        NOW - HOUR,
+    );
     // Deployed by hand, no merge on record: no lead time.
-    deploy(&conn, 6, "production", &sha(9), DeploymentState::Success, NOW);
+    deploy(
+        &conn,
+        6,
+        "production",
+        &sha(9),
+        DeploymentState::Success,
+        NOW,
+    );
 
     let production = insights(&conn, 30, NOW).unwrap().of("production");
-    assert_eq!(production.lead_times, [HOUR, HOUR, 3 * HOUR]);
-    assert_eq!(percentile(&production.lead_times, 50), Some(HOUR));
-    assert_eq!(percentile(&production.lead_times, 90), Some(3 * HOUR));
+    let delivered: Vec<(i64, i64)> = production
+        .lead_times
+        .iter()
+        .map(|l| (l.delivered_at, l.millis))
+        .collect();
+    assert_eq!(
+        delivered,
+        [
+            (NOW - 9 * HOUR, HOUR),
+            (NOW - 4 * HOUR, 3 * HOUR),
+            (NOW - HOUR, HOUR)
+        ]
+    );
+    let values = production.lead_time_values();
+    assert_eq!(percentile(&values, 50), Some(HOUR));
+    assert_eq!(percentile(&values, 90), Some(3 * HOUR));
 }
 
 #[test]
 fn a_restore_runs_from_the_first_failure_of_a_streak_to_the_next_success() {
     let conn = database();
-    deploy(&conn, 1, "production", &sha(1), DeploymentState::Success, NOW - 10 * HOUR);
-    deploy(&conn, 2, "production", &sha(2), DeploymentState::Failure, NOW - 9 * HOUR);
-    deploy(&conn, 3, "production", &sha(2), DeploymentState::Error, NOW - 8 * HOUR);
-    deploy(&conn, 4, "production", &sha(3), DeploymentState::Success, NOW - 7 * HOUR);
-    deploy(&conn, 5, "production", &sha(4), DeploymentState::Failure, NOW - 2 * HOUR);
+    deploy(
+        &conn,
+        1,
+        "production",
+        &sha(1),
+        DeploymentState::Success,
+        NOW - 10 * HOUR,
+    );
+    deploy(
+        &conn,
+        2,
+        "production",
+        &sha(2),
+        DeploymentState::Failure,
+        NOW - 9 * HOUR,
+    );
+    deploy(
+        &conn,
+        3,
+        "production",
+        &sha(2),
+        DeploymentState::Error,
+        NOW - 8 * HOUR,
+    );
+    deploy(
+        &conn,
+        4,
+        "production",
+        &sha(3),
+        DeploymentState::Success,
+        NOW - 7 * HOUR,
+    );
+    deploy(
+        &conn,
+        5,
+        "production",
+        &sha(4),
+        DeploymentState::Failure,
+        NOW - 2 * HOUR,
+    );
     // Another repository's success in the environment does not restore acme/widgets.
     let mut other = job(6, None);
     other.repo = "acme/gadgets".parse().unwrap();
