@@ -249,11 +249,22 @@ async fn live_part(
     state: &AppState,
     form_token: String,
 ) -> Result<LivePart, crate::store::StoreError> {
-    let store = &state.store;
     let now = now_ms();
-    let locks = store
-        .read(move |c| locks::holding_all(c, now))
-        .await?
+    // One read, so one snapshot: the tables never contradict each other.
+    let (locks, jobs, active, deliveries, failed_calls, all_waits) = state
+        .store
+        .read(move |c| {
+            Ok((
+                locks::holding_all(c, now)?,
+                views::recent_jobs(c)?,
+                views::active_jobs(c)?,
+                views::recent_deliveries(c)?,
+                views::failed_calls(c)?,
+                waits::waits(c, RECENT_WAITS)?,
+            ))
+        })
+        .await?;
+    let locks = locks
         .into_iter()
         .map(|lock| LockView {
             environment: lock.environment,
@@ -263,12 +274,7 @@ async fn live_part(
             until: lock.until.map(time).unwrap_or_default(),
         })
         .collect();
-    let jobs = store.read(views::recent_jobs).await?;
-    let active = store.read(views::active_jobs).await?;
-    let deliveries = store.read(views::recent_deliveries).await?;
-    let failed_calls = store
-        .read(views::failed_calls)
-        .await?
+    let failed_calls = failed_calls
         .into_iter()
         .map(|call| FailedCallView {
             what: match call.deployment_id {
@@ -315,7 +321,6 @@ async fn live_part(
         })
         .collect();
     let deliveries = deliveries.into_iter().map(delivery_view).collect();
-    let all_waits = store.read(|c| waits::waits(c, RECENT_WAITS)).await?;
     let (mut checks, mut soaking, mut ended_waits) = (vec![], vec![], vec![]);
     for wait in all_waits {
         let view = wait_view(wait, state);
