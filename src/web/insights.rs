@@ -228,6 +228,17 @@ pub fn short_day(ms: i64) -> String {
     format!("{} {d}", MONTHS[(m as usize).saturating_sub(1) % 12])
 }
 
+/// A week's days for an axis: `Nov 24–30`, `Oct 27–Nov 2`, or `Nov 1` for one day.
+pub fn week_label(first: i64, days: usize) -> String {
+    let last = first + (days.max(1) as i64 - 1) * DAY_MS;
+    let (start, end) = (short_day(first), short_day(last));
+    match (start == end, date(first).1 == date(last).1) {
+        (true, _) => start,
+        (false, true) => format!("{start}–{}", date(last).2),
+        (false, false) => format!("{start}–{end}"),
+    }
+}
+
 /// The smallest of 1, 2, 5 × 10ⁿ at or above `max` (at least 1): a count axis's top.
 pub fn nice_count(max: u32) -> u32 {
     let mut step = 1_u32;
@@ -238,6 +249,33 @@ pub fn nice_count(max: u32) -> u32 {
             }
         }
         step = step.saturating_mul(10);
+    }
+}
+
+/// The grid lines of a count axis topped at `top` (1, 2 or 5 × 10ⁿ): 0 to 5 by 1, 0 to 2
+/// by 1, 0 to 10 by 5, 0 to 50 by 10…
+pub fn count_ticks(top: u32) -> Vec<u32> {
+    let step = match top {
+        0 | 1 => 1,
+        top if top % 5 == 0 && (top / 5).is_power_of_ten() => top / 5,
+        top if top % 2 == 0 && (top / 2).is_power_of_ten() => top / 2,
+        top => top / 2,
+    };
+    (0..=top / step.max(1)).map(|i| i * step.max(1)).collect()
+}
+
+/// Whether a count is 1, 10, 100…
+trait PowerOfTen {
+    fn is_power_of_ten(self) -> bool;
+}
+
+impl PowerOfTen for u32 {
+    fn is_power_of_ten(self) -> bool {
+        let mut n = self;
+        while n >= 10 && n % 10 == 0 {
+            n /= 10;
+        }
+        n == 1
     }
 }
 
@@ -304,10 +342,23 @@ fn x_labels(out: &mut String, n: usize, slots: usize, label: impl Fn(usize) -> S
     if n == 0 {
         return;
     }
-    let slot = (WIDTH - LEFT - RIGHT) / slots.max(n) as f64;
     let mut shown = vec![0, n / 2, n - 1];
     shown.dedup();
-    for i in shown {
+    labels_at(out, &shown, n, slots, label);
+}
+
+/// Labels under bars `shown` of `n`, drawn in the first `n` of `slots` slots: the first
+/// starts at its bar's left edge, the last (in a full chart) ends at its right edge, the
+/// others are centred.
+fn labels_at(
+    out: &mut String,
+    shown: &[usize],
+    n: usize,
+    slots: usize,
+    label: impl Fn(usize) -> String,
+) {
+    let slot = (WIDTH - LEFT - RIGHT) / slots.max(n) as f64;
+    for &i in shown {
         let x = LEFT + slot * (i as f64 + 0.5);
         let anchor = match i {
             0 if n > 1 => "start",
@@ -339,10 +390,10 @@ fn slot(i: usize, n: usize) -> (f64, f64) {
 pub fn deploys_chart(days: &[DayCounts]) -> String {
     let top = nice_count(days.iter().map(DayCounts::total).max().unwrap_or(0));
     let max = f64::from(top);
-    let mut ticks = vec![(0.0, "0".to_owned()), (max, top.to_string())];
-    if top % 2 == 0 {
-        ticks.push((max / 2.0, (top / 2).to_string()));
-    }
+    let ticks: Vec<(f64, String)> = count_ticks(top)
+        .into_iter()
+        .map(|t| (f64::from(t), t.to_string()))
+        .collect();
     let mut out = String::new();
     open_chart(
         &mut out,
@@ -467,7 +518,8 @@ pub fn lead_time_chart(lead_times: &[LeadTime], since: i64, until: i64) -> Strin
         );
     }
     x_labels(&mut out, stats.len(), stats.len(), |i| {
-        short_day(stats[i].0)
+        let (first, length) = weeks[i];
+        week_label(since + first as i64 * DAY_MS, length)
     });
     out.push_str("</svg>");
     out
@@ -514,7 +566,8 @@ pub fn failure_rate_chart(days: &[DayCounts]) -> String {
         );
     }
     x_labels(&mut out, weeks.len(), weeks.len(), |i| {
-        short_day(days[weeks[i].0].day)
+        let (first, length) = weeks[i];
+        week_label(days[first].day, length)
     });
     out.push_str("</svg>");
     out
@@ -572,7 +625,13 @@ pub fn restore_chart(restores: &[Restore], now: i64) -> String {
             y = base - h,
         );
     }
-    x_labels(&mut out, shown.len(), slots, |i| {
+    // The first and the last failure's day; not the middle one, which would touch them.
+    let labelled: Vec<usize> = match shown.len() {
+        0 => vec![],
+        1 | 2 => vec![0],
+        n => vec![0, n - 1],
+    };
+    labels_at(&mut out, &labelled, shown.len(), slots, |i| {
         short_day(shown[i].failed_at)
     });
     out.push_str("</svg>");

@@ -24,7 +24,13 @@ pub const SCRIPTED: [(u64, &str, bool); 3] = [
 /// The server with the dashboard on: production deploys with a script that fails while a
 /// file `fail` exists beside it; staging is configured and never deploys.
 pub async fn insights_app() -> TestApp {
+    insights_app_with(|_| {}).await
+}
+
+/// [`insights_app`], after `prepare` ran on the directory the database will be in.
+pub async fn insights_app_with(prepare: impl FnOnce(&std::path::Path)) -> TestApp {
     spawn_app_with(|config, dir| {
+        prepare(dir);
         config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
         let body = format!(
             "echo \"deploying $DEPLOYHOOK_SHA\"\n\

@@ -213,6 +213,14 @@ fn durations_dates_and_axes_read_well() {
         [0, 1, 3, 7, 10, 11, 49, 51].map(nice_count),
         [1, 1, 5, 10, 10, 20, 50, 100]
     );
+    assert_eq!(count_ticks(5), [0, 1, 2, 3, 4, 5]);
+    assert_eq!(count_ticks(2), [0, 1, 2]);
+    assert_eq!(count_ticks(10), [0, 5, 10]);
+    assert_eq!(count_ticks(50), [0, 10, 20, 30, 40, 50]);
+    assert_eq!(count_ticks(1), [0, 1]);
+    assert_eq!(week_label(DAY - 6 * DAY_MS, 7), "Nov 24–30");
+    assert_eq!(week_label(DAY - 30 * DAY_MS, 7), "Oct 31–Nov 6");
+    assert_eq!(week_label(DAY, 1), "Nov 30");
     assert_eq!(nice_duration(3 * HOUR), 4 * HOUR);
     assert_eq!(nice_duration(1), 60_000);
     assert_eq!(percent(0.25), "25%");
