@@ -241,13 +241,13 @@ fn measure(environment: String, deploys: &[Deploy], since: i64, until: i64) -> E
                 restores[open].restored_at = Some(deploy.finished_at);
             }
             let key = (repository, deploy.sha.as_str());
-            if delivered.insert(key) {
-                if let Some(merged) = deploy.merged_at.filter(|&m| m <= deploy.finished_at) {
-                    lead_times.push(LeadTime {
-                        delivered_at: deploy.finished_at,
-                        millis: deploy.finished_at - merged,
-                    });
-                }
+            if delivered.insert(key)
+                && let Some(merged) = deploy.merged_at.filter(|&m| m <= deploy.finished_at)
+            {
+                lead_times.push(LeadTime {
+                    delivered_at: deploy.finished_at,
+                    millis: deploy.finished_at - merged,
+                });
             }
         } else if !failing.contains_key(repository) {
             failing.insert(repository, restores.len());

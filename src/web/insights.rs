@@ -257,26 +257,19 @@ pub fn nice_count(max: u32) -> u32 {
 pub fn count_ticks(top: u32) -> Vec<u32> {
     let step = match top {
         0 | 1 => 1,
-        top if top % 5 == 0 && (top / 5).is_power_of_ten() => top / 5,
-        top if top % 2 == 0 && (top / 2).is_power_of_ten() => top / 2,
+        top if top.is_multiple_of(5) && power_of_ten(top / 5) => top / 5,
+        top if top.is_multiple_of(2) && power_of_ten(top / 2) => top / 2,
         top => top / 2,
     };
-    (0..=top / step.max(1)).map(|i| i * step.max(1)).collect()
+    (0..=top / step).map(|i| i * step).collect()
 }
 
-/// Whether a count is 1, 10, 100…
-trait PowerOfTen {
-    fn is_power_of_ten(self) -> bool;
-}
-
-impl PowerOfTen for u32 {
-    fn is_power_of_ten(self) -> bool {
-        let mut n = self;
-        while n >= 10 && n % 10 == 0 {
-            n /= 10;
-        }
-        n == 1
+/// Whether `n` is 1, 10, 100…
+fn power_of_ten(mut n: u32) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
     }
+    n == 1
 }
 
 /// The smallest round duration at or above `max`: a duration axis's top, in milliseconds.
