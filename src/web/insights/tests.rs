@@ -1,7 +1,8 @@
 //! The charts, read back: every data point in the markup, bar heights in proportion to
 //! their values, axes labelled.
 
-use super::*;
+use super::charts::*;
+use super::format::*;
 use crate::store::insights::{DAY_MS, DayCounts, LeadTime, Restore};
 
 /// 2026-11-30, 00:00 UTC.
