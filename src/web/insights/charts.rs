@@ -35,11 +35,13 @@ fn height(value: f64, max: f64) -> f64 {
 }
 
 /// An `<svg>`'s opening, with its accessible name, and the horizontal grid lines with
-/// their labels (`(value, label)`, value in the axis's units).
+/// their labels (`(value, label)`, value in the axis's units). A group, not an image:
+/// an image's parts are hidden from screen readers, and each data point is an image of
+/// its own, named by its `<title>`.
 fn open_chart(out: &mut String, class: &str, label: &str, max: f64, ticks: &[(f64, String)]) {
     let _ = write!(
         out,
-        r#"<svg class="chart {class}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}" preserveAspectRatio="xMidYMid meet"><title>{label}</title>"#
+        r#"<svg class="chart {class}" viewBox="0 0 {WIDTH} {HEIGHT}" role="group" aria-label="{label}" preserveAspectRatio="xMidYMid meet"><title>{label}</title>"#
     );
     let base = HEIGHT - BOTTOM;
     for (value, text) in ticks {
@@ -125,7 +127,7 @@ pub fn deploys_chart(days: &[DayCounts]) -> String {
         let (x, width) = slot(i, days.len());
         let _ = write!(
             out,
-            r#"<g class="day" data-day="{iso}" data-success="{s}" data-failure="{f}" data-error="{e}"><title>{iso}: {total} deploys: {s} success, {f} failure, {e} error</title>"#,
+            r#"<g class="day" data-day="{iso}" data-success="{s}" data-failure="{f}" data-error="{e}" role="img"><title>{iso}: {total} deploys: {s} success, {f} failure, {e} error</title>"#,
             iso = iso_day(day.day),
             s = day.success,
             f = day.failure,
@@ -214,7 +216,7 @@ pub fn lead_time_chart(lead_times: &[LeadTime], since: i64, until: i64) -> Strin
         let (Some(median), Some(p90)) = (median, p90) else {
             let _ = write!(
                 out,
-                r#"<g class="week" data-week="{iso}" data-count="0"><title>week of {iso}: no merge reached this environment</title></g>"#,
+                r#"<g class="week" data-week="{iso}" data-count="0" role="img"><title>week of {iso}: no merge reached this environment</title></g>"#,
                 iso = iso_day(*start),
             );
             continue;
@@ -223,7 +225,7 @@ pub fn lead_time_chart(lead_times: &[LeadTime], since: i64, until: i64) -> Strin
         let middle = x + width / 2.0;
         let _ = write!(
             out,
-            r#"<g class="week" data-week="{iso}" data-count="{count}" data-median-seconds="{ms}" data-p90-seconds="{ps}"><title>week of {iso}: {count} changes, median {m}, 90th percentile {p}</title><rect class="median" x="{x:.1}" y="{y:.1}" width="{width:.1}" height="{h:.1}"/><line class="p90" x1="{middle:.1}" x2="{middle:.1}" y1="{y:.1}" y2="{wy:.1}"/><line class="p90" x1="{l:.1}" x2="{r:.1}" y1="{wy:.1}" y2="{wy:.1}"/></g>"#,
+            r#"<g class="week" data-week="{iso}" data-count="{count}" data-median-seconds="{ms}" data-p90-seconds="{ps}" role="img"><title>week of {iso}: {count} changes, median {m}, 90th percentile {p}</title><rect class="median" x="{x:.1}" y="{y:.1}" width="{width:.1}" height="{h:.1}"/><line class="p90" x1="{middle:.1}" x2="{middle:.1}" y1="{y:.1}" y2="{wy:.1}"/><line class="p90" x1="{l:.1}" x2="{r:.1}" y1="{wy:.1}" y2="{wy:.1}"/></g>"#,
             iso = iso_day(*start),
             ms = median / 1000,
             ps = p90 / 1000,
@@ -268,7 +270,7 @@ pub fn failure_rate_chart(days: &[DayCounts]) -> String {
         if deploys == 0 {
             let _ = write!(
                 out,
-                r#"<g class="week" data-week="{iso}" data-deploys="0" data-failed="0"><title>week of {iso}: no deploys</title></g>"#
+                r#"<g class="week" data-week="{iso}" data-deploys="0" data-failed="0" role="img"><title>week of {iso}: no deploys</title></g>"#
             );
             continue;
         }
@@ -277,7 +279,7 @@ pub fn failure_rate_chart(days: &[DayCounts]) -> String {
         let h = height(rate * 100.0, 100.0);
         let _ = write!(
             out,
-            r#"<g class="week" data-week="{iso}" data-deploys="{deploys}" data-failed="{failed}" data-rate="{rate:.4}"><title>week of {iso}: {failed} of {deploys} deploys failed ({p})</title><rect class="rate" x="{x:.1}" y="{y:.1}" width="{width:.1}" height="{h:.1}"/><rect class="track" x="{x:.1}" y="{TOP}" width="{width:.1}" height="{t:.1}"/></g>"#,
+            r#"<g class="week" data-week="{iso}" data-deploys="{deploys}" data-failed="{failed}" data-rate="{rate:.4}" role="img"><title>week of {iso}: {failed} of {deploys} deploys failed ({p})</title><rect class="rate" x="{x:.1}" y="{y:.1}" width="{width:.1}" height="{h:.1}"/><rect class="track" x="{x:.1}" y="{TOP}" width="{width:.1}" height="{t:.1}"/></g>"#,
             p = percent(rate),
             y = base - h,
             t = base - TOP - h,
@@ -337,7 +339,7 @@ pub fn restore_chart(restores: &[Restore], now: i64) -> String {
         };
         let _ = write!(
             out,
-            r#"<g class="incident {class}" data-failed-at="{failed}" data-restored-at="{restored}" data-seconds="{s}"><title>failed {day}, {says}</title><rect class="{class}" x="{x:.1}" y="{y:.1}" width="{width:.1}" height="{h:.1}"/></g>"#,
+            r#"<g class="incident {class}" data-failed-at="{failed}" data-restored-at="{restored}" data-seconds="{s}" role="img"><title>failed {day}, {says}</title><rect class="{class}" x="{x:.1}" y="{y:.1}" width="{width:.1}" height="{h:.1}"/></g>"#,
             s = took / 1000,
             day = iso_day(restore.failed_at),
             y = base - h,
