@@ -602,6 +602,27 @@ async fn in_chromium_insights_chart_the_history_and_both_pages_fit_a_phone() {
             "{staging}"
         );
         screenshot(&browser, "insights-1280.png").await;
+        // 90 days: three times the days, the same deploys.
+        browser
+            .find(Locator::LinkText("90 days"))
+            .await?
+            .click()
+            .await?;
+        browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#insights-production svg.deploys"))
+            .await?;
+        let days = browser
+            .find_all(Locator::Css("#insights-production svg.deploys g.day"))
+            .await?;
+        assert_eq!(days.len(), 90);
+        let tiles = browser
+            .find(Locator::Css("#insights-production dl.tiles"))
+            .await?;
+        assert_eq!(tiles.attr("data-deploys").await?.as_deref(), Some("14"));
+        screenshot(&browser, "insights-90-1280.png").await;
+        browser.back().await?;
 
         // A phone: neither page scrolls sideways.
         browser.set_window_size(400, 1600).await?;
