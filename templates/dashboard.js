@@ -4,11 +4,22 @@
 
 const REFRESH_MS = 3000;
 
+// Refreshes are numbered: an answer older than the one shown is dropped, or it would put
+// back a state the page already moved past.
+let latest = 0;
+let shown = 0;
+
 async function refresh() {
+  const ticket = ++latest;
   try {
     const response = await fetch("/dashboard/live", { credentials: "same-origin" });
     if (response.status === 401) { window.location = "/login"; return; }
-    if (response.ok) { document.getElementById("live").innerHTML = await response.text(); }
+    if (!response.ok) { return; }
+    const html = await response.text();
+    if (ticket > shown) {
+      document.getElementById("live").innerHTML = html;
+      shown = ticket;
+    }
   } catch (_) { /* the server restarts; try again at the next tick */ }
 }
 
@@ -25,6 +36,17 @@ async function streamLog(pre) {
     pre.textContent += decoder.decode(value, { stream: true });
     if (atBottom) { pre.scrollTop = pre.scrollHeight; }
   }
+  // The log ends once the deploy's end is committed: refresh the tables now, not at the
+  // next tick, so the page never shows the log ended beside a row still running. Only
+  // then does the page say the log ended.
+  const needed = latest + 1;
+  while (shown < needed) {
+    await refresh();
+    if (shown < needed) { await new Promise((done) => setTimeout(done, 500)); }
+  }
+  pre.dataset.ended = "true";
+  const status = document.getElementById("live-log-status");
+  if (status) { status.textContent = "ended"; }
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -23,6 +23,7 @@
 //! May use: `model`.
 
 pub mod deliveries;
+pub mod insights;
 pub mod jobs;
 pub mod locks;
 pub mod logs;
@@ -283,8 +284,10 @@ impl Store {
         self.sync_failed.get()
     }
 
-    /// Runs read-only `work` on the reader connection (a snapshot of what was committed), or
-    /// on the writer for an in-memory database.
+    /// Runs read-only `work` on the reader connection, or on the writer for an in-memory
+    /// database. Either way its queries share one transaction, so they see one snapshot of
+    /// what was committed: a page read in one `work` never shows a deploy both running (in
+    /// one table) and ended (in another).
     pub async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -297,7 +300,10 @@ impl Store {
             let conn = reader
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            work(&conn).map_err(StoreError::from)
+            // Without it, each query would run in its own transaction and see the commits
+            // made between them. Read-only: dropped at the end, nothing to commit.
+            let snapshot = conn.unchecked_transaction()?;
+            work(&snapshot).map_err(StoreError::from)
         })
         .await
         .map_err(|_| StoreError::NotRun)?

@@ -67,7 +67,7 @@ fn page(status: StatusCode, html: String) -> Response {
     response
 }
 
-fn render(template: &impl Template) -> Response {
+pub(crate) fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => page(StatusCode::OK, html),
         Err(err) => {
@@ -249,11 +249,22 @@ async fn live_part(
     state: &AppState,
     form_token: String,
 ) -> Result<LivePart, crate::store::StoreError> {
-    let store = &state.store;
     let now = now_ms();
-    let locks = store
-        .read(move |c| locks::holding_all(c, now))
-        .await?
+    // One read, so one snapshot: the tables never contradict each other.
+    let (locks, jobs, active, deliveries, failed_calls, all_waits) = state
+        .store
+        .read(move |c| {
+            Ok((
+                locks::holding_all(c, now)?,
+                views::recent_jobs(c)?,
+                views::active_jobs(c)?,
+                views::recent_deliveries(c)?,
+                views::failed_calls(c)?,
+                waits::waits(c, RECENT_WAITS)?,
+            ))
+        })
+        .await?;
+    let locks = locks
         .into_iter()
         .map(|lock| LockView {
             environment: lock.environment,
@@ -263,12 +274,7 @@ async fn live_part(
             until: lock.until.map(time).unwrap_or_default(),
         })
         .collect();
-    let jobs = store.read(views::recent_jobs).await?;
-    let active = store.read(views::active_jobs).await?;
-    let deliveries = store.read(views::recent_deliveries).await?;
-    let failed_calls = store
-        .read(views::failed_calls)
-        .await?
+    let failed_calls = failed_calls
         .into_iter()
         .map(|call| FailedCallView {
             what: match call.deployment_id {
@@ -315,7 +321,6 @@ async fn live_part(
         })
         .collect();
     let deliveries = deliveries.into_iter().map(delivery_view).collect();
-    let all_waits = store.read(|c| waits::waits(c, RECENT_WAITS)).await?;
     let (mut checks, mut soaking, mut ended_waits) = (vec![], vec![], vec![]);
     for wait in all_waits {
         let view = wait_view(wait, state);
@@ -398,7 +403,7 @@ fn delivery_view(d: DeliveryRow) -> DeliveryView {
 }
 
 /// `None` for a signed-in admin; otherwise the answer to give instead of the page.
-fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(admin) = &state.admin else {
         let off = MessagePage {
             title: "The dashboard is off",
@@ -465,7 +470,7 @@ async fn live(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-fn unavailable(err: &crate::store::StoreError) -> Response {
+pub(crate) fn unavailable(err: &crate::store::StoreError) -> Response {
     tracing::error!("could not read the dashboard's data: {err}");
     page(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -1,16 +1,19 @@
 //! The HTTP server: the [`router`] of every route, the server's lifecycle ([`app`]), the
 //! state handlers share ([`state`]), the webhook endpoint ([`event_handler`]), operations
 //! (health, metrics, deploy logs: [`ops`]), the operators' [`dashboard`] with its sign-in
-//! ([`auth`]), and the [`admin`] API (locks, rollbacks) the CLI calls.
+//! ([`auth`]) and its [`insights`] (the DORA measures, charted), the [`admin`] API (locks,
+//! rollbacks) the CLI calls, and the pages' static [`assets`] (the favicon).
 //!
 //! May use: `guide`, `webhook`, `deploy`, `github`, `notify`, `store`, `config`, `metrics`,
 //! `health`, `model`.
 
 pub mod admin;
 pub mod app;
+pub mod assets;
 pub mod auth;
 pub mod dashboard;
 pub mod event_handler;
+pub mod insights;
 pub mod listener;
 pub mod ops;
 pub mod state;
@@ -34,6 +37,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/deployments/{id}/log", get(ops::deployment_log))
+        .route("/favicon.svg", get(assets::favicon))
+        .route("/favicon.ico", get(assets::favicon))
+        .merge(insights::routes().layer(middleware::from_fn(small_body)))
         .merge(dashboard::routes().layer(middleware::from_fn(small_body)))
         .merge(admin::routes().layer(middleware::from_fn(small_body)))
         .method_not_allowed_fallback(wrong_method)

@@ -1,7 +1,11 @@
 //! The dashboard in a real browser: headless Chromium, driven through ChromeDriver
 //! (WebDriver, with `fantoccini`), signs in, finds a deployment the test made with its
 //! state, follows its log link, and watches the log of a running deploy stream into the
-//! page. A screenshot is left in `target/test-artifacts/dashboard.png`.
+//! page, and its end reach the tables at once. A screenshot is left in
+//! `target/test-artifacts/dashboard.png`. A second test opens Insights after a scripted
+//! history, checks each day's bar against it, and checks that neither page scrolls
+//! sideways at 400 px; its screenshots: `insights-1280.png`, `insights-400.png`,
+//! `dashboard-400.png`.
 //!
 //! Chromium and ChromeDriver come from Debian (`apt-get install chromium chromium-driver`;
 //! `.ci/run` installs them). Without them the test is skipped with a loud message — unless
@@ -50,6 +54,41 @@ impl Driver {
         Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Driver {
+    /// A headless Chromium session, its window `width` × `height`, its profile in `profile`.
+    async fn connect(&self, profile: &Path, width: u32, height: u32) -> fantoccini::Client {
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--hide-scrollbars", format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }
+        });
+        let deadline = Instant::now() + WAIT;
+        loop {
+            // Plain HTTP: ChromeDriver listens on loopback, so no TLS stack is needed.
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            let mut builder = ClientBuilder::new(connector);
+            builder.capabilities(capabilities.as_object().unwrap().clone());
+            match builder.connect(&self.url).await {
+                Ok(browser) => return browser,
+                Err(err) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "chromedriver never answered: {err}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
     }
 }
@@ -162,34 +201,7 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_wat
 
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
-    let capabilities = json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        }
-    });
-    let deadline = Instant::now() + WAIT;
-    let browser = loop {
-        // Plain HTTP: ChromeDriver listens on loopback, so no TLS stack is needed.
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let mut builder = ClientBuilder::new(connector);
-        builder.capabilities(capabilities.as_object().unwrap().clone());
-        match builder.connect(&driver.url).await {
-            Ok(browser) => break browser,
-            Err(err) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "chromedriver never answered: {err}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let browser = driver.connect(profile.path(), 1280, 900).await;
 
     let outcome = async {
         browser.goto(&format!("{}/", app.url)).await?;
@@ -331,6 +343,309 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_wat
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The log's end and the tables agree: once the page says the log ended, the deploy
+        // is no longer running in its tables, and its row says how it ended (without
+        // waiting for the next periodic refresh).
+        browser
+            .wait()
+            .at_most(Duration::from_secs(2))
+            .for_element(Locator::Css("#live-log[data-ended]"))
+            .await?;
+        assert!(
+            browser.find(Locator::Id("running-880078")).await.is_err(),
+            "the log ended but the deploy is still listed as running"
+        );
+        browser.find(Locator::Id("nothing-running")).await?;
+        let status = browser
+            .find(Locator::Id("live-log-status"))
+            .await?
+            .text()
+            .await?;
+        assert_eq!(status, "ended");
+        let row = browser
+            .find(Locator::Id("deployment-880078"))
+            .await?
+            .text()
+            .await?;
+        assert!(row.contains("success") && !row.contains("running"), "{row}");
+        Ok::<(), fantoccini::error::CmdError>(())
+    }
+    .await;
+    browser.close().await.unwrap();
+    outcome.unwrap();
+}
+
+/// Noon-ish times of the days before today (UTC midnight `today`), for the history.
+const HOUR_MS: i64 = 60 * 60 * 1000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The history before today, written through the store's own functions (merges recorded,
+/// jobs queued, claimed and finished at chosen times) into the database before the server
+/// opens it: deliveries through the server can only happen now, and Insights is about
+/// days. Per entry: days ago, the hour it finished, how it ended, and when its merge was
+/// recorded (hours before), if it was merged. Finished deploys only: the server finds
+/// nothing to run.
+const HISTORY: [(i64, i64, &str, Option<i64>); 11] = [
+    (6, 9, "success", Some(1)),
+    (6, 15, "success", Some(1)),
+    (5, 10, "failure", None),
+    (5, 12, "success", Some(1)),
+    (3, 9, "success", Some(2)),
+    (3, 10, "success", Some(2)),
+    (3, 11, "success", Some(2)),
+    (2, 13, "error", None),
+    (2, 14, "success", None),
+    (1, 10, "success", Some(4)),
+    (1, 16, "success", Some(4)),
+];
+
+fn write_history(database: &Path, today: i64) {
+    use deployhook::model::{DeployJob, DeploymentState, Policy};
+    use deployhook::store::{Store, jobs, merges};
+    // Opening it once creates and migrates it; the server opens it again after.
+    drop(
+        Store::open(
+            &database.display().to_string(),
+            deployhook::model::Sync::Full,
+        )
+        .unwrap(),
+    );
+    let mut conn = rusqlite::Connection::open(database).unwrap();
+    let tx = conn.transaction().unwrap();
+    for (n, (days_ago, hour, state, merged_before)) in HISTORY.into_iter().enumerate() {
+        let n = u64::try_from(n).unwrap();
+        let finished = today - days_ago * DAY_MS + hour * HOUR_MS;
+        let sha = format!("{:0>40}", 500 + n);
+        if let Some(before) = merged_before {
+            let at = finished - before * HOUR_MS;
+            merges::remember(
+                &tx,
+                "acme/widgets",
+                100 + i64::try_from(n).unwrap(),
+                "production",
+                &sha,
+                at,
+            )
+            .unwrap();
+        }
+        let job = DeployJob {
+            id: (770_000 + n).into(),
+            repo: "acme/widgets".parse().unwrap(),
+            environment: "production".parse().unwrap(),
+            sha: sha.parse().unwrap(),
+            git_ref: "main".into(),
+            task: "deploy".into(),
+            deploy_user: "octo-dev".into(),
+            payload: "{}".into(),
+            environment_url: None,
+            log_url: None,
+            installation: None,
+        };
+        jobs::enqueue(&tx, &job, "history", finished - 5 * 60_000).unwrap();
+        assert_eq!(
+            jobs::claim(&tx, 4, |_| Policy::Queue, finished - 4 * 60_000)
+                .unwrap()
+                .len(),
+            1
+        );
+        let state = match state {
+            "success" => DeploymentState::Success,
+            "failure" => DeploymentState::Failure,
+            _ => DeploymentState::Error,
+        };
+        jobs::finish(&tx, &job, state, "from the scripted history", finished).unwrap();
+    }
+    // Their statuses are history too: nothing to send to GitHub.
+    tx.execute("DELETE FROM outbox", []).unwrap();
+    tx.commit().unwrap();
+}
+
+/// The day (`2026-11-30`) of a Unix millisecond.
+fn iso_day(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap());
+    humantime::format_rfc3339(at).to_string()[..10].to_owned()
+}
+
+/// `document.documentElement.scrollWidth` and `window.innerWidth`.
+async fn widths(browser: &fantoccini::Client) -> (u64, u64) {
+    let answer = browser
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (answer[0].as_u64().unwrap(), answer[1].as_u64().unwrap())
+}
+
+async fn screenshot(browser: &fantoccini::Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join(name), &png).unwrap();
+}
+
+#[tokio::test]
+async fn in_chromium_insights_chart_the_history_and_both_pages_fit_a_phone() {
+    if !browser_available() {
+        return;
+    }
+    let now = deployhook::store::now_ms();
+    let today = now.div_euclid(DAY_MS) * DAY_MS;
+    let app = crate::insights::insights_app_with(|dir| {
+        write_history(&dir.join("deployhook.db"), today);
+    })
+    .await;
+    // Today, through the server: a merge and its success, a failure, its restore.
+    crate::insights::scripted_deploys(&app).await;
+    // What each day should show: (success, failure, error).
+    let mut expected: std::collections::BTreeMap<String, (u64, u64, u64)> =
+        std::collections::BTreeMap::new();
+    for (days_ago, _, state, _) in HISTORY {
+        let day = expected
+            .entry(iso_day(today - days_ago * DAY_MS))
+            .or_default();
+        match state {
+            "success" => day.0 += 1,
+            "failure" => day.1 += 1,
+            _ => day.2 += 1,
+        }
+    }
+    expected.insert(iso_day(now), (2, 1, 0));
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.connect(profile.path(), 1280, 1500).await;
+    let outcome = async {
+        browser.goto(&format!("{}/login", app.url)).await?;
+        browser
+            .find(Locator::Id("token"))
+            .await?
+            .send_keys(crate::insights::ADMIN_TOKEN)
+            .await?;
+        browser.find(Locator::Id("sign-in")).await?.click().await?;
+        browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("insights-link"))
+            .await?
+            .click()
+            .await?;
+        browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("insights-production"))
+            .await?;
+        assert!(browser.current_url().await?.path() == "/insights");
+
+        // Every day of the window, as drawn, against the history.
+        let days = browser
+            .find_all(Locator::Css("#insights-production svg.deploys g.day"))
+            .await?;
+        assert_eq!(days.len(), 30);
+        let mut drawn = std::collections::BTreeMap::new();
+        for day in days {
+            let count = |name: &'static str| {
+                let day = day.clone();
+                async move {
+                    day.attr(name)
+                        .await
+                        .map(|v| v.unwrap_or_default().parse::<u64>().unwrap())
+                }
+            };
+            let counts = (
+                count("data-success").await?,
+                count("data-failure").await?,
+                count("data-error").await?,
+            );
+            let title = day.find(Locator::Css("title")).await?.html(true).await?;
+            assert!(title.contains(&format!("{} success", counts.0)), "{title}");
+            if counts != (0, 0, 0) {
+                drawn.insert(day.attr("data-day").await?.unwrap(), counts);
+            }
+        }
+        assert_eq!(drawn, expected);
+        let tiles = browser
+            .find(Locator::Css("#insights-production dl.tiles"))
+            .await?;
+        assert_eq!(tiles.attr("data-deploys").await?.as_deref(), Some("14"));
+        assert_eq!(tiles.attr("data-failed").await?.as_deref(), Some("3"));
+        assert_eq!(
+            tiles.attr("data-change-failure-rate").await?.as_deref(),
+            Some("0.2143")
+        );
+        assert_eq!(tiles.attr("data-restored").await?.as_deref(), Some("3"));
+        // Restores: 2h (day 5), 1h (day 2), and today's, seconds long: the median is 1h.
+        assert_eq!(
+            tiles.attr("data-restore-median-seconds").await?.as_deref(),
+            Some("3600")
+        );
+        // Lead times: today's merge (seconds), 1h ×3, 2h ×3, 4h ×2: the median (the 5th
+        // of 9) is 2h, the 90th percentile (the 9th) 4h. The deploys by hand have none.
+        assert_eq!(tiles.attr("data-lead-count").await?.as_deref(), Some("9"));
+        assert_eq!(
+            tiles.attr("data-lead-median-seconds").await?.as_deref(),
+            Some("7200")
+        );
+        assert_eq!(
+            tiles.attr("data-lead-p90-seconds").await?.as_deref(),
+            Some("14400")
+        );
+        let staging = browser
+            .find(Locator::Id("insights-staging"))
+            .await?
+            .text()
+            .await?;
+        assert!(
+            staging.contains("No deploys in the last 30 days."),
+            "{staging}"
+        );
+        screenshot(&browser, "insights-1280.png").await;
+        // 90 days: three times the days, the same deploys.
+        browser
+            .find(Locator::LinkText("90 days"))
+            .await?
+            .click()
+            .await?;
+        browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#insights-production svg.deploys"))
+            .await?;
+        let days = browser
+            .find_all(Locator::Css("#insights-production svg.deploys g.day"))
+            .await?;
+        assert_eq!(days.len(), 90);
+        let tiles = browser
+            .find(Locator::Css("#insights-production dl.tiles"))
+            .await?;
+        assert_eq!(tiles.attr("data-deploys").await?.as_deref(), Some("14"));
+        screenshot(&browser, "insights-90-1280.png").await;
+        browser.back().await?;
+
+        // A phone: neither page scrolls sideways.
+        browser.set_window_size(400, 1600).await?;
+        browser.refresh().await?;
+        let (scroll, inner) = widths(&browser).await;
+        assert!(inner <= 420, "the window is phone-sized: {inner}");
+        assert!(
+            scroll <= inner,
+            "Insights scrolls sideways at {inner}px: {scroll}"
+        );
+        screenshot(&browser, "insights-400.png").await;
+        browser.goto(&format!("{}/", app.url)).await?;
+        browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("deployment-880103"))
+            .await?;
+        let (scroll, inner) = widths(&browser).await;
+        assert!(
+            scroll <= inner,
+            "the dashboard scrolls sideways at {inner}px: {scroll}"
+        );
+        screenshot(&browser, "dashboard-400.png").await;
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;

@@ -16,6 +16,7 @@ mod github_api;
 mod github_app;
 mod helpers;
 mod hostile;
+mod insights;
 mod intake;
 mod layout;
 mod locks;
