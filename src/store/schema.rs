@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_flat_backlogs.sql"),
     include_str!("migrations/0007_checks_and_promotions.sql"),
     include_str!("migrations/0008_locks.sql"),
+    include_str!("migrations/0009_given_up_calls_and_refused_deliveries.sql"),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {

@@ -125,7 +125,7 @@ async fn readyz_reports_the_database_schema_and_workers() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ready", "{body}");
     assert_eq!(body["checks"]["database"], "ok");
-    assert_eq!(body["checks"]["schema"], "8 of 8");
+    assert_eq!(body["checks"]["schema"], "9 of 9");
     assert_eq!(body["checks"]["deploy_worker"], "running");
     assert_eq!(body["checks"]["outbox_worker"], "running");
     assert_eq!(body["checks"]["gate_worker"], "running");
