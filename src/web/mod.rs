@@ -1,7 +1,8 @@
 //! The HTTP server: the [`router`] of every route, the server's lifecycle ([`app`]), the
 //! state handlers share ([`state`]), the webhook endpoint ([`event_handler`]), operations
 //! (health, metrics, deploy logs: [`ops`]), the operators' [`dashboard`] with its sign-in
-//! ([`auth`]), and the [`admin`] API (locks, rollbacks) the CLI calls.
+//! ([`auth`]), the [`admin`] API (locks, rollbacks) the CLI calls, given-up [`calls`]
+//! (retry, dismiss) and [`deliveries`] (a page each, refused ones too).
 //!
 //! May use: `guide`, `webhook`, `deploy`, `github`, `notify`, `store`, `config`, `metrics`,
 //! `health`, `model`.
@@ -9,7 +10,9 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod calls;
 pub mod dashboard;
+pub mod deliveries;
 pub mod event_handler;
 pub mod listener;
 pub mod ops;
@@ -36,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments/{id}/log", get(ops::deployment_log))
         .merge(dashboard::routes().layer(middleware::from_fn(small_body)))
         .merge(admin::routes().layer(middleware::from_fn(small_body)))
+        .merge(calls::routes().layer(middleware::from_fn(small_body)))
+        .merge(deliveries::routes().layer(middleware::from_fn(small_body)))
         .layer(middleware::from_fn(event_handler::delivery_span))
         .with_state(state)
 }
