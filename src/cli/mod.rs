@@ -7,7 +7,9 @@
 
 pub mod admin;
 pub mod args;
+pub mod calls;
 pub mod check_config;
+pub mod deliveries;
 pub mod deploy;
 pub mod redeliver;
 pub mod replay;
@@ -17,8 +19,9 @@ pub mod telemetry;
 use std::process::ExitCode;
 
 pub use args::{
-    CheckConfigArgs, Cli, Command, DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogFormat,
-    RedeliverArgs, ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, UnlockArgs,
+    CallAction, CallsArgs, CheckConfigArgs, Cli, Command, DeliveriesArgs, DeployArgs,
+    DeploymentsArgs, GitHubArgs, LockArgs, LogFormat, RedeliverArgs, ReplayArgs, RollbackArgs,
+    ServeArgs, ServerArgs, UnlockArgs,
 };
 
 use crate::config::GitHubConfig;
@@ -38,6 +41,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Unlock(args) => admin::unlock(args).await,
         Command::Locks(args) => admin::locks(args).await,
         Command::Rollback(args) => admin::rollback(args).await,
+        Command::Calls(args) => calls::run(args).await,
+        Command::Deliveries(args) => deliveries::run(args).await,
     }
 }
 
