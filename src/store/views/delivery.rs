@@ -58,20 +58,51 @@ pub fn find(
     delivery_id: &str,
     hook_id: Option<i64>,
 ) -> rusqlite::Result<Option<DeliveryDetail>> {
-    conn.prepare_cached(
-        "SELECT hook_id, delivery_id, event, action, repository, received_at, outcome, message,
-                headers
-         FROM deliveries INDEXED BY deliveries_by_key
-         WHERE delivery_id = ?1 AND (?2 IS NULL OR hook_id = ?2)
-         ORDER BY id DESC LIMIT 1",
-    )?
-    .query_row(params![delivery_id, hook_id], |row| {
-        Ok(DeliveryDetail {
-            delivery: delivery_from_row(row)?,
-            headers: row.get(8)?,
-        })
-    })
-    .optional()
+    let hooks = match hook_id {
+        Some(hook) => vec![hook],
+        None => hooks(conn)?,
+    };
+    let mut found: Option<(i64, DeliveryDetail)> = None;
+    for hook in hooks {
+        let row = conn
+            .prepare_cached(
+                "SELECT hook_id, delivery_id, event, action, repository, received_at, outcome,
+                        message, headers, id
+                 FROM deliveries INDEXED BY deliveries_by_key
+                 WHERE hook_id = ?2 AND delivery_id = ?1",
+            )?
+            .query_row(params![delivery_id, hook], |row| {
+                let detail = DeliveryDetail {
+                    delivery: delivery_from_row(row)?,
+                    headers: row.get(8)?,
+                };
+                Ok((row.get::<_, i64>(9)?, detail))
+            })
+            .optional()?;
+        if let Some((id, detail)) = row
+            && found.as_ref().is_none_or(|(newest, _)| id > *newest)
+        {
+            found = Some((id, detail));
+        }
+    }
+    Ok(found.map(|(_, detail)| detail))
+}
+
+/// The hooks deliveries came through, read by stepping down the key's index one hook at a
+/// time (few hooks, however many deliveries): without a hook, a delivery id is looked up
+/// once per hook instead of by reading the whole table.
+fn hooks(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+    let mut next = conn.prepare_cached(
+        "SELECT hook_id FROM deliveries INDEXED BY deliveries_by_key
+         WHERE hook_id > ?1 ORDER BY hook_id LIMIT 1",
+    )?;
+    let mut hooks = Vec::new();
+    let mut after = i64::MIN;
+    while let Some(hook) = next.query_row([after], |row| row.get(0)).optional()? {
+        hooks.push(hook);
+        after = hook;
+    }
+    Ok(hooks)
 }
 
 /// The merges delivery `delivery_id` recorded (still kept: a merge whose deployment was
@@ -142,5 +173,21 @@ mod tests {
         assert_eq!(ids("merge-1"), [7]);
         assert_eq!(ids("deployment-event-2"), [8]);
         assert_eq!(merges(&conn, "merge-1").unwrap()[0].pull_request, 42);
+    }
+
+    #[test]
+    fn a_delivery_is_found_with_or_without_its_hook() {
+        let conn = database();
+        conn.execute_batch(
+            "INSERT INTO deliveries (hook_id, delivery_id, event, received_at, outcome, message)
+             VALUES (1, 'a', 'ping', 0, 'recorded', 'one'), (2, 'b', 'ping', 0, 'recorded', 'x'),
+                    (3, 'a', 'ping', 5, 'recorded', 'three');",
+        )
+        .unwrap();
+        let message = |hook| find(&conn, "a", hook).unwrap().unwrap().delivery.message;
+        assert_eq!(message(None), "three", "the newest of that id");
+        assert_eq!(message(Some(1)), "one");
+        assert!(find(&conn, "a", Some(2)).unwrap().is_none());
+        assert!(find(&conn, "zzz", None).unwrap().is_none());
     }
 }
