@@ -77,6 +77,7 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     rejected: Family<ReasonLabels, Counter>,
     signature_failures: Counter,
+    refusals_unrecorded: Counter,
     deploys: Family<DeployLabels, Counter>,
     deploy_seconds: Family<EnvironmentLabels, Histogram, fn() -> Histogram>,
     lead_time_seconds: Family<EnvironmentLabels, Histogram, fn() -> Histogram>,
@@ -122,6 +123,12 @@ impl Metrics {
             "signature_failures",
             "Deliveries whose signature was missing or wrong",
             signature_failures.clone(),
+        );
+        let refusals_unrecorded = Counter::default();
+        registry.register(
+            "refusals_unrecorded",
+            "Refused deliveries not kept for the dashboard: the queue to the database was full",
+            refusals_unrecorded.clone(),
         );
         let deploys = Family::default();
         registry.register(
@@ -225,6 +232,7 @@ impl Metrics {
             deliveries,
             rejected,
             signature_failures,
+            refusals_unrecorded,
             deploys,
             deploy_seconds,
             lead_time_seconds,
@@ -274,6 +282,11 @@ impl Metrics {
         if matches!(reason, "missing_signature" | "bad_signature") {
             self.signature_failures.inc();
         }
+    }
+
+    /// A refused delivery dropped instead of recorded (see `store::refused::RefusalLog`).
+    pub fn refusal_unrecorded(&self) {
+        self.refusals_unrecorded.inc();
     }
 
     /// A deploy ended in `state` after `ran` (`None` when it never ran).

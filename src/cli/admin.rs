@@ -109,7 +109,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// [`call`], saying who acts in a header (a `DELETE` has no body to say it in).
-async fn call_as(
+pub(super) async fn call_as(
     server: &ServerArgs,
     method: reqwest::Method,
     path: &str,
@@ -119,7 +119,7 @@ async fn call_as(
 }
 
 /// Calls the admin API; its JSON answer, or an error that says what went wrong.
-async fn call(
+pub(super) async fn call(
     server: &ServerArgs,
     method: reqwest::Method,
     path: &str,
@@ -213,7 +213,7 @@ fn who(server: &ServerArgs) -> String {
         .unwrap_or_else(|| "deployhook-cli".to_owned())
 }
 
-fn text(value: &Value) -> &str {
+pub(super) fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("?")
 }
 
@@ -222,7 +222,7 @@ fn short(value: &Value) -> String {
 }
 
 /// An environment name as one path segment (`review/pr-42` holds a slash).
-fn path_segment(name: &str) -> String {
+pub(super) fn path_segment(name: &str) -> String {
     let mut encoded = String::new();
     for byte in name.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

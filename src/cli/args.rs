@@ -63,6 +63,12 @@ pub enum Command {
     /// Deploy the last good version again — the last success before the current one, or
     /// --to — and lock the environment so the next merge does not roll forward.
     Rollback(RollbackArgs),
+    /// List the GitHub calls (and notifications) given up; `retry ID` or `dismiss ID` one
+    /// (`all`: every one). Talks to the running server.
+    Calls(CallsArgs),
+    /// List recent deliveries (--refused: those refused, with why and from where), or show
+    /// one with its headers and the deployments it led to. Talks to the running server.
+    Deliveries(DeliveriesArgs),
     /// Print a deployment's log from the running server; --follow streams it to its end
     /// and exits with its outcome (0 success, 1 failure, 2 error, 3 inactive).
     Log(LogArgs),
@@ -140,6 +146,43 @@ pub struct RollbackArgs {
     /// [default: the last success before the current one].
     #[arg(long)]
     pub to: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// What `deployhook calls` does to a given-up call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CallAction {
+    /// Send it again now, in its turn.
+    Retry,
+    /// Keep it, marked dismissed, out of deployhook_outbox_failed.
+    Dismiss,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CallsArgs {
+    /// What to do; without it, list the calls given up.
+    #[arg(requires = "id")]
+    pub action: Option<CallAction>,
+    /// The call's id, as listed, or `all`.
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeliveriesArgs {
+    /// Show this delivery (its X-GitHub-Delivery id; with --refused, the number listed).
+    pub id: Option<String>,
+    /// Refused deliveries instead of recorded ones.
+    #[arg(long)]
+    pub refused: bool,
+    /// How many to list, newest first.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: u16,
+    /// With an id that came through several hooks: the hook's (X-GitHub-Hook-ID).
+    #[arg(long)]
+    pub hook: Option<i64>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

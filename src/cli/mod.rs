@@ -7,7 +7,9 @@
 
 pub mod admin;
 pub mod args;
+pub mod calls;
 pub mod check_config;
+pub mod deliveries;
 pub mod deploy;
 pub mod follow;
 pub mod redeliver;
@@ -18,9 +20,9 @@ pub mod telemetry;
 use std::process::ExitCode;
 
 pub use args::{
-    CheckConfigArgs, Cli, Command, CompletionsArgs, DeployArgs, DeploymentsArgs, GitHubArgs,
-    LockArgs, LogArgs, LogFormat, RedeliverArgs, ReplayArgs, RollbackArgs, ServeArgs, ServerArgs,
-    UnlockArgs,
+    CallAction, CallsArgs, CheckConfigArgs, Cli, Command, CompletionsArgs, DeliveriesArgs,
+    DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogArgs, LogFormat, RedeliverArgs,
+    ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, UnlockArgs,
 };
 
 use crate::config::GitHubConfig;
@@ -42,6 +44,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => admin::rollback(args).await,
         Command::Log(args) => follow::log(args).await,
         Command::Completions(args) => Ok(completions(&args)),
+        Command::Calls(args) => calls::run(args).await,
+        Command::Deliveries(args) => deliveries::run(args).await,
     }
 }
 

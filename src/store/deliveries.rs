@@ -21,6 +21,8 @@ pub struct DeliveryRecord {
     pub received_at: i64,
     pub outcome: Outcome,
     pub message: String,
+    /// GitHub's headers as kept for the delivery's page (JSON), never a signature.
+    pub headers: Option<String>,
 }
 
 /// What recording found.
@@ -48,8 +50,9 @@ pub fn record(
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO deliveries
-                 (hook_id, delivery_id, event, action, repository, received_at, outcome, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 (hook_id, delivery_id, event, action, repository, received_at, outcome, message,
+                  headers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             hook_id,
@@ -60,6 +63,7 @@ pub fn record(
             delivery.received_at,
             delivery.outcome.as_str(),
             delivery.message,
+            delivery.headers,
         ])?;
     if inserted == 0 {
         return Ok(Recorded::DuplicateDelivery);
@@ -71,7 +75,7 @@ pub fn record(
         Effect::CreateDeployment(deployments) => {
             let mut created = false;
             for new in deployments {
-                if !record_merge(conn, new, now)? {
+                if !record_merge(conn, new, &delivery.delivery_id, now)? {
                     continue;
                 }
                 match &new.gate {

@@ -10,7 +10,13 @@ use crate::store::int_key;
 
 /// Records that a merged pull request asked for its deployment; `false` if it already had.
 /// A merge recorded before environments were (environment `''`) counts for all of them.
-pub fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlite::Result<bool> {
+/// `delivery` (its id) is kept so that the delivery's page finds the deployments it led to.
+pub fn record_merge(
+    conn: &Connection,
+    new: &NewDeployment,
+    delivery: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
     let recorded_before_environments: bool = conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM merges
@@ -25,15 +31,17 @@ pub fn record_merge(conn: &Connection, new: &NewDeployment, now: i64) -> rusqlit
     }
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO merges (repository, pull_request, environment, sha, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO merges
+                 (repository, pull_request, environment, sha, recorded_at, delivery_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             new.repo.as_ref(),
             int_key(new.pull_request)?,
             new.request.environment.as_ref(),
             new.request.git_ref.as_ref(),
-            now
+            now,
+            delivery
         ])?;
     Ok(inserted == 1)
 }

@@ -25,6 +25,7 @@ use crate::model::{
 };
 use crate::store::int_key;
 
+pub mod given_up;
 mod notify;
 
 pub use notify::{

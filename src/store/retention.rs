@@ -3,7 +3,8 @@
 //! than the configured ages, so the database stops growing with the months. Pruning runs in
 //! small batches, each its own short transaction on the writer between other work, with a
 //! pause between batches: a backlog of a year to prune never holds a delivery up for long.
-//! Given-up GitHub calls are kept: an operator decides what becomes of them.
+//! Given-up GitHub calls are kept until an operator retries or dismisses them; dismissed
+//! ones go with the deliveries' age.
 
 use std::time::Duration;
 
@@ -109,6 +110,13 @@ pub fn prune_batch(
             "DELETE FROM waits WHERE id IN
                  (SELECT id FROM waits INDEXED BY waits_ended
                   WHERE state != 'waiting' AND ended_at < ?2 LIMIT ?1)",
+        )?
+        .execute(params![limit, deliveries_before])?;
+    deleted += conn
+        .prepare_cached(
+            "DELETE FROM outbox WHERE id IN
+                 (SELECT id FROM outbox INDEXED BY outbox_dismissed
+                  WHERE state = 'dismissed' AND dismissed_at < ?2 LIMIT ?1)",
         )?
         .execute(params![limit, deliveries_before])?;
     if deleted >= BATCH {

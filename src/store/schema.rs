@@ -15,7 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_flat_backlogs.sql"),
     include_str!("migrations/0007_checks_and_promotions.sql"),
     include_str!("migrations/0008_locks.sql"),
-    // 0009 is another branch's; this one is numbered after it.
+    include_str!("migrations/0009_given_up_calls_and_refused_deliveries.sql"),
     include_str!("migrations/0010_merges_by_commit.sql"),
 ];
 

@@ -4,6 +4,8 @@
 
 use rusqlite::{Connection, params};
 
+pub mod delivery;
+
 /// Deliveries the dashboard shows.
 const RECENT_DELIVERIES: i64 = 50;
 /// Deployments the dashboard shows.
@@ -86,23 +88,7 @@ pub struct DeliveryRow {
 }
 
 pub fn recent_deliveries(conn: &Connection) -> rusqlite::Result<Vec<DeliveryRow>> {
-    conn.prepare_cached(
-        "SELECT hook_id, delivery_id, event, action, repository, received_at, outcome, message
-         FROM deliveries ORDER BY id DESC LIMIT ?1",
-    )?
-    .query_map([RECENT_DELIVERIES], |row| {
-        Ok(DeliveryRow {
-            hook_id: row.get(0)?,
-            delivery_id: row.get(1)?,
-            event: row.get(2)?,
-            action: row.get(3)?,
-            repository: row.get(4)?,
-            received_at: row.get(5)?,
-            outcome: row.get(6)?,
-            message: row.get(7)?,
-        })
-    })?
-    .collect()
+    delivery::newest(conn, RECENT_DELIVERIES)
 }
 
 /// A deployment as the dashboard lists it.
@@ -163,28 +149,33 @@ pub fn job(conn: &Connection, id: u64) -> rusqlite::Result<Option<JobRow>> {
 
 fn jobs(conn: &Connection, sql: &str, limit: i64) -> rusqlite::Result<Vec<JobRow>> {
     conn.prepare_cached(sql)?
-        .query_map(params![limit], |row| {
-            Ok(JobRow {
-                deployment_id: row.get::<_, i64>(0)?.unsigned_abs(),
-                repository: row.get(1)?,
-                environment: row.get(2)?,
-                sha: row.get(3)?,
-                git_ref: row.get(4)?,
-                task: row.get(5)?,
-                deploy_user: row.get(6)?,
-                state: row.get(7)?,
-                description: row.get(8)?,
-                queued_at: row.get(9)?,
-                started_at: row.get(10)?,
-                finished_at: row.get(11)?,
-            })
-        })?
+        .query_map(params![limit], job_from_row)?
         .collect()
+}
+
+/// A [`JobRow`] from the columns `recent_jobs` selects, in its order.
+fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        deployment_id: row.get::<_, i64>(0)?.unsigned_abs(),
+        repository: row.get(1)?,
+        environment: row.get(2)?,
+        sha: row.get(3)?,
+        git_ref: row.get(4)?,
+        task: row.get(5)?,
+        deploy_user: row.get(6)?,
+        state: row.get(7)?,
+        description: row.get(8)?,
+        queued_at: row.get(9)?,
+        started_at: row.get(10)?,
+        finished_at: row.get(11)?,
+    })
 }
 
 /// A GitHub call given up, for the operator to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedCall {
+    /// Its outbox id: what a retry or a dismissal names.
+    pub id: i64,
     pub kind: String,
     pub repository: String,
     pub deployment_id: Option<i64>,
@@ -193,10 +184,11 @@ pub struct FailedCall {
     pub last_error: String,
 }
 
-/// The most recent calls given up.
+/// The most recent calls given up and not dismissed.
 pub fn failed_calls(conn: &Connection) -> rusqlite::Result<Vec<FailedCall>> {
     conn.prepare_cached(
-        "SELECT kind, repository, deployment_id, created_at, attempts, COALESCE(last_error, '')
+        "SELECT kind, repository, deployment_id, created_at, attempts, COALESCE(last_error, ''),
+                id
          FROM outbox WHERE state = 'failed' ORDER BY id DESC LIMIT ?1",
     )?
     .query_map([RECENT_FAILED_CALLS], |row| {
@@ -207,6 +199,7 @@ pub fn failed_calls(conn: &Connection) -> rusqlite::Result<Vec<FailedCall>> {
             created_at: row.get(3)?,
             attempts: row.get(4)?,
             last_error: row.get(5)?,
+            id: row.get(6)?,
         })
     })?
     .collect()

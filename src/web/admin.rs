@@ -49,7 +49,7 @@ impl IntoResponse for Refused {
 }
 
 /// `None` when the request may go on: the admin token, from the same site.
-fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Refused> {
+pub(super) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Refused> {
     let Some(admin) = &state.admin else {
         return Some(Refused(
             StatusCode::NOT_FOUND,
@@ -410,11 +410,11 @@ fn config_name(state: &AppState, name: &str) -> Result<Environment, Refused> {
 }
 
 /// At most 200 characters, no control characters: these reach logs and pages.
-fn bounded(text: &str) -> String {
+pub(super) fn bounded(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-fn unavailable(err: &crate::store::StoreError) -> Refused {
+pub(super) fn unavailable(err: &crate::store::StoreError) -> Refused {
     tracing::error!("admin API: {err}");
     Refused(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -19,6 +19,7 @@ use crate::github::GitHubClient;
 use crate::github::gate_worker::GateWorker;
 use crate::github::outbox_worker::OutboxWorker;
 use crate::metrics::Metrics;
+use crate::store::refused::RefusalLog;
 use crate::store::{Store, outbox, retention, sessions};
 use crate::web::auth::{AdminAuth, unix_now};
 use crate::web::state::{AppState, Shared};
@@ -109,6 +110,7 @@ impl Application {
         let state = AppState(Arc::new(Shared {
             intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
             environments,
+            refusals: RefusalLog::start(store.clone()),
             store,
             outbox,
             deployer,

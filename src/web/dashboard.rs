@@ -105,6 +105,8 @@ struct LivePart {
     queued: Vec<JobView>,
     environments: Vec<(String, Vec<JobView>)>,
     deliveries: Vec<DeliveryView>,
+    /// The newest deliveries refused by intake.
+    refused: Vec<RefusedView>,
     failed_calls: Vec<FailedCallView>,
     /// Merges waiting for their checks.
     checks: Vec<WaitView>,
@@ -149,6 +151,8 @@ struct WaitView {
 /// A GitHub call given up (a refused status, a deployment that could not be created).
 #[derive(Debug, Clone)]
 struct FailedCallView {
+    /// What the Retry and Dismiss forms name.
+    id: i64,
     what: String,
     repository: String,
     queued: String,
@@ -191,6 +195,20 @@ struct JobView {
     can_roll_back: bool,
 }
 
+/// A delivery refused by intake, ready to show.
+#[derive(Debug, Clone)]
+struct RefusedView {
+    id: i64,
+    received: String,
+    status: u16,
+    message: String,
+    client: String,
+    event: String,
+}
+
+/// Refused deliveries the dashboard shows.
+const RECENT_REFUSED: i64 = 20;
+
 #[derive(Debug, Clone)]
 struct DeliveryView {
     received: String,
@@ -203,7 +221,7 @@ struct DeliveryView {
     hook_id: i64,
 }
 
-fn time(ms: i64) -> String {
+pub(super) fn time(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     let text = humantime::format_rfc3339_seconds(at).to_string();
     text.replace('T', " ").replace('Z', " UTC")
@@ -251,7 +269,7 @@ async fn live_part(
 ) -> Result<LivePart, crate::store::StoreError> {
     let now = now_ms();
     // One read, so one snapshot: the tables never contradict each other.
-    let (locks, jobs, active, deliveries, failed_calls, all_waits) = state
+    let (locks, jobs, active, deliveries, refused, failed_calls, all_waits) = state
         .store
         .read(move |c| {
             Ok((
@@ -259,6 +277,7 @@ async fn live_part(
                 views::recent_jobs(c)?,
                 views::active_jobs(c)?,
                 views::recent_deliveries(c)?,
+                crate::store::refused::recent(c, RECENT_REFUSED)?,
                 views::failed_calls(c)?,
                 waits::waits(c, RECENT_WAITS)?,
             ))
@@ -281,6 +300,7 @@ async fn live_part(
                 Some(id) => format!("{} of deployment {id}", call.kind.replace('_', " ")),
                 None => call.kind.replace('_', " "),
             },
+            id: call.id,
             repository: call.repository,
             queued: time(call.created_at),
             attempts: call.attempts,
@@ -321,6 +341,17 @@ async fn live_part(
         })
         .collect();
     let deliveries = deliveries.into_iter().map(delivery_view).collect();
+    let refused = refused
+        .into_iter()
+        .map(|row| RefusedView {
+            id: row.id,
+            received: time(row.refusal.received_at),
+            status: row.refusal.status,
+            message: row.refusal.message,
+            client: row.refusal.client,
+            event: row.refusal.event.unwrap_or_default(),
+        })
+        .collect();
     let (mut checks, mut soaking, mut ended_waits) = (vec![], vec![], vec![]);
     for wait in all_waits {
         let view = wait_view(wait, state);
@@ -340,6 +371,7 @@ async fn live_part(
         queued,
         environments,
         deliveries,
+        refused,
         failed_calls,
     })
 }
@@ -594,7 +626,7 @@ fn form_token(state: &AppState, headers: &HeaderMap) -> String {
 
 /// `None` when a dashboard form may change something: a signed-in admin, from this site,
 /// with the session's form token.
-fn form_refusal(state: &AppState, headers: &HeaderMap, token: &str) -> Option<Response> {
+pub(super) fn form_refusal(state: &AppState, headers: &HeaderMap, token: &str) -> Option<Response> {
     if let Some(answer) = refusal(state, headers) {
         return Some(answer);
     }
@@ -614,7 +646,7 @@ fn form_refusal(state: &AppState, headers: &HeaderMap, token: &str) -> Option<Re
 }
 
 /// After a form: back to the dashboard, or the refusal's sentence.
-fn after_form(result: Result<(), crate::web::admin::Refused>) -> Response {
+pub(super) fn after_form(result: Result<(), crate::web::admin::Refused>) -> Response {
     match result {
         Ok(()) => Redirect::to("/").into_response(),
         Err(crate::web::admin::Refused(status, why)) => {

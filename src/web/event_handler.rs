@@ -1,10 +1,11 @@
 //! `POST /event_handler`, the guide's single webhook endpoint: the intake extractor checks
 //! the delivery, the guide decides, and the delivery is committed with the work it sets in
 //! motion before the answer goes back. Also the middleware around it: refusals counted by
-//! reason, and every log line of a delivery tagged with its ids.
+//! reason and kept for the dashboard (see [`crate::store::refused`]), and every log line of
+//! a delivery tagged with its ids.
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,9 +15,10 @@ use crate::guide::{Ack, dispatch};
 use crate::metrics::Metrics;
 use crate::model::{Effect, Outcome};
 use crate::store::deliveries::{self, DeliveryRecord, Recorded};
+use crate::store::refused::Refusal;
 use crate::store::{now_ms, waits};
 use crate::web::AppState;
-use crate::webhook::intake::{Delivery, Rejected};
+use crate::webhook::intake::{Delivery, Rejected, is_kept_header};
 
 /// `POST /event_handler`: the guide's single webhook endpoint. The delivery and the work it
 /// sets in motion are committed before the answer goes back.
@@ -38,6 +40,7 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         received_at: now_ms(),
         outcome: ack.outcome,
         message: ack.message.clone(),
+        headers: serde_json::to_string(&delivery.headers).ok(),
     };
     // Which workers have new work: the outbox, the deployer, the gate's clock.
     let wake = match &effect {
@@ -100,17 +103,58 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
     (ack.status, Json(ack)).into_response()
 }
 
-/// Counts deliveries refused by intake, by the reason it put on the response.
+/// Counts deliveries refused by intake, by the reason it put on the response, and hands
+/// them to be kept for the dashboard — or counts them dropped, when the queue to the
+/// database is full: a flood of bad requests never waits on the database.
 pub(super) async fn count_rejections(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
+    // Taken before the request is consumed; cheap (shared bytes), and turned into text only
+    // for a refusal.
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip().to_canonical());
+    let headers: axum::http::HeaderMap = request
+        .headers()
+        .iter()
+        .filter(|(name, _)| is_kept_header(name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
     let response = next.run(request).await;
-    if let Some(Rejected(reason)) = response.extensions().get::<Rejected>() {
+    if let Some(Rejected(reason, message)) = response.extensions().get::<Rejected>() {
         state.metrics.rejected(reason);
+        let refusal = refusal(response.status(), reason, message, client, &headers);
+        if !state.refusals.record(refusal) {
+            state.metrics.refusal_unrecorded();
+        }
     }
     response
+}
+
+/// A refusal as kept: its answer, who sent it, and GitHub's headers as sent.
+fn refusal(
+    status: StatusCode,
+    reason: &str,
+    message: &str,
+    client: Option<std::net::IpAddr>,
+    headers: &axum::http::HeaderMap,
+) -> Refusal {
+    let kept = crate::webhook::intake::kept_headers(headers);
+    let named = |name: &str| kept.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    Refusal {
+        received_at: now_ms(),
+        status: status.as_u16(),
+        reason: reason.to_owned(),
+        message: message.chars().take(500).collect(),
+        client: client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+        event: named("x-github-event"),
+        delivery_id: named("x-github-delivery"),
+        hook_id: named("x-github-hook-id"),
+        headers: serde_json::to_string(&kept).unwrap_or_default(),
+    }
 }
 
 /// Attaches the delivery's ids and event to every log line written while handling it,

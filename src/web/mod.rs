@@ -2,7 +2,8 @@
 //! state handlers share ([`state`]), the webhook endpoint ([`event_handler`]), operations
 //! (health, metrics, deploy logs: [`ops`]), the operators' [`dashboard`] with its sign-in
 //! ([`auth`]) and its [`insights`] (the DORA measures, charted), the [`admin`] API (locks,
-//! rollbacks) the CLI calls, and the pages' static [`assets`] (the favicon).
+//! rollbacks) the CLI calls, given-up [`calls`] (retry, dismiss), [`deliveries`] (a page
+//! each, refused ones too), and the pages' static [`assets`] (the favicon).
 //!
 //! May use: `guide`, `webhook`, `deploy`, `github`, `notify`, `store`, `config`, `metrics`,
 //! `health`, `model`.
@@ -11,7 +12,9 @@ pub mod admin;
 pub mod app;
 pub mod assets;
 pub mod auth;
+pub mod calls;
 pub mod dashboard;
+pub mod deliveries;
 pub mod event_handler;
 pub mod insights;
 pub mod listener;
@@ -42,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .merge(insights::routes().layer(middleware::from_fn(small_body)))
         .merge(dashboard::routes().layer(middleware::from_fn(small_body)))
         .merge(admin::routes().layer(middleware::from_fn(small_body)))
+        .merge(calls::routes().layer(middleware::from_fn(small_body)))
+        .merge(deliveries::routes().layer(middleware::from_fn(small_body)))
         .method_not_allowed_fallback(wrong_method)
         .fallback(not_found)
         .layer(middleware::from_fn(event_handler::delivery_span))

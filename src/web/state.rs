@@ -15,6 +15,7 @@ use crate::github::gate_worker::GateWorker;
 use crate::github::outbox_worker::OutboxWorker;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::store::refused::RefusalLog;
 use crate::web::auth::AdminAuth;
 use crate::webhook::intake::IntakeConfig;
 
@@ -27,6 +28,8 @@ pub struct Shared {
     pub(super) intake: Arc<IntakeConfig>,
     pub(super) environments: Arc<[EnvironmentConfig]>,
     pub(super) store: Store,
+    /// Where refused deliveries go, to be kept for the dashboard.
+    pub(super) refusals: RefusalLog,
     pub(super) outbox: OutboxWorker,
     pub(super) deployer: DeployWorker,
     pub(super) gate: GateWorker,

@@ -59,6 +59,8 @@ pub struct Delivery {
     pub delivery_id: Option<DeliveryId>,
     pub hook_id: Option<HookId>,
     pub event: Event,
+    /// GitHub's headers worth showing on the delivery's page (see [`kept_headers`]).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Why a request was refused.
@@ -100,9 +102,43 @@ pub enum IntakeError {
     },
 }
 
-/// Put on a refusal's response, so the server can count refusals by reason.
-#[derive(Debug, Clone, Copy)]
-pub struct Rejected(pub &'static str);
+/// Put on a refusal's response, so the server can count refusals by reason (the first
+/// field) and record them with what the client was told (the second).
+#[derive(Debug, Clone)]
+pub struct Rejected(pub &'static str, pub String);
+
+/// The longest header value kept for a delivery's page; the rest is cut.
+const MAX_KEPT_VALUE: usize = 200;
+/// Headers kept at most: GitHub sends about eight worth keeping.
+const MAX_KEPT_HEADERS: usize = 16;
+
+/// Whether header `name` (lowercase) is kept for a delivery's page: GitHub's own
+/// (`X-GitHub-*`) and the few that say what was sent. Never a signature (`X-Hub-Signature*`
+/// is not `X-GitHub-*`), a cookie or an authorization.
+pub fn is_kept_header(name: &str) -> bool {
+    name.starts_with("x-github-")
+        || matches!(name, "user-agent" | "content-type" | "content-length")
+}
+
+/// The headers of `headers` kept for a delivery's page (see [`is_kept_header`]), each value
+/// bounded and stripped of control characters: they come from anyone until the signature is
+/// checked.
+pub fn kept_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| is_kept_header(name.as_str()))
+        .take(MAX_KEPT_HEADERS)
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            let value = value
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_KEPT_VALUE)
+                .collect();
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
+}
 
 impl IntakeError {
     /// A short, fixed name for metrics.
@@ -144,8 +180,10 @@ impl IntoResponse for IntakeError {
         let error = self.to_string();
         tracing::warn!(status = status.as_u16(), "delivery refused: {error}");
         let mut response =
-            (status, axum::Json(serde_json::json!({ "error": error }))).into_response();
-        response.extensions_mut().insert(Rejected(self.reason()));
+            (status, axum::Json(serde_json::json!({ "error": &error }))).into_response();
+        response
+            .extensions_mut()
+            .insert(Rejected(self.reason(), error));
         response
     }
 }
@@ -175,6 +213,7 @@ where
         let delivery_id = parse_header(headers, "X-GitHub-Delivery", DeliveryId::parse)?;
         let hook_id = parse_header(headers, "X-GitHub-Hook-ID", str::parse::<HookId>)?;
         let signature = header(headers, "x-hub-signature-256")?;
+        let kept = kept_headers(headers);
 
         let (body, _reserved) = read_body(request.into_body(), &config.body_budget).await?;
         if let Some(secrets) = &config.secrets {
@@ -190,6 +229,7 @@ where
             delivery_id,
             hook_id,
             event,
+            headers: kept,
         })
     }
 }
@@ -366,6 +406,27 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
         headers
+    }
+
+    #[test]
+    fn only_githubs_headers_are_kept_never_a_signature_or_a_cookie() {
+        let mut headers = headers_with("application/json");
+        for (name, value) in [
+            ("x-github-event", "push"),
+            ("x-hub-signature-256", "sha256=secret"),
+            ("x-hub-signature", "sha1=secret"),
+            ("authorization", "Bearer t"),
+            ("cookie", "s=1"),
+            ("user-agent", "GitHub-Hookshot/abc"),
+        ] {
+            headers.insert(
+                axum::http::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let mut names: Vec<String> = kept_headers(&headers).into_iter().map(|h| h.0).collect();
+        names.sort();
+        assert_eq!(names, ["content-type", "user-agent", "x-github-event"]);
     }
 
     #[test]

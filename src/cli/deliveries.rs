@@ -1,0 +1,153 @@
+//! `deployhook deliveries`: the recent deliveries (`--refused`: those refused, with why and
+//! from where), or one of them with its headers and the deployments it led to, through the
+//! running server's admin API (see [`crate::web::deliveries`]).
+
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use crate::cli::DeliveriesArgs;
+use crate::cli::admin::{call, path_segment, text};
+
+/// `deployhook deliveries [ID] [--refused] [--limit N]`.
+pub async fn run(args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
+    match (&args.id, args.refused) {
+        (Some(id), true) => {
+            let path = format!("/api/deliveries/refused/{}", path_segment(id));
+            let answer = call(&args.server, reqwest::Method::GET, &path, None).await?;
+            show_refused(&answer["refused"]);
+        }
+        (Some(id), false) => {
+            let mut path = format!("/api/deliveries/{}", path_segment(id));
+            if let Some(hook) = args.hook {
+                path.push_str(&format!("?hook={hook}"));
+            }
+            let answer = call(&args.server, reqwest::Method::GET, &path, None).await?;
+            show(&answer);
+        }
+        (None, refused) => {
+            let path = format!("/api/deliveries?refused={refused}&limit={}", args.limit);
+            let answer = call(&args.server, reqwest::Method::GET, &path, None).await?;
+            if refused {
+                list_refused(&answer);
+            } else {
+                list(&answer);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(answer: &Value) {
+    let rows = answer["deliveries"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!("no delivery recorded");
+        return;
+    }
+    println!(
+        "{:<25} {:<38} {:<24} {:<24} {:<10} MESSAGE",
+        "RECEIVED", "DELIVERY", "EVENT", "REPOSITORY", "OUTCOME"
+    );
+    for d in &rows {
+        let event = match d["action"].as_str() {
+            Some(action) => format!("{}.{action}", text(&d["event"])),
+            None => text(&d["event"]).to_owned(),
+        };
+        println!(
+            "{:<25} {:<38} {:<24} {:<24} {:<10} {}",
+            text(&d["received_at"]),
+            text(&d["delivery_id"]),
+            event,
+            d["repository"].as_str().unwrap_or("-"),
+            text(&d["outcome"]),
+            text(&d["message"])
+        );
+    }
+}
+
+fn list_refused(answer: &Value) {
+    let rows = answer["refused"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!("no delivery refused");
+        return;
+    }
+    println!(
+        "{:<6} {:<25} {:<6} {:<40} {:<16} WHY",
+        "#", "RECEIVED", "STATUS", "CLIENT", "EVENT"
+    );
+    for r in &rows {
+        println!(
+            "{:<6} {:<25} {:<6} {:<40} {:<16} {}",
+            r["id"],
+            text(&r["received_at"]),
+            r["status"],
+            text(&r["client"]),
+            r["event"].as_str().unwrap_or("-"),
+            text(&r["message"])
+        );
+    }
+}
+
+fn headers(value: &Value) {
+    println!("headers:");
+    for pair in value.as_array().cloned().unwrap_or_default() {
+        println!("  {}: {}", text(&pair[0]), text(&pair[1]));
+    }
+}
+
+fn show(answer: &Value) {
+    let d = &answer["delivery"];
+    println!(
+        "delivery   {} (hook {})",
+        text(&d["delivery_id"]),
+        d["hook_id"]
+    );
+    println!("received   {}", text(&d["received_at"]));
+    let action = d["action"]
+        .as_str()
+        .map(|a| format!(" ({a})"))
+        .unwrap_or_default();
+    println!("event      {}{action}", text(&d["event"]));
+    println!("repository {}", d["repository"].as_str().unwrap_or("-"));
+    println!(
+        "outcome    {}: {}",
+        text(&d["outcome"]),
+        text(&d["message"])
+    );
+    headers(&d["headers"]);
+    for m in answer["merges"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "merge      {}#{} to {} at {}",
+            text(&m["repository"]),
+            m["pull_request"],
+            text(&m["environment"]),
+            text(&m["sha"])
+        );
+    }
+    let deployments = answer["deployments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if deployments.is_empty() {
+        println!("deployments: none (yet)");
+    }
+    for j in &deployments {
+        println!(
+            "deployment {} {} of {} to {}: {}",
+            j["deployment_id"],
+            text(&j["task"]),
+            text(&j["repository"]),
+            text(&j["environment"]),
+            text(&j["state"])
+        );
+    }
+}
+
+fn show_refused(r: &Value) {
+    println!("refused    #{} at {}", r["id"], text(&r["received_at"]));
+    println!("answer     {}: {}", r["status"], text(&r["message"]));
+    println!("client     {}", text(&r["client"]));
+    println!("event      {}", r["event"].as_str().unwrap_or("-"));
+    println!("delivery   {}", r["delivery_id"].as_str().unwrap_or("-"));
+    headers(&r["headers"]);
+}

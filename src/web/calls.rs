@@ -1,0 +1,258 @@
+//! Given-up calls, for operators to resolve: the admin API (`GET /api/calls/failed`,
+//! `POST /api/calls/{id}/retry`, `POST /api/calls/{id}/dismiss`, and the same for every
+//! unresolved call at once under `/api/calls/failed/…`) that `deployhook calls` uses, and
+//! the dashboard's Retry and Dismiss forms. What a retry or a dismissal does, and why, is in
+//! [`crate::store::outbox::given_up`].
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde_json::{Value, json};
+
+use crate::store::now_ms;
+use crate::store::outbox::given_up::{self, GivenUp, NotDone};
+use crate::web::AppState;
+use crate::web::admin::{Refused, bounded, refusal, unavailable};
+use crate::web::dashboard::{after_form, form_refusal};
+
+/// The routes: the API's and the dashboard forms'.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/calls/failed", get(list))
+        .route("/api/calls/failed/retry", post(retry_all))
+        .route("/api/calls/failed/dismiss", post(dismiss_all))
+        .route("/api/calls/{id}/retry", post(retry_one))
+        .route("/api/calls/{id}/dismiss", post(dismiss_one))
+        .route("/dashboard/calls/retry", post(retry_form))
+        .route("/dashboard/calls/dismiss", post(dismiss_form))
+}
+
+/// What to do with a given-up call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Retry,
+    Dismiss,
+}
+
+/// A given-up call as the API shows it.
+fn call_json(call: &GivenUp) -> Value {
+    let time = |ms: i64| {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.unsigned_abs());
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
+    json!({
+        "id": call.id,
+        "kind": call.kind,
+        "what": what(call),
+        "repository": call.repository,
+        "deployment_id": call.deployment_id,
+        "queued_at": time(call.created_at),
+        "attempts": call.attempts,
+        "last_error": call.last_error,
+        "state": call.state,
+        "dismissed_by": call.dismissed_by,
+        "dismissed_at": call.dismissed_at.map(time),
+    })
+}
+
+/// The call in words: `deployment status of deployment 7`.
+fn what(call: &GivenUp) -> String {
+    let kind = call.kind.replace('_', " ");
+    match call.deployment_id {
+        Some(id) => format!("{kind} of deployment {id}"),
+        None => kind,
+    }
+}
+
+/// Who acts: the `X-Deployhook-By` header, as for unlocking.
+fn who(headers: &HeaderMap) -> String {
+    headers
+        .get("x-deployhook-by")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| "the admin API".to_owned(), bounded)
+}
+
+/// `GET /api/calls/failed`: the calls given up and not resolved, then those dismissed.
+async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused.into_response();
+    }
+    let read = state
+        .store
+        .read(|c| {
+            Ok((
+                given_up::list(c, "failed", given_up::LISTED)?,
+                given_up::list(c, "dismissed", given_up::LISTED)?,
+            ))
+        })
+        .await;
+    match read {
+        Ok((failed, dismissed)) => Json(json!({
+            "failed": failed.iter().map(call_json).collect::<Vec<_>>(),
+            "dismissed": dismissed.iter().map(call_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(err) => unavailable(&err).into_response(),
+    }
+}
+
+async fn retry_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    one(&state, &headers, &id, Action::Retry).await
+}
+
+async fn dismiss_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    one(&state, &headers, &id, Action::Dismiss).await
+}
+
+async fn one(state: &AppState, headers: &HeaderMap, id: &str, action: Action) -> Response {
+    if let Some(refused) = refusal(state, headers) {
+        return refused.into_response();
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return Refused(StatusCode::NOT_FOUND, "no call has this id".into()).into_response();
+    };
+    match act(state, id, action, &who(headers)).await {
+        Ok(call) => {
+            let key = match action {
+                Action::Retry => "retried",
+                Action::Dismiss => "dismissed",
+            };
+            Json(json!({ key: call_json(&call) })).into_response()
+        }
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Retries or dismisses call `id` (the API's and the dashboard's way).
+async fn act(state: &AppState, id: i64, action: Action, by: &str) -> Result<GivenUp, Refused> {
+    let by = by.to_owned();
+    let now = now_ms();
+    let done = state
+        .store
+        .write(move |c| match action {
+            Action::Retry => given_up::retry(c, id, now),
+            Action::Dismiss => given_up::dismiss(c, id, &by, now),
+        })
+        .await
+        .map_err(|err| unavailable(&err))?
+        .map_err(|not| refused(id, &not))?;
+    if action == Action::Retry {
+        state.outbox.wake();
+    }
+    tracing::info!(call = id, "{}: {}", what(&done), done.state);
+    Ok(done)
+}
+
+fn refused(id: i64, not: &NotDone) -> Refused {
+    match not {
+        NotDone::Unknown => Refused(
+            StatusCode::NOT_FOUND,
+            format!("no call {id}: it was sent, pruned, or never existed"),
+        ),
+        NotDone::NotFailed(state) => Refused(
+            StatusCode::CONFLICT,
+            format!("call {id} is not given up (it is {state})"),
+        ),
+        NotDone::Superseded(why) => Refused(StatusCode::CONFLICT, format!("call {id}: {why}")),
+    }
+}
+
+async fn retry_all(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    all(&state, &headers, Action::Retry).await
+}
+
+async fn dismiss_all(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    all(&state, &headers, Action::Dismiss).await
+}
+
+/// Every unresolved call (up to [`given_up::LISTED`]), oldest first so that calls of one
+/// ordering key go back in their order; those that cannot be retried are listed with why.
+async fn all(state: &AppState, headers: &HeaderMap, action: Action) -> Response {
+    if let Some(refused) = refusal(state, headers) {
+        return refused.into_response();
+    }
+    let by = who(headers);
+    let now = now_ms();
+    let done = state
+        .store
+        .write(move |c| {
+            let mut calls = given_up::list(c, "failed", given_up::LISTED)?;
+            calls.reverse();
+            let mut results = Vec::new();
+            for call in calls {
+                let result = match action {
+                    Action::Retry => given_up::retry(c, call.id, now)?,
+                    Action::Dismiss => given_up::dismiss(c, call.id, &by, now)?,
+                };
+                results.push((call.id, result));
+            }
+            Ok(results)
+        })
+        .await;
+    let results = match done {
+        Ok(results) => results,
+        Err(err) => return unavailable(&err).into_response(),
+    };
+    if action == Action::Retry {
+        state.outbox.wake();
+    }
+    let (mut done, mut not_done) = (Vec::new(), Vec::new());
+    for (id, result) in results {
+        match result {
+            Ok(call) => done.push(call_json(&call)),
+            Err(not) => not_done.push(json!({ "id": id, "error": refused(id, &not).1 })),
+        }
+    }
+    let key = match action {
+        Action::Retry => "retried",
+        Action::Dismiss => "dismissed",
+    };
+    Json(json!({ key: done, "not_done": not_done })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct CallForm {
+    id: i64,
+    #[serde(default)]
+    form_token: String,
+}
+
+async fn retry_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CallForm>,
+) -> Response {
+    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
+        return refused;
+    }
+    after_form(
+        act(&state, form.id, Action::Retry, "the dashboard")
+            .await
+            .map(drop),
+    )
+}
+
+async fn dismiss_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<CallForm>,
+) -> Response {
+    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
+        return refused;
+    }
+    after_form(
+        act(&state, form.id, Action::Dismiss, "the dashboard")
+            .await
+            .map(drop),
+    )
+}

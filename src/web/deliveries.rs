@@ -1,0 +1,343 @@
+//! Deliveries, one at a time: the page of a delivery (`/deliveries/{delivery_id}`, or
+//! `/deliveries/refused/{n}` for a refused one) behind the dashboard's session, and the
+//! admin API `deployhook deliveries` reads (`GET /api/deliveries?refused&limit=`,
+//! `GET /api/deliveries/{delivery_id}`, `GET /api/deliveries/refused/{n}`). A page shows
+//! the headers GitHub sent (its own, never a signature: only those were kept), the outcome
+//! and its message, and the deployments the delivery led to.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::model::DeploymentId;
+use crate::store::refused::{self, RefusedRow};
+use crate::store::views::delivery::{self, DeliveryDetail, MergeRow};
+use crate::store::views::{DeliveryRow, JobRow};
+use crate::web::AppState;
+use crate::web::admin::{Refused, unavailable};
+use crate::web::dashboard::{self, render, time};
+
+/// Deliveries the API lists unless asked otherwise, and at most.
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = refused::KEEP;
+
+/// The routes: the pages and the API.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/deliveries/{delivery_id}", get(delivery_page))
+        .route("/deliveries/refused/{id}", get(refused_page))
+        .route("/api/deliveries", get(list))
+        .route("/api/deliveries/{delivery_id}", get(delivery_api))
+        .route("/api/deliveries/refused/{id}", get(refused_api))
+}
+
+/// Which hook's delivery, when a delivery id came through several.
+#[derive(Debug, Deserialize)]
+struct HookQuery {
+    hook: Option<i64>,
+}
+
+/// A delivery, accepted or refused, ready to show.
+#[derive(Template)]
+#[template(path = "delivery.html")]
+struct DeliveryPage {
+    /// The delivery id, or `refused delivery 12`.
+    title: String,
+    refused: bool,
+    received: String,
+    event: String,
+    action: String,
+    repository: String,
+    /// `accepted`, `ignored`…, or the status refused with.
+    outcome: String,
+    message: String,
+    delivery_id: String,
+    hook_id: String,
+    client: String,
+    headers: Vec<(String, String)>,
+    merges: Vec<MergeRow>,
+    deployments: Vec<DeploymentView>,
+}
+
+/// A deployment the delivery led to.
+#[derive(Debug, Clone)]
+struct DeploymentView {
+    id: u64,
+    state: String,
+    repository: String,
+    environment: String,
+    short_sha: String,
+    task: String,
+    queued: String,
+    log_path: String,
+}
+
+fn headers_of(json: Option<&str>) -> Vec<(String, String)> {
+    json.and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default()
+}
+
+fn deployment_view(state: &AppState, job: &JobRow) -> DeploymentView {
+    DeploymentView {
+        id: job.deployment_id,
+        state: job.state.clone(),
+        repository: job.repository.clone(),
+        environment: job.environment.clone(),
+        short_sha: job.sha.chars().take(7).collect(),
+        task: job.task.clone(),
+        queued: time(job.queued_at),
+        log_path: state.links.path(DeploymentId::from(job.deployment_id)),
+    }
+}
+
+/// What a delivery's page and API answer need, read in one go.
+type Found = (DeliveryDetail, Vec<MergeRow>, Vec<JobRow>);
+
+async fn find(state: &AppState, id: String, hook: Option<i64>) -> Result<Option<Found>, Refused> {
+    state
+        .store
+        .read(move |c| {
+            let Some(detail) = delivery::find(c, &id, hook)? else {
+                return Ok(None);
+            };
+            let merges = delivery::merges(c, &id)?;
+            let jobs = delivery::deployments(c, &id)?;
+            Ok(Some((detail, merges, jobs)))
+        })
+        .await
+        .map_err(|err| unavailable(&err))
+}
+
+async fn find_refused(state: &AppState, id: &str) -> Result<Option<RefusedRow>, Refused> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(None);
+    };
+    state
+        .store
+        .read(move |c| refused::find(c, id))
+        .await
+        .map_err(|err| unavailable(&err))
+}
+
+fn not_found_page(what: &str) -> Response {
+    dashboard::after_form(Err(Refused(
+        StatusCode::NOT_FOUND,
+        format!("No {what} here: it may be older than what deployhook keeps."),
+    )))
+}
+
+async fn delivery_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HookQuery>,
+) -> Response {
+    if let Some(answer) = dashboard::refusal(&state, &headers) {
+        return answer;
+    }
+    let (detail, merges, jobs) = match find(&state, id, query.hook).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found_page("such delivery"),
+        Err(refused) => return dashboard::after_form(Err(refused)),
+    };
+    let d = detail.delivery;
+    render(&DeliveryPage {
+        title: format!("delivery {}", d.delivery_id),
+        refused: false,
+        received: time(d.received_at),
+        event: d.event,
+        action: d.action.unwrap_or_default(),
+        repository: d.repository.unwrap_or_default(),
+        outcome: d.outcome,
+        message: d.message,
+        delivery_id: d.delivery_id,
+        hook_id: d.hook_id.to_string(),
+        client: String::new(),
+        headers: headers_of(detail.headers.as_deref()),
+        merges,
+        deployments: jobs.iter().map(|j| deployment_view(&state, j)).collect(),
+    })
+}
+
+async fn refused_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(answer) = dashboard::refusal(&state, &headers) {
+        return answer;
+    }
+    let row = match find_refused(&state, &id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return not_found_page("such refused delivery"),
+        Err(refused) => return dashboard::after_form(Err(refused)),
+    };
+    let r = row.refusal;
+    render(&DeliveryPage {
+        title: format!("refused delivery {}", row.id),
+        refused: true,
+        received: time(r.received_at),
+        event: r.event.unwrap_or_default(),
+        action: String::new(),
+        repository: String::new(),
+        outcome: format!("refused: {} ({})", r.status, r.reason),
+        message: r.message,
+        delivery_id: r.delivery_id.unwrap_or_default(),
+        hook_id: r.hook_id.unwrap_or_default(),
+        client: r.client,
+        headers: headers_of(Some(&r.headers)),
+        merges: vec![],
+        deployments: vec![],
+    })
+}
+
+/// `GET /api/deliveries`: `refused` (present, not `false`) lists refused ones instead.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    refused: Option<String>,
+    limit: Option<i64>,
+}
+
+fn delivery_json(d: &DeliveryRow) -> Value {
+    json!({
+        "hook_id": d.hook_id,
+        "delivery_id": d.delivery_id,
+        "event": d.event,
+        "action": d.action,
+        "repository": d.repository,
+        "received_at": rfc3339(d.received_at),
+        "outcome": d.outcome,
+        "message": d.message,
+    })
+}
+
+fn refused_json(row: &RefusedRow, with_headers: bool) -> Value {
+    let r = &row.refusal;
+    let mut value = json!({
+        "id": row.id,
+        "received_at": rfc3339(r.received_at),
+        "status": r.status,
+        "reason": r.reason,
+        "message": r.message,
+        "client": r.client,
+        "event": r.event,
+        "delivery_id": r.delivery_id,
+        "hook_id": r.hook_id,
+    });
+    if with_headers {
+        value["headers"] = json!(headers_of(Some(&r.headers)));
+    }
+    value
+}
+
+fn job_json(job: &JobRow) -> Value {
+    json!({
+        "deployment_id": job.deployment_id,
+        "repository": job.repository,
+        "environment": job.environment,
+        "sha": job.sha,
+        "task": job.task,
+        "state": job.state,
+        "description": job.description,
+    })
+}
+
+fn rfc3339(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.unsigned_abs());
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    if let Some(refused) = crate::web::admin::refusal(&state, &headers) {
+        return refused.into_response();
+    }
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let refused = query
+        .refused
+        .as_deref()
+        .is_some_and(|v| !matches!(v, "false" | "0" | "no"));
+    let answer = if refused {
+        state
+            .store
+            .read(move |c| refused::recent(c, limit))
+            .await
+            .map(|rows| {
+                json!({ "refused": rows.iter().map(|r| refused_json(r, false)).collect::<Vec<_>>() })
+            })
+    } else {
+        state
+            .store
+            .read(move |c| delivery::newest(c, limit))
+            .await
+            .map(|rows| json!({ "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>() }))
+    };
+    match answer {
+        Ok(answer) => Json(answer).into_response(),
+        Err(err) => unavailable(&err).into_response(),
+    }
+}
+
+async fn delivery_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<HookQuery>,
+) -> Response {
+    if let Some(refused) = crate::web::admin::refusal(&state, &headers) {
+        return refused.into_response();
+    }
+    match find(&state, id.clone(), query.hook).await {
+        Ok(Some((detail, merges, jobs))) => {
+            let mut delivery = delivery_json(&detail.delivery);
+            delivery["headers"] = json!(headers_of(detail.headers.as_deref()));
+            Json(json!({
+                "delivery": delivery,
+                "merges": merges.iter().map(|m| json!({
+                    "repository": m.repository,
+                    "pull_request": m.pull_request,
+                    "environment": m.environment,
+                    "sha": m.sha,
+                })).collect::<Vec<_>>(),
+                "deployments": jobs.iter().map(job_json).collect::<Vec<_>>(),
+            }))
+            .into_response()
+        }
+        Ok(None) => {
+            let shown: String = id.chars().take(60).collect();
+            Refused(
+                StatusCode::NOT_FOUND,
+                format!("no delivery {shown} recorded (refused ones: --refused)"),
+            )
+            .into_response()
+        }
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn refused_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = crate::web::admin::refusal(&state, &headers) {
+        return refused.into_response();
+    }
+    match find_refused(&state, &id).await {
+        Ok(Some(row)) => Json(json!({ "refused": refused_json(&row, true) })).into_response(),
+        Ok(None) => Refused(
+            StatusCode::NOT_FOUND,
+            "no such refused delivery kept (only the newest 1000 are)".into(),
+        )
+        .into_response(),
+        Err(refused) => refused.into_response(),
+    }
+}
