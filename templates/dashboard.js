@@ -40,7 +40,8 @@ async function streamLog(pre) {
   // next tick, so the page never shows the log ended beside a row still running. Only
   // then does the page say the log ended.
   const needed = latest + 1;
-  while (shown < needed) {
+  // A few tries: if the server stops answering, the next tick (or a reload) catches up.
+  for (let tries = 0; shown < needed && tries < 10; tries++) {
     await refresh();
     if (shown < needed) { await new Promise((done) => setTimeout(done, 500)); }
   }

@@ -70,7 +70,8 @@ pub enum Command {
     /// one with its headers and the deployments it led to. Talks to the running server.
     Deliveries(DeliveriesArgs),
     /// Print a deployment's log from the running server; --follow streams it to its end
-    /// and exits with its outcome (0 success, 1 failure, 2 error, 3 inactive).
+    /// and exits with its outcome (0 success, 1 failure, 2 error, 3 inactive; 4 when it
+    /// could not follow: server unreachable, no deployment event).
     Log(LogArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
@@ -97,16 +98,33 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// The base URL of the server this machine's settings describe: `DEPLOYHOOK_LISTEN` (as
+/// `serve` reads it, `.env` included, which `main` loads before parsing), else the default
+/// port. A server listening on every interface is reached on loopback from here.
+pub fn local_server() -> String {
+    server_for_listen(std::env::var("DEPLOYHOOK_LISTEN").ok())
+}
+
+/// `http://LISTEN` for a listen address (none: the default one).
+pub fn server_for_listen(listen: Option<String>) -> String {
+    let listen = listen
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:4567".to_owned());
+    let listen = match listen.rsplit_once(':') {
+        Some(("0.0.0.0" | "[::]" | "", port)) => format!("127.0.0.1:{port}"),
+        _ => listen,
+    };
+    format!("http://{listen}")
+}
+
 /// How the commands that act on a running deployhook reach it. The admin token comes from
 /// the environment (DEPLOYHOOK_ADMIN_TOKEN), as for `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// The running server's base URL.
-    #[arg(
-        long,
-        env = "DEPLOYHOOK_SERVER",
-        default_value = "http://127.0.0.1:4567"
-    )]
+    /// The running server's base URL [default: http://DEPLOYHOOK_LISTEN, or
+    /// http://127.0.0.1:4567].
+    #[arg(long, env = "DEPLOYHOOK_SERVER", default_value_t = local_server(), hide_default_value = true)]
     pub server: String,
     /// Who acts, as the lock or the rollback records it [default: $USER].
     #[arg(long)]
@@ -251,12 +269,9 @@ pub struct DeployArgs {
     /// stream its log to the end and exit with its outcome, as `deployhook log --follow`.
     #[arg(long, short)]
     pub follow: bool,
-    /// The running server's base URL, for --follow.
-    #[arg(
-        long,
-        env = "DEPLOYHOOK_SERVER",
-        default_value = "http://127.0.0.1:4567"
-    )]
+    /// The running server's base URL, for --follow [default: http://DEPLOYHOOK_LISTEN, or
+    /// http://127.0.0.1:4567].
+    #[arg(long, env = "DEPLOYHOOK_SERVER", default_value_t = local_server(), hide_default_value = true)]
     pub server: String,
     /// The config file whose environments the deployment must name (as `serve` reads it);
     /// without one, DEPLOYHOOK_ENVIRONMENT [default: production].

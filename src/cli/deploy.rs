@@ -48,7 +48,12 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
                 args.git_ref, args.environment
             );
             match server {
-                Some(server) => super::follow::follow(&server, id.get()).await,
+                Some(server) => Ok(super::follow::follow(&server, id.get())
+                    .await
+                    .unwrap_or_else(|err| {
+                        eprintln!("error: {err:#}");
+                        ExitCode::from(super::follow::COULD_NOT_FOLLOW)
+                    })),
                 None => Ok(ExitCode::SUCCESS),
             }
         }

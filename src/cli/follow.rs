@@ -27,10 +27,10 @@ const END_WAIT: Duration = Duration::from_secs(30);
 
 /// `deployhook log ID [--follow]`.
 pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
-    let server = Server::new(&args.server.server)?;
     if args.follow {
-        return follow(&server, args.deployment).await;
+        return Ok(follow_or_say(&args.server.server, args.deployment).await);
     }
+    let server = Server::new(&args.server.server)?;
     let Some(deployment) = server.deployment(args.deployment).await? else {
         bail!(
             "deployhook has no deployment {}: GitHub has not sent its deployment event (yet), \
@@ -55,6 +55,24 @@ pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The exit code when following itself failed (the server could not be reached, the
+/// deployment event never came…): apart from the deploy's own outcomes, so a script can
+/// tell "the deploy failed" from "could not tell".
+pub const COULD_NOT_FOLLOW: u8 = 4;
+
+/// [`follow`] on the server at `base`, its own failures said on stderr and exited with
+/// [`COULD_NOT_FOLLOW`].
+pub async fn follow_or_say(base: &str, id: u64) -> ExitCode {
+    let followed = match Server::new(base) {
+        Ok(server) => follow(&server, id).await,
+        Err(err) => Err(err),
+    };
+    followed.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        ExitCode::from(COULD_NOT_FOLLOW)
+    })
 }
 
 /// Waits for `id` to run, streams its log to the end, and exits with its outcome.
@@ -136,11 +154,12 @@ pub struct Server {
 impl Server {
     pub fn new(base: &str) -> anyhow::Result<Self> {
         let token = admin_token(base)?;
-        // No total timeout: a log streams for as long as its deploy runs (the deploy has
-        // its own). Connecting and each read are bounded instead.
+        // No total timeout and no read timeout: a log streams for as long as its deploy
+        // runs (the deploy has its own timeout), and a deploy may print nothing for many
+        // minutes (a build step). A dead server or network is noticed by TCP keepalive.
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
+            .tcp_keepalive(Duration::from_secs(30))
             .build()
             .context("could not build an HTTP client")?;
         Ok(Self {

@@ -27,16 +27,8 @@ impl ReplayArgs {
         if let Some(url) = &self.url {
             return url.clone();
         }
-        let listen = env("DEPLOYHOOK_LISTEN")
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty())
-            .unwrap_or_else(|| "127.0.0.1:4567".to_owned());
-        // A server listening on every interface is reached on loopback from here.
-        let listen = match listen.rsplit_once(':') {
-            Some(("0.0.0.0" | "[::]" | "", port)) => format!("127.0.0.1:{port}"),
-            _ => listen,
-        };
-        format!("http://{listen}/event_handler")
+        let server = crate::cli::args::server_for_listen(env("DEPLOYHOOK_LISTEN"));
+        format!("{server}/event_handler")
     }
 }
 

@@ -46,7 +46,9 @@ pub(super) fn forward_lines(
             let seen = progress.fetch_add(1, Ordering::Relaxed);
             match seen {
                 _ if !echo => tracing::debug!(stream = name.as_str(), "{text}"),
-                n if n < MAX_ECHOED_LINES => tracing::info!(stream = name.as_str(), "{text}"),
+                n if n < MAX_ECHOED_LINES => {
+                    tracing::info!(stream = name.as_str(), "{}", printable(text));
+                }
                 MAX_ECHOED_LINES => tracing::info!(
                     "{MAX_ECHOED_LINES} lines of output copied here; the rest is in the \
                      deploy's log only"
@@ -57,6 +59,20 @@ pub(super) fn forward_lines(
         }
     };
     tokio::spawn(task.instrument(tracing::Span::current()))
+}
+
+/// `text` with control characters (escape sequences, carriage returns, bells) shown as `?`:
+/// a deploy's output echoes webhook data (branch names, commit messages), and must not move
+/// the cursor or rewrite lines on the operator's terminal. Tabs stay.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        text.chars()
+            .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
 }
 
 /// Reads one line into `line`, keeping at most [`MAX_LINE`] + 1 bytes of it (the rest up to
@@ -106,5 +122,16 @@ pub(super) async fn drain(readers: [Option<JoinHandle<()>>; 2], progress: &Atomi
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_lines_cannot_drive_the_terminal() {
+        assert_eq!(printable("plain\ttext"), "plain\ttext");
+        assert_eq!(printable("\u{1b}[2J\u{1b}[Hok\r"), "?[2J?[Hok?");
     }
 }

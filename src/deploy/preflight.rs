@@ -7,7 +7,8 @@
 //!
 //! The program is found the way the runner's `Command` finds it: a name with a `/` is
 //! taken relative to the working directory (the command runs there), a bare name is looked
-//! up in the `PATH` the command gets (the server's, else the runner's default).
+//! up in the `PATH` the command gets (the environment's `env` PATH, else the server's, else
+//! the runner's default), skipping files that are not executable as `execvp` does.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -34,10 +35,18 @@ impl std::fmt::Display for Problem {
 
 /// The problems of every environment, in order.
 pub fn check_all(environments: &[EnvironmentConfig]) -> Vec<Problem> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from(DEFAULT_PATH));
+    let server_path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from(DEFAULT_PATH));
     environments
         .iter()
-        .flat_map(|environment| check(environment, &path))
+        .flat_map(|environment| {
+            // As the runner sets it: the environment's own `env` PATH wins over the server's.
+            let path = environment
+                .env
+                .0
+                .get("PATH")
+                .map_or_else(|| server_path.clone(), OsString::from);
+            check(environment, &path)
+        })
         .collect()
 }
 
@@ -100,8 +109,11 @@ fn check_program(
     } else {
         match std::env::split_paths(path)
             .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-        {
+            // As execvp: the first that is an executable file, not merely the first file.
+            .find(|candidate| {
+                std::fs::metadata(candidate)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            }) {
             Some(found) => found,
             None => {
                 return Err(format!(
@@ -259,6 +271,27 @@ mod tests {
         assert!(found[0].contains("rollback_command: ") && found[0].contains("rollback.sh"));
         assert!(
             found[1].contains("the command of task migrate: ") && found[1].contains("migrate.sh")
+        );
+    }
+
+    #[test]
+    fn a_bare_name_is_found_in_the_environments_own_path_skipping_non_executables() {
+        let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(first.path(), "site-deploy", "#!/bin/sh\n", 0o644);
+        write(second.path(), "site-deploy", "#!/bin/sh\n", 0o755);
+        let mut env = environment(&["site-deploy"], None);
+        let path = format!("{}:{}", first.path().display(), second.path().display());
+        env.env.0.insert("PATH".into(), path);
+        assert_eq!(check_all(std::slice::from_ref(&env)), Vec::<Problem>::new());
+        env.env
+            .0
+            .insert("PATH".into(), first.path().display().to_string());
+        let found = check_all(&[env]);
+        assert!(
+            found[0]
+                .message
+                .contains("site-deploy is not found in PATH"),
+            "{found:?}"
         );
     }
 }

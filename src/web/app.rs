@@ -362,8 +362,17 @@ impl Application {
             }
             let _ = first.send(());
             let name = signals.next().await;
-            tracing::warn!("{name} received again: stopping the running deploys now");
+            tracing::warn!(
+                "{name} received again: stopping the running deploys now (once more exits at \
+                 once)"
+            );
             deployer.stop_running();
+            // A third: the operator will not wait for the kill grace, the output drain or
+            // the outbox flush either. What is left is settled at the next start: deploys
+            // still running are killed and reported, pending calls are sent.
+            let name = signals.next().await;
+            tracing::warn!("{name} received a third time: exiting now");
+            std::process::exit(130);
         });
         self.run_until(async {
             let _ = first_seen.await;

@@ -53,6 +53,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Plain text stays plain text: the 404 repeats the path the client asked for.
+const NOSNIFF: [(axum::http::HeaderName, &str); 1] =
+    [(axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")];
+
 /// A known path asked with a method it does not take: the 405 says which, and where
 /// webhooks go, since the usual cause is a payload URL pointing at the wrong place (or a
 /// browser opening the webhook URL).
@@ -70,7 +74,7 @@ async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Respo
              /event_handler\n"
         )
     };
-    (StatusCode::METHOD_NOT_ALLOWED, message).into_response()
+    (StatusCode::METHOD_NOT_ALLOWED, NOSNIFF, message).into_response()
 }
 
 /// No such path: says where things are.
@@ -80,7 +84,7 @@ async fn not_found(uri: axum::http::Uri) -> Response {
         "no such page: {}; webhooks go to POST /event_handler, the dashboard is at /\n",
         uri.path()
     );
-    (StatusCode::NOT_FOUND, message).into_response()
+    (StatusCode::NOT_FOUND, NOSNIFF, message).into_response()
 }
 
 /// The most an operator's form (sign-in, sign-out) may hold.

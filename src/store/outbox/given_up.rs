@@ -143,17 +143,36 @@ pub fn dismiss(
 /// Why status `id` is no longer its deployment's latest, if it is not: a later status of
 /// the deployment is queued or given up, or its job moved past the state this one reports.
 fn superseded(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
-    let (state, deployment, later, job): (String, i64, bool, Option<String>) = conn
-        .prepare_cached(
+    let (state, deployment, later, job, newer): (String, i64, bool, Option<String>, Option<i64>) =
+        conn.prepare_cached(
             "SELECT COALESCE(json_extract(o.body, '$.state'), ''), o.deployment_id,
                     EXISTS (SELECT 1 FROM outbox l WHERE l.ordering_key = o.ordering_key
                                  AND l.id > o.id AND l.state IN ('pending', 'failed')),
-                    (SELECT j.state FROM jobs j WHERE j.deployment_id = o.deployment_id)
+                    (SELECT j.state FROM jobs j WHERE j.deployment_id = o.deployment_id),
+                    (SELECT MAX(n.deployment_id) FROM jobs j JOIN jobs n
+                         ON n.repository = j.repository AND n.environment = j.environment
+                     WHERE j.deployment_id = o.deployment_id
+                       AND n.deployment_id > j.deployment_id AND n.started_at IS NOT NULL)
              FROM outbox o WHERE o.id = ?1",
         )?
         .query_row([id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
         })?;
+    // GitHub's `auto_inactive` (on by default) marks the environment's other deployments
+    // inactive when one reports success: an old success sent late would mark the newer
+    // deployment that really runs there inactive.
+    if let ("success", Some(newer)) = (state.as_str(), newer) {
+        return Ok(Some(format!(
+            "deployment {newer} has run in the same environment since: resending `success` \
+             for {deployment} now would mark {newer} inactive on GitHub; dismiss it instead"
+        )));
+    }
     let moved_on = match (state.as_str(), job.as_deref()) {
         ("queued", Some(job)) => job != "queued",
         ("in_progress", Some(job)) => job == "finished",
@@ -272,5 +291,45 @@ mod tests {
             dismiss(&conn, id, "maria", 8_000).unwrap(),
             Err(NotDone::NotFailed("dismissed".into()))
         );
+    }
+
+    #[test]
+    fn an_old_success_is_not_resent_once_a_newer_deployment_ran_there() {
+        let conn = database();
+        let (old, newer) = (job(1, None), job(2, None));
+        let queue = |_: &str| crate::model::Policy::Queue;
+        crate::store::jobs::enqueue(&conn, &old, "d1", 0).unwrap();
+        crate::store::jobs::claim(&conn, 8, queue, 100).unwrap();
+        crate::store::jobs::finish(&conn, &old, DeploymentState::Success, "ok", 200).unwrap();
+        // The job's own statuses (queued, in_progress, success) go out in order; the last
+        // one, success, is given up.
+        let id = loop {
+            let due = take_due(&conn, 500, 8).unwrap();
+            let call = &due[0];
+            if format!("{:?}", call.call)
+                .to_lowercase()
+                .contains("success")
+            {
+                break call.id;
+            }
+            complete(&conn, call.id).unwrap();
+        };
+        give_up(&conn, id, "GitHub said 502").unwrap();
+        // Before the newer one runs, the retry is fine; afterwards, it would make GitHub
+        // mark the newer deployment inactive (auto_inactive).
+        crate::store::jobs::enqueue(&conn, &newer, "d2", 0).unwrap();
+        let started =
+            crate::store::jobs::claim(&conn, 8, |_| crate::model::Policy::Queue, 1_000).unwrap();
+        assert!(
+            started.iter().any(|c| c.job.id == newer.id),
+            "the newer job runs"
+        );
+        let refused = retry(&conn, id, 2_000).unwrap();
+        let Err(NotDone::Superseded(why)) = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(why.contains("would mark 2 inactive on GitHub"), "{why}");
+        // Dismissing stays possible.
+        assert!(dismiss(&conn, id, "maria", 3_000).unwrap().is_ok());
     }
 }
