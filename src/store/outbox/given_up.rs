@@ -117,7 +117,9 @@ pub fn retry(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<Result<Gi
     )?
     .execute(params![id, now])?;
     if call.kind == "create_deployment" {
-        remember_merge(conn, id, now)?;
+        // When the creation was first queued, not now: for a merge that is the moment its
+        // delivery was recorded (the same transaction), which Insights' lead time starts at.
+        remember_merge(conn, id, call.created_at)?;
     }
     Ok(find(conn, id)?.ok_or(NotDone::Unknown))
 }
@@ -186,8 +188,9 @@ fn superseded(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
     }))
 }
 
-/// Records again the merge of creation `id` (not a promotion's: it recorded none).
-fn remember_merge(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<()> {
+/// Records again the merge of creation `id` (not a promotion's: it recorded none), as
+/// recorded at `recorded_at`.
+fn remember_merge(conn: &Connection, id: i64, recorded_at: i64) -> rusqlite::Result<()> {
     let merge: Option<(String, i64, String, String, bool)> = conn
         .prepare_cached(
             "SELECT repository, COALESCE(json_extract(body, '$.pull_request'), 0),
@@ -208,7 +211,14 @@ fn remember_merge(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<()> 
         .optional()?;
     match merge {
         Some((repository, pull_request, environment, sha, false)) if !sha.is_empty() => {
-            merges::remember(conn, &repository, pull_request, &environment, &sha, now)
+            merges::remember(
+                conn,
+                &repository,
+                pull_request,
+                &environment,
+                &sha,
+                recorded_at,
+            )
         }
         _ => Ok(()),
     }
@@ -331,5 +341,43 @@ mod tests {
         assert!(why.contains("would mark 2 inactive on GitHub"), "{why}");
         // Dismissing stays possible.
         assert!(dismiss(&conn, id, "maria", 3_000).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_retried_creation_records_its_merge_as_of_when_it_was_first_queued() {
+        use crate::model::{CommitSha, DeploymentRequest, Environment, NewDeployment, RepoName};
+        let conn = database();
+        let sha = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
+        let new = NewDeployment {
+            repo: RepoName::parse("acme/widgets").unwrap(),
+            pull_request: 42,
+            installation: None,
+            request: DeploymentRequest {
+                git_ref: CommitSha::parse(sha).unwrap(),
+                task: "deploy".into(),
+                auto_merge: false,
+                required_contexts: vec![],
+                environment: Environment::parse("production").unwrap(),
+                payload: serde_json::json!({ "pull_request": 42 }),
+                description: "d".into(),
+                production_environment: None,
+                transient_environment: None,
+            },
+            gate: None,
+        };
+        crate::store::outbox::enqueue_create_deployment(&conn, &new, 1_000).unwrap();
+        let id = take_due(&conn, 1_000, 8).unwrap()[0].id;
+        give_up(&conn, id, "GitHub said 422").unwrap();
+        // Giving up forgot the merge (so that a new delivery of it may ask again).
+        conn.execute("DELETE FROM merges", []).unwrap();
+        retry(&conn, id, 9_000).unwrap().unwrap();
+        let recorded: i64 = conn
+            .query_row(
+                "SELECT recorded_at FROM merges WHERE repository = 'acme/widgets' AND sha = ?1",
+                [sha],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(recorded, 1_000, "as of the merge, not of the retry");
     }
 }
