@@ -398,13 +398,14 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_DATABASE_LOG_LIMIT", default_value = "64MiB", value_parser = parse_size)]
     pub database_log_limit: u64,
 
-    /// How long deliveries (and the merges they recorded) are kept, for the dashboard and
-    /// to recognise redeliveries. GitHub redelivers for 3 days at most.
+    /// How long deliveries (and the merges they recorded) and dismissed GitHub calls are
+    /// kept, for the dashboard and to recognise redeliveries. GitHub redelivers for 3 days
+    /// at most. Refused deliveries: the newest 1,000.
     #[arg(long, env = "DEPLOYHOOK_RETAIN_DELIVERIES", default_value = "30d", value_parser = parse_duration)]
     pub retain_deliveries: Duration,
 
     /// How long finished deploys and their logs are kept. Given-up GitHub calls are kept
-    /// until dismissed.
+    /// until retried or dismissed.
     #[arg(long, env = "DEPLOYHOOK_RETAIN_DEPLOYS", default_value = "90d", value_parser = parse_duration)]
     pub retain_deploys: Duration,
 

@@ -10,8 +10,6 @@ pub mod delivery;
 const RECENT_DELIVERIES: i64 = 50;
 /// Deployments the dashboard shows.
 const RECENT_JOBS: i64 = 100;
-/// Failed GitHub calls the dashboard shows.
-const RECENT_FAILED_CALLS: i64 = 20;
 /// Running and queued deployments the dashboard shows at most.
 const MAX_ACTIVE_JOBS: i64 = 500;
 
@@ -169,40 +167,6 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         started_at: row.get(10)?,
         finished_at: row.get(11)?,
     })
-}
-
-/// A GitHub call given up, for the operator to act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedCall {
-    /// Its outbox id: what a retry or a dismissal names.
-    pub id: i64,
-    pub kind: String,
-    pub repository: String,
-    pub deployment_id: Option<i64>,
-    pub created_at: i64,
-    pub attempts: i64,
-    pub last_error: String,
-}
-
-/// The most recent calls given up and not dismissed.
-pub fn failed_calls(conn: &Connection) -> rusqlite::Result<Vec<FailedCall>> {
-    conn.prepare_cached(
-        "SELECT kind, repository, deployment_id, created_at, attempts, COALESCE(last_error, ''),
-                id
-         FROM outbox WHERE state = 'failed' ORDER BY id DESC LIMIT ?1",
-    )?
-    .query_map([RECENT_FAILED_CALLS], |row| {
-        Ok(FailedCall {
-            kind: row.get(0)?,
-            repository: row.get(1)?,
-            deployment_id: row.get(2)?,
-            created_at: row.get(3)?,
-            attempts: row.get(4)?,
-            last_error: row.get(5)?,
-            id: row.get(6)?,
-        })
-    })?
-    .collect()
 }
 
 /// Whether the database answers and its schema is this release's: `(version, expected)`.

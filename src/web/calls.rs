@@ -232,14 +232,7 @@ async fn retry_form(
     headers: HeaderMap,
     Form(form): Form<CallForm>,
 ) -> Response {
-    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
-        return refused;
-    }
-    after_form(
-        act(&state, form.id, Action::Retry, "the dashboard")
-            .await
-            .map(drop),
-    )
+    on_form(&state, &headers, &form, Action::Retry).await
 }
 
 async fn dismiss_form(
@@ -247,12 +240,18 @@ async fn dismiss_form(
     headers: HeaderMap,
     Form(form): Form<CallForm>,
 ) -> Response {
-    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
+    on_form(&state, &headers, &form, Action::Dismiss).await
+}
+
+/// A dashboard button: the session and form token checked, then the action.
+async fn on_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &CallForm,
+    action: Action,
+) -> Response {
+    if let Some(refused) = form_refusal(state, headers, &form.form_token) {
         return refused;
     }
-    after_form(
-        act(&state, form.id, Action::Dismiss, "the dashboard")
-            .await
-            .map(drop),
-    )
+    after_form(act(state, form.id, action, "the dashboard").await.map(drop))
 }

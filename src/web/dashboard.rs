@@ -19,6 +19,7 @@ use axum::routing::get;
 use crate::model::DeploymentId;
 use crate::store::locks;
 use crate::store::now_ms;
+use crate::store::outbox::given_up;
 use crate::store::sessions;
 use crate::store::views::{self, DeliveryRow, JobRow};
 use crate::store::waits::{self, WaitRow};
@@ -206,6 +207,8 @@ struct RefusedView {
     event: String,
 }
 
+/// Given-up calls the dashboard shows (the newest; `deployhook calls` lists them all).
+const RECENT_FAILED_CALLS: i64 = 20;
 /// Refused deliveries the dashboard shows.
 const RECENT_REFUSED: i64 = 20;
 
@@ -278,7 +281,7 @@ async fn live_part(
                 views::active_jobs(c)?,
                 views::recent_deliveries(c)?,
                 crate::store::refused::recent(c, RECENT_REFUSED)?,
-                views::failed_calls(c)?,
+                given_up::list(c, "failed", RECENT_FAILED_CALLS)?,
                 waits::waits(c, RECENT_WAITS)?,
             ))
         })

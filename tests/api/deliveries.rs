@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    CREATED_DEPLOYMENT_ID, SECRET, TestApp, WAIT, body_json, created_deployments, fixture,
-    fixture_json, spawn_app_with,
+    CREATED_DEPLOYMENT_ID, SECRET, TestApp, WAIT, admin_cli, body_json, created_deployments,
+    fixture, fixture_json, spawn_app_with,
 };
 
 const ADMIN_TOKEN: &str = "an-admin-token-long-enough-for-tests";
@@ -271,14 +271,7 @@ async fn a_merges_page_shows_githubs_headers_but_no_signature_and_the_deployment
 }
 
 fn deployhook(app: &TestApp, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_deployhook"));
-    command
-        .env_clear()
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .env("DEPLOYHOOK_SERVER", &app.url)
-        .env("DEPLOYHOOK_ADMIN_TOKEN", ADMIN_TOKEN)
-        .args(args);
-    command
+    admin_cli(&app.url, ADMIN_TOKEN, args)
 }
 
 async fn run(mut command: Command) -> String {

@@ -13,7 +13,9 @@ use wiremock::matchers::{method, path_regex};
 
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{TestApp, WAIT, body_json, created_deployments, fixture, spawn_app_with};
+use crate::helpers::{
+    TestApp, WAIT, admin_cli, body_json, created_deployments, fixture, spawn_app_with,
+};
 
 const ADMIN_TOKEN: &str = "an-admin-token-long-enough-for-tests";
 
@@ -256,15 +258,10 @@ async fn the_dashboard_lists_a_given_up_call_with_retry_and_dismiss_buttons_that
     assert!(!page.contains(&format!("id=\"call-{id}\"")), "{page}");
 }
 
+/// The CLI against `app`'s admin API, acting as maria.
 fn deployhook(app: &TestApp, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_deployhook"));
-    command
-        .env_clear()
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .env("DEPLOYHOOK_SERVER", &app.url)
-        .env("DEPLOYHOOK_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("USER", "maria")
-        .args(args);
+    let mut command = admin_cli(&app.url, ADMIN_TOKEN, args);
+    command.env("USER", "maria");
     command
 }
 

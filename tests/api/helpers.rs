@@ -433,3 +433,17 @@ pub async fn body_json(response: reqwest::Response) -> Value {
     let text = response.text().await.unwrap();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+/// The `deployhook` binary for the commands that use the admin API of the server at
+/// `server`, with nothing of the test's environment (no `.env` either: it runs in the
+/// target's temp dir).
+pub fn admin_cli(server: &str, admin_token: &str, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_deployhook"));
+    command
+        .env_clear()
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .env("DEPLOYHOOK_SERVER", server)
+        .env("DEPLOYHOOK_ADMIN_TOKEN", admin_token)
+        .args(args);
+    command
+}

@@ -120,6 +120,19 @@ fn quick_start(dir: &Path, github: &MockServer, command: &Path) -> Command {
     serve
 }
 
+/// `deployhook replay` of the deployment fixture, signed; the caller says where to.
+fn replay_deployment(dir: &Path) -> Command {
+    let mut replay = deployhook(dir);
+    replay
+        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .args(["replay", "--event", "deployment"])
+        .arg(format!(
+            "{}/tests/fixtures/deployment.created.json",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+    replay
+}
+
 async fn github_accepting_statuses() -> MockServer {
     let github = MockServer::start().await;
     Mock::given(method("POST"))
@@ -152,14 +165,8 @@ async fn the_first_run_shows_the_deploys_output_and_a_log_link_that_works() {
     );
 
     // `replay` without --url reaches the server through DEPLOYHOOK_LISTEN, as `serve` does.
-    let replay = deployhook(dir.path())
-        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+    let replay = replay_deployment(dir.path())
         .env("DEPLOYHOOK_LISTEN", &addr)
-        .args(["replay", "--event", "deployment"])
-        .arg(format!(
-            "{}/tests/fixtures/deployment.created.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
         .output()
         .unwrap();
     let answer = String::from_utf8_lossy(&replay.stdout);
@@ -208,19 +215,8 @@ async fn deploy_output_stays_out_of_the_server_log_when_turned_off() {
     command.env("DEPLOYHOOK_LOG_DEPLOY_OUTPUT", "false");
     let server = Serve::start(command);
     let addr = server.addr();
-    let replay = deployhook(dir.path())
-        .env("GITHUB_WEBHOOK_SECRET", SECRET)
-        .args([
-            "replay",
-            "--event",
-            "deployment",
-            "--url",
-            &format!("http://{addr}/event_handler"),
-        ])
-        .arg(format!(
-            "{}/tests/fixtures/deployment.created.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
+    let replay = replay_deployment(dir.path())
+        .args(["--url", &format!("http://{addr}/event_handler")])
         .output()
         .unwrap();
     assert!(replay.status.success());
@@ -242,19 +238,8 @@ async fn a_second_ctrl_c_stops_running_deploys_at_once_and_the_first_says_it_wou
     command.env("DEPLOYHOOK_SHUTDOWN_TIMEOUT", "5m");
     let mut server = Serve::start(command);
     let addr = server.addr();
-    let replay = deployhook(dir.path())
-        .env("GITHUB_WEBHOOK_SECRET", SECRET)
-        .args([
-            "replay",
-            "--event",
-            "deployment",
-            "--url",
-            &format!("http://{addr}/event_handler"),
-        ])
-        .arg(format!(
-            "{}/tests/fixtures/deployment.created.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
+    let replay = replay_deployment(dir.path())
+        .args(["--url", &format!("http://{addr}/event_handler")])
         .output()
         .unwrap();
     assert!(replay.status.success());

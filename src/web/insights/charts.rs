@@ -196,12 +196,7 @@ pub fn lead_time_chart(lead_times: &[LeadTime], since: i64, until: i64) -> Strin
         })
         .collect();
     let top = nice_duration(stats.iter().filter_map(|s| s.3).max().unwrap_or(0).max(1));
-    let max = top as f64;
-    let ticks = [
-        (0.0, "0".to_owned()),
-        (max / 2.0, short_duration(top / 2)),
-        (max, short_duration(top)),
-    ];
+    let (max, ticks) = duration_axis(top);
     let mut out = String::new();
     open_chart(
         &mut out,
@@ -303,12 +298,7 @@ pub fn restore_chart(restores: &[Restore], now: i64) -> String {
         .max()
         .unwrap_or(0);
     let top = nice_duration(longest.max(1));
-    let max = top as f64;
-    let ticks = [
-        (0.0, "0".to_owned()),
-        (max / 2.0, short_duration(top / 2)),
-        (max, short_duration(top)),
-    ];
+    let (max, ticks) = duration_axis(top);
     let mut out = String::new();
     open_chart(
         &mut out,
@@ -360,4 +350,15 @@ pub fn restore_chart(restores: &[Restore], now: i64) -> String {
 
 fn std_time(ms: i64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A duration axis up to `top` milliseconds: its height and its ticks at 0, half and top.
+fn duration_axis(top: i64) -> (f64, [(f64, String); 3]) {
+    let max = top as f64;
+    let ticks = [
+        (0.0, "0".to_owned()),
+        (max / 2.0, short_duration(top / 2)),
+        (max, short_duration(top)),
+    ];
+    (max, ticks)
 }
