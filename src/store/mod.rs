@@ -261,7 +261,16 @@ impl Store {
         };
         let conn = Connection::open(Path::new(path))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        writer::checkpoint(&conn, "TRUNCATE")?;
+        // SQLite reports busy, without waiting, when the background checkpoint holds the
+        // checkpoint lock at this moment: try again until it lets go, not just once.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        while !writer::checkpoint(&conn, "TRUNCATE")? {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the database stayed busy for {BUSY_TIMEOUT:?}; its log is left for the next start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         Ok(())
     }
 

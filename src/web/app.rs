@@ -241,6 +241,9 @@ impl Application {
             outbox_loop.abort();
             tracing::warn!("GitHub calls still pending at shutdown will be sent at the next start");
         }
+        // A write queued by a task aborted above still runs: let the writer finish it first,
+        // or it lands in the log after the truncation.
+        let _ = store.write(|_| Ok(())).await;
         match tokio::task::spawn_blocking(move || store.truncate_log()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!("could not truncate the database log: {err:#}"),
