@@ -33,20 +33,25 @@ pub async fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
         "with GitHub App credentials, redeliver reads the App's own webhook: use --app (or \
          GITHUB_TOKEN with admin access to the repository's or organisation's webhook)"
     );
-    let database = store::open_read_only(&args.database)?;
     let attempts = github
         .hook_deliveries(&hook, cutoff(args.since))
         .await
         .context("could not list the hook's deliveries")?;
     let seen = attempts.len();
-    let mut recorded = std::collections::HashSet::new();
-    for attempt in &attempts {
-        if store::deliveries::is_recorded(&database, &attempt.guid, hook.id())
-            .context("could not read deployhook's database")?
-        {
-            recorded.insert(attempt.guid.clone());
-        }
-    }
+    let guids: Vec<String> = attempts.iter().map(|a| a.guid.clone()).collect();
+    let hook_id = hook.id();
+    let recorded: std::collections::HashSet<String> =
+        store::read_beside(&args.database.to_string_lossy(), move |c| {
+            let mut recorded = std::collections::HashSet::new();
+            for guid in guids {
+                if store::deliveries::is_recorded(c, &guid, hook_id)? {
+                    recorded.insert(guid);
+                }
+            }
+            Ok(recorded)
+        })
+        .await
+        .context("could not read deployhook's database")?;
     let plan = plan(attempts, &recorded);
     println!(
         "{seen} delivery attempts since {}: {} delivered, {} recorded by deployhook though \

@@ -2,7 +2,7 @@
 //! in one transaction: a delivery is never acknowledged without its work being queued,
 //! and a redelivery finds its row and does nothing.
 
-use rusqlite::{Connection, params};
+use crate::store::db::{Connection, params};
 
 use crate::model::{Effect, Outcome};
 use crate::store::merges::record_merge;

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use rusqlite::{Connection, params};
+use crate::store::db::{Connection, params};
 
 /// A day in milliseconds: days are UTC days.
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;

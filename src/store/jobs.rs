@@ -3,7 +3,7 @@
 //! Claiming and finishing also queue the statuses that report them, in the same
 //! transaction, so what GitHub is told always matches the queue.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use crate::store::db::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{DeployJob, DeploymentId, DeploymentState, OnInterrupt, Policy};
 use crate::store::{int_key, locks, outbox};

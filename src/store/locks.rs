@@ -2,7 +2,7 @@
 //! it, why, since when and until when (or until unlocked); an expired lock is no lock. The
 //! deploy queue reads it when it claims jobs (see [`crate::store::jobs::claim`]).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::db::{Connection, OptionalExtension, params, Row};
 
 /// A lock on an environment.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -73,7 +73,7 @@ pub fn next_expiry(conn: &Connection, now: i64) -> rusqlite::Result<Option<i64>>
         .query_row([now], |row| row.get(0))
 }
 
-fn lock_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Lock> {
+fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<Lock> {
     Ok(Lock {
         environment: row.get(0)?,
         reason: row.get(1)?,

@@ -2,7 +2,7 @@
 //! holds the key signing log links. Lines are appended in batches by the runner's log
 //! writer and read back in `seq` order by the log endpoint, while the deploy runs and after.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::db::{Connection, OptionalExtension, params};
 
 use crate::model::DeploymentId;
 use crate::store::int_key;

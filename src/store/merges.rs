@@ -3,7 +3,7 @@
 //! nothing more — and forgetting one, when its deployment will not come (its creation was
 //! given up, its checks failed), so that GitHub's Redeliver asks again.
 
-use rusqlite::{Connection, params};
+use crate::store::db::{Connection, params};
 
 use crate::model::NewDeployment;
 use crate::store::int_key;

@@ -22,6 +22,7 @@
 //!
 //! May use: `model`.
 
+pub mod db;
 pub mod deliveries;
 pub mod insights;
 pub mod jobs;
@@ -29,6 +30,7 @@ pub mod locks;
 pub mod logs;
 pub mod merges;
 pub mod outbox;
+pub mod postgres;
 pub mod refused;
 pub mod retention;
 mod schema;
@@ -43,8 +45,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use rusqlite::Connection;
 use tokio::sync::oneshot;
+
+pub use db::Connection;
 
 use crate::model::Sync;
 pub use schema::SCHEMA_VERSION;
@@ -66,6 +69,8 @@ pub enum StoreError {
     Sqlite(Arc<rusqlite::Error>),
     #[error("the database writer has stopped")]
     Closed,
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
     #[error("the database could not start a transaction; see the log")]
     NotRun,
     #[error("the database rolled the transaction back (disk full? I/O error?); see the log")]
@@ -83,9 +88,23 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// A handle to the database. Cheap to clone.
+/// A handle to the database, on either engine. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
+    engine: Engine,
+}
+
+/// The two engines: the callers of [`Store::read`] and [`Store::write`] never learn which
+/// one runs their work (see [`db`]).
+#[derive(Debug, Clone)]
+enum Engine {
+    Sqlite(SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// The embedded SQLite database: its writer thread, reader and background threads.
+#[derive(Debug, Clone)]
+struct SqliteStore {
     requests: mpsc::Sender<Request>,
     /// The checkpoint thread stops once every handle (and so this) is gone.
     _alive: Arc<()>,
@@ -95,7 +114,7 @@ pub struct Store {
     sync_failed: Arc<OnceLock<StoreError>>,
     /// A read-only connection for pages and scrapes, so they never queue behind (or hold
     /// up) the writer; `None` for an in-memory database, which only the writer can see.
-    reader: Option<Arc<std::sync::Mutex<Connection>>>,
+    reader: Option<Arc<std::sync::Mutex<rusqlite::Connection>>>,
     /// The database file; `None` in memory.
     path: Option<String>,
     /// Set while writes fail for want of storage: see [`Store::write_trouble`].
@@ -111,6 +130,13 @@ struct Trouble {
 }
 
 impl Trouble {
+    /// Why writes fail, while they do.
+    fn current(&self) -> Option<String> {
+        self.failing
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| self.why.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
     fn note<R>(&self, result: &Result<R, StoreError>) {
         use std::sync::atomic::Ordering;
         match result {
@@ -137,6 +163,7 @@ impl StoreError {
             CannotOpen, DatabaseCorrupt, DiskFull, NotADatabase, ReadOnly, SystemIoFailure,
         };
         match self {
+            Self::Sqlite(err) if postgres::is_unavailable(err) => true,
             Self::Sqlite(err) => matches!(
                 err.sqlite_error_code(),
                 Some(
@@ -148,7 +175,7 @@ impl StoreError {
                         | NotADatabase
                 )
             ),
-            Self::RolledBack | Self::SyncFailed(_) | Self::NotRun => true,
+            Self::RolledBack | Self::SyncFailed(_) | Self::NotRun | Self::Unavailable(_) => true,
             Self::Closed => false,
         }
     }
@@ -179,9 +206,15 @@ fn lock_exclusively(path: &str) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// Whether `database` names a PostgreSQL database (`postgres://…`, `postgresql://…`) rather
+/// than a SQLite file.
+pub fn is_postgres(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
+}
+
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`, then starts its
-    /// writer thread. [`IN_MEMORY`] opens a database that lives as long as the process.
+    /// Opens (creating if needed) and migrates the SQLite database at `path`, then starts
+    /// its writer thread. [`IN_MEMORY`] opens a database that lives as long as the process.
     /// The write-ahead log is kept under [`DEFAULT_LOG_LIMIT`].
     pub fn open(path: &str, sync: Sync) -> anyhow::Result<Self> {
         Self::open_with_log_limit(path, sync, DEFAULT_LOG_LIMIT)
@@ -189,6 +222,113 @@ impl Store {
 
     /// [`Store::open`], keeping the write-ahead log under `log_limit` bytes.
     pub fn open_with_log_limit(path: &str, sync: Sync, log_limit: u64) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !is_postgres(path),
+            "{path:?} is a PostgreSQL URL: open it with Store::connect"
+        );
+        Ok(Self {
+            engine: Engine::Sqlite(SqliteStore::open(path, sync, log_limit)?),
+        })
+    }
+
+    /// Opens `database`: a PostgreSQL URL (`postgres://…`, connecting and migrating it), or
+    /// else a SQLite path as [`Store::open_with_log_limit`] (`sync` and `log_limit` apply to
+    /// SQLite only).
+    pub async fn connect(database: &str, sync: Sync, log_limit: u64) -> anyhow::Result<Self> {
+        if is_postgres(database) {
+            Ok(Self {
+                engine: Engine::Postgres(postgres::PgStore::connect(database).await?),
+            })
+        } else {
+            Self::open_with_log_limit(database, sync, log_limit)
+        }
+    }
+
+    /// Which engine this is, for `/readyz` and the start-up line: `sqlite` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The PostgreSQL engine, for what only replicas need (leadership, heartbeats).
+    pub fn postgres(&self) -> Option<&postgres::PgStore> {
+        match &self.engine {
+            Engine::Postgres(pg) => Some(pg),
+            Engine::Sqlite(_) => None,
+        }
+    }
+
+    /// At shutdown: SQLite copies its write-ahead log back into the database file and
+    /// empties it (see [`SqliteStore::truncate_log`]); nothing to do on PostgreSQL.
+    pub async fn close(&self) -> anyhow::Result<()> {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => {
+                // A write queued by a task aborted before this still runs: let the writer
+                // finish it first, or it lands in the log after the truncation.
+                let _ = sqlite.write(|_| Ok(())).await;
+                let sqlite = sqlite.clone();
+                tokio::task::spawn_blocking(move || sqlite.truncate_log()).await?
+            }
+            Engine::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Why the latest write failed, when it failed because the database could not store it
+    /// (a full disk, say): `/readyz` reports it, since every delivery gets 503 meanwhile.
+    pub fn write_trouble(&self) -> Option<String> {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.write_trouble(),
+            Engine::Postgres(pg) => pg.trouble(),
+        }
+    }
+
+    /// Whether a sync to disk failed, after which every write is refused (SQLite).
+    pub fn sync_failed(&self) -> Option<&StoreError> {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.sync_failed(),
+            Engine::Postgres(_) => None,
+        }
+    }
+
+    /// Runs read-only `work` in one transaction, so that its queries see one snapshot of
+    /// what was committed: a page read in one `work` never shows a deploy both running (in
+    /// one table) and ended (in another).
+    pub async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.read(work).await,
+            Engine::Postgres(pg) => pg.run(true, work).await,
+        }
+    }
+
+    /// Runs `work` in a transaction; resolves to its result once it has committed. When
+    /// `work` fails, its changes are rolled back. Queued at once: writes made one after
+    /// another commit in that order.
+    pub fn write<R, F>(&self, work: F) -> impl Future<Output = Result<R, StoreError>> + use<R, F>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let engine = match &self.engine {
+            Engine::Sqlite(sqlite) => Ok(sqlite.write(work)),
+            Engine::Postgres(pg) => Err((pg.clone(), work)),
+        };
+        async move {
+            match engine {
+                Ok(queued) => queued.await,
+                Err((pg, work)) => pg.run(false, work).await,
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    fn open(path: &str, sync: Sync, log_limit: u64) -> anyhow::Result<Self> {
         if path != IN_MEMORY {
             check_directory(Path::new(path))?;
         }
@@ -198,9 +338,9 @@ impl Store {
             Some(Arc::new(lock_exclusively(path)?))
         };
         let mut conn = if path == IN_MEMORY {
-            Connection::open_in_memory()
+            rusqlite::Connection::open_in_memory()
         } else {
-            Connection::open(Path::new(path))
+            rusqlite::Connection::open(Path::new(path))
         }
         .with_context(|| format!("could not open the database {path:?}"))?;
         let pipelined = configure(&conn, sync)
@@ -228,7 +368,7 @@ impl Store {
         let reader = if path == IN_MEMORY {
             None
         } else {
-            let reader = Connection::open_with_flags(
+            let reader = rusqlite::Connection::open_with_flags(
                 Path::new(path),
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -252,6 +392,9 @@ impl Store {
         })
     }
 
+}
+
+impl SqliteStore {
     /// Copies the write-ahead log back into the database file and truncates it to nothing,
     /// waiting (up to SQLite's busy timeout) for a batch in progress: at shutdown, so that a
     /// stopped server leaves one file behind, not a log as large as the limit.
@@ -259,7 +402,7 @@ impl Store {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let conn = Connection::open(Path::new(path))?;
+        let conn = rusqlite::Connection::open(Path::new(path))?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // SQLite reports busy, without waiting, when the background checkpoint holds the
         // checkpoint lock at this moment: try again until it lets go, not just once.
@@ -276,17 +419,8 @@ impl Store {
 
     /// Why the latest write failed, when it failed because the database could not store it
     /// (a full disk, say): `/readyz` reports it, since every delivery gets 503 meanwhile.
-    pub fn write_trouble(&self) -> Option<String> {
-        self.trouble
-            .failing
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .then(|| {
-                self.trouble
-                    .why
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone()
-            })
+    fn write_trouble(&self) -> Option<String> {
+        self.trouble.current()
     }
 
     /// Whether a sync to disk failed, after which every write is refused (see [`sync_loop`]).
@@ -313,7 +447,7 @@ impl Store {
             // Without it, each query would run in its own transaction and see the commits
             // made between them. Read-only: dropped at the end, nothing to commit.
             let snapshot = conn.unchecked_transaction()?;
-            work(&snapshot).map_err(StoreError::from)
+            work(&Connection::Sqlite(&snapshot)).map_err(StoreError::from)
         })
         .await
         .map_err(|_| StoreError::NotRun)?
@@ -330,7 +464,7 @@ impl Store {
         let refused = self.sync_failed.get().cloned();
         let trouble = self.trouble.clone();
         let request: Request = Box::new(move |conn| {
-            let result = in_savepoint(conn, work);
+            let result = in_savepoint(conn, |conn| work(&Connection::Sqlite(conn)));
             Box::new(move |commit_error: Option<&StoreError>| {
                 let result = match commit_error {
                     None => result.map_err(StoreError::from),
@@ -380,10 +514,30 @@ impl Store {
     }
 }
 
+/// Runs read-only `work` on `database` beside a running server (a command's check): a
+/// read-only SQLite connection, which needs no lock, or a PostgreSQL connection.
+pub async fn read_beside<R, F>(database: &str, work: F) -> anyhow::Result<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+{
+    if is_postgres(database) {
+        let store = postgres::PgStore::connect(database).await?;
+        return Ok(store.run(true, work).await?);
+    }
+    let path = std::path::PathBuf::from(database);
+    tokio::task::spawn_blocking(move || {
+        let conn = open_read_only(&path)?;
+        let snapshot = conn.unchecked_transaction()?;
+        Ok(work(&Connection::Sqlite(&snapshot))?)
+    })
+    .await?
+}
+
 /// A read-only connection to the database at `path`, for commands that run beside the
 /// server (the server's lock is not needed to read).
-pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+pub fn open_read_only(path: &Path) -> anyhow::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("could not open the database {}", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let version: i64 = conn

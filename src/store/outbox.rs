@@ -13,7 +13,7 @@
 //! Notifications go through the same table, in lanes of their own ([`notify`]): a Slack
 //! that hangs never holds up a status GitHub waits for, nor the other way round.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::db::{Connection, OptionalExtension, params, Row as DbRow};
 
 /// After this long, a call marked in flight whose outcome was never recorded is taken
 /// again (see [`take_due`]). Far longer than a call can take: 30 s per request, twice with
@@ -261,7 +261,7 @@ pub fn take_due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<V
     Ok(items)
 }
 
-fn item_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+fn item_from_row(row: &DbRow<'_>) -> rusqlite::Result<Item> {
     let kind: String = row.get(2)?;
     let repository: String = row.get(3)?;
     let body: String = row.get(5)?;

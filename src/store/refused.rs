@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::db::{Connection, OptionalExtension, params, Row};
 use tokio::sync::mpsc;
 
 use crate::store::Store;
@@ -84,7 +84,7 @@ pub fn insert(conn: &Connection, batch: &[Refusal]) -> rusqlite::Result<()> {
 const COLUMNS: &str = "id, received_at, status, reason, message, client, event, delivery_id,
                        hook_id, headers";
 
-fn row_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<RefusedRow> {
+fn row_from(row: &Row<'_>) -> rusqlite::Result<RefusedRow> {
     Ok(RefusedRow {
         id: row.get(0)?,
         refusal: Refusal {

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::db::{Connection, OptionalExtension, params};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, now_ms};

@@ -1,7 +1,7 @@
 //! The `revoked_sessions` table: dashboard sessions signed out before they expired, so a
 //! signed-out cookie stays refused across restarts. Rows go once they would have expired.
 
-use rusqlite::{Connection, params};
+use crate::store::db::{Connection, params};
 
 /// Records that session `id` (expiring at `expires`, Unix seconds) was signed out, and
 /// forgets those already expired at `now`.

@@ -16,7 +16,7 @@ use super::*;
 /// still makes a redelivery a no-op.
 #[test]
 fn deliveries_keep_their_rows_and_key_across_migration_5() {
-    let mut conn = Connection::open_in_memory().unwrap();
+    let mut conn = rusqlite::Connection::open_in_memory().unwrap();
     for script in &MIGRATIONS[..4] {
         conn.execute_batch(script).unwrap();
     }
@@ -31,7 +31,7 @@ fn deliveries_keep_their_rows_and_key_across_migration_5() {
     }
     migrate(&mut conn).unwrap();
 
-    let newest_first = views::recent_deliveries(&conn).unwrap();
+    let newest_first = views::recent_deliveries(&Connection::Sqlite(&conn)).unwrap();
     let ids: Vec<&str> = newest_first
         .iter()
         .map(|d| d.delivery_id.as_str())
@@ -60,7 +60,7 @@ async fn a_database_reached_through_a_symlink_syncs_its_real_log() {
     let stale = dir.path().join("deployhook.db-wal");
     std::fs::write(&stale, b"").unwrap();
 
-    let conn = Connection::open(&link).unwrap();
+    let conn = rusqlite::Connection::open(&link).unwrap();
     configure(&conn, Sync::Full).unwrap();
     let real_dir = std::fs::canonicalize(dir.path().join("data")).unwrap();
     assert_eq!(
@@ -84,7 +84,10 @@ async fn a_store_whose_sync_failed_refuses_writes() {
     let store = Store::open(IN_MEMORY, Sync::Full).unwrap();
     assert!(store.write(|_| Ok(())).await.is_ok());
     let eio = std::io::Error::other("EIO");
-    store
+    let Engine::Sqlite(sqlite) = &store.engine else {
+        unreachable!("an in-memory store is SQLite")
+    };
+    sqlite
         .sync_failed
         .set(StoreError::SyncFailed(Arc::new(eio)))
         .unwrap();
@@ -135,7 +138,7 @@ async fn a_full_database_is_reported_until_writes_go_through_again() {
 }
 
 /// SQLite virtual-machine steps that `work` takes: its cost, whatever the machine's speed.
-fn steps(conn: &mut Connection, work: impl FnOnce(&Connection)) -> u64 {
+fn steps(conn: &mut rusqlite::Connection, work: impl FnOnce(&Connection)) -> u64 {
     let count = Arc::new(AtomicU64::new(0));
     let counter = count.clone();
     conn.progress_handler(
@@ -146,16 +149,17 @@ fn steps(conn: &mut Connection, work: impl FnOnce(&Connection)) -> u64 {
         }),
     )
     .unwrap();
-    work(conn);
+    work(&Connection::Sqlite(conn));
     conn.progress_handler(0, None::<fn() -> bool>).unwrap();
     count.load(Ordering::Relaxed)
 }
 
 /// A private in-memory database at the current schema; the store's other tests use it too.
-pub(crate) fn database() -> Connection {
-    let mut conn = Connection::open_in_memory().unwrap();
+pub(crate) fn database() -> Connection<'static> {
+    let mut conn = rusqlite::Connection::open_in_memory().unwrap();
     schema::migrate(&mut conn).unwrap();
-    conn
+    // Leaked: a test's database lives as long as the test process (a few kilobytes).
+    Connection::Sqlite(Box::leak(Box::new(conn)))
 }
 
 /// A job of acme/widgets to production; the store's other tests use it too.
@@ -177,12 +181,12 @@ pub(crate) fn job(id: u64, installation: Option<u64>) -> DeployJob {
 
 /// A database with `backlog` deployments queued for one environment, each with its
 /// `queued` status waiting in the outbox (GitHub unreachable), all retried a while ago.
-fn backlogged(backlog: u64) -> Connection {
-    let mut conn = Connection::open_in_memory().unwrap();
+fn backlogged(backlog: u64) -> rusqlite::Connection {
+    let mut conn = rusqlite::Connection::open_in_memory().unwrap();
     schema::migrate(&mut conn).unwrap();
     let tx = conn.transaction().unwrap();
     for id in 1..=backlog {
-        jobs::enqueue(&tx, &job(id, None), "d", 0).unwrap();
+        jobs::enqueue(&Connection::Sqlite(&tx), &job(id, None), "d", 0).unwrap();
     }
     tx.commit().unwrap();
     conn
@@ -232,7 +236,7 @@ fn the_writers_hot_queries_cost_the_same_with_a_hundred_or_ten_thousand_waiting(
 /// their heads, so each key goes on in order and none is stuck headless.
 #[test]
 fn calls_waiting_across_migration_6_are_sent_in_order() {
-    let mut conn = Connection::open_in_memory().unwrap();
+    let mut conn = rusqlite::Connection::open_in_memory().unwrap();
     for script in &MIGRATIONS[..5] {
         conn.execute_batch(script).unwrap();
     }
@@ -253,6 +257,7 @@ fn calls_waiting_across_migration_6_are_sent_in_order() {
         .unwrap();
     }
     schema::migrate(&mut conn).unwrap();
+    let conn = Connection::Sqlite(&conn);
     let mut sent = Vec::new();
     for _ in 0..4 {
         let taken = outbox::take_due(&conn, 1_000, 8).unwrap();
@@ -272,8 +277,7 @@ fn calls_waiting_across_migration_6_are_sent_in_order() {
 /// supersedes the older forced ones, and the unforced wait, untouched, for the unlock.
 #[test]
 fn a_lock_holds_unforced_jobs_and_latest_runs_only_the_newest_forced_one() {
-    let mut conn = Connection::open_in_memory().unwrap();
-    schema::migrate(&mut conn).unwrap();
+    let conn = database();
     let forced = |id| DeployJob {
         payload: r#"{"force":true}"#.into(),
         ..job(id, None)

@@ -2,7 +2,7 @@
 //! Every query here is bounded (a `LIMIT`, or an aggregate) and runs on the reader
 //! connection, off the write path.
 
-use rusqlite::{Connection, params};
+use crate::store::db::{Connection, params, Row};
 
 pub mod delivery;
 
@@ -152,7 +152,7 @@ fn jobs(conn: &Connection, sql: &str, limit: i64) -> rusqlite::Result<Vec<JobRow
 }
 
 /// A [`JobRow`] from the columns `recent_jobs` selects, in its order.
-fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
         deployment_id: row.get::<_, i64>(0)?.unsigned_abs(),
         repository: row.get(1)?,

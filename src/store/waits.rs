@@ -16,7 +16,7 @@
 //! `queue`, a green wait passes only when no older one for its environment still waits, so
 //! deployments are created, and run, in merge order.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::db::{Connection, OptionalExtension, params, Row};
 
 use crate::model::{
     CheckKind, CheckReport, CheckResult, CheckState, CommitSha, DeploymentRequest, Gate,
@@ -367,7 +367,7 @@ pub fn waiting_counts(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
     })
 }
 
-fn wait_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WaitRow> {
+fn wait_row(row: &Row<'_>) -> rusqlite::Result<WaitRow> {
     let required: Option<String> = row.get(5)?;
     Ok(WaitRow {
         kind: row.get(0)?,

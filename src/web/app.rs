@@ -48,11 +48,12 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|err| bind_error(config.listen, &err))?;
-        let store = Store::open_with_log_limit(
+        let store = Store::connect(
             &config.database,
             config.database_sync,
             config.database_log_limit,
-        )?;
+        )
+        .await?;
         let metrics = Arc::new(Metrics::new());
         let github = GitHubClient::new(&config.github)
             .context("could not build the GitHub client")?
@@ -241,13 +242,8 @@ impl Application {
             outbox_loop.abort();
             tracing::warn!("GitHub calls still pending at shutdown will be sent at the next start");
         }
-        // A write queued by a task aborted above still runs: let the writer finish it first,
-        // or it lands in the log after the truncation.
-        let _ = store.write(|_| Ok(())).await;
-        match tokio::task::spawn_blocking(move || store.truncate_log()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!("could not truncate the database log: {err:#}"),
-            Err(err) => tracing::warn!("could not truncate the database log: {err}"),
+        if let Err(err) = store.close().await {
+            tracing::warn!("could not truncate the database log: {err:#}");
         }
         served?;
         tracing::info!("deployhook stopped");

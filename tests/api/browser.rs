@@ -411,7 +411,8 @@ fn write_history(database: &Path, today: i64) {
         .unwrap(),
     );
     let mut conn = rusqlite::Connection::open(database).unwrap();
-    let tx = conn.transaction().unwrap();
+    let raw = conn.transaction().unwrap();
+    let tx = deployhook::store::Connection::Sqlite(&raw);
     for (n, (days_ago, hour, state, merged_before)) in HISTORY.into_iter().enumerate() {
         let n = u64::try_from(n).unwrap();
         let finished = today - days_ago * DAY_MS + hour * HOUR_MS;
@@ -457,7 +458,7 @@ fn write_history(database: &Path, today: i64) {
     }
     // Their statuses are history too: nothing to send to GitHub.
     tx.execute("DELETE FROM outbox", []).unwrap();
-    tx.commit().unwrap();
+    raw.commit().unwrap();
 }
 
 /// The day (`2026-11-30`) of a Unix millisecond.

@@ -1,7 +1,7 @@
 //! The insights query over a scripted history, written through the store's own functions
 //! (merges recorded, jobs queued, claimed and finished at chosen times).
 
-use rusqlite::Connection;
+use crate::store::db::Connection;
 
 use super::*;
 use crate::model::{DeployJob, DeploymentState, Policy};
@@ -300,8 +300,9 @@ fn the_query_reads_the_window_and_each_merge_through_an_index() {
 /// milliseconds in a debug build: it reads the window, not the year.
 #[test]
 fn a_large_history_is_read_in_milliseconds() {
-    let mut conn = database();
-    let tx = conn.transaction().unwrap();
+    let conn = database();
+    conn.execute_batch("BEGIN").unwrap();
+    let tx = conn;
     let mut id = 0_i64;
     for day in 0..365_i64 {
         for n in 0..100_i64 {
@@ -326,7 +327,7 @@ fn a_large_history_is_read_in_milliseconds() {
             .unwrap();
         }
     }
-    tx.commit().unwrap();
+    tx.execute_batch("COMMIT").unwrap();
     for days in [30, 90] {
         let started = std::time::Instant::now();
         let insights = insights(&conn, days, NOW).unwrap();

@@ -11,7 +11,7 @@
 //! resending the older one would set the deployment back on GitHub (`queued` after
 //! `success`), so it is refused and can only be dismissed.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::db::{Connection, OptionalExtension, params, Row};
 
 use crate::store::merges;
 
@@ -49,7 +49,7 @@ pub enum NotDone {
 const COLUMNS: &str = "id, kind, repository, deployment_id, created_at, attempts,
                        COALESCE(last_error, ''), state, dismissed_by, dismissed_at";
 
-fn given_up_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<GivenUp> {
+fn given_up_from_row(row: &Row<'_>) -> rusqlite::Result<GivenUp> {
     Ok(GivenUp {
         id: row.get(0)?,
         kind: row.get(1)?,

@@ -9,7 +9,7 @@
 //! installation has: [`NOTIFY_LANE`] for the events, and one per receiver
 //! ([`receiver_lane`]).
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::store::db::{Connection, OptionalExtension};
 
 use super::{Call, Row, complete, insert, json_error};
 use crate::model::{DeployJob, DeploymentState, NewDeployment, Notification};

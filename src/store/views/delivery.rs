@@ -4,7 +4,7 @@
 //! the same repository, environment and commit, however they reached the queue: at once,
 //! after a wait for checks, or a promotion).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::store::db::{Connection, OptionalExtension, params, Row};
 
 use super::{DeliveryRow, JobRow, job_from_row};
 
@@ -28,7 +28,7 @@ pub struct MergeRow {
     pub sha: String,
 }
 
-fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
     Ok(DeliveryRow {
         hook_id: row.get(0)?,
         delivery_id: row.get(1)?,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rusqlite::Connection;
+use crate::store::db::Connection;
 use serde_json::json;
 
 use super::*;

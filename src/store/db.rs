@@ -1,0 +1,507 @@
+//! The connection the store's SQL runs on, whichever engine is behind it: SQLite (the
+//! writer thread's or the reader's connection) or one PostgreSQL transaction.
+//!
+//! The store's domain operations are written once, as synchronous functions of a
+//! [`Connection`], in the SQL both engines accept (`INSERT … ON CONFLICT DO NOTHING`,
+//! `RETURNING`, `CAST(… AS BIGINT)`). That keeps one copy of every query and lets the same
+//! tests run on both engines. Values cross the seam as SQLite's value model (rusqlite's
+//! `ToSql`/`FromSql`): integers, reals, text, blobs and null, which is all the schema uses.
+//! On PostgreSQL, `?N` placeholders become `$N`, statements are prepared once per pooled
+//! connection, and each value is encoded as the type the server inferred for its place.
+//! A PostgreSQL statement blocks its thread while the runtime sends it: the store runs
+//! every piece of work on a blocking thread, never on an async worker.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+
+use rusqlite::types::{FromSql, ToSqlOutput, Value, ValueRef};
+pub use rusqlite::{OptionalExtension, ToSql, params};
+use tokio_postgres::types::{IsNull, Type};
+
+/// SQL results: the store's functions keep rusqlite's error type on both engines.
+pub type Result<T> = rusqlite::Result<T>;
+
+/// Which SQL dialect a connection speaks, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection in a transaction, on either engine.
+#[derive(Clone, Copy)]
+pub enum Connection<'a> {
+    Sqlite(&'a rusqlite::Connection),
+    Postgres(&'a PgSession),
+}
+
+impl std::fmt::Debug for Connection<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite(_) => "Connection(SQLite)",
+            Self::Postgres(_) => "Connection(PostgreSQL)",
+        })
+    }
+}
+
+/// One pooled PostgreSQL connection, with the runtime that drives it.
+pub struct PgSession {
+    pub(super) client: deadpool_postgres::Object,
+    pub(super) runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for PgSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgSession")
+    }
+}
+
+impl PgSession {
+    pub(super) fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement> {
+        let sql = placeholders(sql);
+        self.block_on(self.client.prepare_cached(&sql))
+            .map_err(pg_error)
+    }
+}
+
+impl<'a> Connection<'a> {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Self::Sqlite(_) => Dialect::Sqlite,
+            Self::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Prepares `sql` once per connection and reuses it afterwards.
+    pub fn prepare_cached(&self, sql: &str) -> Result<Statement<'a>> {
+        Ok(match *self {
+            Self::Sqlite(conn) => Statement::Sqlite(conn.prepare_cached(sql)?),
+            Self::Postgres(session) => Statement::Postgres {
+                session,
+                statement: session.prepare(sql)?,
+            },
+        })
+    }
+
+    /// Prepares `sql` for this use only (a statement built at run time).
+    pub fn prepare(&self, sql: &str) -> Result<Statement<'a>> {
+        match *self {
+            Self::Sqlite(conn) => Ok(Statement::SqliteOnce(conn.prepare(sql)?)),
+            Self::Postgres(_) => self.prepare_cached(sql),
+        }
+    }
+
+    pub fn execute(&self, sql: &str, params: impl Params) -> Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    pub fn query_row<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+
+    /// Runs statements without parameters or results, one after another.
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        match self {
+            Self::Sqlite(conn) => conn.execute_batch(sql),
+            Self::Postgres(session) => session
+                .block_on(session.client.batch_execute(sql))
+                .map_err(pg_error),
+        }
+    }
+}
+
+/// A prepared statement.
+pub enum Statement<'a> {
+    Sqlite(rusqlite::CachedStatement<'a>),
+    SqliteOnce(rusqlite::Statement<'a>),
+    Postgres {
+        session: &'a PgSession,
+        statement: tokio_postgres::Statement,
+    },
+}
+
+impl std::fmt::Debug for Statement<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Statement")
+    }
+}
+
+impl Statement<'_> {
+    /// Runs it; how many rows it changed.
+    pub fn execute(&mut self, params: impl Params) -> Result<usize> {
+        params.with(|params| match self {
+            Self::Sqlite(statement) => statement.execute(params),
+            Self::SqliteOnce(statement) => statement.execute(params),
+            Self::Postgres { session, statement } => {
+                let values = pg_params(statement, params)?;
+                let changed = session
+                    .block_on(session.client.execute(statement, &pg_refs(&values)))
+                    .map_err(pg_error)?;
+                Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+            }
+        })
+    }
+
+    /// Whether it returns at least one row.
+    pub fn exists(&mut self, params: impl Params) -> Result<bool> {
+        self.query_map(params, |_| Ok(()))
+            .map(|mut rows| rows.next().is_some())
+    }
+
+    /// The first row, mapped by `f`; [`rusqlite::Error::QueryReturnedNoRows`] without one.
+    pub fn query_row<T>(
+        &mut self,
+        params: impl Params,
+        f: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
+        params.with(|params| match self {
+            Self::Sqlite(statement) => statement.query_row(params, |row| f(&Row::Sqlite(row))),
+            Self::SqliteOnce(statement) => statement.query_row(params, |row| f(&Row::Sqlite(row))),
+            Self::Postgres { session, statement } => {
+                let values = pg_params(statement, params)?;
+                let rows = session
+                    .block_on(session.client.query(statement, &pg_refs(&values)))
+                    .map_err(pg_error)?;
+                let row = rows.first().ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                f(&Row::Postgres(row))
+            }
+        })
+    }
+
+    /// Every row, each mapped by `f` (read whole: the store's queries are bounded).
+    pub fn query_map<T>(
+        &mut self,
+        params: impl Params,
+        mut f: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<std::vec::IntoIter<Result<T>>> {
+        let rows: Vec<Result<T>> = params.with(|params| match self {
+            Self::Sqlite(statement) => Ok::<_, rusqlite::Error>(statement
+                .query_map(params, |row| f(&Row::Sqlite(row)))?
+                .collect()),
+            Self::SqliteOnce(statement) => Ok(statement
+                .query_map(params, |row| f(&Row::Sqlite(row)))?
+                .collect()),
+            Self::Postgres { session, statement } => {
+                let values = pg_params(statement, params)?;
+                let rows = session
+                    .block_on(session.client.query(statement, &pg_refs(&values)))
+                    .map_err(pg_error)?;
+                Ok(rows.iter().map(|row| f(&Row::Postgres(row))).collect())
+            }
+        })?;
+        Ok(rows.into_iter())
+    }
+}
+
+/// Parameters, as rusqlite takes them: `params![a, b]`, `[a]` (one type), `[]`.
+pub trait Params {
+    fn with<R>(self, f: impl FnOnce(&[&dyn ToSql]) -> R) -> R;
+}
+
+impl Params for [&(dyn ToSql + Send + Sync); 0] {
+    fn with<R>(self, f: impl FnOnce(&[&dyn ToSql]) -> R) -> R {
+        f(&[])
+    }
+}
+
+impl Params for &[&dyn ToSql] {
+    fn with<R>(self, f: impl FnOnce(&[&dyn ToSql]) -> R) -> R {
+        f(self)
+    }
+}
+
+macro_rules! array_params {
+    ($($n:literal)*) => {$(
+        impl<T: ToSql> Params for [T; $n] {
+            fn with<R>(self, f: impl FnOnce(&[&dyn ToSql]) -> R) -> R {
+                let refs: [&dyn ToSql; $n] = std::array::from_fn(|i| &self[i] as &dyn ToSql);
+                f(&refs)
+            }
+        }
+    )*};
+}
+array_params!(1 2 3 4 5 6 7 8);
+
+/// A result row.
+#[derive(Debug)]
+pub enum Row<'a> {
+    Sqlite(&'a rusqlite::Row<'a>),
+    Postgres(&'a tokio_postgres::Row),
+}
+
+/// A column's place in a row (a number, as the store's SQL selects columns).
+pub trait ColumnIndex {
+    fn position(self) -> usize;
+}
+
+impl ColumnIndex for usize {
+    fn position(self) -> usize {
+        self
+    }
+}
+
+impl Row<'_> {
+    /// Column `index` as `T`.
+    pub fn get<I: ColumnIndex, T: FromSql>(&self, index: I) -> Result<T> {
+        let index = index.position();
+        match self {
+            Self::Sqlite(row) => row.get(index),
+            Self::Postgres(row) => {
+                let value = pg_value(row, index)?;
+                let value = ValueRef::from(&value);
+                T::column_result(value).map_err(|err| match err {
+                    rusqlite::types::FromSqlError::InvalidType => {
+                        rusqlite::Error::InvalidColumnType(
+                            index,
+                            row.columns()[index].name().to_owned(),
+                            value.data_type(),
+                        )
+                    }
+                    other => rusqlite::Error::FromSqlConversionFailure(
+                        index,
+                        value.data_type(),
+                        Box::new(other),
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// Column `index` of a PostgreSQL row in SQLite's value model.
+fn pg_value(row: &tokio_postgres::Row, index: usize) -> Result<Value> {
+    let column = row
+        .columns()
+        .get(index)
+        .ok_or(rusqlite::Error::InvalidColumnIndex(index))?;
+    let failed = |err: tokio_postgres::Error| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Null,
+            Box::new(err),
+        )
+    };
+    let ty = column.type_();
+    let value = if *ty == Type::INT8 {
+        row.try_get::<_, Option<i64>>(index)
+            .map_err(failed)?
+            .map(Value::Integer)
+    } else if *ty == Type::INT4 {
+        row.try_get::<_, Option<i32>>(index)
+            .map_err(failed)?
+            .map(|v| Value::Integer(v.into()))
+    } else if *ty == Type::INT2 {
+        row.try_get::<_, Option<i16>>(index)
+            .map_err(failed)?
+            .map(|v| Value::Integer(v.into()))
+    } else if *ty == Type::BOOL {
+        row.try_get::<_, Option<bool>>(index)
+            .map_err(failed)?
+            .map(|v| Value::Integer(v.into()))
+    } else if *ty == Type::FLOAT8 {
+        row.try_get::<_, Option<f64>>(index)
+            .map_err(failed)?
+            .map(Value::Real)
+    } else if *ty == Type::FLOAT4 {
+        row.try_get::<_, Option<f32>>(index)
+            .map_err(failed)?
+            .map(|v| Value::Real(v.into()))
+    } else if *ty == Type::BYTEA {
+        row.try_get::<_, Option<Vec<u8>>>(index)
+            .map_err(failed)?
+            .map(Value::Blob)
+    } else if *ty == Type::NUMERIC {
+        // SUM() and AVG() of integers: the store's SQL casts them, so this is a bug there.
+        return Err(rusqlite::Error::InvalidColumnType(
+            index,
+            format!("{} (NUMERIC: cast it to BIGINT or DOUBLE PRECISION)", column.name()),
+            rusqlite::types::Type::Null,
+        ));
+    } else {
+        // TEXT, VARCHAR, NAME and anything else that reads as a string.
+        row.try_get::<_, Option<String>>(index)
+            .map_err(failed)?
+            .map(Value::Text)
+    };
+    Ok(value.unwrap_or(Value::Null))
+}
+
+/// `?N` (SQLite) as `$N` (PostgreSQL); a bare `?` takes the next number. Quoted text is
+/// left alone.
+pub(super) fn placeholders(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('?') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quoted = false;
+    let mut next = 1;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                out.push('$');
+                if chars.peek().is_some_and(char::is_ascii_digit) {
+                    while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                        out.push(d);
+                    }
+                } else {
+                    out.push_str(&next.to_string());
+                    next += 1;
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A value on its way to PostgreSQL, encoded as whatever type the server inferred for its
+/// place (an integer in a BIGINT or BOOLEAN column, text in a TEXT or JSONB one).
+#[derive(Debug)]
+struct PgParam(Value);
+
+impl tokio_postgres::types::ToSql for PgParam {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match &self.0 {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Integer(v) => {
+                if *ty == Type::INT8 {
+encode(v, ty, out)
+                } else if *ty == Type::INT4 {
+encode(i32::try_from(*v)?, ty, out)
+                } else if *ty == Type::INT2 {
+encode(i16::try_from(*v)?, ty, out)
+                } else if *ty == Type::BOOL {
+encode(*v != 0, ty, out)
+                } else if *ty == Type::FLOAT8 {
+                    #[allow(clippy::cast_precision_loss)]
+encode(*v as f64, ty, out)
+                } else {
+encode(v.to_string(), ty, out)
+                }
+            }
+Value::Real(v) => encode(v, ty, out),
+            Value::Text(v) => {
+                if *ty == Type::JSONB {
+                    // JSONB's binary form: a version byte, then the text.
+                    out.extend_from_slice(&[1]);
+                    out.extend_from_slice(v.as_bytes());
+                    Ok(IsNull::No)
+                } else if *ty == Type::INT8 {
+encode(v.parse::<i64>()?, ty, out)
+                } else {
+encode(v.as_str(), ty, out)
+                }
+            }
+Value::Blob(v) => encode(v.as_slice(), ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// Encodes `value` with tokio-postgres's own encoding for `ty`.
+fn encode<T: tokio_postgres::types::ToSql>(
+    value: T,
+    ty: &Type,
+    out: &mut tokio_postgres::types::private::BytesMut,
+) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    value.to_sql(ty, out)
+}
+
+fn pg_params(statement: &tokio_postgres::Statement, params: &[&dyn ToSql]) -> Result<Vec<PgParam>> {
+    if statement.params().len() != params.len() {
+        return Err(rusqlite::Error::InvalidParameterCount(
+            params.len(),
+            statement.params().len(),
+        ));
+    }
+    params
+        .iter()
+        .map(|param| {
+            Ok(PgParam(match param.to_sql()? {
+                ToSqlOutput::Borrowed(value) => Value::try_from(value)
+                    .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?,
+                ToSqlOutput::Owned(value) => value,
+                other => {
+                    return Err(rusqlite::Error::ToSqlConversionFailure(
+                        format!("unsupported value for PostgreSQL: {other:?}").into(),
+                    ));
+                }
+            }))
+        })
+        .collect()
+}
+
+fn pg_refs(values: &[PgParam]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    values
+        .iter()
+        .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// A PostgreSQL error, carried in rusqlite's error type (as a conversion failure, the one
+/// variant that holds any error) so the store's functions keep one signature on both
+/// engines.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe(.0))]
+pub struct PgError(#[source] pub tokio_postgres::Error);
+
+/// PostgreSQL's message with its SQLSTATE, or the connection error and its cause.
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match err.source() {
+            Some(cause) => format!("{err}: {cause}"),
+            None => err.to_string(),
+        },
+    }
+}
+
+pub(super) fn pg_error(err: tokio_postgres::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(PgError(err)))
+}
+
+/// The PostgreSQL error inside `err`, if it came from PostgreSQL.
+pub fn as_pg(err: &rusqlite::Error) -> Option<&tokio_postgres::Error> {
+    match err {
+        rusqlite::Error::ToSqlConversionFailure(inner) => inner.downcast_ref::<PgError>().map(|e| &e.0),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placeholders;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres_outside_quotes() {
+        assert_eq!(
+            placeholders("SELECT a FROM t WHERE b = ?1 AND c = ?12 AND d = '?'"),
+            "SELECT a FROM t WHERE b = $1 AND c = $12 AND d = '?'"
+        );
+        assert_eq!(placeholders("VALUES (?, ?)"), "VALUES ($1, $2)");
+        assert_eq!(placeholders("SELECT 1"), "SELECT 1");
+    }
+}
