@@ -7,6 +7,8 @@
 //! (PostgreSQL groups their WAL flushes itself). Reads run in a `REPEATABLE READ READ ONLY`
 //! transaction: one snapshot per page, as on SQLite.
 
+#[doc(hidden)]
+pub mod cluster;
 mod tls;
 
 use std::str::FromStr;
