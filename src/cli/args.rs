@@ -236,9 +236,9 @@ pub struct RedeliverArgs {
     /// Redeliver; without it, only print what would be redelivered.
     #[arg(long)]
     pub apply: bool,
-    /// deployhook's database, to skip what it recorded.
+    /// deployhook's database (a SQLite file or a PostgreSQL URL), to skip what it recorded.
     #[arg(long, env = "DEPLOYHOOK_DATABASE", default_value = "deployhook.db")]
-    pub database: PathBuf,
+    pub database: String,
     #[command(flatten)]
     pub github: GitHubArgs,
 }
@@ -382,8 +382,10 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_PASS_ENV", value_delimiter = ',')]
     pub pass_env: Option<Vec<String>>,
 
-    /// The SQLite database holding deliveries, the deploy queue and pending GitHub calls.
-    /// Created if missing. `:memory:` keeps nothing across restarts.
+    /// The database holding deliveries, the deploy queue and pending GitHub calls: a SQLite
+    /// file (created if missing; `:memory:` keeps nothing across restarts), or a PostgreSQL
+    /// URL (`postgres://user:password@host/db?sslmode=verify-full`) that several replicas
+    /// share.
     #[arg(long, env = "DEPLOYHOOK_DATABASE", default_value = "deployhook.db")]
     pub database: String,
 
@@ -459,6 +461,12 @@ pub struct ServeArgs {
     /// SIGINT/SIGTERM stops them at once.
     #[arg(long, env = "DEPLOYHOOK_SHUTDOWN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// PostgreSQL only: how long the database waits for a leader replica that went silent
+    /// (powered off, cut off) before another replica may take over its deploys. A replica
+    /// that dies outright is replaced within a second, whatever this says.
+    #[arg(long, env = "DEPLOYHOOK_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub lease: Duration,
 
     /// Copy each line a deploy command writes into the server's log, at info level (it is
     /// always kept in the deploy's own log). `false`: only at debug level.

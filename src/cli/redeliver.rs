@@ -41,7 +41,7 @@ pub async fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
     let guids: Vec<String> = attempts.iter().map(|a| a.guid.clone()).collect();
     let hook_id = hook.id();
     let recorded: std::collections::HashSet<String> =
-        store::read_beside(&args.database.to_string_lossy(), move |c| {
+        store::read_beside(&args.database, move |c| {
             let mut recorded = std::collections::HashSet::new();
             for guid in guids {
                 if store::deliveries::is_recorded(c, &guid, hook_id)? {

@@ -118,6 +118,7 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
             header_timeout: args.header_timeout,
         },
         shutdown_timeout: args.shutdown_timeout,
+        lease: args.lease.max(std::time::Duration::from_secs(3)),
         admin_token,
         metrics_token,
         notify,

@@ -56,6 +56,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// How long shutdown waits for running deploys.
     pub shutdown_timeout: Duration,
+    /// PostgreSQL: how long a silent leader keeps the lead (see `web::lead`).
+    pub lease: Duration,
     /// Opens the dashboard (`DEPLOYHOOK_ADMIN_TOKEN`); `None`: the dashboard is off.
     pub admin_token: Option<SecretString>,
     /// Required as a bearer token by `/metrics` when set (`DEPLOYHOOK_METRICS_TOKEN`).

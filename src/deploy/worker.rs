@@ -41,8 +41,9 @@ pub struct DeployWorker {
     alive: Liveness,
     wake: Arc<Notify>,
     running: TaskTracker,
-    /// Cancelled when shutdown can wait no longer for running deploys.
-    abort: CancellationToken,
+    /// Cancelled when shutdown can wait no longer for running deploys, or when this
+    /// replica lost the lead; replaced then, so that deploys run again once it leads again.
+    abort: Arc<std::sync::Mutex<CancellationToken>>,
     /// Whether deploy output is copied into the server's log at info level.
     echo_output: bool,
     /// Log links on the listen address, printed when no public URL gives statuses one.
@@ -77,7 +78,7 @@ impl DeployWorker {
             alive: Liveness::default(),
             wake: Arc::new(Notify::new()),
             running: TaskTracker::new(),
-            abort: CancellationToken::new(),
+            abort: Arc::default(),
             echo_output: false,
             local_links: None,
         }
@@ -106,7 +107,18 @@ impl DeployWorker {
     /// Stops the running deploys now (SIGTERM, then SIGKILL), as the shutdown timeout
     /// would: for an operator who will not wait (a second Ctrl-C).
     pub fn stop_running(&self) {
-        self.abort.cancel();
+        let mut abort = self.abort.lock().unwrap_or_else(|e| e.into_inner());
+        abort.cancel();
+        *abort = CancellationToken::new();
+    }
+
+    /// Stops the running deploys now and waits until each has recorded its end (or failed
+    /// to): for a replica that lost the lead, before another one takes over their queue.
+    pub async fn stop_running_and_wait(&self) {
+        self.stop_running();
+        self.running.close();
+        self.running.wait().await;
+        self.running.reopen();
     }
 
     /// Whether the queue loop runs.
@@ -262,7 +274,8 @@ impl DeployWorker {
                 tracing::warn!("could not record the deploy's process: {err}");
             }
         };
-        let (outcome, ()) = tokio::join!(spec.run(&job, &self.abort, started, log), record);
+        let abort = self.abort.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (outcome, ()) = tokio::join!(spec.run(&job, &abort, started, log), record);
         // Every line is stored before the end is: a reader that sees the job finished has
         // seen the whole log.
         writer.finish().await;
@@ -317,7 +330,7 @@ impl DeployWorker {
             return true;
         }
         tracing::warn!("deploys still running after {timeout:?}; stopping them");
-        self.abort.cancel();
+        self.stop_running();
         self.running.wait().await;
         false
     }

@@ -184,9 +184,11 @@ impl Statement<'_> {
         mut f: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<std::vec::IntoIter<Result<T>>> {
         let rows: Vec<Result<T>> = params.with(|params| match self {
-            Self::Sqlite(statement) => Ok::<_, rusqlite::Error>(statement
-                .query_map(params, |row| f(&Row::Sqlite(row)))?
-                .collect()),
+            Self::Sqlite(statement) => Ok::<_, rusqlite::Error>(
+                statement
+                    .query_map(params, |row| f(&Row::Sqlite(row)))?
+                    .collect(),
+            ),
             Self::SqliteOnce(statement) => Ok(statement
                 .query_map(params, |row| f(&Row::Sqlite(row)))?
                 .collect()),
@@ -284,11 +286,7 @@ fn pg_value(row: &tokio_postgres::Row, index: usize) -> Result<Value> {
         .get(index)
         .ok_or(rusqlite::Error::InvalidColumnIndex(index))?;
     let failed = |err: tokio_postgres::Error| {
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            rusqlite::types::Type::Null,
-            Box::new(err),
-        )
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Null, Box::new(err))
     };
     let ty = column.type_();
     let value = if *ty == Type::INT8 {
@@ -323,7 +321,10 @@ fn pg_value(row: &tokio_postgres::Row, index: usize) -> Result<Value> {
         // SUM() and AVG() of integers: the store's SQL casts them, so this is a bug there.
         return Err(rusqlite::Error::InvalidColumnType(
             index,
-            format!("{} (NUMERIC: cast it to BIGINT or DOUBLE PRECISION)", column.name()),
+            format!(
+                "{} (NUMERIC: cast it to BIGINT or DOUBLE PRECISION)",
+                column.name()
+            ),
             rusqlite::types::Type::Null,
         ));
     } else {
@@ -335,17 +336,30 @@ fn pg_value(row: &tokio_postgres::Row, index: usize) -> Result<Value> {
     Ok(value.unwrap_or(Value::Null))
 }
 
-/// `?N` (SQLite) as `$N` (PostgreSQL); a bare `?` takes the next number. Quoted text is
-/// left alone.
+/// The store's SQL as PostgreSQL takes it: `?N` (SQLite) as `$N`, a bare `?` numbered
+/// next, and SQLite's index hints (`INDEXED BY name`, which pin SQLite's plans) left out.
+/// Quoted text is left alone.
 pub(super) fn placeholders(sql: &str) -> Cow<'_, str> {
-    if !sql.contains('?') {
+    const HINT: &str = "INDEXED BY ";
+    if !sql.contains('?') && !sql.contains(HINT) {
         return Cow::Borrowed(sql);
     }
     let mut out = String::with_capacity(sql.len() + 8);
     let mut quoted = false;
     let mut next = 1;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        if !quoted && rest.starts_with(HINT) {
+            let name = rest[HINT.len()..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len() - HINT.len());
+            rest = &rest[HINT.len() + name..];
+            if out.ends_with(' ') {
+                rest = rest.strip_prefix(' ').unwrap_or(rest);
+            }
+            continue;
+        }
+        rest = &rest[c.len_utf8()..];
         match c {
             '\'' => {
                 quoted = !quoted;
@@ -353,10 +367,12 @@ pub(super) fn placeholders(sql: &str) -> Cow<'_, str> {
             }
             '?' if !quoted => {
                 out.push('$');
-                if chars.peek().is_some_and(char::is_ascii_digit) {
-                    while let Some(d) = chars.next_if(char::is_ascii_digit) {
-                        out.push(d);
-                    }
+                let digits = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                if digits > 0 {
+                    out.push_str(&rest[..digits]);
+                    rest = &rest[digits..];
                 } else {
                     out.push_str(&next.to_string());
                     next += 1;
@@ -383,21 +399,21 @@ impl tokio_postgres::types::ToSql for PgParam {
             Value::Null => Ok(IsNull::Yes),
             Value::Integer(v) => {
                 if *ty == Type::INT8 {
-encode(v, ty, out)
+                    encode(v, ty, out)
                 } else if *ty == Type::INT4 {
-encode(i32::try_from(*v)?, ty, out)
+                    encode(i32::try_from(*v)?, ty, out)
                 } else if *ty == Type::INT2 {
-encode(i16::try_from(*v)?, ty, out)
+                    encode(i16::try_from(*v)?, ty, out)
                 } else if *ty == Type::BOOL {
-encode(*v != 0, ty, out)
+                    encode(*v != 0, ty, out)
                 } else if *ty == Type::FLOAT8 {
                     #[allow(clippy::cast_precision_loss)]
-encode(*v as f64, ty, out)
+                    encode(*v as f64, ty, out)
                 } else {
-encode(v.to_string(), ty, out)
+                    encode(v.to_string(), ty, out)
                 }
             }
-Value::Real(v) => encode(v, ty, out),
+            Value::Real(v) => encode(v, ty, out),
             Value::Text(v) => {
                 if *ty == Type::JSONB {
                     // JSONB's binary form: a version byte, then the text.
@@ -405,12 +421,12 @@ Value::Real(v) => encode(v, ty, out),
                     out.extend_from_slice(v.as_bytes());
                     Ok(IsNull::No)
                 } else if *ty == Type::INT8 {
-encode(v.parse::<i64>()?, ty, out)
+                    encode(v.parse::<i64>()?, ty, out)
                 } else {
-encode(v.as_str(), ty, out)
+                    encode(v.as_str(), ty, out)
                 }
             }
-Value::Blob(v) => encode(v.as_slice(), ty, out),
+            Value::Blob(v) => encode(v.as_slice(), ty, out),
         }
     }
 
@@ -486,7 +502,9 @@ pub(super) fn pg_error(err: tokio_postgres::Error) -> rusqlite::Error {
 /// The PostgreSQL error inside `err`, if it came from PostgreSQL.
 pub fn as_pg(err: &rusqlite::Error) -> Option<&tokio_postgres::Error> {
     match err {
-        rusqlite::Error::ToSqlConversionFailure(inner) => inner.downcast_ref::<PgError>().map(|e| &e.0),
+        rusqlite::Error::ToSqlConversionFailure(inner) => {
+            inner.downcast_ref::<PgError>().map(|e| &e.0)
+        }
         _ => None,
     }
 }
@@ -503,5 +521,9 @@ mod tests {
         );
         assert_eq!(placeholders("VALUES (?, ?)"), "VALUES ($1, $2)");
         assert_eq!(placeholders("SELECT 1"), "SELECT 1");
+        assert_eq!(
+            placeholders("SELECT id FROM outbox INDEXED BY outbox_due WHERE a = ?1"),
+            "SELECT id FROM outbox WHERE a = $1"
+        );
     }
 }

@@ -49,10 +49,11 @@ pub fn record(
     let hook_id = int_key(delivery.hook_id)?;
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO deliveries
+            "INSERT INTO deliveries
                  (hook_id, delivery_id, event, action, repository, received_at, outcome, message,
                   headers)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (hook_id, delivery_id) DO NOTHING",
         )?
         .execute(params![
             hook_id,
@@ -175,7 +176,7 @@ pub fn is_recorded(
     let hook = hook_id.map(int_key).transpose()?;
     conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM deliveries
-                        WHERE delivery_id = ?1 AND (?2 IS NULL OR hook_id = ?2))",
+                        WHERE delivery_id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR hook_id = ?2))",
     )?
     .query_row(params![delivery_id, hook], |row| row.get(0))
 }

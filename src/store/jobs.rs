@@ -38,10 +38,11 @@ fn enqueue_row(
 ) -> rusqlite::Result<bool> {
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO jobs (deployment_id, repository, environment, sha, git_ref,
+            "INSERT INTO jobs (deployment_id, repository, environment, sha, git_ref,
                  task, deploy_user, payload, delivery_id, state, queued_at, log_url,
                  environment_url, installation_id, forced)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13, ?14)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (deployment_id) DO NOTHING",
         )?
         .execute(params![
             id_key(job.id)?,

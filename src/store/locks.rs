@@ -2,7 +2,7 @@
 //! it, why, since when and until when (or until unlocked); an expired lock is no lock. The
 //! deploy queue reads it when it claims jobs (see [`crate::store::jobs::claim`]).
 
-use crate::store::db::{Connection, OptionalExtension, params, Row};
+use crate::store::db::{Connection, OptionalExtension, Row, params};
 
 /// A lock on an environment.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

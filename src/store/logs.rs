@@ -64,8 +64,10 @@ pub fn append(
 ) -> rusqlite::Result<()> {
     let id = int_key(deployment.get())?;
     let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO deploy_logs (deployment_id, seq, at, stream, line)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO deploy_logs (deployment_id, seq, at, stream, line)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (deployment_id, seq) DO UPDATE SET
+             at = excluded.at, stream = excluded.stream, line = excluded.line",
     )?;
     for line in lines {
         insert.execute(params![
@@ -147,10 +149,14 @@ pub fn setting_or_insert(
     if let Some(value) = existing {
         return Ok(value);
     }
-    let value = create();
+    // Another replica starting at the same time may insert first: keep its value.
     conn.execute(
-        "INSERT INTO settings (name, value) VALUES (?1, ?2)",
-        params![name, value],
+        "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        params![name, create()],
     )?;
-    Ok(value)
+    conn.query_row(
+        "SELECT value FROM settings WHERE name = ?1",
+        [name],
+        |row| row.get(0),
+    )
 }

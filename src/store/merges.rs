@@ -31,9 +31,10 @@ pub fn record_merge(
     }
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO merges
+            "INSERT INTO merges
                  (repository, pull_request, environment, sha, recorded_at, delivery_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (repository, pull_request, environment) DO NOTHING",
         )?
         .execute(params![
             new.repo.as_ref(),
@@ -76,8 +77,9 @@ pub fn remember(
         return Ok(());
     }
     conn.prepare_cached(
-        "INSERT OR IGNORE INTO merges (repository, pull_request, environment, sha, recorded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO merges (repository, pull_request, environment, sha, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (repository, pull_request, environment) DO NOTHING",
     )?
     .execute(params![repository, pull_request, environment, sha, now])?;
     Ok(())

@@ -391,7 +391,6 @@ impl SqliteStore {
             trouble: Arc::default(),
         })
     }
-
 }
 
 impl SqliteStore {
@@ -537,8 +536,9 @@ where
 /// A read-only connection to the database at `path`, for commands that run beside the
 /// server (the server's lock is not needed to read).
 pub fn open_read_only(path: &Path) -> anyhow::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("could not open the database {}", path.display()))?;
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("could not open the database {}", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))

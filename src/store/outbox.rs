@@ -13,7 +13,7 @@
 //! Notifications go through the same table, in lanes of their own ([`notify`]): a Slack
 //! that hangs never holds up a status GitHub waits for, nor the other way round.
 
-use crate::store::db::{Connection, OptionalExtension, params, Row as DbRow};
+use crate::store::db::{Connection, OptionalExtension, Row as DbRow, params};
 
 /// After this long, a call marked in flight whose outcome was never recorded is taken
 /// again (see [`take_due`]). Far longer than a call can take: 30 s per request, twice with
@@ -196,7 +196,8 @@ fn insert(conn: &Connection, row: &Row<'_>, now: i64) -> rusqlite::Result<()> {
         "INSERT INTO outbox (ordering_key, kind, repository, deployment_id, body, created_at,
                              next_attempt_at, installation_id, head)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7,
-                 NOT EXISTS (SELECT 1 FROM outbox WHERE state = 'pending' AND ordering_key = ?1))",
+                 CASE WHEN EXISTS (SELECT 1 FROM outbox WHERE state = 'pending' AND ordering_key = ?1)
+                      THEN 0 ELSE 1 END)",
     )?
     .execute(params![
         row.key,
@@ -344,7 +345,7 @@ fn paused_until(conn: &Connection, installation: i64, now: i64) -> rusqlite::Res
 /// GitHub accepted the call: forget it, and let the next call of its key go.
 pub fn complete(conn: &Connection, id: i64) -> rusqlite::Result<()> {
     let removed: Option<(String, bool)> = conn
-        .prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING ordering_key, head")?
+        .prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING ordering_key, head = 1")?
         .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     if let Some((key, true)) = removed {
@@ -382,7 +383,9 @@ pub fn pause_installation(
     let installation = installation.map(int_key).transpose()?.unwrap_or(0);
     conn.prepare_cached(
         "INSERT INTO outbox_pauses (installation, until) VALUES (?1, ?2)
-         ON CONFLICT (installation) DO UPDATE SET until = MAX(until, excluded.until)",
+         ON CONFLICT (installation) DO UPDATE SET
+             until = CASE WHEN excluded.until > outbox_pauses.until THEN excluded.until
+                          ELSE outbox_pauses.until END",
     )?
     .execute(params![installation, at])?;
     Ok(())

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::db::{Connection, OptionalExtension, params, Row};
+use crate::store::db::{Connection, OptionalExtension, Row, params};
 use tokio::sync::mpsc;
 
 use crate::store::Store;

@@ -9,8 +9,11 @@ pub fn revoke(conn: &Connection, id: &str, expires: u64, now: u64) -> rusqlite::
     let (expires, now) = (seconds(expires), seconds(now));
     conn.prepare_cached("DELETE FROM revoked_sessions WHERE expires_at <= ?1")?
         .execute([now])?;
-    conn.prepare_cached("INSERT OR REPLACE INTO revoked_sessions VALUES (?1, ?2)")?
-        .execute(params![id, expires])?;
+    conn.prepare_cached(
+        "INSERT INTO revoked_sessions (id, expires_at) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
+    )?
+    .execute(params![id, expires])?;
     Ok(())
 }
 

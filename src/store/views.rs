@@ -2,7 +2,7 @@
 //! Every query here is bounded (a `LIMIT`, or an aggregate) and runs on the reader
 //! connection, off the write path.
 
-use crate::store::db::{Connection, params, Row};
+use crate::store::db::{Connection, Dialect, Row, params};
 
 pub mod delivery;
 
@@ -36,7 +36,8 @@ pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
     let jobs = conn
         .prepare_cached(
             "SELECT environment,
-                    SUM(state = 'queued'), SUM(state = 'running')
+                    COUNT(CASE WHEN state = 'queued' THEN 1 END),
+                    COUNT(CASE WHEN state = 'running' THEN 1 END)
              FROM jobs WHERE state IN ('queued', 'running')
              GROUP BY environment ORDER BY environment",
         )?
@@ -45,11 +46,13 @@ pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
     // Notifications apart: a chat receiver's outage must not look like GitHub's.
     let (pending, failed, oldest, notifications): (i64, i64, Option<i64>, i64) = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(state = 'pending' AND kind NOT IN ('notify', 'notification')), 0),
-                    COALESCE(SUM(state = 'failed'), 0),
+            "SELECT COUNT(CASE WHEN state = 'pending' AND kind NOT IN ('notify', 'notification')
+                               THEN 1 END),
+                    COUNT(CASE WHEN state = 'failed' THEN 1 END),
                     MIN(CASE WHEN state = 'pending' AND kind NOT IN ('notify', 'notification')
                              THEN created_at END),
-                    COALESCE(SUM(state = 'pending' AND kind IN ('notify', 'notification')), 0)
+                    COUNT(CASE WHEN state = 'pending' AND kind IN ('notify', 'notification')
+                               THEN 1 END)
              FROM outbox",
         )?
         .query_row([], |row| {
@@ -171,7 +174,12 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
 
 /// Whether the database answers and its schema is this release's: `(version, expected)`.
 pub fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+    match conn.dialect() {
+        Dialect::Sqlite => conn.query_row("PRAGMA user_version", [], |row| row.get(0)),
+        Dialect::Postgres => {
+            conn.query_row("SELECT version FROM schema_version", [], |row| row.get(0))
+        }
+    }
 }
 
 /// How many past deploys a rollback looks back over.
@@ -196,20 +204,19 @@ pub fn deploy_history(
     environment: &str,
 ) -> rusqlite::Result<Vec<HistoryRow>> {
     conn.prepare_cached(
-        "SELECT sha, result,
-                CASE WHEN json_valid(payload) THEN json_extract(payload, '$.rolled_back') END,
-                installation_id
+        "SELECT sha, result, payload, installation_id
          FROM jobs INDEXED BY jobs_history
          WHERE state = 'finished' AND repository = ?1 AND environment = ?2
            AND task = 'deploy' AND result IN ('success', 'failure', 'error')
-         ORDER BY finished_at DESC LIMIT ?3",
+         ORDER BY finished_at DESC NULLS LAST LIMIT ?3",
     )?
     .query_map(params![repository, environment, ROLLBACK_HISTORY], |row| {
-        let rolled_back: Option<rusqlite::types::Value> = row.get(2)?;
-        let rolled_back = match rolled_back {
-            Some(rusqlite::types::Value::Text(sha)) => Some(sha),
-            _ => None,
-        };
+        // Read here rather than in SQL (the engines share no JSON path); only a string
+        // counts, and a payload that is not JSON has none.
+        let payload: String = row.get(2)?;
+        let rolled_back = serde_json::from_str::<serde_json::Value>(&payload)
+            .ok()
+            .and_then(|p| p.get("rolled_back")?.as_str().map(str::to_owned));
         Ok(HistoryRow {
             sha: row.get(0)?,
             result: row.get(1)?,

@@ -16,7 +16,7 @@
 //! `queue`, a green wait passes only when no older one for its environment still waits, so
 //! deployments are created, and run, in merge order.
 
-use crate::store::db::{Connection, OptionalExtension, params, Row};
+use crate::store::db::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{
     CheckKind, CheckReport, CheckResult, CheckState, CommitSha, DeploymentRequest, Gate,
@@ -342,7 +342,7 @@ pub fn waits(conn: &Connection, ended_limit: usize) -> rusqlite::Result<Vec<Wait
     let ended: Vec<WaitRow> = conn
         .prepare_cached(&format!(
             "SELECT {columns} FROM waits INDEXED BY waits_ended WHERE state != 'waiting'
-             ORDER BY ended_at DESC LIMIT ?1"
+             ORDER BY ended_at DESC NULLS LAST LIMIT ?1"
         ))?
         .query_map([i64::try_from(ended_limit).unwrap_or(i64::MAX)], wait_row)?
         .collect::<Result<_, _>>()?;
@@ -358,7 +358,8 @@ pub fn waits(conn: &Connection, ended_limit: usize) -> rusqlite::Result<Vec<Wait
 /// How many waits wait now: `(checks, soak)`.
 pub fn waiting_counts(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
     conn.prepare_cached(
-        "SELECT COALESCE(SUM(kind = 'checks'), 0), COALESCE(SUM(kind = 'soak'), 0)
+        "SELECT COUNT(CASE WHEN kind = 'checks' THEN 1 END),
+                COUNT(CASE WHEN kind = 'soak' THEN 1 END)
          FROM waits INDEXED BY waits_due WHERE state = 'waiting'",
     )?
     .query_row([], |row| {
@@ -719,8 +720,8 @@ fn reopen_failed(conn: &Connection, repo: &str, sha: &str, now: i64) -> rusqlite
         let (pull_request, git_ref): (i64, String) = conn
             .prepare_cached(
                 "UPDATE waits SET state = 'waiting', reason = NULL, ended_at = NULL,
-                     created_at = ?2, due_at = ?2 + ?3, next_poll_at = ?2, read_at = NULL,
-                     read_error = NULL
+                     created_at = ?2, due_at = CAST(?2 AS BIGINT) + CAST(?3 AS BIGINT),
+                     next_poll_at = ?2, read_at = NULL, read_error = NULL
                  WHERE id = ?1 RETURNING pull_request, sha",
             )?
             .query_row(params![id, now, timeout], |row| {

@@ -28,9 +28,6 @@ use crate::webhook::intake::IntakeConfig;
 
 /// At shutdown, how long requests in flight may take to finish.
 const HTTP_DRAIN: Duration = Duration::from_secs(10);
-/// After the deploys finished at shutdown, how long to keep sending the statuses they
-/// queued. What is not sent by then is sent at the next start.
-const OUTBOX_FLUSH: Duration = Duration::from_secs(10);
 
 /// A server bound to its port, ready to run.
 #[derive(Debug)]
@@ -93,14 +90,18 @@ impl Application {
         )
         .with_output_in_server_log(config.log_deploy_output)
         .with_local_links(local_links);
-        deployer
-            .recover()
-            .await
-            .context("could not recover the deploy queue")?;
-        store
-            .write(outbox::release_in_flight)
-            .await
-            .context("could not recover the outbox")?;
+        // On PostgreSQL another replica may be running these: the one that leads settles
+        // them, when it takes the lead (see `lead`).
+        if store.postgres().is_none() {
+            deployer
+                .recover()
+                .await
+                .context("could not recover the deploy queue")?;
+            store
+                .write(outbox::release_in_flight)
+                .await
+                .context("could not recover the outbox")?;
+        }
         let revoked = store
             .read(|c| sessions::revoked(c, unix_now()))
             .await
@@ -125,6 +126,9 @@ impl Application {
             metrics_token: config.metrics_token.clone(),
             admin,
             github_web: config.github.web_url(),
+            lead: Arc::default(),
+            replica: super::lead::this_replica(),
+            lease: config.lease,
         }));
         Ok(Self {
             listener,
@@ -178,21 +182,23 @@ impl Application {
                  it on"
             ),
         }
-        let (deployer, outbox) = (self.state.deployer.clone(), self.state.outbox.clone());
         let store = self.state.store.clone();
         let stop_deploys = CancellationToken::new();
-        let stop_outbox = CancellationToken::new();
-        let deploy_loop = tokio::spawn(deployer.clone().run(stop_deploys.clone()));
-        let mut outbox_loop = tokio::spawn(outbox.run(stop_outbox.clone()));
-        let stop_pruning = CancellationToken::new();
-        let ages = retention::Ages {
-            deliveries: self.config.retention.deliveries,
-            deploys: self.config.retention.deploys,
+        let workers = super::lead::Workers {
+            store: store.clone(),
+            deployer: self.state.deployer.clone(),
+            outbox: self.state.outbox.clone(),
+            gate: self.state.gate.clone(),
+            ages: retention::Ages {
+                deliveries: self.config.retention.deliveries,
+                deploys: self.config.retention.deploys,
+            },
+            shutdown_timeout: self.config.shutdown_timeout,
+            lease: self.config.lease,
+            replica: self.state.replica.clone(),
+            status: self.state.lead.clone(),
         };
-        let prune_loop = tokio::spawn(retention::run(store.clone(), ages, stop_pruning.clone()));
-        // The waits' clock stops with the pruning: a soak due during shutdown is promoted at
-        // the next start, from the time in the database.
-        let gate_loop = tokio::spawn(self.state.gate.clone().run(stop_pruning.clone()));
+        let workers = tokio::spawn(workers.run(stop_deploys.clone()));
 
         // The queue stops starting deploys the moment shutdown begins, not after the last
         // HTTP request drained.
@@ -229,19 +235,7 @@ impl Application {
         let served = served.context("the server task failed");
 
         stop_deploys.cancel();
-        stop_pruning.cancel();
-        let _ = deploy_loop.await;
-        let _ = prune_loop.await;
-        let _ = gate_loop.await;
-        deployer.finish_running(self.config.shutdown_timeout).await;
-        stop_outbox.cancel();
-        if tokio::time::timeout(OUTBOX_FLUSH, &mut outbox_loop)
-            .await
-            .is_err()
-        {
-            outbox_loop.abort();
-            tracing::warn!("GitHub calls still pending at shutdown will be sent at the next start");
-        }
+        let _ = workers.await;
         if let Err(err) = store.close().await {
             tracing::warn!("could not truncate the database log: {err:#}");
         }

@@ -17,6 +17,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod event_handler;
 pub mod insights;
+pub mod lead;
 pub mod listener;
 pub mod ops;
 pub mod state;

@@ -91,19 +91,43 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         // Reads work, but every delivery is answered 503 until writes go through again.
         database = format!("writes are failing: {trouble}");
     }
-    let running = |alive: bool| if alive { "running" } else { "stopped" };
+    // A standby replica runs no workers: another one leads them (PostgreSQL).
+    let leading = shared.lead.leading();
+    let running = |alive: bool| match (alive, leading) {
+        (true, _) => "running",
+        (false, false) => "standby",
+        (false, true) => "stopped",
+    };
     let (deployer, outbox) = (shared.deployer.is_alive(), shared.outbox.is_alive());
     let gate = shared.gate.is_alive();
-    let ready = database == "ok" && schema_ok && deployer && outbox && gate;
+    let workers_ok = !leading || (deployer && outbox && gate);
+    let mut checks = serde_json::json!({
+        "database": database,
+        "engine": shared.store.engine(),
+        "schema": schema,
+        "deploy_worker": running(deployer),
+        "outbox_worker": running(outbox),
+        "gate_worker": running(gate),
+    });
+    let mut heartbeat_ok = true;
+    if shared.store.postgres().is_some() {
+        let at = shared.lead.heartbeat_at();
+        let age = now_ms().saturating_sub(at);
+        heartbeat_ok = at > 0 && u128::try_from(age).unwrap_or(0) < shared.lease.as_millis();
+        checks["replica"] = serde_json::json!({
+            "id": shared.replica.id,
+            "role": if leading { "leader" } else { "standby" },
+            "heartbeat": if at == 0 {
+                "none yet".to_owned()
+            } else {
+                format!("{} ms ago", age)
+            },
+        });
+    }
+    let ready = database == "ok" && schema_ok && workers_ok && heartbeat_ok;
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not ready" },
-        "checks": {
-            "database": database,
-            "schema": schema,
-            "deploy_worker": running(deployer),
-            "outbox_worker": running(outbox),
-            "gate_worker": running(gate),
-        },
+        "checks": checks,
     });
     let status = if ready {
         StatusCode::OK

@@ -47,6 +47,10 @@ pub struct Shared {
     pub(super) admin: Option<AdminAuth>,
     /// GitHub's web address, for links from the dashboard.
     pub(super) github_web: String,
+    /// Whether this replica leads the workers, and its heartbeat (PostgreSQL).
+    pub(super) lead: Arc<super::lead::LeadStatus>,
+    pub(super) replica: crate::store::postgres::replicas::Replica,
+    pub(super) lease: std::time::Duration,
 }
 
 impl FromRef<AppState> for Arc<IntakeConfig> {

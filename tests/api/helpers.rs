@@ -85,6 +85,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         }],
         connections: ConnectionLimits::default(),
         shutdown_timeout: Duration::from_secs(20),
+        lease: Duration::from_secs(30),
         admin_token: None,
         metrics_token: None,
         notify: vec![],

@@ -26,5 +26,6 @@ mod notify;
 mod operations;
 mod operator;
 mod other_events;
+mod postgres;
 mod pull_request;
 mod runner;

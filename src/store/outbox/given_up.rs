@@ -11,7 +11,7 @@
 //! resending the older one would set the deployment back on GitHub (`queued` after
 //! `success`), so it is refused and can only be dismissed.
 
-use crate::store::db::{Connection, OptionalExtension, params, Row};
+use crate::store::db::{Connection, OptionalExtension, Row, params};
 
 use crate::store::merges;
 
@@ -110,9 +110,10 @@ pub fn retry(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<Result<Gi
                            created_at = ?2,
                            attempts = CASE WHEN kind = 'create_deployment' AND attempts > 0
                                            THEN 1 ELSE 0 END,
-                           head = NOT EXISTS (SELECT 1 FROM outbox o
-                                              WHERE o.state = 'pending'
-                                                AND o.ordering_key = outbox.ordering_key)
+                           head = CASE WHEN EXISTS (SELECT 1 FROM outbox o
+                                                    WHERE o.state = 'pending'
+                                                      AND o.ordering_key = outbox.ordering_key)
+                                       THEN 0 ELSE 1 END
          WHERE id = ?1",
     )?
     .execute(params![id, now])?;
@@ -145,9 +146,9 @@ pub fn dismiss(
 /// Why status `id` is no longer its deployment's latest, if it is not: a later status of
 /// the deployment is queued or given up, or its job moved past the state this one reports.
 fn superseded(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
-    let (state, deployment, later, job, newer): (String, i64, bool, Option<String>, Option<i64>) =
+    let (body, deployment, later, job, newer): (String, i64, bool, Option<String>, Option<i64>) =
         conn.prepare_cached(
-            "SELECT COALESCE(json_extract(o.body, '$.state'), ''), o.deployment_id,
+            "SELECT o.body, o.deployment_id,
                     EXISTS (SELECT 1 FROM outbox l WHERE l.ordering_key = o.ordering_key
                                  AND l.id > o.id AND l.state IN ('pending', 'failed')),
                     (SELECT j.state FROM jobs j WHERE j.deployment_id = o.deployment_id),
@@ -166,6 +167,11 @@ fn superseded(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
                 row.get(4)?,
             ))
         })?;
+    // The status it reports, read here rather than in SQL: the engines share no JSON path.
+    let state = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["state"].as_str().map(str::to_owned))
+        .unwrap_or_default();
     // GitHub's `auto_inactive` (on by default) marks the environment's other deployments
     // inactive when one reports success: an old success sent late would mark the newer
     // deployment that really runs there inactive.
@@ -191,24 +197,26 @@ fn superseded(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
 /// Records again the merge of creation `id` (not a promotion's: it recorded none), as
 /// recorded at `recorded_at`.
 fn remember_merge(conn: &Connection, id: i64, recorded_at: i64) -> rusqlite::Result<()> {
-    let merge: Option<(String, i64, String, String, bool)> = conn
-        .prepare_cached(
-            "SELECT repository, COALESCE(json_extract(body, '$.pull_request'), 0),
-                    COALESCE(json_extract(body, '$.request.environment'), ''),
-                    COALESCE(json_extract(body, '$.request.ref'), ''),
-                    json_extract(body, '$.request.payload.promoted_from') IS NOT NULL
-             FROM outbox WHERE id = ?1",
-        )?
-        .query_row([id], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-            ))
-        })
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT repository, body FROM outbox WHERE id = ?1")?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
+    // The body's fields are read here rather than in SQL: the engines share no JSON path.
+    let merge = row.map(|(repository, body)| {
+        let body = serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default();
+        let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+        let request = &body["request"];
+        (
+            repository,
+            body["pull_request"]
+                .as_u64()
+                .and_then(|n| i64::try_from(n).ok())
+                .unwrap_or(0),
+            text(&request["environment"]),
+            text(&request["ref"]),
+            !request["payload"]["promoted_from"].is_null(),
+        )
+    });
     match merge {
         Some((repository, pull_request, environment, sha, false)) if !sha.is_empty() => {
             merges::remember(

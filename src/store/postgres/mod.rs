@@ -9,6 +9,7 @@
 
 #[doc(hidden)]
 pub mod cluster;
+pub mod replicas;
 mod tls;
 
 use std::str::FromStr;
@@ -55,8 +56,9 @@ impl PgStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         let shown: Arc<str> = redact(url).into();
         let parsed = tls::parse(url)?;
-        let mut config = tokio_postgres::Config::from_str(&parsed.url)
-            .map_err(|err| anyhow::anyhow!("DEPLOYHOOK_DATABASE {shown} is not a valid PostgreSQL URL: {err}"))?;
+        let mut config = tokio_postgres::Config::from_str(&parsed.url).map_err(|err| {
+            anyhow::anyhow!("DEPLOYHOOK_DATABASE {shown} is not a valid PostgreSQL URL: {err}")
+        })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -104,11 +106,9 @@ impl PgStore {
     /// Creates the schema on an empty database, under an advisory lock so that replicas
     /// starting together migrate once; refuses a database a newer release migrated.
     async fn migrate(&self) -> anyhow::Result<()> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|err| anyhow::anyhow!("could not connect to {}: {}", self.shown, pool_error(&err)))?;
+        let client = self.pool.get().await.map_err(|err| {
+            anyhow::anyhow!("could not connect to {}: {}", self.shown, pool_error(&err))
+        })?;
         let describe = |err: tokio_postgres::Error| anyhow::anyhow!("{}", pg_error_text(&err));
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
@@ -275,7 +275,9 @@ pub(crate) fn is_unavailable(err: &rusqlite::Error) -> bool {
 
 /// `url` with its password (in the authority or as `password=`) replaced by `***`.
 pub fn redact(url: &str) -> String {
-    let (url, query) = url.split_once('?').map_or((url, None), |(u, q)| (u, Some(q)));
+    let (url, query) = url
+        .split_once('?')
+        .map_or((url, None), |(u, q)| (u, Some(q)));
     let query = query.map(|query| {
         query
             .split('&')
@@ -303,7 +305,9 @@ fn redact_authority(url: &str) -> String {
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     match authority.rsplit_once('@') {
         Some((credentials, host)) => {
-            let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
+            let user = credentials
+                .split_once(':')
+                .map_or(credentials, |(user, _)| user);
             let masked = if credentials.contains(':') {
                 format!("{user}:***")
             } else {

@@ -118,9 +118,7 @@ pub fn client_config(parsed: &Parsed) -> anyhow::Result<rustls::ClientConfig> {
         .build()
         .context("TLS setup")?;
     let config = match parsed.mode {
-        SslMode::VerifyFull => builder
-            .with_webpki_verifier(verifier)
-            .with_no_client_auth(),
+        SslMode::VerifyFull => builder.with_webpki_verifier(verifier).with_no_client_auth(),
         SslMode::VerifyCa => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
@@ -140,9 +138,9 @@ fn roots(file: Option<&str>) -> anyhow::Result<rustls::RootCertStore> {
             .with_context(|| format!("could not read sslrootcert {file}"))?
         {
             let cert = cert.with_context(|| format!("could not read sslrootcert {file}"))?;
-            roots
-                .add(cert)
-                .with_context(|| format!("sslrootcert {file} holds a certificate rustls refuses"))?;
+            roots.add(cert).with_context(|| {
+                format!("sslrootcert {file} holds a certificate rustls refuses")
+            })?;
         }
         anyhow::ensure!(!roots.is_empty(), "sslrootcert {file} holds no certificate");
     } else {
@@ -246,9 +244,7 @@ impl ServerCertVerifier for EncryptOnly {
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -271,7 +267,9 @@ mod tests {
         assert_eq!(plain.mode, SslMode::Prefer);
         assert_eq!(plain.url, "postgres://db/deployhook?sslmode=prefer");
         assert!(parse("postgres://db/x?sslmode=bogus").is_err());
-        let err = parse("postgres://db/x?sslcert=/c.pem").unwrap_err().to_string();
+        let err = parse("postgres://db/x?sslcert=/c.pem")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("client certificates"), "{err}");
     }
 }

@@ -4,7 +4,7 @@
 //! the same repository, environment and commit, however they reached the queue: at once,
 //! after a wait for checks, or a promotion).
 
-use crate::store::db::{Connection, OptionalExtension, params, Row};
+use crate::store::db::{Connection, OptionalExtension, Row, params};
 
 use super::{DeliveryRow, JobRow, job_from_row};
 
