@@ -28,6 +28,38 @@ pub(super) async fn stop_group(child: &mut Child) {
     let _ = child.wait().await;
 }
 
+/// A shell loop that watches this server and the command's process group, once a second:
+/// when the server is gone (SIGKILLed, crashed), it SIGKILLs the group, so that a deploy
+/// never outlives the server that runs it (another replica may be about to run the same
+/// environment); when the group is gone, it exits. It ignores the terminal's signals and
+/// sits in a group of its own, so a Ctrl-C meant for the server does not end it first.
+const GUARD: &str = r#"trap "" INT HUP
+while kill -s 0 "$1" 2>/dev/null && kill -s 0 -- "-$2" 2>/dev/null; do sleep 1; done
+kill -s 0 "$1" 2>/dev/null || kill -s KILL -- "-$2" 2>/dev/null
+exit 0"#;
+
+/// Starts the guard of the process group `pgid` (see [`GUARD`]). Not waited for: the
+/// runtime reaps it once it exits.
+pub(super) fn guard_group(pgid: u32) {
+    let spawned = tokio::process::Command::new("/bin/sh")
+        .args(["-c", GUARD, "deployhook-guard"])
+        .arg(std::process::id().to_string())
+        .arg(pgid.to_string())
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(false)
+        .spawn();
+    if let Err(err) = spawned {
+        tracing::warn!(
+            pgid,
+            "could not start the guard that stops this deploy if deployhook dies: {err}"
+        );
+    }
+}
+
 /// A process's identity: this boot's id and the process's start time. A pid alone may name
 /// another process after the first exits, or after a reboot.
 pub fn process_identity(pid: u32) -> Option<String> {

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EnvironmentConfig;
 use crate::deploy::log::LogSender;
 use crate::deploy::output::{drain, forward_lines};
-use crate::deploy::process::{KILL_GRACE, stop_group};
+use crate::deploy::process::{KILL_GRACE, guard_group, stop_group};
 use crate::model::{DeployJob, DeploymentState, text};
 use crate::store::logs::Stream;
 
@@ -211,6 +211,7 @@ impl<'a> RunSpec<'a> {
         };
         tracing::info!(pid = child.id(), command = ?self.argv, "deploy started");
         if let Some(pid) = child.id() {
+            guard_group(pid);
             let _ = spawned.send(pid);
         }
         let progress = Arc::new(AtomicU64::new(0));
