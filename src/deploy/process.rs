@@ -10,18 +10,21 @@ use tokio::process::Child;
 /// Between SIGTERM and SIGKILL when a deploy times out: time for it to clean up.
 pub(super) const KILL_GRACE: Duration = Duration::from_secs(10);
 
-/// SIGTERM to the command's process group, then SIGKILL after [`KILL_GRACE`].
-pub(super) async fn stop_group(child: &mut Child) {
+/// SIGTERM to the command's process group, then SIGKILL after [`KILL_GRACE`] (or at once
+/// when `hurry` is cancelled).
+pub(super) async fn stop_group(child: &mut Child, hurry: &tokio_util::sync::CancellationToken) {
     let Some(pid) = child.id() else {
         return; // already reaped
     };
     tracing::warn!(pid, "sending SIGTERM to the deploy's process group");
     signal_group(pid, libc::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(pid, "deploy still running after SIGTERM; sending SIGKILL");
+    tokio::select! {
+        waited = tokio::time::timeout(KILL_GRACE, child.wait()) => {
+            if waited.is_err() {
+                tracing::warn!(pid, "deploy still running after SIGTERM; sending SIGKILL");
+            }
+        }
+        () = hurry.cancelled() => {}
     }
     // Children may outlive the leader; SIGKILL the group whatever the leader did.
     signal_group(pid, libc::SIGKILL);

@@ -161,10 +161,11 @@ impl<'a> RunSpec<'a> {
         &self,
         job: &DeployJob,
         abort: &CancellationToken,
+        hurry: &CancellationToken,
         spawned: oneshot::Sender<u32>,
         log: LogSender,
     ) -> RunOutcome {
-        let outcome = self.run_logged(job, abort, spawned, &log).await;
+        let outcome = self.run_logged(job, abort, hurry, spawned, &log).await;
         let end = format!("{}: {}", outcome.state().as_str(), outcome.description());
         log.line(Stream::Deployhook, &end).await;
         outcome
@@ -174,6 +175,7 @@ impl<'a> RunSpec<'a> {
         &self,
         job: &DeployJob,
         abort: &CancellationToken,
+        hurry: &CancellationToken,
         spawned: oneshot::Sender<u32>,
         log: &LogSender,
     ) -> RunOutcome {
@@ -231,15 +233,19 @@ impl<'a> RunSpec<'a> {
                 let message = format!("timed out after {}: stopping the command's process group (SIGTERM, then SIGKILL after {})", seconds(self.timeout), seconds(KILL_GRACE));
                 tracing::warn!("{message}");
                 log.line(Stream::Deployhook, &message).await;
-                stop_group(&mut child).await;
+                stop_group(&mut child, hurry).await;
                 drain(readers, &progress).await;
                 return RunOutcome::TimedOut { after: self.timeout };
             }
             () = abort.cancelled() => {
-                let message = "deployhook is shutting down: stopping the deploy";
+                let message = if hurry.is_cancelled() {
+                    "this replica lost the database: killing the deploy"
+                } else {
+                    "deployhook is shutting down: stopping the deploy"
+                };
                 tracing::warn!("{message}");
                 log.line(Stream::Deployhook, message).await;
-                stop_group(&mut child).await;
+                stop_group(&mut child, hurry).await;
                 drain(readers, &progress).await;
                 return RunOutcome::Interrupted;
             }

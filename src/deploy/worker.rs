@@ -48,6 +48,11 @@ pub struct DeployWorker {
     echo_output: bool,
     /// Log links on the listen address, printed when no public URL gives statuses one.
     local_links: Option<LocalLinks>,
+    /// The name this server claims jobs under (`jobs.owner`): only it may record their end.
+    owner: Arc<str>,
+    /// Cancelled with `abort` when there is no time for a grace period: this replica lost
+    /// the lead, and another may start the same environment's next deploy.
+    hurry: Arc<std::sync::Mutex<CancellationToken>>,
 }
 
 /// Links to deploy logs built on the address the server listens on: for the operator at
@@ -81,7 +86,16 @@ impl DeployWorker {
             abort: Arc::default(),
             echo_output: false,
             local_links: None,
+            owner: format!("deployhook-{}", std::process::id()).into(),
+            hurry: Arc::default(),
         }
+    }
+
+    /// Claims jobs as `owner` (this replica's id).
+    #[must_use]
+    pub fn with_owner(mut self, owner: &str) -> Self {
+        self.owner = owner.into();
+        self
     }
 
     /// Copies each deploy's output lines into the server's log at info level.
@@ -112,9 +126,15 @@ impl DeployWorker {
         *abort = CancellationToken::new();
     }
 
-    /// Stops the running deploys now and waits until each has recorded its end (or failed
-    /// to): for a replica that lost the lead, before another one takes over their queue.
-    pub async fn stop_running_and_wait(&self) {
+    /// SIGKILLs the running deploys' process groups at once (no grace period) and waits
+    /// until each has recorded its end (or failed to): for a replica that lost the lead,
+    /// before another one may run the same environments.
+    pub async fn kill_running_and_wait(&self) {
+        {
+            let mut hurry = self.hurry.lock().unwrap_or_else(|e| e.into_inner());
+            hurry.cancel();
+            *hurry = CancellationToken::new();
+        }
         self.stop_running();
         self.running.close();
         self.running.wait().await;
@@ -198,12 +218,13 @@ impl DeployWorker {
         let max = self.max_concurrent;
         let environments = self.environments.clone();
         let now = now_ms();
+        let owner = self.owner.clone();
         let claimed = self
             .store
             .write(move |c| {
                 let find = |name: &str| find_environment(&environments, name);
                 let policy = |name: &str| find(name).map_or(Policy::Queue, |e| e.policy);
-                let claimed = jobs::claim(c, max, policy, now)?;
+                let claimed = jobs::claim(c, &owner, max, policy, now)?;
                 for Claimed { job, .. } in &claimed {
                     let program = find(job.environment.as_ref())
                         .and_then(|e| RunSpec::for_job(e, job))
@@ -266,16 +287,18 @@ impl DeployWorker {
                 return; // it never started
             };
             let (id, identity) = (job.id, process_identity(pid));
+            let owner = self.owner.clone();
             let recorded = self
                 .store
-                .write(move |c| jobs::record_process(c, id, pid, identity.as_deref()))
+                .write(move |c| jobs::record_process(c, id, &owner, pid, identity.as_deref()))
                 .await;
             if let Err(err) = recorded {
                 tracing::warn!("could not record the deploy's process: {err}");
             }
         };
         let abort = self.abort.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (outcome, ()) = tokio::join!(spec.run(&job, &abort, started, log), record);
+        let hurry = self.hurry.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (outcome, ()) = tokio::join!(spec.run(&job, &abort, &hurry, started, log), record);
         // Every line is stored before the end is: a reader that sees the job finished has
         // seen the whole log.
         writer.finish().await;
@@ -294,16 +317,21 @@ impl DeployWorker {
         }
         tracing::info!(state = state.as_str(), "deploy ended: {description}");
         let now = now_ms();
+        let owner = self.owner.clone();
         let finished = self
             .store
             .write_persistently("the end of the deploy", move |c| {
-                jobs::finish(c, &job, state, &description, now)
+                jobs::finish_run(c, &job, &owner, state, &description, now)
             })
             .await;
-        if let Err(err) = finished {
-            // The job stays `running` in the database; the next start reports it as
-            // interrupted rather than losing it.
-            tracing::error!("could not record the end of the deploy: {err}");
+        match finished {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "the end of this deploy was not recorded: another replica took the job over                  (this one lost the lead) and reported it"
+            ),
+            // The job stays `running` in the database; the next start (or leader) reports
+            // it as interrupted rather than losing it.
+            Err(err) => tracing::error!("could not record the end of the deploy: {err}"),
         }
         self.logs.notify();
         self.outbox.wake();

@@ -106,6 +106,7 @@ pub struct Claimed {
 /// queued for one environment cost a claim what one does.
 pub fn claim(
     conn: &Connection,
+    owner: &str,
     max_running: usize,
     policy: impl Fn(&str) -> Policy,
     now: i64,
@@ -146,7 +147,7 @@ pub fn claim(
                     }
                 }
             }
-            start(conn, &forced.job, now)?;
+            start(conn, &forced.job, owner, now)?;
             started.push(forced);
             free -= 1;
             continue;
@@ -161,7 +162,7 @@ pub fn claim(
                 newest
             }
         };
-        start(conn, &next.job, now)?;
+        start(conn, &next.job, owner, now)?;
         started.push(next);
         free -= 1;
     }
@@ -284,11 +285,11 @@ fn claimed_from_row(row: &Row<'_>) -> rusqlite::Result<Claimed> {
     })
 }
 
-fn start(conn: &Connection, job: &DeployJob, now: i64) -> rusqlite::Result<()> {
+fn start(conn: &Connection, job: &DeployJob, owner: &str, now: i64) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE jobs SET state = 'running', started_at = ?2 WHERE deployment_id = ?1",
+        "UPDATE jobs SET state = 'running', started_at = ?2, owner = ?3 WHERE deployment_id = ?1",
     )?
-    .execute(params![id_key(job.id)?, now])?;
+    .execute(params![id_key(job.id)?, now, owner])?;
     Ok(())
 }
 
@@ -317,6 +318,37 @@ pub fn finish(
     .execute(params![id_key(job.id)?, state.as_str(), description, now])?;
     outbox::notify_deploy(conn, job, state, description, now)?;
     outbox::enqueue_status(conn, job, state, description, now)
+}
+
+/// Marks `job`, run by `owner`, finished and queues the status that reports it; `false`
+/// (nothing recorded, nothing queued) when `owner` no longer holds it: another replica
+/// took over after this one lost the lead, and reported or re-ran the job itself.
+pub fn finish_run(
+    conn: &Connection,
+    job: &DeployJob,
+    owner: &str,
+    state: DeploymentState,
+    description: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'finished', result = ?2, description = ?3, finished_at = ?4
+             WHERE deployment_id = ?1 AND state = 'running' AND owner = ?5",
+        )?
+        .execute(params![
+            id_key(job.id)?,
+            state.as_str(),
+            description,
+            now,
+            owner
+        ])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    outbox::notify_deploy(conn, job, state, description, now)?;
+    outbox::enqueue_status(conn, job, state, description, now)?;
+    Ok(true)
 }
 
 /// Queues the `in_progress` status of a claimed job.
@@ -352,7 +384,8 @@ pub fn recover_interrupted(
             }
             OnInterrupt::Retry => {
                 conn.execute(
-                    "UPDATE jobs SET state = 'queued', started_at = NULL WHERE deployment_id = ?1",
+                    "UPDATE jobs SET state = 'queued', started_at = NULL, owner = NULL
+                     WHERE deployment_id = ?1",
                     [id_key(claimed.job.id)?],
                 )?;
             }
@@ -366,13 +399,15 @@ pub fn recover_interrupted(
 pub fn record_process(
     conn: &Connection,
     id: DeploymentId,
+    owner: &str,
     pgid: u32,
     identity: Option<&str>,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE jobs SET pgid = ?2, process = ?3 WHERE deployment_id = ?1 AND state = 'running'",
+        "UPDATE jobs SET pgid = ?2, process = ?3
+         WHERE deployment_id = ?1 AND state = 'running' AND owner = ?4",
     )?
-    .execute(params![id_key(id)?, pgid, identity])?;
+    .execute(params![id_key(id)?, pgid, identity, owner])?;
     Ok(())
 }
 

@@ -202,10 +202,10 @@ fn outbox_round(conn: &Connection) {
 
 /// One claim of the deploy worker, then another while that deploy runs.
 fn claim_round(conn: &Connection) {
-    let claimed = jobs::claim(conn, 4, |_| Policy::Queue, 1_000).unwrap();
+    let claimed = jobs::claim(conn, "test", 4, |_| Policy::Queue, 1_000).unwrap();
     assert_eq!(claimed.len(), 1);
     assert!(
-        jobs::claim(conn, 4, |_| Policy::Queue, 1_000)
+        jobs::claim(conn, "test", 4, |_| Policy::Queue, 1_000)
             .unwrap()
             .is_empty()
     );
@@ -304,7 +304,7 @@ fn a_lock_holds_unforced_jobs_and_latest_runs_only_the_newest_forced_one() {
         )
         .unwrap()
     };
-    let started = jobs::claim(&conn, 4, |_| Policy::Latest, 1).unwrap();
+    let started = jobs::claim(&conn, "test", 4, |_| Policy::Latest, 1).unwrap();
     let ids: Vec<u64> = started.iter().map(|c| c.job.id.get()).collect();
     assert_eq!(ids, [2]);
     assert_eq!(state(1), ("finished".into(), Some("inactive".into())));
@@ -312,10 +312,10 @@ fn a_lock_holds_unforced_jobs_and_latest_runs_only_the_newest_forced_one() {
     jobs::finish(&conn, &forced(2), DeploymentState::Success, "ok", 2).unwrap();
     // Still locked: nothing more starts. Expired: the unforced one runs.
     assert!(
-        jobs::claim(&conn, 4, |_| Policy::Latest, 3)
+        jobs::claim(&conn, "test", 4, |_| Policy::Latest, 3)
             .unwrap()
             .is_empty()
     );
-    let after = jobs::claim(&conn, 4, |_| Policy::Latest, 10_001).unwrap();
+    let after = jobs::claim(&conn, "test", 4, |_| Policy::Latest, 10_001).unwrap();
     assert_eq!(after[0].job.id.get(), 3);
 }

@@ -80,6 +80,7 @@ impl Application {
                 base: local_base(listener.local_addr()?),
             }),
         };
+        let replica = super::lead::this_replica();
         let deployer = DeployWorker::new(
             store.clone(),
             environments.clone(),
@@ -88,6 +89,7 @@ impl Application {
             logs.clone(),
             metrics.clone(),
         )
+        .with_owner(&replica.id)
         .with_output_in_server_log(config.log_deploy_output)
         .with_local_links(local_links);
         // On PostgreSQL another replica may be running these: the one that leads settles
@@ -127,7 +129,7 @@ impl Application {
             admin,
             github_web: config.github.web_url(),
             lead: Arc::default(),
-            replica: super::lead::this_replica(),
+            replica,
             lease: config.lease,
         }));
         Ok(Self {

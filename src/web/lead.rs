@@ -74,7 +74,14 @@ impl Workers {
                     // The previous leader is gone: settle what it left running (its own
                     // commands, on its own host, died with it or were stopped by it).
                     match self.deployer.recover().await {
-                        Ok(_) => {}
+                        Ok(0) => {}
+                        Ok(_) => {
+                            // The previous leader stops its deploys within its renewal (a
+                            // second, plus the renewal's own deadline) of losing the lead;
+                            // one still dying must not overlap the next run of its
+                            // environment.
+                            tokio::time::sleep(TRY_EVERY + renew_deadline(self.lease)).await;
+                        }
                         Err(err) => tracing::error!("could not recover the deploy queue: {err}"),
                     }
                     if let Err(err) = self.store.write(outbox::release_in_flight).await {
@@ -157,7 +164,7 @@ impl Workers {
                 stop_loops.cancel();
                 stop_outbox.cancel();
                 outbox_loop.abort();
-                self.deployer.stop_running_and_wait().await;
+                self.deployer.kill_running_and_wait().await;
                 let _ = deploy_loop.await;
                 let _ = prune_loop.await;
                 let _ = gate_loop.await;
@@ -184,6 +191,12 @@ impl Workers {
             }
         }
     }
+}
+
+/// How long a leader's renewal may take before it counts as failed: a tenth of the lease,
+/// at least half a second (see `store::postgres::replicas::Lead::renew`).
+pub fn renew_deadline(lease: Duration) -> Duration {
+    (lease / 10).max(Duration::from_millis(500))
 }
 
 /// This process as a replica: a random id, its host and pid.

@@ -444,7 +444,7 @@ fn write_history(database: &Path, today: i64) {
         };
         jobs::enqueue(&tx, &job, "history", finished - 5 * 60_000).unwrap();
         assert_eq!(
-            jobs::claim(&tx, 4, |_| Policy::Queue, finished - 4 * 60_000)
+            jobs::claim(&tx, "test", 4, |_| Policy::Queue, finished - 4 * 60_000)
                 .unwrap()
                 .len(),
             1

@@ -34,7 +34,7 @@ fn deploy(
     job.environment = environment.parse().unwrap();
     job.sha = sha.parse().unwrap();
     jobs::enqueue(conn, &job, "d", finished - 120_000).unwrap();
-    let claimed = jobs::claim(conn, 4, |_| Policy::Queue, finished - 60_000).unwrap();
+    let claimed = jobs::claim(conn, "test", 4, |_| Policy::Queue, finished - 60_000).unwrap();
     assert_eq!(claimed.len(), 1);
     jobs::finish(conn, &job, state, "done", finished).unwrap();
     job
@@ -242,7 +242,7 @@ fn a_restore_runs_from_the_first_failure_of_a_streak_to_the_next_success() {
     let mut other = job(6, None);
     other.repo = "acme/gadgets".parse().unwrap();
     jobs::enqueue(&conn, &other, "d", NOW - HOUR).unwrap();
-    jobs::claim(&conn, 4, |_| Policy::Queue, NOW - HOUR).unwrap();
+    jobs::claim(&conn, "test", 4, |_| Policy::Queue, NOW - HOUR).unwrap();
     jobs::finish(&conn, &other, DeploymentState::Success, "ok", NOW - HOUR).unwrap();
 
     let production = insights(&conn, 30, NOW).unwrap().of("production");

@@ -317,7 +317,7 @@ mod tests {
         let (old, newer) = (job(1, None), job(2, None));
         let queue = |_: &str| crate::model::Policy::Queue;
         crate::store::jobs::enqueue(&conn, &old, "d1", 0).unwrap();
-        crate::store::jobs::claim(&conn, 8, queue, 100).unwrap();
+        crate::store::jobs::claim(&conn, "test", 8, queue, 100).unwrap();
         crate::store::jobs::finish(&conn, &old, DeploymentState::Success, "ok", 200).unwrap();
         // The job's own statuses (queued, in_progress, success) go out in order; the last
         // one, success, is given up.
@@ -337,7 +337,8 @@ mod tests {
         // mark the newer deployment inactive (auto_inactive).
         crate::store::jobs::enqueue(&conn, &newer, "d2", 0).unwrap();
         let started =
-            crate::store::jobs::claim(&conn, 8, |_| crate::model::Policy::Queue, 1_000).unwrap();
+            crate::store::jobs::claim(&conn, "test", 8, |_| crate::model::Policy::Queue, 1_000)
+                .unwrap();
         assert!(
             started.iter().any(|c| c.job.id == newer.id),
             "the newer job runs"

@@ -226,7 +226,8 @@ mod tests {
         let conn = database();
         let job = job(1, None);
         crate::store::jobs::enqueue(&conn, &job, "d", 0).unwrap();
-        let claimed = crate::store::jobs::claim(&conn, 4, |_| Default::default(), 1_000).unwrap();
+        let claimed =
+            crate::store::jobs::claim(&conn, "test", 4, |_| Default::default(), 1_000).unwrap();
         assert_eq!(claimed.len(), 1);
         notify_deploy(&conn, &job, DeploymentState::Queued, "q", 1_000).unwrap();
         notify_deploy(&conn, &job, DeploymentState::InProgress, "running", 1_000).unwrap();

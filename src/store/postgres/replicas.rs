@@ -81,6 +81,7 @@ impl PgStore {
             .get(0);
         Ok(got.then(|| Lead {
             client: Some(client),
+            // As web::lead::renew_deadline: a tenth of the lease, at least half a second.
             timeout: (lease / 10).max(Duration::from_millis(500)),
         }))
     }
