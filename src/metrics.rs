@@ -93,6 +93,8 @@ pub struct Metrics {
     waiting: Family<KindLabels, Gauge>,
     locked: Family<EnvironmentLabels, Gauge>,
     notifications_pending: Gauge,
+    replicas_alive: Gauge,
+    leader: Gauge,
     /// One scrape at a time: each clears and refills the state gauges.
     rendering: std::sync::Mutex<()>,
 }
@@ -223,7 +225,21 @@ impl Metrics {
             "Notifications still to send (retried while their receiver fails)",
             notifications_pending.clone(),
         );
+        let replicas_alive = Gauge::default();
+        registry.register(
+            "replicas_alive",
+            "Replicas whose heartbeat is within the lease (PostgreSQL; 1 on SQLite)",
+            replicas_alive.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 when this replica leads the workers (deploys, GitHub calls), 0 on a standby",
+            leader.clone(),
+        );
         Self {
+            replicas_alive,
+            leader,
             notifications_pending,
             waits_ended,
             waiting,
@@ -335,6 +351,13 @@ impl Metrics {
         self.connections_refused
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    /// The replicas alive now, and whether this one leads: set before [`Metrics::render`].
+    pub fn replicas(&self, alive: usize, leading: bool) {
+        self.replicas_alive
+            .set(i64::try_from(alive).unwrap_or(i64::MAX));
+        self.leader.set(i64::from(leading));
     }
 
     /// The text exposition, with the state gauges set from `backlog`.

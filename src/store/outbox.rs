@@ -442,86 +442,90 @@ fn json_error(err: serde_json::Error) -> rusqlite::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::{database, job};
+    use crate::store::tests::{each_engine, job};
 
     #[test]
     fn one_call_per_installation_is_in_flight_and_the_others_are_not_reported_due() {
-        let conn = database();
-        let now = 1_000;
-        for (id, installation) in [(1, None), (2, None), (3, Some(7))] {
-            enqueue_status(
-                &conn,
-                &job(id, installation),
-                DeploymentState::Queued,
-                "q",
-                now,
-            )
-            .unwrap();
-        }
-        let taken = take_due(&conn, now, 8).unwrap();
-        let deployments: Vec<Option<u64>> = taken.iter().map(|i| i.installation).collect();
-        assert_eq!(deployments, [None, Some(7)], "one per installation");
-        // Deployment 2 waits for the token's call in flight: not due, so no busy polling.
-        assert_eq!(next_due(&conn, now).unwrap(), None);
-        complete(&conn, taken[0].id).unwrap();
-        assert_eq!(next_due(&conn, now).unwrap(), Some(now));
-        let next = take_due(&conn, now, 8).unwrap();
-        assert_eq!(next.len(), 1);
-        assert!(matches!(
-            &next[0].call,
-            Call::DeploymentStatus {
-                deployment_id: 2,
-                ..
+        each_engine(|conn| {
+            let now = 1_000;
+            for (id, installation) in [(1, None), (2, None), (3, Some(7))] {
+                enqueue_status(
+                    conn,
+                    &job(id, installation),
+                    DeploymentState::Queued,
+                    "q",
+                    now,
+                )
+                .unwrap();
             }
-        ));
+            let taken = take_due(conn, now, 8).unwrap();
+            let deployments: Vec<Option<u64>> = taken.iter().map(|i| i.installation).collect();
+            assert_eq!(deployments, [None, Some(7)], "one per installation");
+            // Deployment 2 waits for the token's call in flight: not due, so no busy polling.
+            assert_eq!(next_due(conn, now).unwrap(), None);
+            complete(conn, taken[0].id).unwrap();
+            assert_eq!(next_due(conn, now).unwrap(), Some(now));
+            let next = take_due(conn, now, 8).unwrap();
+            assert_eq!(next.len(), 1);
+            assert!(matches!(
+                &next[0].call,
+                Call::DeploymentStatus {
+                    deployment_id: 2,
+                    ..
+                }
+            ));
+        });
     }
 
     #[test]
     fn a_rate_limit_holds_back_the_installations_other_calls() {
-        let conn = database();
-        for (id, installation) in [(1, Some(7)), (2, Some(7)), (3, Some(8))] {
-            enqueue_status(
-                &conn,
-                &job(id, installation),
-                DeploymentState::Queued,
-                "q",
-                0,
-            )
-            .unwrap();
-        }
-        pause_installation(&conn, Some(7), 60_000).unwrap();
-        let taken = take_due(&conn, 1_000, 8).unwrap();
-        let installations: Vec<Option<u64>> = taken.iter().map(|i| i.installation).collect();
-        assert_eq!(installations, [Some(8)]);
+        each_engine(|conn| {
+            for (id, installation) in [(1, Some(7)), (2, Some(7)), (3, Some(8))] {
+                enqueue_status(
+                    conn,
+                    &job(id, installation),
+                    DeploymentState::Queued,
+                    "q",
+                    0,
+                )
+                .unwrap();
+            }
+            pause_installation(conn, Some(7), 60_000).unwrap();
+            let taken = take_due(conn, 1_000, 8).unwrap();
+            let installations: Vec<Option<u64>> = taken.iter().map(|i| i.installation).collect();
+            assert_eq!(installations, [Some(8)]);
+        });
     }
 
     #[test]
     fn a_call_whose_outcome_was_never_recorded_is_taken_again_once_stale() {
-        let conn = database();
-        let now = 10_000_000;
-        enqueue_status(&conn, &job(1, None), DeploymentState::Queued, "q", now).unwrap();
-        enqueue_status(&conn, &job(2, None), DeploymentState::Queued, "q", now).unwrap();
-        let first = take_due(&conn, now, 8).unwrap();
-        assert_eq!(first.len(), 1);
-        // Its worker never reports back; a minute later everything still waits for it.
-        assert!(take_due(&conn, now + 60_000, 8).unwrap().is_empty());
-        // Past the stale limit it is taken again, as a second attempt.
-        let again = take_due(&conn, now + STALE_IN_FLIGHT_MS + 1, 8).unwrap();
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].id, first[0].id);
-        assert_eq!(again[0].attempts, 1);
+        each_engine(|conn| {
+            let now = 10_000_000;
+            enqueue_status(conn, &job(1, None), DeploymentState::Queued, "q", now).unwrap();
+            enqueue_status(conn, &job(2, None), DeploymentState::Queued, "q", now).unwrap();
+            let first = take_due(conn, now, 8).unwrap();
+            assert_eq!(first.len(), 1);
+            // Its worker never reports back; a minute later everything still waits for it.
+            assert!(take_due(conn, now + 60_000, 8).unwrap().is_empty());
+            // Past the stale limit it is taken again, as a second attempt.
+            let again = take_due(conn, now + STALE_IN_FLIGHT_MS + 1, 8).unwrap();
+            assert_eq!(again.len(), 1);
+            assert_eq!(again[0].id, first[0].id);
+            assert_eq!(again[0].attempts, 1);
+        });
     }
 
     #[test]
     fn the_oldest_due_call_goes_first_whatever_its_installation() {
-        let conn = database();
-        enqueue_status(&conn, &job(1, Some(9)), DeploymentState::Queued, "q", 0).unwrap();
-        enqueue_status(&conn, &job(2, Some(1)), DeploymentState::Queued, "q", 0).unwrap();
-        let taken = take_due(&conn, 1_000, 1).unwrap();
-        assert_eq!(
-            taken[0].installation,
-            Some(9),
-            "installation 9 queued first"
-        );
+        each_engine(|conn| {
+            enqueue_status(conn, &job(1, Some(9)), DeploymentState::Queued, "q", 0).unwrap();
+            enqueue_status(conn, &job(2, Some(1)), DeploymentState::Queued, "q", 0).unwrap();
+            let taken = take_due(conn, 1_000, 1).unwrap();
+            assert_eq!(
+                taken[0].installation,
+                Some(9),
+                "installation 9 queued first"
+            );
+        });
     }
 }

@@ -165,7 +165,7 @@ impl RefusalLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::database;
+    use crate::store::tests::each_engine;
 
     fn refusal(n: i64) -> Refusal {
         Refusal {
@@ -183,22 +183,23 @@ mod tests {
 
     #[test]
     fn only_the_newest_refusals_are_kept() {
-        let conn = database();
-        let batch: Vec<Refusal> = (0..KEEP + 250).map(refusal).collect();
-        for chunk in batch.chunks(100) {
-            insert(&conn, chunk).unwrap();
-        }
-        let count: i64 = conn
-            .query_row("SELECT COUNT(*) FROM refused_deliveries", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(count, KEEP);
-        let newest = recent(&conn, 1).unwrap();
-        assert_eq!(newest[0].refusal.received_at, KEEP + 249);
-        let oldest: i64 = conn
-            .query_row("SELECT MIN(received_at) FROM refused_deliveries", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(oldest, 250);
+        each_engine(|conn| {
+            let batch: Vec<Refusal> = (0..KEEP + 250).map(refusal).collect();
+            for chunk in batch.chunks(100) {
+                insert(conn, chunk).unwrap();
+            }
+            let count: i64 = conn
+                .query_row("SELECT COUNT(*) FROM refused_deliveries", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(count, KEEP);
+            let newest = recent(conn, 1).unwrap();
+            assert_eq!(newest[0].refusal.received_at, KEEP + 249);
+            let oldest: i64 = conn
+                .query_row("SELECT MIN(received_at) FROM refused_deliveries", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(oldest, 250);
+        });
     }
 }

@@ -152,7 +152,7 @@ pub fn prune_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::database;
+    use crate::store::tests::each_engine;
 
     fn count(conn: &Connection, table: &str) -> i64 {
         conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
@@ -161,76 +161,77 @@ mod tests {
 
     #[test]
     fn rows_past_their_age_go_in_batches_and_younger_ones_stay() {
-        let conn = database();
-        for i in 0..4800_i64 {
-            conn.execute(
+        each_engine(|conn| {
+            for i in 0..4800_i64 {
+                conn.execute(
                 "INSERT INTO deliveries (hook_id, delivery_id, event, received_at, outcome, message)
                  VALUES (1, ?1, 'ping', ?2, 'recorded', 'pong')",
                 params![format!("d{i}"), if i < 4000 { 100 } else { 5_000 }],
             )
             .unwrap();
-        }
-        for (id, finished_at) in [(1, 100), (2, 5_000)] {
-            conn.execute(
-                "INSERT INTO jobs (deployment_id, repository, environment, sha, git_ref, task,
+            }
+            for (id, finished_at) in [(1, 100), (2, 5_000)] {
+                conn.execute(
+                    "INSERT INTO jobs (deployment_id, repository, environment, sha, git_ref, task,
                      deploy_user, payload, delivery_id, state, queued_at, finished_at)
                  VALUES (?1, 'acme/widgets', 'production', 'abc', 'main', 'deploy', 'u', '{}',
                          'd', 'finished', 0, ?2)",
-                params![id, finished_at],
-            )
-            .unwrap();
-            for seq in 0..2800 {
+                    params![id, finished_at],
+                )
+                .unwrap();
+                for seq in 0..2800 {
+                    conn.execute(
+                        "INSERT INTO deploy_logs VALUES (?1, ?2, 0, 'stdout', 'line')",
+                        params![id, seq],
+                    )
+                    .unwrap();
+                }
+            }
+            for (sha, updated_at) in [("old", 100), ("new", 5_000)] {
                 conn.execute(
-                    "INSERT INTO deploy_logs VALUES (?1, ?2, 0, 'stdout', 'line')",
-                    params![id, seq],
+                    "INSERT INTO check_results VALUES ('acme/widgets', ?1, 'run', 'test', 'passed',
+                     'success', NULL, 1, ?2)",
+                    params![sha, updated_at],
                 )
                 .unwrap();
             }
-        }
-        for (sha, updated_at) in [("old", 100), ("new", 5_000)] {
-            conn.execute(
-                "INSERT INTO check_results VALUES ('acme/widgets', ?1, 'run', 'test', 'passed',
-                     'success', NULL, 1, ?2)",
-                params![sha, updated_at],
-            )
-            .unwrap();
-        }
-        // An old wait that ended goes; an old one still waiting and a young ended one stay.
-        for (sha, state, ended_at) in [
-            ("a", "failed", Some(100)),
-            ("b", "waiting", None),
-            ("c", "passed", Some(5_000)),
-        ] {
-            conn.execute(
-                "INSERT INTO waits (kind, repository, environment, sha, pull_request, request,
+            // An old wait that ended goes; an old one still waiting and a young ended one stay.
+            for (sha, state, ended_at) in [
+                ("a", "failed", Some(100)),
+                ("b", "waiting", None),
+                ("c", "passed", Some(5_000)),
+            ] {
+                conn.execute(
+                    "INSERT INTO waits (kind, repository, environment, sha, pull_request, request,
                      policy, sort_key, state, created_at, due_at, next_poll_at, ended_at)
                  VALUES ('checks', 'acme/widgets', 'staging', ?1, 1, '{}', 'latest', 'k', ?2,
                          0, 0, 0, ?3)",
-                params![sha, state, ended_at],
-            )
-            .unwrap();
-        }
-        let mut batches = 0;
-        while prune_batch(&conn, 1_000, 1_000).unwrap() > 0 {
-            batches += 1;
-            assert!(batches < 20, "pruning does not end");
-        }
-        assert!(batches >= 4, "{batches} batches: each is bounded");
-        assert_eq!(count(&conn, "deliveries"), 800);
-        assert_eq!(count(&conn, "jobs"), 1);
-        assert_eq!(count(&conn, "deploy_logs"), 2800);
-        assert_eq!(count(&conn, "check_results"), 1);
-        let waits: Vec<String> = conn
-            .prepare("SELECT sha FROM waits ORDER BY sha")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(waits, ["b", "c"]);
-        let kept: i64 = conn
-            .query_row("SELECT deployment_id FROM jobs", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(kept, 2);
+                    params![sha, state, ended_at],
+                )
+                .unwrap();
+            }
+            let mut batches = 0;
+            while prune_batch(conn, 1_000, 1_000).unwrap() > 0 {
+                batches += 1;
+                assert!(batches < 20, "pruning does not end");
+            }
+            assert!(batches >= 4, "{batches} batches: each is bounded");
+            assert_eq!(count(conn, "deliveries"), 800);
+            assert_eq!(count(conn, "jobs"), 1);
+            assert_eq!(count(conn, "deploy_logs"), 2800);
+            assert_eq!(count(conn, "check_results"), 1);
+            let waits: Vec<String> = conn
+                .prepare("SELECT sha FROM waits ORDER BY sha")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(waits, ["b", "c"]);
+            let kept: i64 = conn
+                .query_row("SELECT deployment_id FROM jobs", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(kept, 2);
+        });
     }
 }

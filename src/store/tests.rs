@@ -2,6 +2,8 @@
 //! store whose sync failed or whose disk is full, and the cost of the writer's hot queries
 //! as backlogs grow.
 
+use std::io::Write as _;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::params;
@@ -162,6 +164,56 @@ pub(crate) fn database() -> Connection<'static> {
     Connection::Sqlite(Box::leak(Box::new(conn)))
 }
 
+/// Runs `test` on a fresh SQLite database, then on a fresh PostgreSQL database in one
+/// transaction (skipped, loudly, without PostgreSQL's server — see store::postgres::cluster).
+/// A failure names the engine it happened on: "on SQLite: …" or "on PostgreSQL: …".
+pub(crate) fn each_engine(test: impl Fn(&Connection) + Send + std::marker::Sync + 'static) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| test(&database()))) {
+        rethrow("SQLite", panic);
+    }
+    let Some(cluster) = postgres::cluster::shared() else {
+        return;
+    };
+    let url = cluster.database();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = runtime.block_on(async {
+        let store = postgres::PgStore::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("on PostgreSQL: could not connect to {url}: {e:#}"));
+        // The panic is caught on the blocking thread and thrown again here: `run` would
+        // only say the work was not run.
+        store
+            .run(false, move |c| {
+                Ok(catch_unwind(AssertUnwindSafe(|| test(c))))
+            })
+            .await
+    });
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) => rethrow("PostgreSQL", panic),
+        Err(e) => panic!("on PostgreSQL: the test's transaction failed: {e}"),
+    }
+}
+
+/// Fails the test with `panic`'s message, saying which engine it happened on.
+fn rethrow(engine: &str, panic: Box<dyn std::any::Any + Send>) -> ! {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned());
+    match message {
+        Some(message) => panic!("on {engine}: {message}"),
+        None => {
+            let _ = writeln!(std::io::stderr(), "on {engine}: the test panicked");
+            resume_unwind(panic)
+        }
+    }
+}
+
 /// A job of acme/widgets to production; the store's other tests use it too.
 pub(crate) fn job(id: u64, installation: Option<u64>) -> DeployJob {
     DeployJob {
@@ -277,45 +329,46 @@ fn calls_waiting_across_migration_6_are_sent_in_order() {
 /// supersedes the older forced ones, and the unforced wait, untouched, for the unlock.
 #[test]
 fn a_lock_holds_unforced_jobs_and_latest_runs_only_the_newest_forced_one() {
-    let conn = database();
-    let forced = |id| DeployJob {
-        payload: r#"{"force":true}"#.into(),
-        ..job(id, None)
-    };
-    for queued in [forced(1), forced(2), job(3, None)] {
-        jobs::enqueue(&conn, &queued, "d", 0).unwrap();
-    }
-    locks::lock(
-        &conn,
-        &locks::Lock {
-            environment: "production".into(),
-            reason: "incident".into(),
-            locked_by: "maria".into(),
-            locked_at: 0,
-            until: Some(10_000),
-        },
-    )
-    .unwrap();
-    let state = |id: i64| -> (String, Option<String>) {
-        conn.query_row(
-            "SELECT state, result FROM jobs WHERE deployment_id = ?1",
-            [id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+    each_engine(|conn| {
+        let forced = |id| DeployJob {
+            payload: r#"{"force":true}"#.into(),
+            ..job(id, None)
+        };
+        for queued in [forced(1), forced(2), job(3, None)] {
+            jobs::enqueue(conn, &queued, "d", 0).unwrap();
+        }
+        locks::lock(
+            conn,
+            &locks::Lock {
+                environment: "production".into(),
+                reason: "incident".into(),
+                locked_by: "maria".into(),
+                locked_at: 0,
+                until: Some(10_000),
+            },
         )
-        .unwrap()
-    };
-    let started = jobs::claim(&conn, "test", 4, |_| Policy::Latest, 1).unwrap();
-    let ids: Vec<u64> = started.iter().map(|c| c.job.id.get()).collect();
-    assert_eq!(ids, [2]);
-    assert_eq!(state(1), ("finished".into(), Some("inactive".into())));
-    assert_eq!(state(3), ("queued".into(), None));
-    jobs::finish(&conn, &forced(2), DeploymentState::Success, "ok", 2).unwrap();
-    // Still locked: nothing more starts. Expired: the unforced one runs.
-    assert!(
-        jobs::claim(&conn, "test", 4, |_| Policy::Latest, 3)
+        .unwrap();
+        let state = |id: i64| -> (String, Option<String>) {
+            conn.query_row(
+                "SELECT state, result FROM jobs WHERE deployment_id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .unwrap()
-            .is_empty()
-    );
-    let after = jobs::claim(&conn, "test", 4, |_| Policy::Latest, 10_001).unwrap();
-    assert_eq!(after[0].job.id.get(), 3);
+        };
+        let started = jobs::claim(conn, "test", 4, |_| Policy::Latest, 1).unwrap();
+        let ids: Vec<u64> = started.iter().map(|c| c.job.id.get()).collect();
+        assert_eq!(ids, [2]);
+        assert_eq!(state(1), ("finished".into(), Some("inactive".into())));
+        assert_eq!(state(3), ("queued".into(), None));
+        jobs::finish(conn, &forced(2), DeploymentState::Success, "ok", 2).unwrap();
+        // Still locked: nothing more starts. Expired: the unforced one runs.
+        assert!(
+            jobs::claim(conn, "test", 4, |_| Policy::Latest, 3)
+                .unwrap()
+                .is_empty()
+        );
+        let after = jobs::claim(conn, "test", 4, |_| Policy::Latest, 10_001).unwrap();
+        assert_eq!(after[0].job.id.get(), 3);
+    });
 }

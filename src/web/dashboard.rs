@@ -115,6 +115,19 @@ struct LivePart {
     soaking: Vec<WaitView>,
     /// The latest waits that ended, and how.
     ended_waits: Vec<WaitView>,
+    /// The replicas alive (PostgreSQL; empty on SQLite, where there is one server).
+    replicas: Vec<ReplicaView>,
+}
+
+/// A replica, ready to show.
+#[derive(Debug, Clone)]
+struct ReplicaView {
+    id: String,
+    host: String,
+    role: &'static str,
+    started: String,
+    heartbeat: String,
+    this: bool,
 }
 
 /// A lock, ready to show.
@@ -286,6 +299,24 @@ async fn live_part(
             ))
         })
         .await?;
+    let replicas = match state.store.postgres() {
+        None => vec![],
+        Some(pg) => {
+            let since = now - i64::try_from(state.lease.as_millis()).unwrap_or(i64::MAX / 2);
+            pg.replicas(since)
+                .await?
+                .into_iter()
+                .map(|r| ReplicaView {
+                    this: r.id == state.replica.id,
+                    role: if r.leading { "leader" } else { "standby" },
+                    started: time(r.started_at),
+                    heartbeat: format!("{} s ago", (now - r.heartbeat_at).max(0) / 1000),
+                    id: r.id,
+                    host: r.host,
+                })
+                .collect()
+        }
+    };
     let locks = locks
         .into_iter()
         .map(|lock| LockView {
@@ -376,6 +407,7 @@ async fn live_part(
         deliveries,
         refused,
         failed_calls,
+        replicas,
     })
 }
 

@@ -152,6 +152,14 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
         }
     }
     let now = now_ms();
+    let alive = match shared.store.postgres() {
+        None => 1,
+        Some(pg) => {
+            let since = now - i64::try_from(shared.lease.as_millis()).unwrap_or(i64::MAX / 2);
+            pg.replicas(since).await.map_or(0, |replicas| replicas.len())
+        }
+    };
+    shared.metrics.replicas(alive, shared.lead.leading());
     match shared.store.read(move |c| views::backlog(c, now)).await {
         Ok(backlog) => (
             [(

@@ -5,7 +5,7 @@ use crate::store::db::Connection;
 
 use super::*;
 use crate::model::{DeployJob, DeploymentState, Policy};
-use crate::store::tests::{database, job};
+use crate::store::tests::{database, each_engine, job};
 use crate::store::{jobs, merges};
 
 const HOUR: i64 = 60 * 60 * 1000;
@@ -42,224 +42,227 @@ fn deploy(
 
 #[test]
 fn days_count_each_outcome_and_rates_count_failures_and_errors() {
-    let conn = database();
-    let yesterday = NOW - DAY_MS;
-    deploy(
-        &conn,
-        1,
-        "production",
-        &sha(1),
-        DeploymentState::Success,
-        yesterday,
-    );
-    deploy(
-        &conn,
-        2,
-        "production",
-        &sha(2),
-        DeploymentState::Failure,
-        NOW - 3 * HOUR,
-    );
-    deploy(
-        &conn,
-        3,
-        "production",
-        &sha(2),
-        DeploymentState::Error,
-        NOW - 2 * HOUR,
-    );
-    deploy(
-        &conn,
-        4,
-        "production",
-        &sha(3),
-        DeploymentState::Success,
-        NOW - HOUR,
-    );
-    deploy(
-        &conn,
-        5,
-        "staging",
-        &sha(3),
-        DeploymentState::Success,
-        NOW - HOUR,
-    );
-    // Outside the window, and a deployment that never ran: neither counts.
-    deploy(
-        &conn,
-        6,
-        "production",
-        &sha(4),
-        DeploymentState::Failure,
-        NOW - 40 * DAY_MS,
-    );
-    let mut superseded = job(7, None);
-    jobs::enqueue(&conn, &superseded, "d", NOW).unwrap();
-    superseded.sha = sha(5).parse().unwrap();
-    jobs::finish(&conn, &superseded, DeploymentState::Inactive, "x", NOW).unwrap();
+    each_engine(|conn| {
+        let yesterday = NOW - DAY_MS;
+        deploy(
+            conn,
+            1,
+            "production",
+            &sha(1),
+            DeploymentState::Success,
+            yesterday,
+        );
+        deploy(
+            conn,
+            2,
+            "production",
+            &sha(2),
+            DeploymentState::Failure,
+            NOW - 3 * HOUR,
+        );
+        deploy(
+            conn,
+            3,
+            "production",
+            &sha(2),
+            DeploymentState::Error,
+            NOW - 2 * HOUR,
+        );
+        deploy(
+            conn,
+            4,
+            "production",
+            &sha(3),
+            DeploymentState::Success,
+            NOW - HOUR,
+        );
+        deploy(
+            conn,
+            5,
+            "staging",
+            &sha(3),
+            DeploymentState::Success,
+            NOW - HOUR,
+        );
+        // Outside the window, and a deployment that never ran: neither counts.
+        deploy(
+            conn,
+            6,
+            "production",
+            &sha(4),
+            DeploymentState::Failure,
+            NOW - 40 * DAY_MS,
+        );
+        let mut superseded = job(7, None);
+        jobs::enqueue(conn, &superseded, "d", NOW).unwrap();
+        superseded.sha = sha(5).parse().unwrap();
+        jobs::finish(conn, &superseded, DeploymentState::Inactive, "x", NOW).unwrap();
 
-    let insights = insights(&conn, 30, NOW).unwrap();
-    assert_eq!(insights.since, NOW - 12 * HOUR - 29 * DAY_MS);
-    let production = insights.of("production");
-    assert_eq!(production.days.len(), 30);
-    let today = production.days[29];
-    assert_eq!(
-        (today.day, today.success, today.failure, today.error),
-        (NOW - 12 * HOUR, 1, 1, 1)
-    );
-    assert_eq!(production.days[28].success, 1);
-    assert_eq!(production.deploys(), 4);
-    assert_eq!(production.failed(), 2);
-    assert_eq!(production.change_failure_rate(), Some(0.5));
-    assert_eq!(insights.of("staging").deploys(), 1);
-    assert_eq!(insights.of("staging").change_failure_rate(), Some(0.0));
-    let nothing = insights.of("qa");
-    assert_eq!((nothing.deploys(), nothing.days.len()), (0, 30));
-    assert_eq!(nothing.change_failure_rate(), None);
-    assert!(!insights.truncated);
+        let insights = insights(conn, 30, NOW).unwrap();
+        assert_eq!(insights.since, NOW - 12 * HOUR - 29 * DAY_MS);
+        let production = insights.of("production");
+        assert_eq!(production.days.len(), 30);
+        let today = production.days[29];
+        assert_eq!(
+            (today.day, today.success, today.failure, today.error),
+            (NOW - 12 * HOUR, 1, 1, 1)
+        );
+        assert_eq!(production.days[28].success, 1);
+        assert_eq!(production.deploys(), 4);
+        assert_eq!(production.failed(), 2);
+        assert_eq!(production.change_failure_rate(), Some(0.5));
+        assert_eq!(insights.of("staging").deploys(), 1);
+        assert_eq!(insights.of("staging").change_failure_rate(), Some(0.0));
+        let nothing = insights.of("qa");
+        assert_eq!((nothing.deploys(), nothing.days.len()), (0, 30));
+        assert_eq!(nothing.change_failure_rate(), None);
+        assert!(!insights.truncated);
+    });
 }
 
 #[test]
 fn lead_time_runs_from_the_merge_to_the_first_success_of_its_commit() {
-    let conn = database();
-    merge(&conn, 1, &sha(1), NOW - 10 * HOUR);
-    deploy(
-        &conn,
-        1,
-        "production",
-        &sha(1),
-        DeploymentState::Success,
-        NOW - 9 * HOUR,
-    );
-    // The same commit again: not a new change, no second lead time.
-    deploy(
-        &conn,
-        2,
-        "production",
-        &sha(1),
-        DeploymentState::Success,
-        NOW - 8 * HOUR,
-    );
-    merge(&conn, 2, &sha(2), NOW - 7 * HOUR);
-    deploy(
-        &conn,
-        3,
-        "production",
-        &sha(2),
-        DeploymentState::Failure,
-        NOW - 6 * HOUR,
-    );
-    deploy(
-        &conn,
-        4,
-        "production",
-        &sha(2),
-        DeploymentState::Success,
-        NOW - 4 * HOUR,
-    );
-    merge(&conn, 3, &sha(3), NOW - 2 * HOUR);
-    deploy(
-        &conn,
-        5,
-        "production",
-        &sha(3),
-        DeploymentState::Success,
-        NOW - HOUR,
-    );
-    // Deployed by hand, no merge on record: no lead time.
-    deploy(
-        &conn,
-        6,
-        "production",
-        &sha(9),
-        DeploymentState::Success,
-        NOW,
-    );
+    each_engine(|conn| {
+        merge(conn, 1, &sha(1), NOW - 10 * HOUR);
+        deploy(
+            conn,
+            1,
+            "production",
+            &sha(1),
+            DeploymentState::Success,
+            NOW - 9 * HOUR,
+        );
+        // The same commit again: not a new change, no second lead time.
+        deploy(
+            conn,
+            2,
+            "production",
+            &sha(1),
+            DeploymentState::Success,
+            NOW - 8 * HOUR,
+        );
+        merge(conn, 2, &sha(2), NOW - 7 * HOUR);
+        deploy(
+            conn,
+            3,
+            "production",
+            &sha(2),
+            DeploymentState::Failure,
+            NOW - 6 * HOUR,
+        );
+        deploy(
+            conn,
+            4,
+            "production",
+            &sha(2),
+            DeploymentState::Success,
+            NOW - 4 * HOUR,
+        );
+        merge(conn, 3, &sha(3), NOW - 2 * HOUR);
+        deploy(
+            conn,
+            5,
+            "production",
+            &sha(3),
+            DeploymentState::Success,
+            NOW - HOUR,
+        );
+        // Deployed by hand, no merge on record: no lead time.
+        deploy(
+            conn,
+            6,
+            "production",
+            &sha(9),
+            DeploymentState::Success,
+            NOW,
+        );
 
-    let production = insights(&conn, 30, NOW).unwrap().of("production");
-    let delivered: Vec<(i64, i64)> = production
-        .lead_times
-        .iter()
-        .map(|l| (l.delivered_at, l.millis))
-        .collect();
-    assert_eq!(
-        delivered,
-        [
-            (NOW - 9 * HOUR, HOUR),
-            (NOW - 4 * HOUR, 3 * HOUR),
-            (NOW - HOUR, HOUR)
-        ]
-    );
-    let values = production.lead_time_values();
-    assert_eq!(percentile(&values, 50), Some(HOUR));
-    assert_eq!(percentile(&values, 90), Some(3 * HOUR));
+        let production = insights(conn, 30, NOW).unwrap().of("production");
+        let delivered: Vec<(i64, i64)> = production
+            .lead_times
+            .iter()
+            .map(|l| (l.delivered_at, l.millis))
+            .collect();
+        assert_eq!(
+            delivered,
+            [
+                (NOW - 9 * HOUR, HOUR),
+                (NOW - 4 * HOUR, 3 * HOUR),
+                (NOW - HOUR, HOUR)
+            ]
+        );
+        let values = production.lead_time_values();
+        assert_eq!(percentile(&values, 50), Some(HOUR));
+        assert_eq!(percentile(&values, 90), Some(3 * HOUR));
+    });
 }
 
 #[test]
 fn a_restore_runs_from_the_first_failure_of_a_streak_to_the_next_success() {
-    let conn = database();
-    deploy(
-        &conn,
-        1,
-        "production",
-        &sha(1),
-        DeploymentState::Success,
-        NOW - 10 * HOUR,
-    );
-    deploy(
-        &conn,
-        2,
-        "production",
-        &sha(2),
-        DeploymentState::Failure,
-        NOW - 9 * HOUR,
-    );
-    deploy(
-        &conn,
-        3,
-        "production",
-        &sha(2),
-        DeploymentState::Error,
-        NOW - 8 * HOUR,
-    );
-    deploy(
-        &conn,
-        4,
-        "production",
-        &sha(3),
-        DeploymentState::Success,
-        NOW - 7 * HOUR,
-    );
-    deploy(
-        &conn,
-        5,
-        "production",
-        &sha(4),
-        DeploymentState::Failure,
-        NOW - 2 * HOUR,
-    );
-    // Another repository's success in the environment does not restore acme/widgets.
-    let mut other = job(6, None);
-    other.repo = "acme/gadgets".parse().unwrap();
-    jobs::enqueue(&conn, &other, "d", NOW - HOUR).unwrap();
-    jobs::claim(&conn, "test", 4, |_| Policy::Queue, NOW - HOUR).unwrap();
-    jobs::finish(&conn, &other, DeploymentState::Success, "ok", NOW - HOUR).unwrap();
+    each_engine(|conn| {
+        deploy(
+            conn,
+            1,
+            "production",
+            &sha(1),
+            DeploymentState::Success,
+            NOW - 10 * HOUR,
+        );
+        deploy(
+            conn,
+            2,
+            "production",
+            &sha(2),
+            DeploymentState::Failure,
+            NOW - 9 * HOUR,
+        );
+        deploy(
+            conn,
+            3,
+            "production",
+            &sha(2),
+            DeploymentState::Error,
+            NOW - 8 * HOUR,
+        );
+        deploy(
+            conn,
+            4,
+            "production",
+            &sha(3),
+            DeploymentState::Success,
+            NOW - 7 * HOUR,
+        );
+        deploy(
+            conn,
+            5,
+            "production",
+            &sha(4),
+            DeploymentState::Failure,
+            NOW - 2 * HOUR,
+        );
+        // Another repository's success in the environment does not restore acme/widgets.
+        let mut other = job(6, None);
+        other.repo = "acme/gadgets".parse().unwrap();
+        jobs::enqueue(conn, &other, "d", NOW - HOUR).unwrap();
+        jobs::claim(conn, "test", 4, |_| Policy::Queue, NOW - HOUR).unwrap();
+        jobs::finish(conn, &other, DeploymentState::Success, "ok", NOW - HOUR).unwrap();
 
-    let production = insights(&conn, 30, NOW).unwrap().of("production");
-    assert_eq!(
-        production.restores,
-        [
-            Restore {
-                failed_at: NOW - 9 * HOUR,
-                restored_at: Some(NOW - 7 * HOUR)
-            },
-            Restore {
-                failed_at: NOW - 2 * HOUR,
-                restored_at: None
-            },
-        ]
-    );
-    assert_eq!(production.restore_times(), [2 * HOUR]);
+        let production = insights(conn, 30, NOW).unwrap().of("production");
+        assert_eq!(
+            production.restores,
+            [
+                Restore {
+                    failed_at: NOW - 9 * HOUR,
+                    restored_at: Some(NOW - 7 * HOUR)
+                },
+                Restore {
+                    failed_at: NOW - 2 * HOUR,
+                    restored_at: None
+                },
+            ]
+        );
+        assert_eq!(production.restore_times(), [2 * HOUR]);
+    });
 }
 
 #[test]

@@ -237,7 +237,7 @@ mod tests {
     use super::*;
     use crate::model::DeploymentState;
     use crate::store::outbox::{complete, enqueue_status, give_up, take_due};
-    use crate::store::tests::{database, job};
+    use crate::store::tests::{each_engine, job};
 
     fn state_of(conn: &Connection, id: i64) -> (String, i64, i64) {
         conn.query_row(
@@ -250,143 +250,148 @@ mod tests {
 
     #[test]
     fn a_retried_call_is_pending_again_due_now_with_its_attempts_reset() {
-        let conn = database();
-        enqueue_status(&conn, &job(1, None), DeploymentState::Success, "ok", 0).unwrap();
-        let taken = take_due(&conn, 0, 8).unwrap();
-        give_up(&conn, taken[0].id, "GitHub said 500").unwrap();
-        let retried = retry(&conn, taken[0].id, 5_000).unwrap().unwrap();
-        assert_eq!(retried.state, "pending");
-        assert_eq!(state_of(&conn, taken[0].id), ("pending".into(), 0, 1));
-        let again = take_due(&conn, 5_000, 8).unwrap();
-        assert_eq!(again.len(), 1, "due now");
-        assert_eq!(again[0].created_at, 5_000, "its age restarts");
-        // Not failed any more: a second retry, or a dismissal, is refused.
-        assert_eq!(
-            retry(&conn, taken[0].id, 6_000).unwrap(),
-            Err(NotDone::NotFailed("pending".into()))
-        );
-        assert_eq!(retry(&conn, 999, 6_000).unwrap(), Err(NotDone::Unknown));
+        each_engine(|conn| {
+            enqueue_status(conn, &job(1, None), DeploymentState::Success, "ok", 0).unwrap();
+            let taken = take_due(conn, 0, 8).unwrap();
+            give_up(conn, taken[0].id, "GitHub said 500").unwrap();
+            let retried = retry(conn, taken[0].id, 5_000).unwrap().unwrap();
+            assert_eq!(retried.state, "pending");
+            assert_eq!(state_of(conn, taken[0].id), ("pending".into(), 0, 1));
+            let again = take_due(conn, 5_000, 8).unwrap();
+            assert_eq!(again.len(), 1, "due now");
+            assert_eq!(again[0].created_at, 5_000, "its age restarts");
+            // Not failed any more: a second retry, or a dismissal, is refused.
+            assert_eq!(
+                retry(conn, taken[0].id, 6_000).unwrap(),
+                Err(NotDone::NotFailed("pending".into()))
+            );
+            assert_eq!(retry(conn, 999, 6_000).unwrap(), Err(NotDone::Unknown));
+        });
     }
 
     #[test]
     fn a_retried_call_waits_behind_the_pending_head_of_its_key() {
-        let conn = database();
-        let deployment = job(1, None);
-        enqueue_status(&conn, &deployment, DeploymentState::Success, "ok", 0).unwrap();
-        let first = take_due(&conn, 0, 8).unwrap()[0].id;
-        give_up(&conn, first, "500").unwrap();
-        enqueue_status(&conn, &deployment, DeploymentState::Inactive, "old", 0).unwrap();
-        let head = take_due(&conn, 0, 8).unwrap()[0].id;
-        // `success` then `inactive`: a later status is pending, so the older one is refused.
-        assert!(matches!(
-            retry(&conn, first, 1_000).unwrap(),
-            Err(NotDone::Superseded(_))
-        ));
-        complete(&conn, head).unwrap();
-        // Another deployment's given-up call goes back as its key's head.
-        enqueue_status(&conn, &job(2, None), DeploymentState::Failure, "no", 0).unwrap();
-        let other = take_due(&conn, 0, 8).unwrap()[0].id;
-        give_up(&conn, other, "500").unwrap();
-        retry(&conn, other, 1_000).unwrap().unwrap();
-        assert_eq!(state_of(&conn, other).2, 1);
+        each_engine(|conn| {
+            let deployment = job(1, None);
+            enqueue_status(conn, &deployment, DeploymentState::Success, "ok", 0).unwrap();
+            let first = take_due(conn, 0, 8).unwrap()[0].id;
+            give_up(conn, first, "500").unwrap();
+            enqueue_status(conn, &deployment, DeploymentState::Inactive, "old", 0).unwrap();
+            let head = take_due(conn, 0, 8).unwrap()[0].id;
+            // `success` then `inactive`: a later status is pending, so the older one is refused.
+            assert!(matches!(
+                retry(conn, first, 1_000).unwrap(),
+                Err(NotDone::Superseded(_))
+            ));
+            complete(conn, head).unwrap();
+            // Another deployment's given-up call goes back as its key's head.
+            enqueue_status(conn, &job(2, None), DeploymentState::Failure, "no", 0).unwrap();
+            let other = take_due(conn, 0, 8).unwrap()[0].id;
+            give_up(conn, other, "500").unwrap();
+            retry(conn, other, 1_000).unwrap().unwrap();
+            assert_eq!(state_of(conn, other).2, 1);
+        });
     }
 
     #[test]
     fn a_dismissed_call_is_kept_with_who_and_when_and_no_longer_counted() {
-        let conn = database();
-        enqueue_status(&conn, &job(1, None), DeploymentState::Success, "ok", 0).unwrap();
-        let id = take_due(&conn, 0, 8).unwrap()[0].id;
-        give_up(&conn, id, "422").unwrap();
-        assert_eq!(list(&conn, "failed", 10).unwrap().len(), 1);
-        let dismissed = dismiss(&conn, id, "maria", 7_000).unwrap().unwrap();
-        assert_eq!(dismissed.dismissed_by.as_deref(), Some("maria"));
-        assert_eq!(dismissed.dismissed_at, Some(7_000));
-        assert!(list(&conn, "failed", 10).unwrap().is_empty());
-        assert_eq!(list(&conn, "dismissed", 10).unwrap()[0].id, id);
-        let backlog = crate::store::views::backlog(&conn, 7_000).unwrap();
-        assert_eq!(backlog.outbox_failed, 0);
-        assert_eq!(
-            dismiss(&conn, id, "maria", 8_000).unwrap(),
-            Err(NotDone::NotFailed("dismissed".into()))
-        );
+        each_engine(|conn| {
+            enqueue_status(conn, &job(1, None), DeploymentState::Success, "ok", 0).unwrap();
+            let id = take_due(conn, 0, 8).unwrap()[0].id;
+            give_up(conn, id, "422").unwrap();
+            assert_eq!(list(conn, "failed", 10).unwrap().len(), 1);
+            let dismissed = dismiss(conn, id, "maria", 7_000).unwrap().unwrap();
+            assert_eq!(dismissed.dismissed_by.as_deref(), Some("maria"));
+            assert_eq!(dismissed.dismissed_at, Some(7_000));
+            assert!(list(conn, "failed", 10).unwrap().is_empty());
+            assert_eq!(list(conn, "dismissed", 10).unwrap()[0].id, id);
+            let backlog = crate::store::views::backlog(conn, 7_000).unwrap();
+            assert_eq!(backlog.outbox_failed, 0);
+            assert_eq!(
+                dismiss(conn, id, "maria", 8_000).unwrap(),
+                Err(NotDone::NotFailed("dismissed".into()))
+            );
+        });
     }
 
     #[test]
     fn an_old_success_is_not_resent_once_a_newer_deployment_ran_there() {
-        let conn = database();
-        let (old, newer) = (job(1, None), job(2, None));
-        let queue = |_: &str| crate::model::Policy::Queue;
-        crate::store::jobs::enqueue(&conn, &old, "d1", 0).unwrap();
-        crate::store::jobs::claim(&conn, "test", 8, queue, 100).unwrap();
-        crate::store::jobs::finish(&conn, &old, DeploymentState::Success, "ok", 200).unwrap();
-        // The job's own statuses (queued, in_progress, success) go out in order; the last
-        // one, success, is given up.
-        let id = loop {
-            let due = take_due(&conn, 500, 8).unwrap();
-            let call = &due[0];
-            if format!("{:?}", call.call)
-                .to_lowercase()
-                .contains("success")
-            {
-                break call.id;
-            }
-            complete(&conn, call.id).unwrap();
-        };
-        give_up(&conn, id, "GitHub said 502").unwrap();
-        // Before the newer one runs, the retry is fine; afterwards, it would make GitHub
-        // mark the newer deployment inactive (auto_inactive).
-        crate::store::jobs::enqueue(&conn, &newer, "d2", 0).unwrap();
-        let started =
-            crate::store::jobs::claim(&conn, "test", 8, |_| crate::model::Policy::Queue, 1_000)
-                .unwrap();
-        assert!(
-            started.iter().any(|c| c.job.id == newer.id),
-            "the newer job runs"
-        );
-        let refused = retry(&conn, id, 2_000).unwrap();
-        let Err(NotDone::Superseded(why)) = refused else {
-            panic!("{refused:?}");
-        };
-        assert!(why.contains("would mark 2 inactive on GitHub"), "{why}");
-        // Dismissing stays possible.
-        assert!(dismiss(&conn, id, "maria", 3_000).unwrap().is_ok());
+        each_engine(|conn| {
+            let (old, newer) = (job(1, None), job(2, None));
+            let queue = |_: &str| crate::model::Policy::Queue;
+            crate::store::jobs::enqueue(conn, &old, "d1", 0).unwrap();
+            crate::store::jobs::claim(conn, "test", 8, queue, 100).unwrap();
+            crate::store::jobs::finish(conn, &old, DeploymentState::Success, "ok", 200).unwrap();
+            // The job's own statuses (queued, in_progress, success) go out in order; the last
+            // one, success, is given up.
+            let id = loop {
+                let due = take_due(conn, 500, 8).unwrap();
+                let call = &due[0];
+                if format!("{:?}", call.call)
+                    .to_lowercase()
+                    .contains("success")
+                {
+                    break call.id;
+                }
+                complete(conn, call.id).unwrap();
+            };
+            give_up(conn, id, "GitHub said 502").unwrap();
+            // Before the newer one runs, the retry is fine; afterwards, it would make GitHub
+            // mark the newer deployment inactive (auto_inactive).
+            crate::store::jobs::enqueue(conn, &newer, "d2", 0).unwrap();
+            let started =
+                crate::store::jobs::claim(conn, "test", 8, |_| crate::model::Policy::Queue, 1_000)
+                    .unwrap();
+            assert!(
+                started.iter().any(|c| c.job.id == newer.id),
+                "the newer job runs"
+            );
+            let refused = retry(conn, id, 2_000).unwrap();
+            let Err(NotDone::Superseded(why)) = refused else {
+                panic!("{refused:?}");
+            };
+            assert!(why.contains("would mark 2 inactive on GitHub"), "{why}");
+            // Dismissing stays possible.
+            assert!(dismiss(conn, id, "maria", 3_000).unwrap().is_ok());
+        });
     }
 
     #[test]
     fn a_retried_creation_records_its_merge_as_of_when_it_was_first_queued() {
         use crate::model::{CommitSha, DeploymentRequest, Environment, NewDeployment, RepoName};
-        let conn = database();
-        let sha = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
-        let new = NewDeployment {
-            repo: RepoName::parse("acme/widgets").unwrap(),
-            pull_request: 42,
-            installation: None,
-            request: DeploymentRequest {
-                git_ref: CommitSha::parse(sha).unwrap(),
-                task: "deploy".into(),
-                auto_merge: false,
-                required_contexts: vec![],
-                environment: Environment::parse("production").unwrap(),
-                payload: serde_json::json!({ "pull_request": 42 }),
-                description: "d".into(),
-                production_environment: None,
-                transient_environment: None,
-            },
-            gate: None,
-        };
-        crate::store::outbox::enqueue_create_deployment(&conn, &new, 1_000).unwrap();
-        let id = take_due(&conn, 1_000, 8).unwrap()[0].id;
-        give_up(&conn, id, "GitHub said 422").unwrap();
-        // Giving up forgot the merge (so that a new delivery of it may ask again).
-        conn.execute("DELETE FROM merges", []).unwrap();
-        retry(&conn, id, 9_000).unwrap().unwrap();
-        let recorded: i64 = conn
-            .query_row(
-                "SELECT recorded_at FROM merges WHERE repository = 'acme/widgets' AND sha = ?1",
-                [sha],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(recorded, 1_000, "as of the merge, not of the retry");
+        each_engine(|conn| {
+            let sha = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
+            let new = NewDeployment {
+                repo: RepoName::parse("acme/widgets").unwrap(),
+                pull_request: 42,
+                installation: None,
+                request: DeploymentRequest {
+                    git_ref: CommitSha::parse(sha).unwrap(),
+                    task: "deploy".into(),
+                    auto_merge: false,
+                    required_contexts: vec![],
+                    environment: Environment::parse("production").unwrap(),
+                    payload: serde_json::json!({ "pull_request": 42 }),
+                    description: "d".into(),
+                    production_environment: None,
+                    transient_environment: None,
+                },
+                gate: None,
+            };
+            crate::store::outbox::enqueue_create_deployment(conn, &new, 1_000).unwrap();
+            let id = take_due(conn, 1_000, 8).unwrap()[0].id;
+            give_up(conn, id, "GitHub said 422").unwrap();
+            // Giving up forgot the merge (so that a new delivery of it may ask again).
+            conn.execute("DELETE FROM merges", []).unwrap();
+            retry(conn, id, 9_000).unwrap().unwrap();
+            let recorded: i64 = conn
+                .query_row(
+                    "SELECT recorded_at FROM merges WHERE repository = 'acme/widgets' AND sha = ?1",
+                    [sha],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(recorded, 1_000, "as of the merge, not of the retry");
+        });
     }
 }

@@ -160,7 +160,7 @@ pub(super) fn call_from(kind: &str, body: &str) -> rusqlite::Result<Call> {
 mod tests {
     use super::super::{STALE_IN_FLIGHT_MS, enqueue_status, take_due};
     use super::*;
-    use crate::store::tests::{database, job};
+    use crate::store::tests::{each_engine, job};
 
     fn event() -> Notification {
         Notification::of_deploy(&job(1, None), DeploymentState::Failure, "exit 1", None, 0).unwrap()
@@ -168,86 +168,89 @@ mod tests {
 
     #[test]
     fn notifications_never_wait_for_a_github_call_in_flight_nor_pass_as_an_installation() {
-        let conn = database();
-        enqueue_status(&conn, &job(1, None), DeploymentState::Queued, "q", 0).unwrap();
-        let github = take_due(&conn, 1_000, 8).unwrap();
-        assert_eq!(github.len(), 1);
-        enqueue_notification(&conn, &event(), 0).unwrap();
-        let taken = take_due(&conn, 1_000, 8).unwrap();
-        assert_eq!(
-            taken.len(),
-            1,
-            "the token's call in flight holds up nothing else"
-        );
-        assert!(matches!(taken[0].call, Call::Notify(_)));
-        assert_eq!(taken[0].installation, None);
+        each_engine(|conn| {
+            enqueue_status(conn, &job(1, None), DeploymentState::Queued, "q", 0).unwrap();
+            let github = take_due(conn, 1_000, 8).unwrap();
+            assert_eq!(github.len(), 1);
+            enqueue_notification(conn, &event(), 0).unwrap();
+            let taken = take_due(conn, 1_000, 8).unwrap();
+            assert_eq!(
+                taken.len(),
+                1,
+                "the token's call in flight holds up nothing else"
+            );
+            assert!(matches!(taken[0].call, Call::Notify(_)));
+            assert_eq!(taken[0].installation, None);
+        });
     }
 
     #[test]
     fn an_event_becomes_one_row_per_receiver_each_in_its_own_lane() {
-        let conn = database();
-        enqueue_notification(&conn, &event(), 0).unwrap();
-        let taken = take_due(&conn, 1_000, 8).unwrap();
-        let receivers = ["slack:A".to_owned(), "webhook:B".to_owned()];
-        assert_eq!(
-            fan_out(&conn, taken[0].id, &event(), &receivers, 1_000).unwrap(),
-            2
-        );
-        assert_eq!(
-            fan_out(&conn, taken[0].id, &event(), &receivers, 1_000).unwrap(),
-            0,
-            "done once"
-        );
-        // Both receivers' rows are due at once: one does not wait for the other.
-        let sent = take_due(&conn, 1_000, 8).unwrap();
-        let mut got: Vec<(String, String)> = sent
-            .iter()
-            .map(|item| match &item.call {
-                Call::Notification {
-                    receiver, delivery, ..
-                } => (receiver.clone(), delivery.clone()),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        got.sort();
-        assert_eq!(got[0].0, "slack:A");
-        assert_eq!(got[1].0, "webhook:B");
-        assert_eq!(got[0].1, got[1].1, "one delivery id per event");
-        assert!(sent.iter().all(|item| item.installation.is_none()));
-        assert_ne!(receiver_lane("slack:A"), receiver_lane("webhook:B"));
-        assert!(receiver_lane("slack:A") < NOTIFY_LANE);
-        // A message in flight past the stale limit is taken again, like any call.
-        let again = take_due(&conn, 1_000 + STALE_IN_FLIGHT_MS + 1, 8).unwrap();
-        assert_eq!(again.len(), 2);
+        each_engine(|conn| {
+            enqueue_notification(conn, &event(), 0).unwrap();
+            let taken = take_due(conn, 1_000, 8).unwrap();
+            let receivers = ["slack:A".to_owned(), "webhook:B".to_owned()];
+            assert_eq!(
+                fan_out(conn, taken[0].id, &event(), &receivers, 1_000).unwrap(),
+                2
+            );
+            assert_eq!(
+                fan_out(conn, taken[0].id, &event(), &receivers, 1_000).unwrap(),
+                0,
+                "done once"
+            );
+            // Both receivers' rows are due at once: one does not wait for the other.
+            let sent = take_due(conn, 1_000, 8).unwrap();
+            let mut got: Vec<(String, String)> = sent
+                .iter()
+                .map(|item| match &item.call {
+                    Call::Notification {
+                        receiver, delivery, ..
+                    } => (receiver.clone(), delivery.clone()),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            got.sort();
+            assert_eq!(got[0].0, "slack:A");
+            assert_eq!(got[1].0, "webhook:B");
+            assert_eq!(got[0].1, got[1].1, "one delivery id per event");
+            assert!(sent.iter().all(|item| item.installation.is_none()));
+            assert_ne!(receiver_lane("slack:A"), receiver_lane("webhook:B"));
+            assert!(receiver_lane("slack:A") < NOTIFY_LANE);
+            // A message in flight past the stale limit is taken again, like any call.
+            let again = take_due(conn, 1_000 + STALE_IN_FLIGHT_MS + 1, 8).unwrap();
+            assert_eq!(again.len(), 2);
+        });
     }
 
     #[test]
     fn only_the_ends_of_a_deploy_carry_how_long_it_ran() {
-        let conn = database();
-        let job = job(1, None);
-        crate::store::jobs::enqueue(&conn, &job, "d", 0).unwrap();
-        let claimed =
-            crate::store::jobs::claim(&conn, "test", 4, |_| Default::default(), 1_000).unwrap();
-        assert_eq!(claimed.len(), 1);
-        notify_deploy(&conn, &job, DeploymentState::Queued, "q", 1_000).unwrap();
-        notify_deploy(&conn, &job, DeploymentState::InProgress, "running", 1_000).unwrap();
-        notify_deploy(&conn, &job, DeploymentState::Success, "deployed", 3_500).unwrap();
-        let events: Vec<(String, Option<u64>)> = conn
-            .prepare("SELECT body FROM outbox WHERE kind = 'notify' ORDER BY id")
-            .unwrap()
-            .query_map([], |row| row.get::<_, String>(0))
-            .unwrap()
-            .map(|body| {
-                let event: Notification = serde_json::from_str(&body.unwrap()).unwrap();
-                (event.event.to_string(), event.duration_ms)
-            })
-            .collect();
-        assert_eq!(
-            events,
-            [
-                ("deploy_started".to_owned(), None),
-                ("deploy_succeeded".to_owned(), Some(2_500))
-            ]
-        );
+        each_engine(|conn| {
+            let job = job(1, None);
+            crate::store::jobs::enqueue(conn, &job, "d", 0).unwrap();
+            let claimed =
+                crate::store::jobs::claim(conn, "test", 4, |_| Default::default(), 1_000).unwrap();
+            assert_eq!(claimed.len(), 1);
+            notify_deploy(conn, &job, DeploymentState::Queued, "q", 1_000).unwrap();
+            notify_deploy(conn, &job, DeploymentState::InProgress, "running", 1_000).unwrap();
+            notify_deploy(conn, &job, DeploymentState::Success, "deployed", 3_500).unwrap();
+            let events: Vec<(String, Option<u64>)> = conn
+                .prepare("SELECT body FROM outbox WHERE kind = 'notify' ORDER BY id")
+                .unwrap()
+                .query_map([], |row| row.get::<_, String>(0))
+                .unwrap()
+                .map(|body| {
+                    let event: Notification = serde_json::from_str(&body.unwrap()).unwrap();
+                    (event.event.to_string(), event.duration_ms)
+                })
+                .collect();
+            assert_eq!(
+                events,
+                [
+                    ("deploy_started".to_owned(), None),
+                    ("deploy_succeeded".to_owned(), Some(2_500))
+                ]
+            );
+        });
     }
 }

@@ -79,18 +79,21 @@ CREATE TABLE jobs (
     -- PostgreSQL only: the replica (replicas.id) that claimed it.
     owner           TEXT COLLATE "C"
 );
-CREATE INDEX jobs_by_state ON jobs (state, repository, environment);
+CREATE INDEX jobs_by_state ON jobs (state, repository, environment, deployment_id);
 -- Retention deletes finished deploys by age, oldest first.
-CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state = 'finished';
+CREATE INDEX jobs_finished ON jobs (finished_at, deployment_id) WHERE state = 'finished';
 -- A repository's deploys to an environment, newest first: what a rollback goes back over.
-CREATE INDEX jobs_history ON jobs (repository, environment, finished_at)
+CREATE INDEX jobs_history ON jobs (repository, environment, finished_at, deployment_id)
     WHERE state = 'finished';
 -- The forced deployments waiting for a locked environment.
 CREATE INDEX jobs_forced ON jobs (repository, environment, deployment_id)
     WHERE state = 'queued' AND forced = 1;
 -- Deployments by what they deploy; and by the delivery that queued them.
-CREATE INDEX jobs_by_commit ON jobs (repository, sha);
-CREATE INDEX jobs_by_delivery ON jobs (delivery_id);
+CREATE INDEX jobs_by_commit ON jobs (repository, sha, deployment_id);
+CREATE INDEX jobs_by_delivery ON jobs (delivery_id, deployment_id);
+-- Indexes on tables keyed by an integer end with that key: SQLite's indexes carry the
+-- rowid implicitly, and the queries' ORDER BY deployment_id / id lean on it (without it,
+-- a claim sorted every queued job of an environment).
 -- PostgreSQL only: at most one running job per repository and environment, whichever
 -- replica claims it.
 CREATE UNIQUE INDEX jobs_one_running ON jobs (repository, environment) WHERE state = 'running';
@@ -124,11 +127,11 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_by_key ON outbox (state, ordering_key, id);
 -- Heads are searched through an index by installation and due time.
-CREATE INDEX outbox_heads ON outbox (COALESCE(installation_id, 0), next_attempt_at)
+CREATE INDEX outbox_heads ON outbox (COALESCE(installation_id, 0), next_attempt_at, id)
     WHERE state = 'pending' AND head = 1;
 -- The few calls in flight, found without reading the others.
-CREATE INDEX outbox_in_flight ON outbox (in_flight) WHERE in_flight != 0;
-CREATE INDEX outbox_dismissed ON outbox (dismissed_at) WHERE state = 'dismissed';
+CREATE INDEX outbox_in_flight ON outbox (in_flight, id) WHERE in_flight != 0;
+CREATE INDEX outbox_dismissed ON outbox (dismissed_at, id) WHERE state = 'dismissed';
 
 -- A rate limit pauses an installation's calls (0: the token's): one row, instead of moving
 -- every call it has waiting.
@@ -212,15 +215,15 @@ CREATE TABLE waits (
     UNIQUE (kind, repository, environment, sha)
 );
 -- The waits on a commit, by state: settling a check's result, reopening a failed wait.
-CREATE INDEX waits_by_commit ON waits (repository, sha, state);
-CREATE INDEX waits_open_by_target ON waits (repository, environment, kind, sort_key)
+CREATE INDEX waits_by_commit ON waits (repository, sha, state, id);
+CREATE INDEX waits_open_by_target ON waits (repository, environment, kind, sort_key, id)
     WHERE state = 'waiting';
 -- Whether a newer wait already passed, for a merge or a success delivered late.
-CREATE INDEX waits_passed ON waits (kind, repository, environment, sort_key)
+CREATE INDEX waits_passed ON waits (kind, repository, environment, sort_key, id)
     WHERE state = 'passed';
-CREATE INDEX waits_due ON waits (next_poll_at) WHERE state = 'waiting';
+CREATE INDEX waits_due ON waits (next_poll_at, id) WHERE state = 'waiting';
 CREATE INDEX waits_waiting_by_age ON waits (created_at, id) WHERE state = 'waiting';
-CREATE INDEX waits_ended ON waits (ended_at) WHERE state != 'waiting';
+CREATE INDEX waits_ended ON waits (ended_at, id) WHERE state != 'waiting';
 
 -- Environments locked against automatic deploys. A locked environment runs only forced
 -- deployments (`"force": true` in the payload, `deployhook deploy --force`, a rollback); the

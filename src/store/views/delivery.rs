@@ -146,13 +146,13 @@ pub fn deployments(conn: &Connection, delivery_id: &str) -> rusqlite::Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::database;
+    use crate::store::tests::each_engine;
 
     #[test]
     fn a_merge_leads_to_the_deployments_of_its_commit_and_environment() {
-        let conn = database();
-        conn.execute_batch(
-            "INSERT INTO merges (repository, pull_request, environment, sha, recorded_at,
+        each_engine(|conn| {
+            conn.execute_batch(
+                "INSERT INTO merges (repository, pull_request, environment, sha, recorded_at,
                                  delivery_id)
              VALUES ('acme/widgets', 42, 'production', 'abc', 0, 'merge-1');
              INSERT INTO jobs (deployment_id, repository, environment, sha, git_ref, task,
@@ -161,33 +161,35 @@ mod tests {
                      'deployment-event-1', 'queued', 0),
                     (8, 'acme/widgets', 'staging', 'abc', 'abc', 'deploy', 'u', '{}',
                      'deployment-event-2', 'queued', 0);",
-        )
-        .unwrap();
-        let ids = |d: &str| -> Vec<u64> {
-            deployments(&conn, d)
-                .unwrap()
-                .iter()
-                .map(|j| j.deployment_id)
-                .collect()
-        };
-        assert_eq!(ids("merge-1"), [7]);
-        assert_eq!(ids("deployment-event-2"), [8]);
-        assert_eq!(merges(&conn, "merge-1").unwrap()[0].pull_request, 42);
+            )
+            .unwrap();
+            let ids = |d: &str| -> Vec<u64> {
+                deployments(conn, d)
+                    .unwrap()
+                    .iter()
+                    .map(|j| j.deployment_id)
+                    .collect()
+            };
+            assert_eq!(ids("merge-1"), [7]);
+            assert_eq!(ids("deployment-event-2"), [8]);
+            assert_eq!(merges(conn, "merge-1").unwrap()[0].pull_request, 42);
+        });
     }
 
     #[test]
     fn a_delivery_is_found_with_or_without_its_hook() {
-        let conn = database();
-        conn.execute_batch(
+        each_engine(|conn| {
+            conn.execute_batch(
             "INSERT INTO deliveries (hook_id, delivery_id, event, received_at, outcome, message)
              VALUES (1, 'a', 'ping', 0, 'recorded', 'one'), (2, 'b', 'ping', 0, 'recorded', 'x'),
                     (3, 'a', 'ping', 5, 'recorded', 'three');",
         )
         .unwrap();
-        let message = |hook| find(&conn, "a", hook).unwrap().unwrap().delivery.message;
-        assert_eq!(message(None), "three", "the newest of that id");
-        assert_eq!(message(Some(1)), "one");
-        assert!(find(&conn, "a", Some(2)).unwrap().is_none());
-        assert!(find(&conn, "zzz", None).unwrap().is_none());
+            let message = |hook| find(conn, "a", hook).unwrap().unwrap().delivery.message;
+            assert_eq!(message(None), "three", "the newest of that id");
+            assert_eq!(message(Some(1)), "one");
+            assert!(find(conn, "a", Some(2)).unwrap().is_none());
+            assert!(find(conn, "zzz", None).unwrap().is_none());
+        });
     }
 }
