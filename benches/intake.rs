@@ -14,14 +14,25 @@
 //!   (`--baseline-server durable`): the bound for any implementation that syncs before it
 //!   acknowledges, which deployhook's `sync=full` is also judged against;
 //! - deployhook on an in-memory database;
-//! - deployhook on its durable database (a file under `target/`).
+//! - deployhook on its durable database (a file under `target/`), `sync=full` and
+//!   `sync=normal`;
+//! - deployhook on PostgreSQL (`DEPLOYHOOK_DATABASE=postgres://…`): a fresh database on a
+//!   throwaway server the bench starts with PostgreSQL's installed binaries, its data under
+//!   `target/` beside the SQLite files, with `fsync`, `synchronous_commit` and
+//!   `full_page_writes` on (not the test harness's server, which runs with `fsync=off`), and
+//!   judged against deployhook on SQLite with `sync=full`: the issue's target is at least
+//!   0.3 × its rate, p99 ≤ 20 ms. The PostgreSQL server's own CPU is shown beside
+//!   deployhook's. Without the server binaries this target is skipped, loudly.
 //!
 //! Throughput runs use unmerged pull requests (nothing to deploy). Then it measures
 //! merged-PR → deployment-created latency at a steady 20 merges/s against a mock GitHub in
-//! this process, and finally checks that every delivery the durable server acknowledged is
-//! in its database. Settings: `BENCH_SECONDS` (per target and encoding, default 10, taken
-//! in `BENCH_ROUNDS` interleaved slices, default 5), `BENCH_CONNECTIONS` (default 8), `BENCH_ENCODINGS` (`json` or `form`; default both), `BENCH_RUST_LOG` (the
-//! servers' log filter, default `info`).
+//! this process, on SQLite (`sync=full`) and on PostgreSQL, and finally checks that every
+//! delivery the durable servers acknowledged is in their databases. Settings:
+//! `BENCH_SECONDS` (per target and encoding, default 10, taken in `BENCH_ROUNDS`
+//! interleaved slices, default 5), `BENCH_CONNECTIONS` (default 8), `BENCH_ENCODINGS`
+//! (`json` or `form`; default both), `BENCH_RUST_LOG` (the servers' log filter, default
+//! `info`), `BENCH_POSTGRES=0` (skip PostgreSQL), `DEPLOYHOOK_PG_BIN` (PostgreSQL's bin
+//! directory, else `pg_config --bindir`, else the newest `/usr/lib/postgresql/*/bin`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -453,7 +464,7 @@ async fn mock_github() -> (String, Arrivals) {
 
 /// Sends merged pull requests at a steady rate; returns each acknowledged one's send time
 /// by number.
-async fn merges(url: &str, count: u64) -> HashMap<u64, Instant> {
+async fn merges(url: &str, first: u64, count: u64) -> HashMap<u64, Instant> {
     let template: Value =
         serde_json::from_slice(&fixture("pull_request.closed.merged.json")).expect("JSON");
     let client = reqwest::Client::new();
@@ -462,7 +473,7 @@ async fn merges(url: &str, count: u64) -> HashMap<u64, Instant> {
     let mut tasks = Vec::new();
     for i in 0..count {
         ticker.tick().await;
-        let number = 100_000 + i;
+        let number = first + i;
         let mut event = template.clone();
         event["number"] = json!(number);
         event["pull_request"]["number"] = json!(number);
@@ -528,7 +539,8 @@ async fn bench() -> ExitCode {
         json.len(),
         std::thread::available_parallelism().map_or(0, usize::from)
     );
-    let servers = [
+    let postgres = Postgres::start("intake");
+    let mut servers = vec![
         Server::baseline("baseline (verify + well-formed)", "ignored"),
         Server::baseline("reference (verify + parse Value)", "value"),
         Server::baseline("durable bound (+ append, fsync)", "durable"),
@@ -541,6 +553,17 @@ async fn bench() -> ExitCode {
             &github,
         ),
     ];
+    let postgres_url = postgres.as_ref().map(|pg| pg.database("intake"));
+    if let Some(url) = &postgres_url {
+        servers.push(Server::deployhook(
+            "deployhook, postgres",
+            url,
+            "full",
+            &github,
+        ));
+    }
+    // Its index among the servers, for the PostgreSQL server's own CPU time.
+    let on_postgres = postgres.as_ref().map(|_| servers.len() - 1);
     let encodings: Vec<Encoding> = match std::env::var("BENCH_ENCODINGS").as_deref() {
         Ok("json") => vec![Encoding::Json],
         Ok("form") => vec![Encoding::Form],
@@ -565,12 +588,18 @@ async fn bench() -> ExitCode {
         }
         let mut slices: Vec<Vec<RunResult>> = servers.iter().map(|_| Vec::new()).collect();
         let mut cpu = vec![Duration::ZERO; servers.len()];
+        let mut postgres_cpu = Duration::ZERO;
         for round in 0..rounds {
             for (i, server) in servers.iter().enumerate() {
                 let tag = format!("{}-{}-{round}", encoding.name(), server.child.id());
                 let before = server.cpu_time();
+                let pg = postgres.as_ref().filter(|_| on_postgres == Some(i));
+                let pg_before = pg.map(Postgres::cpu_time);
                 slices[i].push(run(&server.url, delivery.clone(), connections, slice, &tag).await);
                 cpu[i] += server.cpu_time().saturating_sub(before);
+                if let (Some(pg), Some(pg_before)) = (pg, pg_before) {
+                    postgres_cpu += pg.cpu_time().saturating_sub(pg_before);
+                }
             }
         }
         for (i, server) in servers.iter().enumerate() {
@@ -599,6 +628,18 @@ async fn bench() -> ExitCode {
                 cpu[i].as_secs_f64() * 1e6 / deliveries.max(1) as f64,
                 errors
             );
+            if on_postgres == Some(i) {
+                println!(
+                    "{:<34} {:<5} {:>13} {:>8} {:>8} {:>12.0}   (the PostgreSQL server's \
+                     own processes)",
+                    "  + PostgreSQL server",
+                    encoding.name(),
+                    "",
+                    "",
+                    "",
+                    postgres_cpu.as_secs_f64() * 1e6 / deliveries.max(1) as f64,
+                );
+            }
             rates.insert((server.name, encoding.name()), rate);
             p99s.insert((server.name, encoding.name()), p99);
             acknowledged
@@ -611,14 +652,22 @@ async fn bench() -> ExitCode {
     for server in &servers {
         println!("  {:<34} {:>7.1} MiB", server.name, server.peak_rss_mib());
     }
-    let [baseline, reference, bound, memory, durable, normal] = servers;
+    let on_pg = on_postgres.map(|_| servers.pop().expect("the PostgreSQL server"));
+    let Ok([baseline, reference, bound, memory, durable, normal]) =
+        <[Server; 6]>::try_from(servers)
+    else {
+        unreachable!("six servers besides PostgreSQL's")
+    };
     let mut ok = true;
     println!(
         "\ntargets (durable ≥ 0.7 × baseline, p99 ≤ 20 ms), against the baseline of the same run:"
     );
     for encoding in encodings.iter().map(|e| e.name()) {
         let base = rates[&(baseline.name, encoding)];
-        for server in [&reference, &bound, &memory, &durable, &normal] {
+        for server in [&reference, &bound, &memory, &durable, &normal]
+            .into_iter()
+            .chain(on_pg.as_ref())
+        {
             let ratio = rates[&(server.name, encoding)] / base;
             let p99 = p99s[&(server.name, encoding)];
             println!(
@@ -635,35 +684,63 @@ async fn bench() -> ExitCode {
             durable.name,
             rates[&(durable.name, encoding)] / bound_rate
         );
+        // The issue's target for PostgreSQL: durable intake at ≥ 0.3 × SQLite's durable
+        // rate (both sync every acknowledgement to disk), p99 ≤ 20 ms.
+        if let Some(pg) = &on_pg {
+            let ratio = rates[&(pg.name, encoding)] / rates[&(durable.name, encoding)];
+            let p99 = p99s[&(pg.name, encoding)];
+            println!(
+                "  {encoding} {:<34} {ratio:.2} × {} (≥ 0.3: {}), p99 {p99:.2} ms vs \
+                 {:.2} ms (≤ 20 ms: {})",
+                pg.name,
+                durable.name,
+                verdict(ratio >= 0.3),
+                p99s[&(durable.name, encoding)],
+                verdict(p99 <= 20.0)
+            );
+        }
     }
 
-    // Merge → deployment created, on the durable server.
+    // Merge → deployment created, on SQLite (sync=full), then on PostgreSQL; numbers apart,
+    // so that the mock GitHub tells their deployments apart.
     let count = MERGES_PER_SECOND * seconds.as_secs();
-    let sent = merges(&durable.url, count).await;
-    ok &= sent.len() as u64 == count;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while arrivals.lock().expect("a lock").len() < sent.len() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    println!();
+    for (server, first) in [(&durable, 100_000)]
+        .into_iter()
+        .chain(on_pg.as_ref().map(|pg| (pg, 200_000)))
+    {
+        let sent = merges(&server.url, first, count).await;
+        ok &= sent.len() as u64 == count;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let arrived_of_these = |arrivals: &HashMap<u64, Instant>| {
+            sent.keys().filter(|n| arrivals.contains_key(n)).count()
+        };
+        while arrived_of_these(&arrivals.lock().expect("a lock")) < sent.len()
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let arrived = arrivals.lock().expect("a lock").clone();
+        let mut latencies: Vec<Duration> = sent
+            .iter()
+            .filter_map(|(n, at)| arrived.get(n).map(|done| done.duration_since(*at)))
+            .collect();
+        latencies.sort();
+        println!(
+            "merged PR → deployment created at {MERGES_PER_SECOND}/s, {}: p50 {:.2} ms, \
+             p99 {:.2} ms ({} of {} created)",
+            server.name,
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            latencies.len(),
+            sent.len()
+        );
+        ok &= latencies.len() == sent.len();
+        acknowledged
+            .entry(server.name)
+            .or_default()
+            .extend(sent.keys().map(|n| format!("merge-{n}")));
     }
-    let arrived = arrivals.lock().expect("a lock").clone();
-    let mut latencies: Vec<Duration> = sent
-        .iter()
-        .filter_map(|(n, at)| arrived.get(n).map(|done| done.duration_since(*at)))
-        .collect();
-    latencies.sort();
-    println!(
-        "\nmerged PR → deployment created at {MERGES_PER_SECOND}/s: p50 {:.2} ms, p99 {:.2} ms \
-         ({} of {} created)",
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        latencies.len(),
-        sent.len()
-    );
-    ok &= latencies.len() == sent.len();
-    acknowledged
-        .entry(durable.name)
-        .or_default()
-        .extend(sent.keys().map(|n| format!("merge-{n}")));
 
     // Every delivery a durable server acknowledged is in its database.
     drop((baseline, reference, bound, memory));
@@ -679,6 +756,19 @@ async fn bench() -> ExitCode {
         );
         ok &= missing == 0;
     }
+    if let (Some(server), Some(url)) = (on_pg, &postgres_url) {
+        let name = server.name;
+        server.stop();
+        let acked = acknowledged.remove(name).unwrap_or_default();
+        let missing = missing_from_postgres(url, &acked).await;
+        println!(
+            "acknowledged deliveries missing from the database of {name}: {missing} of {} ({})",
+            acked.len(),
+            verdict(missing == 0)
+        );
+        ok &= missing == 0;
+    }
+    drop(postgres);
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -703,6 +793,304 @@ fn missing_from(path: &str, acknowledged: &[String]) -> usize {
         .count()
 }
 
+/// How many of `acknowledged` the PostgreSQL database at `url` does not hold.
+async fn missing_from_postgres(url: &str, acknowledged: &[String]) -> usize {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the PostgreSQL database");
+    tokio::spawn(connection);
+    let recorded: std::collections::HashSet<String> = client
+        .query("SELECT delivery_id FROM deliveries WHERE hook_id = 1", &[])
+        .await
+        .expect("a query")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    acknowledged
+        .iter()
+        .filter(|d| !recorded.contains(*d))
+        .count()
+}
+
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
+}
+
+// --- A durable PostgreSQL server of the bench's own -------------------------------------
+
+/// A throwaway PostgreSQL server that syncs like a production one. The test harness's
+/// (`deployhook::store::postgres::cluster`) starts its servers with `fsync=off` and has no
+/// option to start them otherwise, which would flatter PostgreSQL against SQLite's
+/// `sync=full`; so the bench starts its own with the same binaries: data under `target/`
+/// (the same disk as the SQLite databases), 127.0.0.1 only, trust authentication for
+/// `postgres`, and `fsync`, `synchronous_commit` and `full_page_writes` on. As root, the
+/// server side runs as `postgres` through `runuser`. A watchdog shell stops it and removes
+/// its directory should this process die without dropping it.
+struct Postgres {
+    bin: PathBuf,
+    /// Running as root: the server side runs as `postgres`.
+    as_postgres: bool,
+    base: PathBuf,
+    data: PathBuf,
+    port: u16,
+    watchdog: Child,
+}
+
+impl Postgres {
+    /// Started, or `None` after a loud note when `BENCH_POSTGRES=0` or the server binaries
+    /// are not installed. Panics when they are but the server does not start.
+    fn start(name: &str) -> Option<Self> {
+        if std::env::var("BENCH_POSTGRES").is_ok_and(|v| v == "0") {
+            println!("\n*** PostgreSQL SKIPPED: BENCH_POSTGRES=0 ***\n");
+            return None;
+        }
+        let Some(bin) = pg_bin_dir() else {
+            println!(
+                "\n*** PostgreSQL SKIPPED: no server binaries (initdb, pg_ctl, postgres, psql) \
+                 in DEPLOYHOOK_PG_BIN, `pg_config --bindir` or /usr/lib/postgresql/*/bin. \
+                 Install the server (`apt-get install postgresql`). ***\n"
+            );
+            return None;
+        };
+        use std::os::unix::fs::MetadataExt;
+        let as_postgres = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{name}-pg"));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).expect("a directory for PostgreSQL");
+        if as_postgres {
+            run_tool(Command::new("chown").arg("postgres:").arg(&base));
+        }
+        let watchdog = {
+            let stop = if as_postgres {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            };
+            let script = format!(
+                "trap '' HUP INT; while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
+                 {stop}\"$2\" -D \"$3\" -m immediate stop; rm -rf \"$4\""
+            );
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(script)
+                .arg("bench-pg-watchdog")
+                .arg(std::process::id().to_string())
+                .arg(bin.join("pg_ctl"))
+                .arg(base.join("data"))
+                .arg(&base)
+                .current_dir("/")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            cmd.spawn().expect("the watchdog shell")
+        };
+        let mut server = Self {
+            data: base.join("data"),
+            bin,
+            as_postgres,
+            base,
+            port: 0,
+            watchdog,
+        };
+        run_tool(
+            server
+                .server_tool("initdb")
+                .arg("-D")
+                .arg(&server.data)
+                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
+                .args(["--no-sync", "--no-instructions"]),
+        );
+        // A port free a moment ago; another, should someone take it first.
+        for attempt in 1..=3 {
+            server.port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let options = format!(
+                "-h 127.0.0.1 -p {} -k '{}' -c fsync=on -c synchronous_commit=on \
+                 -c full_page_writes=on -c max_connections=200",
+                server.port,
+                server.base.display()
+            );
+            let started = server
+                .server_tool("pg_ctl")
+                .arg("-D")
+                .arg(&server.data)
+                .arg("-l")
+                .arg(server.base.join("server.log"))
+                .args(["-w", "-t", "60", "-o", &options, "start"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if started {
+                break;
+            }
+            let log = std::fs::read_to_string(server.base.join("server.log")).unwrap_or_default();
+            assert!(attempt < 3, "PostgreSQL did not start:\n{log}");
+        }
+        let settings = server.psql(
+            "postgres",
+            "SELECT current_setting('server_version'), current_setting('fsync'), \
+             current_setting('synchronous_commit'), current_setting('full_page_writes'), \
+             current_setting('wal_sync_method')",
+        );
+        let settings: Vec<&str> = settings.trim().split('|').collect();
+        assert_eq!(settings[1..4], ["on", "on", "on"], "a durable server");
+        println!(
+            "PostgreSQL {} (bench's own server, {}): fsync={}, synchronous_commit={}, \
+             full_page_writes={}, wal_sync_method={}",
+            settings[0],
+            server.base.display(),
+            settings[1],
+            settings[2],
+            settings[3],
+            settings[4]
+        );
+        Some(server)
+    }
+
+    /// A fresh, empty database; its URL.
+    fn database(&self, name: &str) -> String {
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Runs SQL with `psql` as `postgres`; what it printed (unaligned, no headers).
+    fn psql(&self, database: &str, sql: &str) -> String {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        clean_env(&mut cmd);
+        cmd.args(["-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", database, "-c", sql]);
+        String::from_utf8_lossy(&run_tool(&mut cmd).stdout).into_owned()
+    }
+
+    /// CPU time (user + system) the server's processes have used so far: the postmaster's
+    /// own and its reaped children's, and its live children's (the backends).
+    fn cpu_time(&self) -> Duration {
+        let pid_file =
+            std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
+        let postmaster = pid_file.lines().next().unwrap_or("").trim().to_owned();
+        let mut ticks = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            // After the name: state, ppid, … utime (14), stime, cutime, cstime (17).
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let field = |i: usize| {
+                fields
+                    .get(i - 3)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if pid == postmaster {
+                ticks += field(14) + field(15) + field(16) + field(17);
+            } else if fields.get(1) == Some(&postmaster.as_str()) {
+                ticks += field(14) + field(15);
+            }
+        }
+        Duration::from_millis(ticks * 10)
+    }
+
+    fn server_tool(&self, tool: &str) -> Command {
+        let mut cmd = if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+            cmd
+        } else {
+            Command::new(self.bin.join(tool))
+        };
+        clean_env(&mut cmd);
+        cmd.current_dir(&self.base);
+        cmd
+    }
+}
+
+impl Drop for Postgres {
+    /// Stops the server (fast shutdown), removes its directory, ends the watchdog.
+    fn drop(&mut self) {
+        let _ = self
+            .server_tool("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.base);
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// Where `initdb`, `pg_ctl`, `postgres` and `psql` are: `DEPLOYHOOK_PG_BIN`, then
+/// `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin` (as the harness).
+fn pg_bin_dir() -> Option<PathBuf> {
+    let complete = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres", "psql"]
+            .iter()
+            .all(|tool| dir.join(tool).is_file())
+    };
+    if let Some(dir) = std::env::var_os("DEPLOYHOOK_PG_BIN").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir)).filter(|d| complete(d));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if complete(&dir) {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry
+                .file_name()
+                .to_str()?
+                .split('.')
+                .map(str::parse)
+                .collect::<Result<Vec<u32>, _>>()
+                .ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, dir)| complete(dir))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir)
+}
+
+/// No PG* variable of ours reaches the tools, and their messages are in English.
+fn clean_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env_remove("LANGUAGE").env("LC_ALL", "C");
+}
+
+/// Runs a command to its end; panics, with what it printed, unless it succeeded.
+fn run_tool(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

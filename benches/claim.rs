@@ -1,0 +1,603 @@
+//! The claim benchmark: `cargo bench --bench claim`.
+//!
+//! How long the deploy worker's claim transaction takes while deliveries pour in, on
+//! SQLite and on PostgreSQL in the same run. Each engine is opened in this process through
+//! `Store::connect`, as `deployhook serve` opens it: SQLite a fresh file under `target/`
+//! with `sync=full`; PostgreSQL a fresh database on a throwaway server the bench starts
+//! with PostgreSQL's installed binaries, with `fsync`, `synchronous_commit` and
+//! `full_page_writes` on (the test harness's server runs with `fsync=off`; see `Postgres`).
+//!
+//! Each store is given `BENCH_JOBS` deployments (default 50000), queued over four
+//! environments of one repository. Then one worker claims as the deploy worker does (one
+//! write: `jobs::claim` with `max_running` 4 and the `queue` policy, plus
+//! `jobs::report_started` for each job claimed) and finishes each claimed job in a write of
+//! its own (`jobs::finish`, as a deploy's end does), in a loop, while `BENCH_CONNECTIONS`
+//! tasks (default 8, like the intake benchmark's connections) each record deliveries one
+//! after the other as the intake does for an unmerged pull request
+//! (`deliveries::record`, nothing queued), waiting for each commit. The load is the store
+//! alone, without HTTP or parsing, so it writes faster than the intake's 8 connections do:
+//! a harder load than theirs. The engines take turns in `BENCH_ROUNDS` slices (default 5)
+//! of `BENCH_SECONDS` in all per engine (default 10), so a slow moment hits both alike; the
+//! claims of an idle store (no load) are measured the same way, for reference.
+//!
+//! It prints, per engine and for idle and loaded stores: claims and deliveries per second,
+//! the claim transaction's p50 and p99, and the finishing write's p50 and p99; then
+//! PostgreSQL ÷ SQLite for each. `BENCH_POSTGRES=0` skips PostgreSQL; `DEPLOYHOOK_PG_BIN`
+//! names its bin directory (else `pg_config --bindir`, else the newest
+//! `/usr/lib/postgresql/*/bin`). For example:
+//!
+//! ```text
+//! BENCH_SECONDS=6 cargo bench --bench claim
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use deployhook::model::{DeployJob, DeploymentState, Effect, Outcome, Policy, Sync as DbSync};
+use deployhook::store::deliveries::{self, DeliveryRecord};
+use deployhook::store::jobs::{self, Claimed};
+use deployhook::store::{DEFAULT_LOG_LIMIT, Store, now_ms};
+
+const ENVIRONMENTS: [&str; 4] = ["production", "staging", "canary", "qa"];
+const MAX_RUNNING: usize = 4;
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(bench())
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn job(id: u64) -> DeployJob {
+    DeployJob {
+        id: id.into(),
+        repo: "acme/widgets".parse().expect("a repository"),
+        environment: ENVIRONMENTS[(id % 4) as usize]
+            .parse()
+            .expect("an environment"),
+        sha: "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b"
+            .parse()
+            .expect("a commit"),
+        git_ref: "main".into(),
+        task: "deploy".into(),
+        deploy_user: "octo-dev".into(),
+        payload: "{}".into(),
+        environment_url: None,
+        log_url: None,
+        installation: None,
+    }
+}
+
+/// What the intake records for an unmerged pull request's delivery.
+fn delivery(id: String) -> DeliveryRecord {
+    DeliveryRecord {
+        hook_id: 1,
+        delivery_id: id,
+        event: "pull_request".into(),
+        action: Some("closed".into()),
+        repository: Some("acme/widgets".into()),
+        received_at: now_ms(),
+        outcome: Outcome::Ignored,
+        message: "pull request #1 closed without merging: nothing to deploy".into(),
+        headers: Some(
+            r#"{"user-agent":"GitHub-Hookshot/abc1234","content-type":"application/json","x-github-event":"pull_request","x-github-hook-id":"1","x-github-hook-installation-target-type":"repository","x-github-hook-installation-target-id":"1"}"#
+                .into(),
+        ),
+    }
+}
+
+struct Engine {
+    name: &'static str,
+    store: Store,
+}
+
+#[derive(Default)]
+struct Measured {
+    claims: Vec<Duration>,
+    finishes: Vec<Duration>,
+    jobs: u64,
+    deliveries: u64,
+    elapsed: Duration,
+    errors: u64,
+}
+
+/// One slice: claims and finishes for `duration`, with `load` tasks recording deliveries
+/// meanwhile.
+async fn slice(store: &Store, load: usize, duration: Duration, tag: &str) -> Measured {
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut loaders = Vec::new();
+    for task in 0..load {
+        let (store, stop, delivered, failed) = (
+            store.clone(),
+            stop.clone(),
+            delivered.clone(),
+            failed.clone(),
+        );
+        let tag = format!("{tag}-{task}");
+        loaders.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let record = delivery(format!("{tag}-{n}"));
+                n += 1;
+                let recorded = store
+                    .write(move |c| deliveries::record(c, &record, &Effect::None, 10_000))
+                    .await;
+                match recorded {
+                    Ok(_) => delivered.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    let mut measured = Measured::default();
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        let now = now_ms();
+        let at = Instant::now();
+        let claimed = store
+            .write(move |c| {
+                let claimed = jobs::claim(c, MAX_RUNNING, |_| Policy::Queue, now)?;
+                for Claimed { job, .. } in &claimed {
+                    jobs::report_started(c, job, "running deploy", now)?;
+                }
+                Ok(claimed)
+            })
+            .await;
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(_) => {
+                measured.errors += 1;
+                continue;
+            }
+        };
+        measured.claims.push(at.elapsed());
+        assert!(!claimed.is_empty(), "the queue ran dry: raise BENCH_JOBS");
+        for Claimed { job, .. } in claimed {
+            let at = Instant::now();
+            let finished = store
+                .write(move |c| {
+                    jobs::finish(c, &job, DeploymentState::Success, "deployed", now_ms())
+                })
+                .await;
+            match finished {
+                Ok(()) => measured.finishes.push(at.elapsed()),
+                Err(_) => measured.errors += 1,
+            }
+            measured.jobs += 1;
+        }
+    }
+    measured.elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for loader in loaders {
+        loader.await.expect("a loader");
+    }
+    measured.deliveries = delivered.load(Ordering::Relaxed);
+    measured.errors += failed.load(Ordering::Relaxed);
+    measured
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+async fn bench() -> ExitCode {
+    let seconds = Duration::from_secs(env_number("BENCH_SECONDS", 10));
+    let rounds = env_number("BENCH_ROUNDS", 5).max(1);
+    let load = usize::try_from(env_number("BENCH_CONNECTIONS", 8)).unwrap_or(8);
+    let queued = env_number("BENCH_JOBS", 50_000);
+    let piece = seconds / u32::try_from(rounds).unwrap_or(1);
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-claim");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a bench directory");
+    let sqlite = dir.join("claim.db").display().to_string();
+    let postgres = Postgres::start("claim");
+    let mut engines = vec![Engine {
+        name: "sqlite, sync=full",
+        store: Store::connect(&sqlite, DbSync::Full, DEFAULT_LOG_LIMIT)
+            .await
+            .expect("the SQLite store"),
+    }];
+    if let Some(pg) = &postgres {
+        let url = pg.database("claim");
+        engines.push(Engine {
+            name: "postgres",
+            store: Store::connect(&url, DbSync::Full, DEFAULT_LOG_LIMIT)
+                .await
+                .expect("the PostgreSQL store"),
+        });
+    }
+    println!(
+        "deployhook claim benchmark: {queued} deployments queued over {} environments, \
+         claims of up to {MAX_RUNNING}, {load} tasks recording deliveries, {}s per engine \
+         in {rounds} slices, {} cores",
+        ENVIRONMENTS.len(),
+        seconds.as_secs(),
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    for engine in &engines {
+        let at = Instant::now();
+        let now = now_ms();
+        for batch in 0..queued.div_ceil(1000) {
+            let ids = batch * 1000 + 1..=((batch + 1) * 1000).min(queued);
+            engine
+                .store
+                .write(move |c| {
+                    for id in ids {
+                        jobs::enqueue(c, &job(id), "d", now)?;
+                    }
+                    Ok(())
+                })
+                .await
+                .expect("deployments queued");
+        }
+        println!(
+            "  {}: queued in {:.1} s",
+            engine.name,
+            at.elapsed().as_secs_f64()
+        );
+    }
+
+    let mut ok = true;
+    // (idle p50, idle p99, loaded p50, loaded p99) of claims, then of finishes, per engine.
+    let mut figures: Vec<[f64; 8]> = Vec::new();
+    println!(
+        "\n{:<18} {:<6} {:>8} {:>12} {:>11} {:>11} {:>12} {:>12} {:>6}",
+        "engine",
+        "load",
+        "claims/s",
+        "deliveries/s",
+        "claim p50",
+        "claim p99",
+        "finish p50",
+        "finish p99",
+        "errors"
+    );
+    for (kind, tasks) in [("idle", 0), ("loaded", load)] {
+        // A short warm-up of each, then the slices in turn.
+        for engine in &engines {
+            slice(&engine.store, tasks, Duration::from_millis(500), "warm").await;
+        }
+        let mut results: Vec<Vec<Measured>> = engines.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds {
+            for (i, engine) in engines.iter().enumerate() {
+                let tag = format!("{kind}-{i}-{round}");
+                results[i].push(slice(&engine.store, tasks, piece, &tag).await);
+            }
+        }
+        for (i, engine) in engines.iter().enumerate() {
+            let measured = std::mem::take(&mut results[i]);
+            let elapsed: f64 = measured.iter().map(|m| m.elapsed.as_secs_f64()).sum();
+            let mut claims: Vec<Duration> = measured
+                .iter()
+                .flat_map(|m| m.claims.iter().copied())
+                .collect();
+            let mut finishes: Vec<Duration> = measured
+                .iter()
+                .flat_map(|m| m.finishes.iter().copied())
+                .collect();
+            claims.sort();
+            finishes.sort();
+            let deliveries: u64 = measured.iter().map(|m| m.deliveries).sum();
+            let errors: u64 = measured.iter().map(|m| m.errors).sum();
+            ok &= errors == 0;
+            let row = [
+                percentile(&claims, 0.50),
+                percentile(&claims, 0.99),
+                percentile(&finishes, 0.50),
+                percentile(&finishes, 0.99),
+            ];
+            println!(
+                "{:<18} {:<6} {:>8.0} {:>12.0} {:>8.2} ms {:>8.2} ms {:>9.2} ms {:>9.2} ms {:>6}",
+                engine.name,
+                kind,
+                claims.len() as f64 / elapsed,
+                deliveries as f64 / elapsed,
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                errors
+            );
+            if kind == "idle" {
+                figures.push([row[0], row[1], 0.0, 0.0, row[2], row[3], 0.0, 0.0]);
+            } else {
+                figures[i][2..4].copy_from_slice(&row[0..2]);
+                figures[i][6..8].copy_from_slice(&row[2..4]);
+            }
+        }
+    }
+    if let [sqlite, postgres] = figures[..] {
+        println!("\npostgres ÷ sqlite (latency: above 1 is slower on PostgreSQL):");
+        let labels = [
+            "claim p50, idle",
+            "claim p99, idle",
+            "claim p50, loaded",
+            "claim p99, loaded",
+            "finish p50, idle",
+            "finish p99, idle",
+            "finish p50, loaded",
+            "finish p99, loaded",
+        ];
+        for (k, label) in labels.iter().enumerate() {
+            println!(
+                "  {label:<20} {:>6.2} ×  ({:.2} ms vs {:.2} ms)",
+                postgres[k] / sqlite[k],
+                postgres[k],
+                sqlite[k]
+            );
+        }
+    }
+    for engine in engines {
+        let _ = engine.store.close().await;
+    }
+    drop(postgres);
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+// --- A durable PostgreSQL server of the bench's own -------------------------------------
+
+/// A throwaway PostgreSQL server that syncs like a production one. The test harness's
+/// (`deployhook::store::postgres::cluster`) starts its servers with `fsync=off` and has no
+/// option to start them otherwise, which would flatter PostgreSQL against SQLite's
+/// `sync=full`; so the bench starts its own with the same binaries: data under `target/`
+/// (the same disk as the SQLite databases), 127.0.0.1 only, trust authentication for
+/// `postgres`, and `fsync`, `synchronous_commit` and `full_page_writes` on. As root, the
+/// server side runs as `postgres` through `runuser`. A watchdog shell stops it and removes
+/// its directory should this process die without dropping it.
+struct Postgres {
+    bin: PathBuf,
+    /// Running as root: the server side runs as `postgres`.
+    as_postgres: bool,
+    base: PathBuf,
+    data: PathBuf,
+    port: u16,
+    watchdog: Child,
+}
+
+impl Postgres {
+    /// Started, or `None` after a loud note when `BENCH_POSTGRES=0` or the server binaries
+    /// are not installed. Panics when they are but the server does not start.
+    fn start(name: &str) -> Option<Self> {
+        if std::env::var("BENCH_POSTGRES").is_ok_and(|v| v == "0") {
+            println!("\n*** PostgreSQL SKIPPED: BENCH_POSTGRES=0 ***\n");
+            return None;
+        }
+        let Some(bin) = pg_bin_dir() else {
+            println!(
+                "\n*** PostgreSQL SKIPPED: no server binaries (initdb, pg_ctl, postgres, psql) \
+                 in DEPLOYHOOK_PG_BIN, `pg_config --bindir` or /usr/lib/postgresql/*/bin. \
+                 Install the server (`apt-get install postgresql`). ***\n"
+            );
+            return None;
+        };
+        use std::os::unix::fs::MetadataExt;
+        let as_postgres = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{name}-pg"));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).expect("a directory for PostgreSQL");
+        if as_postgres {
+            run_tool(Command::new("chown").arg("postgres:").arg(&base));
+        }
+        let watchdog = {
+            let stop = if as_postgres {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            };
+            let script = format!(
+                "trap '' HUP INT; while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
+                 {stop}\"$2\" -D \"$3\" -m immediate stop; rm -rf \"$4\""
+            );
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c")
+                .arg(script)
+                .arg("bench-pg-watchdog")
+                .arg(std::process::id().to_string())
+                .arg(bin.join("pg_ctl"))
+                .arg(base.join("data"))
+                .arg(&base)
+                .current_dir("/")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            cmd.spawn().expect("the watchdog shell")
+        };
+        let mut server = Self {
+            data: base.join("data"),
+            bin,
+            as_postgres,
+            base,
+            port: 0,
+            watchdog,
+        };
+        run_tool(
+            server
+                .server_tool("initdb")
+                .arg("-D")
+                .arg(&server.data)
+                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
+                .args(["--no-sync", "--no-instructions"]),
+        );
+        // A port free a moment ago; another, should someone take it first.
+        for attempt in 1..=3 {
+            server.port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let options = format!(
+                "-h 127.0.0.1 -p {} -k '{}' -c fsync=on -c synchronous_commit=on \
+                 -c full_page_writes=on -c max_connections=200",
+                server.port,
+                server.base.display()
+            );
+            let started = server
+                .server_tool("pg_ctl")
+                .arg("-D")
+                .arg(&server.data)
+                .arg("-l")
+                .arg(server.base.join("server.log"))
+                .args(["-w", "-t", "60", "-o", &options, "start"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if started {
+                break;
+            }
+            let log = std::fs::read_to_string(server.base.join("server.log")).unwrap_or_default();
+            assert!(attempt < 3, "PostgreSQL did not start:\n{log}");
+        }
+        let settings = server.psql(
+            "postgres",
+            "SELECT current_setting('server_version'), current_setting('fsync'), \
+             current_setting('synchronous_commit'), current_setting('full_page_writes'), \
+             current_setting('wal_sync_method')",
+        );
+        let settings: Vec<&str> = settings.trim().split('|').collect();
+        assert_eq!(settings[1..4], ["on", "on", "on"], "a durable server");
+        println!(
+            "PostgreSQL {} (bench's own server, {}): fsync={}, synchronous_commit={}, \
+             full_page_writes={}, wal_sync_method={}",
+            settings[0],
+            server.base.display(),
+            settings[1],
+            settings[2],
+            settings[3],
+            settings[4]
+        );
+        Some(server)
+    }
+
+    /// A fresh, empty database; its URL.
+    fn database(&self, name: &str) -> String {
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Runs SQL with `psql` as `postgres`; what it printed (unaligned, no headers).
+    fn psql(&self, database: &str, sql: &str) -> String {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        clean_env(&mut cmd);
+        cmd.args(["-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", database, "-c", sql]);
+        String::from_utf8_lossy(&run_tool(&mut cmd).stdout).into_owned()
+    }
+
+    fn server_tool(&self, tool: &str) -> Command {
+        let mut cmd = if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+            cmd
+        } else {
+            Command::new(self.bin.join(tool))
+        };
+        clean_env(&mut cmd);
+        cmd.current_dir(&self.base);
+        cmd
+    }
+}
+
+impl Drop for Postgres {
+    /// Stops the server (fast shutdown), removes its directory, ends the watchdog.
+    fn drop(&mut self) {
+        let _ = self
+            .server_tool("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.base);
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// Where `initdb`, `pg_ctl`, `postgres` and `psql` are: `DEPLOYHOOK_PG_BIN`, then
+/// `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin` (as the harness).
+fn pg_bin_dir() -> Option<PathBuf> {
+    let complete = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres", "psql"]
+            .iter()
+            .all(|tool| dir.join(tool).is_file())
+    };
+    if let Some(dir) = std::env::var_os("DEPLOYHOOK_PG_BIN").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir)).filter(|d| complete(d));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if complete(&dir) {
+            return Some(dir);
+        }
+    }
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry
+                .file_name()
+                .to_str()?
+                .split('.')
+                .map(str::parse)
+                .collect::<Result<Vec<u32>, _>>()
+                .ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, dir)| complete(dir))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir)
+}
+
+/// No PG* variable of ours reaches the tools, and their messages are in English.
+fn clean_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env_remove("LANGUAGE").env("LC_ALL", "C");
+}
+
+/// Runs a command to its end; panics, with what it printed, unless it succeeded.
+fn run_tool(cmd: &mut Command) -> std::process::Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
