@@ -3,10 +3,13 @@
 //! Claiming and finishing also queue the statuses that report them, in the same
 //! transaction, so what GitHub is told always matches the queue.
 
-use crate::store::db::{Connection, OptionalExtension, Row, params};
+use crate::store::db::{Connection, Dialect, OptionalExtension, Row, params};
 
 use crate::model::{DeployJob, DeploymentId, DeploymentState, OnInterrupt, Policy};
 use crate::store::{int_key, locks, outbox};
+
+/// The transaction-level advisory lock that serialises claims (PostgreSQL).
+const CLAIM_LOCK: i64 = 0x6465_706c_6f79_0003;
 
 /// The description of a job that was running when deployhook stopped.
 pub const INTERRUPTED: &str = "interrupted: deployhook restarted during the deploy";
@@ -111,6 +114,12 @@ pub fn claim(
     policy: impl Fn(&str) -> Policy,
     now: i64,
 ) -> rusqlite::Result<Vec<Claimed>> {
+    if conn.dialect() == Dialect::Postgres {
+        // One claim at a time across replicas: the leader's, and for a moment after a lost
+        // lead its predecessor's. The later one waits, then sees what the first started (a
+        // partial unique index also allows one running job per repository + environment).
+        conn.query_row("SELECT pg_advisory_xact_lock(?1)", [CLAIM_LOCK], |_| Ok(()))?;
+    }
     let running: Vec<(String, String)> = conn
         .prepare_cached("SELECT repository, environment FROM jobs WHERE state = 'running'")?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
