@@ -48,6 +48,9 @@ impl std::fmt::Debug for Connection<'_> {
 pub struct PgSession {
     pub(super) client: deadpool_postgres::Object,
     pub(super) runtime: tokio::runtime::Handle,
+    /// The `BEGIN` not sent yet: it goes out with the transaction's first statement, in
+    /// the same round trip (tokio-postgres pipelines requests on a connection).
+    pub(super) begin: std::sync::Mutex<Option<&'static str>>,
 }
 
 impl std::fmt::Debug for PgSession {
@@ -59,6 +62,34 @@ impl std::fmt::Debug for PgSession {
 impl PgSession {
     pub(super) fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
+    }
+
+    /// Runs `request` (a statement of the transaction), preceded by the pending `BEGIN`.
+    fn in_transaction<T>(
+        &self,
+        request: impl Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    ) -> Result<T> {
+        let begin = self
+            .begin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match begin {
+            None => self.block_on(request).map_err(pg_error),
+            Some(begin) => self.block_on(async {
+                let (begun, answer) = tokio::join!(self.client.batch_execute(begin), request);
+                begun.map_err(pg_error)?;
+                answer.map_err(pg_error)
+            }),
+        }
+    }
+
+    /// Whether a statement ran (and so a transaction is open).
+    pub(super) fn begun(&self) -> bool {
+        self.begin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none()
     }
 
     fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement> {
@@ -112,9 +143,7 @@ impl<'a> Connection<'a> {
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match self {
             Self::Sqlite(conn) => conn.execute_batch(sql),
-            Self::Postgres(session) => session
-                .block_on(session.client.batch_execute(sql))
-                .map_err(pg_error),
+            Self::Postgres(session) => session.in_transaction(session.client.batch_execute(sql)),
         }
     }
 }
@@ -143,9 +172,8 @@ impl Statement<'_> {
             Self::SqliteOnce(statement) => statement.execute(params),
             Self::Postgres { session, statement } => {
                 let values = pg_params(statement, params)?;
-                let changed = session
-                    .block_on(session.client.execute(statement, &pg_refs(&values)))
-                    .map_err(pg_error)?;
+                let changed =
+                    session.in_transaction(session.client.execute(statement, &pg_refs(&values)))?;
                 Ok(usize::try_from(changed).unwrap_or(usize::MAX))
             }
         })
@@ -168,9 +196,8 @@ impl Statement<'_> {
             Self::SqliteOnce(statement) => statement.query_row(params, |row| f(&Row::Sqlite(row))),
             Self::Postgres { session, statement } => {
                 let values = pg_params(statement, params)?;
-                let rows = session
-                    .block_on(session.client.query(statement, &pg_refs(&values)))
-                    .map_err(pg_error)?;
+                let rows =
+                    session.in_transaction(session.client.query(statement, &pg_refs(&values)))?;
                 let row = rows.first().ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 f(&Row::Postgres(row))
             }
@@ -194,9 +221,8 @@ impl Statement<'_> {
                 .collect()),
             Self::Postgres { session, statement } => {
                 let values = pg_params(statement, params)?;
-                let rows = session
-                    .block_on(session.client.query(statement, &pg_refs(&values)))
-                    .map_err(pg_error)?;
+                let rows =
+                    session.in_transaction(session.client.query(statement, &pg_refs(&values)))?;
                 Ok(rows.iter().map(|row| f(&Row::Postgres(row))).collect())
             }
         })?;

@@ -180,16 +180,19 @@ impl PgStore {
             .map_err(|err| StoreError::Unavailable(pool_error(&err)))?;
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let session = PgSession { client, runtime };
             let begin = if read_only {
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
             } else {
                 "BEGIN"
             };
-            session
-                .block_on(session.client.batch_execute(begin))
-                .map_err(pg_error)?;
+            let session = PgSession {
+                client,
+                runtime,
+                begin: std::sync::Mutex::new(Some(begin)),
+            };
             match work(&Connection::Postgres(&session)) {
+                // No statement ran: no transaction was opened.
+                Ok(result) if !session.begun() => Ok(result),
                 Ok(result) => {
                     session
                         .block_on(session.client.batch_execute("COMMIT"))
@@ -197,7 +200,9 @@ impl PgStore {
                     Ok(result)
                 }
                 Err(err) => {
-                    let _ = session.block_on(session.client.batch_execute("ROLLBACK"));
+                    if session.begun() {
+                        let _ = session.block_on(session.client.batch_execute("ROLLBACK"));
+                    }
                     Err(err)
                 }
             }
@@ -318,3 +323,6 @@ fn redact_authority(url: &str) -> String {
         None => url.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests;
