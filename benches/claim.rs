@@ -146,7 +146,7 @@ async fn slice(store: &Store, load: usize, duration: Duration, tag: &str) -> Mea
         let at = Instant::now();
         let claimed = store
             .write(move |c| {
-                let claimed = jobs::claim(c, MAX_RUNNING, |_| Policy::Queue, now)?;
+                let claimed = jobs::claim(c, "bench", MAX_RUNNING, |_| Policy::Queue, now)?;
                 for Claimed { job, .. } in &claimed {
                     jobs::report_started(c, job, "running deploy", now)?;
                 }

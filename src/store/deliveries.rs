@@ -180,3 +180,58 @@ pub fn is_recorded(
     )?
     .query_row(params![delivery_id, hook], |row| row.get(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{each_engine, job};
+
+    fn delivery(hook_id: u64, delivery_id: &str) -> DeliveryRecord {
+        DeliveryRecord {
+            hook_id,
+            delivery_id: delivery_id.into(),
+            event: "deployment".into(),
+            action: Some("created".into()),
+            repository: Some("acme/widgets".into()),
+            received_at: 1_000,
+            outcome: Outcome::Accepted,
+            message: "queued".into(),
+            headers: None,
+        }
+    }
+
+    #[test]
+    fn a_redelivery_does_nothing_and_another_delivery_of_the_same_deployment_is_ignored() {
+        each_engine(|conn| {
+            let deploy = Effect::Deploy(job(1, None));
+            let first = record(conn, &delivery(1, "a"), &deploy, 0).unwrap();
+            assert_eq!(first, Recorded::New(vec![]));
+            assert_eq!(
+                record(conn, &delivery(1, "a"), &deploy, 0).unwrap(),
+                Recorded::DuplicateDelivery
+            );
+            // The same id through another hook is another delivery, of work already done.
+            let again = record(conn, &delivery(2, "a"), &deploy, 0).unwrap();
+            assert!(
+                matches!(&again, Recorded::AlreadyDone(m) if m.contains("already received")),
+                "{again:?}"
+            );
+            let outcome: String = conn
+                .query_row(
+                    "SELECT outcome FROM deliveries WHERE hook_id = 2 AND delivery_id = 'a'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(outcome, "ignored");
+            let jobs: i64 = conn
+                .query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(jobs, 1);
+            assert!(is_recorded(conn, "a", None).unwrap());
+            assert!(is_recorded(conn, "a", Some(2)).unwrap());
+            assert!(!is_recorded(conn, "a", Some(3)).unwrap());
+            assert!(!is_recorded(conn, "b", None).unwrap());
+        });
+    }
+}

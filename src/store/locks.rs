@@ -82,3 +82,58 @@ fn lock_from_row(row: &Row<'_>) -> rusqlite::Result<Lock> {
         until: row.get(4)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::each_engine;
+
+    fn lock_of(environment: &str, until: Option<i64>) -> Lock {
+        Lock {
+            environment: environment.into(),
+            reason: "incident".into(),
+            locked_by: "maria".into(),
+            locked_at: 0,
+            until,
+        }
+    }
+
+    #[test]
+    fn a_lock_holds_until_it_expires_or_is_lifted() {
+        each_engine(|conn| {
+            lock(conn, &lock_of("staging", Some(100))).unwrap();
+            lock(conn, &lock_of("production", None)).unwrap();
+            // Locked again: the new reason and expiry replace the old.
+            lock(
+                conn,
+                &Lock {
+                    reason: "release".into(),
+                    ..lock_of("staging", Some(200))
+                },
+            )
+            .unwrap();
+            let held: Vec<(String, String)> = holding_all(conn, 150)
+                .unwrap()
+                .into_iter()
+                .map(|l| (l.environment, l.reason))
+                .collect();
+            assert_eq!(
+                held,
+                [
+                    ("production".into(), "incident".into()),
+                    ("staging".into(), "release".into())
+                ]
+            );
+            assert_eq!(next_expiry(conn, 150).unwrap(), Some(200));
+            assert!(holding(conn, "staging", 200).unwrap().is_none(), "expired");
+            assert_eq!(next_expiry(conn, 200).unwrap(), None);
+            // Lifting an expired lock removes it, but says no lock held.
+            assert!(unlock(conn, "staging", 250).unwrap().is_none());
+            assert_eq!(
+                unlock(conn, "production", 250).unwrap(),
+                Some(lock_of("production", None))
+            );
+            assert!(holding_all(conn, 0).unwrap().is_empty());
+        });
+    }
+}

@@ -160,3 +160,62 @@ pub fn setting_or_insert(
         |row| row.get(0),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::jobs;
+    use crate::store::tests::{each_engine, job};
+
+    fn line(seq: i64, text: &str) -> LogLine {
+        LogLine {
+            seq,
+            at: 1_000 + seq,
+            stream: if seq % 2 == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            },
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn lines_are_read_in_order_after_a_seq_and_a_dropped_range_is_gone() {
+        each_engine(|conn| {
+            let id = DeploymentId::from(1);
+            assert_eq!(
+                read_after(conn, id, None, 10).unwrap(),
+                (vec![], JobState::Unknown)
+            );
+            jobs::enqueue(conn, &job(1, None), "d", 0).unwrap();
+            assert_eq!(next_seq(conn, id).unwrap(), 0);
+            let lines: Vec<LogLine> = (0..5).map(|seq| line(seq, &format!("l{seq}"))).collect();
+            append(conn, id, &lines[..3], None).unwrap();
+            // A line written again replaces the first write; lines 1 and 2 are dropped.
+            append(
+                conn,
+                id,
+                &[line(2, "again"), lines[3].clone(), lines[4].clone()],
+                Some((1, 2)),
+            )
+            .unwrap();
+            assert_eq!(next_seq(conn, id).unwrap(), 5);
+            let (read, state) = read_after(conn, id, None, 10).unwrap();
+            assert_eq!(state, JobState::Queued);
+            assert_eq!(read, [lines[0].clone(), lines[3].clone(), lines[4].clone()]);
+            let (read, _) = read_after(conn, id, Some(0), 1).unwrap();
+            assert_eq!(read, [lines[3].clone()]);
+        });
+    }
+
+    #[test]
+    fn a_setting_is_created_once_and_kept() {
+        each_engine(|conn| {
+            let key = setting_or_insert(conn, "log_key", || vec![0, 1, 255]).unwrap();
+            assert_eq!(key, [0, 1, 255]);
+            let again = setting_or_insert(conn, "log_key", || unreachable!()).unwrap();
+            assert_eq!(again, key);
+        });
+    }
+}

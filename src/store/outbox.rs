@@ -13,7 +13,7 @@
 //! Notifications go through the same table, in lanes of their own ([`notify`]): a Slack
 //! that hangs never holds up a status GitHub waits for, nor the other way round.
 
-use crate::store::db::{Connection, OptionalExtension, Row as DbRow, params};
+use crate::store::db::{Connection, Dialect, OptionalExtension, Row as DbRow, params};
 
 /// After this long, a call marked in flight whose outcome was never recorded is taken
 /// again (see [`take_due`]). Far longer than a call can take: 30 s per request, twice with
@@ -190,7 +190,24 @@ fn lane_of(installation: Option<u64>) -> rusqlite::Result<Option<i64>> {
     installation.map(int_key).transpose()
 }
 
+/// The transaction-level advisory lock that keeps each key's `head` right (PostgreSQL).
+const HEADS_LOCK: i64 = 0x6465_706c_6f79_0004;
+
+/// On PostgreSQL, waits until no other transaction is changing which row heads a key, so
+/// that this one sees their commits. Without it, a call queued while its key's head is
+/// being completed reads the old head (not yet deleted), takes `head = 0`, and the key is
+/// left with no head at all: its calls are never sent. (SQLite's one writer runs
+/// transactions one at a time.) One lock for every key: transactions that touch several
+/// keys cannot deadlock on it; it is held only from here to the commit.
+pub(super) fn lock_heads(conn: &Connection) -> rusqlite::Result<()> {
+    if conn.dialect() == Dialect::Postgres {
+        conn.query_row("SELECT pg_advisory_xact_lock(?1)", [HEADS_LOCK], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
 fn insert(conn: &Connection, row: &Row<'_>, now: i64) -> rusqlite::Result<()> {
+    lock_heads(conn)?;
     // The first pending row of its key is the key's head; the others wait behind it.
     conn.prepare_cached(
         "INSERT INTO outbox (ordering_key, kind, repository, deployment_id, body, created_at,
@@ -344,6 +361,7 @@ fn paused_until(conn: &Connection, installation: i64, now: i64) -> rusqlite::Res
 
 /// GitHub accepted the call: forget it, and let the next call of its key go.
 pub fn complete(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    lock_heads(conn)?;
     let removed: Option<(String, bool)> = conn
         .prepare_cached("DELETE FROM outbox WHERE id = ?1 RETURNING ordering_key, head = 1")?
         .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -394,6 +412,7 @@ pub fn pause_installation(
 /// The call cannot succeed, or has been retried for too long: keep it, marked failed, for
 /// the operator, and let the calls queued behind it go.
 pub fn give_up(conn: &Connection, id: i64, error: &str) -> rusqlite::Result<()> {
+    lock_heads(conn)?;
     let key: Option<String> = conn
         .prepare_cached(
             "UPDATE outbox SET state = 'failed', last_error = ?2, in_flight = 0, head = 0

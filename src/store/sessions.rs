@@ -29,3 +29,29 @@ pub fn revoked(conn: &Connection, now: u64) -> rusqlite::Result<Vec<(String, u64
 fn seconds(unix: u64) -> i64 {
     i64::try_from(unix).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::each_engine;
+
+    #[test]
+    fn a_revoked_session_is_refused_until_it_would_have_expired() {
+        each_engine(|conn| {
+            revoke(conn, "a", 100, 0).unwrap();
+            revoke(conn, "b", 50, 0).unwrap();
+            // Signed out again with a later expiry: one row, the later one.
+            revoke(conn, "a", 200, 10).unwrap();
+            let mut now = revoked(conn, 10).unwrap();
+            now.sort();
+            assert_eq!(now, [("a".to_owned(), 200), ("b".to_owned(), 50)]);
+            assert_eq!(revoked(conn, 60).unwrap(), [("a".to_owned(), 200)]);
+            // A revocation forgets the rows already expired.
+            revoke(conn, "c", 300, 60).unwrap();
+            let rows: i64 = conn
+                .query_row("SELECT COUNT(*) FROM revoked_sessions", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(rows, 2);
+        });
+    }
+}

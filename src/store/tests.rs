@@ -214,6 +214,33 @@ fn rethrow(engine: &str, panic: Box<dyn std::any::Any + Send>) -> ! {
     }
 }
 
+/// `each_engine` runs the test on each engine, and a failure says which one it was on.
+#[test]
+fn each_engine_runs_the_test_on_both_engines_and_names_the_one_that_failed() {
+    static RAN: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    let postgres = postgres::cluster::shared().is_some();
+    let failed = catch_unwind(|| {
+        each_engine(|conn| {
+            let dialect = conn.dialect();
+            RAN[usize::from(dialect == db::Dialect::Postgres)].fetch_add(1, Ordering::Relaxed);
+            let one: i64 = conn.query_row("SELECT 1", [], |r| r.get(0)).unwrap();
+            assert_eq!(one, 1);
+            assert_ne!(dialect, db::Dialect::Postgres, "a difference");
+        });
+    });
+    let ran = RAN.each_ref().map(|n| n.load(Ordering::Relaxed));
+    if !postgres {
+        assert!(failed.is_ok());
+        assert_eq!(ran, [1, 0]);
+        return;
+    }
+    assert_eq!(ran, [1, 1]);
+    let panic = failed.expect_err("the PostgreSQL half failed");
+    let message = panic.downcast_ref::<String>().expect("a message");
+    assert!(message.starts_with("on PostgreSQL: "), "{message}");
+    assert!(message.contains("a difference"), "{message}");
+}
+
 /// A job of acme/widgets to production; the store's other tests use it too.
 pub(crate) fn job(id: u64, installation: Option<u64>) -> DeployJob {
     DeployJob {

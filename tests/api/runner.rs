@@ -184,12 +184,18 @@ async fn a_grandchild_that_ignores_sigterm_is_gone_after_the_timeout() {
     })
     .await;
     app.post_webhook("deployment", &fixture(DEPLOYMENT)).await;
-    wait_for_file(&app.dir.path().join("grandchild.pid")).await;
-    let pid: u32 = std::fs::read_to_string(app.dir.path().join("grandchild.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    // `echo $$ > file` creates the file before it writes the pid: wait for the line.
+    let pid_file = app.dir.path().join("grandchild.pid");
+    wait_for_file(&pid_file).await;
+    let deadline = Instant::now() + WAIT;
+    let pid: u32 = loop {
+        let text = std::fs::read_to_string(&pid_file).unwrap();
+        if let Some(pid) = text.strip_suffix('\n').and_then(|t| t.parse().ok()) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {text:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(is_alive(pid), "the grandchild should run until the timeout");
 
     let statuses = app.wait_for_final_status(DEPLOYMENT_ID).await;

@@ -105,6 +105,7 @@ pub fn retry(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<Result<Gi
     {
         return Ok(Err(NotDone::Superseded(why)));
     }
+    super::lock_heads(conn)?;
     conn.prepare_cached(
         "UPDATE outbox SET state = 'pending', in_flight = 0, next_attempt_at = ?2,
                            created_at = ?2,

@@ -278,49 +278,42 @@ pub(crate) fn is_unavailable(err: &rusqlite::Error) -> bool {
     }
 }
 
-/// `url` with its password (in the authority or as `password=`) replaced by `***`.
+/// `url` with its password (in the authority or as `password=`) replaced by `***`. The
+/// credentials end at the last `@`, as tokio-postgres reads them: a generated password may
+/// hold `/` or `?` unescaped.
 pub fn redact(url: &str) -> String {
-    let (url, query) = url
-        .split_once('?')
-        .map_or((url, None), |(u, q)| (u, Some(q)));
-    let query = query.map(|query| {
-        query
-            .split('&')
-            .map(|pair| {
-                if pair.starts_with("password=") {
-                    "password=***"
-                } else {
-                    pair
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("&")
-    });
-    let base = redact_authority(url);
-    match query {
-        Some(query) => format!("{base}?{query}"),
-        None => base,
-    }
-}
-
-fn redact_authority(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials
-                .split_once(':')
-                .map_or(credentials, |(user, _)| user);
-            let masked = if credentials.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
-            };
-            format!("{scheme}://{masked}@{host}{path}")
+    let (credentials, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let after = match after.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|pair| {
+                    if pair.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        pair
+                    }
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
         }
-        None => url.to_owned(),
+        None => after.to_owned(),
+    };
+    match credentials {
+        Some(credentials) => {
+            let masked = match credentials.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => credentials.to_owned(),
+            };
+            format!("{scheme}://{masked}@{after}")
+        }
+        None => format!("{scheme}://{after}"),
     }
 }
 
