@@ -156,7 +156,9 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
         None => 1,
         Some(pg) => {
             let since = now - i64::try_from(shared.lease.as_millis()).unwrap_or(i64::MAX / 2);
-            pg.replicas(since).await.map_or(0, |replicas| replicas.len())
+            pg.replicas(since)
+                .await
+                .map_or(0, |replicas| replicas.len())
         }
     };
     shared.metrics.replicas(alive, shared.lead.leading());
