@@ -28,4 +28,5 @@ mod operator;
 mod other_events;
 mod postgres;
 mod pull_request;
+mod replicas;
 mod runner;
