@@ -7,10 +7,11 @@
 //! Skipped (loudly, by the harness) without PostgreSQL's server binaries. The tests take
 //! turns: each runs two or three servers and a database, and they measure failover times.
 //!
-//! Two `#[ignore]`d tests pin bugs found here (run them with `-- --ignored`): a status
-//! queued while the one before it completes is never sent on PostgreSQL (the other tests
-//! here stall on it now and then), and a leader that loses its lock while the database is
-//! up runs beside its successor and reports over it.
+//! Two more pin bugs these tests found, now fixed: a status queued while the one before it
+//! completed was never sent on PostgreSQL (each key's head is now changed under one
+//! advisory lock), and a leader that lost its lock with the database up ran beside its
+//! successor and reported over it (now it SIGKILLs its deploys at once, only a job's owner
+//! records its end, and a new leader that found jobs running holds back its first claims).
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -1106,17 +1107,15 @@ fn wall_nanos() -> u128 {
         .as_nanos()
 }
 
-/// BUG (see the report on branch pg-replica-tests): a leader that loses its lock while the
-/// database is up — its lock's session ended by the server (`pg_terminate_backend`, an idle
-/// or failover proxy, a cut of that one connection) — learns it only at its next renewal (up
-/// to 1 s + 0.5 s later), then stops its deploys with SIGTERM and up to 10 s of grace, and
-/// then records their end unconditionally. Meanwhile the standby has led (within 1 s),
-/// reported the same job `error` ("interrupted") and started the next deploy of the same
-/// repository and environment: it runs beside the old leader's command, and the job gets two
-/// final statuses. The deploy command here takes 3 s to clean up after SIGTERM, as
-/// `KILL_GRACE` allows.
+/// A leader that loses its lock while the database is up — its lock's session ended by the
+/// server (`pg_terminate_backend`, an idle or failover proxy, a cut of that one connection)
+/// — learns it at its next renewal and SIGKILLs its deploys then; the standby, leading by
+/// then, reports the job `error` and holds back its claims long enough that the next deploy
+/// of the same repository and environment starts only after the old one is gone; the old
+/// leader's own report of the job is fenced off (it is no longer the job's owner). B runs in
+/// a PID namespace of its own, standing in for another host: on one host, B's recovery would
+/// kill A's command itself and hide what this checks.
 #[tokio::test]
-#[ignore = "BUG: a leader that lost its lock runs beside its successor and reports over it"]
 async fn a_leader_cut_off_from_its_lock_never_runs_beside_its_successor_nor_reports_twice() {
     let Some(cluster) = cluster::shared() else {
         return;
@@ -1191,25 +1190,32 @@ echo "end $id $$ $(date +%s%N)" >> '{dir}/runs.log'"#
         "A's lock session was not found: {ended:?}"
     );
 
+    // A SIGKILLs its command the moment it learns it lost the lead: watch for the process
+    // to go (within this poll's 10 ms of its death), and for both final statuses.
+    let a_pid = runs_of(&setup.runs(), long)[0].pid;
     let deadline = Instant::now() + PATIENCE;
-    while setup.finals(long).await.is_empty() || setup.finals(queued).await.is_empty() {
+    let mut a_gone_wall = None;
+    while a_gone_wall.is_none()
+        || setup.finals(long).await.is_empty()
+        || setup.finals(queued).await.is_empty()
+    {
+        if a_gone_wall.is_none() && !Path::new(&format!("/proc/{a_pid}")).exists() {
+            a_gone_wall = Some(wall_nanos());
+        }
         assert!(
             Instant::now() < deadline,
-            "no final statuses; statuses {:?}; runs {:?}\nA's log:\n{}\nB's log:\n{}",
+            "no final statuses, or A's command still runs; statuses {:?}; runs {:?}\nA's log:\n{}\nB's log:\n{}",
             setup.statuses().await,
             setup.runs(),
             a.log_text(),
             b.log_text()
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let a_gone_wall = a_gone_wall.unwrap();
     let a_lost = a.line("lost the lead").await;
     let b_leads = b.line(LEADS).await;
-    // A's command ends 3 s after its SIGTERM; what A records then comes after.
-    eventually("A's command to end", async || {
-        runs_of(&setup.runs(), long)[0].end.map(|_| ())
-    })
-    .await;
+    // Anything A would still record comes within a moment.
     tokio::time::sleep(Duration::from_millis(2000)).await;
 
     let runs = setup.runs();
@@ -1218,39 +1224,36 @@ echo "end $id $$ $(date +%s%N)" >> '{dir}/runs.log'"#
     let finals = setup.finals(long).await;
     println!(
         "lock session ended at 0 ms; {} leads at {} ms; A says it lost the lead at {} ms; \
-         deploy {queued} starts on {} at {} ms; A's deploy {long} (pid {}) ends at {} ms; \
+         A's deploy {long} (pid {}) seen gone at {} ms; deploy {queued} starts on {} at {} ms; \
          final statuses of {long}: {:?}",
         b.name,
         b_leads.duration_since(cut).as_millis(),
         a_lost.duration_since(cut).as_millis(),
+        a_run.pid,
+        ms(a_gone_wall),
         if b_run.parent == a.pid { "A" } else { "B" },
         ms(b_run.start),
-        a_run.pid,
-        ms(a_run.end.unwrap()),
         finals
             .iter()
             .map(|s| format!("{} {:?}", s.state, s.description))
             .collect::<Vec<_>>()
     );
     assert!(
-        b_run.start >= a_run.end.unwrap(),
+        b_run.start >= a_gone_wall,
         "deploy {queued} started on the new leader {} ms before the old leader's deploy \
-         {long} of the same repository and environment ended",
-        (a_run.end.unwrap() - b_run.start) / 1_000_000
+         {long} of the same repository and environment was gone",
+        (a_gone_wall - b_run.start) / 1_000_000
     );
     assert_eq!(finals.len(), 1, "two final statuses for {long}: {finals:?}");
 }
 
-/// BUG (see the report on branch pg-replica-tests), the cause of the stalls the tests above
-/// meet now and then on PostgreSQL: a deployment's statuses wait in the outbox behind the
-/// key's `head`, decided at insert time by "is another row of this key pending?". Under
-/// PostgreSQL's READ COMMITTED, the outbox worker completing the head (DELETE, then promote
-/// the oldest pending row: none it can see) and the deploy worker queueing the next status
-/// (EXISTS sees the head not yet deleted: head = 0) each miss the other's write: the new
-/// status is no head and nothing will ever promote it. The deploy's `in_progress` and final
-/// statuses are never sent. (SQLite's one writer thread serialises the two.)
+/// A deployment's statuses wait in the outbox behind their key's `head`, decided at insert
+/// time by "is another row of this key pending?". Under PostgreSQL's READ COMMITTED, the
+/// outbox worker completing the head (DELETE, then promote the oldest pending row) and the
+/// deploy worker queueing the next status (EXISTS) could each miss the other's write, and
+/// leave the key with no head: its statuses never sent. The heads' advisory lock makes the
+/// second wait for the first's commit.
 #[tokio::test]
-#[ignore = "BUG: a status queued while the one before it completes is never sent (PostgreSQL)"]
 async fn a_status_queued_while_the_one_before_it_completes_is_sent_too() {
     use deployhook::model::{DeployJob, DeploymentState};
     use deployhook::store::{Store, outbox};
@@ -1296,12 +1299,19 @@ async fn a_status_queued_while_the_one_before_it_completes_is_sent_too() {
     tokio::task::spawn_blocking(move || is_deleted.recv().unwrap())
         .await
         .unwrap();
-    store
-        .write(move |c| outbox::enqueue_status(c, &job, DeploymentState::InProgress, "running", 3))
-        .await
-        .unwrap();
+    // The deploy worker queues `in_progress` meanwhile: it waits for the completion to
+    // commit (the heads' lock), then sees the old head gone and becomes the head itself.
+    let queuing = tokio::spawn(store.write(move |c| {
+        outbox::enqueue_status(c, &job, DeploymentState::InProgress, "running", 3)
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !queuing.is_finished(),
+        "queued beside the completion, not after it"
+    );
     commit.send(()).unwrap();
     completing.await.unwrap().unwrap();
+    queuing.await.unwrap().unwrap();
 
     let due = store.write(|c| outbox::take_due(c, 10, 10)).await.unwrap();
     assert_eq!(
