@@ -108,8 +108,8 @@ struct SqliteStore {
     requests: mpsc::Sender<Request>,
     /// The checkpoint thread stops once every handle (and so this) is gone.
     _alive: Arc<()>,
-    /// Held while any handle lives: see [`lock_exclusively`].
-    _lock: Option<Arc<std::fs::File>>,
+    /// Held while any handle lives, or until [`Store::close`]: see [`lock_exclusively`].
+    lock: Option<Arc<std::fs::File>>,
     /// Set for good once a sync to disk failed: see [`sync_loop`].
     sync_failed: Arc<OnceLock<StoreError>>,
     /// A read-only connection for pages and scrapes, so they never queue behind (or hold
@@ -268,8 +268,15 @@ impl Store {
                 // A write queued by a task aborted before this still runs: let the writer
                 // finish it first, or it lands in the log after the truncation.
                 let _ = sqlite.write(|_| Ok(())).await;
-                let sqlite = sqlite.clone();
-                tokio::task::spawn_blocking(move || sqlite.truncate_log()).await?
+                let truncating = sqlite.clone();
+                let truncated =
+                    tokio::task::spawn_blocking(move || truncating.truncate_log()).await?;
+                // Let go of the file now, not when the last handle is dropped: a task still
+                // winding down (a connection closing) must not keep the next start off it.
+                if let Some(lock) = &sqlite.lock {
+                    let _ = lock.unlock();
+                }
+                truncated
             }
             Engine::Postgres(_) => Ok(()),
         }
@@ -384,7 +391,7 @@ impl SqliteStore {
         Ok(Self {
             requests,
             _alive: alive,
-            _lock: lock,
+            lock,
             sync_failed,
             reader,
             path: (path != IN_MEMORY).then(|| path.to_owned()),

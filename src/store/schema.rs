@@ -4,7 +4,9 @@
 use anyhow::Context;
 use rusqlite::Connection;
 
-/// The schema version this release migrates to.
+/// The schema version this release migrates to. A new migration here needs its PostgreSQL
+/// counterpart (`postgres/schema.sql` creates the schema as of this version; an existing
+/// PostgreSQL database needs a script from the version before, run by `PgStore::migrate`).
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_initial.sql"),

@@ -151,6 +151,7 @@ impl Workers {
                 stop_outbox.cancel();
                 if tokio::time::timeout(OUTBOX_FLUSH, &mut outbox_loop).await.is_err() {
                     outbox_loop.abort();
+                    let _ = outbox_loop.await;
                     tracing::warn!(
                         "GitHub calls still pending at shutdown will be sent at the next start"
                     );
@@ -164,6 +165,7 @@ impl Workers {
                 stop_loops.cancel();
                 stop_outbox.cancel();
                 outbox_loop.abort();
+                let _ = outbox_loop.await;
                 self.deployer.kill_running_and_wait().await;
                 let _ = deploy_loop.await;
                 let _ = prune_loop.await;

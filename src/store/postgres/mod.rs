@@ -135,6 +135,13 @@ impl PgStore {
                 "the database is at schema version {version}, newer than this deployhook knows \
                  ({latest}): it was written by a newer release"
             );
+            // Every later SQLite migration needs its PostgreSQL script here; until one is
+            // written, a database at an older version is refused rather than run half-way.
+            anyhow::ensure!(
+                version == 0 || version == latest,
+                "the database is at schema version {version}; this deployhook knows no \
+                 PostgreSQL migration from it to {latest}"
+            );
             if version == 0 {
                 let script = format!(
                     "BEGIN; {SCHEMA}; INSERT INTO schema_version (version) VALUES ({latest}); COMMIT;"
