@@ -61,7 +61,7 @@ impl Workers {
     pub async fn run(self, stop: CancellationToken) {
         let Some(pg) = self.store.postgres().cloned() else {
             self.status.leading.store(true, Ordering::Relaxed);
-            self.lead(None, &stop).await;
+            self.lead(None, Duration::ZERO, &stop).await;
             return;
         };
         let heartbeats = tokio::spawn(self.clone().heartbeats(pg.clone(), stop.clone()));
@@ -73,21 +73,23 @@ impl Workers {
                     self.status.leading.store(true, Ordering::Relaxed);
                     // The previous leader is gone: settle what it left running (its own
                     // commands, on its own host, died with it or were stopped by it).
-                    match self.deployer.recover().await {
-                        Ok(0) => {}
-                        Ok(_) => {
-                            // The previous leader stops its deploys within its renewal (a
-                            // second, plus the renewal's own deadline) of losing the lead;
-                            // one still dying must not overlap the next run of its
-                            // environment.
-                            tokio::time::sleep(TRY_EVERY + renew_deadline(self.lease)).await;
+                    // The previous leader stops its deploys within its renewal (a second,
+                    // plus the renewal's own deadline) of losing the lead: one still dying
+                    // must not overlap the next run of its environment, so the queue waits
+                    // that long when there were any (the outbox does not: the statuses that
+                    // report them go out at once).
+                    let hold_back = match self.deployer.recover().await {
+                        Ok(0) => Duration::ZERO,
+                        Ok(_) => TRY_EVERY + renew_deadline(self.lease),
+                        Err(err) => {
+                            tracing::error!("could not recover the deploy queue: {err}");
+                            Duration::ZERO
                         }
-                        Err(err) => tracing::error!("could not recover the deploy queue: {err}"),
-                    }
+                    };
                     if let Err(err) = self.store.write(outbox::release_in_flight).await {
                         tracing::error!("could not recover the outbox: {err}");
                     }
-                    self.lead(Some(lead), &stop).await;
+                    self.lead(Some(lead), hold_back, &stop).await;
                     self.status.leading.store(false, Ordering::Relaxed);
                     said_standby = false;
                 }
@@ -113,10 +115,19 @@ impl Workers {
 
     /// Runs the workers until `stop` (an orderly end) or until `lead` is lost (this replica
     /// stops its deploys at once and stands by again).
-    async fn lead(&self, lead: Option<Lead>, stop: &CancellationToken) {
+    async fn lead(&self, lead: Option<Lead>, hold_back: Duration, stop: &CancellationToken) {
         let stop_loops = CancellationToken::new();
         let stop_outbox = CancellationToken::new();
-        let deploy_loop = tokio::spawn(self.deployer.clone().run(stop_loops.clone()));
+        let deploy_loop = {
+            let (deployer, stop) = (self.deployer.clone(), stop_loops.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(hold_back) => {}
+                }
+                deployer.run(stop).await;
+            })
+        };
         let mut outbox_loop = tokio::spawn(self.outbox.clone().run(stop_outbox.clone()));
         let prune_loop = tokio::spawn(retention::run(
             self.store.clone(),
