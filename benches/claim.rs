@@ -5,7 +5,7 @@
 //! `Store::connect`, as `deployhook serve` opens it: SQLite a fresh file under `target/`
 //! with `sync=full`; PostgreSQL a fresh database on a throwaway server the bench starts
 //! with PostgreSQL's installed binaries, with `fsync`, `synchronous_commit` and
-//! `full_page_writes` on (the test harness's server runs with `fsync=off`; see `Postgres`).
+//! `full_page_writes` on (`Cluster::start_durable`; the tests' servers run with `fsync=off`).
 //!
 //! Each store is given `BENCH_JOBS` deployments (default 50000), queued over four
 //! environments of one repository. Then one worker claims as the deploy worker does (one
@@ -30,8 +30,8 @@
 //! BENCH_SECONDS=6 cargo bench --bench claim
 //! ```
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use deployhook::model::{DeployJob, DeploymentState, Effect, Outcome, Policy, Sync as DbSync};
 use deployhook::store::deliveries::{self, DeliveryRecord};
 use deployhook::store::jobs::{self, Claimed};
+use deployhook::store::postgres::cluster::Cluster;
 use deployhook::store::{DEFAULT_LOG_LIMIT, Store, now_ms};
 
 const ENVIRONMENTS: [&str; 4] = ["production", "staging", "canary", "qa"];
@@ -205,7 +206,7 @@ async fn bench() -> ExitCode {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a bench directory");
     let sqlite = dir.join("claim.db").display().to_string();
-    let postgres = Postgres::start("claim");
+    let postgres = durable_postgres();
     let mut engines = vec![Engine {
         name: "sqlite, sync=full",
         store: Store::connect(&sqlite, DbSync::Full, DEFAULT_LOG_LIMIT)
@@ -213,7 +214,7 @@ async fn bench() -> ExitCode {
             .expect("the SQLite store"),
     }];
     if let Some(pg) = &postgres {
-        let url = pg.database("claim");
+        let url = pg.database();
         engines.push(Engine {
             name: "postgres",
             store: Store::connect(&url, DbSync::Full, DEFAULT_LOG_LIMIT)
@@ -353,251 +354,20 @@ async fn bench() -> ExitCode {
     }
 }
 
-// --- A durable PostgreSQL server of the bench's own -------------------------------------
-
-/// A throwaway PostgreSQL server that syncs like a production one. The test harness's
-/// (`deployhook::store::postgres::cluster`) starts its servers with `fsync=off` and has no
-/// option to start them otherwise, which would flatter PostgreSQL against SQLite's
-/// `sync=full`; so the bench starts its own with the same binaries: data under `target/`
-/// (the same disk as the SQLite databases), 127.0.0.1 only, trust authentication for
-/// `postgres`, and `fsync`, `synchronous_commit` and `full_page_writes` on. As root, the
-/// server side runs as `postgres` through `runuser`. A watchdog shell stops it and removes
-/// its directory should this process die without dropping it.
-struct Postgres {
-    bin: PathBuf,
-    /// Running as root: the server side runs as `postgres`.
-    as_postgres: bool,
-    base: PathBuf,
-    data: PathBuf,
-    port: u16,
-    watchdog: Child,
-}
-
-impl Postgres {
-    /// Started, or `None` after a loud note when `BENCH_POSTGRES=0` or the server binaries
-    /// are not installed. Panics when they are but the server does not start.
-    fn start(name: &str) -> Option<Self> {
-        if std::env::var("BENCH_POSTGRES").is_ok_and(|v| v == "0") {
-            println!("\n*** PostgreSQL SKIPPED: BENCH_POSTGRES=0 ***\n");
-            return None;
-        }
-        let Some(bin) = pg_bin_dir() else {
-            println!(
-                "\n*** PostgreSQL SKIPPED: no server binaries (initdb, pg_ctl, postgres, psql) \
-                 in DEPLOYHOOK_PG_BIN, `pg_config --bindir` or /usr/lib/postgresql/*/bin. \
-                 Install the server (`apt-get install postgresql`). ***\n"
-            );
-            return None;
-        };
-        use std::os::unix::fs::MetadataExt;
-        let as_postgres = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{name}-pg"));
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir_all(&base).expect("a directory for PostgreSQL");
-        if as_postgres {
-            run_tool(Command::new("chown").arg("postgres:").arg(&base));
-        }
-        let watchdog = {
-            let stop = if as_postgres {
-                "runuser -u postgres -- "
-            } else {
-                ""
-            };
-            let script = format!(
-                "trap '' HUP INT; while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
-                 {stop}\"$2\" -D \"$3\" -m immediate stop; rm -rf \"$4\""
-            );
-            let mut cmd = Command::new("sh");
-            cmd.arg("-c")
-                .arg(script)
-                .arg("bench-pg-watchdog")
-                .arg(std::process::id().to_string())
-                .arg(bin.join("pg_ctl"))
-                .arg(base.join("data"))
-                .arg(&base)
-                .current_dir("/")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-            cmd.spawn().expect("the watchdog shell")
-        };
-        let mut server = Self {
-            data: base.join("data"),
-            bin,
-            as_postgres,
-            base,
-            port: 0,
-            watchdog,
-        };
-        run_tool(
-            server
-                .server_tool("initdb")
-                .arg("-D")
-                .arg(&server.data)
-                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
-                .args(["--no-sync", "--no-instructions"]),
-        );
-        // A port free a moment ago; another, should someone take it first.
-        for attempt in 1..=3 {
-            server.port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let options = format!(
-                "-h 127.0.0.1 -p {} -k '{}' -c fsync=on -c synchronous_commit=on \
-                 -c full_page_writes=on -c max_connections=200",
-                server.port,
-                server.base.display()
-            );
-            let started = server
-                .server_tool("pg_ctl")
-                .arg("-D")
-                .arg(&server.data)
-                .arg("-l")
-                .arg(server.base.join("server.log"))
-                .args(["-w", "-t", "60", "-o", &options, "start"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if started {
-                break;
-            }
-            let log = std::fs::read_to_string(server.base.join("server.log")).unwrap_or_default();
-            assert!(attempt < 3, "PostgreSQL did not start:\n{log}");
-        }
-        let settings = server.psql(
-            "postgres",
-            "SELECT current_setting('server_version'), current_setting('fsync'), \
-             current_setting('synchronous_commit'), current_setting('full_page_writes'), \
-             current_setting('wal_sync_method')",
-        );
-        let settings: Vec<&str> = settings.trim().split('|').collect();
-        assert_eq!(settings[1..4], ["on", "on", "on"], "a durable server");
-        println!(
-            "PostgreSQL {} (bench's own server, {}): fsync={}, synchronous_commit={}, \
-             full_page_writes={}, wal_sync_method={}",
-            settings[0],
-            server.base.display(),
-            settings[1],
-            settings[2],
-            settings[3],
-            settings[4]
-        );
-        Some(server)
+/// The bench's PostgreSQL server: a throwaway one whose commits reach the disk
+/// (`Cluster::start_durable`: the tests' servers run with `fsync=off`, which would flatter
+/// PostgreSQL against SQLite's `sync=full`). `None`, after a note, with `BENCH_POSTGRES=0`
+/// or without the server binaries (the harness says so loudly).
+fn durable_postgres() -> Option<Cluster> {
+    if std::env::var("BENCH_POSTGRES").is_ok_and(|v| v == "0") {
+        println!("PostgreSQL skipped (BENCH_POSTGRES=0)");
+        return None;
     }
-
-    /// A fresh, empty database; its URL.
-    fn database(&self, name: &str) -> String {
-        self.psql("postgres", &format!("CREATE DATABASE {name}"));
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
-            self.port
-        )
-    }
-
-    /// Runs SQL with `psql` as `postgres`; what it printed (unaligned, no headers).
-    fn psql(&self, database: &str, sql: &str) -> String {
-        let mut cmd = Command::new(self.bin.join("psql"));
-        clean_env(&mut cmd);
-        cmd.args(["-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", database, "-c", sql]);
-        String::from_utf8_lossy(&run_tool(&mut cmd).stdout).into_owned()
-    }
-
-    fn server_tool(&self, tool: &str) -> Command {
-        let mut cmd = if self.as_postgres {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
-            cmd
-        } else {
-            Command::new(self.bin.join(tool))
-        };
-        clean_env(&mut cmd);
-        cmd.current_dir(&self.base);
-        cmd
-    }
-}
-
-impl Drop for Postgres {
-    /// Stops the server (fast shutdown), removes its directory, ends the watchdog.
-    fn drop(&mut self) {
-        let _ = self
-            .server_tool("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "-t", "60", "stop"])
-            .stdout(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.base);
-        let _ = self.watchdog.kill();
-        let _ = self.watchdog.wait();
-    }
-}
-
-/// Where `initdb`, `pg_ctl`, `postgres` and `psql` are: `DEPLOYHOOK_PG_BIN`, then
-/// `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin` (as the harness).
-fn pg_bin_dir() -> Option<PathBuf> {
-    let complete = |dir: &Path| {
-        ["initdb", "pg_ctl", "postgres", "psql"]
-            .iter()
-            .all(|tool| dir.join(tool).is_file())
-    };
-    if let Some(dir) = std::env::var_os("DEPLOYHOOK_PG_BIN").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir)).filter(|d| complete(d));
-    }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if complete(&dir) {
-            return Some(dir);
-        }
-    }
-    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry
-                .file_name()
-                .to_str()?
-                .split('.')
-                .map(str::parse)
-                .collect::<Result<Vec<u32>, _>>()
-                .ok()?;
-            Some((version, entry.path().join("bin")))
-        })
-        .filter(|(_, dir)| complete(dir))
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, dir)| dir)
-}
-
-/// No PG* variable of ours reaches the tools, and their messages are in English.
-fn clean_env(cmd: &mut Command) {
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("LANGUAGE").env("LC_ALL", "C");
-}
-
-/// Runs a command to its end; panics, with what it printed, unless it succeeded.
-fn run_tool(cmd: &mut Command) -> std::process::Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let cluster = Cluster::start_durable()?;
+    println!(
+        "PostgreSQL: the bench's own server in {}, fsync, synchronous_commit and \
+         full_page_writes on",
+        cluster.base().display()
     );
-    out
+    Some(cluster)
 }

@@ -17,9 +17,9 @@
 //! - deployhook on its durable database (a file under `target/`), `sync=full` and
 //!   `sync=normal`;
 //! - deployhook on PostgreSQL (`DEPLOYHOOK_DATABASE=postgres://…`): a fresh database on a
-//!   throwaway server the bench starts with PostgreSQL's installed binaries, its data under
-//!   `target/` beside the SQLite files, with `fsync`, `synchronous_commit` and
-//!   `full_page_writes` on (not the test harness's server, which runs with `fsync=off`), and
+//!   throwaway server started with PostgreSQL's installed binaries
+//!   (`Cluster::start_durable`: `fsync`, `synchronous_commit` and `full_page_writes` on;
+//!   the tests' servers run with `fsync=off`), and
 //!   judged against deployhook on SQLite with `sync=full`: the issue's target is at least
 //!   0.3 × its rate, p99 ≤ 20 ms. The PostgreSQL server's own CPU is shown beside
 //!   deployhook's. Without the server binaries this target is skipped, loudly.
@@ -46,6 +46,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use deployhook::store::postgres::cluster::Cluster;
 use deployhook::webhook::signature::{WebhookSecrets, sign};
 use serde_json::{Value, json};
 
@@ -539,7 +540,7 @@ async fn bench() -> ExitCode {
         json.len(),
         std::thread::available_parallelism().map_or(0, usize::from)
     );
-    let postgres = Postgres::start("intake");
+    let postgres = durable_postgres();
     let mut servers = vec![
         Server::baseline("baseline (verify + well-formed)", "ignored"),
         Server::baseline("reference (verify + parse Value)", "value"),
@@ -553,7 +554,7 @@ async fn bench() -> ExitCode {
             &github,
         ),
     ];
-    let postgres_url = postgres.as_ref().map(|pg| pg.database("intake"));
+    let postgres_url = postgres.as_ref().map(|pg| pg.database());
     if let Some(url) = &postgres_url {
         servers.push(Server::deployhook(
             "deployhook, postgres",
@@ -594,11 +595,11 @@ async fn bench() -> ExitCode {
                 let tag = format!("{}-{}-{round}", encoding.name(), server.child.id());
                 let before = server.cpu_time();
                 let pg = postgres.as_ref().filter(|_| on_postgres == Some(i));
-                let pg_before = pg.map(Postgres::cpu_time);
+                let pg_before = pg.map(postgres_cpu_time);
                 slices[i].push(run(&server.url, delivery.clone(), connections, slice, &tag).await);
                 cpu[i] += server.cpu_time().saturating_sub(before);
                 if let (Some(pg), Some(pg_before)) = (pg, pg_before) {
-                    postgres_cpu += pg.cpu_time().saturating_sub(pg_before);
+                    postgres_cpu += postgres_cpu_time(pg).saturating_sub(pg_before);
                 }
             }
         }
@@ -816,281 +817,52 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
 }
 
-// --- A durable PostgreSQL server of the bench's own -------------------------------------
+// --- The bench's PostgreSQL server ---------------------------------------------------
 
-/// A throwaway PostgreSQL server that syncs like a production one. The test harness's
-/// (`deployhook::store::postgres::cluster`) starts its servers with `fsync=off` and has no
-/// option to start them otherwise, which would flatter PostgreSQL against SQLite's
-/// `sync=full`; so the bench starts its own with the same binaries: data under `target/`
-/// (the same disk as the SQLite databases), 127.0.0.1 only, trust authentication for
-/// `postgres`, and `fsync`, `synchronous_commit` and `full_page_writes` on. As root, the
-/// server side runs as `postgres` through `runuser`. A watchdog shell stops it and removes
-/// its directory should this process die without dropping it.
-struct Postgres {
-    bin: PathBuf,
-    /// Running as root: the server side runs as `postgres`.
-    as_postgres: bool,
-    base: PathBuf,
-    data: PathBuf,
-    port: u16,
-    watchdog: Child,
-}
-
-impl Postgres {
-    /// Started, or `None` after a loud note when `BENCH_POSTGRES=0` or the server binaries
-    /// are not installed. Panics when they are but the server does not start.
-    fn start(name: &str) -> Option<Self> {
-        if std::env::var("BENCH_POSTGRES").is_ok_and(|v| v == "0") {
-            println!("\n*** PostgreSQL SKIPPED: BENCH_POSTGRES=0 ***\n");
-            return None;
-        }
-        let Some(bin) = pg_bin_dir() else {
-            println!(
-                "\n*** PostgreSQL SKIPPED: no server binaries (initdb, pg_ctl, postgres, psql) \
-                 in DEPLOYHOOK_PG_BIN, `pg_config --bindir` or /usr/lib/postgresql/*/bin. \
-                 Install the server (`apt-get install postgresql`). ***\n"
-            );
-            return None;
-        };
-        use std::os::unix::fs::MetadataExt;
-        let as_postgres = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-{name}-pg"));
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir_all(&base).expect("a directory for PostgreSQL");
-        if as_postgres {
-            run_tool(Command::new("chown").arg("postgres:").arg(&base));
-        }
-        let watchdog = {
-            let stop = if as_postgres {
-                "runuser -u postgres -- "
-            } else {
-                ""
-            };
-            let script = format!(
-                "trap '' HUP INT; while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
-                 {stop}\"$2\" -D \"$3\" -m immediate stop; rm -rf \"$4\""
-            );
-            let mut cmd = Command::new("sh");
-            cmd.arg("-c")
-                .arg(script)
-                .arg("bench-pg-watchdog")
-                .arg(std::process::id().to_string())
-                .arg(bin.join("pg_ctl"))
-                .arg(base.join("data"))
-                .arg(&base)
-                .current_dir("/")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-            cmd.spawn().expect("the watchdog shell")
-        };
-        let mut server = Self {
-            data: base.join("data"),
-            bin,
-            as_postgres,
-            base,
-            port: 0,
-            watchdog,
-        };
-        run_tool(
-            server
-                .server_tool("initdb")
-                .arg("-D")
-                .arg(&server.data)
-                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
-                .args(["--no-sync", "--no-instructions"]),
-        );
-        // A port free a moment ago; another, should someone take it first.
-        for attempt in 1..=3 {
-            server.port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let options = format!(
-                "-h 127.0.0.1 -p {} -k '{}' -c fsync=on -c synchronous_commit=on \
-                 -c full_page_writes=on -c max_connections=200",
-                server.port,
-                server.base.display()
-            );
-            let started = server
-                .server_tool("pg_ctl")
-                .arg("-D")
-                .arg(&server.data)
-                .arg("-l")
-                .arg(server.base.join("server.log"))
-                .args(["-w", "-t", "60", "-o", &options, "start"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if started {
-                break;
-            }
-            let log = std::fs::read_to_string(server.base.join("server.log")).unwrap_or_default();
-            assert!(attempt < 3, "PostgreSQL did not start:\n{log}");
-        }
-        let settings = server.psql(
-            "postgres",
-            "SELECT current_setting('server_version'), current_setting('fsync'), \
-             current_setting('synchronous_commit'), current_setting('full_page_writes'), \
-             current_setting('wal_sync_method')",
-        );
-        let settings: Vec<&str> = settings.trim().split('|').collect();
-        assert_eq!(settings[1..4], ["on", "on", "on"], "a durable server");
-        println!(
-            "PostgreSQL {} (bench's own server, {}): fsync={}, synchronous_commit={}, \
-             full_page_writes={}, wal_sync_method={}",
-            settings[0],
-            server.base.display(),
-            settings[1],
-            settings[2],
-            settings[3],
-            settings[4]
-        );
-        Some(server)
+/// The bench's PostgreSQL server: a throwaway one whose commits reach the disk
+/// (`Cluster::start_durable`: the tests' servers run with `fsync=off`, which would flatter
+/// PostgreSQL against SQLite's `sync=full`). `None`, after a note, with `BENCH_POSTGRES=0`
+/// or without the server binaries (the harness says so loudly).
+fn durable_postgres() -> Option<Cluster> {
+    if std::env::var("BENCH_POSTGRES").is_ok_and(|v| v == "0") {
+        println!("PostgreSQL skipped (BENCH_POSTGRES=0)");
+        return None;
     }
-
-    /// A fresh, empty database; its URL.
-    fn database(&self, name: &str) -> String {
-        self.psql("postgres", &format!("CREATE DATABASE {name}"));
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{name}?sslmode=disable",
-            self.port
-        )
-    }
-
-    /// Runs SQL with `psql` as `postgres`; what it printed (unaligned, no headers).
-    fn psql(&self, database: &str, sql: &str) -> String {
-        let mut cmd = Command::new(self.bin.join("psql"));
-        clean_env(&mut cmd);
-        cmd.args(["-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", database, "-c", sql]);
-        String::from_utf8_lossy(&run_tool(&mut cmd).stdout).into_owned()
-    }
-
-    /// CPU time (user + system) the server's processes have used so far: the postmaster's
-    /// own and its reaped children's, and its live children's (the backends).
-    fn cpu_time(&self) -> Duration {
-        let pid_file =
-            std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap_or_default();
-        let postmaster = pid_file.lines().next().unwrap_or("").trim().to_owned();
-        let mut ticks = 0;
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            // After the name: state, ppid, … utime (14), stime, cutime, cstime (17).
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let field = |i: usize| {
-                fields
-                    .get(i - 3)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            if pid == postmaster {
-                ticks += field(14) + field(15) + field(16) + field(17);
-            } else if fields.get(1) == Some(&postmaster.as_str()) {
-                ticks += field(14) + field(15);
-            }
-        }
-        Duration::from_millis(ticks * 10)
-    }
-
-    fn server_tool(&self, tool: &str) -> Command {
-        let mut cmd = if self.as_postgres {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
-            cmd
-        } else {
-            Command::new(self.bin.join(tool))
-        };
-        clean_env(&mut cmd);
-        cmd.current_dir(&self.base);
-        cmd
-    }
-}
-
-impl Drop for Postgres {
-    /// Stops the server (fast shutdown), removes its directory, ends the watchdog.
-    fn drop(&mut self) {
-        let _ = self
-            .server_tool("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "-t", "60", "stop"])
-            .stdout(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.base);
-        let _ = self.watchdog.kill();
-        let _ = self.watchdog.wait();
-    }
-}
-
-/// Where `initdb`, `pg_ctl`, `postgres` and `psql` are: `DEPLOYHOOK_PG_BIN`, then
-/// `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin` (as the harness).
-fn pg_bin_dir() -> Option<PathBuf> {
-    let complete = |dir: &Path| {
-        ["initdb", "pg_ctl", "postgres", "psql"]
-            .iter()
-            .all(|tool| dir.join(tool).is_file())
-    };
-    if let Some(dir) = std::env::var_os("DEPLOYHOOK_PG_BIN").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir)).filter(|d| complete(d));
-    }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if complete(&dir) {
-            return Some(dir);
-        }
-    }
-    let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry
-                .file_name()
-                .to_str()?
-                .split('.')
-                .map(str::parse)
-                .collect::<Result<Vec<u32>, _>>()
-                .ok()?;
-            Some((version, entry.path().join("bin")))
-        })
-        .filter(|(_, dir)| complete(dir))
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, dir)| dir)
-}
-
-/// No PG* variable of ours reaches the tools, and their messages are in English.
-fn clean_env(cmd: &mut Command) {
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("LANGUAGE").env("LC_ALL", "C");
-}
-
-/// Runs a command to its end; panics, with what it printed, unless it succeeded.
-fn run_tool(cmd: &mut Command) -> std::process::Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let cluster = Cluster::start_durable()?;
+    println!(
+        "PostgreSQL: the bench's own server in {}, fsync, synchronous_commit and \
+         full_page_writes on",
+        cluster.base().display()
     );
-    out
+    Some(cluster)
+}
+
+/// CPU time (user + system) the server's processes have used so far: the postmaster's
+/// own and its reaped children's, and its live children's (the backends).
+fn postgres_cpu_time(cluster: &Cluster) -> Duration {
+    let postmaster = cluster
+        .postmaster_pid()
+        .map_or_else(String::new, |pid| pid.to_string());
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        // After the name: state, ppid, … utime (14), stime, cutime, cstime (17).
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i - 3)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if pid == postmaster {
+            ticks += field(14) + field(15) + field(16) + field(17);
+        } else if fields.get(1) == Some(&postmaster.as_str()) {
+            ticks += field(14) + field(15);
+        }
+    }
+    Duration::from_millis(ticks * 10)
 }

@@ -60,7 +60,9 @@ pub fn shared() -> Option<&'static Cluster> {
     static SHARED: OnceLock<Result<Option<Cluster>, String>> = OnceLock::new();
     // A failed start is kept, so that every test reports it rather than each trying again.
     let started = SHARED.get_or_init(|| match binaries() {
-        Some(bin) => Cluster::create(bin).map(Some).map_err(|e| format!("{e:#}")),
+        Some(bin) => Cluster::create(bin, false)
+            .map(Some)
+            .map_err(|e| format!("{e:#}")),
         None => Ok(None),
     });
     match started {
@@ -83,6 +85,9 @@ pub struct Cluster {
     control: Mutex<()>,
     /// The watchdog shell; a private cluster ends it once it has cleaned up itself.
     watchdog: Mutex<Option<Child>>,
+    /// Whether commits reach the disk (`fsync` on): for benchmarks, whose figures would
+    /// otherwise flatter PostgreSQL. Tests run without, for speed.
+    durable: bool,
 }
 
 impl Cluster {
@@ -92,7 +97,39 @@ impl Cluster {
     /// are but the server does not start.
     pub fn start_private() -> Option<Cluster> {
         let bin = binaries()?;
-        Some(Cluster::create(bin).unwrap_or_else(|e| panic!("{e:#}")))
+        Some(Cluster::create(bin, false).unwrap_or_else(|e| panic!("{e:#}")))
+    }
+
+    /// A private cluster whose commits reach the disk (`fsync`, `synchronous_commit` and
+    /// `full_page_writes` on, checked), for benchmarks. `None` as [`Cluster::start_private`].
+    pub fn start_durable() -> Option<Cluster> {
+        let bin = binaries()?;
+        let cluster = Cluster::create(bin, true).unwrap_or_else(|e| panic!("{e:#}"));
+        let settings = cluster
+            .psql(
+                "postgres",
+                "SELECT current_setting('fsync') || current_setting('synchronous_commit') \
+                 || current_setting('full_page_writes')",
+            )
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(settings.trim(), "ononon", "a durable PostgreSQL server");
+        Some(cluster)
+    }
+
+    /// The server's main process (for a benchmark's CPU count), while it runs.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The directory holding the data, the log and the socket.
+    pub fn base(&self) -> &Path {
+        &self.base
     }
 
     /// A fresh, empty database on this cluster, for one test; its URL:
@@ -157,7 +194,7 @@ impl Cluster {
 
     /// Makes the directory, sets the watchdog on it, runs initdb and starts the server on
     /// a free port. On failure, dropping the half-made cluster cleans up.
-    fn create(bin: &'static Binaries) -> anyhow::Result<Cluster> {
+    fn create(bin: &'static Binaries, durable: bool) -> anyhow::Result<Cluster> {
         let base = fresh_dir()?;
         let mut cluster = Cluster {
             bin,
@@ -167,6 +204,7 @@ impl Cluster {
             port: 0,
             control: Mutex::new(()),
             watchdog: Mutex::new(None),
+            durable,
         };
         if let Some(owner) = &bin.run_as {
             std::os::unix::fs::chown(&cluster.base, Some(owner.uid), Some(owner.gid))
@@ -236,8 +274,13 @@ impl Cluster {
     fn start_on_port(&self) -> Result<(), Start> {
         // The log is appended to across restarts; only what this start writes counts.
         let log_start = std::fs::metadata(&self.log).map_or(0, |m| m.len());
+        let sync = if self.durable {
+            "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+        } else {
+            "-c fsync=off"
+        };
         let options = format!(
-            "-h 127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=200",
+            "-h 127.0.0.1 -p {} -k {} {sync} -c max_connections=200",
             self.port,
             shell_quote(self.base.as_os_str())
         );
