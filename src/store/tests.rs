@@ -4,9 +4,14 @@
 
 use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::params;
+
+use super::schema::migrate;
+use super::writer::configure;
 
 use crate::model::{DeployJob, DeploymentState, Policy};
 
@@ -165,13 +170,13 @@ pub(crate) fn database() -> Connection<'static> {
 }
 
 /// Runs `test` on a fresh SQLite database, then on a fresh PostgreSQL database in one
-/// transaction (skipped, loudly, without PostgreSQL's server — see store::postgres::cluster).
+/// transaction (skipped, loudly, without PostgreSQL's server — see the `deployhook-testkit` crate).
 /// A failure names the engine it happened on: "on SQLite: …" or "on PostgreSQL: …".
 pub(crate) fn each_engine(test: impl Fn(&Connection) + Send + std::marker::Sync + 'static) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| test(&database()))) {
         rethrow("SQLite", panic);
     }
-    let Some(cluster) = postgres::cluster::shared() else {
+    let Some(cluster) = deployhook_testkit::postgres::shared() else {
         return;
     };
     let url = cluster.database();
@@ -218,7 +223,7 @@ fn rethrow(engine: &str, panic: Box<dyn std::any::Any + Send>) -> ! {
 #[test]
 fn each_engine_runs_the_test_on_both_engines_and_names_the_one_that_failed() {
     static RAN: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
-    let postgres = postgres::cluster::shared().is_some();
+    let postgres = deployhook_testkit::postgres::shared().is_some();
     let failed = catch_unwind(|| {
         each_engine(|conn| {
             let dialect = conn.dialect();

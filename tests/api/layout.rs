@@ -288,3 +288,106 @@ fn the_checker_sees_grouped_and_nested_imports() {
     );
     assert_eq!(uses[3].line, 3);
 }
+
+/// The most lines a source file may have, tests aside (CONVENTIONS.md: split a file
+/// along what it owns before it grows past this).
+const MAX_FILE_LINES: usize = 500;
+
+/// The lines of `text` that count toward the size rule: everything but `#[cfg(test)]`
+/// modules (an inline `mod tests { … }` or a `mod tests;` pointing at a child file, which
+/// is then not read at all). An inline module ends at the line its opening brace closes on.
+fn counted_lines(text: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut counted = 0;
+    let mut at = 0;
+    while at < lines.len() {
+        let line = lines[at].trim();
+        if line == "#[cfg(test)]" {
+            // Skip the attribute, any further attributes, and the item it guards.
+            let mut item = at + 1;
+            while item < lines.len() && lines[item].trim_start().starts_with("#[") {
+                item += 1;
+            }
+            if item < lines.len() && lines[item].trim_start().contains("mod ") {
+                if lines[item].trim_end().ends_with(';') {
+                    at = item + 1;
+                    continue;
+                }
+                let mut depth = 0i64;
+                let mut end = item;
+                'module: for (number, body) in lines.iter().enumerate().skip(item) {
+                    for c in body.chars() {
+                        match c {
+                            '{' => depth += 1,
+                            '}' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    end = number;
+                                    break 'module;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    end = number;
+                }
+                at = end + 1;
+                continue;
+            }
+        }
+        counted += 1;
+        at += 1;
+    }
+    counted
+}
+
+/// A child file holding only tests: `foo/tests.rs`, or anything under a `tests/` folder.
+fn is_test_file(src: &Path, file: &Path) -> bool {
+    let relative = file.strip_prefix(src).unwrap();
+    relative.file_name().is_some_and(|n| n == "tests.rs")
+        || relative
+            .parent()
+            .is_some_and(|p| p.components().any(|c| c.as_os_str() == "tests"))
+}
+
+/// The folders the size rule covers: the library and binary, the test support crate, and
+/// the benchmarks.
+const SIZED: [&str; 3] = ["src", "testkit/src", "benches"];
+
+#[test]
+fn no_source_file_is_over_the_size_limit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut over = Vec::new();
+    for folder in SIZED {
+        let dir = root.join(folder);
+        let mut files = Vec::new();
+        source_files(&dir, &mut files);
+        files.sort();
+        for file in files.iter().filter(|f| !is_test_file(&dir, f)) {
+            let count = counted_lines(&std::fs::read_to_string(file).unwrap());
+            if count > MAX_FILE_LINES {
+                over.push(format!(
+                    "{}: {count} lines",
+                    file.strip_prefix(root).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "files over {MAX_FILE_LINES} lines (tests aside); split them along what they own:\n{}",
+        over.join("\n")
+    );
+}
+
+#[test]
+fn the_size_rule_leaves_out_test_modules_and_nothing_else() {
+    let text = "fn a() {}\n\n#[cfg(test)]\nmod tests {\n    fn b() {\n    }\n}\nfn c() {}\n\
+                #[cfg(test)]\nmod more;\n#[cfg(test)]\nfn helper() {}\n";
+    // fn a, the blank line, fn c, and the test-only function (not a module) count.
+    assert_eq!(counted_lines(text), 5);
+    let src = Path::new("/x/src");
+    assert!(is_test_file(src, Path::new("/x/src/store/waits/tests.rs")));
+    assert!(is_test_file(src, Path::new("/x/src/config/tests/parse.rs")));
+    assert!(!is_test_file(src, Path::new("/x/src/store/waits.rs")));
+}

@@ -26,6 +26,7 @@ mod notify;
 mod operations;
 mod operator;
 mod other_events;
+mod pg_harness;
 mod postgres;
 mod pull_request;
 mod replicas;

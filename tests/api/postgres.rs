@@ -1,10 +1,10 @@
 //! PostgreSQL: the same flow as on SQLite, and two replicas on one database. Each test
-//! gets a fresh database on a throwaway server (`store::postgres::cluster`); without the
+//! gets a fresh database on a throwaway server (`deployhook_testkit::postgres`); without the
 //! server binaries the tests are skipped loudly (CI installs them and makes that a failure).
 
 use std::time::Duration;
 
-use deployhook::store::postgres::cluster;
+use deployhook_testkit::postgres as cluster;
 use serde_json::Value;
 
 use crate::helpers::{

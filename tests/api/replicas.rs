@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deployhook::store::postgres::cluster::{self, Cluster};
+use deployhook_testkit::postgres::{self as cluster, Cluster};
 use serde_json::{Value, json};
 use wiremock::MockServer;
 

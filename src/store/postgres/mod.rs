@@ -7,8 +7,6 @@
 //! (PostgreSQL groups their WAL flushes itself). Reads run in a `REPEATABLE READ READ ONLY`
 //! transaction: one snapshot per page, as on SQLite.
 
-#[doc(hidden)]
-pub mod cluster;
 pub mod replicas;
 mod tls;
 

@@ -1,4 +1,4 @@
-//! The PostgreSQL engine against real servers (see [`super::cluster`]; skipped loudly
+//! The PostgreSQL engine against real servers (`deployhook_testkit::postgres`; skipped loudly
 //! without the server binaries): TLS in each `sslmode` with certificates made by the
 //! `openssl` command, the errors a failed connection gives, the password kept out of them,
 //! and the schema migrated once by replicas starting together.
@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::cluster::{self, Cluster};
 use super::{PgStore, redact};
+use deployhook_testkit::postgres::{self as cluster, Cluster};
 
 /// A user that must give a password (SCRAM) on the TLS cluster; every other user is
 /// trusted, as on every test cluster.
