@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 use deployhook::model::{DeployJob, DeploymentState, Effect, Outcome, Policy, Sync as DbSync};
 use deployhook::store::deliveries::{self, DeliveryRecord};
 use deployhook::store::jobs::{self, Claimed};
-use deployhook::store::postgres::cluster::Cluster;
 use deployhook::store::{DEFAULT_LOG_LIMIT, Store, now_ms};
+use deployhook_testkit::postgres::Cluster;
 
 const ENVIRONMENTS: [&str; 4] = ["production", "staging", "canary", "qa"];
 const MAX_RUNNING: usize = 4;

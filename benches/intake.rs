@@ -46,8 +46,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use deployhook::store::postgres::cluster::Cluster;
 use deployhook::webhook::signature::{WebhookSecrets, sign};
+use deployhook_testkit::postgres::Cluster;
 use serde_json::{Value, json};
 
 const SECRET: &str = "bench-secret";
