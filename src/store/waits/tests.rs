@@ -7,8 +7,10 @@ use crate::store::db::Connection;
 use serde_json::json;
 
 use super::*;
-use crate::model::CheckResult;
-use crate::model::{DeploymentId, Environment};
+use crate::model::{
+    CheckKind, CheckReport, CheckResult, CheckState, CommitSha, DeploymentId, DeploymentRequest,
+    Environment, Gate, NewDeployment, Policy, Promotion, RepoName, Required,
+};
 use crate::store::tests::each_engine;
 
 const SHA: &str = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";

@@ -1,0 +1,84 @@
+//! The `waits` and `check_results` tables: deployments that wait before they are created —
+//! a merge for its commit's checks, a promotion for its soak — and the check results they
+//! wait on. A wait ends in the transaction that learns its fate: `passed` queues the
+//! deployment's creation in the outbox; `failed` and `timed_out` forget the merge, so a new
+//! delivery of it starts a new wait; `superseded` when a newer merge or success replaced it
+//! under the `latest` policy; `given_up` when GitHub refused to create its deployment.
+//!
+//! A wait decides `timed_out` only on an answer from GitHub: past its deadline it asks for
+//! the checks once more, and while GitHub does not answer (an outage, retried through the
+//! outbox) it keeps waiting. A wait never fails because GitHub was unreachable. A wait that
+//! `failed` opens again when its failed check is re-run (a newer result that is not a
+//! failure): re-running flaky CI deploys the merge without anyone redelivering it.
+//!
+//! Order: under `latest`, a wait never passes once a newer one (by merge time, or by the
+//! deployment promoted from) has passed — it would deploy older code over newer. Under
+//! `queue`, a green wait passes only when no older one for its environment still waits, so
+//! deployments are created, and run, in merge order.
+
+mod clock;
+mod dashboard;
+mod order;
+mod record;
+mod results;
+mod settle;
+
+pub use clock::{Tick, next_due, tick};
+pub use dashboard::{WaitRow, waiting_counts, waits};
+pub use record::{
+    creation_given_up, read_failed, record_check, record_read, soak, wait_for_checks,
+};
+pub use results::results;
+
+/// A wait that ended, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// `checks` or `soak`.
+    pub kind: &'static str,
+    /// `passed`, `failed`, `timed_out`, `superseded` or `given_up`.
+    pub outcome: &'static str,
+}
+
+/// A few words on waits that ended at once, for the answer to the delivery that ended them.
+pub fn summary(ended: &[Ended]) -> Option<String> {
+    if ended.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = ended
+        .iter()
+        .map(|e| {
+            let what = if e.kind == "soak" {
+                "promotion"
+            } else {
+                "wait for checks"
+            };
+            format!("{what} {}", e.outcome.replace('_', " "))
+        })
+        .collect();
+    Some(format!("then at once: {}", parts.join(", ")))
+}
+
+fn short(sha: &str) -> String {
+    sha.chars().take(7).collect()
+}
+
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// `now` (milliseconds) as RFC 3339 to the second, like GitHub's `merged_at`.
+fn timestamp(now: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now.unsigned_abs());
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn json_error(err: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(err))
+}
+
+fn json_error_text(text: &str) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(text.into())
+}
+
+#[cfg(test)]
+mod tests;
