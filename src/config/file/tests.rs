@@ -1,6 +1,11 @@
 //! Tests of the config file: every key, and errors that name the line and column.
 
+use std::time::Duration;
+
+use super::explain::edit_distance;
 use super::*;
+use crate::config::{DEFAULT_CHECKS_TIMEOUT, DEFAULT_TIMEOUT};
+use crate::model::{Environment, Required};
 
 const VALID: &str = r#"
 [[environment]]

@@ -1,0 +1,127 @@
+//! The arguments of the commands that act on a running deployhook through its admin API —
+//! `lock`, `unlock`, `locks`, `rollback`, `calls`, `deliveries`, `log` — and how they reach
+//! it ([`ServerArgs`]: its URL, by default the one this machine's `serve` would listen on).
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::config::parse_duration;
+
+/// The base URL of the server this machine's settings describe: `DEPLOYHOOK_LISTEN` (as
+/// `serve` reads it, `.env` included, which `main` loads before parsing), else the default
+/// port. A server listening on every interface is reached on loopback from here.
+pub fn local_server() -> String {
+    server_for_listen(std::env::var("DEPLOYHOOK_LISTEN").ok())
+}
+
+/// `http://LISTEN` for a listen address (none: the default one).
+pub fn server_for_listen(listen: Option<String>) -> String {
+    let listen = listen
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:4567".to_owned());
+    let listen = match listen.rsplit_once(':') {
+        Some(("0.0.0.0" | "[::]" | "", port)) => format!("127.0.0.1:{port}"),
+        _ => listen,
+    };
+    format!("http://{listen}")
+}
+
+/// How the commands that act on a running deployhook reach it. The admin token comes from
+/// the environment (DEPLOYHOOK_ADMIN_TOKEN), as for `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The running server's base URL [default: http://DEPLOYHOOK_LISTEN, or
+    /// http://127.0.0.1:4567].
+    #[arg(long, env = "DEPLOYHOOK_SERVER", default_value_t = local_server(), hide_default_value = true)]
+    pub server: String,
+    /// Who acts, as the lock or the rollback records it [default: $USER].
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LockArgs {
+    /// The environment to lock.
+    pub environment: String,
+    /// Why: whoever finds the lock reads it.
+    #[arg(long, short)]
+    pub reason: String,
+    /// How long (30m, 2h) [default: until unlocked].
+    #[arg(long = "for", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UnlockArgs {
+    /// The environment to unlock.
+    pub environment: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// The repository, owner/name.
+    pub repo: String,
+    /// The environment to roll back.
+    #[arg(long, short)]
+    pub environment: String,
+    /// The commit to put back: a SHA, or its first 7+ digits among those deployed there
+    /// [default: the last success before the current one].
+    #[arg(long)]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// What `deployhook calls` does to a given-up call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CallAction {
+    /// Send it again now, in its turn.
+    Retry,
+    /// Keep it, marked dismissed, out of deployhook_outbox_failed.
+    Dismiss,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CallsArgs {
+    /// What to do; without it, list the calls given up.
+    #[arg(requires = "id")]
+    pub action: Option<CallAction>,
+    /// The call's id, as listed, or `all`.
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeliveriesArgs {
+    /// Show this delivery (its X-GitHub-Delivery id; with --refused, the number listed).
+    pub id: Option<String>,
+    /// Refused deliveries instead of recorded ones.
+    #[arg(long)]
+    pub refused: bool,
+    /// How many to list, newest first.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: u16,
+    /// With an id that came through several hooks: the hook's (X-GitHub-Hook-ID).
+    #[arg(long)]
+    pub hook: Option<i64>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// The deployment's id (GitHub's; `deployhook deployments` lists them).
+    pub deployment: u64,
+    /// Wait for the deployment to run, stream its log to the end, and exit with its outcome.
+    #[arg(long, short)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}

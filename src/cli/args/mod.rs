@@ -1,0 +1,103 @@
+//! The command line's definition: every command, flag and environment variable, as clap
+//! parses them. Every setting of `serve` can come from a flag or from the environment
+//! variable named in `--help` (and in the README's table); `serve` reads the two secrets
+//! from the environment only, so they never show in `ps` or shell history. (`replay
+//! --secret` exists for trying things out.)
+//!
+//! This file has the top-level [`Cli`] with its global flag and the [`Command`]s. Each
+//! command's arguments, by what the command needs:
+//! - `serve.rs`: [`ServeArgs`], every setting of the server;
+//! - `admin.rs`: the commands that talk to the running server (`lock`, `unlock`, `locks`,
+//!   `rollback`, `calls`, `deliveries`, `log`) and [`ServerArgs`], how they reach it;
+//! - `github.rs`: the commands that call GitHub (`deploy`, `deployments`, `redeliver`) and
+//!   [`GitHubArgs`];
+//! - `tools.rs`: `replay`, `check-config`, `completions`.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod admin;
+mod github;
+mod serve;
+mod tools;
+
+pub use admin::{
+    CallAction, CallsArgs, DeliveriesArgs, LockArgs, LogArgs, RollbackArgs, ServerArgs, UnlockArgs,
+    local_server, server_for_listen,
+};
+pub use github::{DeployArgs, DeploymentsArgs, GitHubArgs, RedeliverArgs};
+pub use serve::ServeArgs;
+pub use tools::{CheckConfigArgs, CompletionsArgs, ReplayArgs};
+
+/// A self-hosted deploy-on-merge server for GitHub.
+///
+/// Receives `pull_request`, `deployment` and `deployment_status` webhooks at
+/// `POST /event_handler`: a merged pull request creates a GitHub deployment, and the
+/// deployment event runs your deploy command and reports its statuses back to GitHub.
+/// Settings are read from flags, the environment, and a `.env` file in the working directory.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+pub struct Cli {
+    /// Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        env = "DEPLOYHOOK_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Parsed once at start and moved once: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server.
+    Serve(ServeArgs),
+    /// Sign a saved payload and post it to a running server, the way GitHub would.
+    Replay(ReplayArgs),
+    /// Validate a config file and print the environments it describes; errors name the
+    /// line and column.
+    CheckConfig(CheckConfigArgs),
+    /// After downtime: ask GitHub to send again the deliveries that failed and that
+    /// deployhook never recorded. A dry run unless --apply.
+    Redeliver(RedeliverArgs),
+    /// Create a deployment through GitHub's API (a manual deploy or a rollback); deployhook
+    /// runs it when GitHub sends the deployment event, like any other.
+    Deploy(DeployArgs),
+    /// List a repository's recent deployments and their latest state.
+    Deployments(DeploymentsArgs),
+    /// Lock an environment: no automatic deploy runs there (merges and promotions wait)
+    /// until it is unlocked or the lock expires. Talks to the running server.
+    Lock(LockArgs),
+    /// Unlock an environment: what waited runs, in its policy's order.
+    Unlock(UnlockArgs),
+    /// List the environments locked now.
+    Locks(ServerArgs),
+    /// Deploy the last good version again — the last success before the current one, or
+    /// --to — and lock the environment so the next merge does not roll forward.
+    Rollback(RollbackArgs),
+    /// List the GitHub calls (and notifications) given up; `retry ID` or `dismiss ID` one
+    /// (`all`: every one). Talks to the running server.
+    Calls(CallsArgs),
+    /// List recent deliveries (--refused: those refused, with why and from where), or show
+    /// one with its headers and the deployments it led to. Talks to the running server.
+    Deliveries(DeliveriesArgs),
+    /// Print a deployment's log from the running server; --follow streams it to its end
+    /// and exits with its outcome (0 success, 1 failure, 2 error, 3 inactive; 4 when it
+    /// could not follow: server unreachable, no deployment event).
+    Log(LogArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,71 @@
+//! Who may see the dashboard and send its forms: the sign-in check every page makes, the
+//! session's form token, and the refusals of forms sent from another site or with a
+//! missing or stale token.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::render::{MessagePage, page, render};
+use crate::web::AppState;
+use crate::web::auth::{cross_site, unix_now};
+
+/// `None` for a signed-in admin; otherwise the answer to give instead of the page.
+pub(crate) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(admin) = &state.admin else {
+        let off = MessagePage {
+            title: "The dashboard is off",
+            message: "Set DEPLOYHOOK_ADMIN_TOKEN (a long random value) and restart deployhook \
+                      to turn it on.",
+        };
+        let mut response = render(&off);
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return Some(response);
+    };
+    if admin.session_valid(headers, unix_now()) {
+        None
+    } else {
+        Some(Redirect::to("/login").into_response())
+    }
+}
+
+pub(super) fn cross_site_refusal() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "refused: this form may only be sent from deployhook's own pages".to_owned(),
+    )
+}
+
+/// The form token of the request's session (empty without one: its forms are refused).
+pub(super) fn form_token(state: &AppState, headers: &HeaderMap) -> String {
+    match (
+        &state.admin,
+        state
+            .admin
+            .as_ref()
+            .and_then(|a| a.session(headers, unix_now())),
+    ) {
+        (Some(admin), Some(session)) => admin.form_token(&session),
+        _ => String::new(),
+    }
+}
+
+/// `None` when a dashboard form may change something: a signed-in admin, from this site,
+/// with the session's form token.
+pub(crate) fn form_refusal(state: &AppState, headers: &HeaderMap, token: &str) -> Option<Response> {
+    if let Some(answer) = refusal(state, headers) {
+        return Some(answer);
+    }
+    if cross_site(headers) {
+        return Some(cross_site_refusal());
+    }
+    let admin = state.admin.as_ref()?;
+    let valid = admin
+        .session(headers, unix_now())
+        .is_some_and(|session| admin.form_token_valid(&session, token));
+    (!valid).then(|| {
+        page(
+            StatusCode::FORBIDDEN,
+            "refused: the form's token is missing or stale; reload the dashboard".to_owned(),
+        )
+    })
+}

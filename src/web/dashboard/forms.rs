@@ -1,0 +1,132 @@
+//! The operator's forms on the dashboard: lock and unlock an environment, roll back to an
+//! earlier success. Each is checked by `access` first and done through the admin API's
+//! functions, as the CLI's commands are; the answer is the dashboard again, or why not.
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::access::form_refusal;
+use super::render::{MessagePage, render};
+use crate::web::AppState;
+
+/// After a form: back to the dashboard, or the refusal's sentence.
+pub(crate) fn after_form(result: Result<(), crate::web::admin::Refused>) -> Response {
+    match result {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(crate::web::admin::Refused(status, why)) => {
+            let mut response = render(&MessagePage {
+                title: "Not done",
+                message: &why,
+            });
+            *response.status_mut() = status;
+            response
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct LockForm {
+    environment: String,
+    reason: String,
+    /// `2h`; empty: until unlocked.
+    #[serde(default, rename = "for")]
+    duration: String,
+    #[serde(default)]
+    form_token: String,
+}
+
+pub(super) async fn lock_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LockForm>,
+) -> Response {
+    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
+        return refused;
+    }
+    let duration = match form.duration.trim() {
+        "" => None,
+        text => match crate::config::parse_duration(text) {
+            Ok(d) if d > crate::web::admin::MAX_LOCK => {
+                return after_form(Err(crate::web::admin::Refused(
+                    StatusCode::BAD_REQUEST,
+                    "for: at most a year".into(),
+                )));
+            }
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                return after_form(Err(crate::web::admin::Refused(
+                    StatusCode::BAD_REQUEST,
+                    "for: must be longer than 0s".into(),
+                )));
+            }
+            Err(err) => {
+                return after_form(Err(crate::web::admin::Refused(
+                    StatusCode::BAD_REQUEST,
+                    format!("for: {err}"),
+                )));
+            }
+        },
+    };
+    let done = crate::web::admin::lock(
+        &state,
+        &form.environment,
+        &form.reason,
+        duration,
+        "the dashboard",
+    )
+    .await;
+    after_form(done.map(drop))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct UnlockForm {
+    environment: String,
+    #[serde(default)]
+    form_token: String,
+}
+
+pub(super) async fn unlock_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<UnlockForm>,
+) -> Response {
+    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
+        return refused;
+    }
+    after_form(
+        crate::web::admin::unlock(&state, &form.environment, "the dashboard")
+            .await
+            .map(drop),
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct RollbackForm {
+    repository: String,
+    environment: String,
+    /// The commit to put back.
+    to: String,
+    #[serde(default)]
+    form_token: String,
+}
+
+pub(super) async fn rollback_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<RollbackForm>,
+) -> Response {
+    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
+        return refused;
+    }
+    let done = crate::web::admin::roll_back(
+        &state,
+        &form.repository,
+        &form.environment,
+        Some(&form.to),
+        "the dashboard",
+    )
+    .await;
+    after_form(done.map(drop))
+}

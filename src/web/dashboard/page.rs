@@ -1,0 +1,222 @@
+//! The page at `/` and its live part at `/dashboard/live` (what runs and waits, the
+//! deployments of each environment, deliveries, locks, given-up calls, replicas), read in
+//! one snapshot; and `/dashboard.js`, the script that refreshes the live part and streams a
+//! running deploy's log into the page.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::access::{form_token, refusal};
+use super::render::{page, render, unavailable};
+use super::views::{
+    DeliveryView, FailedCallView, JobView, LockView, RefusedView, ReplicaView, WaitView,
+    delivery_view, failed_call_view, job_view, lock_view, refused_view, replica_view, wait_view,
+};
+use crate::store::locks;
+use crate::store::now_ms;
+use crate::store::outbox::given_up;
+use crate::store::views;
+use crate::store::waits;
+use crate::web::AppState;
+
+/// Ended waits the dashboard shows.
+const RECENT_WAITS: usize = 10;
+/// Given-up calls the dashboard shows (the newest; `deployhook calls` lists them all).
+const RECENT_FAILED_CALLS: i64 = 20;
+/// Refused deliveries the dashboard shows.
+const RECENT_REFUSED: i64 = 20;
+/// The page's script: refreshes the live part, streams a running deploy's log.
+const SCRIPT: &str = include_str!("../../../templates/dashboard.js");
+
+/// The live part: what runs, what waits, deployments, deliveries.
+#[derive(Template)]
+#[template(path = "live.html")]
+struct LivePart {
+    /// The session's form token, for the lock, unlock and rollback forms.
+    form_token: String,
+    /// The locks holding now.
+    locks: Vec<LockView>,
+    running: Vec<JobView>,
+    queued: Vec<JobView>,
+    environments: Vec<(String, Vec<JobView>)>,
+    deliveries: Vec<DeliveryView>,
+    /// The newest deliveries refused by intake.
+    refused: Vec<RefusedView>,
+    failed_calls: Vec<FailedCallView>,
+    /// Merges waiting for their checks.
+    checks: Vec<WaitView>,
+    /// Promotions soaking.
+    soaking: Vec<WaitView>,
+    /// The latest waits that ended, and how.
+    ended_waits: Vec<WaitView>,
+    /// The replicas alive (PostgreSQL; empty on SQLite, where there is one server).
+    replicas: Vec<ReplicaView>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    environments: String,
+    /// The environments, for the lock form.
+    names: Vec<String>,
+    form_token: String,
+    /// [`LivePart`], rendered.
+    live: String,
+    /// The log of the first running deploy, streamed into the page by the script.
+    live_log: Option<JobView>,
+}
+
+async fn live_part(
+    state: &AppState,
+    form_token: String,
+) -> Result<LivePart, crate::store::StoreError> {
+    let now = now_ms();
+    // One read, so one snapshot: the tables never contradict each other.
+    let (locks, jobs, active, deliveries, refused, failed_calls, all_waits) = state
+        .store
+        .read(move |c| {
+            Ok((
+                locks::holding_all(c, now)?,
+                views::recent_jobs(c)?,
+                views::active_jobs(c)?,
+                views::recent_deliveries(c)?,
+                crate::store::refused::recent(c, RECENT_REFUSED)?,
+                given_up::list(c, "failed", RECENT_FAILED_CALLS)?,
+                waits::waits(c, RECENT_WAITS)?,
+            ))
+        })
+        .await?;
+    let replicas = match state.store.postgres() {
+        None => vec![],
+        Some(pg) => {
+            let since = now - i64::try_from(state.lease.as_millis()).unwrap_or(i64::MAX / 2);
+            pg.replicas(since)
+                .await?
+                .into_iter()
+                .map(|r| replica_view(r, state, now))
+                .collect()
+        }
+    };
+    let locks = locks.into_iter().map(lock_view).collect();
+    let failed_calls = failed_calls.into_iter().map(failed_call_view).collect();
+    let now = now_ms();
+    let jobs: Vec<JobView> = jobs.into_iter().map(|j| job_view(j, state, now)).collect();
+    let active: Vec<JobView> = active
+        .into_iter()
+        .map(|j| job_view(j, state, now))
+        .collect();
+    let pick = |s: &str| active.iter().filter(|j| j.state == s).cloned().collect();
+    let (running, queued) = (pick("running"), pick("queued"));
+    let environments = state
+        .environments
+        .iter()
+        .map(|e| {
+            let name = e.name.to_string();
+            let mut of_it: Vec<JobView> = jobs
+                .iter()
+                .filter(|j| j.environment == name)
+                .cloned()
+                .collect();
+            // Every success but the newest of its repository can be put back.
+            let mut current: Vec<String> = Vec::new();
+            for job in &mut of_it {
+                if job.state != "success" || job.task != crate::model::DEPLOY_TASK {
+                    continue;
+                }
+                if current.contains(&job.repository) {
+                    job.can_roll_back = true;
+                } else {
+                    current.push(job.repository.clone());
+                }
+            }
+            (name, of_it)
+        })
+        .collect();
+    let deliveries = deliveries.into_iter().map(delivery_view).collect();
+    let refused = refused.into_iter().map(refused_view).collect();
+    let (mut checks, mut soaking, mut ended_waits) = (vec![], vec![], vec![]);
+    for wait in all_waits {
+        let view = wait_view(wait, state);
+        match (view.state.as_str(), view.kind.as_str()) {
+            ("waiting", "checks") => checks.push(view),
+            ("waiting", _) => soaking.push(view),
+            _ => ended_waits.push(view),
+        }
+    }
+    Ok(LivePart {
+        form_token,
+        locks,
+        checks,
+        soaking,
+        ended_waits,
+        running,
+        queued,
+        environments,
+        deliveries,
+        refused,
+        failed_calls,
+        replicas,
+    })
+}
+
+pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(answer) = refusal(&state, &headers) {
+        return answer;
+    }
+    let token = form_token(&state, &headers);
+    match live_part(&state, token.clone()).await {
+        Ok(live) => {
+            let live_log = live.running.first().cloned();
+            let environments = state
+                .environments
+                .iter()
+                .map(|e| e.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            match live.render() {
+                Ok(live) => render(&DashboardPage {
+                    environments,
+                    names: state
+                        .environments
+                        .iter()
+                        .map(|e| e.name.to_string())
+                        .collect(),
+                    form_token: token,
+                    live,
+                    live_log,
+                }),
+                Err(err) => {
+                    tracing::error!("could not render the dashboard: {err}");
+                    page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "see the server log".to_owned(),
+                    )
+                }
+            }
+        }
+        Err(err) => unavailable(&err),
+    }
+}
+
+pub(super) async fn live(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if refusal(&state, &headers).is_some() {
+        return (StatusCode::UNAUTHORIZED, "sign in again\n").into_response();
+    }
+    match live_part(&state, form_token(&state, &headers)).await {
+        Ok(live) => render(&live),
+        Err(err) => unavailable(&err),
+    }
+}
+
+pub(super) async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}

@@ -1,0 +1,107 @@
+//! Signing in to the dashboard with the admin token (wrong tokens answered slowly, and
+//! refused for a minute after too many) and signing out, which revokes the session.
+
+use std::time::Duration;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::access::{cross_site_refusal, refusal};
+use super::render::render;
+use crate::store::sessions;
+use crate::web::AppState;
+use crate::web::auth::{COOKIE, cross_site, unix_now};
+
+/// How long a wrong token waits for its answer, to slow guessing.
+const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(500);
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    error: Option<&'a str>,
+}
+
+pub(super) async fn login_form(State(state): State<AppState>) -> Response {
+    if state.admin.is_none() {
+        return refusal(&state, &HeaderMap::new()).unwrap_or_default();
+    }
+    render(&LoginPage { error: None })
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct Login {
+    token: String,
+}
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Login>,
+) -> Response {
+    let Some(admin) = &state.admin else {
+        return refusal(&state, &HeaderMap::new()).unwrap_or_default();
+    };
+    if cross_site(&headers) {
+        return cross_site_refusal();
+    }
+    if !admin.try_login() {
+        if admin.log_refusal() {
+            tracing::warn!("dashboard sign-ins refused for a minute: too many wrong tokens");
+        }
+        let mut response = render(&LoginPage {
+            error: Some("Too many failed sign-ins: wait a minute and try again."),
+        });
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        return response;
+    }
+    if !admin.token_matches(&form.token) {
+        tokio::time::sleep(WRONG_TOKEN_DELAY).await;
+        if admin.log_refusal() {
+            tracing::warn!(
+                "dashboard login refused: wrong token (further ones this minute are not logged)"
+            );
+        }
+        let mut response = render(&LoginPage {
+            error: Some("That is not the admin token."),
+        });
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
+    admin.login_succeeded();
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&admin.cookie(unix_now())) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// Signs out: the session is revoked for good, not only its cookie dropped.
+pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if cross_site(&headers) {
+        return cross_site_refusal();
+    }
+    let now = unix_now();
+    if let Some(session) = state.admin.as_ref().and_then(|a| a.session(&headers, now)) {
+        let (id, expires) = (session.id.clone(), session.expires);
+        let recorded = state
+            .store
+            .write(move |c| sessions::revoke(c, &id, expires, now))
+            .await;
+        if let Err(err) = recorded {
+            // Still refused until a restart: the revocation is in memory.
+            tracing::error!("could not record a sign-out: {err}");
+        }
+        if let Some(admin) = &state.admin {
+            admin.revoke(&session, now);
+        }
+    }
+    let mut response = Redirect::to("/login").into_response();
+    let expired = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(cookie) = HeaderValue::from_str(&expired) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
