@@ -27,8 +27,10 @@
 //!
 //! `BENCH_SERVER` runs another build of the binary instead (to compare with an older one).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,10 +38,12 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use deployhook::webhook::signature::sign;
+use common::delivery::Delivery;
+use common::load::{closed_loop, pace, steady};
+use common::process::{Environment, ServerProcess, free_addr, serve_here, start_deployhook};
+use common::{percentile, setting, verdict};
 use serde_json::json;
 
-const SECRET: &str = "bench-secret";
 const REPO: &str = "acme/widgets";
 const SHA: &str = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
 
@@ -51,17 +55,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
-}
-
 // --- The server -----------------------------------------------------------------------------
 
+/// A deployhook on a fresh database of its own, stopped gracefully when dropped.
 struct Server {
-    child: Child,
+    process: ServerProcess,
     url: String,
     database: PathBuf,
 }
@@ -74,75 +72,23 @@ impl Server {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
         }
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let binary = std::env::var("BENCH_SERVER")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_deployhook").to_owned());
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("a log file");
-        let child = Command::new(binary)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GITHUB_WEBHOOK_SECRET", SECRET)
-            .env("GITHUB_TOKEN", "bench-token")
-            .env("GITHUB_API_URL", github)
-            .env("DEPLOYHOOK_DATABASE", &database)
-            .env("DEPLOYHOOK_LISTEN", addr.to_string())
-            .env("DEPLOYHOOK_SHUTDOWN_TIMEOUT", "1s")
-            .env("DEPLOYHOOK_LOG_FORMAT", "json")
-            .envs(settings.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("deployhook starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "deployhook did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let binary = std::env::var_os("BENCH_SERVER")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_deployhook").into());
+        let database_setting = database.display().to_string();
+        let settings: Vec<(&str, &str)> = [
+            ("DEPLOYHOOK_DATABASE", database_setting.as_str()),
+            ("DEPLOYHOOK_SHUTDOWN_TIMEOUT", "1s"),
+        ]
+        .into_iter()
+        .chain(settings.iter().copied())
+        .collect();
+        let log = dir.join(format!("{name}.log"));
+        let process = start_deployhook(&binary, Environment::PathOnly, github, &settings, &log);
         Self {
-            child,
-            url: format!("http://{addr}/event_handler"),
+            url: process.url(),
+            process,
             database,
         }
-    }
-
-    fn proc_file(&self, name: &str) -> String {
-        std::fs::read_to_string(format!("/proc/{}/{name}", self.child.id())).unwrap_or_default()
-    }
-
-    fn rss_mib(&self) -> f64 {
-        self.proc_file("status")
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    }
-
-    /// CPU time of the thread named `thread` (user + system).
-    fn thread_cpu(&self, thread: &str) -> Duration {
-        let tasks = format!("/proc/{}/task", self.child.id());
-        let Ok(entries) = std::fs::read_dir(tasks) else {
-            return Duration::ZERO;
-        };
-        for entry in entries.flatten() {
-            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if comm.trim() == thread {
-                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-                let fields: Vec<u64> = stat
-                    .rsplit_once(')')
-                    .map_or("", |(_, rest)| rest)
-                    .split_whitespace()
-                    .filter_map(|f| f.parse().ok())
-                    .collect();
-                // utime and stime: fields 14 and 15, in ticks of 10 ms.
-                let ticks =
-                    fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
-                return Duration::from_millis(ticks * 10);
-            }
-        }
-        Duration::ZERO
     }
 
     fn file_mib(&self, suffix: &str) -> f64 {
@@ -153,37 +99,14 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        self.process.terminate();
     }
 }
 
 // --- Load -----------------------------------------------------------------------------------
 
-/// A signed delivery, ready to send again and again.
-#[derive(Clone)]
-struct Delivery {
-    event: &'static str,
-    body: Arc<Vec<u8>>,
-    signature: String,
-}
-
-impl Delivery {
-    fn new(event: &'static str, json: &serde_json::Value) -> Self {
-        let body = json.to_string().into_bytes();
-        let signature = sign(SECRET.as_bytes(), &body);
-        Self {
-            event,
-            body: Arc::new(body),
-            signature,
-        }
-    }
-}
-
 fn deployment(id: u64) -> Delivery {
-    Delivery::new(
+    Delivery::json(
         "deployment",
         &json!({
             "action": "created",
@@ -203,7 +126,7 @@ fn merge_sha(number: u64) -> String {
 }
 
 fn merge(number: u64) -> Delivery {
-    Delivery::new(
+    Delivery::json(
         "pull_request",
         &json!({
             "action": "closed",
@@ -219,7 +142,7 @@ fn merge(number: u64) -> Delivery {
 
 /// A check run still running on the merge commit of pull request `number`.
 fn check_run(number: u64, id: u64) -> Delivery {
-    Delivery::new(
+    Delivery::json(
         "check_run",
         &json!({
             "action": "created",
@@ -234,7 +157,7 @@ fn check_run(number: u64, id: u64) -> Delivery {
 }
 
 fn pull_request(number: u64, merged: bool) -> Delivery {
-    Delivery::new(
+    Delivery::json(
         "pull_request",
         &json!({
             "action": if merged { "closed" } else { "opened" },
@@ -248,97 +171,38 @@ fn pull_request(number: u64, merged: bool) -> Delivery {
     )
 }
 
-async fn send(
-    http: &reqwest::Client,
-    url: &str,
-    delivery: &Delivery,
-    id: &str,
-) -> Option<Duration> {
-    let sent = Instant::now();
-    let response = http
-        .post(url)
-        .header("Content-Type", "application/json")
-        .header("X-GitHub-Event", delivery.event)
-        .header("X-GitHub-Delivery", id)
-        .header("X-GitHub-Hook-ID", "1")
-        .header("X-Hub-Signature-256", &delivery.signature)
-        .body(delivery.body.as_ref().clone())
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .ok()?;
-    response.status().is_success().then(|| sent.elapsed())
-}
-
 /// Sends `deliveries` over 8 connections as fast as the server answers.
 async fn fill(url: &str, deliveries: Vec<Delivery>) {
-    let deliveries = Arc::new(deliveries);
-    let next = Arc::new(AtomicU64::new(0));
-    let mut senders = Vec::new();
-    for _ in 0..8 {
-        let (url, deliveries, next) = (url.to_owned(), deliveries.clone(), next.clone());
-        senders.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(delivery) = deliveries.get(i) else {
-                    return;
-                };
-                let id = format!("fill-{i}");
-                assert!(
-                    send(&http, &url, delivery, &id).await.is_some(),
-                    "fill delivery {i}"
-                );
-            }
-        }));
-    }
-    for sender in senders {
-        sender.await.expect("a sender");
+    let next = AtomicU64::new(0);
+    let answers = closed_loop(url, 8, move |_, _| {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let delivery = deliveries.get(usize::try_from(i).ok()?)?;
+        Some((format!("fill-{i}"), delivery.clone()))
+    })
+    .await;
+    for answer in answers {
+        assert!(answer.latency.is_some(), "fill delivery {}", answer.id);
     }
 }
 
-/// Sends what `pick` returns at a steady `rate` per second for `duration`; the latencies.
-async fn steady(
+/// Sends what `pick` returns at a steady `rate` per second for `duration`; the latencies
+/// of those answered, sorted, and how many were not.
+async fn steady_rate(
     url: &str,
     rate: u64,
     duration: Duration,
     tag: &str,
     pick: impl Fn(u64) -> Delivery,
 ) -> (Vec<Duration>, usize) {
-    let http = reqwest::Client::new();
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let end = Instant::now() + duration;
-    let mut tasks = Vec::new();
-    let mut n = 0;
-    while Instant::now() < end {
-        ticker.tick().await;
-        let (http, url, delivery) = (http.clone(), url.to_owned(), pick(n));
-        let id = format!("{tag}-{n}");
-        tasks.push(tokio::spawn(async move {
-            send(&http, &url, &delivery, &id).await
-        }));
-        n += 1;
-    }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        match task.await.expect("a send") {
-            Some(latency) => latencies.push(latency),
-            None => errors += 1,
-        }
-    }
+    let sent = steady(url, pace(rate), |n| {
+        (Instant::now() < end).then(|| (format!("{tag}-{n}"), pick(n)))
+    })
+    .await;
+    let mut latencies: Vec<Duration> = sent.iter().filter_map(|s| s.latency).collect();
     latencies.sort();
+    let errors = sent.len() - latencies.len();
     (latencies, errors)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
 }
 
 // --- Scaling --------------------------------------------------------------------------------
@@ -352,10 +216,7 @@ async fn scaling() -> ExitCode {
     let rate = setting("BENCH_RATE", 200);
     let seconds = setting("BENCH_SECONDS", 10);
     // Nothing listens here: every GitHub call fails at once, and is retried.
-    let unreachable = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-        format!("http://{}", listener.local_addr().expect("an address"))
-    };
+    let unreachable = format!("http://{}", free_addr());
     println!(
         "{:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>15} {:>9}",
         "backlog", "fill s", "sent/s", "p50 ms", "p99 ms", "errors", "writer idle ms/s", "RSS MiB"
@@ -392,7 +253,7 @@ async fn scaling() -> ExitCode {
         let filled = started.elapsed();
         // Let the outbox's retries settle into their backoff, as hours into an outage.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let (latencies, errors) = steady(
+        let (latencies, errors) = steady_rate(
             &server.url,
             rate,
             Duration::from_secs(seconds),
@@ -407,15 +268,16 @@ async fn scaling() -> ExitCode {
             },
         )
         .await;
-        let before = server.thread_cpu("deployhook-db");
+        let before = server.process.thread_cpu("deployhook-db");
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let idle = (server.thread_cpu("deployhook-db") - before).as_secs_f64() * 1000.0 / 5.0;
+        let idle =
+            (server.process.thread_cpu("deployhook-db") - before).as_secs_f64() * 1000.0 / 5.0;
         let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
         println!(
             "{backlog:>8} {:>9.1} {:>9.0} {p50:>8.2} {p99:>8.2} {errors:>7} {idle:>15.1} {:>9.1}",
             filled.as_secs_f64(),
             latencies.len() as f64 / seconds as f64,
-            server.rss_mib()
+            server.process.rss_mib()
         );
         p99s.push((backlog, p99));
     }
@@ -423,10 +285,10 @@ async fn scaling() -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let ratio = last / first;
-    let met = if ratio <= 2.0 { "met" } else { "NOT met" };
     println!(
-        "\np99 at {largest} ÷ p99 at {}: {ratio:.2} (target ≤ 2: {met})",
-        p99s[0].0
+        "\np99 at {largest} ÷ p99 at {}: {ratio:.2} (target ≤ 2: {})",
+        p99s[0].0,
+        verdict(ratio <= 2.0)
     );
     ExitCode::SUCCESS
 }
@@ -457,12 +319,7 @@ async fn flaky_github() -> String {
             "/repos/{owner}/{repo}/deployments/{id}/statuses",
             post(answer),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let addr = listener.local_addr().expect("an address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    serve_here(app).await
 }
 
 async fn soak(minutes: u64) -> ExitCode {
@@ -485,7 +342,7 @@ async fn soak(minutes: u64) -> ExitCode {
     for minute in 1..=minutes {
         let deployments = next_deployment.clone();
         let per_second = rate.max(4);
-        let (latencies, errors) = steady(
+        let (latencies, errors) = steady_rate(
             &server.url,
             per_second,
             Duration::from_secs(60),
@@ -495,7 +352,7 @@ async fn soak(minutes: u64) -> ExitCode {
                     deployment(deployments.fetch_add(1, Ordering::Relaxed))
                 }
                 1 => pull_request(minute * 1_000_000 + n, true),
-                2 => Delivery::new(
+                2 => Delivery::json(
                     "ping",
                     &json!({"zen": "Keep it logically awesome.", "hook_id": 1}),
                 ),
@@ -508,7 +365,7 @@ async fn soak(minutes: u64) -> ExitCode {
             latencies.len(),
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.99),
-            server.rss_mib(),
+            server.process.rss_mib(),
             server.file_mib(""),
             server.file_mib("-wal"),
         );

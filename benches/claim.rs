@@ -30,17 +30,19 @@
 //! BENCH_SECONDS=6 cargo bench --bench claim
 //! ```
 
-use std::path::Path;
+mod common;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::postgres::durable_postgres;
+use common::{cores, exit_code, fresh_dir, in_turns, percentile, setting};
 use deployhook::model::{DeployJob, DeploymentState, Effect, Outcome, Policy, Sync as DbSync};
 use deployhook::store::deliveries::{self, DeliveryRecord};
 use deployhook::store::jobs::{self, Claimed};
 use deployhook::store::{DEFAULT_LOG_LIMIT, Store, now_ms};
-use deployhook_testkit::postgres::Cluster;
 
 const ENVIRONMENTS: [&str; 4] = ["production", "staging", "canary", "qa"];
 const MAX_RUNNING: usize = 4;
@@ -48,13 +50,6 @@ const MAX_RUNNING: usize = 4;
 fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(bench())
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn job(id: u64) -> DeployJob {
@@ -187,24 +182,14 @@ async fn slice(store: &Store, load: usize, duration: Duration, tag: &str) -> Mea
     measured
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
-}
-
 async fn bench() -> ExitCode {
-    let seconds = Duration::from_secs(env_number("BENCH_SECONDS", 10));
-    let rounds = env_number("BENCH_ROUNDS", 5).max(1);
-    let load = usize::try_from(env_number("BENCH_CONNECTIONS", 8)).unwrap_or(8);
-    let queued = env_number("BENCH_JOBS", 50_000);
+    let seconds = Duration::from_secs(setting("BENCH_SECONDS", 10));
+    let rounds = setting("BENCH_ROUNDS", 5).max(1);
+    let load = usize::try_from(setting("BENCH_CONNECTIONS", 8)).unwrap_or(8);
+    let queued = setting("BENCH_JOBS", 50_000);
     let piece = seconds / u32::try_from(rounds).unwrap_or(1);
 
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-claim");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a bench directory");
+    let dir = fresh_dir("bench-claim");
     let sqlite = dir.join("claim.db").display().to_string();
     let postgres = durable_postgres();
     let mut engines = vec![Engine {
@@ -228,7 +213,7 @@ async fn bench() -> ExitCode {
          in {rounds} slices, {} cores",
         ENVIRONMENTS.len(),
         seconds.as_secs(),
-        std::thread::available_parallelism().map_or(0, usize::from)
+        cores()
     );
     for engine in &engines {
         let at = Instant::now();
@@ -273,13 +258,11 @@ async fn bench() -> ExitCode {
         for engine in &engines {
             slice(&engine.store, tasks, Duration::from_millis(500), "warm").await;
         }
-        let mut results: Vec<Vec<Measured>> = engines.iter().map(|_| Vec::new()).collect();
-        for round in 0..rounds {
-            for (i, engine) in engines.iter().enumerate() {
-                let tag = format!("{kind}-{i}-{round}");
-                results[i].push(slice(&engine.store, tasks, piece, &tag).await);
-            }
-        }
+        let mut results = in_turns(engines.len(), rounds, async |i, round| {
+            let tag = format!("{kind}-{i}-{round}");
+            slice(&engines[i].store, tasks, piece, &tag).await
+        })
+        .await;
         for (i, engine) in engines.iter().enumerate() {
             let measured = std::mem::take(&mut results[i]);
             let elapsed: f64 = measured.iter().map(|m| m.elapsed.as_secs_f64()).sum();
@@ -347,27 +330,5 @@ async fn bench() -> ExitCode {
         let _ = engine.store.close().await;
     }
     drop(postgres);
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-/// The bench's PostgreSQL server: a throwaway one whose commits reach the disk
-/// (`Cluster::start_durable`: the tests' servers run with `fsync=off`, which would flatter
-/// PostgreSQL against SQLite's `sync=full`). `None`, after a note, with `BENCH_POSTGRES=0`
-/// or without the server binaries (the harness says so loudly).
-fn durable_postgres() -> Option<Cluster> {
-    if std::env::var("BENCH_POSTGRES").is_ok_and(|v| v == "0") {
-        println!("PostgreSQL skipped (BENCH_POSTGRES=0)");
-        return None;
-    }
-    let cluster = Cluster::start_durable()?;
-    println!(
-        "PostgreSQL: the bench's own server in {}, fsync, synchronous_commit and \
-         full_page_writes on",
-        cluster.base().display()
-    );
-    Some(cluster)
+    exit_code(ok)
 }
