@@ -4,12 +4,14 @@
 //! cookie expires and a new admin token invalidates every session; signing out revokes the
 //! session's id for good (kept in the database until it would have expired anyway).
 //! Comparisons run in constant time. Sign-in and sign-out refuse cross-site requests, and
-//! failed sign-ins are limited for the whole server, not per client, so that no number of
-//! addresses buys more guesses.
+//! wrong tokens — at the sign-in and the admin API alike — are limited per client address
+//! (`guesses`), never for the whole server, so that no stranger can lock the admin out;
+//! the token's required length is what makes guessing hopeless.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, header};
 use hmac::{Hmac, Mac};
@@ -17,14 +19,13 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::deploy::log::LogKey;
+use crate::metrics::Metrics;
+use crate::web::guesses::{GuessLimit, Verdict};
 
 /// How long a login lasts.
 const SESSION: Duration = Duration::from_secs(12 * 60 * 60);
 /// The session cookie's name.
 pub(super) const COOKIE: &str = "deployhook_session";
-/// Failed sign-ins allowed per [`FAILED_LOGIN_WINDOW`], for the whole server.
-const MAX_FAILED_LOGINS: u32 = 10;
-const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
 /// Checks admin sessions.
 #[derive(Clone)]
@@ -36,16 +37,8 @@ pub struct AdminAuth {
     secure_cookie: bool,
     /// Sessions signed out before they expired: id → expiry (Unix seconds).
     revoked: Arc<Mutex<HashMap<String, u64>>>,
-    failures: Arc<Mutex<Failures>>,
-}
-
-/// Failed sign-ins in the current window.
-#[derive(Debug)]
-struct Failures {
-    since: Instant,
-    count: u32,
-    /// Whether the window's refusals were logged already: one line per window.
-    logged: bool,
+    /// Wrong tokens, per client address: the sign-in's and the admin API's.
+    guesses: Arc<GuessLimit>,
 }
 
 /// A valid session, from its cookie.
@@ -63,7 +56,12 @@ impl std::fmt::Debug for AdminAuth {
 }
 
 impl AdminAuth {
-    pub fn new(database_key: &LogKey, token: &SecretString, public_url: Option<&str>) -> Self {
+    pub fn new(
+        database_key: &LogKey,
+        token: &SecretString,
+        public_url: Option<&str>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut digest = Sha256::new();
         digest.update(b"deployhook admin session v1\0");
         digest.update(database_key.bytes());
@@ -75,11 +73,7 @@ impl AdminAuth {
             expected,
             secure_cookie: public_url.is_some_and(|u| u.starts_with("https://")),
             revoked: Arc::default(),
-            failures: Arc::new(Mutex::new(Failures {
-                since: Instant::now(),
-                count: 0,
-                logged: false,
-            })),
+            guesses: Arc::new(GuessLimit::new("admin", metrics)),
         }
     }
 
@@ -92,36 +86,10 @@ impl AdminAuth {
         self
     }
 
-    /// Takes one of the window's [`MAX_FAILED_LOGINS`] tries for a sign-in, across every
-    /// client; `false` when none is left. A sign-in that succeeds gives its try back
-    /// ([`AdminAuth::login_succeeded`]), so only failures use them up. Taken before the
-    /// token is checked, so that simultaneous guesses cannot all pass the count.
-    pub(super) fn try_login(&self) -> bool {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.since.elapsed() >= FAILED_LOGIN_WINDOW {
-            *failures = Failures {
-                since: Instant::now(),
-                count: 0,
-                logged: false,
-            };
-        }
-        if failures.count >= MAX_FAILED_LOGINS {
-            return false;
-        }
-        failures.count += 1;
-        true
-    }
-
-    /// Gives back the try of a sign-in that succeeded.
-    pub(super) fn login_succeeded(&self) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.count = failures.count.saturating_sub(1);
-    }
-
-    /// Whether a failed or refused sign-in is the window's first to be logged.
-    pub(super) fn log_refusal(&self) -> bool {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        !std::mem::replace(&mut failures.logged, true)
+    /// Whether `given` is the admin token, from `client`: one of its address's guesses is
+    /// taken first (see [`crate::web::guesses`]).
+    pub(super) fn check_token(&self, client: IpAddr, given: &str) -> Verdict {
+        self.guesses.check(client, || self.token_matches(given))
     }
 
     /// Ends `session` for good.
@@ -131,7 +99,7 @@ impl AdminAuth {
         revoked.insert(session.id.clone(), session.expires);
     }
 
-    pub(super) fn token_matches(&self, given: &str) -> bool {
+    fn token_matches(&self, given: &str) -> bool {
         let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
         check.update(b"token\0");
         check.update(given.as_bytes());

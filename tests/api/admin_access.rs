@@ -1,0 +1,226 @@
+//! The operators' way in holds under attack (issue 26, item 3): a stranger guessing the
+//! admin or metrics token from one address never locks out the admin at another, and is
+//! limited itself.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, WAIT, spawn_app_with};
+
+const ADMIN_TOKEN: &str = "admin-access-tests-token-0123456789abcdef";
+const METRICS_TOKEN: &str = "metrics-access-tests-token-0123456789abcdef";
+/// The stranger's address: a loopback address of its own, so the server tells it from the
+/// admin's (127.0.0.1).
+const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+async fn app() -> TestApp {
+    spawn_app_with(|config, _| {
+        config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+        config.metrics_token = Some(METRICS_TOKEN.to_owned().into());
+    })
+    .await
+}
+
+/// A client whose connections come from `address`; redirects are shown, not followed.
+fn client_from(address: Option<IpAddr>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(address)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+async fn list_locks(http: &reqwest::Client, app: &TestApp, token: &str) -> StatusCode {
+    http.get(format!("{}/api/locks", app.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn sign_in(http: &reqwest::Client, app: &TestApp, token: &str) -> StatusCode {
+    http.post(format!("{}/login", app.url))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn count(statuses: &[StatusCode], wanted: StatusCode) -> usize {
+    statuses.iter().filter(|s| **s == wanted).count()
+}
+
+#[tokio::test]
+async fn a_stranger_guessing_admin_tokens_never_locks_the_admin_out_and_is_limited_itself() {
+    let app = app().await;
+    let (stranger, admin) = (client_from(Some(STRANGER)), client_from(None));
+    // The stranger spends its guesses first, then keeps guessing, as fast as it can, while
+    // the admin works: the admin API and the dashboard's sign-in alike.
+    let mut guessed = Vec::new();
+    for i in 0..12 {
+        guessed.push(list_locks(&stranger, &app, &format!("wrong-{i:04}-{:0>40}", 0)).await);
+    }
+    let guessing = {
+        let (stranger, url) = (stranger.clone(), app.url.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..150 {
+                let wrong = format!("wrong-guess-{i:04}-{:0>40}", i);
+                let request = if i % 10 == 0 {
+                    stranger
+                        .post(format!("{url}/login"))
+                        .form(&[("token", wrong)])
+                } else {
+                    stranger.get(format!("{url}/api/locks")).bearer_auth(wrong)
+                };
+                statuses.push(request.send().await.unwrap().status());
+            }
+            statuses
+        })
+    };
+    let mut answered = Vec::new();
+    for _ in 0..20 {
+        answered.push(list_locks(&admin, &app, ADMIN_TOKEN).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signed_in = sign_in(&admin, &app, ADMIN_TOKEN).await;
+    guessed.extend(guessing.await.unwrap());
+    let stranger_right = list_locks(&stranger, &app, ADMIN_TOKEN).await;
+    let (ok, wrong, limited) = (
+        count(&answered, StatusCode::OK),
+        count(&guessed, StatusCode::UNAUTHORIZED),
+        count(&guessed, StatusCode::TOO_MANY_REQUESTS),
+    );
+    println!(
+        "admin: {ok} of {} calls answered 200, sign-in {signed_in}; stranger: {} guesses, \
+         {wrong} answered 401, {limited} answered 429; the right token from the stranger's \
+         address: {stranger_right}",
+        answered.len(),
+        guessed.len()
+    );
+    assert_eq!(ok, answered.len(), "the admin was refused: {answered:?}");
+    assert_eq!(
+        signed_in,
+        StatusCode::SEE_OTHER,
+        "the admin could not sign in"
+    );
+    // A burst of 10, then one a 6 s: the test is over well within 12 s.
+    assert!(wrong <= 12, "{wrong} guesses were checked: {guessed:?}");
+    assert_eq!(wrong + limited, guessed.len(), "{guessed:?}");
+    assert_eq!(
+        stranger_right,
+        StatusCode::TOO_MANY_REQUESTS,
+        "an address over its limit has no token checked, so the limit reveals nothing"
+    );
+}
+
+/// Behind a proxy every connection comes from it: the client is the address it forwarded
+/// for, when (and only when) the proxy is trusted.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_a_limit_of_its_own() {
+    let forwarded = |app: &TestApp, client: &str, token: &str| {
+        client_from(None)
+            .get(format!("{}/api/locks", app.url))
+            .header("X-Forwarded-For", client)
+            .bearer_auth(token)
+            .send()
+    };
+    let behind_proxy = spawn_app_with(|config, _| {
+        config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+        config.trusted_proxies = deployhook::config::TrustedProxies::parse(["127.0.0.1"]).unwrap();
+    })
+    .await;
+    let mut stranger = Vec::new();
+    for i in 0..15 {
+        let wrong = format!("wrong-{i:04}-{:0>40}", 0);
+        // What the stranger wrote into the header itself is not believed: the proxy
+        // appended the address it came from.
+        let header = format!("10.9.9.{i}, 203.0.113.7");
+        stranger.push(
+            forwarded(&behind_proxy, &header, &wrong)
+                .await
+                .unwrap()
+                .status(),
+        );
+    }
+    let admin = forwarded(&behind_proxy, "198.51.100.9", ADMIN_TOKEN)
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(
+        count(&stranger, StatusCode::UNAUTHORIZED),
+        10,
+        "{stranger:?}"
+    );
+    assert_eq!(count(&stranger, StatusCode::TOO_MANY_REQUESTS), 5);
+    assert_eq!(
+        admin,
+        StatusCode::OK,
+        "another forwarded client is not refused"
+    );
+
+    // From a peer that is not a trusted proxy the header is ignored: a stranger naming a
+    // new address each time is still one address.
+    let direct = app().await;
+    let mut rotating = Vec::new();
+    for i in 0..15 {
+        let wrong = format!("wrong-{i:04}-{:0>40}", 0);
+        let header = format!("192.0.2.{i}");
+        rotating.push(forwarded(&direct, &header, &wrong).await.unwrap().status());
+    }
+    assert_eq!(
+        count(&rotating, StatusCode::TOO_MANY_REQUESTS),
+        5,
+        "{rotating:?}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_metrics_tokens_are_limited_per_address_and_counted_in_the_metrics() {
+    let app = app().await;
+    let (stranger, admin) = (client_from(Some(STRANGER)), client_from(None));
+    let metrics = |http: &reqwest::Client, token: &str| {
+        http.get(format!("{}/metrics", app.url))
+            .bearer_auth(token)
+            .send()
+    };
+    let mut guessed = Vec::new();
+    for i in 0..15 {
+        let wrong = format!("wrong-metrics-token-{i:04}-{:0>30}", 0);
+        guessed.push(metrics(&stranger, &wrong).await.unwrap().status());
+    }
+    for _ in 0..3 {
+        list_locks(&stranger, &app, "a-wrong-admin-token-0123456789-0123456789").await;
+    }
+    let scraped = metrics(&admin, METRICS_TOKEN).await.unwrap();
+    let status = scraped.status();
+    let text = scraped.text().await.unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("deployhook_token_guesses"))
+        .collect();
+    println!(
+        "stranger: {} answered 401, {} answered 429; the scrape: {status}, {lines:?}",
+        count(&guessed, StatusCode::UNAUTHORIZED),
+        count(&guessed, StatusCode::TOO_MANY_REQUESTS),
+    );
+    assert_eq!(count(&guessed, StatusCode::UNAUTHORIZED), 10, "{guessed:?}");
+    assert_eq!(
+        count(&guessed, StatusCode::TOO_MANY_REQUESTS),
+        5,
+        "{guessed:?}"
+    );
+    assert_eq!(status, StatusCode::OK, "{text}");
+    for expected in [
+        r#"deployhook_token_guesses_total{token="metrics",outcome="wrong"} 10"#,
+        r#"deployhook_token_guesses_total{token="metrics",outcome="limited"} 5"#,
+        r#"deployhook_token_guesses_total{token="admin",outcome="wrong"} 3"#,
+    ] {
+        assert!(lines.contains(&expected), "{expected} not in {lines:?}");
+    }
+}
