@@ -26,6 +26,9 @@ use crate::web::guesses::{GuessLimit, Verdict};
 const SESSION: Duration = Duration::from_secs(12 * 60 * 60);
 /// The session cookie's name.
 pub(super) const COOKIE: &str = "deployhook_session";
+/// How many `deployhook_session` cookies of a request are tried: a browser may hold a stale
+/// one beside the current one (another path, a sibling domain), but not dozens.
+const MAX_SESSION_COOKIES: usize = 8;
 
 /// Checks admin sessions.
 #[derive(Clone)]
@@ -119,9 +122,17 @@ impl AdminAuth {
         )
     }
 
-    /// The request's session, if its cookie is genuine, unexpired and not signed out.
+    /// The request's session: the first of its (first [`MAX_SESSION_COOKIES`]) session
+    /// cookies that is genuine, unexpired and not signed out. Not only the first cookie: a
+    /// stale one sent before the current one must not sign the admin out.
     pub(super) fn session(&self, headers: &HeaderMap, now: u64) -> Option<Session> {
-        let value = cookie_value(headers, COOKIE)?;
+        cookie_values(headers, COOKIE)
+            .take(MAX_SESSION_COOKIES)
+            .find_map(|value| self.valid_session(value, now))
+    }
+
+    /// The session of one cookie's `value`, if it is genuine, unexpired and not signed out.
+    fn valid_session(&self, value: &str, now: u64) -> Option<Session> {
         let (signed, tag) = value.rsplit_once('.')?;
         let (expires, id) = signed.split_once('.')?;
         let (at, tag) = (expires.parse::<u64>().ok()?, hex::decode(tag).ok()?);
@@ -185,14 +196,15 @@ pub fn same_secret(given: &str, expected: &str) -> bool {
         .is_ok()
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The values of the cookies named `name`, in the order sent, over every `Cookie` header.
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
+        .filter(move |(key, _)| *key == name)
         .map(|(_, value)| value)
 }
 

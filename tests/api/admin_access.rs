@@ -1,6 +1,7 @@
-//! The operators' way in holds under attack (issue 26, item 3): a stranger guessing the
-//! admin or metrics token from one address never locks out the admin at another, and is
-//! limited itself.
+//! The operators' way in holds under attack (issue 26, items 3 and 10): a stranger guessing
+//! the admin or metrics token from one address never locks out the admin at another, and is
+//! limited itself; a stray session cookie sent before the real one does not sign the admin
+//! out.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -223,4 +224,41 @@ async fn wrong_metrics_tokens_are_limited_per_address_and_counted_in_the_metrics
     ] {
         assert!(lines.contains(&expected), "{expected} not in {lines:?}");
     }
+}
+
+#[tokio::test]
+async fn a_bad_session_cookie_sent_before_a_good_one_does_not_sign_the_admin_out() {
+    let app = app().await;
+    let browser = client_from(None);
+    let good = app.sign_in(ADMIN_TOKEN).await;
+    let page = |cookies: Vec<String>| {
+        let mut request = browser.get(format!("{}/", app.url));
+        for cookie in cookies {
+            request = request.header("Cookie", cookie);
+        }
+        request.send()
+    };
+    let stale = "deployhook_session=1700000000.0123456789abcdef0123456789abcdef.00".to_owned();
+    let one_header = page(vec![format!("{stale}; {good}")])
+        .await
+        .unwrap()
+        .status();
+    let two_headers = page(vec![stale.clone(), good.clone()])
+        .await
+        .unwrap()
+        .status();
+    println!("a stale cookie, then the session's: {one_header} (one header), {two_headers} (two)");
+    assert_eq!(one_header, StatusCode::OK);
+    assert_eq!(two_headers, StatusCode::OK);
+    // Bounded: a request stuffed with cookies is not checked to its end.
+    let stuffed = vec![stale; 40].join("; ");
+    let status = page(vec![format!("{stuffed}; {good}")])
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "only the first few are tried"
+    );
 }
