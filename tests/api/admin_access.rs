@@ -1,14 +1,18 @@
 //! The operators' way in holds under attack (issue 26, items 3 and 10): a stranger guessing
 //! the admin or metrics token from one address never locks out the admin at another, and is
 //! limited itself; a stray session cookie sent before the real one does not sign the admin
-//! out.
+//! out; and the admin commands refuse answers that are not deployhook's (a redirect, a page)
+//! instead of printing `?` and exiting 0, and never send the token elsewhere.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use serde_json::json;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{TestApp, WAIT, spawn_app_with};
+use crate::helpers::{TestApp, WAIT, admin_cli, spawn_app_with};
 
 const ADMIN_TOKEN: &str = "admin-access-tests-token-0123456789abcdef";
 const METRICS_TOKEN: &str = "metrics-access-tests-token-0123456789abcdef";
@@ -260,5 +264,91 @@ async fn a_bad_session_cookie_sent_before_a_good_one_does_not_sign_the_admin_out
         status,
         StatusCode::SEE_OTHER,
         "only the first few are tried"
+    );
+}
+
+/// A server that is not deployhook: everything is redirected to `elsewhere`, which answers
+/// a web page; or everything answers a page or JSON of another shape.
+async fn not_deployhook(answer: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(any()).respond_with(answer).mount(&server).await;
+    server
+}
+
+#[tokio::test]
+async fn the_admin_commands_refuse_answers_that_are_not_deployhooks_and_follow_no_redirect() {
+    let elsewhere = not_deployhook(
+        ResponseTemplate::new(200)
+            .insert_header("Content-Type", "text/html")
+            .set_body_string("<html><body>Sign in to the portal</body></html>"),
+    )
+    .await;
+    let redirecting = not_deployhook(
+        ResponseTemplate::new(302).insert_header("Location", format!("{}/portal", elsewhere.uri())),
+    )
+    .await;
+    let same_host = not_deployhook(
+        ResponseTemplate::new(307).insert_header("Location", "/somewhere/else".to_owned()),
+    )
+    .await;
+    let other_json =
+        not_deployhook(ResponseTemplate::new(200).set_body_json(json!({"ok": true}))).await;
+    let commands: [&[&str]; 10] = [
+        &["lock", "production", "--reason", "incident"],
+        &["unlock", "production"],
+        &["locks"],
+        &["rollback", "acme/widgets", "-e", "production"],
+        &["calls"],
+        &["calls", "retry", "7"],
+        &["deliveries"],
+        &["deliveries", "72d3162e-cc78-11e3-81ab-4c9367dc0958"],
+        &["log", "880001"],
+        &["log", "880001", "--follow"],
+    ];
+    let mut failures = Vec::new();
+    for (server, what) in [
+        (&redirecting, "a redirect to another host"),
+        (&same_host, "a redirect on the same host"),
+        (&elsewhere, "a web page"),
+        (&other_json, "JSON of another shape"),
+    ] {
+        for args in commands {
+            let command = admin_cli(&server.uri(), ADMIN_TOKEN, args);
+            let output = tokio::process::Command::from(command)
+                .kill_on_drop(true)
+                .output();
+            let output = tokio::time::timeout(WAIT * 6, output)
+                .await
+                .expect("the command ended")
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let named = stderr.contains(&server.uri());
+            if output.status.success() || !named {
+                failures.push(format!(
+                    "{what}: `deployhook {}` exited {:?}, printed {stdout:?}, said {stderr:?}",
+                    args.join(" "),
+                    output.status.code()
+                ));
+            }
+        }
+    }
+    let reached = elsewhere
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .len();
+    println!(
+        "{} of {} runs exited non-zero naming the URL; the page elsewhere received {reached} \
+         requests (of which {} directly)",
+        commands.len() * 4 - failures.len(),
+        commands.len() * 4,
+        commands.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(
+        reached,
+        commands.len(),
+        "only the runs pointed at it directly reached it: no redirect was followed"
     );
 }
