@@ -43,6 +43,12 @@ struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GuessLabels {
+    token: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeployLabels {
     environment: String,
     state: &'static str,
@@ -89,6 +95,7 @@ pub struct Metrics {
     outbox_oldest_seconds: Gauge,
     connections_open: Gauge,
     connections_refused: Family<ReasonLabels, Counter>,
+    token_guesses: Family<GuessLabels, Counter>,
     waits_ended: Family<WaitLabels, Counter>,
     waiting: Family<KindLabels, Gauge>,
     locked: Family<EnvironmentLabels, Gauge>,
@@ -200,6 +207,13 @@ impl Metrics {
             "Inbound connections refused at a cap, by which cap",
             connections_refused.clone(),
         );
+        let token_guesses = Family::default();
+        registry.register(
+            "token_guesses",
+            "Wrong admin or metrics tokens presented (token), checked (outcome wrong) or \
+             refused unchecked because their address had used up its guesses (limited)",
+            token_guesses.clone(),
+        );
         let waits_ended = Family::default();
         registry.register(
             "waits_ended",
@@ -260,6 +274,7 @@ impl Metrics {
             outbox_oldest_seconds,
             connections_open,
             connections_refused,
+            token_guesses,
             rendering: std::sync::Mutex::new(()),
         }
     }
@@ -350,6 +365,14 @@ impl Metrics {
     pub fn connection_refused(&self, reason: &'static str) {
         self.connections_refused
             .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// A wrong `token` (`admin`, `metrics`) presented: `wrong` when checked, `limited` when
+    /// refused unchecked.
+    pub fn token_guess(&self, token: &'static str, outcome: &'static str) {
+        self.token_guesses
+            .get_or_create(&GuessLabels { token, outcome })
             .inc();
     }
 

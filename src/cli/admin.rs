@@ -1,14 +1,35 @@
 //! `deployhook lock`, `unlock`, `locks` and `rollback`: they ask the running server, through
 //! its admin API (`/api/…`, see [`crate::web::admin`]), with `DEPLOYHOOK_ADMIN_TOKEN`, so
-//! they work the same from the server's host or another.
+//! they work the same from the server's host or another. What they print comes from
+//! answers checked to be deployhook's ([`crate::cli::api`]).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use crate::cli::api::{self, Kind, Shape};
 use crate::cli::{LockArgs, RollbackArgs, ServerArgs, UnlockArgs};
+
+/// What `lock` reads of its answer.
+const LOCKED: Shape<'static> = &[
+    ("/lock/environment", Kind::Text),
+    ("/lock/reason", Kind::Text),
+    ("/lock/locked_by", Kind::Text),
+];
+/// What `unlock` reads.
+const UNLOCKED: Shape<'static> = &[
+    ("/unlocked/environment", Kind::Text),
+    ("/unlocked/reason", Kind::Text),
+    ("/unlocked/locked_by", Kind::Text),
+];
+/// What `rollback` reads.
+const ROLLED_BACK: Shape<'static> = &[
+    ("/repository", Kind::Text),
+    ("/environment", Kind::Text),
+    ("/sha", Kind::Text),
+    ("/rolled_back", Kind::Text),
+    ("/locked", Kind::Text),
+];
 
 /// `deployhook lock ENV --reason … [--for 2h]`.
 pub async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
@@ -25,6 +46,7 @@ pub async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
         reqwest::Method::POST,
         "/api/locks",
         Some(body),
+        LOCKED,
     )
     .await?;
     let lock = &answer["lock"];
@@ -44,7 +66,7 @@ pub async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
 /// `deployhook unlock ENV`.
 pub async fn unlock(args: UnlockArgs) -> anyhow::Result<ExitCode> {
     let path = format!("/api/locks/{}", path_segment(&args.environment));
-    let answer = call_as(&args.server, reqwest::Method::DELETE, &path, None).await?;
+    let answer = call_as(&args.server, reqwest::Method::DELETE, &path, None, UNLOCKED).await?;
     println!(
         "{} unlocked (it was locked by {}: {}); what waited runs now",
         text(&answer["unlocked"]["environment"]),
@@ -56,7 +78,8 @@ pub async fn unlock(args: UnlockArgs) -> anyhow::Result<ExitCode> {
 
 /// `deployhook locks`.
 pub async fn locks(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let answer = call(&args, reqwest::Method::GET, "/api/locks", None).await?;
+    let shape = &[("/locks", Kind::List)];
+    let answer = call(&args, reqwest::Method::GET, "/api/locks", None, shape).await?;
     let locks = answer["locks"].as_array().cloned().unwrap_or_default();
     if locks.is_empty() {
         println!("no environment is locked");
@@ -92,6 +115,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         reqwest::Method::POST,
         "/api/rollback",
         Some(body),
+        ROLLED_BACK,
     )
     .await?;
     println!(
@@ -114,95 +138,21 @@ pub(super) async fn call_as(
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
+    shape: Shape<'_>,
 ) -> anyhow::Result<Value> {
-    call_with(server, method, path, body, Some(who(server))).await
+    api::call(server, method, path, body, Some(who(server)), shape).await
 }
 
-/// Calls the admin API; its JSON answer, or an error that says what went wrong.
+/// Calls the admin API; its JSON answer, holding what `shape` says, or an error that says
+/// what went wrong.
 pub(super) async fn call(
     server: &ServerArgs,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
+    shape: Shape<'_>,
 ) -> anyhow::Result<Value> {
-    call_with(server, method, path, body, None).await
-}
-
-async fn call_with(
-    server: &ServerArgs,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-    by: Option<String>,
-) -> anyhow::Result<Value> {
-    let token = admin_token(&server.server)?;
-    let url = format!("{}{path}", server.server.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("could not build an HTTP client")?;
-    let mut request = client.request(method, &url).bearer_auth(token);
-    if let Some(by) = by {
-        request = request.header("X-Deployhook-By", by);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|err| unreachable(&url, &err))?;
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let why = answer["error"].as_str().unwrap_or("no explanation");
-        bail!("deployhook answered {status}: {why}");
-    }
-    Ok(answer)
-}
-
-/// `DEPLOYHOOK_ADMIN_TOKEN`, for a call to `server`; a warning first when it would cross
-/// the network in the clear.
-pub(super) fn admin_token(server: &str) -> anyhow::Result<String> {
-    let Some(token) = std::env::var("DEPLOYHOOK_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-    else {
-        bail!(
-            "DEPLOYHOOK_ADMIN_TOKEN is not set: these commands use the running server's admin \
-             token (the same value the server has)"
-        );
-    };
-    if exposes_token(server) {
-        eprintln!(
-            "warning: {server} is plain http to another host: the admin token crosses the \
-             network unencrypted (use https, or run the command on the server's host)"
-        );
-    }
-    Ok(token)
-}
-
-/// A request to the server that got no answer, said with its cause and what to check.
-pub(super) fn unreachable(url: &str, err: &reqwest::Error) -> anyhow::Error {
-    anyhow::anyhow!(
-        "could not reach deployhook at {url}: {} (is it running? set --server or \
-         DEPLOYHOOK_SERVER)",
-        crate::github::error::cause(err)
-    )
-}
-
-/// Whether sending a token to `server` puts it on the network in the clear: plain http to
-/// anything but this host.
-fn exposes_token(server: &str) -> bool {
-    let Some(rest) = server.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
-    !(host.eq_ignore_ascii_case("localhost") || host == "::1" || host.starts_with("127."))
+    api::call(server, method, path, body, None, shape).await
 }
 
 fn who(server: &ServerArgs) -> String {
@@ -232,28 +182,4 @@ pub(super) fn path_segment(name: &str) -> String {
         }
     }
     encoded
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_http_to_another_host_is_warned_of_and_loopback_or_https_is_not() {
-        for exposed in [
-            "http://deploy.example.com",
-            "http://10.0.0.5:4567/",
-            "http://[fd00::1]:80",
-        ] {
-            assert!(exposes_token(exposed), "{exposed}");
-        }
-        for safe in [
-            "https://deploy.example.com",
-            "http://127.0.0.1:4567",
-            "http://localhost:4567",
-            "http://[::1]:4567",
-        ] {
-            assert!(!exposes_token(safe), "{safe}");
-        }
-    }
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::cli::admin::{call, call_as, path_segment, text};
+use crate::cli::api::Kind;
 use crate::cli::{CallAction, CallsArgs};
 
 /// `deployhook calls [retry|dismiss ID]`.
@@ -23,11 +24,18 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<ExitCode> {
     } else {
         format!("/api/calls/{}/{verb}", path_segment(id))
     };
-    let answer = call_as(&args.server, reqwest::Method::POST, &path, None).await?;
-    let done = match action {
-        CallAction::Retry => "retried",
-        CallAction::Dismiss => "dismissed",
+    let (done, pointer) = match action {
+        CallAction::Retry => ("retried", "/retried"),
+        CallAction::Dismiss => ("dismissed", "/dismissed"),
     };
+    let answer = call_as(
+        &args.server,
+        reqwest::Method::POST,
+        &path,
+        None,
+        &[(pointer, Kind::Present)],
+    )
+    .await?;
     let calls: Vec<Value> = match &answer[done] {
         Value::Array(calls) => calls.clone(),
         one => vec![one.clone()],
@@ -55,6 +63,7 @@ async fn list(args: &CallsArgs) -> anyhow::Result<ExitCode> {
         reqwest::Method::GET,
         "/api/calls/failed",
         None,
+        &[("/failed", Kind::List), ("/dismissed", Kind::List)],
     )
     .await?;
     let failed = answer["failed"].as_array().cloned().unwrap_or_default();

@@ -8,13 +8,15 @@ use serde_json::Value;
 
 use crate::cli::DeliveriesArgs;
 use crate::cli::admin::{call, path_segment, text};
+use crate::cli::api::Kind;
 
 /// `deployhook deliveries [ID] [--refused] [--limit N]`.
 pub async fn run(args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
     match (&args.id, args.refused) {
         (Some(id), true) => {
             let path = format!("/api/deliveries/refused/{}", path_segment(id));
-            let answer = call(&args.server, reqwest::Method::GET, &path, None).await?;
+            let shape = &[("/refused", Kind::Object)];
+            let answer = call(&args.server, reqwest::Method::GET, &path, None, shape).await?;
             show_refused(&answer["refused"]);
         }
         (Some(id), false) => {
@@ -22,12 +24,18 @@ pub async fn run(args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
             if let Some(hook) = args.hook {
                 path.push_str(&format!("?hook={hook}"));
             }
-            let answer = call(&args.server, reqwest::Method::GET, &path, None).await?;
+            let shape = &[("/delivery", Kind::Object)];
+            let answer = call(&args.server, reqwest::Method::GET, &path, None, shape).await?;
             show(&answer);
         }
         (None, refused) => {
             let path = format!("/api/deliveries?refused={refused}&limit={}", args.limit);
-            let answer = call(&args.server, reqwest::Method::GET, &path, None).await?;
+            let shape = if refused {
+                &[("/refused", Kind::List)]
+            } else {
+                &[("/deliveries", Kind::List)]
+            };
+            let answer = call(&args.server, reqwest::Method::GET, &path, None, shape).await?;
             if refused {
                 list_refused(&answer);
             } else {

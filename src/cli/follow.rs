@@ -12,7 +12,13 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::cli::LogArgs;
-use crate::cli::admin::{admin_token, unreachable};
+use crate::cli::api::{self, Kind, admin_token, unreachable};
+
+/// What a deployment's answer must hold.
+const DEPLOYMENT: api::Shape<'static> = &[
+    ("/deployment/state", Kind::Text),
+    ("/deployment/log_path", Kind::Text),
+];
 
 /// How often the deployment's state is asked for while it is not running yet.
 const POLL: Duration = Duration::from_secs(1);
@@ -157,11 +163,11 @@ impl Server {
         // No total timeout and no read timeout: a log streams for as long as its deploy
         // runs (the deploy has its own timeout), and a deploy may print nothing for many
         // minutes (a build step). A dead server or network is noticed by TCP keepalive.
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_keepalive(Duration::from_secs(30))
-            .build()
-            .context("could not build an HTTP client")?;
+        let client = api::client(
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .tcp_keepalive(Duration::from_secs(30)),
+        )?;
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             token,
@@ -180,15 +186,13 @@ impl Server {
             .send()
             .await
             .map_err(|err| unreachable(&url, &err))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        let (status, answer) = api::json_answer(&url, response).await?;
         match status {
-            s if s.is_success() => Ok(Some(answer["deployment"].clone())),
-            reqwest::StatusCode::NOT_FOUND
-                if answer["error"].is_string() && !self.api_off(&answer) =>
-            {
-                Ok(None)
+            s if s.is_success() => {
+                api::check_shape(&url, &answer, DEPLOYMENT)?;
+                Ok(Some(answer["deployment"].clone()))
             }
+            reqwest::StatusCode::NOT_FOUND if !self.api_off(&answer) => Ok(None),
             _ => bail!(
                 "deployhook answered {status}: {}",
                 answer["error"].as_str().unwrap_or("no explanation")
@@ -211,9 +215,7 @@ impl Server {
             .send()
             .await
             .map_err(|err| unreachable(&url, &err))?;
-        if !response.status().is_success() {
-            bail!("deployhook answered {} for the log", response.status());
-        }
+        api::check_log(&url, &response)?;
         let mut response = response;
         loop {
             let next = match idle {

@@ -1,11 +1,13 @@
 //! The command line: its definition ([`args`]), and one module per command, each turning
-//! its arguments and the environment into the call of the library that does the work.
+//! its arguments and the environment into the call of the library that does the work; the
+//! commands that use the running server's admin API reach it through [`api`].
 //! [`run`] is the one `match` that dispatches them; `main.rs` only reads `.env`, parses,
 //! and calls it.
 //!
 //! May use: every other folder. Nothing imports `cli` but the binary.
 
 pub mod admin;
+pub mod api;
 pub mod args;
 pub mod calls;
 pub mod check_config;

@@ -10,14 +10,12 @@ use secrecy::SecretString;
 use crate::cli::ServeArgs;
 use crate::config::{
     Config, ConnectionLimits, DEFAULT_TIMEOUT, EnvironmentConfig, GitHubAuth, GitHubConfig,
-    OutboxConfig, Retention,
+    MIN_TOKEN_CHARS, OutboxConfig, Retention, TrustedProxies,
 };
 use crate::model::Environment;
 use crate::web::Application;
 use crate::webhook::signature::WebhookSecrets;
 
-/// The shortest admin or metrics token accepted.
-const MIN_TOKEN_CHARS: usize = 16;
 /// The environment of the single-environment setup when none is named.
 const DEFAULT_ENVIRONMENT: &str = "production";
 
@@ -74,6 +72,9 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
             .map_err(|err| problems.push(err))
             .ok(),
     );
+    let trusted_proxies = TrustedProxies::parse(args.trusted_proxies.iter().map(String::as_str))
+        .map_err(|err| problems.push(anyhow::anyhow!("DEPLOYHOOK_TRUSTED_PROXIES: {err}")))
+        .unwrap_or_default();
     let public_url = match args.public_url.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(url) => public_url(url).map_err(|err| problems.push(err)).ok(),
@@ -121,6 +122,7 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
         lease: args.lease.max(std::time::Duration::from_secs(3)),
         admin_token,
         metrics_token,
+        trusted_proxies,
         notify,
         log_deploy_output: args.log_deploy_output,
     })
@@ -173,16 +175,18 @@ fn listen_address(text: &str, env: EnvLookup<'_>) -> anyhow::Result<std::net::So
         .with_context(|| format!("{setting} {text:?}: the host {host:?} has no address"))
 }
 
-/// An optional secret from the environment; too short a one is refused, since it guards
-/// what anyone on the network could otherwise read.
+/// An optional secret from the environment; too short a one is refused: its length is what
+/// makes guessing it hopeless, since wrong guesses are limited per address, not in all
+/// (`web::guesses`).
 fn secret(env: EnvLookup<'_>, name: &str) -> anyhow::Result<Option<SecretString>> {
     let Some(value) = env(name).filter(|v| !v.trim().is_empty()) else {
         return Ok(None);
     };
+    let length = value.chars().count();
     anyhow::ensure!(
-        value.chars().count() >= MIN_TOKEN_CHARS,
-        "{name} is shorter than {MIN_TOKEN_CHARS} characters: use a long random value \
-         (openssl rand -hex 32)"
+        length >= MIN_TOKEN_CHARS,
+        "{name} is {length} characters long; it must have at least {MIN_TOKEN_CHARS}, random, \
+         so that guessing it is hopeless: make one with `openssl rand -hex 32`"
     );
     Ok(Some(SecretString::from(value)))
 }
@@ -523,6 +527,64 @@ mod tests {
                 "{name}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_shorter_than_the_minimum_is_refused_saying_the_minimum_and_how_to_make_one() {
+        let short = env_with(&[
+            ("GITHUB_WEBHOOK_SECRET", "s3cret"),
+            ("GITHUB_TOKEN", "ghp_x"),
+            ("DEPLOYHOOK_ADMIN_TOKEN", "sixteen-chars-ok"),
+            (
+                "DEPLOYHOOK_METRICS_TOKEN",
+                "0123456789abcdef0123456789abcde",
+            ),
+        ]);
+        let err = build_config(args(&[]), &short).unwrap_err().to_string();
+        for expected in [
+            "DEPLOYHOOK_ADMIN_TOKEN is 16 characters long; it must have at least 32",
+            "DEPLOYHOOK_METRICS_TOKEN is 31 characters long",
+            "openssl rand -hex 32",
+        ] {
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+        assert!(
+            !err.contains("sixteen-chars-ok"),
+            "the token itself is not shown: {err}"
+        );
+        let long = env_with(&[
+            ("GITHUB_WEBHOOK_SECRET", "s3cret"),
+            ("GITHUB_TOKEN", "ghp_x"),
+            ("DEPLOYHOOK_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef"),
+        ]);
+        assert!(
+            build_config(args(&[]), &long)
+                .unwrap()
+                .admin_token
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_parsed_and_a_wrong_one_is_refused_by_name() {
+        let config = build_config(
+            args(&["--trusted-proxies", "10.0.0.0/8, ::1"]),
+            &env_with(BOTH),
+        )
+        .unwrap();
+        assert!(config.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+        assert!(
+            !config
+                .trusted_proxies
+                .contains("192.0.2.1".parse().unwrap())
+        );
+        let err = build_config(args(&["--trusted-proxies", "proxy.lan"]), &env_with(BOTH))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("DEPLOYHOOK_TRUSTED_PROXIES: \"proxy.lan\" is not an IP address"),
+            "{err}"
+        );
     }
 
     #[test]

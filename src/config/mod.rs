@@ -8,6 +8,7 @@
 pub mod environment;
 pub mod file;
 pub mod notify;
+pub mod proxies;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,9 +22,14 @@ pub use environment::{
     DEFAULT_CHECKS_TIMEOUT, EnvVars, EnvironmentConfig, RepoPattern, find_environment,
 };
 pub use notify::{NotifyConfig, NotifyKind};
+pub use proxies::TrustedProxies;
 
 /// How long a deploy may run unless configured otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The shortest admin or metrics token accepted: 32 characters, 128 bits as hex
+/// (`openssl rand -hex 16`), far past what the per-address limit on wrong guesses lets
+/// anyone try (see `web::guesses`).
+pub const MIN_TOKEN_CHARS: usize = 32;
 /// How much of one run's output is kept unless configured otherwise (its head and tail).
 pub const DEFAULT_LOG_LIMIT: usize = 1024 * 1024;
 
@@ -62,6 +68,9 @@ pub struct Config {
     pub admin_token: Option<SecretString>,
     /// Required as a bearer token by `/metrics` when set (`DEPLOYHOOK_METRICS_TOKEN`).
     pub metrics_token: Option<SecretString>,
+    /// The reverse proxies whose `X-Forwarded-For` names the client
+    /// (`DEPLOYHOOK_TRUSTED_PROXIES`); empty: the header is ignored.
+    pub trusted_proxies: TrustedProxies,
     /// Who is told of deploys, failed checks and locks: the config file's `[[notify]]`
     /// tables, their URLs read from the environment.
     pub notify: Vec<NotifyConfig>,

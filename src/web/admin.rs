@@ -6,7 +6,8 @@
 //! Every request carries `Authorization: Bearer <DEPLOYHOOK_ADMIN_TOKEN>`. A browser's
 //! cross-site form cannot send that header, so the API needs no form token; cross-site
 //! requests are refused all the same, and bodies are JSON (a form post is `415`). Wrong
-//! tokens count against the dashboard's server-wide sign-in limit.
+//! tokens count against the same limit as the dashboard's sign-in: per client address
+//! (`guesses`), so a stranger's guesses never refuse the admin's right token.
 
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ use crate::store::locks::{self, Lock};
 use crate::store::{now_ms, outbox, views};
 use crate::web::AppState;
 use crate::web::auth::cross_site;
+use crate::web::client::ClientAddress;
+use crate::web::guesses::Verdict;
 
 /// The longest a lock may be asked for: past it, lock until unlocked.
 pub const MAX_LOCK: Duration = Duration::from_secs(366 * 24 * 60 * 60);
@@ -49,7 +52,11 @@ impl IntoResponse for Refused {
 }
 
 /// `None` when the request may go on: the admin token, from the same site.
-pub(super) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Refused> {
+pub(super) fn refusal(
+    state: &AppState,
+    client: ClientAddress,
+    headers: &HeaderMap,
+) -> Option<Refused> {
     let Some(admin) = &state.admin else {
         return Some(Refused(
             StatusCode::NOT_FOUND,
@@ -72,23 +79,20 @@ pub(super) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Refused> 
             "missing Authorization: Bearer <DEPLOYHOOK_ADMIN_TOKEN>".into(),
         ));
     };
-    if !admin.try_login() {
-        return Some(Refused(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many wrong admin tokens: wait a minute".into(),
-        ));
-    }
-    if !admin.token_matches(given) {
-        if admin.log_refusal() {
-            tracing::warn!("admin API: wrong token (further ones this minute are not logged)");
-        }
-        return Some(Refused(
+    match admin.check_token(client.0, given) {
+        Verdict::Right => None,
+        Verdict::Wrong => Some(Refused(
             StatusCode::UNAUTHORIZED,
             "wrong admin token".into(),
-        ));
+        )),
+        Verdict::Limited(wait) => Some(Refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many wrong admin tokens from your address: wait {} s",
+                wait.as_secs().max(1)
+            ),
+        )),
     }
-    admin.login_succeeded();
-    None
 }
 
 /// A lock as the API and the dashboard show it.
@@ -106,8 +110,12 @@ fn lock_json(lock: &Lock) -> serde_json::Value {
     })
 }
 
-async fn list_locks(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
+async fn list_locks(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refusal(&state, client, &headers) {
         return refused.into_response();
     }
     let now = now_ms();
@@ -134,10 +142,11 @@ struct LockRequest {
 
 async fn post_lock(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Json(request): Json<LockRequest>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
+    if let Some(refused) = refusal(&state, client, &headers) {
         return refused.into_response();
     }
     let duration = match request
@@ -174,10 +183,11 @@ async fn post_lock(
 
 async fn delete_lock(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Path(environment): Path<String>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
+    if let Some(refused) = refusal(&state, client, &headers) {
         return refused.into_response();
     }
     let by = headers
@@ -203,10 +213,11 @@ struct RollbackRequest {
 
 async fn post_rollback(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Json(request): Json<RollbackRequest>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
+    if let Some(refused) = refusal(&state, client, &headers) {
         return refused.into_response();
     }
     let by = request.by.as_deref().unwrap_or("the admin API");
@@ -428,9 +439,10 @@ pub(super) fn unavailable(err: &crate::store::StoreError) -> Refused {
 async fn get_deployment(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    client: ClientAddress,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
+    if let Some(refused) = refusal(&state, client, &headers) {
         return refused.into_response();
     }
     let Ok(id) = id.parse::<crate::model::DeploymentId>() else {

@@ -12,7 +12,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, EnvironmentConfig};
+use crate::config::{Config, EnvironmentConfig, MIN_TOKEN_CHARS};
 use crate::deploy::log::{LogHub, LogKey, LogLinks};
 use crate::deploy::worker::{DeployWorker, LocalLinks};
 use crate::github::GitHubClient;
@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::store::refused::RefusalLog;
 use crate::store::{Store, outbox, retention, sessions};
 use crate::web::auth::{AdminAuth, unix_now};
+use crate::web::guesses::GuessLimit;
 use crate::web::state::{AppState, Shared};
 use crate::web::{listener, router};
 use crate::webhook::intake::IntakeConfig;
@@ -109,7 +110,13 @@ impl Application {
             .await
             .context("could not read the signed-out sessions")?;
         let admin = config.admin_token.as_ref().map(|token| {
-            AdminAuth::new(&links.key, token, config.public_url.as_deref()).with_revoked(revoked)
+            AdminAuth::new(
+                &links.key,
+                token,
+                config.public_url.as_deref(),
+                metrics.clone(),
+            )
+            .with_revoked(revoked)
         });
         let state = AppState(Arc::new(Shared {
             intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
@@ -124,8 +131,10 @@ impl Application {
             logs,
             own_app: config.github.app_id().map(str::to_owned),
             stopping: CancellationToken::new(),
+            metrics_guesses: GuessLimit::new("metrics", metrics.clone()),
             metrics,
             metrics_token: config.metrics_token.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
             admin,
             github_web: config.github.web_url(),
             lead: Arc::default(),
@@ -180,8 +189,8 @@ impl Application {
         match self.state.admin {
             Some(_) => tracing::info!("dashboard: {}/", local_base(addr)),
             None => tracing::info!(
-                "the dashboard at / is off: set DEPLOYHOOK_ADMIN_TOKEN (16+ characters) to turn \
-                 it on"
+                "the dashboard at / is off: set DEPLOYHOOK_ADMIN_TOKEN ({MIN_TOKEN_CHARS}+ \
+                 characters: openssl rand -hex 32) to turn it on"
             ),
         }
         let store = self.state.store.clone();

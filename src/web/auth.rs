@@ -4,12 +4,14 @@
 //! cookie expires and a new admin token invalidates every session; signing out revokes the
 //! session's id for good (kept in the database until it would have expired anyway).
 //! Comparisons run in constant time. Sign-in and sign-out refuse cross-site requests, and
-//! failed sign-ins are limited for the whole server, not per client, so that no number of
-//! addresses buys more guesses.
+//! wrong tokens — at the sign-in and the admin API alike — are limited per client address
+//! (`guesses`), never for the whole server, so that no stranger can lock the admin out;
+//! the token's required length is what makes guessing hopeless.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, header};
 use hmac::{Hmac, Mac};
@@ -17,14 +19,16 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::deploy::log::LogKey;
+use crate::metrics::Metrics;
+use crate::web::guesses::{GuessLimit, Verdict};
 
 /// How long a login lasts.
 const SESSION: Duration = Duration::from_secs(12 * 60 * 60);
 /// The session cookie's name.
 pub(super) const COOKIE: &str = "deployhook_session";
-/// Failed sign-ins allowed per [`FAILED_LOGIN_WINDOW`], for the whole server.
-const MAX_FAILED_LOGINS: u32 = 10;
-const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// How many `deployhook_session` cookies of a request are tried: a browser may hold a stale
+/// one beside the current one (another path, a sibling domain), but not dozens.
+const MAX_SESSION_COOKIES: usize = 8;
 
 /// Checks admin sessions.
 #[derive(Clone)]
@@ -36,16 +40,8 @@ pub struct AdminAuth {
     secure_cookie: bool,
     /// Sessions signed out before they expired: id → expiry (Unix seconds).
     revoked: Arc<Mutex<HashMap<String, u64>>>,
-    failures: Arc<Mutex<Failures>>,
-}
-
-/// Failed sign-ins in the current window.
-#[derive(Debug)]
-struct Failures {
-    since: Instant,
-    count: u32,
-    /// Whether the window's refusals were logged already: one line per window.
-    logged: bool,
+    /// Wrong tokens, per client address: the sign-in's and the admin API's.
+    guesses: Arc<GuessLimit>,
 }
 
 /// A valid session, from its cookie.
@@ -63,7 +59,12 @@ impl std::fmt::Debug for AdminAuth {
 }
 
 impl AdminAuth {
-    pub fn new(database_key: &LogKey, token: &SecretString, public_url: Option<&str>) -> Self {
+    pub fn new(
+        database_key: &LogKey,
+        token: &SecretString,
+        public_url: Option<&str>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut digest = Sha256::new();
         digest.update(b"deployhook admin session v1\0");
         digest.update(database_key.bytes());
@@ -75,11 +76,7 @@ impl AdminAuth {
             expected,
             secure_cookie: public_url.is_some_and(|u| u.starts_with("https://")),
             revoked: Arc::default(),
-            failures: Arc::new(Mutex::new(Failures {
-                since: Instant::now(),
-                count: 0,
-                logged: false,
-            })),
+            guesses: Arc::new(GuessLimit::new("admin", metrics)),
         }
     }
 
@@ -92,36 +89,10 @@ impl AdminAuth {
         self
     }
 
-    /// Takes one of the window's [`MAX_FAILED_LOGINS`] tries for a sign-in, across every
-    /// client; `false` when none is left. A sign-in that succeeds gives its try back
-    /// ([`AdminAuth::login_succeeded`]), so only failures use them up. Taken before the
-    /// token is checked, so that simultaneous guesses cannot all pass the count.
-    pub(super) fn try_login(&self) -> bool {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.since.elapsed() >= FAILED_LOGIN_WINDOW {
-            *failures = Failures {
-                since: Instant::now(),
-                count: 0,
-                logged: false,
-            };
-        }
-        if failures.count >= MAX_FAILED_LOGINS {
-            return false;
-        }
-        failures.count += 1;
-        true
-    }
-
-    /// Gives back the try of a sign-in that succeeded.
-    pub(super) fn login_succeeded(&self) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.count = failures.count.saturating_sub(1);
-    }
-
-    /// Whether a failed or refused sign-in is the window's first to be logged.
-    pub(super) fn log_refusal(&self) -> bool {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        !std::mem::replace(&mut failures.logged, true)
+    /// Whether `given` is the admin token, from `client`: one of its address's guesses is
+    /// taken first (see [`crate::web::guesses`]).
+    pub(super) fn check_token(&self, client: IpAddr, given: &str) -> Verdict {
+        self.guesses.check(client, || self.token_matches(given))
     }
 
     /// Ends `session` for good.
@@ -131,7 +102,7 @@ impl AdminAuth {
         revoked.insert(session.id.clone(), session.expires);
     }
 
-    pub(super) fn token_matches(&self, given: &str) -> bool {
+    fn token_matches(&self, given: &str) -> bool {
         let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
         check.update(b"token\0");
         check.update(given.as_bytes());
@@ -151,9 +122,17 @@ impl AdminAuth {
         )
     }
 
-    /// The request's session, if its cookie is genuine, unexpired and not signed out.
+    /// The request's session: the first of its (first [`MAX_SESSION_COOKIES`]) session
+    /// cookies that is genuine, unexpired and not signed out. Not only the first cookie: a
+    /// stale one sent before the current one must not sign the admin out.
     pub(super) fn session(&self, headers: &HeaderMap, now: u64) -> Option<Session> {
-        let value = cookie_value(headers, COOKIE)?;
+        cookie_values(headers, COOKIE)
+            .take(MAX_SESSION_COOKIES)
+            .find_map(|value| self.valid_session(value, now))
+    }
+
+    /// The session of one cookie's `value`, if it is genuine, unexpired and not signed out.
+    fn valid_session(&self, value: &str, now: u64) -> Option<Session> {
         let (signed, tag) = value.rsplit_once('.')?;
         let (expires, id) = signed.split_once('.')?;
         let (at, tag) = (expires.parse::<u64>().ok()?, hex::decode(tag).ok()?);
@@ -217,14 +196,15 @@ pub fn same_secret(given: &str, expected: &str) -> bool {
         .is_ok()
 }
 
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The values of the cookies named `name`, in the order sent, over every `Cookie` header.
+fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
+        .filter(move |(key, _)| *key == name)
         .map(|(_, value)| value)
 }
 

@@ -15,6 +15,7 @@ use crate::store::now_ms;
 use crate::store::outbox::given_up::{self, GivenUp, NotDone};
 use crate::web::AppState;
 use crate::web::admin::{Refused, bounded, refusal, unavailable};
+use crate::web::client::ClientAddress;
 use crate::web::dashboard::{after_form, form_refusal};
 
 /// The routes: the API's and the dashboard forms'.
@@ -75,8 +76,12 @@ fn who(headers: &HeaderMap) -> String {
 }
 
 /// `GET /api/calls/failed`: the calls given up and not resolved, then those dismissed.
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
+async fn list(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refusal(&state, client, &headers) {
         return refused.into_response();
     }
     let read = state
@@ -100,22 +105,30 @@ async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
 
 async fn retry_one(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    one(&state, &headers, &id, Action::Retry).await
+    one(&state, client, &headers, &id, Action::Retry).await
 }
 
 async fn dismiss_one(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    one(&state, &headers, &id, Action::Dismiss).await
+    one(&state, client, &headers, &id, Action::Dismiss).await
 }
 
-async fn one(state: &AppState, headers: &HeaderMap, id: &str, action: Action) -> Response {
-    if let Some(refused) = refusal(state, headers) {
+async fn one(
+    state: &AppState,
+    client: ClientAddress,
+    headers: &HeaderMap,
+    id: &str,
+    action: Action,
+) -> Response {
+    if let Some(refused) = refusal(state, client, headers) {
         return refused.into_response();
     }
     let Ok(id) = id.parse::<i64>() else {
@@ -167,18 +180,31 @@ fn refused(id: i64, not: &NotDone) -> Refused {
     }
 }
 
-async fn retry_all(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    all(&state, &headers, Action::Retry).await
+async fn retry_all(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+) -> Response {
+    all(&state, client, &headers, Action::Retry).await
 }
 
-async fn dismiss_all(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    all(&state, &headers, Action::Dismiss).await
+async fn dismiss_all(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+) -> Response {
+    all(&state, client, &headers, Action::Dismiss).await
 }
 
 /// Every unresolved call (up to [`given_up::LISTED`]), oldest first so that calls of one
 /// ordering key go back in their order; those that cannot be retried are listed with why.
-async fn all(state: &AppState, headers: &HeaderMap, action: Action) -> Response {
-    if let Some(refused) = refusal(state, headers) {
+async fn all(
+    state: &AppState,
+    client: ClientAddress,
+    headers: &HeaderMap,
+    action: Action,
+) -> Response {
+    if let Some(refused) = refusal(state, client, headers) {
         return refused.into_response();
     }
     let by = who(headers);

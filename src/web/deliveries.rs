@@ -20,6 +20,7 @@ use crate::store::views::delivery::{self, DeliveryDetail, MergeRow};
 use crate::store::views::{DeliveryRow, JobRow};
 use crate::web::AppState;
 use crate::web::admin::{Refused, unavailable};
+use crate::web::client::ClientAddress;
 use crate::web::dashboard::{self, render, time};
 
 /// Deliveries the API lists unless asked otherwise, and at most.
@@ -254,10 +255,11 @@ fn rfc3339(ms: i64) -> String {
 
 async fn list(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if let Some(refused) = crate::web::admin::refusal(&state, &headers) {
+    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers) {
         return refused.into_response();
     }
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
@@ -288,11 +290,12 @@ async fn list(
 
 async fn delivery_api(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(query): Query<HookQuery>,
 ) -> Response {
-    if let Some(refused) = crate::web::admin::refusal(&state, &headers) {
+    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers) {
         return refused.into_response();
     }
     match find(&state, id.clone(), query.hook).await {
@@ -325,10 +328,11 @@ async fn delivery_api(
 
 async fn refused_api(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(refused) = crate::web::admin::refusal(&state, &headers) {
+    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers) {
         return refused.into_response();
     }
     match find_refused(&state, &id).await {

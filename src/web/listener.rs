@@ -97,7 +97,8 @@ pub async fn serve(
 /// Whom the per-client cap counts a connection against: an IPv4 address, or an IPv6
 /// address's /64 network (one host is usually given a whole /64, so counting its addresses
 /// one by one would give it billions of caps). IPv4-mapped IPv6 addresses count as IPv4.
-fn client_key(address: IpAddr) -> IpAddr {
+/// The limits on wrong tokens (`guesses`) count clients the same way.
+pub(super) fn client_key(address: IpAddr) -> IpAddr {
     match address.to_canonical() {
         IpAddr::V6(v6) => {
             let network = u128::from(v6) & !((1u128 << 64) - 1);

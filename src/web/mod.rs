@@ -1,9 +1,10 @@
 //! The HTTP server: the [`router`] of every route, the server's lifecycle ([`app`]), the
 //! state handlers share ([`state`]), the webhook endpoint ([`event_handler`]), operations
 //! (health, metrics, deploy logs: [`ops`]), the operators' [`dashboard`] with its sign-in
-//! ([`auth`]) and its [`insights`] (the DORA measures, charted), the [`admin`] API (locks,
-//! rollbacks) the CLI calls, given-up [`calls`] (retry, dismiss), [`deliveries`] (a page
-//! each, refused ones too), and the pages' static [`assets`] (the favicon).
+//! ([`auth`]; wrong tokens limited per [`client`] address by [`guesses`]) and its
+//! [`insights`] (the DORA measures, charted), the [`admin`] API (locks, rollbacks) the CLI
+//! calls, given-up [`calls`] (retry, dismiss), [`deliveries`] (a page each, refused ones
+//! too), and the pages' static [`assets`] (the favicon).
 //!
 //! May use: `guide`, `webhook`, `deploy`, `github`, `notify`, `store`, `config`, `metrics`,
 //! `health`, `model`.
@@ -13,9 +14,11 @@ pub mod app;
 pub mod assets;
 pub mod auth;
 pub mod calls;
+pub mod client;
 pub mod dashboard;
 pub mod deliveries;
 pub mod event_handler;
+pub mod guesses;
 pub mod insights;
 pub mod lead;
 pub mod listener;

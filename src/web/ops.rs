@@ -1,4 +1,5 @@
-//! Operations: `GET /healthz`, `GET /readyz`, `GET /metrics`, and a deploy's log at
+//! Operations: `GET /healthz`, `GET /readyz`, `GET /metrics` (wrong metrics tokens limited
+//! per client address, as the admin token's are: `guesses`), and a deploy's log at
 //! `GET /deployments/{id}/log?token=…`.
 
 use axum::Json;
@@ -13,6 +14,8 @@ use crate::model::DeploymentId;
 use crate::store::{SCHEMA_VERSION, now_ms, views};
 use crate::web::AppState;
 use crate::web::auth::same_secret;
+use crate::web::client::ClientAddress;
+use crate::web::guesses::Verdict;
 
 #[derive(Debug, serde::Deserialize)]
 pub(super) struct LogQuery {
@@ -138,7 +141,11 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text, behind `DEPLOYHOOK_METRICS_TOKEN` when set.
-pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+) -> Response {
     let shared = &*state;
     if let Some(token) = &shared.metrics_token {
         let given = headers
@@ -146,9 +153,22 @@ pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        if !same_secret(given, token.expose_secret()) {
-            let message = "/metrics needs Authorization: Bearer <DEPLOYHOOK_METRICS_TOKEN>\n";
-            return (StatusCode::UNAUTHORIZED, message).into_response();
+        let verdict = shared
+            .metrics_guesses
+            .check(client.0, || same_secret(given, token.expose_secret()));
+        match verdict {
+            Verdict::Right => {}
+            Verdict::Wrong => {
+                let message = "/metrics needs Authorization: Bearer <DEPLOYHOOK_METRICS_TOKEN>\n";
+                return (StatusCode::UNAUTHORIZED, message).into_response();
+            }
+            Verdict::Limited(wait) => {
+                let wait = wait.as_secs().max(1);
+                let message =
+                    format!("too many wrong metrics tokens from your address: wait {wait} s\n");
+                let retry_after = [(header::RETRY_AFTER, wait.to_string())];
+                return (StatusCode::TOO_MANY_REQUESTS, retry_after, message).into_response();
+            }
         }
     }
     let now = now_ms();

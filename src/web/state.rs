@@ -43,6 +43,10 @@ pub struct Shared {
     pub(super) stopping: CancellationToken,
     pub(super) metrics: Arc<Metrics>,
     pub(super) metrics_token: Option<SecretString>,
+    /// Wrong metrics tokens, per client address.
+    pub(super) metrics_guesses: crate::web::guesses::GuessLimit,
+    /// The reverse proxies whose `X-Forwarded-For` names the client.
+    pub(super) trusted_proxies: crate::config::TrustedProxies,
     /// `None` when the dashboard is off.
     pub(super) admin: Option<AdminAuth>,
     /// GitHub's web address, for links from the dashboard.

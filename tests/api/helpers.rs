@@ -88,6 +88,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         lease: Duration::from_secs(30),
         admin_token: None,
         metrics_token: None,
+        trusted_proxies: Default::default(),
         notify: vec![],
         log_deploy_output: true,
     }

@@ -328,7 +328,7 @@ async fn sign_in_and_sign_out_refuse_cross_site_posts() {
 }
 
 #[tokio::test]
-async fn failed_sign_ins_are_limited_for_the_whole_server() {
+async fn failed_sign_ins_are_limited_per_client_address() {
     let app = dashboard_app().await;
     let started = Instant::now();
     let mut guesses = tokio::task::JoinSet::new();
@@ -358,7 +358,9 @@ async fn failed_sign_ins_are_limited_for_the_whole_server() {
         .count();
     assert!(wrong <= 10 && wrong + limited == 25, "{statuses:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    // Even the right token waits out the window: guesses cannot be spread over it.
+    // From the guessing address even the right token is refused: over its limit, an
+    // address has no token compared, so the refusal says nothing of the guess. (Another
+    // address is not refused: see `admin_access`.)
     let right = browser()
         .post(format!("{}/login", app.url))
         .form(&[("token", ADMIN_TOKEN)])

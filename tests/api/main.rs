@@ -1,6 +1,7 @@
 //! Integration tests: the real HTTP server on a random port, signed deliveries, and a
 //! wiremock GitHub. One test binary, so the crate is linked once.
 
+mod admin_access;
 mod bench_load;
 mod browser;
 mod catch_up;

@@ -149,6 +149,12 @@ pub struct ServeArgs {
     )]
     pub max_connections_per_client: u32,
 
+    /// Reverse proxies whose X-Forwarded-For names the client (addresses or networks,
+    /// comma-separated: 10.0.0.0/8,::1), for the limits on wrong tokens. Empty: the header
+    /// is ignored and the client is the connection's address.
+    #[arg(long, env = "DEPLOYHOOK_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// How long a client may take to send a request's headers, and how long a connection
     /// may sit idle between requests, before it is closed.
     #[arg(long, env = "DEPLOYHOOK_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -181,6 +187,6 @@ Or, to act as a GitHub App instead of GITHUB_TOKEN (see the README):
   GITHUB_APP_ID                The App's id, or its client id (Iv…).
   GITHUB_APP_PRIVATE_KEY_FILE  The App's private key (.pem) file.
   GITHUB_APP_PRIVATE_KEY       Or the key itself (PEM; line breaks may be written \\n).
-Operators' access, optional (at least 16 characters each):
+Operators' access, optional (at least 32 characters each: openssl rand -hex 32):
   DEPLOYHOOK_ADMIN_TOKEN       Turns the dashboard at / on; signing in takes this token.
   DEPLOYHOOK_METRICS_TOKEN     Makes /metrics require `Authorization: Bearer <token>`.";

@@ -20,8 +20,8 @@ mod postgres;
 use rusqlite::types::{FromSql, ValueRef};
 pub use rusqlite::{OptionalExtension, ToSql, params};
 
-pub use postgres::{PgError, PgSession, as_pg};
 pub(super) use postgres::pg_error;
+pub use postgres::{PgError, PgSession, as_pg};
 use postgres::{pg_params, pg_refs, pg_value};
 
 /// SQL results: the store's functions keep rusqlite's error type on both engines.

@@ -1,5 +1,6 @@
-//! Signing in to the dashboard with the admin token (wrong tokens answered slowly, and
-//! refused for a minute after too many) and signing out, which revokes the session.
+//! Signing in to the dashboard with the admin token (wrong tokens answered slowly, and an
+//! address that sent too many refused for a while: `web::guesses`) and signing out, which
+//! revokes the session.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use super::render::render;
 use crate::store::sessions;
 use crate::web::AppState;
 use crate::web::auth::{COOKIE, cross_site, unix_now};
+use crate::web::guesses::Verdict;
 
 /// How long a wrong token waits for its answer, to slow guessing.
 const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(500);
@@ -38,6 +40,7 @@ pub(super) struct Login {
 
 pub(super) async fn login(
     State(state): State<AppState>,
+    client: crate::web::client::ClientAddress,
     headers: HeaderMap,
     Form(form): Form<Login>,
 ) -> Response {
@@ -47,30 +50,25 @@ pub(super) async fn login(
     if cross_site(&headers) {
         return cross_site_refusal();
     }
-    if !admin.try_login() {
-        if admin.log_refusal() {
-            tracing::warn!("dashboard sign-ins refused for a minute: too many wrong tokens");
+    let (error, status) = match admin.check_token(client.0, &form.token) {
+        Verdict::Right => (None, StatusCode::SEE_OTHER),
+        Verdict::Wrong => {
+            tokio::time::sleep(WRONG_TOKEN_DELAY).await;
+            (
+                Some("That is not the admin token."),
+                StatusCode::UNAUTHORIZED,
+            )
         }
-        let mut response = render(&LoginPage {
-            error: Some("Too many failed sign-ins: wait a minute and try again."),
-        });
-        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        Verdict::Limited(_) => (
+            Some("Too many wrong tokens from your address: wait a minute and try again."),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+    };
+    if let Some(error) = error {
+        let mut response = render(&LoginPage { error: Some(error) });
+        *response.status_mut() = status;
         return response;
     }
-    if !admin.token_matches(&form.token) {
-        tokio::time::sleep(WRONG_TOKEN_DELAY).await;
-        if admin.log_refusal() {
-            tracing::warn!(
-                "dashboard login refused: wrong token (further ones this minute are not logged)"
-            );
-        }
-        let mut response = render(&LoginPage {
-            error: Some("That is not the admin token."),
-        });
-        *response.status_mut() = StatusCode::UNAUTHORIZED;
-        return response;
-    }
-    admin.login_succeeded();
     let mut response = Redirect::to("/").into_response();
     if let Ok(cookie) = HeaderValue::from_str(&admin.cookie(unix_now())) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
