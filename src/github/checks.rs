@@ -1,5 +1,5 @@
 //! Reading a commit's checks: `GET …/commits/{sha}/check-suites` (suites still running),
-//! `GET …/commits/{sha}/check-runs` (the latest run of each name) and
+//! `GET …/commits/{sha}/check-runs` (the latest run of each name in each suite) and
 //! `GET …/commits/{sha}/status` (the latest status of each context), each paginated,
 //! turned into the gate's [`CheckResult`]s. The outbox worker calls this for the merges
 //! that wait on their checks; needs the Checks and Commit statuses read permissions.
@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde::Deserialize;
 
 use crate::github::{GitHubClient, GitHubError};
-use crate::model::{CheckKind, CheckResult, CheckState, RepoName};
+use crate::model::{CheckKind, CheckResult, CheckSource, CheckState, RepoName};
 
 /// Results per page: the API's maximum.
 const PER_PAGE: usize = 100;
@@ -29,6 +29,14 @@ struct ListedRun {
     conclusion: Option<String>,
     html_url: Option<String>,
     details_url: Option<String>,
+    /// With `check_suite`, the run's source, named as its `check_run` event names it.
+    app: Option<ListedApp>,
+    check_suite: Option<ListedSuiteId>,
+}
+
+#[derive(Deserialize)]
+struct ListedSuiteId {
+    id: u64,
 }
 
 #[derive(Deserialize)]
@@ -44,11 +52,12 @@ struct ListedSuite {
     conclusion: Option<String>,
     #[serde(default)]
     latest_check_runs_count: u64,
-    app: Option<SuiteApp>,
+    app: Option<ListedApp>,
 }
 
 #[derive(Deserialize)]
-struct SuiteApp {
+struct ListedApp {
+    id: Option<u64>,
     name: Option<String>,
     slug: Option<String>,
 }
@@ -140,10 +149,16 @@ impl Page for SuitesPage {
             .filter(|suite| suite.latest_check_runs_count > 0)
             .map(|suite| {
                 let status = suite.status.unwrap_or_else(|| "queued".to_owned());
+                let source = CheckSource::of_app(
+                    suite.app.as_ref().and_then(|a| a.id),
+                    suite.app.as_ref().and_then(|a| a.slug.as_deref()),
+                    Some(suite.id),
+                );
                 let app = suite.app.and_then(|a| a.name.or(a.slug));
                 CheckResult {
                     kind: CheckKind::Suite,
                     name: CheckResult::suite_name(app.as_deref()),
+                    source,
                     state: if status == "completed" {
                         CheckState::Passed
                     } else {
@@ -151,7 +166,7 @@ impl Page for SuitesPage {
                     },
                     detail: suite.conclusion.unwrap_or(status),
                     url: None,
-                    source_id: suite.id,
+                    github_id: suite.id,
                 }
             })
             .collect()
@@ -171,11 +186,16 @@ impl Page for CheckRunsPage {
             .into_iter()
             .map(|run| CheckResult {
                 kind: CheckKind::Run,
+                source: CheckSource::of_app(
+                    run.app.as_ref().and_then(|a| a.id),
+                    run.app.as_ref().and_then(|a| a.slug.as_deref()),
+                    run.check_suite.map(|s| s.id),
+                ),
                 state: CheckState::of_run(&run.status, run.conclusion.as_deref()),
                 detail: run.conclusion.unwrap_or(run.status),
                 url: run.html_url.or(run.details_url),
                 name: run.name,
-                source_id: run.id,
+                github_id: run.id,
             })
             .collect()
     }
@@ -198,7 +218,8 @@ impl Page for CombinedStatus {
                 detail: status.state,
                 url: status.target_url.filter(|u| !u.is_empty()),
                 name: status.context,
-                source_id: status.id,
+                source: CheckSource::default(),
+                github_id: status.id,
             })
             .collect()
     }
@@ -216,6 +237,7 @@ fn note_unread(results: &mut Vec<CheckResult>, what: &str) {
         state: CheckState::Pending,
         detail: "unread".to_owned(),
         url: None,
-        source_id: 1,
+        source: CheckSource::default(),
+        github_id: 1,
     });
 }

@@ -5,7 +5,7 @@
 
 use crate::config::EnvironmentConfig;
 use crate::guide::Ignored;
-use crate::model::{CheckKind, CheckReport, CheckResult, CheckState, RepoName};
+use crate::model::{CheckKind, CheckReport, CheckResult, CheckSource, CheckState, RepoName};
 use crate::webhook::events::{CheckRunEvent, CheckSuiteEvent, Repository, StatusEvent};
 
 /// A check run changed: its latest result on its commit.
@@ -15,16 +15,26 @@ pub fn check_run_reported(
 ) -> Result<CheckReport, Ignored> {
     let run = &event.check_run;
     let repo = gated_repository(event.repository.as_ref(), environments, "check run")?;
+    let suite = run.check_suite.as_ref();
+    let app = run
+        .app
+        .as_ref()
+        .or_else(|| suite.and_then(|s| s.app.as_ref()));
     Ok(CheckReport {
         repo,
         sha: run.head_sha.clone(),
         result: Some(CheckResult {
             kind: CheckKind::Run,
             name: run.name.clone(),
+            source: CheckSource::of_app(
+                app.map(|a| a.id),
+                app.and_then(|a| a.slug.as_deref()),
+                suite.map(|s| s.id),
+            ),
             state: CheckState::of_run(&run.status, run.conclusion.as_deref()),
             detail: run.conclusion.clone().unwrap_or_else(|| run.status.clone()),
             url: run.html_url.clone().or_else(|| run.details_url.clone()),
-            source_id: run.id,
+            github_id: run.id,
         }),
         installation: event.installation.as_ref().map(|i| i.id),
     })
@@ -45,7 +55,8 @@ pub fn status_reported(
             state: CheckState::of_status(&event.state),
             detail: event.state.clone(),
             url: event.target_url.clone().filter(|u| !u.is_empty()),
-            source_id: event.id,
+            source: CheckSource::default(),
+            github_id: event.id,
         }),
         installation: event.installation.as_ref().map(|i| i.id),
     })
@@ -70,6 +81,11 @@ pub fn check_suite_reported(
                 .as_ref()
                 .and_then(|a| a.name.as_deref().or(a.slug.as_deref())),
         ),
+        source: CheckSource::of_app(
+            suite.app.as_ref().map(|a| a.id),
+            suite.app.as_ref().and_then(|a| a.slug.as_deref()),
+            Some(suite.id),
+        ),
         // Its runs say whether it passed; the suite says only whether more may come.
         state: if status == "completed" {
             CheckState::Passed
@@ -81,7 +97,7 @@ pub fn check_suite_reported(
             .clone()
             .unwrap_or_else(|| status.to_owned()),
         url: None,
-        source_id: suite.id,
+        github_id: suite.id,
     });
     Ok(CheckReport {
         repo,
@@ -168,6 +184,33 @@ mod tests {
             result.url.as_deref(),
             Some("https://github.com/acme/widgets/runs/4001")
         );
+        // No app or suite in this payload: no source.
+        assert_eq!(result.source, CheckSource::default());
+    }
+
+    #[test]
+    fn a_check_runs_source_is_its_app_and_suite_or_its_suites_app() {
+        let event = |run: serde_json::Value| {
+            let json = json!({"action": "completed", "check_run": run,
+                              "repository": {"full_name": "acme/widgets"}});
+            let Event::CheckRun(event) =
+                Event::parse("check_run", json.to_string().as_bytes()).unwrap()
+            else {
+                panic!("not a check run");
+            };
+            let report = check_run_reported(&event, &gated()).unwrap();
+            report.result.unwrap().source
+        };
+        let run = json!({"id": 4001, "name": "test",
+                         "head_sha": "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b",
+                         "status": "completed", "conclusion": "success",
+                         "app": {"id": 15368, "slug": "github-actions"},
+                         "check_suite": {"id": 118578147}});
+        assert_eq!(event(run.clone()).as_str(), "app 15368 suite 118578147");
+        let mut from_suite = run;
+        from_suite.as_object_mut().unwrap().remove("app");
+        from_suite["check_suite"]["app"] = json!({"id": 90210, "slug": "other-ci"});
+        assert_eq!(event(from_suite).as_str(), "app 90210 suite 118578147");
     }
 
     #[test]

@@ -93,20 +93,60 @@ impl CheckState {
     }
 }
 
-/// One check's latest result on one commit.
+/// Where a check's result comes from. Two workflows (two check suites of GitHub Actions),
+/// or two CI apps, may each report a check run of the same name: each is a source of its
+/// own. Within a source the newest run of a name counts (a re-run replaces its own run);
+/// across sources the worst counts, so one source's success never hides another's failure.
+/// A check run's source is its app and its check suite, as both its event and GitHub's
+/// listing name them; a commit status has none (GitHub keeps the latest status of each
+/// context, whoever set it), nor has a run whose payload names neither app nor suite.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CheckSource(String);
+
+/// Characters of an app's slug kept in a source: GitHub's are far shorter.
+const MAX_SLUG: usize = 100;
+
+impl CheckSource {
+    /// A check run's or check suite's source: its app (by id, else by slug) and its suite.
+    pub fn of_app(app_id: Option<u64>, app_slug: Option<&str>, suite_id: Option<u64>) -> Self {
+        let app = match (app_id, app_slug) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(slug)) => slug.chars().take(MAX_SLUG).collect(),
+            (None, None) if suite_id.is_none() => return Self::default(),
+            (None, None) => "?".to_owned(),
+        };
+        let suite = suite_id.map_or_else(|| "?".to_owned(), |id| id.to_string());
+        Self(format!("app {app} suite {suite}"))
+    }
+
+    /// As stored; `""` for no source.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A source as [`Self::as_str`] gave it.
+    pub fn from_stored(stored: String) -> Self {
+        Self(stored)
+    }
+}
+
+/// One check's latest result on one commit, from one source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
     pub kind: CheckKind,
     /// The check run's name or the status's context.
     pub name: String,
+    /// Which app and check suite reported it (see [`CheckSource`]).
+    #[serde(default)]
+    pub source: CheckSource,
     pub state: CheckState,
     /// GitHub's word for it (`success`, `in_progress`, `timed_out`…), for people.
     pub detail: String,
     /// Where the check's output is (`html_url`, `details_url` or `target_url`).
     pub url: Option<String>,
-    /// GitHub's id of the run or status: a re-run has a larger one, so an older result that
-    /// arrives late never replaces a newer one.
-    pub source_id: u64,
+    /// GitHub's id of the run, suite or status: a re-run has a larger one, so within a
+    /// source an older result that arrives late never replaces a newer one.
+    pub github_id: u64,
 }
 
 impl CheckResult {
@@ -147,7 +187,9 @@ pub enum Verdict {
 }
 
 impl Required {
-    /// Applies the gate to the results known for a commit (one per kind and name).
+    /// Applies the gate to the results known for a commit: one per kind, name and source,
+    /// of which the worst counts — a name fails if any source's result of it failed, and
+    /// is pending while any is.
     pub fn verdict(&self, results: &[CheckResult]) -> Verdict {
         // A failure decides at once: no deployment will come of this commit.
         let required = |r: &&CheckResult| match self {
@@ -223,7 +265,8 @@ mod tests {
             state,
             detail: state.as_str().into(),
             url: Some(format!("https://ci.example/{name}")),
-            source_id: 1,
+            source: CheckSource::default(),
+            github_id: 1,
         }
     }
 
@@ -284,6 +327,64 @@ mod tests {
         assert_eq!(
             gate.verdict(&[test, lint_failed.clone()]),
             Verdict::Failed(lint_failed)
+        );
+    }
+
+    #[test]
+    fn a_name_reported_by_two_sources_is_as_bad_as_the_worse_of_them() {
+        use CheckState::{Failed, Passed, Pending};
+        let from = |suite, state| CheckResult {
+            source: CheckSource::of_app(Some(15368), None, Some(suite)),
+            ..result(CheckKind::Run, "test", state)
+        };
+        let gate = named(&["test"]);
+        let failed = from(1, Failed);
+        assert_eq!(
+            gate.verdict(&[failed.clone(), from(2, Passed)]),
+            Verdict::Failed(failed.clone())
+        );
+        assert_eq!(
+            gate.verdict(&[from(2, Passed), failed.clone()]),
+            Verdict::Failed(failed)
+        );
+        assert_eq!(
+            gate.verdict(&[from(1, Pending), from(2, Passed)]),
+            Verdict::Pending(vec!["test".into()])
+        );
+        assert_eq!(
+            Required::All.verdict(&[from(1, Pending), from(2, Pending)]),
+            Verdict::Pending(vec!["test".into()])
+        );
+        assert_eq!(
+            gate.verdict(&[from(1, Passed), from(2, Passed)]),
+            Verdict::Green
+        );
+    }
+
+    #[test]
+    fn a_source_is_an_app_and_a_suite_and_nothing_when_neither_is_known() {
+        assert_eq!(
+            CheckSource::of_app(Some(15368), Some("github-actions"), Some(7)).as_str(),
+            "app 15368 suite 7"
+        );
+        assert_eq!(
+            CheckSource::of_app(None, Some("other-ci"), None).as_str(),
+            "app other-ci suite ?"
+        );
+        assert_eq!(
+            CheckSource::of_app(None, None, Some(7)).as_str(),
+            "app ? suite 7"
+        );
+        assert_eq!(
+            CheckSource::of_app(None, None, None),
+            CheckSource::default()
+        );
+        let long = "s".repeat(500);
+        assert_eq!(
+            CheckSource::of_app(None, Some(&long), Some(1))
+                .as_str()
+                .len(),
+            "app  suite 1".len() + MAX_SLUG
         );
     }
 

@@ -13,7 +13,9 @@ pub mod notification;
 pub mod policy;
 pub mod text;
 
-pub use checks::{CheckKind, CheckReport, CheckResult, CheckState, Gate, Required, Verdict};
+pub use checks::{
+    CheckKind, CheckReport, CheckResult, CheckSource, CheckState, Gate, Required, Verdict,
+};
 pub use deployment::{
     DEPLOY_TASK, DeployJob, DeploymentRequest, DeploymentState, NewDeployment, Promotion,
     StatusRequest,

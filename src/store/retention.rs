@@ -100,8 +100,8 @@ pub fn prune_batch(
     // brought them. Open waits stay whatever their age.
     deleted += conn
         .prepare_cached(
-            "DELETE FROM check_results WHERE (repository, sha, kind, name) IN
-                 (SELECT repository, sha, kind, name FROM check_results
+            "DELETE FROM check_results WHERE (repository, sha, kind, name, source) IN
+                 (SELECT repository, sha, kind, name, source FROM check_results
                   INDEXED BY check_results_by_time WHERE updated_at < ?2 LIMIT ?1)",
         )?
         .execute(params![limit, deliveries_before])?;
@@ -189,8 +189,10 @@ mod tests {
             }
             for (sha, updated_at) in [("old", 100), ("new", 5_000)] {
                 conn.execute(
-                    "INSERT INTO check_results VALUES ('acme/widgets', ?1, 'run', 'test', 'passed',
-                     'success', NULL, 1, ?2)",
+                    "INSERT INTO check_results (repository, sha, kind, name, source, state,
+                                                detail, url, github_id, updated_at)
+                     VALUES ('acme/widgets', ?1, 'run', 'test', 'app 1 suite 2', 'passed',
+                             'success', NULL, 1, ?2)",
                     params![sha, updated_at],
                 )
                 .unwrap();

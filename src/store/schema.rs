@@ -20,6 +20,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_given_up_calls_and_refused_deliveries.sql"),
     include_str!("migrations/0010_merges_by_commit.sql"),
     include_str!("migrations/0011_job_owners.sql"),
+    include_str!("migrations/0012_check_results_by_source.sql"),
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {

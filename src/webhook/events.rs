@@ -255,6 +255,18 @@ pub struct CheckRun {
     pub conclusion: Option<String>,
     pub html_url: Option<String>,
     pub details_url: Option<String>,
+    /// The app that reported it, and its check suite: with them, the run's source (two
+    /// workflows or two CI apps may each report a run of the same name).
+    pub app: Option<App>,
+    pub check_suite: Option<RunSuite>,
+}
+
+/// The check suite a check run belongs to.
+#[derive(Debug, Deserialize)]
+pub struct RunSuite {
+    #[serde(deserialize_with = "stored_id")]
+    pub id: u64,
+    pub app: Option<App>,
 }
 
 /// `check_suite`: a suite of check runs was requested or completed. Its result is read from

@@ -984,6 +984,113 @@ async fn all_checks_do_not_pass_on_events_alone_when_github_refuses_the_read() {
     );
 }
 
+/// `check_run_event`, reported by another CI app (`other-ci`, app 90210) in its own check
+/// suite: a second source of checks with the same names as GitHub Actions'.
+fn other_app(event: Vec<u8>) -> Vec<u8> {
+    let mut event: Value = serde_json::from_slice(&event).unwrap();
+    let run = &mut event["check_run"];
+    run["app"] = json!({"id": 90210, "slug": "other-ci", "name": "Other CI"});
+    run["check_suite"]["id"] = json!(220_000_001);
+    run["html_url"] = json!(format!(
+        "https://ci.other.example/runs/{}",
+        run["id"].as_u64().unwrap()
+    ));
+    event.to_string().into_bytes()
+}
+
+/// Two CI apps each report a check run named `test`. The other app's `test` fails, then
+/// GitHub Actions' `test` passes (1.5 s later in the report; the time between changes
+/// nothing): the worse counts, nothing is deployed. Once the failing one is re-run green,
+/// the merge deploys.
+#[tokio::test]
+async fn a_check_failing_in_one_app_and_passing_in_another_deploys_nothing_until_re_run_green() {
+    let (mut app, _checks) = gated_app(named(&["test"]), |_| {}).await;
+    post(
+        &app,
+        "pull_request",
+        &merged_pull_request(42, SHA, MERGED_AT),
+    )
+    .await;
+    app.wait_for_github("the first read of the checks", |r| reads(r) >= 1)
+        .await;
+    reads_settled(&app).await;
+
+    let failed = other_app(check_run_event(SHA, "test", 4101, Some("failure")));
+    let ack = post(&app, "check_run", &failed).await;
+    assert_ack(&ack, "recorded", "then at once: wait for checks failed");
+    let ack = post(
+        &app,
+        "check_run",
+        &check_run_event(SHA, "test", 4102, Some("success")),
+    )
+    .await;
+    assert_ack(&ack, "recorded", "is passed (success)");
+    let (state, reason) = wait_state(&app, "checks", SHA);
+    assert_eq!(
+        (state.as_str(), reason.as_deref()),
+        (
+            "failed",
+            Some("check test failure: https://ci.other.example/runs/4101")
+        ),
+        "another app's success must not hide this failure"
+    );
+    assert_eq!(queued_creations(&app), 0);
+    assert_eq!(metric(&app, &ended("checks", "passed")).await, 0.0);
+
+    // The other app re-runs its `test`: a newer run of the same source replaces its failure.
+    let rerun = other_app(check_run_event(SHA, "test", 4103, None));
+    post(&app, "check_run", &rerun).await;
+    assert_eq!(wait_state(&app, "checks", SHA).0, "waiting");
+    assert_eq!(queued_creations(&app), 0);
+    let green = other_app(check_run_event(SHA, "test", 4103, Some("success")));
+    let ack = post(&app, "check_run", &green).await;
+    assert_ack(&ack, "recorded", "then at once: wait for checks passed");
+    let created = wait_for_created(&app, 1).await;
+    assert_eq!(created[0], gated_request(42, SHA, MERGED_AT));
+    app.stop().await;
+    assert_eq!(created_deployments(&app.github_requests().await).len(), 1);
+}
+
+/// GitHub Actions' `test` passes while another app's `test` still runs: nothing deploys
+/// until that one passes too.
+#[tokio::test]
+async fn a_check_passing_in_one_app_while_another_apps_check_of_that_name_runs_waits_for_it() {
+    let (mut app, _checks) = gated_app(named(&["test"]), |_| {}).await;
+    post(
+        &app,
+        "pull_request",
+        &merged_pull_request(42, SHA, MERGED_AT),
+    )
+    .await;
+    app.wait_for_github("the first read of the checks", |r| reads(r) >= 1)
+        .await;
+    reads_settled(&app).await;
+
+    let running = other_app(check_run_event(SHA, "test", 4101, None));
+    post(&app, "check_run", &running).await;
+    post(
+        &app,
+        "check_run",
+        &check_run_event(SHA, "test", 4102, Some("success")),
+    )
+    .await;
+    assert_eq!(
+        wait_state(&app, "checks", SHA).0,
+        "waiting",
+        "another app's `test` is still running"
+    );
+    assert_eq!(queued_creations(&app), 0);
+    assert_eq!(metric(&app, &waiting("checks")).await, 1.0);
+
+    let green = other_app(check_run_event(SHA, "test", 4101, Some("success")));
+    let ack = post(&app, "check_run", &green).await;
+    assert_ack(&ack, "recorded", "then at once: wait for checks passed");
+    let created = wait_for_created(&app, 1).await;
+    assert_eq!(created[0], gated_request(42, SHA, MERGED_AT));
+    app.stop().await;
+    assert_eq!(created_deployments(&app.github_requests().await).len(), 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Promotion.
 

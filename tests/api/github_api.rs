@@ -323,7 +323,8 @@ async fn reading_a_commits_checks_follows_every_page() {
     let github = MockServer::start().await;
     let run = |id: u64| {
         json!({"id": id, "name": format!("job-{id}"), "status": "completed",
-               "conclusion": "success", "html_url": format!("https://ci.example/{id}")})
+               "conclusion": "success", "html_url": format!("https://ci.example/{id}"),
+               "app": {"id": 15368, "slug": "github-actions"}, "check_suite": {"id": 9}})
     };
     let base = format!("/repos/acme/widgets/commits/{SHA}");
     for (page, ids) in [("1", 1..=100_u64), ("2", 101..=101)] {
@@ -341,7 +342,8 @@ async fn reading_a_commits_checks_follows_every_page() {
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"total_count": 1,
             "check_suites": [{"id": 9, "status": "in_progress", "conclusion": null,
-                              "latest_check_runs_count": 101, "app": {"name": "CI"}}]})),
+                              "latest_check_runs_count": 101,
+                              "app": {"id": 15368, "name": "CI"}}]})),
         )
         .mount(&github)
         .await;
@@ -358,6 +360,11 @@ async fn reading_a_commits_checks_follows_every_page() {
     assert_eq!(results.len(), 1 + 101 + 1, "a suite, 101 runs, a status");
     assert_eq!(results[0].name, "suite of CI");
     assert!(results.iter().any(|r| r.name == "job-101"));
+    // Each run and suite names its source as its event would: app and check suite.
+    for result in &results[..102] {
+        assert_eq!(result.source.as_str(), "app 15368 suite 9", "{result:?}");
+    }
     let lint = results.iter().find(|r| r.name == "lint").unwrap();
     assert_eq!(lint.url, None, "an empty target_url is no link");
+    assert_eq!(lint.source.as_str(), "", "a status has no source");
 }

@@ -1,6 +1,7 @@
 -- deployhook's durable state on PostgreSQL 15: the final state of the SQLite migrations
--- 0001 … 0010 (src/store/migrations), in one script, plus what only a shared PostgreSQL
+-- 0001 … 0012 (src/store/migrations), in one script, plus what only a shared PostgreSQL
 -- database needs (replicas, jobs.owner, one running job per repository and environment).
+-- A database made by an earlier version is brought here by the `upgrade_*.sql` scripts.
 -- Times are Unix milliseconds (UTC).
 --
 -- Types follow the SQLite schema so that the same statements run on both engines: every
@@ -165,20 +166,23 @@ CREATE TABLE revoked_sessions (
 );
 
 -- The latest result of each check (a check run by name, or a commit status by context) on a
--- commit, as an event or a read of GitHub reported it. Kept whether or not a merge waits on
--- the commit yet: a check may finish before the merge's own delivery arrives.
+-- commit from each source, as an event or a read of GitHub reported it (12: per source).
+-- Kept whether or not a merge waits on the commit yet: a check may finish before the
+-- merge's own delivery arrives.
 CREATE TABLE check_results (
     repository TEXT COLLATE "C"    NOT NULL,
     sha        TEXT COLLATE "C"    NOT NULL,
     kind       TEXT COLLATE "C"    NOT NULL,  -- 'run' | 'status' | 'suite' (a suite with runs: pending
                                   -- until it completes, which "all" waits for)
     name       TEXT COLLATE "C"    NOT NULL,
+    source     TEXT COLLATE "C"    NOT NULL,  -- 'app {id} suite {id}' (runs, suites); '' (statuses)
     state      TEXT COLLATE "C"    NOT NULL,  -- 'passed' | 'failed' | 'pending'
     detail     TEXT COLLATE "C"    NOT NULL,  -- GitHub's word: success, in_progress, timed_out…
     url        TEXT COLLATE "C",
-    source_id  BIGINT  NOT NULL,  -- the run's or status's id: a newer one replaces an older
+    github_id  BIGINT  NOT NULL,  -- the run's, suite's or status's id: within a source and
+                                  -- name, a newer one replaces an older
     updated_at BIGINT  NOT NULL,
-    PRIMARY KEY (repository, sha, kind, name)
+    PRIMARY KEY (repository, sha, kind, name, source)
 );
 -- Retention deletes old results by age.
 CREATE INDEX check_results_by_time ON check_results (updated_at);

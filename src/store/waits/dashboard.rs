@@ -27,25 +27,38 @@ pub struct WaitRow {
 }
 
 impl WaitRow {
-    /// The required checks that passed and those still pending (checks).
+    /// The required checks that passed and those still pending (checks). A name reported
+    /// by several sources passed only once each of them passed it; it is listed once.
     pub fn progress(&self) -> (Vec<String>, Vec<String>) {
         let Some(required) = &self.required else {
             return (vec![], vec![]);
         };
-        let passed: Vec<String> = self
-            .results
-            .iter()
-            .filter(|r| r.state == CheckState::Passed)
-            .filter(|r| match required {
-                Required::All => true,
-                Required::Named(names) => names.contains(&r.name),
-            })
-            .map(|r| r.name.clone())
-            .collect();
         let pending = match required.verdict(&self.results) {
             Verdict::Pending(names) => names,
             Verdict::Green | Verdict::Failed(_) => vec![],
         };
+        // By name, in the results' order: whether every source's result of it passed.
+        let mut by_name: Vec<(&str, bool)> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for result in &self.results {
+            let counts = match required {
+                Required::All => true,
+                Required::Named(names) => names.contains(&result.name),
+            };
+            if !counts {
+                continue;
+            }
+            let at = *index.entry(result.name.as_str()).or_insert_with(|| {
+                by_name.push((result.name.as_str(), true));
+                by_name.len() - 1
+            });
+            by_name[at].1 &= result.state == CheckState::Passed;
+        }
+        let passed = by_name
+            .into_iter()
+            .filter(|(_, passed)| *passed)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         (passed, pending)
     }
 }

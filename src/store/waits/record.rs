@@ -9,7 +9,7 @@ use crate::store::db::{Connection, OptionalExtension, params};
 use crate::store::{int_key, outbox};
 
 use super::order::supersede;
-use super::results::{upsert_result, worst_per_check};
+use super::results::upsert_result;
 use super::settle::{Answer, any_waiting, is_waiting, reopen_failed, settle};
 use super::{Ended, json_error, millis, timestamp};
 
@@ -79,8 +79,8 @@ pub fn soak(
     supersede(conn, &target, id, now).map(Some)
 }
 
-/// A check event: records its result (unless a newer one is known) and, when merges wait
-/// on the commit, settles them and asks GitHub for the commit's other checks.
+/// A check event: records its result (unless its source has a newer one) and, when merges
+/// wait on the commit, settles them and asks GitHub for the commit's other checks.
 pub fn record_check(
     conn: &Connection,
     report: &CheckReport,
@@ -141,8 +141,10 @@ pub fn record_read(
     results: &[CheckResult],
     now: i64,
 ) -> rusqlite::Result<Vec<Ended>> {
-    for result in worst_per_check(results) {
-        upsert_result(conn, repo, sha, &result, now)?;
+    // Runs of one name from other sources (another workflow, another app) are kept beside
+    // each other; within a source the newest is kept, whatever order they are listed in.
+    for result in results {
+        upsert_result(conn, repo, sha, result, now)?;
     }
     reopen_failed(conn, repo, sha, now)?;
     conn.prepare_cached(

@@ -8,10 +8,13 @@ use serde_json::json;
 
 use super::*;
 use crate::model::{
-    CheckKind, CheckReport, CheckResult, CheckState, CommitSha, DeploymentId, DeploymentRequest,
-    Environment, Gate, NewDeployment, Policy, Promotion, RepoName, Required,
+    CheckKind, CheckReport, CheckResult, CheckSource, CheckState, CommitSha, DeploymentId,
+    DeploymentRequest, Environment, Gate, NewDeployment, Policy, Promotion, RepoName, Required,
 };
 use crate::store::tests::each_engine;
+
+mod gate_properties;
+mod sources;
 
 const SHA: &str = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
 const NEWER: &str = "7a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d";
@@ -57,7 +60,8 @@ fn report(sha: &str, name: &str, state: CheckState, id: u64) -> CheckReport {
             state,
             detail: state.as_str().into(),
             url: Some(format!("https://ci.example/{name}/{id}")),
-            source_id: id,
+            source: CheckSource::of_app(Some(15368), None, Some(1)),
+            github_id: id,
         }),
         installation: None,
     }
@@ -432,7 +436,8 @@ fn a_read_keeps_the_worst_of_two_runs_of_one_name_and_all_waits_for_a_running_su
             state,
             detail: "in_progress".into(),
             url: None,
-            source_id: id,
+            source: CheckSource::of_app(Some(15368), None, Some(id)),
+            github_id: id,
         };
         // Every run read so far passed, but the suite is still running: later jobs may come.
         let read = [
@@ -445,11 +450,16 @@ fn a_read_keeps_the_worst_of_two_runs_of_one_name_and_all_waits_for_a_running_su
                 .is_empty()
         );
         assert_eq!(state_of(conn, SHA).0, "waiting");
-        // Two workflows run a job named `test`: one failed, one passed. The failure counts.
+        // Two workflows (two suites) run a job named `test`: one failed, one passed. The
+        // failure counts.
+        let in_suite = |mut result: CheckResult, suite| {
+            result.source = CheckSource::of_app(Some(15368), None, Some(suite));
+            result
+        };
         let read = [
             run("build", CheckState::Passed, 1),
-            run("test", CheckState::Failed, 2),
-            run("test", CheckState::Passed, 3),
+            in_suite(run("test", CheckState::Failed, 2), 1),
+            in_suite(run("test", CheckState::Passed, 3), 2),
             suite(CheckState::Passed, 9),
         ];
         let ended = record_read(conn, "acme/widgets", SHA, &read, 2).unwrap();
