@@ -5,9 +5,10 @@
 use super::*;
 use crate::model::Verdict;
 use crate::store::db::Connection;
-use crate::store::postgres::{PgStore, cluster};
+use crate::store::postgres::PgStore;
 use crate::store::schema::MIGRATIONS;
 use crate::store::waits::results::upsert_result;
+use deployhook_testkit::postgres as cluster;
 
 const REPO: &str = "acme/widgets";
 
