@@ -211,3 +211,37 @@ async fn a_postgresql_database_at_11_is_upgraded_to_check_results_per_source() {
         "{upgraded}"
     );
 }
+
+#[test]
+fn the_dashboard_lists_a_name_as_passed_only_once_every_source_passed_it() {
+    use CheckState::{Passed, Pending};
+    let mut row = WaitRow {
+        kind: "checks".into(),
+        repository: REPO.into(),
+        environment: "production".into(),
+        sha: SHA.into(),
+        pull_request: 42,
+        required: Some(Required::Named(vec!["test".into(), "lint".into()])),
+        created_at: 0,
+        due_at: 1,
+        from_deployment: None,
+        read_error: None,
+        state: "waiting".into(),
+        reason: None,
+        ended_at: None,
+        results: vec![
+            status("lint", Passed, 3),
+            run(10, "test", Passed, 1),
+            run(11, "test", Pending, 2),
+        ],
+    };
+    assert_eq!(
+        row.progress(),
+        (vec!["lint".to_owned()], vec!["test".to_owned()])
+    );
+    row.results[2] = run(11, "test", Passed, 2);
+    assert_eq!(
+        row.progress(),
+        (vec!["lint".to_owned(), "test".to_owned()], vec![])
+    );
+}
