@@ -12,10 +12,13 @@ use anyhow::Context;
 
 use crate::cli::RedeliverArgs;
 use crate::github::hooks::{Attempt, Hook};
+use crate::model::DatabaseLocation;
 use crate::store;
 
 /// The command.
 pub async fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
+    // Before asking GitHub anything: a setting that cannot work is said at once.
+    let database = DatabaseLocation::parse(&args.database)?;
     let hook = match (&args.repo, &args.org, args.hook_id) {
         (Some(repo), _, Some(id)) => Hook::Repository {
             repo: super::repository(repo)?,
@@ -41,7 +44,7 @@ pub async fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
     let guids: Vec<String> = attempts.iter().map(|a| a.guid.clone()).collect();
     let hook_id = hook.id();
     let recorded: std::collections::HashSet<String> =
-        store::read_beside(&args.database, move |c| {
+        store::read_beside(database.expose_secret(), move |c| {
             let mut recorded = std::collections::HashSet::new();
             for guid in guids {
                 if store::deliveries::is_recorded(c, &guid, hook_id)? {

@@ -8,6 +8,7 @@ mod cli;
 mod config_file;
 mod connections;
 mod crash;
+mod credentials;
 mod deliveries;
 mod deployment;
 mod disk;
