@@ -2,12 +2,14 @@
 //! its admin API (`/api/…`, see [`crate::web::admin`]), with `DEPLOYHOOK_ADMIN_TOKEN`, so
 //! they work the same from the server's host or another.
 
+use std::borrow::Cow;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use crate::cli::terminal::{errln, field, outln};
 use crate::cli::{LockArgs, RollbackArgs, ServerArgs, UnlockArgs};
 
 /// `deployhook lock ENV --reason … [--for 2h]`.
@@ -32,7 +34,7 @@ pub async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
         || "until unlocked".to_owned(),
         |until| format!("until {until}"),
     );
-    println!(
+    outln!(
         "{} locked {until}: {} (by {})",
         text(&lock["environment"]),
         text(&lock["reason"]),
@@ -45,7 +47,7 @@ pub async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
 pub async fn unlock(args: UnlockArgs) -> anyhow::Result<ExitCode> {
     let path = format!("/api/locks/{}", path_segment(&args.environment));
     let answer = call_as(&args.server, reqwest::Method::DELETE, &path, None).await?;
-    println!(
+    outln!(
         "{} unlocked (it was locked by {}: {}); what waited runs now",
         text(&answer["unlocked"]["environment"]),
         text(&answer["unlocked"]["locked_by"]),
@@ -59,20 +61,23 @@ pub async fn locks(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let answer = call(&args, reqwest::Method::GET, "/api/locks", None).await?;
     let locks = answer["locks"].as_array().cloned().unwrap_or_default();
     if locks.is_empty() {
-        println!("no environment is locked");
+        outln!("no environment is locked");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<16} {:<16} {:<22} {:<22} REASON",
-        "ENVIRONMENT", "BY", "SINCE", "UNTIL"
+        "ENVIRONMENT",
+        "BY",
+        "SINCE",
+        "UNTIL"
     );
     for lock in &locks {
-        println!(
+        outln!(
             "{:<16} {:<16} {:<22} {:<22} {}",
             text(&lock["environment"]),
             text(&lock["locked_by"]),
             text(&lock["locked_at"]),
-            lock["until"].as_str().unwrap_or("unlocked by hand"),
+            text_or(&lock["until"], "unlocked by hand"),
             text(&lock["reason"])
         );
     }
@@ -94,7 +99,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         Some(body),
     )
     .await?;
-    println!(
+    outln!(
         "rolling {} in {} back to {} (from {}); {} is locked: {}. \
          `deployhook unlock {}` lets merges deploy again.",
         text(&answer["repository"]),
@@ -174,7 +179,7 @@ pub(super) fn admin_token(server: &str) -> anyhow::Result<String> {
         );
     };
     if exposes_token(server) {
-        eprintln!(
+        errln!(
             "warning: {server} is plain http to another host: the admin token crosses the \
              network unencrypted (use https, or run the command on the server's host)"
         );
@@ -213,8 +218,14 @@ fn who(server: &ServerArgs) -> String {
         .unwrap_or_else(|| "deployhook-cli".to_owned())
 }
 
-pub(super) fn text(value: &Value) -> &str {
-    value.as_str().unwrap_or("?")
+/// A string of the server's answer, as one field of a line ([`field`]); `?` when missing.
+pub(super) fn text(value: &Value) -> Cow<'_, str> {
+    text_or(value, "?")
+}
+
+/// [`text`], with what to show when the value is missing.
+pub(super) fn text_or<'a>(value: &'a Value, missing: &'a str) -> Cow<'a, str> {
+    field(value.as_str().unwrap_or(missing))
 }
 
 fn short(value: &Value) -> String {

@@ -1,7 +1,8 @@
 //! The command line: its definition ([`args`]), and one module per command, each turning
 //! its arguments and the environment into the call of the library that does the work.
 //! [`run`] is the one `match` that dispatches them; `main.rs` only reads `.env`, parses,
-//! and calls it.
+//! and calls it. Everything the commands print goes through [`terminal`], which shows
+//! control characters instead of letting them drive the operator's terminal.
 //!
 //! May use: every other folder. Nothing imports `cli` but the binary.
 
@@ -16,6 +17,7 @@ pub mod redeliver;
 pub mod replay;
 pub mod serve;
 pub mod telemetry;
+pub mod terminal;
 
 use std::process::ExitCode;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 
 use crate::cli::RedeliverArgs;
+use crate::cli::terminal::{field, outln};
 use crate::github::hooks::{Attempt, Hook};
 use crate::model::DatabaseLocation;
 use crate::store;
@@ -56,7 +57,7 @@ pub async fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("could not read deployhook's database")?;
     let plan = plan(attempts, &recorded);
-    println!(
+    outln!(
         "{seen} delivery attempts since {}: {} delivered, {} recorded by deployhook though \
          GitHub saw them fail, {} to redeliver",
         humantime::format_duration(args.since),
@@ -67,19 +68,19 @@ pub async fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
     for attempt in &plan.redeliver {
         let line = describe(attempt);
         if !args.apply {
-            println!("would redeliver {line}");
+            outln!("would redeliver {line}");
             continue;
         }
         match github.redeliver(&hook, attempt.id).await {
-            Ok(()) => println!("redelivered {line}"),
+            Ok(()) => outln!("redelivered {line}"),
             Err(err) => {
-                println!("could not redeliver {line}: {err}");
+                outln!("could not redeliver {line}: {err}");
                 return Ok(ExitCode::FAILURE);
             }
         }
     }
     if !args.apply && !plan.redeliver.is_empty() {
-        println!("dry run: pass --apply to redeliver");
+        outln!("dry run: pass --apply to redeliver");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -125,16 +126,19 @@ pub fn describe(attempt: &Attempt) -> String {
     let action = attempt
         .action
         .as_deref()
-        .map(|a| format!(".{a}"))
+        .map(|a| format!(".{}", field(a)))
         .unwrap_or_default();
     let status = if attempt.status.is_empty() {
         format!("status {}", attempt.status_code)
     } else {
-        attempt.status.clone()
+        field(&attempt.status).into_owned()
     };
     format!(
         "{} {}{action} delivered_at {} ({status}), attempt {}",
-        attempt.guid, attempt.event, attempt.delivered_at, attempt.id
+        field(&attempt.guid),
+        field(&attempt.event),
+        field(&attempt.delivered_at),
+        attempt.id
     )
 }
 

@@ -31,3 +31,4 @@ mod postgres;
 mod pull_request;
 mod replicas;
 mod runner;
+mod terminal;
