@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use deployhook::cli::{self, Cli, telemetry};
+use deployhook::cli::{self, Cli, telemetry, terminal};
 
 /// mimalloc: in profiles, glibc's allocator took about a tenth of the server's CPU per
 /// delivery; the request path makes many small, short-lived allocations.
@@ -20,13 +20,13 @@ async fn main() -> ExitCode {
     if let Err(err) = dotenv
         && !err.not_found()
     {
-        eprintln!("error: could not read .env: {err}");
+        terminal::print_error(format_args!("could not read .env: {err}"));
         return ExitCode::FAILURE;
     }
     match cli::run(cli.command).await {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            terminal::print_error(format_args!("{err:#}"));
             ExitCode::FAILURE
         }
     }

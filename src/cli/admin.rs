@@ -3,11 +3,13 @@
 //! they work the same from the server's host or another. What they print comes from
 //! answers checked to be deployhook's ([`crate::cli::api`]).
 
+use std::borrow::Cow;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
 use crate::cli::api::{self, Kind, Shape};
+use crate::cli::terminal::{field, outln};
 use crate::cli::{LockArgs, RollbackArgs, ServerArgs, UnlockArgs};
 
 /// What `lock` reads of its answer.
@@ -54,7 +56,7 @@ pub async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
         || "until unlocked".to_owned(),
         |until| format!("until {until}"),
     );
-    println!(
+    outln!(
         "{} locked {until}: {} (by {})",
         text(&lock["environment"]),
         text(&lock["reason"]),
@@ -67,7 +69,7 @@ pub async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
 pub async fn unlock(args: UnlockArgs) -> anyhow::Result<ExitCode> {
     let path = format!("/api/locks/{}", path_segment(&args.environment));
     let answer = call_as(&args.server, reqwest::Method::DELETE, &path, None, UNLOCKED).await?;
-    println!(
+    outln!(
         "{} unlocked (it was locked by {}: {}); what waited runs now",
         text(&answer["unlocked"]["environment"]),
         text(&answer["unlocked"]["locked_by"]),
@@ -82,20 +84,23 @@ pub async fn locks(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let answer = call(&args, reqwest::Method::GET, "/api/locks", None, shape).await?;
     let locks = answer["locks"].as_array().cloned().unwrap_or_default();
     if locks.is_empty() {
-        println!("no environment is locked");
+        outln!("no environment is locked");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<16} {:<16} {:<22} {:<22} REASON",
-        "ENVIRONMENT", "BY", "SINCE", "UNTIL"
+        "ENVIRONMENT",
+        "BY",
+        "SINCE",
+        "UNTIL"
     );
     for lock in &locks {
-        println!(
+        outln!(
             "{:<16} {:<16} {:<22} {:<22} {}",
             text(&lock["environment"]),
             text(&lock["locked_by"]),
             text(&lock["locked_at"]),
-            lock["until"].as_str().unwrap_or("unlocked by hand"),
+            text_or(&lock["until"], "unlocked by hand"),
             text(&lock["reason"])
         );
     }
@@ -118,7 +123,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         ROLLED_BACK,
     )
     .await?;
-    println!(
+    outln!(
         "rolling {} in {} back to {} (from {}); {} is locked: {}. \
          `deployhook unlock {}` lets merges deploy again.",
         text(&answer["repository"]),
@@ -163,8 +168,14 @@ fn who(server: &ServerArgs) -> String {
         .unwrap_or_else(|| "deployhook-cli".to_owned())
 }
 
-pub(super) fn text(value: &Value) -> &str {
-    value.as_str().unwrap_or("?")
+/// A string of the server's answer, as one field of a line ([`field`]); `?` when missing.
+pub(super) fn text(value: &Value) -> Cow<'_, str> {
+    text_or(value, "?")
+}
+
+/// [`text`], with what to show when the value is missing.
+pub(super) fn text_or<'a>(value: &'a Value, missing: &'a str) -> Cow<'a, str> {
+    field(value.as_str().unwrap_or(missing))
 }
 
 fn short(value: &Value) -> String {

@@ -12,6 +12,7 @@ use reqwest::header::{CONTENT_TYPE, LOCATION};
 use serde_json::Value;
 
 use crate::cli::ServerArgs;
+use crate::cli::terminal::errln;
 
 /// What a value of an answer must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +190,7 @@ pub(super) fn admin_token(server: &str) -> anyhow::Result<String> {
         );
     };
     if exposes_token(server) {
-        eprintln!(
+        errln!(
             "warning: {server} is plain http to another host: the admin token crosses the \
              network unencrypted (use https, or run the command on the server's host)"
         );

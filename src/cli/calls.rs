@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::cli::admin::{call, call_as, path_segment, text};
 use crate::cli::api::Kind;
+use crate::cli::terminal::outln;
 use crate::cli::{CallAction, CallsArgs};
 
 /// `deployhook calls [retry|dismiss ID]`.
@@ -41,14 +42,14 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<ExitCode> {
         one => vec![one.clone()],
     };
     for c in &calls {
-        println!("call {} {done}: {}", c["id"], text(&c["what"]));
+        outln!("call {} {done}: {}", c["id"], text(&c["what"]));
     }
     let not_done = answer["not_done"].as_array().cloned().unwrap_or_default();
     for n in &not_done {
-        println!("call {} not {done}: {}", n["id"], text(&n["error"]));
+        outln!("call {} not {done}: {}", n["id"], text(&n["error"]));
     }
     if calls.is_empty() && not_done.is_empty() {
-        println!("no call is given up");
+        outln!("no call is given up");
     }
     Ok(if not_done.is_empty() {
         ExitCode::SUCCESS
@@ -68,14 +69,18 @@ async fn list(args: &CallsArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let failed = answer["failed"].as_array().cloned().unwrap_or_default();
     if failed.is_empty() {
-        println!("no call is given up");
+        outln!("no call is given up");
     } else {
-        println!(
+        outln!(
             "{:<8} {:<36} {:<24} {:<22} {:>8}  WHY",
-            "ID", "CALL", "REPOSITORY", "QUEUED", "ATTEMPTS"
+            "ID",
+            "CALL",
+            "REPOSITORY",
+            "QUEUED",
+            "ATTEMPTS"
         );
         for c in &failed {
-            println!(
+            outln!(
                 "{:<8} {:<36} {:<24} {:<22} {:>8}  {}",
                 c["id"],
                 text(&c["what"]),
@@ -85,15 +90,15 @@ async fn list(args: &CallsArgs) -> anyhow::Result<ExitCode> {
                 text(&c["last_error"])
             );
         }
-        println!(
+        outln!(
             "`deployhook calls retry ID` sends one again; `deployhook calls dismiss ID` drops it"
         );
     }
     let dismissed = answer["dismissed"].as_array().cloned().unwrap_or_default();
     if !dismissed.is_empty() {
-        println!("\ndismissed recently:");
+        outln!("\ndismissed recently:");
         for c in &dismissed {
-            println!(
+            outln!(
                 "{:<8} {:<36} {:<24} dismissed by {} at {}",
                 c["id"],
                 text(&c["what"]),

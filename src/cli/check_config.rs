@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use crate::cli::CheckConfigArgs;
+use crate::cli::terminal::{errln, outln};
 use crate::config::file;
 use crate::deploy::preflight;
 
@@ -14,28 +15,28 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
     let file = file::load(&args.config)?;
     let problems = preflight::check_all(&file.environments);
     match (problems.len(), args.strict) {
-        (0, _) => println!("{}: OK", args.config.display()),
-        (n, false) => println!(
+        (0, _) => outln!("{}: OK", args.config.display()),
+        (n, false) => outln!(
             "{}: valid, with {n} warning{} about this machine (deploys would fail to start \
              here; --strict makes this an error)",
             args.config.display(),
             if n == 1 { "" } else { "s" }
         ),
-        (n, true) => println!(
+        (n, true) => outln!(
             "{}: valid, but {n} problem{} on this machine would stop deploys from starting",
             args.config.display(),
             if n == 1 { "" } else { "s" }
         ),
     }
     for environment in &file.environments {
-        println!("{}", file::summary(environment));
+        outln!("{}", file::summary(environment));
     }
     for table in &file.notify {
-        println!("{}", crate::config::notify::summary(table));
+        outln!("{}", crate::config::notify::summary(table));
     }
     let label = if args.strict { "error" } else { "warning" };
     for problem in &problems {
-        eprintln!("{label}: {problem}");
+        errln!("{label}: {problem}");
     }
     Ok(if args.strict && !problems.is_empty() {
         ExitCode::FAILURE

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::cli::DeliveriesArgs;
-use crate::cli::admin::{call, path_segment, text};
+use crate::cli::admin::{call, path_segment, text, text_or};
 use crate::cli::api::Kind;
+use crate::cli::terminal::{field, outln};
 
 /// `deployhook deliveries [ID] [--refused] [--limit N]`.
 pub async fn run(args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
@@ -49,24 +50,28 @@ pub async fn run(args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
 fn list(answer: &Value) {
     let rows = answer["deliveries"].as_array().cloned().unwrap_or_default();
     if rows.is_empty() {
-        println!("no delivery recorded");
+        outln!("no delivery recorded");
         return;
     }
-    println!(
+    outln!(
         "{:<25} {:<38} {:<24} {:<24} {:<10} MESSAGE",
-        "RECEIVED", "DELIVERY", "EVENT", "REPOSITORY", "OUTCOME"
+        "RECEIVED",
+        "DELIVERY",
+        "EVENT",
+        "REPOSITORY",
+        "OUTCOME"
     );
     for d in &rows {
         let event = match d["action"].as_str() {
-            Some(action) => format!("{}.{action}", text(&d["event"])),
-            None => text(&d["event"]).to_owned(),
+            Some(action) => format!("{}.{}", text(&d["event"]), field(action)),
+            None => text(&d["event"]).into_owned(),
         };
-        println!(
+        outln!(
             "{:<25} {:<38} {:<24} {:<24} {:<10} {}",
             text(&d["received_at"]),
             text(&d["delivery_id"]),
             event,
-            d["repository"].as_str().unwrap_or("-"),
+            text_or(&d["repository"], "-"),
             text(&d["outcome"]),
             text(&d["message"])
         );
@@ -76,55 +81,59 @@ fn list(answer: &Value) {
 fn list_refused(answer: &Value) {
     let rows = answer["refused"].as_array().cloned().unwrap_or_default();
     if rows.is_empty() {
-        println!("no delivery refused");
+        outln!("no delivery refused");
         return;
     }
-    println!(
+    outln!(
         "{:<6} {:<25} {:<6} {:<40} {:<16} WHY",
-        "#", "RECEIVED", "STATUS", "CLIENT", "EVENT"
+        "#",
+        "RECEIVED",
+        "STATUS",
+        "CLIENT",
+        "EVENT"
     );
     for r in &rows {
-        println!(
+        outln!(
             "{:<6} {:<25} {:<6} {:<40} {:<16} {}",
             r["id"],
             text(&r["received_at"]),
             r["status"],
             text(&r["client"]),
-            r["event"].as_str().unwrap_or("-"),
+            text_or(&r["event"], "-"),
             text(&r["message"])
         );
     }
 }
 
 fn headers(value: &Value) {
-    println!("headers:");
+    outln!("headers:");
     for pair in value.as_array().cloned().unwrap_or_default() {
-        println!("  {}: {}", text(&pair[0]), text(&pair[1]));
+        outln!("  {}: {}", text(&pair[0]), text(&pair[1]));
     }
 }
 
 fn show(answer: &Value) {
     let d = &answer["delivery"];
-    println!(
+    outln!(
         "delivery   {} (hook {})",
         text(&d["delivery_id"]),
         d["hook_id"]
     );
-    println!("received   {}", text(&d["received_at"]));
+    outln!("received   {}", text(&d["received_at"]));
     let action = d["action"]
         .as_str()
-        .map(|a| format!(" ({a})"))
+        .map(|a| format!(" ({})", field(a)))
         .unwrap_or_default();
-    println!("event      {}{action}", text(&d["event"]));
-    println!("repository {}", d["repository"].as_str().unwrap_or("-"));
-    println!(
+    outln!("event      {}{action}", text(&d["event"]));
+    outln!("repository {}", text_or(&d["repository"], "-"));
+    outln!(
         "outcome    {}: {}",
         text(&d["outcome"]),
         text(&d["message"])
     );
     headers(&d["headers"]);
     for m in answer["merges"].as_array().cloned().unwrap_or_default() {
-        println!(
+        outln!(
             "merge      {}#{} to {} at {}",
             text(&m["repository"]),
             m["pull_request"],
@@ -137,10 +146,10 @@ fn show(answer: &Value) {
         .cloned()
         .unwrap_or_default();
     if deployments.is_empty() {
-        println!("deployments: none (yet)");
+        outln!("deployments: none (yet)");
     }
     for j in &deployments {
-        println!(
+        outln!(
             "deployment {} {} of {} to {}: {}",
             j["deployment_id"],
             text(&j["task"]),
@@ -152,10 +161,10 @@ fn show(answer: &Value) {
 }
 
 fn show_refused(r: &Value) {
-    println!("refused    #{} at {}", r["id"], text(&r["received_at"]));
-    println!("answer     {}: {}", r["status"], text(&r["message"]));
-    println!("client     {}", text(&r["client"]));
-    println!("event      {}", r["event"].as_str().unwrap_or("-"));
-    println!("delivery   {}", r["delivery_id"].as_str().unwrap_or("-"));
+    outln!("refused    #{} at {}", r["id"], text(&r["received_at"]));
+    outln!("answer     {}: {}", r["status"], text(&r["message"]));
+    outln!("client     {}", text(&r["client"]));
+    outln!("event      {}", text_or(&r["event"], "-"));
+    outln!("delivery   {}", text_or(&r["delivery_id"], "-"));
     headers(&r["headers"]);
 }

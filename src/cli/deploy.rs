@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
+use crate::cli::terminal::{field, out, outln, print_error};
 use crate::cli::{DeployArgs, DeploymentsArgs};
 use crate::config::find_environment;
 use crate::github::deployments::{Listed, ManualDeployment};
@@ -42,23 +43,24 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         .map_err(&explained)?
     {
         Ok(id) => {
-            println!(
+            outln!(
                 "created deployment {id} of {repo}@{} to {}; deployhook runs it when GitHub \
                  sends the deployment event",
-                args.git_ref, args.environment
+                args.git_ref,
+                args.environment
             );
             match server {
                 Some(server) => Ok(super::follow::follow(&server, id.get())
                     .await
                     .unwrap_or_else(|err| {
-                        eprintln!("error: {err:#}");
+                        print_error(format_args!("{err:#}"));
                         ExitCode::from(super::follow::COULD_NOT_FOLLOW)
                     })),
                 None => Ok(ExitCode::SUCCESS),
             }
         }
         Err(message) => {
-            println!("GitHub created no deployment: {message}");
+            outln!("GitHub created no deployment: {message}");
             Ok(ExitCode::FAILURE)
         }
     }
@@ -122,11 +124,13 @@ pub async fn list(args: DeploymentsArgs) -> anyhow::Result<ExitCode> {
         .recent_deployments(&repo, args.environment.as_deref(), args.limit)
         .await
         .map_err(&explained)?;
-    print!("{}", table(&listed));
+    out!("{}", table(&listed));
     Ok(ExitCode::SUCCESS)
 }
 
-/// The table `deployhook deployments` prints.
+/// The table `deployhook deployments` prints. Every value is GitHub's, and anyone who can
+/// create a deployment chose it: each is one [`field`], which no line break or escape
+/// sequence leaves.
 pub fn table(deployments: &[Listed]) -> String {
     let mut out = format!(
         "{:<12} {:<12} {:<12} {:<9} {:<20} {:<16} {}\n",
@@ -137,21 +141,21 @@ pub fn table(deployments: &[Listed]) -> String {
         let by = d.creator.as_ref().map_or("?", |c| c.login.as_str());
         let state = d.state.as_deref().unwrap_or("(no status)");
         let task = d.task.as_deref().filter(|t| *t != "deploy");
-        let mut what = d.git_ref.clone();
+        let mut what = field(&d.git_ref).into_owned();
         if let Some(task) = task {
-            what.push_str(&format!(" [{task}]"));
+            what.push_str(&format!(" [{}]", field(task)));
         }
         if let Some(description) = &d.status_description {
-            what.push_str(&format!(" — {description}"));
+            what.push_str(&format!(" — {}", field(description)));
         }
         out.push_str(&format!(
             "{:<12} {:<12} {:<12} {:<9} {:<20} {:<16} {}\n",
             d.id.to_string(),
-            d.environment,
-            state,
-            sha,
-            d.created_at,
-            by,
+            field(&d.environment),
+            field(state),
+            field(&sha),
+            field(&d.created_at),
+            field(by),
             what
         ));
     }

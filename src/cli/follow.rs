@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::cli::LogArgs;
 use crate::cli::api::{self, Kind, admin_token, unreachable};
+use crate::cli::terminal::{LogFilter, errln, outln, print_error};
 
 /// What a deployment's answer must hold.
 const DEPLOYMENT: api::Shape<'static> = &[
@@ -46,7 +47,7 @@ pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     };
     let state = text(&deployment["state"]).to_owned();
     if state == "queued" {
-        println!(
+        outln!(
             "deployment {} is queued: it has no log yet",
             args.deployment
         );
@@ -55,7 +56,7 @@ pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     let idle = (state == "running").then_some(SNAPSHOT_IDLE);
     server.stream(text(&deployment["log_path"]), idle).await?;
     if state == "running" {
-        eprintln!(
+        errln!(
             "(still running: `deployhook log {} --follow` streams it to its end)",
             args.deployment
         );
@@ -76,7 +77,7 @@ pub async fn follow_or_say(base: &str, id: u64) -> ExitCode {
         Err(err) => Err(err),
     };
     followed.unwrap_or_else(|err| {
-        eprintln!("error: {err:#}");
+        print_error(format_args!("{err:#}"));
         ExitCode::from(COULD_NOT_FOLLOW)
     })
 }
@@ -114,7 +115,7 @@ pub async fn follow(server: &Server, id: u64) -> anyhow::Result<ExitCode> {
             .map(|d| text(&d["state"]).to_owned())
             .unwrap_or_default();
         if let Some(code) = exit_code(&state) {
-            eprintln!("deployment {id}: {state}");
+            errln!("deployment {id}: {state}");
             return Ok(code);
         }
         if tokio::time::Instant::now() > deadline {
@@ -140,7 +141,7 @@ pub fn exit_code(state: &str) -> Option<ExitCode> {
 /// Prints a waiting message to stderr once, not once per poll.
 fn say(said: &mut String, message: String) {
     if *said != message {
-        eprintln!("{message}");
+        errln!("{message}");
         *said = message;
     }
 }
@@ -206,7 +207,8 @@ impl Server {
     }
 
     /// Copies the log at `path` to stdout until it ends, or, with `idle`, until it has
-    /// been silent that long.
+    /// been silent that long, through a [`LogFilter`]: the deploy's colours pass, no
+    /// other escape sequence does.
     async fn stream(&self, path: &str, idle: Option<Duration>) -> anyhow::Result<()> {
         let url = format!("{}{path}", self.base);
         let response = self
@@ -217,6 +219,8 @@ impl Server {
             .map_err(|err| unreachable(&url, &err))?;
         api::check_log(&url, &response)?;
         let mut response = response;
+        let mut filter = LogFilter::default();
+        let mut out = std::io::stdout();
         loop {
             let next = match idle {
                 Some(idle) => match tokio::time::timeout(idle, response.chunk()).await {
@@ -228,10 +232,11 @@ impl Server {
             let Some(chunk) = next.context("the log stream broke off")? else {
                 break;
             };
-            let mut out = std::io::stdout();
-            out.write_all(&chunk)?;
+            out.write_all(&filter.push(&chunk))?;
             out.flush()?;
         }
+        out.write_all(&filter.finish())?;
+        out.flush()?;
         Ok(())
     }
 }

@@ -2,7 +2,8 @@
 //! its arguments and the environment into the call of the library that does the work; the
 //! commands that use the running server's admin API reach it through [`api`].
 //! [`run`] is the one `match` that dispatches them; `main.rs` only reads `.env`, parses,
-//! and calls it.
+//! and calls it. Everything the commands print goes through [`terminal`], which shows
+//! control characters instead of letting them drive the operator's terminal.
 //!
 //! May use: every other folder. Nothing imports `cli` but the binary.
 
@@ -18,6 +19,7 @@ pub mod redeliver;
 pub mod replay;
 pub mod serve;
 pub mod telemetry;
+pub mod terminal;
 
 use std::process::ExitCode;
 

@@ -11,11 +11,15 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 
 use crate::cli::RedeliverArgs;
+use crate::cli::terminal::{field, outln};
 use crate::github::hooks::{Attempt, Hook};
+use crate::model::DatabaseLocation;
 use crate::store;
 
 /// The command.
 pub async fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
+    // Before asking GitHub anything: a setting that cannot work is said at once.
+    let database = DatabaseLocation::parse(&args.database)?;
     let hook = match (&args.repo, &args.org, args.hook_id) {
         (Some(repo), _, Some(id)) => Hook::Repository {
             repo: super::repository(repo)?,
@@ -41,7 +45,7 @@ pub async fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
     let guids: Vec<String> = attempts.iter().map(|a| a.guid.clone()).collect();
     let hook_id = hook.id();
     let recorded: std::collections::HashSet<String> =
-        store::read_beside(&args.database, move |c| {
+        store::read_beside(database.expose_secret(), move |c| {
             let mut recorded = std::collections::HashSet::new();
             for guid in guids {
                 if store::deliveries::is_recorded(c, &guid, hook_id)? {
@@ -53,7 +57,7 @@ pub async fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("could not read deployhook's database")?;
     let plan = plan(attempts, &recorded);
-    println!(
+    outln!(
         "{seen} delivery attempts since {}: {} delivered, {} recorded by deployhook though \
          GitHub saw them fail, {} to redeliver",
         humantime::format_duration(args.since),
@@ -64,19 +68,19 @@ pub async fn run(args: RedeliverArgs) -> anyhow::Result<ExitCode> {
     for attempt in &plan.redeliver {
         let line = describe(attempt);
         if !args.apply {
-            println!("would redeliver {line}");
+            outln!("would redeliver {line}");
             continue;
         }
         match github.redeliver(&hook, attempt.id).await {
-            Ok(()) => println!("redelivered {line}"),
+            Ok(()) => outln!("redelivered {line}"),
             Err(err) => {
-                println!("could not redeliver {line}: {err}");
+                outln!("could not redeliver {line}: {err}");
                 return Ok(ExitCode::FAILURE);
             }
         }
     }
     if !args.apply && !plan.redeliver.is_empty() {
-        println!("dry run: pass --apply to redeliver");
+        outln!("dry run: pass --apply to redeliver");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -122,16 +126,19 @@ pub fn describe(attempt: &Attempt) -> String {
     let action = attempt
         .action
         .as_deref()
-        .map(|a| format!(".{a}"))
+        .map(|a| format!(".{}", field(a)))
         .unwrap_or_default();
     let status = if attempt.status.is_empty() {
         format!("status {}", attempt.status_code)
     } else {
-        attempt.status.clone()
+        field(&attempt.status).into_owned()
     };
     format!(
         "{} {}{action} delivered_at {} ({status}), attempt {}",
-        attempt.guid, attempt.event, attempt.delivered_at, attempt.id
+        field(&attempt.guid),
+        field(&attempt.event),
+        field(&attempt.delivered_at),
+        attempt.id
     )
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::ReplayArgs;
+use crate::cli::terminal::outln;
 use crate::webhook::signature;
 
 /// Bound on the whole request; a healthy server answers in milliseconds.
@@ -92,8 +93,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let reply = replay(&args, secret.as_deref())
         .await
         .context("replay failed")?;
-    println!("{}", reply.status);
-    println!("{}", reply.body);
+    outln!("{}", reply.status);
+    outln!("{}", reply.body);
     Ok(if reply.status.is_success() {
         ExitCode::SUCCESS
     } else {

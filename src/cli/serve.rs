@@ -12,7 +12,7 @@ use crate::config::{
     Config, ConnectionLimits, DEFAULT_TIMEOUT, EnvironmentConfig, GitHubAuth, GitHubConfig,
     MIN_TOKEN_CHARS, OutboxConfig, Retention, TrustedProxies,
 };
-use crate::model::Environment;
+use crate::model::{DatabaseLocation, Environment};
 use crate::web::Application;
 use crate::webhook::signature::WebhookSecrets;
 
@@ -79,8 +79,16 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
         None | Some("") => None,
         Some(url) => public_url(url).map_err(|err| problems.push(err)).ok(),
     };
-    let (Some(auth), Some((environments, notify)), Some(admin_token), Some(metrics_token)) =
-        (auth, environments, admin_token, metrics_token)
+    let database = DatabaseLocation::parse(&args.database)
+        .map_err(|err| problems.push(err.into()))
+        .ok();
+    let (
+        Some(auth),
+        Some((environments, notify)),
+        Some(admin_token),
+        Some(metrics_token),
+        Some(database),
+    ) = (auth, environments, admin_token, metrics_token, database)
     else {
         return Err(all_of(problems));
     };
@@ -100,7 +108,7 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
         },
         environments,
         public_url,
-        database: args.database,
+        database,
         database_sync: args.database_sync,
         database_log_limit: args.database_log_limit,
         retention: Retention {
@@ -433,12 +441,27 @@ mod tests {
 
     #[test]
     fn debug_output_of_the_config_shows_no_secret() {
-        let config = build_config(args(&[]), &env_with(BOTH)).unwrap();
+        let database = ["--database", "postgres://app:db-pa55@db.example/deployhook"];
+        let config = build_config(args(&database), &env_with(BOTH)).unwrap();
         let shown = format!("{config:?}");
         assert!(
-            !shown.contains("s3cret") && !shown.contains("ghp_x"),
+            !shown.contains("s3cret") && !shown.contains("ghp_x") && !shown.contains("db-pa55"),
             "{shown}"
         );
+        assert!(shown.contains("postgres://app:***@db.example"), "{shown}");
+    }
+
+    #[test]
+    fn a_database_setting_that_cannot_work_is_refused_with_the_other_problems() {
+        let keywords = ["--database", "host=db user=app password=db-pa55"];
+        let err = build_config(args(&keywords), &env_with(&[])).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("GITHUB_TOKEN"), "{message}");
+        assert!(
+            message.contains("libpq keyword string (host=, user=, password=)"),
+            "{message}"
+        );
+        assert!(!message.contains("db-pa55"), "{message}");
     }
 
     #[test]

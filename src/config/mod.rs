@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::model::Sync;
+use crate::model::{DatabaseLocation, Sync};
 use crate::webhook::signature::WebhookSecrets;
 
 pub use environment::{
@@ -45,8 +45,9 @@ pub struct Config {
     /// The server's address as GitHub users reach it, without a trailing slash: the base
     /// of the `log_url` of statuses. `None`: statuses carry no `log_url`.
     pub public_url: Option<String>,
-    /// Path of the SQLite database, or `:memory:` (`store::IN_MEMORY`).
-    pub database: String,
+    /// The SQLite database's path (`:memory:`: `store::IN_MEMORY`) or a PostgreSQL URL;
+    /// shown with its password masked.
+    pub database: DatabaseLocation,
     pub database_sync: Sync,
     /// The write-ahead log is kept under this many bytes.
     pub database_log_limit: u64,

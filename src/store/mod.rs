@@ -66,7 +66,7 @@ enum Engine {
 /// Whether `database` names a PostgreSQL database (`postgres://…`, `postgresql://…`) rather
 /// than a SQLite file.
 pub fn is_postgres(database: &str) -> bool {
-    database.starts_with("postgres://") || database.starts_with("postgresql://")
+    crate::model::database::is_postgres(database)
 }
 
 impl Store {
@@ -79,10 +79,7 @@ impl Store {
 
     /// [`Store::open`], keeping the write-ahead log under `log_limit` bytes.
     pub fn open_with_log_limit(path: &str, sync: Sync, log_limit: u64) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !is_postgres(path),
-            "{path:?} is a PostgreSQL URL: open it with Store::connect"
-        );
+        crate::model::database::check_sqlite_path(path)?;
         Ok(Self {
             engine: Engine::Sqlite(SqliteStore::open(path, sync, log_limit)?),
         })
@@ -230,6 +227,7 @@ where
         let store = postgres::PgStore::connect(database).await?;
         return Ok(store.run(true, work).await?);
     }
+    crate::model::database::check_sqlite_path(database)?;
     let path = std::path::PathBuf::from(database);
     tokio::task::spawn_blocking(move || {
         let conn = open_read_only(&path)?;

@@ -47,7 +47,7 @@ impl Application {
             .await
             .map_err(|err| bind_error(config.listen, &err))?;
         let store = Store::connect(
-            &config.database,
+            config.database.expose_secret(),
             config.database_sync,
             config.database_log_limit,
         )

@@ -66,7 +66,12 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         listen: "127.0.0.1:0".parse().unwrap(),
         webhook_secrets: WebhookSecrets::from_list(SECRET),
         github: GitHubConfig::with_token(github.uri(), TOKEN),
-        database: dir.join("deployhook.db").display().to_string(),
+        database: dir
+            .join("deployhook.db")
+            .display()
+            .to_string()
+            .parse()
+            .unwrap(),
         database_sync: deployhook::model::Sync::Full,
         database_log_limit: deployhook::store::DEFAULT_LOG_LIMIT,
         retention: Retention::default(),

@@ -28,7 +28,7 @@ async fn replica(database: &str, github: Option<&str>, runs: &std::path::Path) -
     let (database, github) = (database.to_owned(), github.map(str::to_owned));
     let runs = runs.to_owned();
     spawn_app_with(move |config, dir| {
-        config.database = database;
+        config.database = database.parse().unwrap();
         if let Some(github) = github {
             config.github.api_url = github;
         }

@@ -41,7 +41,12 @@ pub struct RedeliverArgs {
     #[arg(long)]
     pub apply: bool,
     /// deployhook's database (a SQLite file or a PostgreSQL URL), to skip what it recorded.
-    #[arg(long, env = "DEPLOYHOOK_DATABASE", default_value = "deployhook.db")]
+    #[arg(
+        long,
+        env = "DEPLOYHOOK_DATABASE",
+        default_value = "deployhook.db",
+        hide_env_values = true
+    )]
     pub database: String,
     #[command(flatten)]
     pub github: GitHubArgs,

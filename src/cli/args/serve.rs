@@ -82,8 +82,13 @@ pub struct ServeArgs {
     /// The database holding deliveries, the deploy queue and pending GitHub calls: a SQLite
     /// file (created if missing; `:memory:` keeps nothing across restarts), or a PostgreSQL
     /// URL (`postgres://user:password@host/db?sslmode=verify-full`) that several replicas
-    /// share.
-    #[arg(long, env = "DEPLOYHOOK_DATABASE", default_value = "deployhook.db")]
+    /// share; its password is masked wherever it is shown.
+    #[arg(
+        long,
+        env = "DEPLOYHOOK_DATABASE",
+        default_value = "deployhook.db",
+        hide_env_values = true
+    )]
     pub database: String,
 
     /// `full`: an acknowledged delivery survives a power cut (the database log is synced to

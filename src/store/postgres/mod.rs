@@ -19,6 +19,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 
 use super::db::{Connection, PgSession, as_pg, pg_error};
 use super::{SCHEMA_VERSION, StoreError, Trouble};
+/// Masks the password of a URL: defined with the setting's type, which shows it masked.
+pub use crate::model::database::redact;
 
 /// The schema as of [`SCHEMA_VERSION`]: new PostgreSQL databases start there.
 const SCHEMA: &str = include_str!("schema.sql");
@@ -311,45 +313,6 @@ pub(crate) fn is_unavailable(err: &rusqlite::Error) -> bool {
         Some(code) => matches!(&code.code()[..2], "08" | "53" | "57" | "58"),
         // No SQLSTATE: an I/O error on the socket.
         None => err.as_db_error().is_none(),
-    }
-}
-
-/// `url` with its password (in the authority or as `password=`) replaced by `***`. The
-/// credentials end at the last `@`, as tokio-postgres reads them: a generated password may
-/// hold `/` or `?` unescaped.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (credentials, after) = match rest.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let after = match after.split_once('?') {
-        Some((base, query)) => {
-            let query: Vec<&str> = query
-                .split('&')
-                .map(|pair| {
-                    if pair.starts_with("password=") {
-                        "password=***"
-                    } else {
-                        pair
-                    }
-                })
-                .collect();
-            format!("{base}?{}", query.join("&"))
-        }
-        None => after.to_owned(),
-    };
-    match credentials {
-        Some(credentials) => {
-            let masked = match credentials.split_once(':') {
-                Some((user, _)) => format!("{user}:***"),
-                None => credentials.to_owned(),
-            };
-            format!("{scheme}://{masked}@{after}")
-        }
-        None => format!("{scheme}://{after}"),
     }
 }
 
