@@ -1,5 +1,5 @@
 //! The vocabulary every layer shares: identifiers, the deployments deployhook creates and
-//! runs, what a delivery leads to, the policies a queue follows, the short texts sent
+//! runs, what a delivery leads to, the order of merges, the policies a queue follows, the short texts sent
 //! to GitHub, and the notifications a team is sent. Defined here, at the bottom, so that
 //! the layers above can speak of them without importing one another.
 //!
@@ -9,6 +9,7 @@ pub mod checks;
 pub mod deployment;
 pub mod effect;
 pub mod ids;
+pub mod merge;
 pub mod notification;
 pub mod policy;
 pub mod text;
@@ -20,5 +21,6 @@ pub use deployment::{
 };
 pub use effect::{Effect, Outcome};
 pub use ids::{CommitSha, DeliveryId, DeploymentId, Environment, HookId, InvalidId, RepoName};
+pub use merge::{Merge, MergedAt};
 pub use notification::{Notification, NotificationKind};
 pub use policy::{OnInterrupt, Policy, Sync};

@@ -86,16 +86,24 @@ pub struct Item {
     pub call: Call,
 }
 
-/// Queues the creation of `new`.
+/// Queues the creation of `new`. The deployments of merges (and of their promotions) to
+/// one environment are created one at a time, in the order they were queued — the order of
+/// their merges (see [`crate::store::merges::marks`]) — so that GitHub numbers them, and the
+/// deploy queue runs them, in merge order even when a creation has to be retried. Others (a
+/// rollback) keep a key of their own: nothing holds them behind a merge GitHub refuses.
 pub fn enqueue_create_deployment(
     conn: &Connection,
     new: &NewDeployment,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let key = format!(
-        "pr:{}#{}@{}",
-        new.repo, new.pull_request, new.request.environment
-    );
+    let key = if crate::model::Merge::of_automatic(&new.request.payload).is_some() {
+        format!("merges:{}@{}", new.repo, new.request.environment)
+    } else {
+        format!(
+            "pr:{}#{}@{}",
+            new.repo, new.pull_request, new.request.environment
+        )
+    };
     let body = serde_json::json!({ "pull_request": new.pull_request, "request": new.request });
     let row = Row {
         key: &key,

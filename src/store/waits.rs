@@ -19,9 +19,10 @@
 use crate::store::db::{Connection, OptionalExtension, Row, params};
 
 use crate::model::{
-    CheckKind, CheckReport, CheckResult, CheckState, CommitSha, DeploymentRequest, Gate,
+    CheckKind, CheckReport, CheckResult, CheckState, CommitSha, DeploymentRequest, Gate, MergedAt,
     NewDeployment, Policy, Promotion, RepoName, Required, Verdict,
 };
+use crate::store::merges::marks;
 use crate::store::{int_key, merges, outbox};
 
 /// A wait that ended, for the metrics.
@@ -44,7 +45,10 @@ pub fn wait_for_checks(
     poll_ms: i64,
     now: i64,
 ) -> rusqlite::Result<Option<Vec<Ended>>> {
-    let sort_key = gate.merged_at.clone().unwrap_or_else(|| timestamp(now));
+    let sort_key = gate
+        .merged_at
+        .unwrap_or(MergedAt::from_millis(now))
+        .sort_key();
     let due_at = now.saturating_add(millis(gate.timeout));
     let target = Target {
         kind: "checks",
@@ -245,7 +249,7 @@ pub fn tick(conn: &Connection, poll_ms: i64, now: i64, limit: usize) -> rusqlite
             };
             let new = end(conn, id, outcome, &reason, now)?;
             if outcome == "passed" {
-                outbox::enqueue_create_deployment(conn, &new, now)?;
+                marks::accept(conn, &new, now)?;
                 tick.created += 1;
             }
             tick.ended.push(Ended {
@@ -609,7 +613,7 @@ fn settle(
         };
         let new = end(conn, gate.id, outcome, &reason, now)?;
         if outcome == "passed" {
-            outbox::enqueue_create_deployment(conn, &new, now)?;
+            marks::accept(conn, &new, now)?;
         } else {
             forget_merge(conn, &new)?;
             outbox::notify_checks_ended(conn, &new, outcome, &reason, now)?;
@@ -667,9 +671,19 @@ fn oldest_waiting(
     .optional()
 }
 
+/// The commit of what wait `id` must not deploy over: a newer wait of its kind, repository
+/// and environment that already passed (under `latest`), or, in any policy, a newer merge
+/// already accepted there (see `merges::marks`).
+fn newer_passed_than(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+    match newer_wait_passed(conn, id)? {
+        Some(sha) => Ok(Some(sha)),
+        None => marks::newer_than_wait(conn, id),
+    }
+}
+
 /// The commit of a wait for the same kind, repository and environment as wait `id` that is
 /// newer and already passed, if any: `id` must not deploy over it (under `latest`).
-fn newer_passed_than(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+fn newer_wait_passed(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached(
         "SELECT newer.sha FROM waits AS this, waits AS newer INDEXED BY waits_passed
          WHERE this.id = ?1 AND this.policy = 'latest'
@@ -921,12 +935,6 @@ fn is_waiting(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
 
 fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
-/// `now` (milliseconds) as RFC 3339 to the second, like GitHub's `merged_at`.
-fn timestamp(now: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now.unsigned_abs());
-    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 fn json_error(err: serde_json::Error) -> rusqlite::Error {

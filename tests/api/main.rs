@@ -25,6 +25,7 @@ mod locks;
 mod notify;
 mod operations;
 mod operator;
+mod order;
 mod other_events;
 mod postgres;
 mod pull_request;

@@ -22,9 +22,16 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use super::db::{Connection, PgSession, as_pg, pg_error};
 use super::{SCHEMA_VERSION, StoreError, Trouble};
 
-/// The schema as of [`SCHEMA_VERSION`]: PostgreSQL databases start there (there were none
-/// before it), and later versions add scripts here as SQLite adds migrations.
+/// The schema as of [`SCHEMA_VERSION`]: new PostgreSQL databases start there.
 const SCHEMA: &str = include_str!("schema.sql");
+/// What takes an existing database from the version before each to it, as SQLite's
+/// migrations do: a script, then the migration's Rust step (`schema::after_script`), in one
+/// transaction per version. Databases made at version 11 or later can be upgraded.
+const UPGRADES: &[(usize, &str)] = &[
+    // PLACEHOLDER: the real upgrade to 12 comes from the `waits` branch (see the file).
+    (12, include_str!("upgrade_12.sql")),
+    (13, include_str!("upgrade_13.sql")),
+];
 /// The advisory lock that serialises migrations between replicas starting together.
 const MIGRATION_LOCK: i64 = 0x6465_706c_6f79_0001;
 /// Connections per replica: writes hold one for a transaction's length (milliseconds), so
@@ -135,13 +142,26 @@ impl PgStore {
                 "the database is at schema version {version}, newer than this deployhook knows \
                  ({latest}): it was written by a newer release"
             );
-            // Every later SQLite migration needs its PostgreSQL script here; until one is
-            // written, a database at an older version is refused rather than run half-way.
+            // A database at an older version is upgraded one version at a time, or, when a
+            // script is missing, refused rather than run half-way.
+            let from = usize::try_from(version)?;
+            let steps: Vec<(usize, &'static str)> = UPGRADES
+                .iter()
+                .copied()
+                .filter(|(to, _)| *to > from)
+                .collect();
             anyhow::ensure!(
-                version == 0 || version == latest,
+                version == 0
+                    || steps.iter().map(|(to, _)| *to).eq(from + 1..=SCHEMA_VERSION),
                 "the database is at schema version {version}; this deployhook knows no \
                  PostgreSQL migration from it to {latest}"
             );
+            if version != 0 {
+                for (to, script) in steps {
+                    self.upgrade(to, script).await?;
+                    tracing::info!("upgraded deployhook's schema to version {to} in {}", self.shown);
+                }
+            }
             if version == 0 {
                 let script = format!(
                     "BEGIN; {SCHEMA}; INSERT INTO schema_version (version) VALUES ({latest}); COMMIT;"
@@ -160,6 +180,21 @@ impl PgStore {
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
             .await;
         result.with_context(|| format!("could not migrate the database {}", self.shown))
+    }
+
+    /// Takes the database to version `to`: `script`, then the migration's Rust step, and the
+    /// new version, in one transaction.
+    async fn upgrade(&self, to: usize, script: &'static str) -> anyhow::Result<()> {
+        let version = i64::try_from(to)?;
+        self.run_unnoted(false, move |c| {
+            c.execute_batch(script)?;
+            super::schema::after_script(c, to, super::now_ms())?;
+            c.execute("UPDATE schema_version SET version = ?1", [version])?;
+            Ok(())
+        })
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))
+        .with_context(|| format!("could not upgrade the schema to version {to}"))
     }
 
     /// Runs `work` in one transaction on a pooled connection, on a blocking thread.

@@ -1,0 +1,4 @@
+-- PLACEHOLDER — NOT THE REAL MIGRATION 12. Migration 12 (issue 26, item 1: check results
+-- kept per source) is written on another branch (`waits`); this empty step exists only so
+-- that this branch's migration 13 has the number it will have. The lead replaces this file
+-- with the real 0012 when merging (and `postgres/upgrade_12.sql` likewise).
