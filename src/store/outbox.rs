@@ -206,7 +206,8 @@ const HEADS_LOCK: i64 = 0x6465_706c_6f79_0004;
 /// being completed reads the old head (not yet deleted), takes `head = 0`, and the key is
 /// left with no head at all: its calls are never sent. (SQLite's one writer runs
 /// transactions one at a time.) One lock for every key: transactions that touch several
-/// keys cannot deadlock on it; it is held only from here to the commit.
+/// keys cannot deadlock on it; it is held only from here to the commit. The merge marks
+/// take it too, from their check to the commit (see `merges::marks`).
 pub(super) fn lock_heads(conn: &Connection) -> rusqlite::Result<()> {
     if conn.dialect() == Dialect::Postgres {
         conn.query_row("SELECT pg_advisory_xact_lock(?1)", [HEADS_LOCK], |_| Ok(()))?;

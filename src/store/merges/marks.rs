@@ -6,6 +6,10 @@
 //! at the queue (a `deployment` event delivered late) against `started`. So production never
 //! rolls back by accident, in every policy, gated or not.
 //!
+//! On PostgreSQL a check and the acceptance after it hold the outbox's heads lock (see
+//! `outbox::lock_heads`) to the commit: two merges delivered at once through two replicas
+//! are accepted, and their deployments created, one after the other, in merge order.
+//!
 //! Marks only move forward, and retention never prunes them: they hold when the older
 //! merge's delivery and record are long gone. Deliberate deploys (a rollback, `deployhook
 //! deploy --force`, a deployment made by hand) carry no merge: they are neither refused
@@ -88,6 +92,7 @@ pub fn refuses(conn: &Connection, new: &NewDeployment) -> rusqlite::Result<Optio
     let Some(merge) = Merge::of_automatic(&new.request.payload) else {
         return Ok(None);
     };
+    outbox::lock_heads(conn)?;
     let environment = new.request.environment.as_ref();
     let newer = mark(conn, new.repo.as_ref(), environment, ACCEPTED)?
         .filter(|mark| mark.merge.merged_at > merge.merged_at);
@@ -131,6 +136,7 @@ pub fn newer_than_wait(conn: &Connection, id: i64) -> rusqlite::Result<Option<St
     let Some(merge) = payload else {
         return Ok(None);
     };
+    outbox::lock_heads(conn)?;
     Ok(mark(conn, &repository, &environment, ACCEPTED)?
         .filter(|mark| mark.merge.merged_at > merge.merged_at)
         .map(|mark| mark.sha))
