@@ -10,12 +10,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use deployhook::config::Config;
-use deployhook::model::Required;
+use deployhook::config::{Config, EnvironmentConfig};
+use deployhook::model::{Environment, Policy, Required};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::checks::{FakeChecks, check_run_event, merged_pull_request};
+use crate::checks::{FakeChecks, check_run_event, deployment_status_event, merged_pull_request};
 use crate::fake_github::{CreatedDeployment, FakeGitHub};
 use crate::helpers::{
     TestApp, WAIT, assert_ack, body_json, deploy_with_script, fixture_json, spawn_app_with,
@@ -336,5 +336,58 @@ async fn a_deliberate_rollback_still_runs_and_the_next_merge_deploys_after_it() 
     assert!(unlocked.status().is_success(), "{}", unlocked.status());
     merge_and_deploy(&app, &fake, &mut seen, &merge(43, LATEST_AT)).await;
     assert_eq!(deployed(&app), [sha(41), sha(42), sha(41), sha(43)]);
+    app.stop().await;
+}
+
+/// Promotion carries the merge it deploys: production (under `queue`, which runs every
+/// promotion) promoted #42 from staging; a success of #41, merged earlier, reported late
+/// by staging is not promoted over it.
+#[tokio::test]
+async fn a_late_staging_success_of_an_older_merge_is_not_promoted_over_a_newer_one() {
+    let (mut app, fake) = recording_app(|config| {
+        config.environments[0].name = Environment::parse("staging").unwrap();
+        let mut production = EnvironmentConfig::new(
+            Environment::parse("production").unwrap(),
+            config.environments[0].command.clone(),
+        );
+        production.promote_from = Some(Environment::parse("staging").unwrap());
+        production.soak = Duration::from_millis(200);
+        production.policy = Policy::Queue;
+        config.environments.push(production);
+    })
+    .await;
+    let success = |deployment: u64, number: u64, merged_at: &str| {
+        let mut event: Value = serde_json::from_slice(&deployment_status_event(
+            deployment,
+            "staging",
+            &sha(number),
+            "success",
+        ))
+        .unwrap();
+        event["deployment"]["payload"]["pull_request"] = json!(number);
+        event["deployment"]["payload"]["merged_at"] = json!(merged_at);
+        event.to_string().into_bytes()
+    };
+    let (status, ack) = post(&app, "deployment_status", &success(880_102, 42, NEWER_AT)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{ack}");
+    eventually("#42 promoted to production", || fake.created_for(42) == 1).await;
+
+    let (status, ack) = post(&app, "deployment_status", &success(880_103, 41, OLDER_AT)).await;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while fake.created_for(41) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        fake.created_for(41),
+        0,
+        "#41 was promoted over #42; answered {status} {ack}"
+    );
+    assert_ack(
+        &ack,
+        "skipped",
+        "merge of #41 (merged 14:02) is older than #42 (merged 14:05), which production \
+         already runs or has queued; not promoted",
+    );
+    assert_eq!(fake.created()[0].payload["merged_at"], NEWER_AT);
     app.stop().await;
 }
