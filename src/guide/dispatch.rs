@@ -27,7 +27,9 @@ impl Ack {
     pub fn new(outcome: Outcome, message: String) -> Self {
         let status = match outcome {
             Outcome::Accepted => StatusCode::ACCEPTED,
-            Outcome::Recorded | Outcome::Ignored | Outcome::Duplicate => StatusCode::OK,
+            Outcome::Recorded | Outcome::Ignored | Outcome::Duplicate | Outcome::Skipped => {
+                StatusCode::OK
+            }
         };
         Self {
             status,

@@ -122,15 +122,17 @@ fn new_deployment(
         "deploy_user": author,
         "pull_request": number,
     });
-    if let Some(merged_at) = &pr.merged_at {
-        // For the merge-to-deploy lead time, measured when the deploy succeeds.
-        payload["merged_at"] = json!(merged_at);
+    if let Some(merged_at) = pr.merged_at {
+        // What orders automatic deploys (an older merge never deploys over a newer one,
+        // nor is promoted over it), and the start of the merge-to-deploy lead time,
+        // measured when the deploy succeeds. As RFC 3339 in UTC, whatever offset GitHub used.
+        payload["merged_at"] = json!(merged_at.to_string());
     }
     let gate = environment.checks.clone().map(|required| Gate {
         required,
         timeout: environment.checks_timeout,
         policy: environment.policy,
-        merged_at: pr.merged_at.clone(),
+        merged_at: pr.merged_at,
     });
     NewDeployment {
         repo: repo.clone(),

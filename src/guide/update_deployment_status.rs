@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::config::EnvironmentConfig;
 use crate::model::{
-    DEPLOY_TASK, DeploymentRequest, Environment, NewDeployment, Promotion, RepoName, text,
+    DEPLOY_TASK, DeploymentRequest, Environment, MergedAt, NewDeployment, Promotion, RepoName, text,
 };
 use crate::webhook::events::DeploymentStatusEvent;
 
@@ -102,6 +102,12 @@ fn promotions(
         .get("pull_request")
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0);
+    // The promotion carries the merge it deploys: an older merge's success, delivered
+    // late, is then not promoted over a newer one (see `store::merges::marks`).
+    let merged_at = payload
+        .get("merged_at")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|text| MergedAt::parse(text).ok());
     let promotions = targets
         .into_iter()
         .map(|target| Promotion {
@@ -115,7 +121,7 @@ fn promotions(
                     from,
                     deployment.id,
                     who,
-                    pull_request,
+                    (pull_request, merged_at),
                     target,
                 ),
                 gate: None,
@@ -134,7 +140,7 @@ fn promotion_request(
     from: &str,
     from_deployment: crate::model::DeploymentId,
     who: &str,
-    pull_request: u64,
+    (pull_request, merged_at): (u64, Option<MergedAt>),
     target: &EnvironmentConfig,
 ) -> DeploymentRequest {
     let mut payload = json!({
@@ -144,6 +150,9 @@ fn promotion_request(
     });
     if pull_request != 0 {
         payload["pull_request"] = json!(pull_request);
+    }
+    if let Some(merged_at) = merged_at {
+        payload["merged_at"] = json!(merged_at.to_string());
     }
     DeploymentRequest {
         git_ref: sha.clone(),
@@ -223,6 +232,14 @@ mod tests {
             promotion.new.request.payload,
             json!({"environment": "production", "deploy_user": "octo-dev", "pull_request": 42,
                    "promoted_from": {"environment": "staging", "deployment": 880001}})
+        );
+        // The merge it deploys goes with it, so an older one is never promoted over it.
+        let mut merged = event("success", "staging");
+        merged.deployment.payload["merged_at"] = json!("2026-03-03T16:02:11+02:00");
+        let (_, promotions) = update_deployment_status(&merged, &environments());
+        assert_eq!(
+            promotions[0].new.request.payload["merged_at"],
+            "2026-03-03T14:02:11Z"
         );
         // A feature branch deployed to staging by hand is not promoted; the branch is.
         let mut feature = event("success", "staging");

@@ -238,9 +238,9 @@ pub struct Gate {
     pub timeout: Duration,
     /// `Latest`: a newer merge into the branch supersedes this wait.
     pub policy: Policy,
-    /// When the pull request was merged (RFC 3339), which orders merges whatever order
-    /// their deliveries arrive in.
-    pub merged_at: Option<String>,
+    /// When the pull request was merged, which orders merges whatever order their
+    /// deliveries arrive in.
+    pub merged_at: Option<crate::model::MergedAt>,
 }
 
 /// A check result a webhook event reported for a commit.

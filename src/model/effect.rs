@@ -17,6 +17,9 @@ pub enum Outcome {
     Ignored,
     /// A redelivery of a delivery already received: nothing done.
     Duplicate,
+    /// Nothing deployed: it would deploy a merge older than what its environment already
+    /// runs or has queued, for the reason in the message. Not the sender's error (2xx).
+    Skipped,
 }
 
 impl Outcome {
@@ -26,6 +29,7 @@ impl Outcome {
             Self::Recorded => "recorded",
             Self::Ignored => "ignored",
             Self::Duplicate => "duplicate",
+            Self::Skipped => "skipped",
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The vocabulary every layer shares: identifiers, the deployments deployhook creates and
-//! runs, what a delivery leads to, the policies a queue follows, where the database is
-//! (password masked when shown), the short texts sent to GitHub, and the notifications a
-//! team is sent. Defined here, at the bottom, so that the layers above can speak of them
-//! without importing one another.
+//! runs, what a delivery leads to, the order of merges, the policies a queue follows, where
+//! the database is (password masked when shown), the short texts sent to GitHub, and the
+//! notifications a team is sent. Defined here, at the bottom, so that the layers above can
+//! speak of them without importing one another.
 //!
 //! May use: nothing of the crate outside this folder.
 
@@ -11,6 +11,7 @@ pub mod database;
 pub mod deployment;
 pub mod effect;
 pub mod ids;
+pub mod merge;
 pub mod notification;
 pub mod policy;
 pub mod text;
@@ -25,5 +26,6 @@ pub use deployment::{
 };
 pub use effect::{Effect, Outcome};
 pub use ids::{CommitSha, DeliveryId, DeploymentId, Environment, HookId, InvalidId, RepoName};
+pub use merge::{Merge, MergedAt};
 pub use notification::{Notification, NotificationKind};
 pub use policy::{OnInterrupt, Policy, Sync};

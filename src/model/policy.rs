@@ -3,6 +3,8 @@
 //! ([`OnInterrupt`]), and how hard a commit works to reach the disk ([`Sync`]).
 
 /// What to do when several deployments of one repository and environment are waiting.
+/// Whichever it is, an automatic deploy never deploys a merge older than one its
+/// environment already runs or has queued (see `store::merges::marks`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {

@@ -5,9 +5,9 @@
 use crate::store::db::{Connection, params};
 
 use crate::model::{Effect, Outcome};
-use crate::store::merges::record_merge;
+use crate::store::merges::{marks, record_merge};
 use crate::store::waits::{self, Ended};
-use crate::store::{int_key, jobs, outbox};
+use crate::store::{int_key, jobs};
 
 /// A delivery as recorded.
 #[derive(Debug, Clone)]
@@ -28,8 +28,15 @@ pub struct DeliveryRecord {
 /// What recording found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
-    /// New: recorded, and its effect queued; the waits it ended.
-    New(Vec<Ended>),
+    /// New: recorded, and its effect queued; the waits it ended, and why it deploys to
+    /// none of some environments (older than what they run; see [`marks`]).
+    New {
+        ended: Vec<Ended>,
+        skipped: Vec<String>,
+    },
+    /// New, and nothing deployed: what it would deploy is older than what its environment
+    /// already runs or has queued (see [`marks`]). Recorded as `skipped` with this message.
+    Skipped(String),
     /// This hook already delivered this delivery id: nothing was done.
     DuplicateDelivery,
     /// A new delivery of work already done (a deployment already queued or run, a merge
@@ -71,16 +78,22 @@ pub fn record(
     }
     let now = delivery.received_at;
     let mut ended = Vec::new();
+    // Why deployments it asked for are not made: older than what their environment runs.
+    let mut skipped = Vec::new();
     let already_done = match effect {
         Effect::None => None,
         Effect::CreateDeployment(deployments) => {
             let mut created = false;
             for new in deployments {
+                if let Some(why) = marks::refuses(conn, new)? {
+                    skipped.push(why);
+                    continue;
+                }
                 if !record_merge(conn, new, &delivery.delivery_id, now)? {
                     continue;
                 }
                 match &new.gate {
-                    None => outbox::enqueue_create_deployment(conn, new, now)?,
+                    None => marks::accept(conn, new, now)?,
                     Some(gate) => {
                         match waits::wait_for_checks(conn, new, gate, checks_poll_ms, now)? {
                             Some(settled) => ended.extend(settled),
@@ -92,6 +105,9 @@ pub fn record(
                 created = true;
             }
             match deployments.first() {
+                _ if !created && !skipped.is_empty() => {
+                    return skip(conn, delivery, hook_id, &skipped.join("; "));
+                }
                 Some(new) if !created => Some(format!(
                     "pull request #{} of {} already asked for its deployment",
                     new.pull_request, new.repo
@@ -106,12 +122,19 @@ pub fn record(
         Effect::Promote(promotions) => {
             let mut started = false;
             for promotion in promotions {
+                if let Some(why) = marks::refuses(conn, &promotion.new)? {
+                    skipped.push(why.replace("; not deployed", "; not promoted"));
+                    continue;
+                }
                 if let Some(superseded) = waits::soak(conn, promotion, now)? {
                     ended.extend(superseded);
                     started = true;
                 }
             }
             match promotions.first() {
+                _ if !started && !skipped.is_empty() => {
+                    return skip(conn, delivery, hook_id, &skipped.join("; "));
+                }
                 Some(p) if !started => Some(format!(
                     "{}@{} was already promoted, or is soaking",
                     p.new.repo,
@@ -134,37 +157,88 @@ pub fn record(
             }
         }
         Effect::Deploy(job) => {
+            if let Some(why) = marks::refuses_start(conn, job)? {
+                return if jobs::skip(conn, job, &delivery.delivery_id, &why, now)? {
+                    skip(
+                        conn,
+                        delivery,
+                        hook_id,
+                        &format!("deployment {} not run: {why}", job.id),
+                    )
+                } else {
+                    mark_done(conn, delivery, hook_id, job_known(job))
+                };
+            }
             if jobs::enqueue(conn, job, &delivery.delivery_id, delivery.received_at)? {
                 None
             } else {
-                Some(format!(
-                    "deployment {} was already received; not run again",
-                    job.id
-                ))
+                Some(job_known(job))
             }
         }
     };
     let Some(message) = already_done else {
-        // The answer was written before the waits were settled: say how they ended.
-        if let Some(summary) = waits::summary(&ended) {
+        // The answer was written before the waits were settled: say how they ended, and
+        // which environments it did not deploy to.
+        let summary: Vec<String> = waits::summary(&ended)
+            .into_iter()
+            .chain(skipped.iter().cloned())
+            .collect();
+        if !summary.is_empty() {
             conn.prepare_cached(
                 "UPDATE deliveries SET message = message || '; ' || ?3
                  WHERE hook_id = ?1 AND delivery_id = ?2",
             )?
-            .execute(params![hook_id, delivery.delivery_id, summary])?;
+            .execute(params![hook_id, delivery.delivery_id, summary.join("; ")])?;
         }
-        return Ok(Recorded::New(ended));
+        return Ok(Recorded::New { ended, skipped });
     };
+    mark_done(conn, delivery, hook_id, message)
+}
+
+fn job_known(job: &crate::model::DeployJob) -> String {
+    format!("deployment {} was already received; not run again", job.id)
+}
+
+/// Records the delivery as `ignored`: what it asks for was already done.
+fn mark_done(
+    conn: &Connection,
+    delivery: &DeliveryRecord,
+    hook_id: i64,
+    message: String,
+) -> rusqlite::Result<Recorded> {
+    set_outcome(conn, delivery, hook_id, Outcome::Ignored, &message)?;
+    Ok(Recorded::AlreadyDone(message))
+}
+
+/// Records the delivery as `skipped`: what it asks for would roll its environment back.
+fn skip(
+    conn: &Connection,
+    delivery: &DeliveryRecord,
+    hook_id: i64,
+    message: &str,
+) -> rusqlite::Result<Recorded> {
+    set_outcome(conn, delivery, hook_id, Outcome::Skipped, message)?;
+    tracing::info!("{message}");
+    Ok(Recorded::Skipped(message.to_owned()))
+}
+
+fn set_outcome(
+    conn: &Connection,
+    delivery: &DeliveryRecord,
+    hook_id: i64,
+    outcome: Outcome,
+    message: &str,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE deliveries SET outcome = ?3, message = ?4 WHERE hook_id = ?1 AND delivery_id = ?2",
     )?
     .execute(params![
         hook_id,
         delivery.delivery_id,
-        Outcome::Ignored.as_str(),
+        outcome.as_str(),
         message
     ])?;
-    Ok(Recorded::AlreadyDone(message))
+    Ok(())
 }
 
 /// Whether deployhook recorded delivery `delivery_id` (through hook `hook_id`, when given).
@@ -205,7 +279,13 @@ mod tests {
         each_engine(|conn| {
             let deploy = Effect::Deploy(job(1, None));
             let first = record(conn, &delivery(1, "a"), &deploy, 0).unwrap();
-            assert_eq!(first, Recorded::New(vec![]));
+            assert_eq!(
+                first,
+                Recorded::New {
+                    ended: vec![],
+                    skipped: vec![]
+                }
+            );
             assert_eq!(
                 record(conn, &delivery(1, "a"), &deploy, 0).unwrap(),
                 Recorded::DuplicateDelivery

@@ -6,6 +6,7 @@
 use crate::store::db::{Connection, Dialect, OptionalExtension, Row, params};
 
 use crate::model::{DeployJob, DeploymentId, DeploymentState, OnInterrupt, Policy};
+use crate::store::merges::marks;
 use crate::store::{int_key, locks, outbox};
 
 /// The transaction-level advisory lock that serialises claims (PostgreSQL).
@@ -92,6 +93,25 @@ pub fn refuse(
     Ok(true)
 }
 
+/// Records `job` as not run — it would deploy a merge older than what its environment
+/// already runs (see [`marks`]) — and queues its `inactive` status saying `reason`;
+/// `false` when its deployment is already known.
+pub fn skip(
+    conn: &Connection,
+    job: &DeployJob,
+    delivery_id: &str,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let mut job = job.clone();
+    job.log_url = None;
+    if !enqueue_row(conn, &job, delivery_id, now)? {
+        return Ok(false);
+    }
+    finish(conn, &job, DeploymentState::Inactive, reason, now)?;
+    Ok(true)
+}
+
 /// A claimed job, with the delivery that queued it.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -139,7 +159,7 @@ pub fn claim(
     }
     waiting.sort();
     let mut started = Vec::new();
-    for (oldest, pair) in waiting {
+    for (_, pair) in waiting {
         if free == 0 {
             break;
         }
@@ -161,21 +181,47 @@ pub fn claim(
             free -= 1;
             continue;
         }
-        let next = match policy(&pair.1) {
-            Policy::Queue => queued_job(conn, oldest)?,
-            Policy::Latest => {
-                let newest = queued_job(conn, edge_of_queue(conn, &pair, "DESC")?)?;
-                for older in queued_before(conn, &pair, newest.job.id)? {
-                    supersede(conn, &older.job, newest.job.id, now)?;
-                }
-                newest
-            }
+        let Some(next) = next_in_order(conn, &pair, policy(&pair.1), now)? else {
+            continue;
         };
         start(conn, &next.job, owner, now)?;
         started.push(next);
         free -= 1;
     }
     Ok(started)
+}
+
+/// The job of `pair` to start: the oldest queued (`Queue`) or the newest (`Latest`, which
+/// retires the older ones). One that would deploy a merge older than what an automatic
+/// deploy already started there (a `deployment` event delivered late) is not run: it ends
+/// `inactive`, saying why, and the next in line is taken.
+fn next_in_order(
+    conn: &Connection,
+    pair: &(String, String),
+    policy: Policy,
+    now: i64,
+) -> rusqlite::Result<Option<Claimed>> {
+    let edge = match policy {
+        Policy::Queue => "ASC",
+        Policy::Latest => "DESC",
+    };
+    loop {
+        let Some(id) = edge_of_queue(conn, pair, edge).optional()? else {
+            return Ok(None);
+        };
+        let next = queued_job(conn, id)?;
+        if let Some(why) = marks::refuses_start(conn, &next.job)? {
+            tracing::info!(deployment = %next.job.id, "{why}");
+            finish(conn, &next.job, DeploymentState::Inactive, &why, now)?;
+            continue;
+        }
+        if policy == Policy::Latest {
+            for older in queued_before(conn, pair, next.job.id)? {
+                supersede(conn, &older.job, next.job.id, now)?;
+            }
+        }
+        return Ok(Some(next));
+    }
 }
 
 /// The repository + environment pairs with queued jobs, read by stepping through the
@@ -299,7 +345,7 @@ fn start(conn: &Connection, job: &DeployJob, owner: &str, now: i64) -> rusqlite:
         "UPDATE jobs SET state = 'running', started_at = ?2, owner = ?3 WHERE deployment_id = ?1",
     )?
     .execute(params![id_key(job.id)?, now, owner])?;
-    Ok(())
+    marks::started(conn, job, now)
 }
 
 fn supersede(

@@ -1,12 +1,16 @@
 //! The `merges` table: which merged pull requests already asked for their deployment to
 //! each environment, so a second delivery of a merge (another hook, a redelivery) asks for
 //! nothing more — and forgetting one, when its deployment will not come (its creation was
-//! given up, its checks failed), so that GitHub's Redeliver asks again.
+//! given up, its checks failed), so that GitHub's Redeliver asks again. Beside it, the
+//! [`marks`]: the newest merge each environment accepted and started, which no older merge
+//! deploys over.
 
 use crate::store::db::{Connection, params};
 
-use crate::model::NewDeployment;
+use crate::model::{Merge, NewDeployment};
 use crate::store::int_key;
+
+pub mod marks;
 
 /// Records that a merged pull request asked for its deployment; `false` if it already had.
 /// A merge recorded before environments were (environment `''`) counts for all of them.
@@ -29,11 +33,14 @@ pub fn record_merge(
     if recorded_before_environments {
         return Ok(false);
     }
+    // Its merge time lets retention keep the record of the newest merge (see
+    // `retention`): a new delivery of it stays "already asked", however old.
+    let merged_at = Merge::of_automatic(&new.request.payload).map(|m| m.merged_at.millis());
     let inserted = conn
         .prepare_cached(
             "INSERT INTO merges
-                 (repository, pull_request, environment, sha, recorded_at, delivery_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 (repository, pull_request, environment, sha, recorded_at, delivery_id, merged_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (repository, pull_request, environment) DO NOTHING",
         )?
         .execute(params![
@@ -42,7 +49,8 @@ pub fn record_merge(
             new.request.environment.as_ref(),
             new.request.git_ref.as_ref(),
             now,
-            delivery
+            delivery,
+            merged_at
         ])?;
     Ok(inserted == 1)
 }

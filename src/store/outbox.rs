@@ -86,16 +86,24 @@ pub struct Item {
     pub call: Call,
 }
 
-/// Queues the creation of `new`.
+/// Queues the creation of `new`. The deployments of merges (and of their promotions) to
+/// one environment are created one at a time, in the order they were queued — the order of
+/// their merges (see [`crate::store::merges::marks`]) — so that GitHub numbers them, and the
+/// deploy queue runs them, in merge order even when a creation has to be retried. Others (a
+/// rollback) keep a key of their own: nothing holds them behind a merge GitHub refuses.
 pub fn enqueue_create_deployment(
     conn: &Connection,
     new: &NewDeployment,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let key = format!(
-        "pr:{}#{}@{}",
-        new.repo, new.pull_request, new.request.environment
-    );
+    let key = if crate::model::Merge::of_automatic(&new.request.payload).is_some() {
+        format!("merges:{}@{}", new.repo, new.request.environment)
+    } else {
+        format!(
+            "pr:{}#{}@{}",
+            new.repo, new.pull_request, new.request.environment
+        )
+    };
     let body = serde_json::json!({ "pull_request": new.pull_request, "request": new.request });
     let row = Row {
         key: &key,
@@ -198,7 +206,8 @@ const HEADS_LOCK: i64 = 0x6465_706c_6f79_0004;
 /// being completed reads the old head (not yet deleted), takes `head = 0`, and the key is
 /// left with no head at all: its calls are never sent. (SQLite's one writer runs
 /// transactions one at a time.) One lock for every key: transactions that touch several
-/// keys cannot deadlock on it; it is held only from here to the commit.
+/// keys cannot deadlock on it; it is held only from here to the commit. The merge marks
+/// take it too, from their check to the commit (see `merges::marks`).
 pub(super) fn lock_heads(conn: &Connection) -> rusqlite::Result<()> {
     if conn.dialect() == Dialect::Postgres {
         conn.query_row("SELECT pg_advisory_xact_lock(?1)", [HEADS_LOCK], |_| Ok(()))?;

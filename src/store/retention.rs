@@ -1,6 +1,9 @@
 //! Retention: deliveries, merges, check results, ended waits, finished deploys and their
 //! logs are deleted once older
-//! than the configured ages, so the database stops growing with the months. Pruning runs in
+//! than the configured ages, so the database stops growing with the months. The newest
+//! merge of each environment keeps its record, and the merge marks (`merges::marks`) stay
+//! whatever their age: they are what keeps an older merge from deploying, long after its
+//! delivery is gone. Pruning runs in
 //! small batches, each its own short transaction on the writer between other work, with a
 //! pause between batches: a backlog of a year to prune never holds a delivery up for long.
 //! Given-up GitHub calls are kept until an operator retries or dismisses them; dismissed
@@ -89,11 +92,20 @@ pub fn prune_batch(
                AND received_at < ?2",
         )?
         .execute(params![limit, deliveries_before])?;
+    // The record of each environment's newest merge stays (see `merges::marks`): a new
+    // delivery of it, however late, is still "already asked" rather than deployed again.
+    // Older ones go: the marks refuse them.
     deleted += conn
         .prepare_cached(
             "DELETE FROM merges WHERE (repository, pull_request, environment) IN
                  (SELECT repository, pull_request, environment FROM merges
-                  WHERE recorded_at < ?2 LIMIT ?1)",
+                  WHERE recorded_at < ?2
+                    AND NOT EXISTS (SELECT 1 FROM merge_marks AS mark
+                                    WHERE mark.repository = merges.repository
+                                      AND mark.environment = merges.environment
+                                      AND mark.stage = 'accepted'
+                                      AND merges.merged_at >= mark.merged_at)
+                  LIMIT ?1)",
         )?
         .execute(params![limit, deliveries_before])?;
     // What GitHub told of checks, and the waits that ended, age like the deliveries that

@@ -4,6 +4,8 @@
 use anyhow::Context;
 use rusqlite::Connection;
 
+pub(super) mod merge_order;
+
 /// The schema version this release migrates to. A new migration here needs its PostgreSQL
 /// counterpart (`postgres/schema.sql` creates the schema as of this version; an existing
 /// PostgreSQL database needs a script from the version before, run by `PgStore::migrate`).
@@ -21,7 +23,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_merges_by_commit.sql"),
     include_str!("migrations/0011_job_owners.sql"),
     include_str!("migrations/0012_check_results_by_source.sql"),
+    include_str!("migrations/0013_merge_order.sql"),
 ];
+
+/// The part of migration `version` written in Rust, run in its transaction after its SQL,
+/// on either engine (`postgres::PgStore::migrate` calls it too).
+pub(super) fn after_script(
+    conn: &crate::store::db::Connection,
+    version: usize,
+    now: i64,
+) -> rusqlite::Result<()> {
+    match version {
+        13 => merge_order::upgrade(conn, now),
+        _ => Ok(()),
+    }
+}
 
 pub(super) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
@@ -35,6 +51,10 @@ pub(super) fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
     for (index, script) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(script)
+            .and_then(|()| {
+                let conn = crate::store::db::Connection::Sqlite(&tx);
+                after_script(&conn, index + 1, crate::store::now_ms())
+            })
             .with_context(|| format!("migration {} failed", index + 1))?;
         tx.pragma_update(None, "user_version", i64::try_from(index + 1)?)?;
         tx.commit()?;

@@ -58,13 +58,16 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         .write(move |c| deliveries::record(c, &record, &effect, poll_ms))
         .await;
     let ack = match recorded {
-        Ok(Recorded::New(ended)) => {
+        Ok(Recorded::New { ended, skipped }) => {
             for wait in &ended {
                 state.metrics.wait_ended(wait.kind, wait.outcome);
             }
             let mut ack = ack;
             if let Some(summary) = waits::summary(&ended) {
                 ack.message = format!("{}; {summary}", ack.message);
+            }
+            for why in skipped {
+                ack.message = format!("{}; {why}", ack.message);
             }
             if wake.0 {
                 state.outbox.wake();
@@ -82,6 +85,11 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
             format!("duplicate delivery {delivery_id}: already received, nothing done"),
         ),
         Ok(Recorded::AlreadyDone(message)) => Ack::new(Outcome::Ignored, message),
+        Ok(Recorded::Skipped(message)) => {
+            // A deployment skipped has its `inactive` status to send.
+            state.outbox.wake();
+            Ack::new(Outcome::Skipped, message)
+        }
         Err(err) => {
             // Not acknowledged, so GitHub shows the delivery as failed and it can be
             // redelivered once the database is back.

@@ -5,10 +5,11 @@
 //! Server sends `deployment_status` without `action`) is an `Option`, so no payload can
 //! make a handler panic. Identifiers go through the newtypes in [`crate::model::ids`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::model::ids::stored_id;
-use crate::model::{CommitSha, DeploymentId, Environment, HookId, RepoName};
+use crate::model::merge::InvalidTime;
+use crate::model::{CommitSha, DeploymentId, Environment, HookId, MergedAt, RepoName};
 
 /// A delivery's payload, by the event named in `X-GitHub-Event`.
 #[derive(Debug)]
@@ -147,12 +148,29 @@ pub struct PullRequest {
     #[serde(default)]
     pub merged: bool,
     pub merge_commit_sha: Option<CommitSha>,
-    /// When it was merged (RFC 3339), for the merge-to-deploy lead time.
-    pub merged_at: Option<String>,
+    /// When it was merged: what orders merges (an older one never deploys over a newer
+    /// one), and the start of the merge-to-deploy lead time. Not a time: the payload is
+    /// refused, naming the field.
+    #[serde(default, deserialize_with = "merged_at")]
+    pub merged_at: Option<MergedAt>,
     pub user: Option<Account>,
     /// Where it was merged. The head (a fork, perhaps deleted) is never read: deployments
     /// are of the base repository.
     pub base: Base,
+}
+
+/// `pull_request.merged_at`: `null`, or an RFC 3339 time; anything else is refused, naming
+/// the field (serde's own errors name no path).
+fn merged_at<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<MergedAt>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    let parsed = match &value {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::String(text) => MergedAt::parse(text),
+        other => Err(InvalidTime::new(other)),
+    };
+    parsed
+        .map(Some)
+        .map_err(|err| serde::de::Error::custom(format!("pull_request.merged_at: {err}")))
 }
 
 /// The branch a pull request targets.
@@ -334,6 +352,41 @@ mod tests {
         };
         assert!(pr.pull_request.merged);
         assert_eq!(pr.pull_request.base.branch, "main");
+    }
+
+    #[test]
+    fn a_merged_at_that_is_not_a_time_is_an_error_naming_the_field() {
+        let json = |merged_at: &str| {
+            format!(
+                r#"{{"action":"closed","pull_request":{{"number":7,"merged":true,
+                "merged_at":{merged_at},"base":{{"ref":"main"}}}}}}"#
+            )
+        };
+        for (merged_at, says) in [
+            (
+                r#""garbage""#,
+                r#"pull_request.merged_at: "garbage" is not a time"#,
+            ),
+            ("12", "pull_request.merged_at: 12 is not a time"),
+        ] {
+            let err = Event::parse("pull_request", json(merged_at).as_bytes()).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(
+                !err.is_syntax(),
+                "a payload of the wrong shape, not malformed JSON"
+            );
+        }
+        for (merged_at, expected) in [
+            ("null", None),
+            (r#""2026-03-03T14:02:11Z""#, Some(1_772_546_531_000)),
+        ] {
+            let Event::PullRequest(pr) =
+                Event::parse("pull_request", json(merged_at).as_bytes()).unwrap()
+            else {
+                panic!("not a pull request");
+            };
+            assert_eq!(pr.pull_request.merged_at.map(MergedAt::millis), expected);
+        }
     }
 
     #[test]

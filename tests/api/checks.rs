@@ -812,9 +812,10 @@ async fn a_newer_merge_supersedes_an_older_one_still_waiting() {
 }
 
 /// Under `latest`, an older merge whose delivery comes late — after a newer merge already
-/// deployed — is superseded, not deployed over the newer one.
+/// passed its gate — is skipped at once, not deployed over the newer one (see
+/// tests/api/order.rs for every policy).
 #[tokio::test]
-async fn an_older_merge_delivered_after_a_newer_one_deployed_is_superseded() {
+async fn an_older_merge_delivered_after_a_newer_one_deployed_is_skipped() {
     let (mut app, _checks) = gated_app(named(&["test"]), |_| {}).await;
     for sha in [SHA, NEWER_SHA] {
         post(
@@ -832,20 +833,19 @@ async fn an_older_merge_delivered_after_a_newer_one_deployed_is_superseded() {
     .await;
     wait_for_created(&app, 1).await;
     // Pull request #42 merged earlier, but its delivery arrives only now.
-    post(
+    let ack = post(
         &app,
         "pull_request",
         &merged_pull_request(42, SHA, MERGED_AT),
     )
     .await;
-    assert_eq!(metric(&app, &ended("checks", "superseded")).await, 1.0);
-    assert_eq!(
-        wait_state(&app, "checks", SHA),
-        (
-            "superseded".to_owned(),
-            Some("superseded by 7a2b3c4".to_owned())
-        )
+    assert_ack(
+        &ack,
+        "skipped",
+        "merge of #42 (merged 14:02) is older than #43 (merged 14:05), which production \
+         already runs or has queued; not deployed",
     );
+    assert_eq!(metric(&app, &waiting("checks")).await, 0.0);
     app.stop().await;
     let created = created_bodies(&app.github_requests().await);
     assert_eq!(created.len(), 1, "{created:?}");

@@ -17,6 +17,8 @@ pub struct CreatedDeployment {
     pub sha: String,
     pub environment: String,
     pub pull_request: Option<u64>,
+    /// The payload deployhook asked for, which GitHub hands back in the deployment's events.
+    pub payload: Value,
 }
 
 /// The fake's memory, shared with the test.
@@ -87,6 +89,7 @@ impl Respond for Create {
             sha: body["ref"].as_str().unwrap().to_owned(),
             environment: body["environment"].as_str().unwrap().to_owned(),
             pull_request: body["payload"]["pull_request"].as_u64(),
+            payload: body["payload"].clone(),
         });
         ResponseTemplate::new(201).set_body_json(json!({"id": id, "sha": body["ref"]}))
     }

@@ -28,6 +28,7 @@ mod locks;
 mod notify;
 mod operations;
 mod operator;
+mod order;
 mod other_events;
 mod pg_harness;
 mod postgres;

@@ -25,9 +25,12 @@ pub use crate::model::database::redact;
 /// The schema as of [`SCHEMA_VERSION`]: new PostgreSQL databases start there.
 const SCHEMA: &str = include_str!("schema.sql");
 /// What takes an existing database from the version before each to it, as SQLite's
-/// migrations do, in one transaction per version. Databases made at version 11 or later can
-/// be upgraded (PostgreSQL came with 11).
-const UPGRADES: &[(usize, &str)] = &[(12, include_str!("upgrade_12.sql"))];
+/// migrations do: a script, then the migration's Rust step (`schema::after_script`), in one
+/// transaction per version. Databases made at version 11 or later can be upgraded.
+const UPGRADES: &[(usize, &str)] = &[
+    (12, include_str!("upgrade_12.sql")),
+    (13, include_str!("upgrade_13.sql")),
+];
 /// The advisory lock that serialises migrations between replicas starting together.
 const MIGRATION_LOCK: i64 = 0x6465_706c_6f79_0001;
 /// Connections per replica: writes hold one for a transaction's length (milliseconds), so
@@ -147,17 +150,15 @@ impl PgStore {
                 .filter(|(to, _)| *to > from)
                 .collect();
             anyhow::ensure!(
-                version == 0 || steps.iter().map(|(to, _)| *to).eq(from + 1..=SCHEMA_VERSION),
+                version == 0
+                    || steps.iter().map(|(to, _)| *to).eq(from + 1..=SCHEMA_VERSION),
                 "the database is at schema version {version}; this deployhook knows no \
                  PostgreSQL migration from it to {latest}"
             );
             if version != 0 {
                 for (to, script) in steps {
                     self.upgrade(to, script).await?;
-                    tracing::info!(
-                        "upgraded deployhook's schema to version {to} in {}",
-                        self.shown
-                    );
+                    tracing::info!("upgraded deployhook's schema to version {to} in {}", self.shown);
                 }
             }
             if version == 0 {
@@ -180,11 +181,13 @@ impl PgStore {
         result.with_context(|| format!("could not migrate the database {}", self.shown))
     }
 
-    /// Takes the database to version `to`: `script` and the new version, in one transaction.
+    /// Takes the database to version `to`: `script`, then the migration's Rust step, and the
+    /// new version, in one transaction.
     async fn upgrade(&self, to: usize, script: &'static str) -> anyhow::Result<()> {
         let version = i64::try_from(to)?;
         self.run_unnoted(false, move |c| {
             c.execute_batch(script)?;
+            super::schema::after_script(c, to, super::now_ms())?;
             c.execute("UPDATE schema_version SET version = ?1", [version])?;
             Ok(())
         })

@@ -1,5 +1,5 @@
 -- deployhook's durable state on PostgreSQL 15: the final state of the SQLite migrations
--- 0001 … 0012 (src/store/migrations), in one script, plus what only a shared PostgreSQL
+-- 0001 … 0013 (src/store/migrations), in one script, plus what only a shared PostgreSQL
 -- database needs (replicas, jobs.owner, one running job per repository and environment).
 -- A database made by an earlier version is brought here by the `upgrade_*.sql` scripts.
 -- Times are Unix milliseconds (UTC).
@@ -44,6 +44,9 @@ CREATE TABLE merges (
     -- The delivery that recorded the merge: its page lists the deployments the merge led to
     -- (jobs of the same repository, environment and commit).
     delivery_id    TEXT COLLATE "C",
+    -- When the merge was made (Unix milliseconds; NULL: none known): retention keeps the
+    -- record of each environment's newest merge by it (13).
+    merged_at      BIGINT,
     PRIMARY KEY (repository, pull_request, environment)
 );
 CREATE INDEX merges_by_delivery ON merges (delivery_id) WHERE delivery_id IS NOT NULL;
@@ -201,8 +204,8 @@ CREATE TABLE waits (
     request         TEXT COLLATE "C"    NOT NULL,  -- the deployment to create (JSON)
     required        TEXT COLLATE "C",              -- checks: the gate (JSON)
     policy          TEXT COLLATE "C"    NOT NULL,  -- 'latest': a newer one supersedes this one
-    sort_key        TEXT COLLATE "C"    NOT NULL,  -- what "newer" means: merge time, or the deployment
-                                       -- id promoted from, zero-padded
+    sort_key        TEXT COLLATE "C"    NOT NULL,  -- what "newer" means: merge time (Unix ms), or
+                                       -- the deployment id promoted from, zero-padded
     from_deployment BIGINT,            -- soak: the deployment whose success started it
     state           TEXT COLLATE "C"    NOT NULL,  -- 'waiting' | 'passed' | 'failed' | 'timed_out'
                                        -- | 'superseded' | 'given_up' (its deployment
@@ -228,6 +231,21 @@ CREATE INDEX waits_passed ON waits (kind, repository, environment, sort_key, id)
 CREATE INDEX waits_due ON waits (next_poll_at, id) WHERE state = 'waiting';
 CREATE INDEX waits_waiting_by_age ON waits (created_at, id) WHERE state = 'waiting';
 CREATE INDEX waits_ended ON waits (ended_at, id) WHERE state != 'waiting';
+
+-- Per repository and environment, the newest merge accepted for deployment ('accepted':
+-- its deployment's creation was queued) and the newest an automatic deploy started
+-- ('started'): an automatic deploy of an older merge is refused against them (13). Marks
+-- only move forward, and retention never prunes them.
+CREATE TABLE merge_marks (
+    repository   TEXT COLLATE "C"    NOT NULL,
+    environment  TEXT COLLATE "C"    NOT NULL,
+    stage        TEXT COLLATE "C"    NOT NULL,  -- 'accepted' | 'started'
+    merged_at    BIGINT  NOT NULL,              -- Unix milliseconds (UTC)
+    pull_request BIGINT  NOT NULL,              -- 0: none named
+    sha          TEXT COLLATE "C"    NOT NULL,
+    updated_at   BIGINT  NOT NULL,
+    PRIMARY KEY (repository, environment, stage)
+);
 
 -- Environments locked against automatic deploys. A locked environment runs only forced
 -- deployments (`"force": true` in the payload, `deployhook deploy --force`, a rollback); the

@@ -482,3 +482,60 @@ async fn replicas_starting_together_migrate_the_schema_once() {
         i64::try_from(crate::store::SCHEMA_VERSION).unwrap()
     );
 }
+
+/// A database made at version 11 is upgraded one version at a time (12, then 13: the merge
+/// marks), to the state SQLite's migration 13 makes; one at a version no script starts
+/// from is refused, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
+    use crate::store::schema::merge_order::tests::{assert_upgraded, on_record_before_13};
+    let Some(cluster) = cluster::shared() else {
+        return;
+    };
+    let url = cluster.database();
+    let store = PgStore::connect(&url).await.unwrap();
+    // Back to version 11: what 12 and 13 add goes, and the record is as 11 kept it.
+    store
+        .run(false, |c| {
+            c.execute_batch(
+                "DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
+                 UPDATE schema_version SET version = 11",
+            )?;
+            on_record_before_13(c);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let upgraded = PgStore::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let checked = upgraded
+        .run(true, |c| {
+            let version: i64 =
+                c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))?;
+            let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                assert_upgraded(c);
+            }));
+            Ok((version, checked))
+        })
+        .await
+        .unwrap();
+    assert_eq!(checked.0, 13);
+    if let Err(panic) = checked.1 {
+        std::panic::resume_unwind(panic);
+    }
+    upgraded
+        .run(false, |c| {
+            c.execute("UPDATE schema_version SET version = 10", [])
+        })
+        .await
+        .unwrap();
+    let refused = PgStore::connect(&url).await.unwrap_err();
+    let refused = format!("{refused:#}");
+    assert!(
+        refused.contains(
+            "at schema version 10; this deployhook knows no PostgreSQL migration from it to 13"
+        ),
+        "{refused}"
+    );
+}

@@ -3,6 +3,7 @@
 
 use crate::model::{CommitSha, RepoName};
 use crate::store::db::{Connection, params};
+use crate::store::merges::marks;
 use crate::store::outbox;
 
 use super::order::newer_passed_than;
@@ -44,7 +45,7 @@ pub fn tick(conn: &Connection, poll_ms: i64, now: i64, limit: usize) -> rusqlite
             };
             let new = end(conn, id, outcome, &reason, now)?;
             if outcome == "passed" {
-                outbox::enqueue_create_deployment(conn, &new, now)?;
+                marks::accept(conn, &new, now)?;
                 tick.created += 1;
             }
             tick.ended.push(Ended {

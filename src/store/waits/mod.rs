@@ -66,12 +66,6 @@ fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
-/// `now` (milliseconds) as RFC 3339 to the second, like GitHub's `merged_at`.
-fn timestamp(now: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(now.unsigned_abs());
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
 fn json_error(err: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(err))
 }

@@ -4,6 +4,7 @@
 
 use crate::model::Policy;
 use crate::store::db::{Connection, OptionalExtension, params};
+use crate::store::merges::marks;
 
 use super::record::Target;
 use super::settle::{OpenGate, end, forget_merge};
@@ -73,9 +74,19 @@ pub(super) fn supersede(
     Ok(ended)
 }
 
+/// The commit of what wait `id` must not deploy over: a newer wait of its kind, repository
+/// and environment that already passed (under `latest`), or, in any policy, a newer merge
+/// already accepted there (see `merges::marks`).
+pub(super) fn newer_passed_than(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+    match newer_wait_passed(conn, id)? {
+        Some(sha) => Ok(Some(sha)),
+        None => marks::newer_than_wait(conn, id),
+    }
+}
+
 /// The commit of a wait for the same kind, repository and environment as wait `id` that is
 /// newer and already passed, if any: `id` must not deploy over it (under `latest`).
-pub(super) fn newer_passed_than(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
+fn newer_wait_passed(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached(
         "SELECT newer.sha FROM waits AS this, waits AS newer INDEXED BY waits_passed
          WHERE this.id = ?1 AND this.policy = 'latest'

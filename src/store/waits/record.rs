@@ -2,8 +2,8 @@
 //! event, GitHub's answer to a read (or its refusal), and a deployment GitHub would not create.
 
 use crate::model::{
-    CheckKind, CheckReport, CheckResult, CheckState, DeploymentRequest, Gate, NewDeployment,
-    Policy, Promotion, Required,
+    CheckKind, CheckReport, CheckResult, CheckState, DeploymentRequest, Gate, MergedAt,
+    NewDeployment, Policy, Promotion, Required,
 };
 use crate::store::db::{Connection, OptionalExtension, params};
 use crate::store::{int_key, outbox};
@@ -11,7 +11,7 @@ use crate::store::{int_key, outbox};
 use super::order::supersede;
 use super::results::upsert_result;
 use super::settle::{Answer, any_waiting, is_waiting, reopen_failed, settle};
-use super::{Ended, json_error, millis, timestamp};
+use super::{Ended, json_error, millis};
 
 /// Records that `new` waits for its merge commit's checks, and settles it at once against
 /// what is already known (a check may have finished before the merge's delivery came).
@@ -24,7 +24,10 @@ pub fn wait_for_checks(
     poll_ms: i64,
     now: i64,
 ) -> rusqlite::Result<Option<Vec<Ended>>> {
-    let sort_key = gate.merged_at.clone().unwrap_or_else(|| timestamp(now));
+    let sort_key = gate
+        .merged_at
+        .unwrap_or(MergedAt::from_millis(now))
+        .sort_key();
     let due_at = now.saturating_add(millis(gate.timeout));
     let target = Target {
         kind: "checks",

@@ -4,6 +4,7 @@
 
 use crate::model::{CommitSha, DeploymentRequest, NewDeployment, RepoName, Required, Verdict};
 use crate::store::db::{Connection, params};
+use crate::store::merges::marks;
 use crate::store::{merges, outbox};
 
 use super::order::{newer_passed_than, older_waiting, oldest_waiting};
@@ -102,7 +103,7 @@ pub(super) fn settle(
         };
         let new = end(conn, gate.id, outcome, &reason, now)?;
         if outcome == "passed" {
-            outbox::enqueue_create_deployment(conn, &new, now)?;
+            marks::accept(conn, &new, now)?;
         } else {
             forget_merge(conn, &new)?;
             outbox::notify_checks_ended(conn, &new, outcome, &reason, now)?;

@@ -46,7 +46,7 @@ fn gate(names: &[&str], merged_at: &str) -> Gate {
         required: Required::Named(names.iter().map(|n| (*n).to_owned()).collect()),
         timeout: Duration::from_millis(HOUR.unsigned_abs()),
         policy: Policy::Latest,
-        merged_at: Some(merged_at.into()),
+        merged_at: Some(crate::model::MergedAt::parse(merged_at).unwrap()),
     }
 }
 

@@ -215,7 +215,7 @@ impl World {
             },
             timeout: TIMEOUT,
             policy: Policy::Latest,
-            merged_at: Some("2026-03-03T14:02:11Z".to_owned()),
+            merged_at: Some(crate::model::MergedAt::parse("2026-03-03T14:02:11Z").unwrap()),
         }
     }
 
