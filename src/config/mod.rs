@@ -174,6 +174,9 @@ pub struct ConnectionLimits {
     /// How long a client may take to send a request's headers, and how long a connection
     /// may sit idle between requests.
     pub header_timeout: Duration,
+    /// Bytes the request bodies being read may hold at once, in all (see
+    /// `webhook::intake`). Not a setting: tests make it small.
+    pub body_budget: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -182,6 +185,7 @@ impl Default for ConnectionLimits {
             max_connections: 512,
             max_connections_per_client: 64,
             header_timeout: Duration::from_secs(10),
+            body_budget: 256 * 1024 * 1024,
         }
     }
 }

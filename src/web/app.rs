@@ -112,7 +112,10 @@ impl Application {
             AdminAuth::new(&links.key, token, config.public_url.as_deref()).with_revoked(revoked)
         });
         let state = AppState(Arc::new(Shared {
-            intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
+            intake: Arc::new(IntakeConfig::new(
+                config.webhook_secrets.clone(),
+                config.connections.body_budget,
+            )),
             environments,
             refusals: RefusalLog::start(store.clone()),
             store,

@@ -24,12 +24,6 @@ pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
 /// The longest event name accepted; GitHub's longest is about 40 characters.
 const MAX_EVENT_NAME: usize = 64;
 
-/// Bound on the bodies being read at once, in KiB: unauthenticated senders could otherwise
-/// make the server buffer any number of 25 MiB bodies before their signatures are checked.
-/// It is taken as bytes arrive, never as declared: a `Content-Length` costs nothing until
-/// its bytes come, so a few slow senders announcing 25 MiB cannot hold up the small
-/// deliveries behind them.
-const BODY_BUDGET_KIB: usize = 256 * 1024;
 /// Bound on reading one body, from its first byte to its last: GitHub itself gives up on an
 /// answer after 10 s, and a sender trickling bytes must not hold its connection longer.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,15 +33,19 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct IntakeConfig {
     /// `None`: signatures are not checked (`--insecure-skip-signature`).
     secrets: Option<WebhookSecrets>,
-    /// Permits of 1 KiB for the bodies being read.
+    /// Permits of 1 KiB for the bodies being read: unauthenticated senders could otherwise
+    /// make the server buffer any number of 25 MiB bodies before their signatures are
+    /// checked. It is taken as bytes arrive, never as declared: a `Content-Length` costs
+    /// nothing until its bytes come.
     body_budget: Arc<Semaphore>,
 }
 
 impl IntakeConfig {
-    pub fn new(secrets: Option<WebhookSecrets>) -> Self {
+    /// `body_budget`: bytes the bodies being read may hold at once.
+    pub fn new(secrets: Option<WebhookSecrets>, body_budget: usize) -> Self {
         Self {
             secrets,
-            body_budget: Arc::new(Semaphore::new(BODY_BUDGET_KIB)),
+            body_budget: Arc::new(Semaphore::new(body_budget / 1024)),
         }
     }
 }

@@ -173,6 +173,7 @@ async fn connections_past_the_cap_are_refused_and_the_others_go_on() {
             max_connections: 10,
             max_connections_per_client: 0,
             header_timeout: Duration::from_secs(30),
+            ..ConnectionLimits::default()
         };
     })
     .await;
