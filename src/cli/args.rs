@@ -443,8 +443,9 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
-    /// Connections one client address may hold open at once; 0: no cap. Behind a reverse
-    /// proxy every connection comes from the proxy: set 0 there and cap clients at the proxy.
+    /// Connections one client address may hold open at once (and, while capped, 32 MiB of
+    /// request bodies); 0: no cap. Behind a reverse proxy every connection comes from the
+    /// proxy: set 0 there and cap clients at the proxy.
     #[arg(
         long,
         env = "DEPLOYHOOK_MAX_CONNECTIONS_PER_CLIENT",

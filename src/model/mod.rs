@@ -1,11 +1,13 @@
 //! The vocabulary every layer shares: identifiers, the deployments deployhook creates and
 //! runs, what a delivery leads to, the policies a queue follows, the short texts sent
-//! to GitHub, and the notifications a team is sent. Defined here, at the bottom, so that
-//! the layers above can speak of them without importing one another.
+//! to GitHub, the notifications a team is sent, and who a client is for the caps on what
+//! one may hold. Defined here, at the bottom, so that the layers above can speak of them
+//! without importing one another.
 //!
 //! May use: nothing of the crate outside this folder.
 
 pub mod checks;
+pub mod client;
 pub mod deployment;
 pub mod effect;
 pub mod ids;
@@ -14,6 +16,7 @@ pub mod policy;
 pub mod text;
 
 pub use checks::{CheckKind, CheckReport, CheckResult, CheckState, Gate, Required, Verdict};
+pub use client::ClientKey;
 pub use deployment::{
     DEPLOY_TASK, DeployJob, DeploymentRequest, DeploymentState, NewDeployment, Promotion,
     StatusRequest,

@@ -8,6 +8,7 @@ mod cli;
 mod config_file;
 mod connections;
 mod crash;
+mod crowding;
 mod deliveries;
 mod deployment;
 mod disk;
