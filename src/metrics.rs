@@ -89,6 +89,7 @@ pub struct Metrics {
     outbox_oldest_seconds: Gauge,
     connections_open: Gauge,
     connections_refused: Family<ReasonLabels, Counter>,
+    connections_shed: Counter,
     waits_ended: Family<WaitLabels, Counter>,
     waiting: Family<KindLabels, Gauge>,
     locked: Family<EnvironmentLabels, Gauge>,
@@ -200,6 +201,12 @@ impl Metrics {
             "Inbound connections refused at a cap, by which cap",
             connections_refused.clone(),
         );
+        let connections_shed = Counter::default();
+        registry.register(
+            "connections_shed",
+            "Idle inbound connections closed at the connection cap to make room for a new one",
+            connections_shed.clone(),
+        );
         let waits_ended = Family::default();
         registry.register(
             "waits_ended",
@@ -260,6 +267,7 @@ impl Metrics {
             outbox_oldest_seconds,
             connections_open,
             connections_refused,
+            connections_shed,
             rendering: std::sync::Mutex::new(()),
         }
     }
@@ -351,6 +359,11 @@ impl Metrics {
         self.connections_refused
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    /// An idle inbound connection closed to make room for a new one.
+    pub fn connection_shed(&self) {
+        self.connections_shed.inc();
     }
 
     /// The replicas alive now, and whether this one leads: set before [`Metrics::render`].

@@ -13,6 +13,7 @@ pub mod app;
 pub mod assets;
 pub mod auth;
 pub mod calls;
+mod connections;
 pub mod dashboard;
 pub mod deliveries;
 pub mod event_handler;

@@ -1,5 +1,6 @@
-//! Many addresses against GitHub's deliveries (issue 26, item 6): bodies stalled just short
-//! of their end from several addresses must not hold up a delivery from another. Each
+//! Many addresses against GitHub's deliveries (issue 26, items 6 and 7): bodies stalled
+//! just short of their end from several addresses must not hold up a delivery from another,
+//! and idle connections filling the connection cap must make room for a new client. Each
 //! address is a distinct 127.x source address: loopback only. Sizes are scaled down through
 //! the configuration; the binary's tests run with the defaults, as an attacker would meet
 //! them.
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use deployhook::config::ConnectionLimits;
 use deployhook::webhook::signature::sign;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -146,6 +148,19 @@ fn status_of(response: &[u8]) -> Option<u16> {
     text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
+/// Whether the server closed `stream` within `within` (EOF or a reset).
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
 /// `app` with a 8 MiB body budget and a 2 MiB share per address.
 async fn app_with_small_budgets() -> TestApp {
     spawn_app_with(|config, _| {
@@ -195,6 +210,78 @@ async fn one_address_stalling_bodies_holds_only_its_share_and_a_larger_delivery_
         "a 512 KiB signed ping took {took:?} beside one address's 10 stalled bodies"
     );
     drop(stalled);
+}
+
+#[tokio::test]
+async fn idle_connections_from_8_addresses_at_the_cap_make_room_for_a_new_client_oldest_first() {
+    let app = spawn_app_with(|config, _| {
+        config.connections = ConnectionLimits {
+            max_connections: 64,
+            max_connections_per_client: 8,
+            header_timeout: Duration::from_secs(30),
+            ..ConnectionLimits::default()
+        };
+    })
+    .await;
+    let server = socket_addr(&app.url);
+    let mut idle = Vec::new();
+    for index in 0..64 {
+        idle.push(connect_from(server, &attacker(index / 8)).await);
+        // Tells them apart by age, whatever the scheduling.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, took) = timed_ping_from(server, "127.0.0.1", 0).await;
+    println!("a signed ping: {status:?} in {took:?}");
+    assert_eq!(
+        status,
+        Ok(200),
+        "a new client's signed ping, with 64 idle connections at the cap of 64 ({took:?})"
+    );
+    assert!(
+        closed_within(&mut idle[0], Duration::from_secs(1)).await,
+        "the oldest idle connection was not closed to make room"
+    );
+    for (index, stream) in idle.iter_mut().enumerate().skip(1) {
+        assert!(
+            !closed_within(stream, Duration::from_millis(20)).await,
+            "idle connection {index} was closed too: one was enough"
+        );
+    }
+    let metrics = app.get_text(&format!("{}/metrics", app.url)).await;
+    assert!(
+        metrics.contains("deployhook_connections_shed_total 1\n")
+            || metrics.contains("deployhook_connections_shed_total 2\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_makes_room_for_a_delivery_when_8_addresses_hold_every_connection() {
+    let github = wiremock::MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let command = crate::helpers::write_script(dir.path(), "deploy.sh", "true");
+    // The defaults: 512 connections, 64 per address.
+    let binary = Server::start_with(
+        &github,
+        dir.path(),
+        &[("DEPLOY_COMMAND", command.display().to_string())],
+    );
+    let server = socket_addr(&binary.url);
+    let mut idle = Vec::new();
+    for index in 0..512 {
+        idle.push(connect_from(server, &attacker(index / 64)).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, took) = timed_ping_from(server, "127.0.0.1", 0).await;
+    println!("a signed ping: {status:?} in {took:?}");
+    assert_eq!(
+        status,
+        Ok(200),
+        "a signed ping beside 8 × 64 idle connections ({took:?})"
+    );
+    assert!(took < PROMPT, "a signed ping took {took:?}");
+    drop(idle);
 }
 
 /// Issue 26's own reproduction, at full size against the binary: 14 connections from 8
