@@ -96,6 +96,7 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_refused: Family<ReasonLabels, Counter>,
     token_guesses: Family<GuessLabels, Counter>,
+    connections_shed: Counter,
     waits_ended: Family<WaitLabels, Counter>,
     waiting: Family<KindLabels, Gauge>,
     locked: Family<EnvironmentLabels, Gauge>,
@@ -214,6 +215,12 @@ impl Metrics {
              refused unchecked because their address had used up its guesses (limited)",
             token_guesses.clone(),
         );
+        let connections_shed = Counter::default();
+        registry.register(
+            "connections_shed",
+            "Idle inbound connections closed at the connection cap to make room for a new one",
+            connections_shed.clone(),
+        );
         let waits_ended = Family::default();
         registry.register(
             "waits_ended",
@@ -275,6 +282,7 @@ impl Metrics {
             connections_open,
             connections_refused,
             token_guesses,
+            connections_shed,
             rendering: std::sync::Mutex::new(()),
         }
     }
@@ -374,6 +382,11 @@ impl Metrics {
         self.token_guesses
             .get_or_create(&GuessLabels { token, outcome })
             .inc();
+    }
+
+    /// An idle inbound connection closed to make room for a new one.
+    pub fn connection_shed(&self) {
+        self.connections_shed.inc();
     }
 
     /// The replicas alive now, and whether this one leads: set before [`Metrics::render`].

@@ -125,6 +125,7 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
             max_connections: args.max_connections as usize,
             max_connections_per_client: args.max_connections_per_client as usize,
             header_timeout: args.header_timeout,
+            ..ConnectionLimits::default()
         },
         shutdown_timeout: args.shutdown_timeout,
         lease: args.lease.max(std::time::Duration::from_secs(3)),

@@ -184,6 +184,11 @@ pub struct ConnectionLimits {
     /// How long a client may take to send a request's headers, and how long a connection
     /// may sit idle between requests.
     pub header_timeout: Duration,
+    /// Bytes the request bodies being read may hold at once, in all, and from one client
+    /// address (only while `max_connections_per_client` caps one). Bodies up to 128 KiB
+    /// are not counted (see `webhook::budget`). Not settings: tests make them small.
+    pub body_budget: usize,
+    pub body_budget_per_client: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -192,6 +197,9 @@ impl Default for ConnectionLimits {
             max_connections: 512,
             max_connections_per_client: 64,
             header_timeout: Duration::from_secs(10),
+            body_budget: 256 * 1024 * 1024,
+            // One body of GitHub's largest (25 MiB), with room beside it.
+            body_budget_per_client: 32 * 1024 * 1024,
         }
     }
 }

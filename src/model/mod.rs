@@ -1,12 +1,14 @@
 //! The vocabulary every layer shares: identifiers, the deployments deployhook creates and
 //! runs, what a delivery leads to, the order of merges, the policies a queue follows, where
-//! the database is (password masked when shown), the short texts sent to GitHub, and the
-//! notifications a team is sent. Defined here, at the bottom, so that the layers above can
-//! speak of them without importing one another.
+//! the database is (password masked when shown), the short texts sent to GitHub, the
+//! notifications a team is sent, and who a client is for the caps on what one may hold.
+//! Defined here, at the bottom, so that the layers above can speak of them without
+//! importing one another.
 //!
 //! May use: nothing of the crate outside this folder.
 
 pub mod checks;
+pub mod client;
 pub mod database;
 pub mod deployment;
 pub mod effect;
@@ -19,6 +21,7 @@ pub mod text;
 pub use checks::{
     CheckKind, CheckReport, CheckResult, CheckSource, CheckState, Gate, Required, Verdict,
 };
+pub use client::ClientKey;
 pub use database::{DatabaseLocation, InvalidDatabase};
 pub use deployment::{
     DEPLOY_TASK, DeployJob, DeploymentRequest, DeploymentState, NewDeployment, Promotion,

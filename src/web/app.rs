@@ -25,6 +25,7 @@ use crate::web::auth::{AdminAuth, unix_now};
 use crate::web::guesses::GuessLimit;
 use crate::web::state::{AppState, Shared};
 use crate::web::{listener, router};
+use crate::webhook::budget::BodyLimits;
 use crate::webhook::intake::IntakeConfig;
 
 /// At shutdown, how long requests in flight may take to finish.
@@ -119,7 +120,10 @@ impl Application {
             .with_revoked(revoked)
         });
         let state = AppState(Arc::new(Shared {
-            intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
+            intake: Arc::new(IntakeConfig::new(
+                config.webhook_secrets.clone(),
+                body_limits(&config.connections),
+            )),
             environments,
             refusals: RefusalLog::start(store.clone()),
             store,
@@ -253,6 +257,16 @@ impl Application {
         served?;
         tracing::info!("deployhook stopped");
         Ok(())
+    }
+}
+
+/// What the bodies being read may hold: a share per client only where clients are told
+/// apart (behind a reverse proxy, with no per-client connection cap, all come from it).
+fn body_limits(limits: &crate::config::ConnectionLimits) -> BodyLimits {
+    BodyLimits {
+        total: limits.body_budget,
+        per_client: (limits.max_connections_per_client != 0)
+            .then_some(limits.body_budget_per_client),
     }
 }
 

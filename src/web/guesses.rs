@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
+use crate::model::ClientKey;
 
 /// Guesses an address may make at once.
 pub const BURST: u32 = 10;
@@ -45,7 +46,7 @@ pub struct GuessLimit {
     /// Per address: when its allowance is whole again (a "virtual scheduling" bucket:
     /// each guess pushes this [`REFILL`] further, and a guess is refused when it would lie
     /// more than [`BURST`] refills ahead). Addresses whose time has passed are as new.
-    addresses: Mutex<HashMap<IpAddr, Instant>>,
+    addresses: Mutex<HashMap<ClientKey, Instant>>,
     metrics: Arc<Metrics>,
     logged: Mutex<Logged>,
 }
@@ -76,7 +77,7 @@ impl GuessLimit {
 
     /// [`GuessLimit::check`] at `now`.
     fn check_at(&self, client: IpAddr, now: Instant, matches: impl FnOnce() -> bool) -> Verdict {
-        let key = super::listener::client_key(client);
+        let key = ClientKey::of(client);
         if let Err(wait) = self.take(key, now) {
             self.metrics.token_guess(self.secret, "limited");
             self.log(client, Verdict::Limited(wait));
@@ -91,7 +92,7 @@ impl GuessLimit {
         Verdict::Wrong
     }
 
-    fn take(&self, key: IpAddr, now: Instant) -> Result<(), Duration> {
+    fn take(&self, key: ClientKey, now: Instant) -> Result<(), Duration> {
         let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
         if !addresses.contains_key(&key) && addresses.len() >= MAX_ADDRESSES {
             forget_one(&mut addresses, now);
@@ -106,7 +107,7 @@ impl GuessLimit {
         Ok(())
     }
 
-    fn give_back(&self, key: IpAddr, now: Instant) {
+    fn give_back(&self, key: ClientKey, now: Instant) {
         let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(whole_at) = addresses.get_mut(&key) {
             *whole_at = whole_at.checked_sub(REFILL).unwrap_or(now).max(now);
@@ -142,7 +143,7 @@ impl GuessLimit {
 
 /// Makes room for one more address: forgets those whose allowance is whole again, else the
 /// one nearest to it.
-fn forget_one(addresses: &mut HashMap<IpAddr, Instant>, now: Instant) {
+fn forget_one(addresses: &mut HashMap<ClientKey, Instant>, now: Instant) {
     addresses.retain(|_, whole_at| *whole_at > now);
     if addresses.len() < MAX_ADDRESSES {
         return;

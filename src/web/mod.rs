@@ -15,6 +15,7 @@ pub mod assets;
 pub mod auth;
 pub mod calls;
 pub mod client;
+mod connections;
 pub mod dashboard;
 pub mod deliveries;
 pub mod event_handler;

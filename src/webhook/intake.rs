@@ -1,20 +1,22 @@
 //! Webhook intake: the one extractor every delivery passes before a handler runs. It bounds
 //! the body, checks the content type, verifies the signature over the exact bytes received,
 //! reads GitHub's headers and parses the payload into an [`Event`]. Every rejection is an
-//! [`IntakeError`] whose response says what was wrong and how to fix it.
+//! [`IntakeError`] whose response says what was wrong and how to fix it. The body's bytes
+//! are taken from the [`BodyBudget`] as they arrive.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRef, FromRequest, Request};
+use axum::extract::{ConnectInfo, FromRef, FromRequest, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::model::{DeliveryId, HookId};
+use crate::model::{ClientKey, DeliveryId, HookId};
+use crate::webhook::budget::{BodyBudget, BodyLimits, Reservation};
 use crate::webhook::events::Event;
 use crate::webhook::signature::{SignatureError, WebhookSecrets};
 
@@ -24,12 +26,6 @@ pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
 /// The longest event name accepted; GitHub's longest is about 40 characters.
 const MAX_EVENT_NAME: usize = 64;
 
-/// Bound on the bodies being read at once, in KiB: unauthenticated senders could otherwise
-/// make the server buffer any number of 25 MiB bodies before their signatures are checked.
-/// It is taken as bytes arrive, never as declared: a `Content-Length` costs nothing until
-/// its bytes come, so a few slow senders announcing 25 MiB cannot hold up the small
-/// deliveries behind them.
-const BODY_BUDGET_KIB: usize = 256 * 1024;
 /// Bound on reading one body, from its first byte to its last: GitHub itself gives up on an
 /// answer after 10 s, and a sender trickling bytes must not hold its connection longer.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,15 +35,16 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct IntakeConfig {
     /// `None`: signatures are not checked (`--insecure-skip-signature`).
     secrets: Option<WebhookSecrets>,
-    /// Permits of 1 KiB for the bodies being read.
-    body_budget: Arc<Semaphore>,
+    /// What the bodies being read may hold: unauthenticated senders could otherwise make
+    /// the server buffer any number of 25 MiB bodies before their signatures are checked.
+    body_budget: Arc<BodyBudget>,
 }
 
 impl IntakeConfig {
-    pub fn new(secrets: Option<WebhookSecrets>) -> Self {
+    pub fn new(secrets: Option<WebhookSecrets>, body_limits: BodyLimits) -> Self {
         Self {
             secrets,
-            body_budget: Arc::new(Semaphore::new(BODY_BUDGET_KIB)),
+            body_budget: BodyBudget::new(body_limits),
         }
     }
 }
@@ -87,6 +84,8 @@ pub enum IntakeError {
     BadSignature(#[from] SignatureError),
     #[error("body larger than GitHub's 25 MiB webhook limit")]
     TooLarge,
+    #[error("body larger than the {0} bytes this server reads for one client at once")]
+    OverBudget(usize),
     #[error("the body did not arrive within 10 seconds")]
     BodyTimeout,
     #[error("could not read the request body: {0}")]
@@ -150,6 +149,7 @@ impl IntakeError {
             Self::MissingSignature => "missing_signature",
             Self::BadSignature(_) => "bad_signature",
             Self::TooLarge => "too_large",
+            Self::OverBudget(_) => "over_budget",
             Self::BodyTimeout => "body_timeout",
             Self::BodyRead(_) => "body_read",
             Self::MissingPayloadField => "missing_payload_field",
@@ -162,7 +162,7 @@ impl IntakeError {
         match self {
             Self::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MissingSignature | Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge | Self::OverBudget(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MissingEvent
             | Self::InvalidHeader { .. }
@@ -214,8 +214,13 @@ where
         let hook_id = parse_header(headers, "X-GitHub-Hook-ID", str::parse::<HookId>)?;
         let signature = header(headers, "x-hub-signature-256")?;
         let kept = kept_headers(headers);
+        let client = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| ClientKey::of(peer.ip()));
 
-        let (body, _reserved) = read_body(request.into_body(), &config.body_budget).await?;
+        let reservation = config.body_budget.reserve(client);
+        let (body, _reserved) = read_body(request.into_body(), reservation).await?;
         if let Some(secrets) = &config.secrets {
             let signature = signature.ok_or(IntakeError::MissingSignature)?;
             secrets.verify(&body, &signature)?;
@@ -234,16 +239,15 @@ where
     }
 }
 
-/// Reads the whole body within [`BODY_READ_TIMEOUT`], taking room in `budget` for its
-/// bytes as they arrive; the room is given back when the returned permit is dropped.
+/// Reads the whole body within [`BODY_READ_TIMEOUT`], growing `reserved` for its bytes as
+/// they arrive; it holds them until dropped.
 async fn read_body(
     body: axum::body::Body,
-    budget: &Arc<Semaphore>,
-) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), IntakeError> {
+    mut reserved: Reservation,
+) -> Result<(Vec<u8>, Reservation), IntakeError> {
     let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
     let mut body = body;
     let mut bytes = Vec::new();
-    let mut reserved: Option<OwnedSemaphorePermit> = None;
     loop {
         let frame = tokio::time::timeout_at(deadline, body.frame())
             .await
@@ -265,23 +269,10 @@ async fn read_body(
         } else {
             bytes.capacity()
         };
-        let held = reserved.as_ref().map_or(0, |p| p.num_permits());
-        let needed = capacity.div_ceil(1024).saturating_sub(held);
-        if needed > 0 {
-            let more = tokio::time::timeout_at(
-                deadline,
-                budget
-                    .clone()
-                    .acquire_many_owned(u32::try_from(needed).unwrap_or(u32::MAX)),
-            )
+        tokio::time::timeout_at(deadline, reserved.grow_to(capacity))
             .await
             .map_err(|_| IntakeError::BodyTimeout)?
-            .map_err(|_| IntakeError::BodyRead("the server is shutting down".into()))?;
-            match &mut reserved {
-                Some(permit) => permit.merge(more),
-                None => reserved = Some(more),
-            }
-        }
+            .map_err(|never| IntakeError::OverBudget(never.limit))?;
         bytes.reserve_exact(capacity - bytes.len());
         bytes.extend_from_slice(&data);
     }

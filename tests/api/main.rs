@@ -11,6 +11,7 @@ mod config_file;
 mod connections;
 mod crash;
 mod credentials;
+mod crowding;
 mod deliveries;
 mod deployment;
 mod disk;

@@ -140,13 +140,15 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_OUTBOX_MAX_AGE", default_value = "24h", value_parser = parse_duration)]
     pub outbox_max_age: Duration,
 
-    /// Connections the server holds open at once; past it, new ones are answered 503 and
-    /// closed. Keep it below the process's file-descriptor limit (LimitNOFILE).
+    /// Connections the server holds open at once; at the cap a new one takes the place of
+    /// an idle one, and only when none is idle is it answered 503 and closed. Keep it below
+    /// the process's file-descriptor limit (LimitNOFILE).
     #[arg(long, env = "DEPLOYHOOK_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
-    /// Connections one client address may hold open at once; 0: no cap. Behind a reverse
-    /// proxy every connection comes from the proxy: set 0 there and cap clients at the proxy.
+    /// Connections one client address may hold open at once (and, while capped, 32 MiB of
+    /// request bodies); 0: no cap. Behind a reverse proxy every connection comes from the
+    /// proxy: set 0 there and cap clients at the proxy.
     #[arg(
         long,
         env = "DEPLOYHOOK_MAX_CONNECTIONS_PER_CLIENT",
