@@ -494,11 +494,21 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     };
     let url = cluster.database();
     let store = PgStore::connect(&url).await.unwrap();
-    // Back to version 11: what 12 and 13 add goes, and the record is as 11 kept it.
+    // Back to version 11: what 12 (check results per source) and 13 (the merge marks)
+    // add goes, and the record is as 11 kept it.
     store
         .run(false, |c| {
             c.execute_batch(
                 "DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
+                 DROP TABLE check_results;
+                 CREATE TABLE check_results (
+                     repository TEXT COLLATE \"C\" NOT NULL, sha TEXT COLLATE \"C\" NOT NULL,
+                     kind TEXT COLLATE \"C\" NOT NULL, name TEXT COLLATE \"C\" NOT NULL,
+                     state TEXT COLLATE \"C\" NOT NULL, detail TEXT COLLATE \"C\" NOT NULL,
+                     url TEXT COLLATE \"C\", source_id BIGINT NOT NULL,
+                     updated_at BIGINT NOT NULL,
+                     PRIMARY KEY (repository, sha, kind, name));
+                 CREATE INDEX check_results_by_time ON check_results (updated_at);
                  UPDATE schema_version SET version = 11",
             )?;
             on_record_before_13(c);
