@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::store::refused::RefusalLog;
 use crate::store::{Store, outbox, retention, sessions};
 use crate::web::auth::{AdminAuth, unix_now};
+use crate::web::refusal_summary::{self, RefusalSummary};
 use crate::web::state::{AppState, Shared};
 use crate::web::{listener, router};
 use crate::webhook::intake::IntakeConfig;
@@ -115,6 +116,7 @@ impl Application {
             intake: Arc::new(IntakeConfig::new(config.webhook_secrets.clone())),
             environments,
             refusals: RefusalLog::start(store.clone()),
+            refusal_lines: RefusalSummary::start(refusal_summary::DELIVERIES),
             store,
             outbox,
             deployer,

@@ -18,6 +18,7 @@ use crate::store::deliveries::{self, DeliveryRecord, Recorded};
 use crate::store::refused::Refusal;
 use crate::store::{now_ms, waits};
 use crate::web::AppState;
+use crate::web::refusal_summary;
 use crate::webhook::intake::{Delivery, Rejected, is_kept_header};
 
 /// `POST /event_handler`: the guide's single webhook endpoint. The delivery and the work it
@@ -103,9 +104,10 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
     (ack.status, Json(ack)).into_response()
 }
 
-/// Counts deliveries refused by intake, by the reason it put on the response, and hands
-/// them to be kept for the dashboard — or counts them dropped, when the queue to the
-/// database is full: a flood of bad requests never waits on the database.
+/// Counts deliveries refused by intake, by the reason it put on the response, logs them
+/// boundedly (see [`refusal_summary`]), and hands them to be kept for the dashboard — or
+/// counts them dropped, when the queue to the database is full: a flood of bad requests
+/// never waits on the database, nor fills the log.
 pub(super) async fn count_rejections(
     State(state): State<AppState>,
     request: Request,
@@ -126,6 +128,12 @@ pub(super) async fn count_rejections(
     let response = next.run(request).await;
     if let Some(Rejected(reason, message)) = response.extensions().get::<Rejected>() {
         state.metrics.rejected(reason);
+        state.refusal_lines.refused(&refusal_summary::Refusal {
+            reason,
+            status: response.status().as_u16(),
+            message,
+            client,
+        });
         let refusal = refusal(response.status(), reason, message, client, &headers);
         if !state.refusals.record(refusal) {
             state.metrics.refusal_unrecorded();
