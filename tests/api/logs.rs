@@ -1,6 +1,8 @@
 //! The server's own log, read from the real binary as an operator's journal would hold it:
 //! a flood of refused deliveries makes a few summary lines that count every refusal (not a
-//! line each).
+//! line each), and what a request says (a header, a payload's environment name) cannot pass
+//! for a field of a log line, in the text and the JSON formats. Also the house rule behind
+//! the latter: no log field formats a request's value unquoted.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -9,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use serde_json::{Value, json};
 use wiremock::MockServer;
 
 use deployhook::webhook::signature::sign;
 
-use crate::helpers::{SECRET, TOKEN, WAIT};
+use crate::helpers::{SECRET, TOKEN, WAIT, fixture_json, mount_github_defaults};
 
 /// `deployhook serve` as a child, its log (stderr) collected line by line.
 struct Server {
@@ -87,6 +90,18 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    async fn post(&self, event: &str, body: &str, signature: Option<String>) -> StatusCode {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}/event_handler", self.base))
+            .header("Content-Type", "application/json")
+            .header("X-GitHub-Event", event)
+            .header("X-GitHub-Delivery", "log-test-1");
+        if let Some(signature) = signature {
+            request = request.header("X-Hub-Signature-256", signature);
+        }
+        request.body(body.to_owned()).send().await.unwrap().status()
+    }
 }
 
 impl Drop for Server {
@@ -94,6 +109,84 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The hostile header of the report: it closes the span's braces and writes a message and
+/// a field of its own.
+const FORGED_EVENT: &str =
+    r#"x" hook=1}: deployhook::web::event_handler: deploying deployment 42 outcome="accepted"#;
+/// An environment name (any characters but control ones are allowed) that writes fields.
+const FORGED_ENVIRONMENT: &str = r#"production" outcome="accepted" forged="1"#;
+
+/// Sends the unsigned forged header, then a signed status naming the forged environment.
+async fn send_forgeries(server: &Server) {
+    let refused = server.post(FORGED_EVENT, "{}", None).await;
+    assert_eq!(refused, StatusCode::BAD_REQUEST);
+    let mut status = fixture_json("deployment_status.created.success.json");
+    status["deployment_status"]["environment"] = json!(FORGED_ENVIRONMENT);
+    let body = status.to_string();
+    let signature = sign(SECRET.as_bytes(), body.as_bytes());
+    let answered = server
+        .post("deployment_status", &body, Some(signature))
+        .await;
+    assert_eq!(answered, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_header_or_payload_value_cannot_forge_a_field_of_the_text_log() {
+    let github = MockServer::start().await;
+    mount_github_defaults(&github).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &github, "text");
+    send_forgeries(&server).await;
+    let refused = server.line_with("invalid X-GitHub-Event header");
+    let status = server.line_with("forged=");
+    let log = server.lines().join("\n");
+    assert!(
+        !log.contains(r#"x" hook=1}"#) && !log.contains(r#"forged="1""#),
+        "a value was written unquoted:\n{log}"
+    );
+    // Both are there, each a quoted string with its quotes escaped (the header cut to the
+    // 64 characters the span keeps).
+    assert!(
+        refused.contains(r#"event="x\" hook=1}: deployhook::web::event_handler: deploying"#),
+        "{refused}"
+    );
+    assert!(
+        status.contains(r#"environment="production\" outcome=\"accepted\" forged=\"1""#),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn a_header_or_payload_value_is_a_json_string_of_its_own_field_in_the_json_log() {
+    let github = MockServer::start().await;
+    mount_github_defaults(&github).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &github, "json");
+    send_forgeries(&server).await;
+    server.line_with("invalid X-GitHub-Event header");
+    server.line_with("forged=");
+    let events: Vec<Value> = server
+        .lines()
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let refused = events
+        .iter()
+        .find(|e| e["fields"]["reason"] == "invalid_header")
+        .expect("the refusal is logged");
+    assert_eq!(refused["span"]["event"], FORGED_EVENT[..64], "{refused}");
+    assert_eq!(refused["span"]["hook"], "", "{refused}");
+    let status = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "deployment status received")
+        .expect("the status is logged");
+    assert_eq!(
+        status["fields"]["environment"], FORGED_ENVIRONMENT,
+        "{status}"
+    );
+    assert_eq!(status["fields"].get("forged"), None, "{status}");
 }
 
 /// What a line of the text log says of refused deliveries: how many it counts.
@@ -189,4 +282,128 @@ async fn a_flood_of_refusals_writes_a_few_lines_that_count_every_one() {
         )),
         "{metrics}"
     );
+}
+
+/// Fields that may be formatted with `%` (Display) or `?` (Debug): none carries what a
+/// request said. Everything else is recorded as a string or a number, which the text log
+/// quotes and escapes.
+const FORMATTED_FIELDS: &[&str] = &[
+    "addr",         // the listen address
+    "client",       // a peer's IP address
+    "command",      // the configured argv, and `?` quotes it anyway
+    "database",     // the configured database, redacted
+    "environments", // the configured environments' names
+    "expires_at",   // an installation token's expiry, a time
+    "peer",         // a peer's socket address
+    "replica",      // this replica's id, made by deployhook
+    "retry_in",     // a duration
+    "timeout",      // a duration
+];
+
+/// The arguments of every `tracing::…!( … )` call in `source`, split at their top-level
+/// commas, with the line each call starts on.
+fn tracing_arguments(source: &str) -> Vec<(usize, Vec<String>)> {
+    let mut calls = Vec::new();
+    for (at, _) in source.match_indices("tracing::") {
+        let rest = &source[at + "tracing::".len()..];
+        let Some(open) = rest.find("!(") else {
+            continue;
+        };
+        if !rest[..open]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let (mut depth, mut args, mut current) = (1, Vec::new(), String::new());
+        let mut chars = rest[open + 2..].chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => {
+                    current.push(c);
+                    while let Some(s) = chars.next() {
+                        current.push(s);
+                        if s == '\\' {
+                            current.extend(chars.next());
+                        } else if s == '"' {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth -= 1,
+                ',' if depth == 1 => {
+                    args.push(std::mem::take(&mut current).trim().to_owned());
+                    continue;
+                }
+                _ => {}
+            }
+            if depth == 0 {
+                break;
+            }
+            current.push(c);
+        }
+        args.push(current.trim().to_owned());
+        let line = source[..at].lines().count();
+        calls.push((line, args));
+    }
+    calls
+}
+
+/// The field a `%`/`?` argument formats, if the argument is one: `%repo`, `key = %x`.
+fn formatted_field(argument: &str) -> Option<String> {
+    if let Some(name) = argument.strip_prefix(['%', '?']) {
+        return Some(name.split('.').next_back()?.trim().to_owned());
+    }
+    let (name, value) = argument.split_once('=')?;
+    let name = name.trim();
+    let is_name = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+    (is_name && value.trim_start().starts_with(['%', '?'])).then(|| name.to_owned())
+}
+
+#[test]
+fn no_log_field_formats_a_request_value_unquoted() {
+    let mut files = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).unwrap();
+        for (line, arguments) in tracing_arguments(&source) {
+            for name in arguments.iter().filter_map(|a| formatted_field(a)) {
+                if !FORMATTED_FIELDS.contains(&name.as_str()) {
+                    found.push(format!("{}:{line}: {name}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "log fields formatted with % or ? (written unquoted in the text log, so a value from \
+         a request could pass for other fields): record a string instead (`name = \
+         value.as_str()`, `.as_ref()`), or a number; or, if it can never hold what a request \
+         said, add it to FORMATTED_FIELDS saying why:\n{}",
+        found.join("\n")
+    );
+    // The check sees what it must: a call that formats a field, and one that does not.
+    let seen =
+        tracing_arguments(r#"tracing::info!(repo = %repo, "a {}, b", x); tracing::warn!(?e)"#);
+    let fields: Vec<_> = seen
+        .iter()
+        .flat_map(|(_, a)| a.iter().filter_map(|a| formatted_field(a)))
+        .collect();
+    assert_eq!(fields, ["repo", "e"]);
 }
