@@ -240,12 +240,13 @@ impl DeployWorker {
         }
         let started = claimed.len();
         for claimed in claimed {
+            // From the payload: recorded as strings, quoted and escaped in the text log.
             let span = tracing::info_span!(
                 "deploy",
-                deployment = %claimed.job.id,
-                repo = %claimed.job.repo,
-                environment = %claimed.job.environment,
-                delivery = %claimed.delivery_id,
+                deployment = claimed.job.id.get(),
+                repo = claimed.job.repo.as_ref(),
+                environment = claimed.job.environment.as_ref(),
+                delivery = claimed.delivery_id.as_str(),
             );
             self.running
                 .spawn(self.clone().execute(claimed).instrument(span));

@@ -115,7 +115,9 @@ impl OutboxWorker {
             };
             let took_any = !taken.is_empty();
             for item in taken {
-                let span = tracing::info_span!("outbox", call = item.id, key = %item.ordering_key);
+                // The key names a repository and an environment: recorded as a string.
+                let span =
+                    tracing::info_span!("outbox", call = item.id, key = item.ordering_key.as_str());
                 in_flight.spawn(self.clone().deliver(item).instrument(span));
             }
             let idle = if took_any {
@@ -235,7 +237,12 @@ impl OutboxWorker {
                 if item.attempts > 0
                     && let Some(id) = github.find_deployment(&repo, request).await?
                 {
-                    tracing::info!(%repo, deployment = %id, "deployment {id} of {repo}@{} was created by an earlier attempt", request.git_ref.short());
+                    tracing::info!(
+                        repo = repo.as_ref(),
+                        deployment = id.get(),
+                        "deployment {id} of {repo}@{} was created by an earlier attempt",
+                        request.git_ref.short()
+                    );
                     return Ok(Sent::Done);
                 }
                 let created = github.create_deployment(&repo, request).await?;
@@ -252,13 +259,23 @@ impl OutboxWorker {
                 github
                     .create_deployment_status(&repo, deployment, request)
                     .await?;
-                tracing::debug!(%repo, %deployment, state = request.state.as_str(), "status posted");
+                tracing::debug!(
+                    repo = repo.as_ref(),
+                    deployment = deployment.get(),
+                    state = request.state.as_str(),
+                    "status posted"
+                );
                 Ok(Sent::Done)
             }
             Call::ReadChecks { repository, sha } => {
                 let repo = parse_repo(repository)?;
                 let results = github.read_checks(&repo, sha).await?;
-                tracing::debug!(%repo, sha, checks = results.len(), "checks read");
+                tracing::debug!(
+                    repo = repo.as_ref(),
+                    sha = sha.as_str(),
+                    checks = results.len(),
+                    "checks read"
+                );
                 Ok(Sent::Checks(results))
             }
             Call::Notify(_) | Call::Notification { .. } => {
@@ -450,11 +467,12 @@ fn describe(call: &Call) -> String {
 fn log_created(repo: &RepoName, pull_request: u64, sha: &str, created: &CreatedDeployment) {
     match created {
         CreatedDeployment::Created(id) => tracing::info!(
-            %repo, deployment = %id,
+            repo = repo.as_ref(),
+            deployment = id.get(),
             "created deployment {id} of {repo}@{sha} for pull request #{pull_request}"
         ),
         CreatedDeployment::MergedInstead(message) => tracing::warn!(
-            %repo,
+            repo = repo.as_ref(),
             "GitHub created no deployment of {repo}@{sha} for pull request #{pull_request} \
              (202: {message}); it merged instead of deploying, so there is nothing to run"
         ),

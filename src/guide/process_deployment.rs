@@ -57,7 +57,7 @@ pub fn process_deployment(
             environment.name, repository.full_name
         );
         // Worth a line: someone asked for a deploy that will not happen.
-        tracing::info!("{message}");
+        tracing::info!(answer = message.as_str(), "a deployment not run");
         return Err(Ignored(message));
     }
     if let Some(creator) = foreign_creator(deployment, own_app) {

@@ -65,7 +65,7 @@ pub fn start_deployment(
             reasons.join("; ")
         );
         // Worth a line, unlike the many unmerged pull requests: a merge did not deploy.
-        tracing::info!("{message}");
+        tracing::info!(answer = message.as_str(), "a merge deploys nowhere");
         return Err(Ignored(message));
     }
     Ok(deployments)

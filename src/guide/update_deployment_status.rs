@@ -17,7 +17,7 @@ use crate::model::{
 };
 use crate::webhook::events::DeploymentStatusEvent;
 
-/// Logs the new state; returns the sentence logged and the promotions it starts.
+/// Logs the new state; returns the sentence that says it and the promotions it starts.
 pub fn update_deployment_status(
     event: &DeploymentStatusEvent,
     environments: &[EnvironmentConfig],
@@ -36,7 +36,13 @@ pub fn update_deployment_status(
         "deployment {} of {repo} to {environment} is {}",
         event.deployment.id, status.state
     );
+    // Every value from the payload is a string field: quoted and escaped in the text log, so
+    // an environment name or a description cannot pass for other fields.
     tracing::info!(
+        deployment = event.deployment.id.get(),
+        repo = repo.as_str(),
+        environment,
+        state = status.state.as_str(),
         description = status.description.as_deref().unwrap_or_default(),
         log_url = status
             .log_url
@@ -44,7 +50,7 @@ pub fn update_deployment_status(
             .or(status.target_url.as_deref())
             .unwrap_or_default(),
         environment_url = status.environment_url.as_deref().unwrap_or_default(),
-        "{message}"
+        "deployment status received"
     );
     let (promotions, refused) = promotions(event, environment, environments);
     match refused {
@@ -87,7 +93,7 @@ fn promotions(
                 names.join(", "),
                 branch.unwrap_or_default()
             );
-            tracing::info!("{why}");
+            tracing::info!(reason = why.as_str(), "success not promoted");
             return (vec![], Some(why));
         }
     }

@@ -27,6 +27,9 @@ const BATCH: usize = 512;
 /// The least time between two writes of refusals: up to [`BATCH`] of them every 100 ms are
 /// kept, more are dropped (and counted).
 const PACE: std::time::Duration = std::time::Duration::from_millis(100);
+/// The least time between two lines saying refusals could not be written: while the
+/// database fails, a flood would otherwise write ten a second.
+const FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A refused delivery, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +138,8 @@ impl RefusalLog {
         let count = written.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
+            // Lost since the last line saying so, and when that line was written.
+            let (mut lost, mut warned) = (0u64, None::<std::time::Instant>);
             while waiting.recv_many(&mut batch, BATCH).await > 0 {
                 let rows = std::mem::take(&mut batch);
                 let n = rows.len() as u64;
@@ -142,8 +147,17 @@ impl RefusalLog {
                     Ok(()) => {
                         count.fetch_add(n, Ordering::Relaxed);
                     }
-                    // A diagnostic only: lost, said once per batch, never retried.
-                    Err(err) => tracing::warn!("could not record {n} refused deliveries: {err}"),
+                    // A diagnostic only: lost, never retried, said at most once per interval.
+                    Err(err) => {
+                        lost += n;
+                        if warned.is_none_or(|at| at.elapsed() >= FAILURE_LOG_INTERVAL) {
+                            tracing::warn!(
+                                lost,
+                                "could not record {lost} refused deliveries: {err}"
+                            );
+                            (lost, warned) = (0, Some(std::time::Instant::now()));
+                        }
+                    }
                 }
                 tokio::time::sleep(PACE).await;
             }

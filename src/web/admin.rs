@@ -280,12 +280,12 @@ pub async fn lock(
     state.outbox.wake();
     // The queue sleeps until the next lock expires: this one may expire first.
     state.deployer.wake();
+    // Who and why are what the request said: string fields, quoted in the text log.
     tracing::info!(
-        environment = %lock.environment,
-        "{} locked by {}: {}",
-        lock.environment,
-        lock.locked_by,
-        lock.reason
+        environment = lock.environment.as_str(),
+        by = lock.locked_by.as_str(),
+        reason = lock.reason.as_str(),
+        "environment locked"
     );
     Ok(lock)
 }
@@ -314,7 +314,11 @@ pub async fn unlock(state: &AppState, environment: &str, by: &str) -> Result<Loc
             format!("{environment} is not locked"),
         ));
     };
-    tracing::info!(environment = %environment, "{environment} unlocked");
+    tracing::info!(
+        environment = environment.as_str(),
+        by,
+        "environment unlocked"
+    );
     state.deployer.wake();
     Ok(lock)
 }
@@ -381,10 +385,10 @@ pub async fn roll_back(
         .map_err(|err| unavailable(&err))?;
     state.outbox.wake();
     tracing::info!(
-        repo = %repo,
-        environment = %name,
-        "{}",
-        decided.lock_reason
+        repo = repo.as_ref(),
+        environment = name.as_str(),
+        reason = decided.lock_reason.as_str(),
+        "rolled back"
     );
     Ok(json!({
         "repository": repo,

@@ -23,6 +23,7 @@ use crate::store::refused::RefusalLog;
 use crate::store::{Store, outbox, retention, sessions};
 use crate::web::auth::{AdminAuth, unix_now};
 use crate::web::guesses::GuessLimit;
+use crate::web::refusal_summary::{self, RefusalSummary};
 use crate::web::state::{AppState, Shared};
 use crate::web::{listener, router};
 use crate::webhook::budget::BodyLimits;
@@ -126,6 +127,7 @@ impl Application {
             )),
             environments,
             refusals: RefusalLog::start(store.clone()),
+            refusal_lines: RefusalSummary::start(refusal_summary::DELIVERIES),
             store,
             outbox,
             deployer,

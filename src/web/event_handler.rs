@@ -18,6 +18,7 @@ use crate::store::deliveries::{self, DeliveryRecord, Recorded};
 use crate::store::refused::Refusal;
 use crate::store::{now_ms, waits};
 use crate::web::AppState;
+use crate::web::refusal_summary;
 use crate::webhook::intake::{Delivery, Rejected, is_kept_header};
 
 /// `POST /event_handler`: the guide's single webhook endpoint. The delivery and the work it
@@ -103,17 +104,21 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
     state.metrics.delivery(event_label, ack.outcome.as_str());
     // Deliveries that set work in motion are worth a line; the rest (every pull request
     // opened or pushed to, on an organisation hook) would drown it, and are in the database.
+    // The answer quotes the payload (environment names, branches…): a quoted field, so that
+    // it cannot pass for other fields.
+    let (outcome, answer) = (ack.outcome.as_str(), ack.message.as_str());
     if ack.outcome == Outcome::Accepted {
-        tracing::info!(outcome = ack.outcome.as_str(), "{}", ack.message);
+        tracing::info!(outcome, answer, "delivery answered");
     } else {
-        tracing::debug!(outcome = ack.outcome.as_str(), "{}", ack.message);
+        tracing::debug!(outcome, answer, "delivery answered");
     }
     (ack.status, Json(ack)).into_response()
 }
 
-/// Counts deliveries refused by intake, by the reason it put on the response, and hands
-/// them to be kept for the dashboard — or counts them dropped, when the queue to the
-/// database is full: a flood of bad requests never waits on the database.
+/// Counts deliveries refused by intake, by the reason it put on the response, logs them
+/// boundedly (see [`refusal_summary`]), and hands them to be kept for the dashboard — or
+/// counts them dropped, when the queue to the database is full: a flood of bad requests
+/// never waits on the database, nor fills the log.
 pub(super) async fn count_rejections(
     State(state): State<AppState>,
     request: Request,
@@ -134,6 +139,12 @@ pub(super) async fn count_rejections(
     let response = next.run(request).await;
     if let Some(Rejected(reason, message)) = response.extensions().get::<Rejected>() {
         state.metrics.rejected(reason);
+        state.refusal_lines.refused(&refusal_summary::Refusal {
+            reason,
+            status: response.status().as_u16(),
+            message,
+            client,
+        });
         let refusal = refusal(response.status(), reason, message, client, &headers);
         if !state.refusals.record(refusal) {
             state.metrics.refusal_unrecorded();
@@ -166,7 +177,9 @@ fn refusal(
 }
 
 /// Attaches the delivery's ids and event to every log line written while handling it,
-/// background work included (it runs in this span too).
+/// background work included (it runs in this span too). They are what the sender says,
+/// signed or not, so they are recorded as strings: quoted and escaped in the text log
+/// (`event="x\" hook=1}"`), JSON strings in the JSON log; a header cannot forge a field.
 pub(super) async fn delivery_span(request: Request, next: Next) -> Response {
     let span = {
         let header = |name: &str| {
@@ -185,9 +198,9 @@ pub(super) async fn delivery_span(request: Request, next: Next) -> Response {
         };
         tracing::info_span!(
             "delivery",
-            delivery = %header("x-github-delivery"),
-            hook = %header("x-github-hook-id"),
-            event = %header("x-github-event"),
+            delivery = header("x-github-delivery"),
+            hook = header("x-github-hook-id"),
+            event = header("x-github-event"),
         )
     };
     next.run(request).instrument(span).await

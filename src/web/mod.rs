@@ -1,10 +1,11 @@
 //! The HTTP server: the [`router`] of every route, the server's lifecycle ([`app`]), the
 //! state handlers share ([`state`]), the webhook endpoint ([`event_handler`]), operations
-//! (health, metrics, deploy logs: [`ops`]), the operators' [`dashboard`] with its sign-in
-//! ([`auth`]; wrong tokens limited per [`client`] address by [`guesses`]) and its
-//! [`insights`] (the DORA measures, charted), the [`admin`] API (locks, rollbacks) the CLI
-//! calls, given-up [`calls`] (retry, dismiss), [`deliveries`] (a page each, refused ones
-//! too), and the pages' static [`assets`] (the favicon).
+//! (health, metrics, deploy logs: [`ops`]), refusals logged boundedly
+//! ([`refusal_summary`]), the operators' [`dashboard`] with its sign-in ([`auth`]; wrong
+//! tokens limited per [`client`] address by [`guesses`]) and its [`insights`] (the DORA
+//! measures, charted), the [`admin`] API (locks, rollbacks) the CLI calls, given-up
+//! [`calls`] (retry, dismiss), [`deliveries`] (a page each, refused ones too), and the
+//! pages' static [`assets`] (the favicon).
 //!
 //! May use: `guide`, `webhook`, `deploy`, `github`, `notify`, `store`, `config`, `metrics`,
 //! `health`, `model`.
@@ -24,6 +25,7 @@ pub mod insights;
 pub mod lead;
 pub mod listener;
 pub mod ops;
+pub mod refusal_summary;
 pub mod state;
 
 use axum::response::{IntoResponse, Response};

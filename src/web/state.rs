@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::refused::RefusalLog;
 use crate::web::auth::AdminAuth;
+use crate::web::refusal_summary::RefusalSummary;
 use crate::webhook::intake::IntakeConfig;
 
 /// State shared by the handlers; one `Arc`, because axum clones it for every request.
@@ -30,6 +31,8 @@ pub struct Shared {
     pub(super) store: Store,
     /// Where refused deliveries go, to be kept for the dashboard.
     pub(super) refusals: RefusalLog,
+    /// Where refused deliveries are logged: in full after a quiet spell, else summarised.
+    pub(super) refusal_lines: Arc<RefusalSummary>,
     pub(super) outbox: OutboxWorker,
     pub(super) deployer: DeployWorker,
     pub(super) gate: GateWorker,

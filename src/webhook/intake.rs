@@ -178,7 +178,8 @@ impl IntoResponse for IntakeError {
     fn into_response(self) -> Response {
         let status = self.status();
         let error = self.to_string();
-        tracing::warn!(status = status.as_u16(), "delivery refused: {error}");
+        // Logged by the server, boundedly (a flood of refusals must not fill the log): it
+        // reads the reason and message from the response's `Rejected`.
         let mut response =
             (status, axum::Json(serde_json::json!({ "error": &error }))).into_response();
         response

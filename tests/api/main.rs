@@ -26,6 +26,7 @@ mod insights;
 mod intake;
 mod layout;
 mod locks;
+mod logs;
 mod notify;
 mod operations;
 mod operator;

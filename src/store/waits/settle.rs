@@ -187,7 +187,7 @@ pub(super) fn reopen_failed(
         merges::remember(conn, repo, pull_request, &environment, &git_ref, now)?;
         tracing::info!(
             repo,
-            environment = %environment,
+            environment = environment.as_str(),
             "the failed check of {repo}@{} was re-run: its merge waits for checks again",
             short(&git_ref)
         );
@@ -214,9 +214,10 @@ pub(super) fn end(
     let request: DeploymentRequest = serde_json::from_str(&request).map_err(json_error)?;
     let repo = RepoName::parse(&repository).map_err(|e| json_error_text(&e.to_string()))?;
     tracing::info!(
-        repo = %repo,
-        environment = %request.environment,
-        "wait for {}@{} ended {outcome}: {reason}",
+        repo = repo.as_ref(),
+        environment = request.environment.as_ref(),
+        reason,
+        "wait for {}@{} ended {outcome}",
         request.environment,
         request.git_ref.short()
     );
