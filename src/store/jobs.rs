@@ -211,7 +211,7 @@ fn next_in_order(
         };
         let next = queued_job(conn, id)?;
         if let Some(why) = marks::refuses_start(conn, &next.job)? {
-            tracing::info!(deployment = %next.job.id, "{why}");
+            tracing::info!(deployment = next.job.id.get(), "{why}");
             finish(conn, &next.job, DeploymentState::Inactive, &why, now)?;
             continue;
         }
