@@ -489,6 +489,7 @@ async fn replicas_starting_together_migrate_the_schema_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     use crate::store::schema::merge_order::tests::{assert_upgraded, on_record_before_13};
+    use crate::store::waits::tests::sources::CHECK_RESULTS_AT_11;
     let Some(cluster) = cluster::shared() else {
         return;
     };
@@ -498,19 +499,11 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     // add goes, and the record is as 11 kept it.
     store
         .run(false, |c| {
-            c.execute_batch(
+            c.execute_batch(&format!(
                 "DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
-                 DROP TABLE check_results;
-                 CREATE TABLE check_results (
-                     repository TEXT COLLATE \"C\" NOT NULL, sha TEXT COLLATE \"C\" NOT NULL,
-                     kind TEXT COLLATE \"C\" NOT NULL, name TEXT COLLATE \"C\" NOT NULL,
-                     state TEXT COLLATE \"C\" NOT NULL, detail TEXT COLLATE \"C\" NOT NULL,
-                     url TEXT COLLATE \"C\", source_id BIGINT NOT NULL,
-                     updated_at BIGINT NOT NULL,
-                     PRIMARY KEY (repository, sha, kind, name));
-                 CREATE INDEX check_results_by_time ON check_results (updated_at);
-                 UPDATE schema_version SET version = 11",
-            )?;
+                 {CHECK_RESULTS_AT_11}
+                 UPDATE schema_version SET version = 11"
+            ))?;
             on_record_before_13(c);
             Ok(())
         })

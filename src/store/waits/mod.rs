@@ -75,4 +75,4 @@ fn json_error_text(text: &str) -> rusqlite::Error {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

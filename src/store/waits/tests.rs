@@ -14,7 +14,7 @@ use crate::model::{
 use crate::store::tests::each_engine;
 
 mod gate_properties;
-mod sources;
+pub(crate) mod sources;
 
 const SHA: &str = "6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b";
 const NEWER: &str = "7a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d";

@@ -132,6 +132,18 @@ fn migration_12_keeps_statuses_forgets_sourceless_runs_and_reads_the_waiting_aga
     assert_eq!(known(&conn).len(), 3);
 }
 
+/// `check_results` as PostgreSQL had it at version 11 (one result per name), for tests of
+/// upgrades from 11.
+pub(crate) const CHECK_RESULTS_AT_11: &str = "DROP TABLE check_results;
+     CREATE TABLE check_results (
+         repository TEXT COLLATE \"C\" NOT NULL, sha TEXT COLLATE \"C\" NOT NULL,
+         kind TEXT COLLATE \"C\" NOT NULL, name TEXT COLLATE \"C\" NOT NULL,
+         state TEXT COLLATE \"C\" NOT NULL, detail TEXT COLLATE \"C\" NOT NULL,
+         url TEXT COLLATE \"C\", source_id BIGINT NOT NULL,
+         updated_at BIGINT NOT NULL,
+         PRIMARY KEY (repository, sha, kind, name));
+     CREATE INDEX check_results_by_time ON check_results (updated_at);";
+
 /// PostgreSQL's upgrade from 11: the same change as SQLite's migration 12, and the table
 /// it leaves has the columns and key of a database created at the latest version (13's
 /// merge marks are undone too, so the database really is at 11).
@@ -150,15 +162,7 @@ async fn a_postgresql_database_at_11_is_upgraded_to_check_results_per_source() {
         .psql(
             name,
             &format!(
-                "DROP TABLE check_results;
-                 CREATE TABLE check_results (
-                     repository TEXT COLLATE \"C\" NOT NULL, sha TEXT COLLATE \"C\" NOT NULL,
-                     kind TEXT COLLATE \"C\" NOT NULL, name TEXT COLLATE \"C\" NOT NULL,
-                     state TEXT COLLATE \"C\" NOT NULL, detail TEXT COLLATE \"C\" NOT NULL,
-                     url TEXT COLLATE \"C\", source_id BIGINT NOT NULL,
-                     updated_at BIGINT NOT NULL,
-                     PRIMARY KEY (repository, sha, kind, name));
-                 CREATE INDEX check_results_by_time ON check_results (updated_at);
+                "{CHECK_RESULTS_AT_11}
                  INSERT INTO check_results VALUES
                      ('acme/widgets', '{SHA}', 'run', 'test', 'failed', 'failure', NULL, 1, 100),
                      ('acme/widgets', '{SHA}', 'status', 'lint', 'passed', 'success', NULL, 3, 100);
