@@ -83,14 +83,7 @@ pub fn refuse(
     reason: &str,
     now: i64,
 ) -> rusqlite::Result<bool> {
-    // Queued and finished at once, so the queue's one-row-per-deployment rule holds.
-    let mut job = job.clone();
-    job.log_url = None;
-    if !enqueue_row(conn, &job, delivery_id, now)? {
-        return Ok(false);
-    }
-    finish(conn, &job, DeploymentState::Error, reason, now)?;
-    Ok(true)
+    end_unrun(conn, job, delivery_id, DeploymentState::Error, reason, now)
 }
 
 /// Records `job` as not run — it would deploy a merge older than what its environment
@@ -103,12 +96,32 @@ pub fn skip(
     reason: &str,
     now: i64,
 ) -> rusqlite::Result<bool> {
+    end_unrun(
+        conn,
+        job,
+        delivery_id,
+        DeploymentState::Inactive,
+        reason,
+        now,
+    )
+}
+
+/// Queues `job` and finishes it at once in `state`, so the queue's one-row-per-deployment
+/// rule holds for deployments never run; `false` when its deployment is already known.
+fn end_unrun(
+    conn: &Connection,
+    job: &DeployJob,
+    delivery_id: &str,
+    state: DeploymentState,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
     let mut job = job.clone();
     job.log_url = None;
     if !enqueue_row(conn, &job, delivery_id, now)? {
         return Ok(false);
     }
-    finish(conn, &job, DeploymentState::Inactive, reason, now)?;
+    finish(conn, &job, state, reason, now)?;
     Ok(true)
 }
 
