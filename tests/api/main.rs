@@ -27,6 +27,7 @@ mod intake;
 mod layout;
 mod locks;
 mod logs;
+mod long_pages;
 mod narrow;
 mod notify;
 mod operations;

@@ -1,7 +1,7 @@
 //! Every page at phone width and the dashboard after a busy day, in headless Chromium: a
 //! production with ten deploys (each followed by GitHub's three `deployment_status`
 //! deliveries), a lock, and a merge waiting for its checks. At 400 px no page scrolls
-//! sideways (sign-in, dashboard, a delivery, the deliveries list, a log, Insights), the
+//! sideways (sign-in, dashboard, a log, a delivery, the deliveries list, Insights), the
 //! Waiting-for-checks table shows its Pending column, and at 1280 px the dashboard's height
 //! does not grow with routine deliveries. Screenshots of each page at both widths are left
 //! in `target/test-artifacts/narrow/` (the README's come from there).
@@ -289,6 +289,10 @@ async fn in_chromium_no_page_scrolls_sideways_at_400px_and_the_dashboard_stays_s
             wrong.push("the delivery page says `through hook 0`".into());
         }
         wrong.extend(fits_a_phone(&browser, "delivery").await?);
+
+        browser.goto(&format!("{}/deliveries", app.url)).await?;
+        browser.find(Locator::Id("deliveries")).await?;
+        wrong.extend(fits_a_phone(&browser, "deliveries").await?);
 
         browser.goto(&format!("{}/insights", app.url)).await?;
         wrong.extend(fits_a_phone(&browser, "insights").await?);
