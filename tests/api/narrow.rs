@@ -102,7 +102,12 @@ async fn busy_day(app: &TestApp) {
         let id = FIRST + n;
         let mut deployment = fixture_json("deployment.created.json");
         deployment["deployment"]["id"] = json!(id);
-        let sha = format!("{:0>40}", 9000 + n);
+        // Commits that look like commits, for the screenshots.
+        let sha = format!(
+            "{:08x}{:032x}",
+            (n + 1).wrapping_mul(0x9e37_79b1) & 0xffff_ffff,
+            n
+        );
         deployment["deployment"]["sha"] = json!(sha);
         deployment["deployment"]["ref"] = json!(sha);
         app.post_webhook("deployment", deployment.to_string().as_bytes())
