@@ -1,4 +1,5 @@
-//! Deliveries, one at a time: the page of a delivery (`/deliveries/{delivery_id}`, or
+//! Deliveries: all of them, a page at a time (`/deliveries?before=`), linked from the
+//! dashboard, which folds the routine ones; one at a time: the page of a delivery (`/deliveries/{delivery_id}`, or
 //! `/deliveries/refused/{n}` for a refused one) behind the dashboard's session, and the
 //! admin API `deployhook deliveries` reads (`GET /api/deliveries?refused&limit=`,
 //! `GET /api/deliveries/{delivery_id}`, `GET /api/deliveries/refused/{n}`). A page shows
@@ -26,10 +27,13 @@ use crate::web::dashboard::{self, render, time};
 /// Deliveries the API lists unless asked otherwise, and at most.
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = refused::KEEP;
+/// Deliveries a page of `/deliveries` lists.
+const PER_PAGE: i64 = 50;
 
 /// The routes: the pages and the API.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/deliveries", get(list_page))
         .route("/deliveries/{delivery_id}", get(delivery_page))
         .route("/deliveries/refused/{id}", get(refused_page))
         .route("/api/deliveries", get(list))
@@ -41,6 +45,56 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize)]
 struct HookQuery {
     hook: Option<i64>,
+}
+
+/// Which page of `/deliveries`: those before this row id.
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    before: Option<i64>,
+}
+
+/// A page of `/deliveries`.
+#[derive(Template)]
+#[template(path = "deliveries.html")]
+struct ListPage {
+    deliveries: Vec<(i64, dashboard::DeliveryView)>,
+    /// The page's start: none for the newest.
+    before: Option<i64>,
+    /// The next page's start, when there are older deliveries.
+    older: Option<i64>,
+    per_page: i64,
+}
+
+/// `GET /deliveries`: every delivery kept, routine ones too, [`PER_PAGE`] a page.
+async fn list_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    if let Some(answer) = dashboard::refusal(&state, &headers) {
+        return answer;
+    }
+    let before = query.before;
+    // One more than a page: whether there is an older page.
+    let read = state
+        .store
+        .read(move |c| delivery::page(c, before, PER_PAGE + 1))
+        .await;
+    let mut rows = match read {
+        Ok(rows) => rows,
+        Err(err) => return dashboard::unavailable(&err),
+    };
+    let more = rows.len() > usize::try_from(PER_PAGE).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(PER_PAGE).unwrap_or(usize::MAX));
+    render(&ListPage {
+        older: rows.last().filter(|_| more).map(|(id, _)| *id),
+        deliveries: rows
+            .into_iter()
+            .map(|(id, row)| (id, dashboard::delivery_view(row)))
+            .collect(),
+        before,
+        per_page: PER_PAGE,
+    })
 }
 
 /// A delivery, accepted or refused, ready to show.
@@ -157,7 +211,12 @@ async fn delivery_page(
         outcome: d.outcome,
         message: d.message,
         delivery_id: d.delivery_id,
-        hook_id: d.hook_id.to_string(),
+        // GitHub names the hook on every delivery; 0 is its absence (a hand-made one).
+        hook_id: if d.hook_id == 0 {
+            String::new()
+        } else {
+            d.hook_id.to_string()
+        },
         client: String::new(),
         headers: headers_of(detail.headers.as_deref()),
         merges,
@@ -189,7 +248,7 @@ async fn refused_page(
         outcome: format!("refused: {} ({})", r.status, r.reason),
         message: r.message,
         delivery_id: r.delivery_id.unwrap_or_default(),
-        hook_id: r.hook_id.unwrap_or_default(),
+        hook_id: r.hook_id.filter(|hook| hook != "0").unwrap_or_default(),
         client: r.client,
         headers: headers_of(Some(&r.headers)),
         merges: vec![],

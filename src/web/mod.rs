@@ -1,6 +1,6 @@
 //! The HTTP server: the [`router`] of every route, the server's lifecycle ([`app`]), the
 //! state handlers share ([`state`]), the webhook endpoint ([`event_handler`]), operations
-//! (health, metrics, deploy logs: [`ops`]), refusals logged boundedly
+//! (health, metrics, deploy logs: [`ops`], shown to people as a page by `log_page`), refusals logged boundedly
 //! ([`refusal_summary`]), the operators' [`dashboard`] with its sign-in ([`auth`]; wrong
 //! tokens limited per [`client`] address by [`guesses`]) and its [`insights`] (the DORA
 //! measures, charted), the [`admin`] API (locks, rollbacks) the CLI calls, given-up
@@ -24,6 +24,7 @@ pub mod guesses;
 pub mod insights;
 pub mod lead;
 pub mod listener;
+mod log_page;
 pub mod ops;
 pub mod refusal_summary;
 pub mod state;

@@ -1,6 +1,6 @@
 //! Operations: `GET /healthz`, `GET /readyz`, `GET /metrics` (wrong metrics tokens limited
 //! per client address, as the admin token's are: `guesses`), and a deploy's log at
-//! `GET /deployments/{id}/log?token=…`.
+//! `GET /deployments/{id}/log?token=…` (plain text, or a page for a browser: `log_page`).
 
 use axum::Json;
 use axum::body::Body;
@@ -16,19 +16,24 @@ use crate::web::AppState;
 use crate::web::auth::same_secret;
 use crate::web::client::ClientAddress;
 use crate::web::guesses::Verdict;
+use crate::web::log_page;
 
 #[derive(Debug, serde::Deserialize)]
 pub(super) struct LogQuery {
     token: Option<String>,
+    /// `text`: plain text, even to a browser.
+    format: Option<String>,
 }
 
 /// `GET /deployments/{id}/log?token=…`: the deploy's output as plain text, streamed while
-/// it runs. A missing or wrong token gets the same 404 as an unknown deployment, so the
-/// answer tells a guesser nothing.
+/// it runs; to a browser (which asks for HTML), the same stream as a page that leads back
+/// to the dashboard. A missing or wrong token gets the same 404 as an unknown deployment,
+/// so the answer tells a guesser nothing.
 pub(super) async fn deployment_log(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<LogQuery>,
+    headers: HeaderMap,
 ) -> Response {
     let not_found = || {
         let message = "no such log: check the link (it carries its token) and the deployment id\n";
@@ -51,6 +56,12 @@ pub(super) async fn deployment_log(
     .await
     {
         Ok(Found::NoLog) => not_found(),
+        Ok(Found::Log(stream))
+            if query.format.as_deref() != Some("text") && log_page::wants_html(&headers) =>
+        {
+            let plain = format!("{}&format=text", shared.links.path(id));
+            log_page::page(id, &plain, stream)
+        }
         Ok(Found::Log(stream)) => (
             [
                 (header::CONTENT_TYPE, "text/plain; charset=utf-8"),

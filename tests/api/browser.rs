@@ -33,13 +33,13 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// ChromeDriver on a free port, stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
 
 impl Driver {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -60,7 +60,12 @@ impl Driver {
 
 impl Driver {
     /// A headless Chromium session, its window `width` × `height`, its profile in `profile`.
-    async fn connect(&self, profile: &Path, width: u32, height: u32) -> fantoccini::Client {
+    pub(crate) async fn connect(
+        &self,
+        profile: &Path,
+        width: u32,
+        height: u32,
+    ) -> fantoccini::Client {
         let capabilities = json!({
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
@@ -101,7 +106,7 @@ impl Drop for Driver {
 }
 
 /// Whether the browser is here; without it, skip loudly or fail when it is required.
-fn browser_available() -> bool {
+pub(crate) fn browser_available() -> bool {
     let present = Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists();
     if !present {
         let required = std::env::var("DEPLOYHOOK_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
@@ -376,8 +381,8 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_wat
 }
 
 /// Noon-ish times of the days before today (UTC midnight `today`), for the history.
-const HOUR_MS: i64 = 60 * 60 * 1000;
-const DAY_MS: i64 = 24 * HOUR_MS;
+pub(crate) const HOUR_MS: i64 = 60 * 60 * 1000;
+pub(crate) const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// The history before today, written through the store's own functions (merges recorded,
 /// jobs queued, claimed and finished at chosen times) into the database before the server
@@ -400,6 +405,14 @@ const HISTORY: [(i64, i64, &str, Option<i64>); 11] = [
 ];
 
 fn write_history(database: &Path, today: i64) {
+    write_history_of(database, today, &HISTORY);
+}
+
+/// [`HISTORY`]'s kind of entries, any of them: (days ago, hour, state, merged hours before).
+pub(crate) type Finished = (i64, i64, &'static str, Option<i64>);
+
+/// Writes `history` as [`write_history`] writes [`HISTORY`].
+pub(crate) fn write_history_of(database: &Path, today: i64, history: &[Finished]) {
     use deployhook::model::{DeployJob, DeploymentState, Policy};
     use deployhook::store::{Store, jobs, merges};
     // Opening it once creates and migrates it; the server opens it again after.
@@ -413,7 +426,7 @@ fn write_history(database: &Path, today: i64) {
     let mut conn = rusqlite::Connection::open(database).unwrap();
     let raw = conn.transaction().unwrap();
     let tx = deployhook::store::Connection::Sqlite(&raw);
-    for (n, (days_ago, hour, state, merged_before)) in HISTORY.into_iter().enumerate() {
+    for (n, &(days_ago, hour, state, merged_before)) in history.iter().enumerate() {
         let n = u64::try_from(n).unwrap();
         let finished = today - days_ago * DAY_MS + hour * HOUR_MS;
         let sha = format!("{:0>40}", 500 + n);
@@ -468,7 +481,7 @@ fn iso_day(ms: i64) -> String {
 }
 
 /// `document.documentElement.scrollWidth` and `window.innerWidth`.
-async fn widths(browser: &fantoccini::Client) -> (u64, u64) {
+pub(crate) async fn widths(browser: &fantoccini::Client) -> (u64, u64) {
     let answer = browser
         .execute(
             "return [document.documentElement.scrollWidth, window.innerWidth];",
@@ -479,7 +492,7 @@ async fn widths(browser: &fantoccini::Client) -> (u64, u64) {
     (answer[0].as_u64().unwrap(), answer[1].as_u64().unwrap())
 }
 
-async fn screenshot(browser: &fantoccini::Client, name: &str) {
+pub(crate) async fn screenshot(browser: &fantoccini::Client, name: &str) {
     let png = browser.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");

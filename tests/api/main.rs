@@ -27,6 +27,8 @@ mod intake;
 mod layout;
 mod locks;
 mod logs;
+mod long_pages;
+mod narrow;
 mod notify;
 mod operations;
 mod operator;

@@ -51,6 +51,24 @@ pub fn newest(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<DeliveryRow
     .collect()
 }
 
+/// A page of the deliveries kept, newest first: those recorded before row `before` (all,
+/// without it), at most `limit`, each with its row id (the next page's `before`).
+pub fn page(
+    conn: &Connection,
+    before: Option<i64>,
+    limit: i64,
+) -> rusqlite::Result<Vec<(i64, DeliveryRow)>> {
+    conn.prepare_cached(
+        "SELECT hook_id, delivery_id, event, action, repository, received_at, outcome, message,
+                id
+         FROM deliveries WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+    )?
+    .query_map(params![before.unwrap_or(i64::MAX), limit], |row| {
+        Ok((row.get(8)?, delivery_from_row(row)?))
+    })?
+    .collect()
+}
+
 /// Delivery `delivery_id` through hook `hook_id`; without a hook, the newest delivery of
 /// that id (GitHub gives each hook's deliveries their own ids: there is normally one).
 pub fn find(

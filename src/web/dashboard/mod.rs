@@ -34,6 +34,7 @@ pub(crate) use access::refusal;
 pub(super) use forms::after_form;
 pub(crate) use render::{render, unavailable};
 pub(super) use views::time;
+pub(crate) use views::{DeliveryView, delivery_view};
 
 /// The dashboard's routes.
 pub fn routes() -> axum::Router<AppState> {

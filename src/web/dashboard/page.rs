@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use super::access::{form_token, refusal};
 use super::render::{page, render, unavailable};
 use super::views::{
-    DeliveryView, FailedCallView, JobView, LockView, RefusedView, ReplicaView, WaitView,
-    delivery_view, failed_call_view, job_view, lock_view, refused_view, replica_view, wait_view,
+    DeliveryLine, FailedCallView, JobView, LockView, RefusedView, ReplicaView, WaitView,
+    delivery_lines, delivery_view, failed_call_view, job_view, lock_view, refused_view,
+    replica_view, wait_view,
 };
 use crate::store::locks;
 use crate::store::now_ms;
@@ -25,6 +26,9 @@ use crate::web::AppState;
 const RECENT_WAITS: usize = 10;
 /// Given-up calls the dashboard shows (the newest; `deployhook calls` lists them all).
 const RECENT_FAILED_CALLS: i64 = 20;
+/// Rows of recent deliveries the dashboard shows (a run of routine ones is one row); the
+/// rest are on `/deliveries`.
+const RECENT_DELIVERY_ROWS: usize = 10;
 /// Refused deliveries the dashboard shows.
 const RECENT_REFUSED: i64 = 20;
 /// The page's script: refreshes the live part, streams a running deploy's log.
@@ -41,7 +45,8 @@ struct LivePart {
     running: Vec<JobView>,
     queued: Vec<JobView>,
     environments: Vec<(String, Vec<JobView>)>,
-    deliveries: Vec<DeliveryView>,
+    /// The newest deliveries, runs of routine ones folded.
+    deliveries: Vec<DeliveryLine>,
     /// The newest deliveries refused by intake.
     refused: Vec<RefusedView>,
     failed_calls: Vec<FailedCallView>,
@@ -134,7 +139,10 @@ async fn live_part(
             (name, of_it)
         })
         .collect();
-    let deliveries = deliveries.into_iter().map(delivery_view).collect();
+    let deliveries = delivery_lines(
+        deliveries.into_iter().map(delivery_view).collect(),
+        RECENT_DELIVERY_ROWS,
+    );
     let refused = refused.into_iter().map(refused_view).collect();
     let (mut checks, mut soaking, mut ended_waits) = (vec![], vec![], vec![]);
     for wait in all_waits {

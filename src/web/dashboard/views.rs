@@ -101,17 +101,67 @@ pub(super) struct RefusedView {
     pub(super) event: String,
 }
 
-/// A delivery, ready to show.
+/// A delivery, ready to show (on the dashboard, and on the deliveries' own list).
 #[derive(Debug, Clone)]
-pub(super) struct DeliveryView {
-    pub(super) received: String,
-    pub(super) event: String,
-    pub(super) action: String,
-    pub(super) repository: String,
-    pub(super) outcome: String,
-    pub(super) message: String,
-    pub(super) delivery_id: String,
-    pub(super) hook_id: i64,
+pub(crate) struct DeliveryView {
+    pub(crate) received: String,
+    pub(crate) event: String,
+    pub(crate) action: String,
+    pub(crate) repository: String,
+    pub(crate) outcome: String,
+    pub(crate) message: String,
+    pub(crate) delivery_id: String,
+    /// 0: the delivery named no hook.
+    pub(crate) hook_id: i64,
+}
+
+/// A row of the dashboard's recent deliveries: one delivery, or a run of routine ones
+/// folded into one row. Routine ones (recorded, nothing to do: GitHub's echo of each status
+/// deployhook posts, check events, pings) come three or more per deploy; listed one by
+/// one they pushed everything else down the page.
+#[derive(Debug, Clone)]
+pub(super) struct DeliveryLine {
+    /// The delivery, or the newest of the run.
+    pub(super) delivery: DeliveryView,
+    /// How many deliveries the row stands for: 1, or the run's length.
+    pub(super) folded: usize,
+    /// The run's events, each once, newest first (`deployment_status, check_run`).
+    pub(super) events: String,
+    /// When the run's oldest delivery came.
+    pub(super) oldest: String,
+}
+
+/// Whether a delivery is routine: recorded, with nothing to do.
+fn routine(delivery: &DeliveryView) -> bool {
+    delivery.outcome == crate::model::Outcome::Recorded.as_str()
+}
+
+/// `deliveries` (newest first) as at most `rows` rows, each run of routine ones folded.
+pub(super) fn delivery_lines(deliveries: Vec<DeliveryView>, rows: usize) -> Vec<DeliveryLine> {
+    let mut lines: Vec<DeliveryLine> = Vec::new();
+    for delivery in deliveries {
+        if let Some(run) = lines.last_mut()
+            && routine(&run.delivery)
+            && routine(&delivery)
+        {
+            run.folded += 1;
+            if !run.events.split(", ").any(|e| e == delivery.event) {
+                run.events = format!("{}, {}", run.events, delivery.event);
+            }
+            run.oldest = delivery.received;
+            continue;
+        }
+        if lines.len() == rows {
+            break;
+        }
+        lines.push(DeliveryLine {
+            events: delivery.event.clone(),
+            oldest: delivery.received.clone(),
+            folded: 1,
+            delivery,
+        });
+    }
+    lines
 }
 
 pub(crate) fn time(ms: i64) -> String {
@@ -201,7 +251,7 @@ pub(super) fn wait_view(wait: WaitRow, state: &AppState) -> WaitView {
     }
 }
 
-pub(super) fn delivery_view(d: DeliveryRow) -> DeliveryView {
+pub(crate) fn delivery_view(d: DeliveryRow) -> DeliveryView {
     DeliveryView {
         received: time(d.received_at),
         event: d.event,

@@ -272,12 +272,16 @@ pub fn failure_rate_chart(days: &[DayCounts]) -> String {
         let rate = f64::from(failed) / f64::from(deploys);
         let (x, width) = slot(i, weeks.len());
         let h = height(rate * 100.0, 100.0);
+        // The rate written over its bar: a week where nothing failed has no bar to see, and
+        // must read as 0 %, not as a gap. (A full-height grey track behind each bar read as
+        // 100 % when the bar was empty.)
         let _ = write!(
             out,
-            r#"<g class="week" data-week="{iso}" data-deploys="{deploys}" data-failed="{failed}" data-rate="{rate:.4}" role="img"><title>week of {iso}: {failed} of {deploys} deploys failed ({p})</title><rect class="rate" x="{x:.1}" y="{y:.1}" width="{width:.1}" height="{h:.1}"/><rect class="track" x="{x:.1}" y="{TOP}" width="{width:.1}" height="{t:.1}"/></g>"#,
+            r#"<g class="week" data-week="{iso}" data-deploys="{deploys}" data-failed="{failed}" data-rate="{rate:.4}" role="img"><title>week of {iso}: {failed} of {deploys} deploys failed ({p})</title><rect class="rate" x="{x:.1}" y="{y:.1}" width="{width:.1}" height="{h:.1}"/><text class="value" x="{cx:.1}" y="{ty:.1}" text-anchor="middle">{p}</text></g>"#,
             p = percent(rate),
             y = base - h,
-            t = base - TOP - h,
+            cx = x + width / 2.0,
+            ty = (base - h - 4.0).max(TOP + 8.0),
         );
     }
     x_labels(&mut out, weeks.len(), weeks.len(), |i| {

@@ -168,6 +168,36 @@ fn failure_rate_weeks_carry_failed_of_deploys() {
 }
 
 #[test]
+fn a_week_where_nothing_failed_is_drawn_as_zero_and_labelled_so() {
+    let mut days: Vec<DayCounts> = (0..14)
+        .map(|i| DayCounts {
+            day: DAY - (13 - i) * DAY_MS,
+            ..DayCounts::default()
+        })
+        .collect();
+    days[2].success = 5;
+    days[9].failure = 1;
+    let svg = failure_rate_chart(&days);
+    let weeks = svg.split("<g class=\"week\"").skip(1).collect::<Vec<_>>();
+    assert_eq!(weeks.len(), 2, "{svg}");
+    // The week with five successes: a bar of no height, labelled 0%.
+    assert!(weeks[0].contains("data-rate=\"0.0000\""), "{svg}");
+    let bar = elements(weeks[0], "<rect class=\"rate\"")[0];
+    assert_eq!(number(bar, "height"), 0.0);
+    assert!(weeks[0].contains(">0%</text>"), "{svg}");
+    // Nothing else in the chart is as tall as the plot: no track reads as 100%.
+    let plot = HEIGHT - TOP - BOTTOM;
+    for rect in elements(&svg, "<rect") {
+        let full = (number(rect, "height") - plot).abs() < 0.1;
+        assert!(!full || rect.contains("class=\"rate\""), "{rect}");
+    }
+    // The week that failed entirely: a full bar, labelled 100%.
+    let bar = elements(weeks[1], "<rect class=\"rate\"")[0];
+    assert!((number(bar, "height") - plot).abs() < 0.1);
+    assert!(weeks[1].contains(">100%</text>"), "{svg}");
+}
+
+#[test]
 fn each_failure_is_a_bar_as_long_as_its_restore_and_open_ones_run_to_now() {
     let restores = [
         Restore {
