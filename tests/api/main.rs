@@ -35,6 +35,7 @@ mod other_events;
 mod pg_harness;
 mod postgres;
 mod pull_request;
+mod readme;
 mod replicas;
 mod runner;
 mod terminal;
