@@ -36,6 +36,7 @@ mod pg_harness;
 mod postgres;
 mod pull_request;
 mod readme;
+mod replayed;
 mod replicas;
 mod runner;
 mod terminal;
