@@ -12,8 +12,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -76,6 +77,26 @@ struct CallLabels {
     status: String,
 }
 
+/// A family listed on `/metrics` from the start, with its help and type, before it has a
+/// series: `prometheus-client` leaves an empty family out, so a scrape (and the README's
+/// test against it) would see a family only once something happened to fill it.
+#[derive(Debug)]
+struct Listed<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Listed<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
 /// The server's metrics. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Metrics {
@@ -120,13 +141,13 @@ impl Metrics {
         registry.register(
             "deliveries",
             "Deliveries answered 2xx, by event and outcome",
-            deliveries.clone(),
+            Listed(deliveries.clone()),
         );
         let rejected = Family::default();
         registry.register(
             "deliveries_rejected",
             "Deliveries refused with a 4xx, by reason",
-            rejected.clone(),
+            Listed(rejected.clone()),
         );
         let signature_failures = Counter::default();
         registry.register(
@@ -144,39 +165,39 @@ impl Metrics {
         registry.register(
             "deploys",
             "Deploys ended, by environment and final state",
-            deploys.clone(),
+            Listed(deploys.clone()),
         );
         let deploy_seconds: Family<_, _, fn() -> Histogram> =
             Family::new_with_constructor(|| Histogram::new(DEPLOY_BUCKETS));
         registry.register(
             "deploy_duration_seconds",
             "How long deploy commands ran",
-            deploy_seconds.clone(),
+            Listed(deploy_seconds.clone()),
         );
         let lead_time_seconds: Family<_, _, fn() -> Histogram> =
             Family::new_with_constructor(|| Histogram::new(LEAD_TIME_BUCKETS));
         registry.register(
             "lead_time_seconds",
             "From a pull request's merge to its successful deploy",
-            lead_time_seconds.clone(),
+            Listed(lead_time_seconds.clone()),
         );
         let github_calls = Family::default();
         registry.register(
             "github_calls",
             "Calls to GitHub's REST API, by endpoint and answer (error: no answer)",
-            github_calls.clone(),
+            Listed(github_calls.clone()),
         );
         let queued = Family::default();
         registry.register(
             "queue_queued",
             "Deploys waiting, by environment",
-            queued.clone(),
+            Listed(queued.clone()),
         );
         let running = Family::default();
         registry.register(
             "queue_running",
             "Deploys running, by environment",
-            running.clone(),
+            Listed(running.clone()),
         );
         let outbox_pending = Gauge::default();
         registry.register(
@@ -206,14 +227,14 @@ impl Metrics {
         registry.register(
             "connections_refused",
             "Inbound connections refused at a cap, by which cap",
-            connections_refused.clone(),
+            Listed(connections_refused.clone()),
         );
         let token_guesses = Family::default();
         registry.register(
             "token_guesses",
             "Wrong admin or metrics tokens presented (token), checked (outcome wrong) or \
              refused unchecked because their address had used up its guesses (limited)",
-            token_guesses.clone(),
+            Listed(token_guesses.clone()),
         );
         let connections_shed = Counter::default();
         registry.register(
@@ -226,19 +247,19 @@ impl Metrics {
             "waits_ended",
             "Waits ended — merges waiting for checks (kind checks), promotions soaking \
              (kind soak) — by outcome: passed, failed, timed_out, superseded",
-            waits_ended.clone(),
+            Listed(waits_ended.clone()),
         );
         let waiting = Family::default();
         registry.register(
             "waiting",
             "Merges waiting for their checks (kind checks) and promotions soaking (kind soak) now",
-            waiting.clone(),
+            Listed(waiting.clone()),
         );
         let locked = Family::default();
         registry.register(
             "environment_locked",
             "1 for each environment locked now (no automatic deploy runs there)",
-            locked.clone(),
+            Listed(locked.clone()),
         );
         let notifications_pending = Gauge::default();
         registry.register(

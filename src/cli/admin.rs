@@ -38,7 +38,7 @@ pub async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
     let mut body = json!({
         "environment": args.environment,
         "reason": args.reason,
-        "by": who(&args.server),
+        "by": who(args.by.as_deref()),
     });
     if let Some(duration) = args.duration {
         body["for"] = json!(humantime::format_duration(duration).to_string());
@@ -68,7 +68,15 @@ pub async fn lock(args: LockArgs) -> anyhow::Result<ExitCode> {
 /// `deployhook unlock ENV`.
 pub async fn unlock(args: UnlockArgs) -> anyhow::Result<ExitCode> {
     let path = format!("/api/locks/{}", path_segment(&args.environment));
-    let answer = call_as(&args.server, reqwest::Method::DELETE, &path, None, UNLOCKED).await?;
+    let answer = call_as(
+        &args.server,
+        args.by.as_deref(),
+        reqwest::Method::DELETE,
+        &path,
+        None,
+        UNLOCKED,
+    )
+    .await?;
     outln!(
         "{} unlocked (it was locked by {}: {}); what waited runs now",
         text(&answer["unlocked"]["environment"]),
@@ -113,7 +121,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         "repository": args.repo,
         "environment": args.environment,
         "to": args.to,
-        "by": who(&args.server),
+        "by": who(args.by.as_deref()),
     });
     let answer = call(
         &args.server,
@@ -140,12 +148,13 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
 /// [`call`], saying who acts in a header (a `DELETE` has no body to say it in).
 pub(super) async fn call_as(
     server: &ServerArgs,
+    by: Option<&str>,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
     shape: Shape<'_>,
 ) -> anyhow::Result<Value> {
-    api::call(server, method, path, body, Some(who(server)), shape).await
+    api::call(server, method, path, body, Some(who(by)), shape).await
 }
 
 /// Calls the admin API; its JSON answer, holding what `shape` says, or an error that says
@@ -160,10 +169,9 @@ pub(super) async fn call(
     api::call(server, method, path, body, None, shape).await
 }
 
-fn who(server: &ServerArgs) -> String {
-    server
-        .by
-        .clone()
+/// `--by`, else `$USER`.
+fn who(by: Option<&str>) -> String {
+    by.map(str::to_owned)
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "deployhook-cli".to_owned())
 }

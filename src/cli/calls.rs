@@ -31,6 +31,7 @@ pub async fn run(args: CallsArgs) -> anyhow::Result<ExitCode> {
     };
     let answer = call_as(
         &args.server,
+        args.by.as_deref(),
         reqwest::Method::POST,
         &path,
         None,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::cli::DeliveriesArgs;
 use crate::cli::admin::{call, path_segment, text, text_or};
 use crate::cli::api::Kind;
-use crate::cli::terminal::{field, outln};
+use crate::cli::terminal::{field, outln, table};
 
 /// `deployhook deliveries [ID] [--refused] [--limit N]`.
 pub async fn run(args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
@@ -53,28 +53,33 @@ fn list(answer: &Value) {
         outln!("no delivery recorded");
         return;
     }
-    outln!(
-        "{:<25} {:<38} {:<24} {:<24} {:<10} MESSAGE",
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|d| {
+            let event = match d["action"].as_str() {
+                Some(action) => format!("{}.{}", text(&d["event"]), field(action)),
+                None => text(&d["event"]).into_owned(),
+            };
+            vec![
+                text(&d["received_at"]).into_owned(),
+                text(&d["delivery_id"]).into_owned(),
+                event,
+                text_or(&d["repository"], "-").into_owned(),
+                text(&d["outcome"]).into_owned(),
+                text(&d["message"]).into_owned(),
+            ]
+        })
+        .collect();
+    let header = [
         "RECEIVED",
         "DELIVERY",
         "EVENT",
         "REPOSITORY",
-        "OUTCOME"
-    );
-    for d in &rows {
-        let event = match d["action"].as_str() {
-            Some(action) => format!("{}.{}", text(&d["event"]), field(action)),
-            None => text(&d["event"]).into_owned(),
-        };
-        outln!(
-            "{:<25} {:<38} {:<24} {:<24} {:<10} {}",
-            text(&d["received_at"]),
-            text(&d["delivery_id"]),
-            event,
-            text_or(&d["repository"], "-"),
-            text(&d["outcome"]),
-            text(&d["message"])
-        );
+        "OUTCOME",
+        "MESSAGE",
+    ];
+    for line in table(&header, &rows) {
+        outln!("{line}");
     }
 }
 
@@ -84,24 +89,24 @@ fn list_refused(answer: &Value) {
         outln!("no delivery refused");
         return;
     }
-    outln!(
-        "{:<6} {:<25} {:<6} {:<40} {:<16} WHY",
-        "#",
-        "RECEIVED",
-        "STATUS",
-        "CLIENT",
-        "EVENT"
-    );
-    for r in &rows {
-        outln!(
-            "{:<6} {:<25} {:<6} {:<40} {:<16} {}",
-            r["id"],
-            text(&r["received_at"]),
-            r["status"],
-            text(&r["client"]),
-            text_or(&r["event"], "-"),
-            text(&r["message"])
-        );
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r["id"].to_string(),
+                text(&r["received_at"]).into_owned(),
+                r["status"].to_string(),
+                text(&r["client"]).into_owned(),
+                text_or(&r["event"], "-").into_owned(),
+                text(&r["message"]).into_owned(),
+            ]
+        })
+        .collect();
+    for line in table(
+        &["#", "RECEIVED", "STATUS", "CLIENT", "EVENT", "WHY"],
+        &rows,
+    ) {
+        outln!("{line}");
     }
 }
 

@@ -65,6 +65,37 @@ pub fn lines(text: &str) -> Cow<'_, str> {
     escaped(text, |c| matches!(c, '\n' | '\t'))
 }
 
+/// A table's lines: each column as wide as its widest cell, header included, so a long
+/// event name or repository shifts nothing; the last column (a message) is left as it is.
+/// Cells should already be [`field`]s: a control character would break the alignment.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> Vec<String> {
+    let last = header.len().saturating_sub(1);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut line = String::new();
+        for (i, (cell, width)) in cells.zip(&widths).enumerate() {
+            if i == last {
+                line.push_str(cell);
+            } else {
+                let pad = width - cell.chars().count();
+                let _ = write!(line, "{cell}{:pad$}  ", "");
+            }
+        }
+        line.trim_end().to_owned()
+    };
+    let mut lines = vec![line(&mut header.iter().copied())];
+    lines.extend(
+        rows.iter()
+            .map(|row| line(&mut row.iter().map(String::as_str))),
+    );
+    lines
+}
+
 fn escaped(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
     if !text.chars().any(|c| is_unsafe(c) && !keep(c)) {
         return Cow::Borrowed(text);

@@ -132,12 +132,29 @@ fn gated_repository(
 /// One line saying what a report is.
 pub fn describe(report: &CheckReport) -> String {
     match &report.result {
-        Some(result) => format!(
-            "check {:?} of {}@{} is {} ({})",
+        // A suite's own result says only whether it is done: its runs say how it went.
+        Some(result) if result.kind == CheckKind::Suite => format!(
+            "check {} on {}@{} {} ({})",
             result.name,
             report.repo,
             report.sha.short(),
-            result.state.as_str(),
+            if result.state == CheckState::Pending {
+                "is still running"
+            } else {
+                "completed"
+            },
+            result.detail
+        ),
+        Some(result) => format!(
+            "check {:?} of {}@{} {} ({})",
+            result.name,
+            report.repo,
+            report.sha.short(),
+            match result.state {
+                CheckState::Passed => "passed",
+                CheckState::Failed => "failed",
+                CheckState::Pending => "is pending",
+            },
             result.detail
         ),
         None => format!(

@@ -337,17 +337,17 @@ where
 }
 
 /// `deployhook_waits_ended_total` for `kind` and `outcome`.
-fn ended(kind: &str, outcome: &str) -> String {
+pub fn ended(kind: &str, outcome: &str) -> String {
     format!("deployhook_waits_ended_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}")
 }
 
 /// `deployhook_waiting` for `kind`.
-fn waiting(kind: &str) -> String {
+pub fn waiting(kind: &str) -> String {
     format!("deployhook_waiting{{kind=\"{kind}\"}}")
 }
 
 /// The value of `series` on `/metrics`; 0 when absent.
-async fn metric(app: &TestApp, series: &str) -> f64 {
+pub async fn metric(app: &TestApp, series: &str) -> f64 {
     let text = app.get_text(&format!("{}/metrics", app.url)).await;
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
@@ -369,7 +369,7 @@ fn created_bodies(requests: &[Request]) -> Vec<Value> {
         .collect()
 }
 
-async fn wait_for_created(app: &TestApp, count: usize) -> Vec<Value> {
+pub async fn wait_for_created(app: &TestApp, count: usize) -> Vec<Value> {
     let requests = app
         .wait_for_github(&format!("{count} deployment(s) created"), |r| {
             created_deployments(r).len() >= count
@@ -379,7 +379,7 @@ async fn wait_for_created(app: &TestApp, count: usize) -> Vec<Value> {
 }
 
 /// The state and reason of the wait of `kind` on `sha`.
-fn wait_state(app: &TestApp, kind: &str, sha: &str) -> (String, Option<String>) {
+pub fn wait_state(app: &TestApp, kind: &str, sha: &str) -> (String, Option<String>) {
     app.database()
         .query_row(
             "SELECT state, reason FROM waits WHERE kind = ?1 AND sha = ?2",
@@ -390,7 +390,7 @@ fn wait_state(app: &TestApp, kind: &str, sha: &str) -> (String, Option<String>) 
 }
 
 /// Deployment creations queued in the outbox, sent or not yet.
-fn queued_creations(app: &TestApp) -> i64 {
+pub fn queued_creations(app: &TestApp) -> i64 {
     app.database()
         .query_row(
             "SELECT COUNT(*) FROM outbox WHERE kind = 'create_deployment'",
@@ -401,7 +401,7 @@ fn queued_creations(app: &TestApp) -> i64 {
 }
 
 /// Waits until no read of checks is queued: the ones sent have had their answers recorded.
-async fn reads_settled(app: &TestApp) {
+pub async fn reads_settled(app: &TestApp) {
     let deadline = std::time::Instant::now() + crate::helpers::WAIT;
     while pending_reads(app) != 0 {
         assert!(
@@ -423,19 +423,19 @@ fn pending_reads(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-async fn post(app: &TestApp, event: &str, body: &[u8]) -> Value {
+pub async fn post(app: &TestApp, event: &str, body: &[u8]) -> Value {
     let response = app.post_webhook(event, body).await;
     assert!(response.status().is_success(), "{}", response.status());
     body_json(response).await
 }
 
-fn named(names: &[&str]) -> Required {
+pub fn named(names: &[&str]) -> Required {
     Required::Named(names.iter().map(|n| (*n).to_owned()).collect())
 }
 
 /// The server with production gated on `required`, after `configure`; GitHub knows no
 /// checks yet.
-async fn gated_app(
+pub async fn gated_app(
     required: Required,
     configure: impl FnOnce(&mut Config),
 ) -> (TestApp, FakeChecks) {
@@ -492,11 +492,7 @@ async fn deploys_once_both_checks_pass(status_first: bool) {
         (test, lint)
     };
     let ack = post(&app, first.0, &first.1).await;
-    assert_ack(
-        &ack,
-        "recorded",
-        "of acme/widgets@6f1e3c9 is passed (success)",
-    );
+    assert_ack(&ack, "recorded", "of acme/widgets@6f1e3c9 passed (success)");
     // Still waiting for the other. A named check's own event settles it: no read of
     // GitHub is queued for it (the answer came after the commit), and nothing is created.
     assert_eq!(metric(&app, &waiting("checks")).await, 1.0);
@@ -512,7 +508,7 @@ async fn deploys_once_both_checks_pass(status_first: bool) {
     assert_eq!(metric(&app, &ended("checks", "passed")).await, 0.0);
 
     let ack = post(&app, second.0, &second.1).await;
-    assert_ack(&ack, "recorded", "is passed (success)");
+    assert_ack(&ack, "recorded", "passed (success)");
     let created = wait_for_created(&app, 1).await;
     assert_eq!(created[0], gated_request(42, SHA, MERGED_AT));
     assert_eq!(metric(&app, &ended("checks", "passed")).await, 1.0);
@@ -572,7 +568,7 @@ async fn a_failing_check_creates_no_deployment_and_says_which_check_failed() {
     assert_ack(
         &ack,
         "recorded",
-        "check \"lint\" of acme/widgets@6f1e3c9 is failed (failure)",
+        "check \"lint\" of acme/widgets@6f1e3c9 failed (failure)",
     );
     // Counted before the answer was sent.
     assert_eq!(metric(&app, &ended("checks", "failed")).await, 1.0);
@@ -615,7 +611,11 @@ async fn a_failing_check_creates_no_deployment_and_says_which_check_failed() {
         &check_run_event(SHA, "lint", 4003, Some("success")),
     )
     .await;
-    assert_ack(&ack, "recorded", "then at once: wait for checks passed");
+    assert_ack(
+        &ack,
+        "recorded",
+        "a merge waiting for its checks has all of them green: its deployment is being created",
+    );
     let created = wait_for_created(&app, 1).await;
     assert_eq!(created[0], gated_request(42, SHA, MERGED_AT));
     assert_eq!(metric(&app, &ended("checks", "passed")).await, 1.0);
@@ -744,7 +744,7 @@ async fn checks_reported_before_the_merge_arrives_let_it_deploy_at_once() {
     assert_ack(
         &ack,
         "recorded",
-        "check \"test\" of acme/widgets@6f1e3c9 is passed",
+        "check \"test\" of acme/widgets@6f1e3c9 passed",
     );
     post(&app, "status", &status_event(SHA, "lint", 5001, "success")).await;
 
@@ -869,11 +869,7 @@ async fn the_same_check_event_delivered_twice_creates_one_deployment() {
             .post_delivery("check_run", &event, delivery, 470_000_001)
             .await;
         assert_eq!(response.status(), StatusCode::OK);
-        assert_ack(
-            &body_json(response).await,
-            "recorded",
-            "is passed (success)",
-        );
+        assert_ack(&body_json(response).await, "recorded", "passed (success)");
     }
     let again = app
         .post_delivery("check_run", &event, "check-delivery-1", 470_000_001)
@@ -1017,14 +1013,18 @@ async fn a_check_failing_in_one_app_and_passing_in_another_deploys_nothing_until
 
     let failed = other_app(check_run_event(SHA, "test", 4101, Some("failure")));
     let ack = post(&app, "check_run", &failed).await;
-    assert_ack(&ack, "recorded", "then at once: wait for checks failed");
+    assert_ack(
+        &ack,
+        "recorded",
+        "a merge waiting for its checks will not deploy: a check it needs failed",
+    );
     let ack = post(
         &app,
         "check_run",
         &check_run_event(SHA, "test", 4102, Some("success")),
     )
     .await;
-    assert_ack(&ack, "recorded", "is passed (success)");
+    assert_ack(&ack, "recorded", "passed (success)");
     let (state, reason) = wait_state(&app, "checks", SHA);
     assert_eq!(
         (state.as_str(), reason.as_deref()),
@@ -1044,7 +1044,11 @@ async fn a_check_failing_in_one_app_and_passing_in_another_deploys_nothing_until
     assert_eq!(queued_creations(&app), 0);
     let green = other_app(check_run_event(SHA, "test", 4103, Some("success")));
     let ack = post(&app, "check_run", &green).await;
-    assert_ack(&ack, "recorded", "then at once: wait for checks passed");
+    assert_ack(
+        &ack,
+        "recorded",
+        "a merge waiting for its checks has all of them green: its deployment is being created",
+    );
     let created = wait_for_created(&app, 1).await;
     assert_eq!(created[0], gated_request(42, SHA, MERGED_AT));
     app.stop().await;
@@ -1084,7 +1088,11 @@ async fn a_check_passing_in_one_app_while_another_apps_check_of_that_name_runs_w
 
     let green = other_app(check_run_event(SHA, "test", 4101, Some("success")));
     let ack = post(&app, "check_run", &green).await;
-    assert_ack(&ack, "recorded", "then at once: wait for checks passed");
+    assert_ack(
+        &ack,
+        "recorded",
+        "a merge waiting for its checks has all of them green: its deployment is being created",
+    );
     let created = wait_for_created(&app, 1).await;
     assert_eq!(created[0], gated_request(42, SHA, MERGED_AT));
     app.stop().await;
@@ -1095,7 +1103,7 @@ async fn a_check_passing_in_one_app_while_another_apps_check_of_that_name_runs_w
 // Promotion.
 
 /// Staging (the test config's environment, renamed) and production promoted from it.
-fn promoting(config: &mut Config, soak: Duration) {
+pub fn promoting(config: &mut Config, soak: Duration) {
     let staging = Environment::parse("staging").unwrap();
     config.environments[0].name = staging.clone();
     let mut production = EnvironmentConfig::new(

@@ -287,6 +287,24 @@ async fn run(mut command: Command) -> String {
     text
 }
 
+/// Every row of a table printed under its header has a cell starting right under
+/// `column`'s name, after the blank that ends the cell before it.
+fn starts_where_its_header_does(table: &str, column: &str) {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let at = header
+        .find(column)
+        .unwrap_or_else(|| panic!("no {column}: {table}"));
+    for line in lines {
+        let before: Vec<char> = line.chars().take(at).collect();
+        let cell = line.chars().nth(at);
+        assert!(
+            before.len() == at && before[at - 1] == ' ' && cell.is_some_and(|c| c != ' '),
+            "{column} does not start at {at} in {line:?}:\n{table}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn deployhook_deliveries_lists_recorded_and_refused_ones_and_shows_one() {
     let app = app().await;
@@ -300,13 +318,22 @@ async fn deployhook_deliveries_lists_recorded_and_refused_ones_and_shows_one() {
         .await
         .unwrap();
     wait_for_refused(&app, 1).await;
+    // An event name longer than the others' (25 characters) must shift no column.
+    let status = fixture("deployment_status.created.success.json");
+    let response = app.post_webhook("deployment_status", &status).await;
+    assert!(response.status().is_success(), "{}", response.status());
 
     let listed = run(deployhook(&app, &["deliveries"])).await;
     assert!(listed.contains("d-merge-1"), "{listed}");
     assert!(listed.contains("pull_request.closed"), "{listed}");
     assert!(listed.contains("d-deployment-1"), "{listed}");
+    assert!(listed.contains("deployment_status.created"), "{listed}");
+    for column in ["REPOSITORY", "OUTCOME", "MESSAGE"] {
+        starts_where_its_header_does(&listed, column);
+    }
     let refused = run(deployhook(&app, &["deliveries", "--refused"])).await;
     assert!(refused.contains("127.0.0.1"), "{refused}");
+    starts_where_its_header_does(&refused, "WHY");
     assert!(refused.contains("secret mismatch"), "{refused}");
     let shown = run(deployhook(&app, &["deliveries", "d-merge-1"])).await;
     assert!(shown.contains("x-github-event: pull_request"), "{shown}");

@@ -37,6 +37,8 @@ mod other_events;
 mod pg_harness;
 mod postgres;
 mod pull_request;
+mod readme;
+mod replayed;
 mod replicas;
 mod runner;
 mod terminal;

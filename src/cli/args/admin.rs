@@ -29,16 +29,14 @@ pub fn server_for_listen(listen: Option<String>) -> String {
 }
 
 /// How the commands that act on a running deployhook reach it. The admin token comes from
-/// the environment (DEPLOYHOOK_ADMIN_TOKEN), as for `serve`.
+/// the environment (DEPLOYHOOK_ADMIN_TOKEN), as for `serve`. Who acts (`--by`) belongs to
+/// the commands that change something, not here: a listing would offer it and ignore it.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// The running server's base URL [default: http://DEPLOYHOOK_LISTEN, or
     /// http://127.0.0.1:4567].
     #[arg(long, env = "DEPLOYHOOK_SERVER", default_value_t = local_server(), hide_default_value = true)]
     pub server: String,
-    /// Who acts, as the lock or the rollback records it [default: $USER].
-    #[arg(long)]
-    pub by: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -51,6 +49,9 @@ pub struct LockArgs {
     /// How long (30m, 2h) [default: until unlocked].
     #[arg(long = "for", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Who acts, as the server records it [default: $USER].
+    #[arg(long)]
+    pub by: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -59,6 +60,9 @@ pub struct LockArgs {
 pub struct UnlockArgs {
     /// The environment to unlock.
     pub environment: String,
+    /// Who acts, as the server records it [default: $USER].
+    #[arg(long)]
+    pub by: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -74,6 +78,9 @@ pub struct RollbackArgs {
     /// [default: the last success before the current one].
     #[arg(long)]
     pub to: Option<String>,
+    /// Who acts, as the server records it [default: $USER].
+    #[arg(long)]
+    pub by: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -94,6 +101,9 @@ pub struct CallsArgs {
     pub action: Option<CallAction>,
     /// The call's id, as listed, or `all`.
     pub id: Option<String>,
+    /// Who acts, as the server records it [default: $USER].
+    #[arg(long)]
+    pub by: Option<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -33,3 +33,19 @@ fn serve_defaults_match_the_readme() {
     assert_eq!(Policy::default(), Policy::Latest);
     assert_eq!(OnInterrupt::default(), OnInterrupt::Error);
 }
+
+#[test]
+fn only_the_commands_that_record_who_acts_offer_by() {
+    let cli = Cli::command();
+    let offering: Vec<&str> = cli
+        .get_subcommands()
+        .filter(|c| c.get_arguments().any(|a| a.get_long() == Some("by")))
+        .map(|c| c.get_name())
+        .collect();
+    assert_eq!(offering, ["lock", "unlock", "rollback", "calls"]);
+    // `log --by` was offered, and ignored.
+    assert!(
+        Cli::try_parse_from(["deployhook", "log", "880001", "--by", "maria"]).is_err(),
+        "log takes no --by"
+    );
+}

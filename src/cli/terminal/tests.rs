@@ -155,3 +155,29 @@ fn no_command_prints_around_the_escaping() {
         }
     }
 }
+
+#[test]
+fn a_tables_columns_stay_aligned_whatever_the_lengths() {
+    let rows = vec![
+        vec![
+            "ping".to_owned(),
+            "acme/widgets".to_owned(),
+            "pong".to_owned(),
+        ],
+        vec![
+            "deployment_status.created".to_owned(),
+            "a-very-long-organisation/a-long-repository".to_owned(),
+            "recorded: deployment 880001 is success".to_owned(),
+        ],
+    ];
+    let lines = table(&["EVENT", "REPOSITORY", "MESSAGE"], &rows);
+    assert_eq!(
+        lines,
+        [
+            "EVENT                      REPOSITORY                                  MESSAGE",
+            "ping                       acme/widgets                                pong",
+            "deployment_status.created  a-very-long-organisation/a-long-repository  recorded: deployment 880001 is success",
+        ]
+    );
+    assert_eq!(table(&["A", "B"], &[]), ["A  B"]);
+}

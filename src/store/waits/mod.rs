@@ -39,23 +39,74 @@ pub struct Ended {
     pub outcome: &'static str,
 }
 
-/// A few words on waits that ended at once, for the answer to the delivery that ended them.
+/// What the waits that ended at once came to, in plain sentences, for the answer to the
+/// delivery that ended them: `a merge waiting for its checks will not deploy: a check it
+/// needs failed`. Waits that ended alike are counted in one sentence.
 pub fn summary(ended: &[Ended]) -> Option<String> {
-    if ended.is_empty() {
-        return None;
+    let mut alike: Vec<(&Ended, usize)> = Vec::new();
+    for e in ended {
+        match alike.iter_mut().find(|(seen, _)| *seen == e) {
+            Some((_, count)) => *count += 1,
+            None => alike.push((e, 1)),
+        }
     }
-    let parts: Vec<String> = ended
-        .iter()
-        .map(|e| {
-            let what = if e.kind == "soak" {
-                "promotion"
+    let sentences: Vec<String> = alike.into_iter().map(|(e, n)| sentence(e, n)).collect();
+    (!sentences.is_empty()).then(|| sentences.join("; "))
+}
+
+/// One sentence on `n` waits that ended as `e`.
+fn sentence(e: &Ended, n: usize) -> String {
+    let one = n == 1;
+    let (merge, its, it, their) = if one {
+        ("a merge".to_owned(), "its", "it", "its")
+    } else {
+        (format!("{n} merges"), "their", "they", "their")
+    };
+    let (older, promotion) = if one {
+        ("an older".to_owned(), "a promotion".to_owned())
+    } else {
+        (format!("{n} older"), format!("{n} promotions"))
+    };
+    let (has, deployment) = if one {
+        ("has", "deployment is")
+    } else {
+        ("have", "deployments are")
+    };
+    let them = if one { "it" } else { "them" };
+    let merges = if one { "merge" } else { "merges" };
+    let promotions = if one { "promotion" } else { "promotions" };
+    let waiting = format!("waiting for {their} checks");
+    match (e.kind, e.outcome) {
+        ("checks", "passed") => {
+            format!("{merge} {waiting} {has} all of them green: {its} {deployment} being created")
+        }
+        ("checks", "failed") => {
+            format!("{merge} {waiting} will not deploy: a check {it} needs failed")
+        }
+        ("checks", "timed_out") => {
+            format!("{merge} {waiting} will not deploy: {it} waited past checks_timeout")
+        }
+        ("checks", "superseded") => {
+            format!("{older} {merges} {waiting} will not deploy: a newer merge replaces {them}")
+        }
+        ("checks", "given_up") => {
+            format!("{merge} {waiting} will not deploy: GitHub refused to create {its} deployment")
+        }
+        ("soak", "passed") => {
+            format!("{promotion} {has} soaked: {its} {deployment} being created")
+        }
+        ("soak", "superseded") => format!(
+            "{older} {promotions} still soaking will not deploy: a newer success replaces {them}"
+        ),
+        (kind, outcome) => {
+            let what = if kind == "soak" {
+                promotion
             } else {
-                "wait for checks"
+                format!("{merge} {waiting}")
             };
-            format!("{what} {}", e.outcome.replace('_', " "))
-        })
-        .collect();
-    Some(format!("then at once: {}", parts.join(", ")))
+            format!("{what} ended {}", outcome.replace('_', " "))
+        }
+    }
 }
 
 fn short(sha: &str) -> String {

@@ -472,3 +472,28 @@ fn a_read_keeps_the_worst_of_two_runs_of_one_name_and_all_waits_for_a_running_su
         );
     });
 }
+
+#[test]
+fn how_waits_ended_reads_as_plain_sentences_alike_ones_counted() {
+    let ended = |kind, outcome| Ended { kind, outcome };
+    assert_eq!(summary(&[]), None);
+    assert_eq!(
+        summary(&[ended("checks", "failed")]).unwrap(),
+        "a merge waiting for its checks will not deploy: a check it needs failed"
+    );
+    assert_eq!(
+        summary(&[
+            ended("checks", "passed"),
+            ended("checks", "superseded"),
+            ended("checks", "passed"),
+        ])
+        .unwrap(),
+        "2 merges waiting for their checks have all of them green: their deployments are \
+         being created; an older merge waiting for its checks will not deploy: a newer merge \
+         replaces it"
+    );
+    assert_eq!(
+        summary(&[ended("soak", "passed")]).unwrap(),
+        "a promotion has soaked: its deployment is being created"
+    );
+}
