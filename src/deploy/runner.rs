@@ -77,19 +77,29 @@ impl RunOutcome {
         }
     }
 
-    /// A status description of at most 140 characters.
+    /// A status description of at most 140 characters. A failure's points at the log,
+    /// where the command said why.
     pub fn description(&self) -> String {
+        match self {
+            Self::Failed { .. } => text::description(&format!("{} — see log", self.summary())),
+            _ => self.summary(),
+        }
+    }
+
+    /// What happened, in a sentence of at most 140 characters: the last line of the log
+    /// itself, which must not point at itself.
+    pub fn summary(&self) -> String {
         text::description(&match self {
             Self::Succeeded { elapsed } => format!("deployed in {}", seconds(*elapsed)),
             Self::Failed {
                 code: Some(code),
                 elapsed,
                 ..
-            } => format!("exit code {code} after {} — see log", seconds(*elapsed)),
+            } => format!("exit code {code} after {}", seconds(*elapsed)),
             Self::Failed {
                 signal, elapsed, ..
             } => format!(
-                "killed by signal {} after {} — see log",
+                "killed by signal {} after {}",
                 signal.unwrap_or_default(),
                 seconds(*elapsed)
             ),
@@ -166,7 +176,7 @@ impl<'a> RunSpec<'a> {
         log: LogSender,
     ) -> RunOutcome {
         let outcome = self.run_logged(job, abort, hurry, spawned, &log).await;
-        let end = format!("{}: {}", outcome.state().as_str(), outcome.description());
+        let end = format!("{}: {}", outcome.state().as_str(), outcome.summary());
         log.line(Stream::Deployhook, &end).await;
         outcome
     }

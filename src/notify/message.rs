@@ -63,7 +63,9 @@ pub fn slack_text(event: &Notification, github_web: &str) -> String {
         NotificationKind::Unlocked => format!(":unlock: {environment} is unlocked"),
     };
     let mut details = Vec::new();
-    if !event.description.trim().is_empty() {
+    // A success's description only says how long it took, which the headline says.
+    let repeats_headline = event.event == NotificationKind::DeploySucceeded;
+    if !repeats_headline && !event.description.trim().is_empty() {
         details.push(escape(&event.description));
     }
     details.push(format!("by {}", escape(&event.who)));

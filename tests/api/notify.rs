@@ -203,7 +203,7 @@ async fn the_right_events_reach_the_right_receiver_with_the_documented_body() {
         format!(
             ":white_check_mark: Deployed *acme/widgets* <{github}/acme/widgets/commit/{SHA}|6f1e3c9> \
              to *production* in Ns\n\
-             deployed in Ns · by octo-dev · pull request <{github}/acme/widgets/pull/42|#42> · \
+             by octo-dev · pull request <{github}/acme/widgets/pull/42|#42> · \
              <{}|log>",
             log.replace('&', "&amp;")
         )
