@@ -161,11 +161,7 @@ pub(super) async fn call(
 }
 
 fn who(server: &ServerArgs) -> String {
-    server
-        .by
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "deployhook-cli".to_owned())
+    crate::cli::user::name_or(server.by.as_deref())
 }
 
 /// A string of the server's answer, as one field of a line ([`field`]); `?` when missing.

@@ -29,7 +29,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let github = super::github(&args.github)?;
     let explained = super::explained(github.is_app());
     let github = github.for_repository(&repo).await.map_err(&explained)?;
-    let who = std::env::var("USER").unwrap_or_else(|_| "deployhook-cli".to_owned());
+    let who = super::user::name();
     let mut request = ManualDeployment::new(&args.git_ref, &args.environment, &args.task, &who);
     if let Some(description) = &args.description {
         request.description = text::description(description);

@@ -170,8 +170,11 @@ async fn post_lock(
             return Refused(StatusCode::BAD_REQUEST, format!("for: {err}")).into_response();
         }
     };
-    let by = request.by.as_deref().unwrap_or("the admin API");
-    match lock(&state, &request.environment, &request.reason, duration, by).await {
+    let by = request
+        .by
+        .clone()
+        .unwrap_or_else(|| client.acting("admin API"));
+    match lock(&state, &request.environment, &request.reason, duration, &by).await {
         Ok(lock) => (
             StatusCode::CREATED,
             Json(json!({ "lock": lock_json(&lock) })),
@@ -193,7 +196,7 @@ async fn delete_lock(
     let by = headers
         .get("x-deployhook-by")
         .and_then(|v| v.to_str().ok())
-        .map_or_else(|| "the admin API".to_owned(), bounded);
+        .map_or_else(|| client.acting("admin API"), bounded);
     match unlock(&state, &environment, &by).await {
         Ok(lock) => Json(json!({ "unlocked": lock_json(&lock) })).into_response(),
         Err(refused) => refused.into_response(),
@@ -220,13 +223,16 @@ async fn post_rollback(
     if let Some(refused) = refusal(&state, client, &headers) {
         return refused.into_response();
     }
-    let by = request.by.as_deref().unwrap_or("the admin API");
+    let by = request
+        .by
+        .clone()
+        .unwrap_or_else(|| client.acting("admin API"));
     match roll_back(
         &state,
         &request.repository,
         &request.environment,
         request.to.as_deref(),
-        by,
+        &by,
     )
     .await
     {

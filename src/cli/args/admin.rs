@@ -36,7 +36,8 @@ pub struct ServerArgs {
     /// http://127.0.0.1:4567].
     #[arg(long, env = "DEPLOYHOOK_SERVER", default_value_t = local_server(), hide_default_value = true)]
     pub server: String,
-    /// Who acts, as the lock or the rollback records it [default: $USER].
+    /// Who acts, as the lock or the rollback records it [default: $USER, else the
+    /// system's name for the current user].
     #[arg(long)]
     pub by: Option<String>,
 }
