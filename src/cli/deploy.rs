@@ -145,6 +145,14 @@ pub fn table(deployments: &[Listed]) -> String {
         if let Some(task) = task {
             what.push_str(&format!(" [{}]", field(task)));
         }
+        if d.payload.get("rollback") == Some(&true.into()) {
+            let from = d.payload["rolled_back"]
+                .as_str()
+                .map_or_else(String::new, |from| {
+                    format!(" from {}", field(&from.chars().take(7).collect::<String>()))
+                });
+            what.push_str(&format!(" [rollback{from}]"));
+        }
         if let Some(description) = &d.status_description {
             what.push_str(&format!(" — {}", field(description)));
         }

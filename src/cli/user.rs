@@ -13,7 +13,9 @@ const MAX_PASSWD_BUFFER: usize = 1 << 20;
 /// `$USER`, else the account of the current uid, else `uid N`.
 pub fn name() -> String {
     let from_env = std::env::var("USER").ok().filter(|u| !u.trim().is_empty());
-    from_env.or_else(account).unwrap_or_else(|| format!("uid {}", uid()))
+    from_env
+        .or_else(account)
+        .unwrap_or_else(|| format!("uid {}", uid()))
 }
 
 /// `explicit` (`--by`) when given, else [`name`].
@@ -70,7 +72,7 @@ mod tests {
     #[test]
     fn the_account_of_the_current_uid_is_the_one_id_names() {
         let id = std::process::Command::new("id").arg("-un").output();
-        let Ok(id) = id.filter(|o| o.status.success()) else {
+        let Some(id) = id.ok().filter(|o| o.status.success()) else {
             return; // no `id`, or a uid without a name: nothing to compare with
         };
         let expected = String::from_utf8_lossy(&id.stdout).trim().to_owned();

@@ -331,7 +331,10 @@ async fn the_dashboards_lock_form_needs_its_token_and_the_same_site() {
     let locks = api(&app, reqwest::Method::GET, "/api/locks", None).await;
     assert_eq!(locks["locks"][0]["reason"], "release freeze");
     // The shared admin token names no one: the client it came from is what is true.
-    assert_eq!(locks["locks"][0]["locked_by"], "dashboard (client 127.0.0.1)");
+    assert_eq!(
+        locks["locks"][0]["locked_by"],
+        "dashboard (client 127.0.0.1)"
+    );
     let page = app.page("/dashboard/live", &cookie).await;
     assert!(page.contains("id=\"lock-production\""), "{page}");
     assert!(page.contains("release freeze"), "{page}");

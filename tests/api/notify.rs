@@ -240,6 +240,8 @@ async fn the_right_events_reach_the_right_receiver_with_the_documented_body() {
             "duration_seconds": "…",
             "log_url": succeeded.log_url,
             "at": "…",
+            "rollback": false,
+            "rolled_back_from": null,
         })
     };
     assert_eq!(
