@@ -38,3 +38,4 @@ mod pull_request;
 mod replicas;
 mod runner;
 mod terminal;
+mod waiting;
