@@ -117,6 +117,20 @@ pub struct JobRow {
     pub rolled_back: Option<String>,
 }
 
+impl JobRow {
+    /// Its task as pages show it: a rollback says so, and which commit it replaced
+    /// (`rollback from 6f1e3c9`), rather than the `deploy` it runs as.
+    pub fn task_shown(&self) -> String {
+        match (self.rollback, &self.rolled_back) {
+            (true, Some(from)) => {
+                format!("rollback from {}", from.chars().take(7).collect::<String>())
+            }
+            (true, None) => "rollback".to_owned(),
+            (false, _) => self.task.clone(),
+        }
+    }
+}
+
 /// The newest deployments, finished or not.
 pub fn recent_jobs(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
     jobs(

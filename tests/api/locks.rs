@@ -134,7 +134,13 @@ async fn a_merge_to_a_locked_environment_is_created_but_runs_only_after_the_unlo
             .await,
     )
     .await;
-    assert_ack(&ack, "accepted", "deploying deployment 880001");
+    // Its answer says what holds it, not "deploying".
+    assert_ack(
+        &ack,
+        "accepted",
+        "deployment 880001 of acme/widgets@bbbbbbb to production queued: production is \
+         locked by maria since ",
+    );
     a_staging_deploy_ran(&app, 990_001).await;
     assert_eq!(states(&app, 880_001).await, ["queued"]);
     let metrics = app

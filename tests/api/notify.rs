@@ -513,6 +513,8 @@ async fn a_failed_check_of_a_waiting_merge_is_told() {
             "duration_seconds": "…",
             "log_url": null,
             "at": "…",
+            "rollback": false,
+            "rolled_back_from": null,
         })
     );
 }

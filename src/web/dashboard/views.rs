@@ -137,13 +137,8 @@ pub(super) fn job_view(job: JobRow, state: &AppState, now: i64) -> JobView {
     })
     .unwrap_or_default();
     let id = DeploymentId::from(job.deployment_id);
-    let what = match (job.rollback, &job.rolled_back) {
-        (true, Some(from)) => format!("rollback from {}", from.chars().take(7).collect::<String>()),
-        (true, None) => "rollback".to_owned(),
-        (false, _) => job.task.clone(),
-    };
     JobView {
-        what,
+        what: job.task_shown(),
         id: job.deployment_id,
         short_sha: job.sha.chars().take(7).collect(),
         sha: job.sha.clone(),
