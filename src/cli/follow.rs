@@ -171,7 +171,8 @@ fn queued_reason(deployment: &Value) -> String {
     match reason {
         Some(reason) if !reason.is_empty() => field(reason).into_owned(),
         _ if !description.is_empty() => field(description).into_owned(),
-        _ => "nothing holds it; it starts when the deploy queue next looks".to_owned(),
+        _ => "no lock nor deploy ahead holds it: it starts as soon as a deploy slot is free"
+            .to_owned(),
     }
 }
 

@@ -124,6 +124,17 @@ async fn a_deployment_held_by_a_lock_says_so_wherever_it_shows() {
         "{queued}"
     );
 
+    // Without --follow, the same reason, said once.
+    let once = admin_cli(&app.url, ADMIN_TOKEN, &["log", "880001"]);
+    let once = tokio::process::Command::from(once).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&once.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "deployment 880001 is queued ({reason}): it has no log yet"
+        )),
+        "{stdout}"
+    );
+
     // The follower has polled while it waited; then the unlock lets it run.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     api(&app, reqwest::Method::DELETE, "/api/locks/production", None).await;

@@ -130,7 +130,9 @@ async fn live_part(
         .into_iter()
         .zip(reasons)
         .map(|(j, why)| JobView {
-            waiting: why.unwrap_or_else(|| "starts when the queue next looks".to_owned()),
+            waiting: why.unwrap_or_else(|| {
+                "no lock nor deploy ahead: it starts as soon as a deploy slot is free".to_owned()
+            }),
             ..job_view(j, state, now)
         })
         .collect();
