@@ -169,11 +169,9 @@ pub(super) async fn call(
     api::call(server, method, path, body, None, shape).await
 }
 
-/// `--by`, else `$USER`.
+/// `--by`, else the user running the command (`$USER`, else the system's name for the uid).
 fn who(by: Option<&str>) -> String {
-    by.map(str::to_owned)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "deployhook-cli".to_owned())
+    crate::cli::user::name_or(by)
 }
 
 /// A string of the server's answer, as one field of a line ([`field`]); `?` when missing.

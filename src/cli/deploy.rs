@@ -29,7 +29,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let github = super::github(&args.github)?;
     let explained = super::explained(github.is_app());
     let github = github.for_repository(&repo).await.map_err(&explained)?;
-    let who = std::env::var("USER").unwrap_or_else(|_| "deployhook-cli".to_owned());
+    let who = super::user::name();
     let mut request = ManualDeployment::new(&args.git_ref, &args.environment, &args.task, &who);
     if let Some(description) = &args.description {
         request.description = text::description(description);
@@ -144,6 +144,14 @@ pub fn table(deployments: &[Listed]) -> String {
         let mut what = field(&d.git_ref).into_owned();
         if let Some(task) = task {
             what.push_str(&format!(" [{}]", field(task)));
+        }
+        if d.payload.get("rollback") == Some(&true.into()) {
+            let from = d.payload["rolled_back"]
+                .as_str()
+                .map_or_else(String::new, |from| {
+                    format!(" from {}", field(&from.chars().take(7).collect::<String>()))
+                });
+            what.push_str(&format!(" [rollback{from}]"));
         }
         if let Some(description) = &d.status_description {
             what.push_str(&format!(" — {}", field(description)));

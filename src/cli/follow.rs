@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::cli::LogArgs;
 use crate::cli::api::{self, Kind, admin_token, unreachable};
-use crate::cli::terminal::{LogFilter, errln, outln, print_error};
+use crate::cli::terminal::{LogFilter, errln, field, outln, print_error};
 
 /// What a deployment's answer must hold.
 const DEPLOYMENT: api::Shape<'static> = &[
@@ -31,6 +31,9 @@ const EVENT_WAIT: Duration = Duration::from_secs(5 * 60);
 const SNAPSHOT_IDLE: Duration = Duration::from_millis(500);
 /// After the log ends, how long the final state may take to be recorded.
 const END_WAIT: Duration = Duration::from_secs(30);
+/// While a deployment stays queued for the same reason, how often that is said again: a
+/// terminal left open shows it still waits, and for how long.
+const REMIND: Duration = Duration::from_secs(60);
 
 /// `deployhook log ID [--follow]`.
 pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
@@ -48,8 +51,9 @@ pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     let state = text(&deployment["state"]).to_owned();
     if state == "queued" {
         outln!(
-            "deployment {} is queued: it has no log yet",
-            args.deployment
+            "deployment {} is queued ({}): it has no log yet",
+            args.deployment,
+            queued_reason(&deployment)
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -86,6 +90,7 @@ pub async fn follow_or_say(base: &str, id: u64) -> ExitCode {
 pub async fn follow(server: &Server, id: u64) -> anyhow::Result<ExitCode> {
     let started = tokio::time::Instant::now();
     let mut said = String::new();
+    let mut reminded = started;
     let deployment = loop {
         match server.deployment(id).await? {
             None if started.elapsed() > EVENT_WAIT => bail!(
@@ -98,8 +103,19 @@ pub async fn follow(server: &Server, id: u64) -> anyhow::Result<ExitCode> {
                 format!("waiting for GitHub's deployment event for {id}…"),
             ),
             Some(deployment) if text(&deployment["state"]) == "queued" => {
-                let why = text(&deployment["description"]);
-                say(&mut said, format!("deployment {id} is queued: {why}"));
+                let message = format!("deployment {id} is queued: {}", queued_reason(&deployment));
+                if message != said {
+                    reminded = tokio::time::Instant::now();
+                    say(&mut said, message);
+                } else if reminded.elapsed() >= REMIND {
+                    reminded = tokio::time::Instant::now();
+                    let waited = Duration::from_secs(started.elapsed().as_secs());
+                    errln!(
+                        "deployment {id} is still queued after {}: {}",
+                        humantime::format_duration(waited),
+                        queued_reason(&deployment)
+                    );
+                }
             }
             Some(deployment) => break deployment,
         }
@@ -143,6 +159,20 @@ fn say(said: &mut String, message: String) {
     if *said != message {
         errln!("{message}");
         *said = message;
+    }
+}
+
+/// What holds a queued deployment, as the server says it: the lock on its environment
+/// (who, since when, why), or the deploy running ahead of it. A server too old to say
+/// leaves its queued status's description.
+fn queued_reason(deployment: &Value) -> String {
+    let reason = deployment["waiting"]["reason"].as_str();
+    let description = text(&deployment["description"]);
+    match reason {
+        Some(reason) if !reason.is_empty() => field(reason).into_owned(),
+        _ if !description.is_empty() => field(description).into_owned(),
+        _ => "no lock nor deploy ahead holds it: it starts as soon as a deploy slot is free"
+            .to_owned(),
     }
 }
 

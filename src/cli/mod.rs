@@ -20,6 +20,7 @@ pub mod replay;
 pub mod serve;
 pub mod telemetry;
 pub mod terminal;
+pub mod user;
 
 use std::process::ExitCode;
 

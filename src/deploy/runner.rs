@@ -77,19 +77,46 @@ impl RunOutcome {
         }
     }
 
-    /// A status description of at most 140 characters.
+    /// A status description of at most 140 characters. A failure's points at the log,
+    /// where the command said why.
     pub fn description(&self) -> String {
+        match self {
+            Self::Failed { .. } => text::description(&format!("{} — see log", self.summary())),
+            _ => self.summary(),
+        }
+    }
+
+    /// [`Self::description`], said of `job`: a rollback's success says it rolled back,
+    /// so that GitHub's history, the dashboard and the notifications tell it from a deploy.
+    pub fn description_for(&self, job: &DeployJob) -> String {
+        match self {
+            Self::Succeeded { elapsed } if is_rollback(job) => rolled_back(job, *elapsed),
+            _ => self.description(),
+        }
+    }
+
+    /// [`Self::summary`], said of `job`, as [`Self::description_for`].
+    pub fn summary_for(&self, job: &DeployJob) -> String {
+        match self {
+            Self::Succeeded { elapsed } if is_rollback(job) => rolled_back(job, *elapsed),
+            _ => self.summary(),
+        }
+    }
+
+    /// What happened, in a sentence of at most 140 characters: the last line of the log
+    /// itself, which must not point at itself.
+    pub fn summary(&self) -> String {
         text::description(&match self {
             Self::Succeeded { elapsed } => format!("deployed in {}", seconds(*elapsed)),
             Self::Failed {
                 code: Some(code),
                 elapsed,
                 ..
-            } => format!("exit code {code} after {} — see log", seconds(*elapsed)),
+            } => format!("exit code {code} after {}", seconds(*elapsed)),
             Self::Failed {
                 signal, elapsed, ..
             } => format!(
-                "killed by signal {} after {} — see log",
+                "killed by signal {} after {}",
                 signal.unwrap_or_default(),
                 seconds(*elapsed)
             ),
@@ -101,6 +128,24 @@ impl RunOutcome {
             ),
         })
     }
+}
+
+/// `rolled back to 6f1e3c9 (from 0a1b2c3) in 3s`.
+fn rolled_back(job: &DeployJob, elapsed: Duration) -> String {
+    let from = rolled_back_from(job)
+        .map(|from| format!(" (from {})", from.chars().take(7).collect::<String>()))
+        .unwrap_or_default();
+    text::description(&format!(
+        "rolled back to {}{from} in {}",
+        job.sha.short(),
+        seconds(elapsed)
+    ))
+}
+
+/// For a rollback, the commit it rolls back from (`rolled_back` in its payload).
+fn rolled_back_from(job: &DeployJob) -> Option<String> {
+    let payload: serde_json::Value = serde_json::from_str(&job.payload).ok()?;
+    payload.get("rolled_back")?.as_str().map(str::to_owned)
 }
 
 /// A duration rounded to whole seconds, written like `2m 5s`.
@@ -166,7 +211,7 @@ impl<'a> RunSpec<'a> {
         log: LogSender,
     ) -> RunOutcome {
         let outcome = self.run_logged(job, abort, hurry, spawned, &log).await;
-        let end = format!("{}: {}", outcome.state().as_str(), outcome.description());
+        let end = format!("{}: {}", outcome.state().as_str(), outcome.summary_for(job));
         log.line(Stream::Deployhook, &end).await;
         outcome
     }
@@ -185,6 +230,11 @@ impl<'a> RunSpec<'a> {
             .working_directory
             .map(|d| format!(" in {}", d.display()))
             .unwrap_or_default();
+        if is_rollback(job) {
+            let from = rolled_back_from(job).map_or_else(String::new, |f| format!(" from {f}"));
+            let line = format!("rollback: to {}{from}", job.sha);
+            log.line(Stream::Deployhook, &line).await;
+        }
         log.line(
             Stream::Deployhook,
             &format!(

@@ -308,7 +308,7 @@ impl DeployWorker {
 
     /// Records how a job ended and queues the status that reports it.
     async fn record_end(&self, job: DeployJob, outcome: &RunOutcome) {
-        let (state, description) = (outcome.state(), outcome.description());
+        let (state, description) = (outcome.state(), outcome.description_for(&job));
         self.metrics
             .deploy_ended(job.environment.as_ref(), state.as_str(), outcome.ran());
         if state == DeploymentState::Success

@@ -76,6 +76,9 @@ pub struct Listed {
     pub task: Option<String>,
     pub created_at: String,
     pub creator: Option<Creator>,
+    /// What its creator put in it; a rollback says `"rollback": true` and `rolled_back`.
+    #[serde(default)]
+    pub payload: serde_json::Value,
     /// Filled from the statuses endpoint.
     #[serde(skip)]
     pub state: Option<String>,

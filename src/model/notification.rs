@@ -99,6 +99,13 @@ pub struct Notification {
     pub log_url: Option<String>,
     /// When it happened, in Unix milliseconds.
     pub at: i64,
+    /// A rollback's deploy (`"rollback": true` in its payload): told as one, not as a
+    /// deploy. Absent from events queued by older releases.
+    #[serde(default)]
+    pub rollback: bool,
+    /// For a rollback, the commit it rolled back from (`rolled_back` of its payload).
+    #[serde(default)]
+    pub rolled_back: Option<String>,
 }
 
 impl Notification {
@@ -113,7 +120,13 @@ impl Notification {
     ) -> Option<Self> {
         let event = NotificationKind::of_deploy(state)?;
         let ran = !matches!(state, DeploymentState::Inactive);
+        let payload = serde_json::from_str::<serde_json::Value>(&job.payload).ok();
+        let payload = payload.as_ref();
         Some(Self {
+            rollback: payload.and_then(|p| p.get("rollback")) == Some(&true.into()),
+            rolled_back: payload
+                .and_then(|p| p.get("rolled_back")?.as_str())
+                .map(str::to_owned),
             event,
             repository: Some(job.repo.clone()),
             environment: job.environment.clone(),
@@ -160,6 +173,8 @@ impl Notification {
             duration_ms: None,
             log_url: None,
             at: now,
+            rollback: false,
+            rolled_back: None,
         })
     }
 
@@ -213,6 +228,8 @@ impl Notification {
             duration_ms: None,
             log_url: None,
             at: now,
+            rollback: false,
+            rolled_back: None,
         }
     }
 }

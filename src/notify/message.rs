@@ -33,7 +33,79 @@ pub fn slack_text(event: &Notification, github_web: &str) -> String {
             .map(|ms| format!(" {word} {}", whole_seconds(ms)))
             .unwrap_or_default()
     };
-    let headline = match event.event {
+    let headline = match rollback_headline(event, github_web, &took) {
+        Some(headline) => headline,
+        None => headline(event, &subject, &environment, &took),
+    };
+    let mut details = Vec::new();
+    // A success's description only says how long it took, which the headline says.
+    let repeats_headline = event.event == NotificationKind::DeploySucceeded;
+    if !repeats_headline && !event.description.trim().is_empty() {
+        details.push(escape(&event.description));
+    }
+    details.push(format!("by {}", escape(&event.who)));
+    if let (Some(repo), Some(number)) = (&event.repository, event.pull_request) {
+        let url = format!("{github_web}/{repo}/pull/{number}");
+        details.push(format!(
+            "pull request {}",
+            link(&url, &format!("#{number}"))
+        ));
+    }
+    if let Some(log) = &event.log_url {
+        details.push(link(log, "log"));
+    }
+    format!("{headline}\n{}", details.join(" · "))
+}
+
+/// A rollback's start and end, said as a rollback: `Rolled back *acme/widgets* in
+/// *production* to 6f1e3c9 (from 0a1b2c3) in 3s`. `None` for every other event.
+fn rollback_headline(
+    event: &Notification,
+    github_web: &str,
+    took: &dyn Fn(&str) -> String,
+) -> Option<String> {
+    let (Some(repo), Some(sha)) = (&event.repository, &event.sha) else {
+        return None;
+    };
+    if !event.rollback {
+        return None;
+    }
+    let what = format!(
+        "*{}* in *{}* to {}{}",
+        escape(repo.as_ref()),
+        escape(event.environment.as_ref()),
+        link(&commit_url(github_web, repo.as_ref(), sha), sha.short()),
+        event
+            .rolled_back
+            .as_deref()
+            .map(|from| format!(
+                " (from {})",
+                escape(&from.chars().take(7).collect::<String>())
+            ))
+            .unwrap_or_default()
+    );
+    Some(match event.event {
+        NotificationKind::DeployStarted => format!(":rewind: Rolling back {what}"),
+        NotificationKind::DeploySucceeded => format!(":rewind: Rolled back {what}{}", took("in")),
+        NotificationKind::DeployFailed => {
+            format!(":x: Rollback of {what} failed{}", took("after"))
+        }
+        NotificationKind::DeployErrored => format!(
+            ":warning: Rollback of {what} ended in an error{}",
+            took("after")
+        ),
+        _ => return None,
+    })
+}
+
+/// The first line of every event but a rollback's.
+fn headline(
+    event: &Notification,
+    subject: &str,
+    environment: &str,
+    took: &dyn Fn(&str) -> String,
+) -> String {
+    match event.event {
         NotificationKind::DeployStarted => {
             format!(":rocket: Deploying {subject} to {environment}")
         }
@@ -61,23 +133,7 @@ pub fn slack_text(event: &Notification, github_web: &str) -> String {
         }
         NotificationKind::Locked => format!(":lock: {environment} is locked"),
         NotificationKind::Unlocked => format!(":unlock: {environment} is unlocked"),
-    };
-    let mut details = Vec::new();
-    if !event.description.trim().is_empty() {
-        details.push(escape(&event.description));
     }
-    details.push(format!("by {}", escape(&event.who)));
-    if let (Some(repo), Some(number)) = (&event.repository, event.pull_request) {
-        let url = format!("{github_web}/{repo}/pull/{number}");
-        details.push(format!(
-            "pull request {}",
-            link(&url, &format!("#{number}"))
-        ));
-    }
-    if let Some(log) = &event.log_url {
-        details.push(link(log, "log"));
-    }
-    format!("{headline}\n{}", details.join(" · "))
 }
 
 /// The generic webhook's body: every key always present, `null` when it does not apply.
@@ -96,6 +152,10 @@ pub struct WebhookBody<'a> {
     pub log_url: Option<&'a str>,
     /// RFC 3339, UTC, to the millisecond.
     pub at: String,
+    /// Whether the deploy is a rollback.
+    pub rollback: bool,
+    /// For a rollback, the commit it rolled back from.
+    pub rolled_back_from: Option<&'a str>,
 }
 
 impl<'a> WebhookBody<'a> {
@@ -118,6 +178,8 @@ impl<'a> WebhookBody<'a> {
                 .map(|ms| Duration::from_millis(ms).as_secs_f64()),
             log_url: event.log_url.as_deref(),
             at: rfc3339(event.at).unwrap_or_default(),
+            rollback: event.rollback,
+            rolled_back_from: event.rolled_back.as_deref(),
         }
     }
 }
@@ -152,7 +214,14 @@ mod tests {
     const WEB: &str = "https://github.com";
 
     fn failed() -> Notification {
-        let job = DeployJob {
+        let job = failed_job();
+        let description = "exit code 3 after 42s — see log <stderr>";
+        Notification::of_deploy(&job, DeploymentState::Failure, description, Some(42_250), 0)
+            .unwrap()
+    }
+
+    fn failed_job() -> DeployJob {
+        DeployJob {
             id: DeploymentId::from(880_001),
             repo: RepoName::parse("acme/widgets").unwrap(),
             environment: Environment::parse("production").unwrap(),
@@ -164,10 +233,7 @@ mod tests {
             environment_url: None,
             log_url: Some("https://deploy.example.com/deployments/880001/log?token=a&b".into()),
             installation: None,
-        };
-        let description = "exit code 3 after 42s — see log <stderr>";
-        Notification::of_deploy(&job, DeploymentState::Failure, description, Some(42_250), 0)
-            .unwrap()
+        }
     }
 
     #[test]
@@ -181,6 +247,43 @@ mod tests {
              <https://github.com/acme/widgets/pull/42|#42> · \
              <https://deploy.example.com/deployments/880001/log?token=a&amp;b|log>"
         );
+    }
+
+    #[test]
+    fn a_rollback_is_told_as_one_and_a_success_is_not_said_twice() {
+        let mut job = DeployJob {
+            payload:
+                r#"{"rollback": true, "rolled_back": "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"}"#
+                    .into(),
+            log_url: None,
+            ..failed_job()
+        };
+        let description = "rolled back to 6f1e3c9 (from 0a1b2c3) in 3s";
+        let done =
+            Notification::of_deploy(&job, DeploymentState::Success, description, Some(3_100), 0)
+                .unwrap();
+        assert_eq!(
+            slack_text(&done, WEB),
+            ":rewind: Rolled back *acme/widgets* in *production* to \
+             <https://github.com/acme/widgets/commit/6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b|6f1e3c9> \
+             (from 0a1b2c3) in 3s\nby octocat"
+        );
+        let body = serde_json::to_value(WebhookBody::new(&done, WEB)).unwrap();
+        assert_eq!(body["rollback"], true);
+        assert_eq!(
+            body["rolled_back_from"],
+            "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
+        );
+        job.payload = "{}".into();
+        let deploy = Notification::of_deploy(
+            &job,
+            DeploymentState::Success,
+            "deployed in 3s",
+            Some(3_100),
+            0,
+        )
+        .unwrap();
+        assert!(slack_text(&deploy, WEB).starts_with(":white_check_mark: Deployed"));
     }
 
     #[test]
@@ -216,6 +319,8 @@ mod tests {
                 "duration_seconds": 42.25,
                 "log_url": "https://deploy.example.com/deployments/880001/log?token=a&b",
                 "at": "1970-01-01T00:00:00.000Z",
+                "rollback": false,
+                "rolled_back_from": null,
             })
         );
     }

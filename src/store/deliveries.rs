@@ -6,6 +6,7 @@ use crate::store::db::{Connection, params};
 
 use crate::model::{Effect, Outcome};
 use crate::store::merges::{marks, record_merge};
+use crate::store::views::waiting;
 use crate::store::waits::{self, Ended};
 use crate::store::{int_key, jobs};
 
@@ -33,6 +34,9 @@ pub enum Recorded {
     New {
         ended: Vec<Ended>,
         skipped: Vec<String>,
+        /// For a deployment that cannot start yet: the answer that says what holds it
+        /// (see [`waiting`]), recorded as the delivery's message.
+        queued: Option<String>,
     },
     /// New, and nothing deployed: what it would deploy is older than what its environment
     /// already runs or has queued (see [`marks`]). Recorded as `skipped` with this message.
@@ -80,6 +84,7 @@ pub fn record(
     let mut ended = Vec::new();
     // Why deployments it asked for are not made: older than what their environment runs.
     let mut skipped = Vec::new();
+    let mut queued = None;
     let already_done = match effect {
         Effect::None => None,
         Effect::CreateDeployment(deployments) => {
@@ -170,6 +175,7 @@ pub fn record(
                 };
             }
             if jobs::enqueue(conn, job, &delivery.delivery_id, delivery.received_at)? {
+                queued = queued_answer(conn, delivery, hook_id, job)?;
                 None
             } else {
                 Some(job_known(job))
@@ -190,9 +196,42 @@ pub fn record(
             )?
             .execute(params![hook_id, delivery.delivery_id, summary.join("; ")])?;
         }
-        return Ok(Recorded::New { ended, skipped });
+        return Ok(Recorded::New {
+            ended,
+            skipped,
+            queued,
+        });
     };
     mark_done(conn, delivery, hook_id, message)
+}
+
+/// When something holds the deployment just queued (a lock, a deploy running ahead), the
+/// delivery's answer says so instead of "deploying": recorded, and returned to be sent.
+fn queued_answer(
+    conn: &Connection,
+    delivery: &DeliveryRecord,
+    hook_id: i64,
+    job: &crate::model::DeployJob,
+) -> rusqlite::Result<Option<String>> {
+    let forced = jobs::is_forced(&job.payload);
+    let (repo, environment) = (job.repo.as_ref(), job.environment.as_ref());
+    let Some(holding) = waiting::of_queued(conn, repo, environment, forced, delivery.received_at)?
+    else {
+        return Ok(None);
+    };
+    let message = format!(
+        "deployment {} of {}@{} to {} queued: {}",
+        job.id,
+        job.repo,
+        job.sha.short(),
+        job.environment,
+        holding.sentence()
+    );
+    conn.prepare_cached(
+        "UPDATE deliveries SET message = ?3 WHERE hook_id = ?1 AND delivery_id = ?2",
+    )?
+    .execute(params![hook_id, delivery.delivery_id, message])?;
+    Ok(Some(message))
 }
 
 fn job_known(job: &crate::model::DeployJob) -> String {
@@ -283,7 +322,8 @@ mod tests {
                 first,
                 Recorded::New {
                     ended: vec![],
-                    skipped: vec![]
+                    skipped: vec![],
+                    queued: None,
                 }
             );
             assert_eq!(

@@ -5,6 +5,7 @@
 use crate::store::db::{Connection, Dialect, Row, params};
 
 pub mod delivery;
+pub mod waiting;
 
 /// Deliveries the dashboard shows.
 const RECENT_DELIVERIES: i64 = 50;
@@ -108,6 +109,26 @@ pub struct JobRow {
     pub queued_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Forced through a lock (`"force": true` in its payload).
+    pub forced: bool,
+    /// A rollback (`"rollback": true` in its payload, as `guide::rollback` makes them).
+    pub rollback: bool,
+    /// For a rollback: the commit it rolled back from (`rolled_back` of its payload).
+    pub rolled_back: Option<String>,
+}
+
+impl JobRow {
+    /// Its task as pages show it: a rollback says so, and which commit it replaced
+    /// (`rollback from 6f1e3c9`), rather than the `deploy` it runs as.
+    pub fn task_shown(&self) -> String {
+        match (self.rollback, &self.rolled_back) {
+            (true, Some(from)) => {
+                format!("rollback from {}", from.chars().take(7).collect::<String>())
+            }
+            (true, None) => "rollback".to_owned(),
+            (false, _) => self.task.clone(),
+        }
+    }
 }
 
 /// The newest deployments, finished or not.
@@ -116,7 +137,7 @@ pub fn recent_jobs(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
         conn,
         "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
                 CASE WHEN state = 'finished' THEN COALESCE(result, 'finished') ELSE state END,
-                description, queued_at, started_at, finished_at
+                description, queued_at, started_at, finished_at, forced, payload
          FROM jobs ORDER BY deployment_id DESC LIMIT ?1",
         RECENT_JOBS,
     )
@@ -127,7 +148,7 @@ pub fn active_jobs(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
     jobs(
         conn,
         "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
-                state, description, queued_at, started_at, finished_at
+                state, description, queued_at, started_at, finished_at, forced, payload
          FROM jobs WHERE state IN ('queued', 'running') ORDER BY deployment_id LIMIT ?1",
         MAX_ACTIVE_JOBS,
     )
@@ -141,7 +162,7 @@ pub fn job(conn: &Connection, id: u64) -> rusqlite::Result<Option<JobRow>> {
         // `?1` is the id here: the helper binds one parameter, a limit elsewhere.
         "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
                 CASE WHEN state = 'finished' THEN COALESCE(result, 'finished') ELSE state END,
-                description, queued_at, started_at, finished_at
+                description, queued_at, started_at, finished_at, forced, payload
          FROM jobs WHERE deployment_id = ?1",
         crate::store::int_key(id)?,
     )?;
@@ -156,6 +177,9 @@ fn jobs(conn: &Connection, sql: &str, limit: i64) -> rusqlite::Result<Vec<JobRow
 
 /// A [`JobRow`] from the columns `recent_jobs` selects, in its order.
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
+    // Read here rather than in SQL (the engines share no JSON path); a payload that is not
+    // JSON marks nothing.
+    let payload = serde_json::from_str::<serde_json::Value>(&row.get::<_, String>(13)?).ok();
     Ok(JobRow {
         deployment_id: row.get::<_, i64>(0)?.unsigned_abs(),
         repository: row.get(1)?,
@@ -169,6 +193,11 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
         queued_at: row.get(9)?,
         started_at: row.get(10)?,
         finished_at: row.get(11)?,
+        forced: row.get::<_, i64>(12)? != 0,
+        rollback: payload.as_ref().and_then(|p| p.get("rollback")) == Some(&true.into()),
+        rolled_back: payload
+            .as_ref()
+            .and_then(|p| p.get("rolled_back")?.as_str().map(str::to_owned)),
     })
 }
 

@@ -9,6 +9,8 @@
 //! tokens count against the same limit as the dashboard's sign-in: per client address
 //! (`guesses`), so a stranger's guesses never refuse the admin's right token.
 
+mod deployment;
+
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -38,7 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/locks", get(list_locks).post(post_lock))
         .route("/api/locks/{environment}", delete(delete_lock))
         .route("/api/rollback", post(post_rollback))
-        .route("/api/deployments/{id}", get(get_deployment))
+        .route("/api/deployments/{id}", get(deployment::get_deployment))
 }
 
 /// A refusal, as the API answers it: a status and a sentence.
@@ -96,7 +98,7 @@ pub(super) fn refusal(
 }
 
 /// A lock as the API and the dashboard show it.
-fn lock_json(lock: &Lock) -> serde_json::Value {
+pub(super) fn lock_json(lock: &Lock) -> serde_json::Value {
     let time = |ms: i64| {
         let at = std::time::UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs());
         humantime::format_rfc3339_seconds(at).to_string()
@@ -170,8 +172,11 @@ async fn post_lock(
             return Refused(StatusCode::BAD_REQUEST, format!("for: {err}")).into_response();
         }
     };
-    let by = request.by.as_deref().unwrap_or("the admin API");
-    match lock(&state, &request.environment, &request.reason, duration, by).await {
+    let by = request
+        .by
+        .clone()
+        .unwrap_or_else(|| client.acting("admin API"));
+    match lock(&state, &request.environment, &request.reason, duration, &by).await {
         Ok(lock) => (
             StatusCode::CREATED,
             Json(json!({ "lock": lock_json(&lock) })),
@@ -193,7 +198,7 @@ async fn delete_lock(
     let by = headers
         .get("x-deployhook-by")
         .and_then(|v| v.to_str().ok())
-        .map_or_else(|| "the admin API".to_owned(), bounded);
+        .map_or_else(|| client.acting("admin API"), bounded);
     match unlock(&state, &environment, &by).await {
         Ok(lock) => Json(json!({ "unlocked": lock_json(&lock) })).into_response(),
         Err(refused) => refused.into_response(),
@@ -220,13 +225,16 @@ async fn post_rollback(
     if let Some(refused) = refusal(&state, client, &headers) {
         return refused.into_response();
     }
-    let by = request.by.as_deref().unwrap_or("the admin API");
+    let by = request
+        .by
+        .clone()
+        .unwrap_or_else(|| client.acting("admin API"));
     match roll_back(
         &state,
         &request.repository,
         &request.environment,
         request.to.as_deref(),
-        by,
+        &by,
     )
     .await
     {
@@ -435,52 +443,4 @@ pub(super) fn unavailable(err: &crate::store::StoreError) -> Refused {
         StatusCode::SERVICE_UNAVAILABLE,
         "the database could not be written; try again".into(),
     )
-}
-
-/// `GET /api/deployments/{id}`: one deployment as deployhook knows it — its state
-/// (`queued`, `running`, or how it ended) and the path of its log — for `deployhook log
-/// --follow`. 404 until its deployment event has arrived.
-async fn get_deployment(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    client: ClientAddress,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers) {
-        return refused.into_response();
-    }
-    let Ok(id) = id.parse::<crate::model::DeploymentId>() else {
-        return Refused(
-            StatusCode::NOT_FOUND,
-            format!("{id:?} is not a deployment id"),
-        )
-        .into_response();
-    };
-    let number = id.get();
-    match state.store.read(move |c| views::job(c, number)).await {
-        Ok(Some(job)) => {
-            let log_path = state.links.path(id);
-            Json(json!({ "deployment": {
-                "id": job.deployment_id,
-                "repository": job.repository,
-                "environment": job.environment,
-                "sha": job.sha,
-                "ref": job.git_ref,
-                "task": job.task,
-                "state": job.state,
-                "description": job.description,
-                "log_path": log_path,
-            }}))
-            .into_response()
-        }
-        Ok(None) => Refused(
-            StatusCode::NOT_FOUND,
-            format!(
-                "deployhook has no deployment {id}: GitHub has not sent its deployment event \
-                 (yet), or it is for an environment or repository this server does not run"
-            ),
-        )
-        .into_response(),
-        Err(err) => unavailable(&err).into_response(),
-    }
 }

@@ -20,7 +20,7 @@ use crate::github::gate_worker::GateWorker;
 use crate::github::outbox_worker::OutboxWorker;
 use crate::metrics::Metrics;
 use crate::store::refused::RefusalLog;
-use crate::store::{Store, outbox, retention, sessions};
+use crate::store::{Store, locks, now_ms, outbox, retention, sessions};
 use crate::web::auth::{AdminAuth, unix_now};
 use crate::web::guesses::GuessLimit;
 use crate::web::refusal_summary::{self, RefusalSummary};
@@ -200,6 +200,7 @@ impl Application {
             ),
         }
         let store = self.state.store.clone();
+        log_locks(&store).await;
         let stop_deploys = CancellationToken::new();
         let workers = super::lead::Workers {
             store: store.clone(),
@@ -398,5 +399,30 @@ impl Application {
             let _ = first_seen.await;
         })
         .await
+    }
+}
+
+/// One line for every lock in force at start: a lock survives restarts, and an operator
+/// reading the log of a server that deploys nothing should learn why without asking.
+async fn log_locks(store: &Store) {
+    let now = now_ms();
+    match store.read(move |c| locks::holding_all(c, now)).await {
+        Ok(held) => {
+            for lock in held {
+                let until = lock.until.map_or_else(
+                    || "until unlocked".to_owned(),
+                    |until| format!("until {}", super::dashboard::time(until)),
+                );
+                // Who and why are what the lock's request said: strings, quoted in the log.
+                tracing::warn!(
+                    environment = lock.environment.as_str(),
+                    by = lock.locked_by.as_str(),
+                    since = super::dashboard::time(lock.locked_at).as_str(),
+                    reason = lock.reason.as_str(),
+                    "environment locked ({until}): automatic deploys there wait for the unlock"
+                );
+            }
+        }
+        Err(err) => tracing::warn!("could not read the locks in force: {err}"),
     }
 }

@@ -67,12 +67,12 @@ fn what(call: &GivenUp) -> String {
     }
 }
 
-/// Who acts: the `X-Deployhook-By` header, as for unlocking.
-fn who(headers: &HeaderMap) -> String {
+/// Who acts: the `X-Deployhook-By` header, as for unlocking; without it, the client.
+fn who(headers: &HeaderMap, client: ClientAddress) -> String {
     headers
         .get("x-deployhook-by")
         .and_then(|v| v.to_str().ok())
-        .map_or_else(|| "the admin API".to_owned(), bounded)
+        .map_or_else(|| client.acting("admin API"), bounded)
 }
 
 /// `GET /api/calls/failed`: the calls given up and not resolved, then those dismissed.
@@ -134,7 +134,7 @@ async fn one(
     let Ok(id) = id.parse::<i64>() else {
         return Refused(StatusCode::NOT_FOUND, "no call has this id".into()).into_response();
     };
-    match act(state, id, action, &who(headers)).await {
+    match act(state, id, action, &who(headers, client)).await {
         Ok(call) => {
             let key = match action {
                 Action::Retry => "retried",
@@ -207,7 +207,7 @@ async fn all(
     if let Some(refused) = refusal(state, client, headers) {
         return refused.into_response();
     }
-    let by = who(headers);
+    let by = who(headers, client);
     let now = now_ms();
     let done = state
         .store
@@ -255,23 +255,26 @@ struct CallForm {
 
 async fn retry_form(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Form(form): Form<CallForm>,
 ) -> Response {
-    on_form(&state, &headers, &form, Action::Retry).await
+    on_form(&state, client, &headers, &form, Action::Retry).await
 }
 
 async fn dismiss_form(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Form(form): Form<CallForm>,
 ) -> Response {
-    on_form(&state, &headers, &form, Action::Dismiss).await
+    on_form(&state, client, &headers, &form, Action::Dismiss).await
 }
 
 /// A dashboard button: the session and form token checked, then the action.
 async fn on_form(
     state: &AppState,
+    client: ClientAddress,
     headers: &HeaderMap,
     form: &CallForm,
     action: Action,
@@ -279,5 +282,6 @@ async fn on_form(
     if let Some(refused) = form_refusal(state, headers, &form.form_token) {
         return refused;
     }
-    after_form(act(state, form.id, action, "the dashboard").await.map(drop))
+    let by = client.acting("dashboard");
+    after_form(act(state, form.id, action, &by).await.map(drop))
 }

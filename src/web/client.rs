@@ -21,6 +21,16 @@ const MAX_HOPS: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub IpAddr);
 
+impl ClientAddress {
+    /// Who acted, as a lock, rollback or dismissal records it when the request names no
+    /// person: the way in (`dashboard`, `admin API`) and this client. The dashboard's
+    /// sign-in and the API's bearer are the one shared admin token, so no identity is
+    /// known; the address is what is true, and enough to find who it was.
+    pub fn acting(self, via: &str) -> String {
+        format!("{via} (client {})", self.0)
+    }
+}
+
 impl FromRequestParts<AppState> for ClientAddress {
     type Rejection = Infallible;
 

@@ -144,7 +144,7 @@ fn deployment_view(state: &AppState, job: &JobRow) -> DeploymentView {
         repository: job.repository.clone(),
         environment: job.environment.clone(),
         short_sha: job.sha.chars().take(7).collect(),
-        task: job.task.clone(),
+        task: job.task_shown(),
         queued: time(job.queued_at),
         log_path: state.links.path(DeploymentId::from(job.deployment_id)),
     }
@@ -302,6 +302,8 @@ fn job_json(job: &JobRow) -> Value {
         "environment": job.environment,
         "sha": job.sha,
         "task": job.task,
+        "rollback": job.rollback,
+        "rolled_back": job.rolled_back,
         "state": job.state,
         "description": job.description,
     })

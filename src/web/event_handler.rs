@@ -59,11 +59,19 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         .write(move |c| deliveries::record(c, &record, &effect, poll_ms))
         .await;
     let ack = match recorded {
-        Ok(Recorded::New { ended, skipped }) => {
+        Ok(Recorded::New {
+            ended,
+            skipped,
+            queued,
+        }) => {
             for wait in &ended {
                 state.metrics.wait_ended(wait.kind, wait.outcome);
             }
             let mut ack = ack;
+            if let Some(queued) = queued {
+                // Not "deploying": what holds it, as the delivery's record says.
+                ack.message = queued;
+            }
             if let Some(summary) = waits::summary(&ended) {
                 ack.message = format!("{}; {summary}", ack.message);
             }

@@ -253,7 +253,10 @@ async fn the_dashboard_lists_a_given_up_call_with_retry_and_dismiss_buttons_that
     );
     assert_eq!(gauge(&app).await, "0");
     let (_, listed) = api(&app, reqwest::Method::GET, "/api/calls/failed").await;
-    assert_eq!(listed["dismissed"][0]["dismissed_by"], "the dashboard");
+    assert_eq!(
+        listed["dismissed"][0]["dismissed_by"],
+        "dashboard (client 127.0.0.1)"
+    );
     let page = app.page("/", &cookie).await;
     assert!(!page.contains(&format!("id=\"call-{id}\"")), "{page}");
 }

@@ -27,9 +27,15 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, github: &MockServer, format: &str) -> Self {
+        Self::start_with(dir, github, format, &[])
+    }
+
+    /// [`Self::start`], with `extra` variables set.
+    fn start_with(dir: &Path, github: &MockServer, format: &str, extra: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_deployhook"))
             .arg("serve")
             .env_clear()
+            .envs(extra.iter().copied())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("GITHUB_WEBHOOK_SECRET", SECRET)
             .env("GITHUB_TOKEN", TOKEN)
@@ -406,4 +412,44 @@ fn no_log_field_formats_a_request_value_unquoted() {
         .flat_map(|(_, a)| a.iter().filter_map(|a| formatted_field(a)))
         .collect();
     assert_eq!(fields, ["repo", "e"]);
+}
+
+/// A lock survives a restart, and the restarted server says so in its first lines, with
+/// who took it, since when and why: a server that deploys nothing explains itself.
+#[tokio::test]
+async fn each_start_logs_every_lock_in_force() {
+    const ADMIN: &str = "an-admin-token-long-enough-for-the-log-test";
+    let github = MockServer::start().await;
+    mount_github_defaults(&github).await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = [("DEPLOYHOOK_ADMIN_TOKEN", ADMIN)];
+    let first = Server::start_with(dir.path(), &github, "text", &admin);
+    let locked = reqwest::Client::new()
+        .post(format!("{}/api/locks", first.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"environment": "production", "reason": "incident 4711", "by": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), StatusCode::CREATED);
+    assert!(
+        !first
+            .lines()
+            .iter()
+            .any(|l| l.contains("wait for the unlock")),
+        "nothing was locked at its start"
+    );
+    drop(first);
+
+    let second = Server::start_with(dir.path(), &github, "text", &admin);
+    let line = second.line_with("automatic deploys there wait for the unlock");
+    for field in [
+        r#"environment="production""#,
+        r#"by="alice""#,
+        r#"reason="incident 4711""#,
+        "(until unlocked)",
+        r#"since="20"#,
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
 }

@@ -42,3 +42,4 @@ mod replayed;
 mod replicas;
 mod runner;
 mod terminal;
+mod waiting;

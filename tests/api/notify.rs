@@ -203,7 +203,7 @@ async fn the_right_events_reach_the_right_receiver_with_the_documented_body() {
         format!(
             ":white_check_mark: Deployed *acme/widgets* <{github}/acme/widgets/commit/{SHA}|6f1e3c9> \
              to *production* in Ns\n\
-             deployed in Ns · by octo-dev · pull request <{github}/acme/widgets/pull/42|#42> · \
+             by octo-dev · pull request <{github}/acme/widgets/pull/42|#42> · \
              <{}|log>",
             log.replace('&', "&amp;")
         )
@@ -240,6 +240,8 @@ async fn the_right_events_reach_the_right_receiver_with_the_documented_body() {
             "duration_seconds": "…",
             "log_url": succeeded.log_url,
             "at": "…",
+            "rollback": false,
+            "rolled_back_from": null,
         })
     };
     assert_eq!(
@@ -511,6 +513,8 @@ async fn a_failed_check_of_a_waiting_merge_is_told() {
             "duration_seconds": "…",
             "log_url": null,
             "at": "…",
+            "rollback": false,
+            "rolled_back_from": null,
         })
     );
 }

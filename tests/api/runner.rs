@@ -139,6 +139,31 @@ async fn the_log_streams_while_the_deploy_runs_and_is_complete_afterwards() {
     assert!(positions.is_sorted(), "{complete}");
 }
 
+/// GitHub's status for a failure points at the log; the log's own last line says what
+/// happened and does not point at itself.
+#[tokio::test]
+async fn a_failed_deploys_log_ends_with_what_happened_and_its_status_points_at_the_log() {
+    let app = spawn_app_with(|config, dir| {
+        deploy_with_script(config, dir, "echo 'it broke' >&2\nexit 3");
+        config.public_url = Some(PUBLIC_URL.into());
+    })
+    .await;
+    app.post_webhook("deployment", &fixture(DEPLOYMENT)).await;
+    let statuses = app.wait_for_final_status(DEPLOYMENT_ID).await;
+    let failure = &statuses[2];
+    assert_eq!(failure.state, "failure");
+    let description = &failure.description;
+    assert!(description.ends_with("— see log"), "{description}");
+    let url = local(&app, failure.log_url.as_deref().unwrap());
+    let log = app.get_text(&url).await;
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with("deployhook | failure: exit code 3 after 0s"),
+        "{log}"
+    );
+    assert!(!log.contains("see log"), "{log}");
+}
+
 #[tokio::test]
 async fn a_log_without_its_token_or_with_another_one_is_not_found() {
     let app = spawn_app_with(|config, _| config.public_url = Some(PUBLIC_URL.into())).await;

@@ -146,7 +146,7 @@ pub fn deployments(conn: &Connection, delivery_id: &str) -> rusqlite::Result<Vec
     conn.prepare_cached(
         "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
                 CASE WHEN state = 'finished' THEN COALESCE(result, 'finished') ELSE state END,
-                description, queued_at, started_at, finished_at
+                description, queued_at, started_at, finished_at, forced, payload
          FROM jobs
          WHERE delivery_id = ?1
             OR deployment_id IN (

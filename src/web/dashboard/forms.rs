@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::access::form_refusal;
 use super::render::{MessagePage, render};
 use crate::web::AppState;
+use crate::web::client::ClientAddress;
 
 /// After a form: back to the dashboard, or the refusal's sentence.
 pub(crate) fn after_form(result: Result<(), crate::web::admin::Refused>) -> Response {
@@ -39,6 +40,7 @@ pub(super) struct LockForm {
 
 pub(super) async fn lock_form(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Form(form): Form<LockForm>,
 ) -> Response {
@@ -74,7 +76,7 @@ pub(super) async fn lock_form(
         &form.environment,
         &form.reason,
         duration,
-        "the dashboard",
+        &client.acting("dashboard"),
     )
     .await;
     after_form(done.map(drop))
@@ -89,6 +91,7 @@ pub(super) struct UnlockForm {
 
 pub(super) async fn unlock_form(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Form(form): Form<UnlockForm>,
 ) -> Response {
@@ -96,7 +99,7 @@ pub(super) async fn unlock_form(
         return refused;
     }
     after_form(
-        crate::web::admin::unlock(&state, &form.environment, "the dashboard")
+        crate::web::admin::unlock(&state, &form.environment, &client.acting("dashboard"))
             .await
             .map(drop),
     )
@@ -114,6 +117,7 @@ pub(super) struct RollbackForm {
 
 pub(super) async fn rollback_form(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Form(form): Form<RollbackForm>,
 ) -> Response {
@@ -125,7 +129,7 @@ pub(super) async fn rollback_form(
         &form.repository,
         &form.environment,
         Some(&form.to),
-        "the dashboard",
+        &client.acting("dashboard"),
     )
     .await;
     after_form(done.map(drop))

@@ -19,6 +19,7 @@ use crate::store::locks;
 use crate::store::now_ms;
 use crate::store::outbox::given_up;
 use crate::store::views;
+use crate::store::views::waiting;
 use crate::store::waits;
 use crate::web::AppState;
 
@@ -104,13 +105,41 @@ async fn live_part(
                 .collect()
         }
     };
+    let holding = |job: &views::JobRow| {
+        let lock = locks.iter().find(|l| l.environment == job.environment);
+        let running = active
+            .iter()
+            .find(|r| {
+                r.state == "running"
+                    && r.repository == job.repository
+                    && r.environment == job.environment
+            })
+            .map(|r| (r.deployment_id, r.started_at));
+        waiting::why(job.forced, lock, running).map(|w| w.sentence())
+    };
+    let reasons: Vec<Option<String>> = active
+        .iter()
+        .map(|j| {
+            if j.state == "queued" {
+                holding(j)
+            } else {
+                None
+            }
+        })
+        .collect();
     let locks = locks.into_iter().map(lock_view).collect();
     let failed_calls = failed_calls.into_iter().map(failed_call_view).collect();
     let now = now_ms();
     let jobs: Vec<JobView> = jobs.into_iter().map(|j| job_view(j, state, now)).collect();
     let active: Vec<JobView> = active
         .into_iter()
-        .map(|j| job_view(j, state, now))
+        .zip(reasons)
+        .map(|(j, why)| JobView {
+            waiting: why.unwrap_or_else(|| {
+                "no lock nor deploy ahead: it starts as soon as a deploy slot is free".to_owned()
+            }),
+            ..job_view(j, state, now)
+        })
         .collect();
     let pick = |s: &str| active.iter().filter(|j| j.state == s).cloned().collect();
     let (running, queued) = (pick("running"), pick("queued"));
@@ -124,18 +153,7 @@ async fn live_part(
                 .filter(|j| j.environment == name)
                 .cloned()
                 .collect();
-            // Every success but the newest of its repository can be put back.
-            let mut current: Vec<String> = Vec::new();
-            for job in &mut of_it {
-                if job.state != "success" || job.task != crate::model::DEPLOY_TASK {
-                    continue;
-                }
-                if current.contains(&job.repository) {
-                    job.can_roll_back = true;
-                } else {
-                    current.push(job.repository.clone());
-                }
-            }
+            mark_rollback_targets(&mut of_it);
             (name, of_it)
         })
         .collect();
@@ -167,6 +185,25 @@ async fn live_part(
         failed_calls,
         replicas,
     })
+}
+
+/// Marks the deployments of one environment (newest first) that "Roll back to this" may
+/// put back: each success of a commit other than the one its repository runs there now.
+/// What runs is the commit deployed last, whether that deploy succeeded or not (as
+/// [`crate::guide::rollback`] reckons it): rolling back to it would change nothing, so
+/// neither its own row nor an older success of the same commit offers it.
+fn mark_rollback_targets(jobs: &mut [JobView]) {
+    let ran = |j: &JobView| {
+        j.task == crate::model::DEPLOY_TASK
+            && matches!(j.state.as_str(), "success" | "failure" | "error")
+    };
+    let mut live: Vec<(String, String)> = Vec::new();
+    for job in jobs.iter_mut().filter(|j| ran(j)) {
+        match live.iter().find(|(repo, _)| *repo == job.repository) {
+            Some((_, sha)) => job.can_roll_back = job.state == "success" && *sha != job.sha,
+            None => live.push((job.repository.clone(), job.sha.clone())),
+        }
+    }
 }
 
 pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {

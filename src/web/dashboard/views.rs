@@ -77,6 +77,8 @@ pub(super) struct JobView {
     pub(super) short_sha: String,
     pub(super) git_ref: String,
     pub(super) task: String,
+    /// The task as shown: a rollback says so, and from which commit.
+    pub(super) what: String,
     pub(super) user: String,
     pub(super) state: String,
     pub(super) description: String,
@@ -88,6 +90,8 @@ pub(super) struct JobView {
     pub(super) sha: String,
     /// A success older than the environment's current one: it can be rolled back to.
     pub(super) can_roll_back: bool,
+    /// Queued: what holds it (a lock, the deploy ahead of it).
+    pub(super) waiting: String,
 }
 
 /// A delivery refused by intake, ready to show.
@@ -184,10 +188,12 @@ pub(super) fn job_view(job: JobRow, state: &AppState, now: i64) -> JobView {
     .unwrap_or_default();
     let id = DeploymentId::from(job.deployment_id);
     JobView {
+        what: job.task_shown(),
         id: job.deployment_id,
         short_sha: job.sha.chars().take(7).collect(),
         sha: job.sha.clone(),
         can_roll_back: false,
+        waiting: String::new(),
         commit_url: format!(
             "{}/{}/commit/{}",
             shared.github_web, job.repository, job.sha

@@ -1,0 +1,91 @@
+//! `GET /api/deployments/{id}`: one deployment as deployhook knows it, for `deployhook log
+//! [--follow]` — its state, the path of its log, and while it is queued what holds it
+//! (the lock on its environment, or the deploy running ahead of it: see
+//! [`crate::store::views::waiting`]), so that a follower can say why it waits.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{Refused, lock_json, refusal, unavailable};
+use crate::store::views::waiting::{self, Waiting};
+use crate::store::{now_ms, views};
+use crate::web::AppState;
+use crate::web::client::ClientAddress;
+
+/// `GET /api/deployments/{id}`: one deployment as deployhook knows it — its state
+/// (`queued`, `running`, or how it ended) and the path of its log — for `deployhook log
+/// --follow`. 404 until its deployment event has arrived.
+pub(super) async fn get_deployment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    client: ClientAddress,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refusal(&state, client, &headers) {
+        return refused.into_response();
+    }
+    let Ok(id) = id.parse::<crate::model::DeploymentId>() else {
+        return Refused(
+            StatusCode::NOT_FOUND,
+            format!("{id:?} is not a deployment id"),
+        )
+        .into_response();
+    };
+    let (number, now) = (id.get(), now_ms());
+    let read = state
+        .store
+        .read(move |c| {
+            let Some(job) = views::job(c, number)? else {
+                return Ok(None);
+            };
+            let holding = match job.state.as_str() {
+                "queued" => {
+                    waiting::of_queued(c, &job.repository, &job.environment, job.forced, now)?
+                }
+                _ => None,
+            };
+            Ok(Some((job, holding)))
+        })
+        .await;
+    match read {
+        Ok(Some((job, holding))) => {
+            let log_path = state.links.path(id);
+            Json(json!({ "deployment": {
+                "id": job.deployment_id,
+                "repository": job.repository,
+                "environment": job.environment,
+                "sha": job.sha,
+                "ref": job.git_ref,
+                "task": job.task,
+                "state": job.state,
+                "description": job.description,
+                "log_path": log_path,
+                "rollback": job.rollback,
+                "rolled_back": job.rolled_back,
+                "waiting": holding.as_ref().map(waiting_json),
+            }}))
+            .into_response()
+        }
+        Ok(None) => Refused(
+            StatusCode::NOT_FOUND,
+            format!(
+                "deployhook has no deployment {id}: GitHub has not sent its deployment event \
+                 (yet), or it is for an environment or repository this server does not run"
+            ),
+        )
+        .into_response(),
+        Err(err) => unavailable(&err).into_response(),
+    }
+}
+
+/// What holds a queued deployment: the sentence, and the lock or the deployment ahead.
+fn waiting_json(holding: &Waiting) -> serde_json::Value {
+    let (lock, behind) = match holding {
+        Waiting::Locked(lock) => (Some(lock_json(lock)), None),
+        Waiting::Behind { deployment, .. } => (None, Some(*deployment)),
+    };
+    json!({ "reason": holding.sentence(), "lock": lock, "behind": behind })
+}
