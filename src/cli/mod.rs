@@ -17,6 +17,7 @@ pub mod deploy;
 pub mod follow;
 pub mod redeliver;
 pub mod replay;
+pub mod env_file;
 pub mod serve;
 pub mod telemetry;
 pub mod terminal;
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 pub use args::{
     CallAction, CallsArgs, CheckConfigArgs, Cli, Command, CompletionsArgs, DeliveriesArgs,
     DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogArgs, LogFormat, RedeliverArgs,
-    ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, UnlockArgs,
+    ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, UnlockArgs, VERSION,
 };
 
 use crate::config::GitHubConfig;

@@ -34,6 +34,7 @@ mod operations;
 mod operator;
 mod order;
 mod other_events;
+mod package;
 mod pg_harness;
 mod postgres;
 mod pull_request;

@@ -657,27 +657,3 @@ fn completions_are_generated_for_each_shell() {
         );
     }
 }
-
-#[test]
-fn the_systemd_unit_ships_as_a_file_with_the_limits_the_readme_explains() {
-    let unit = std::fs::read_to_string(format!(
-        "{}/contrib/deployhook.service",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    for line in [
-        "ExecStart=/usr/local/bin/deployhook serve",
-        "KillMode=mixed",
-        "LimitNOFILE=65536",
-        "TimeoutStopSec=120",
-        "EnvironmentFile=/etc/deployhook/env",
-    ] {
-        assert!(
-            unit.lines().any(|l| l == line),
-            "{line} missing from the unit"
-        );
-    }
-    let readme =
-        std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    assert!(readme.contains("contrib/deployhook.service"));
-}

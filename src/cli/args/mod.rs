@@ -15,6 +15,15 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `deployhook --version`: the version and the commit it was built from (see `build.rs`),
+/// so "which build is running?" has an answer after every upgrade.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DEPLOYHOOK_COMMIT"),
+    ")"
+);
+
 mod admin;
 mod github;
 mod serve;
@@ -33,9 +42,10 @@ pub use tools::{CheckConfigArgs, CompletionsArgs, ReplayArgs};
 /// Receives `pull_request`, `deployment` and `deployment_status` webhooks at
 /// `POST /event_handler`: a merged pull request creates a GitHub deployment, and the
 /// deployment event runs your deploy command and reports its statuses back to GitHub.
-/// Settings are read from flags, the environment, and a `.env` file in the working directory.
+/// Settings are read from flags, the environment, and a `.env` file in the working directory
+/// (or the file `--env-file` names).
 #[derive(Debug, Parser)]
-#[command(version, propagate_version = true)]
+#[command(version = VERSION, propagate_version = true)]
 pub struct Cli {
     /// Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG.
     #[arg(
@@ -45,6 +55,13 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+
+    /// Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the
+    /// working directory; variables already set in the environment win. The Debian
+    /// package's service reads /etc/deployhook/env this way; so can commands run on that
+    /// host: `sudo deployhook --env-file /etc/deployhook/env locks`.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub env_file: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
