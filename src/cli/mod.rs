@@ -18,15 +18,17 @@ pub mod follow;
 pub mod redeliver;
 pub mod replay;
 pub mod serve;
+pub mod stand_in;
 pub mod telemetry;
 pub mod terminal;
+pub mod trial;
 
 use std::process::ExitCode;
 
 pub use args::{
     CallAction, CallsArgs, CheckConfigArgs, Cli, Command, CompletionsArgs, DeliveriesArgs,
     DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogArgs, LogFormat, RedeliverArgs,
-    ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, UnlockArgs,
+    ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, StandInArgs, TryArgs, UnlockArgs,
 };
 
 use crate::config::GitHubConfig;
@@ -50,6 +52,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Completions(args) => Ok(completions(&args)),
         Command::Calls(args) => calls::run(args).await,
         Command::Deliveries(args) => deliveries::run(args).await,
+        Command::StandIn(args) => stand_in::run(args).await,
+        Command::Try(args) => trial::run(args).await,
     }
 }
 

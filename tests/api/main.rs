@@ -37,4 +37,5 @@ mod postgres;
 mod pull_request;
 mod replicas;
 mod runner;
+mod stand_in;
 mod terminal;

@@ -11,7 +11,7 @@
 //!   `rollback`, `calls`, `deliveries`, `log`) and [`ServerArgs`], how they reach it;
 //! - `github.rs`: the commands that call GitHub (`deploy`, `deployments`, `redeliver`) and
 //!   [`GitHubArgs`];
-//! - `tools.rs`: `replay`, `check-config`, `completions`.
+//! - `tools.rs`: `replay`, `check-config`, `completions`, `stand-in`, `try`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -26,7 +26,7 @@ pub use admin::{
 };
 pub use github::{DeployArgs, DeploymentsArgs, GitHubArgs, RedeliverArgs};
 pub use serve::ServeArgs;
-pub use tools::{CheckConfigArgs, CompletionsArgs, ReplayArgs};
+pub use tools::{CheckConfigArgs, CompletionsArgs, ReplayArgs, StandInArgs, TryArgs};
 
 /// A self-hosted deploy-on-merge server for GitHub.
 ///
@@ -91,6 +91,13 @@ pub enum Command {
     Log(LogArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
+    /// Try deployhook on this machine in one command, without GitHub: a server with a
+    /// throwaway state directory, a stand-in for GitHub, a harmless deploy command, and a
+    /// merged pull request sent to it; then stays up (dashboard, replay) until Ctrl-C.
+    Try(TryArgs),
+    /// A stand-in for GitHub's REST API on loopback, for trying deployhook and for tests
+    /// (not for production): creates deployments and statuses and delivers their webhooks.
+    StandIn(StandInArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
