@@ -16,7 +16,11 @@ async fn main() -> ExitCode {
     // Before clap reads the environment, so `.env` settings count as environment ones.
     let dotenv = dotenvy::dotenv();
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let default_level = match cli.command {
+        cli::Command::Try(_) => "warn",
+        _ => "info",
+    };
+    telemetry::init(cli.log_format, default_level);
     if let Err(err) = dotenv
         && !err.not_found()
     {

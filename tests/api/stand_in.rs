@@ -324,3 +324,57 @@ fn the_stand_in_refuses_to_listen_beyond_this_machine() {
         "{stderr}"
     );
 }
+
+#[test]
+fn try_deploys_a_merge_shows_it_and_stops_on_sigint_leaving_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = deployhook()
+        .args(["try", "--listen", "127.0.0.1:0"])
+        // The demo deploy command needs sleep and tr; its state goes under TMPDIR.
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut running = Running(child);
+    let shown = read_until(&stdout, "what GitHub (the stand-in) holds", ROUND_TRIP);
+    for expected in [
+        "pull request #1 merged into acme/widgets",
+        "202 Accepted",
+        "stand-in: POST /repos/acme/widgets/deployments → 201 Created: deployment 1",
+        "| Deployed.",
+        "deployment 1 is success: deployed in",
+        "4. deployed in ",
+        "deployhook replay ",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "{expected:?} missing from:\n{shown}"
+        );
+    }
+    let state_dir = std::fs::read_dir(tmp.path()).unwrap().count();
+    assert_eq!(
+        state_dir, 1,
+        "the state directory is under TMPDIR while it runs"
+    );
+
+    let pid = i32::try_from(running.0.id()).unwrap();
+    // SAFETY: signals the child this test started, by its id.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < ROUND_TRIP, "try did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the state directory is removed at exit"
+    );
+}
