@@ -58,6 +58,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Sign a saved payload and post it to a running server, the way GitHub would.
     Replay(ReplayArgs),
+    /// Try deployhook on this machine in one command, without GitHub: a server with a
+    /// throwaway state directory, a stand-in for GitHub, a harmless deploy command, and a
+    /// merged pull request sent to it; then stays up (dashboard, replay) until Ctrl-C.
+    Try(TryArgs),
+    /// A stand-in for GitHub's REST API on loopback, for trying deployhook and for tests
+    /// (not for production): creates deployments and statuses and delivers their webhooks.
+    StandIn(StandInArgs),
     /// Validate a config file and print the environments it describes; errors name the
     /// line and column.
     CheckConfig(CheckConfigArgs),
@@ -91,13 +98,6 @@ pub enum Command {
     Log(LogArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
-    /// Try deployhook on this machine in one command, without GitHub: a server with a
-    /// throwaway state directory, a stand-in for GitHub, a harmless deploy command, and a
-    /// merged pull request sent to it; then stays up (dashboard, replay) until Ctrl-C.
-    Try(TryArgs),
-    /// A stand-in for GitHub's REST API on loopback, for trying deployhook and for tests
-    /// (not for production): creates deployments and statuses and delivers their webhooks.
-    StandIn(StandInArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

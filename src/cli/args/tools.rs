@@ -90,9 +90,19 @@ reads with no checks. Anything else: 404. State is kept in memory only.";
 
 /// `deployhook try`: the whole round trip on this machine, without GitHub.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = TRY_AFTER_HELP)]
 pub struct TryArgs {
     /// Where the trial's server listens; when that port is taken, a free one is used
     /// instead (and said).
     #[arg(long, default_value = "127.0.0.1:4567")]
     pub listen: String,
 }
+
+/// Shown under `try --help`: what it sets up, and what of the environment it uses.
+const TRY_AFTER_HELP: &str = "\
+The server is `serve` with its defaults, except: its database is in a directory made under
+$TMPDIR (removed at exit), GitHub is a stand-in on a free loopback port (as `deployhook
+stand-in`), the webhook secret and admin token are made up for the run (both printed), and
+the deploy command is a demo that prints what it deploys and sleeps 2 s, unless
+DEPLOY_COMMAND is set. It then sends the server a signed merged pull request of
+acme/widgets and shows the deployment, the deploy's log and its statuses. Ctrl-C stops it.";
