@@ -378,3 +378,58 @@ fn try_deploys_a_merge_shows_it_and_stops_on_sigint_leaving_nothing_behind() {
         "the state directory is removed at exit"
     );
 }
+
+#[tokio::test]
+async fn a_delivery_waits_for_a_server_that_is_not_up_yet_and_comes_signed_as_github_signs() {
+    let port = free_port();
+    let (_stand_in, github) = start_stand_in(&format!("http://127.0.0.1:{port}/event_handler"));
+    let created = reqwest::Client::new()
+        .post(format!("{github}/repos/acme/widgets/deployments"))
+        .bearer_auth("any-value")
+        .json(&json!({"ref": "main", "environment": "staging", "payload": {"deploy_user": "ann"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    // The first attempt (after a moment) finds nothing listening; the server comes up later.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let server = wiremock::MockServer::builder()
+        .listener(listener)
+        .start()
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    let request = wait_for("the delivery", async || {
+        let received = server.received_requests().await.unwrap_or_default();
+        received.first().map(|r| {
+            json!({
+                "event": r.headers.get("x-github-event").map(|v| v.to_str().unwrap().to_owned()),
+                "delivery": r.headers.get("x-github-delivery").map(|v| v.to_str().unwrap().to_owned()),
+                "signature": r.headers.get("x-hub-signature-256").map(|v| v.to_str().unwrap().to_owned()),
+                "body": String::from_utf8_lossy(&r.body),
+            })
+        })
+    })
+    .await;
+    assert_eq!(request["event"], "deployment");
+    assert!(
+        uuid::Uuid::parse_str(request["delivery"].as_str().unwrap()).is_ok(),
+        "{request}"
+    );
+    let body = request["body"].as_str().unwrap();
+    assert_eq!(
+        request["signature"],
+        deployhook::webhook::signature::sign(SECRET.as_bytes(), body.as_bytes())
+    );
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["action"], "created");
+    assert_eq!(body["deployment"]["id"], 1);
+    assert_eq!(body["deployment"]["environment"], "staging");
+    assert_eq!(body["deployment"]["payload"]["deploy_user"], "ann");
+    assert_eq!(body["deployment"]["creator"]["type"], "User");
+    assert_eq!(body["repository"]["full_name"], "acme/widgets");
+    assert_eq!(body["sender"]["login"], "stand-in");
+}
