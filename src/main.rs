@@ -16,7 +16,11 @@ async fn main() -> ExitCode {
     // Before clap reads the environment, so the file's settings count as environment ones.
     let loaded = env_file::load(env_file::from_args(std::env::args_os()).as_deref());
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let default_level = match cli.command {
+        cli::Command::Try(_) => "warn",
+        _ => "info",
+    };
+    telemetry::init(cli.log_format, default_level);
     if let Err(err) = loaded {
         terminal::print_error(format_args!("{err}"));
         return ExitCode::FAILURE;

@@ -190,7 +190,12 @@ pub struct Server {
 
 impl Server {
     pub fn new(base: &str) -> anyhow::Result<Self> {
-        let token = admin_token(base)?;
+        Self::with_token(base, admin_token(base)?)
+    }
+
+    /// The server at `base`, reached with `token` rather than `DEPLOYHOOK_ADMIN_TOKEN`
+    /// (`try`, which made the token up).
+    pub fn with_token(base: &str, token: String) -> anyhow::Result<Self> {
         // No total timeout and no read timeout: a log streams for as long as its deploy
         // runs (the deploy has its own timeout), and a deploy may print nothing for many
         // minutes (a build step). A dead server or network is noticed by TCP keepalive.

@@ -19,16 +19,19 @@ pub mod redeliver;
 pub mod replay;
 pub mod env_file;
 pub mod serve;
+pub mod stand_in;
 pub mod telemetry;
 pub mod terminal;
 pub mod user;
+pub mod trial;
 
 use std::process::ExitCode;
 
 pub use args::{
     CallAction, CallsArgs, CheckConfigArgs, Cli, Command, CompletionsArgs, DeliveriesArgs,
     DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogArgs, LogFormat, RedeliverArgs,
-    ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, UnlockArgs, VERSION,
+    ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, StandInArgs, TryArgs, UnlockArgs,
+    VERSION,
 };
 
 use crate::config::GitHubConfig;
@@ -52,6 +55,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Completions(args) => Ok(completions(&args)),
         Command::Calls(args) => calls::run(args).await,
         Command::Deliveries(args) => deliveries::run(args).await,
+        Command::StandIn(args) => stand_in::run(args).await,
+        Command::Try(args) => trial::run(args).await,
     }
 }
 

@@ -1,5 +1,5 @@
 //! Logging: human-readable lines by default, one JSON object per line with
-//! `DEPLOYHOOK_LOG_FORMAT=json`, filtered by `RUST_LOG` (default `info`).
+//! `DEPLOYHOOK_LOG_FORMAT=json`, filtered by `RUST_LOG` (default `info`; `warn` for `try`).
 //!
 //! A log line may quote what a stranger sent (an environment name in a status, a refused
 //! header), so in text logs every control character inside a line is written escaped
@@ -14,8 +14,11 @@ use tracing_subscriber::fmt::MakeWriter;
 use crate::cli::LogFormat;
 
 /// Installs the global subscriber. Logs go to stderr, leaving stdout to commands' output.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// `default_level` applies when `RUST_LOG` is unset: `info`, or `warn` for `try`, whose
+/// own lines tell the story and whose server would repeat them.
+pub fn init(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     // Colours for a terminal only: escape codes garble files and journald.
     let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()

@@ -42,5 +42,6 @@ mod readme;
 mod replayed;
 mod replicas;
 mod runner;
+mod stand_in;
 mod terminal;
 mod waiting;

@@ -11,7 +11,7 @@
 //!   `rollback`, `calls`, `deliveries`, `log`) and [`ServerArgs`], how they reach it;
 //! - `github.rs`: the commands that call GitHub (`deploy`, `deployments`, `redeliver`) and
 //!   [`GitHubArgs`];
-//! - `tools.rs`: `replay`, `check-config`, `completions`.
+//! - `tools.rs`: `replay`, `check-config`, `completions`, `stand-in`, `try`.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -35,7 +35,7 @@ pub use admin::{
 };
 pub use github::{DeployArgs, DeploymentsArgs, GitHubArgs, RedeliverArgs};
 pub use serve::ServeArgs;
-pub use tools::{CheckConfigArgs, CompletionsArgs, ReplayArgs};
+pub use tools::{CheckConfigArgs, CompletionsArgs, ReplayArgs, StandInArgs, TryArgs};
 
 /// A self-hosted deploy-on-merge server for GitHub.
 ///
@@ -75,6 +75,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Sign a saved payload and post it to a running server, the way GitHub would.
     Replay(ReplayArgs),
+    /// Try deployhook on this machine in one command, without GitHub: a server with a
+    /// throwaway state directory, a stand-in for GitHub, a harmless deploy command, and a
+    /// merged pull request sent to it; then stays up (dashboard, replay) until Ctrl-C.
+    Try(TryArgs),
+    /// A stand-in for GitHub's REST API on loopback, for trying deployhook and for tests
+    /// (not for production): creates deployments and statuses and delivers their webhooks.
+    StandIn(StandInArgs),
     /// Validate a config file and print the environments it describes; errors name the
     /// line and column.
     CheckConfig(CheckConfigArgs),
