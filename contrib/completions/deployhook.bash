@@ -58,6 +58,12 @@ _deployhook() {
             deployhook,serve)
                 cmd="deployhook__subcmd__serve"
                 ;;
+            deployhook,stand-in)
+                cmd="deployhook__subcmd__stand__subcmd__in"
+                ;;
+            deployhook,try)
+                cmd="deployhook__subcmd__try"
+                ;;
             deployhook,unlock)
                 cmd="deployhook__subcmd__unlock"
                 ;;
@@ -103,6 +109,12 @@ _deployhook() {
             deployhook__subcmd__help,serve)
                 cmd="deployhook__subcmd__help__subcmd__serve"
                 ;;
+            deployhook__subcmd__help,stand-in)
+                cmd="deployhook__subcmd__help__subcmd__stand__subcmd__in"
+                ;;
+            deployhook__subcmd__help,try)
+                cmd="deployhook__subcmd__help__subcmd__try"
+                ;;
             deployhook__subcmd__help,unlock)
                 cmd="deployhook__subcmd__help__subcmd__unlock"
                 ;;
@@ -113,7 +125,7 @@ _deployhook() {
 
     case "${cmd}" in
         deployhook)
-            opts="-h -V --log-format --help --version serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help"
+            opts="-h -V --log-format --env-file --help --version serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,6 +133,10 @@ _deployhook() {
             case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -131,22 +147,26 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__calls)
-            opts="-h -V --server --by --log-format --help --version retry dismiss"
+            opts="-h -V --by --server --log-format --env-file --help --version retry dismiss"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --server)
+                --by)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --by)
+                --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -157,7 +177,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__check__subcmd__config)
-            opts="-h -V --strict --log-format --help --version"
+            opts="-h -V --strict --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -165,6 +185,10 @@ _deployhook() {
             case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -175,7 +199,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__completions)
-            opts="-h -V --log-format --help --version bash elvish fish powershell zsh"
+            opts="-h -V --log-format --env-file --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -183,6 +207,10 @@ _deployhook() {
             case "${prev}" in
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -193,7 +221,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__deliveries)
-            opts="-h -V --refused --limit --hook --server --by --log-format --help --version"
+            opts="-h -V --refused --limit --hook --server --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -211,12 +239,12 @@ _deployhook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --by)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -227,7 +255,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__deploy)
-            opts="-e -f -h -V --environment --task --description --force --anyway --follow --server --config --github-api-url --log-format --help --version"
+            opts="-e -f -h -V --environment --task --description --force --anyway --follow --server --config --github-api-url --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -265,6 +293,10 @@ _deployhook() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -273,7 +305,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__deployments)
-            opts="-e -h -V --environment --limit --github-api-url --log-format --help --version"
+            opts="-e -h -V --environment --limit --github-api-url --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -299,6 +331,10 @@ _deployhook() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -307,7 +343,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__help)
-            opts="serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help"
+            opts="serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -516,6 +552,34 @@ _deployhook() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        deployhook__subcmd__help__subcmd__stand__subcmd__in)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__help__subcmd__try)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         deployhook__subcmd__help__subcmd__unlock)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -531,7 +595,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__lock)
-            opts="-r -h -V --reason --for --server --by --log-format --help --version"
+            opts="-r -h -V --reason --for --by --server --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -549,16 +613,20 @@ _deployhook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --server)
+                --by)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --by)
+                --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -569,7 +637,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__locks)
-            opts="-h -V --server --by --log-format --help --version"
+            opts="-h -V --server --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -579,12 +647,12 @@ _deployhook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --by)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -595,7 +663,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__log)
-            opts="-f -h -V --follow --server --by --log-format --help --version"
+            opts="-f -h -V --follow --server --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -605,12 +673,12 @@ _deployhook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --by)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -621,7 +689,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__redeliver)
-            opts="-h -V --repo --org --app --hook-id --since --apply --database --github-api-url --log-format --help --version"
+            opts="-h -V --repo --org --app --hook-id --since --apply --database --github-api-url --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -655,6 +723,10 @@ _deployhook() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -663,7 +735,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__replay)
-            opts="-h -V --event --url --secret --form --hook-id --log-format --help --version"
+            opts="-h -V --event --url --secret --form --hook-id --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -689,6 +761,10 @@ _deployhook() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -697,7 +773,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__rollback)
-            opts="-e -h -V --environment --to --server --by --log-format --help --version"
+            opts="-e -h -V --environment --to --by --server --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -715,16 +791,20 @@ _deployhook() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --server)
+                --by)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --by)
+                --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -735,7 +815,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__serve)
-            opts="-h -V --listen --insecure-skip-signature --github-api-url --config --public-url --environment --branch --required-contexts --checks --checks-timeout --deploy-command --deploy-timeout --pass-env --database --database-sync --database-log-limit --retain-deliveries --retain-deploys --checks-poll --max-concurrent-deploys --policy --on-interrupt --outbox-max-age --max-connections --max-connections-per-client --trusted-proxies --header-timeout --shutdown-timeout --lease --log-deploy-output --log-format --help --version"
+            opts="-h -V --listen --insecure-skip-signature --github-api-url --config --public-url --environment --branch --required-contexts --checks --checks-timeout --deploy-command --deploy-timeout --pass-env --database --database-sync --database-log-limit --retain-deliveries --retain-deploys --checks-poll --max-concurrent-deploys --policy --on-interrupt --outbox-max-age --max-connections --max-connections-per-client --trusted-proxies --header-timeout --shutdown-timeout --lease --log-deploy-output --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -861,6 +941,70 @@ _deployhook() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__stand__subcmd__in)
+            opts="-h -V --listen --deliver-to --secret --log-format --env-file --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --deliver-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__try)
+            opts="-h -V --listen --log-format --env-file --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -869,22 +1013,26 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__unlock)
-            opts="-h -V --server --by --log-format --help --version"
+            opts="-h -V --by --server --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --server)
+                --by)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --by)
+                --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

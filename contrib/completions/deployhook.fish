@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_deployhook_global_optspecs
-    string join \n log-format= h/help V/version
+    string join \n log-format= env-file= h/help V/version
 end
 
 function __fish_deployhook_needs_command
@@ -26,10 +26,13 @@ end
 
 complete -c deployhook -n "__fish_deployhook_needs_command" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_needs_command" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c deployhook -n "__fish_deployhook_needs_command" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_needs_command" -f -a "serve" -d 'Run the webhook server'
 complete -c deployhook -n "__fish_deployhook_needs_command" -f -a "replay" -d 'Sign a saved payload and post it to a running server, the way GitHub would'
+complete -c deployhook -n "__fish_deployhook_needs_command" -f -a "try" -d 'Try deployhook on this machine in one command, without GitHub: a server with a throwaway state directory, a stand-in for GitHub, a harmless deploy command, and a merged pull request sent to it; then stays up (dashboard, replay) until Ctrl-C'
+complete -c deployhook -n "__fish_deployhook_needs_command" -f -a "stand-in" -d 'A stand-in for GitHub\'s REST API on loopback, for trying deployhook and for tests (not for production): creates deployments and statuses and delivers their webhooks'
 complete -c deployhook -n "__fish_deployhook_needs_command" -f -a "check-config" -d 'Validate a config file and print the environments it describes; errors name the line and column'
 complete -c deployhook -n "__fish_deployhook_needs_command" -f -a "redeliver" -d 'After downtime: ask GitHub to send again the deliveries that failed and that deployhook never recorded. A dry run unless --apply'
 complete -c deployhook -n "__fish_deployhook_needs_command" -f -a "deploy" -d 'Create a deployment through GitHub\'s API (a manual deploy or a rollback); deployhook runs it when GitHub sends the deployment event, like any other'
@@ -78,6 +81,7 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l log-depl
 false\t''"
 complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l insecure-skip-signature -d 'Accept unsigned deliveries. Anyone who can reach the server can then trigger deploys: for local experiments only'
 complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -s V -l version -d 'Print version'
@@ -87,11 +91,27 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand replay" -l secret 
 complete -c deployhook -n "__fish_deployhook_using_subcommand replay" -l hook-id -d 'Value for X-GitHub-Hook-ID' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand replay" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand replay" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand replay" -l form -d 'Send `application/x-www-form-urlencoded` with the JSON in the `payload` field instead of `application/json`'
 complete -c deployhook -n "__fish_deployhook_using_subcommand replay" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand replay" -s V -l version -d 'Print version'
+complete -c deployhook -n "__fish_deployhook_using_subcommand try" -l listen -d 'Where the trial\'s server listens; when that port is taken, a free one is used instead (and said)' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand try" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
+json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand try" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
+complete -c deployhook -n "__fish_deployhook_using_subcommand try" -s h -l help -d 'Print help'
+complete -c deployhook -n "__fish_deployhook_using_subcommand try" -s V -l version -d 'Print version'
+complete -c deployhook -n "__fish_deployhook_using_subcommand stand-in" -l listen -d 'Address and port to listen on; loopback only (127.0.0.1, ::1, localhost): the stand-in checks no credentials and is not for production' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand stand-in" -l deliver-to -d 'The webhook URL the stand-in delivers its `deployment` and `deployment_status` events to [default: http://DEPLOYHOOK_LISTEN/event_handler, or http://127.0.0.1:4567/event_handler when DEPLOYHOOK_LISTEN is unset]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand stand-in" -l secret -d 'The secret its deliveries are signed with (X-Hub-Signature-256): the server\'s webhook secret (of several comma-separated ones, the first). Without one, deliveries go unsigned (for `serve --insecure-skip-signature`)' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand stand-in" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
+json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand stand-in" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
+complete -c deployhook -n "__fish_deployhook_using_subcommand stand-in" -s h -l help -d 'Print help'
+complete -c deployhook -n "__fish_deployhook_using_subcommand stand-in" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand check-config" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand check-config" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand check-config" -l strict -d 'Fail (exit 1) when a working directory or a command the file names is missing, not executable, or a script without a `#!` line on this machine; without it, those are warnings'
 complete -c deployhook -n "__fish_deployhook_using_subcommand check-config" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand check-config" -s V -l version -d 'Print version'
@@ -103,6 +123,7 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand redeliver" -l data
 complete -c deployhook -n "__fish_deployhook_using_subcommand redeliver" -l github-api-url -d 'Base URL of GitHub\'s REST API' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand redeliver" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand redeliver" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand redeliver" -l app -d 'The GitHub App\'s own webhook (App mode)'
 complete -c deployhook -n "__fish_deployhook_using_subcommand redeliver" -l apply -d 'Redeliver; without it, only print what would be redelivered'
 complete -c deployhook -n "__fish_deployhook_using_subcommand redeliver" -s h -l help -d 'Print help'
@@ -115,6 +136,7 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand deploy" -l config 
 complete -c deployhook -n "__fish_deployhook_using_subcommand deploy" -l github-api-url -d 'Base URL of GitHub\'s REST API' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand deploy" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand deploy" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand deploy" -l force -d 'Run it even if the environment is locked (`"force": true` in the payload)'
 complete -c deployhook -n "__fish_deployhook_using_subcommand deploy" -l anyway -d 'Create it even though this machine\'s configuration has no such environment, or it does not deploy this repository (a deployment meant for another system)'
 complete -c deployhook -n "__fish_deployhook_using_subcommand deploy" -s f -l follow -d 'Then follow it on the running server (DEPLOYHOOK_SERVER, DEPLOYHOOK_ADMIN_TOKEN): stream its log to the end and exit with its outcome, as `deployhook log --follow`'
@@ -125,74 +147,82 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand deployments" -l li
 complete -c deployhook -n "__fish_deployhook_using_subcommand deployments" -l github-api-url -d 'Base URL of GitHub\'s REST API' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand deployments" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand deployments" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand deployments" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand deployments" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -s r -l reason -d 'Why: whoever finds the lock reads it' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l for -d 'How long (30m, 2h) [default: until unlocked]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l by -d 'Who acts, as the server records it [default: $USER, else the system\'s name for the current user]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l by -d 'Who acts, as the lock or the rollback records it [default: $USER]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -s V -l version -d 'Print version'
+complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l by -d 'Who acts, as the server records it [default: $USER, else the system\'s name for the current user]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l by -d 'Who acts, as the lock or the rollback records it [default: $USER]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand locks" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand locks" -l by -d 'Who acts, as the lock or the rollback records it [default: $USER]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand locks" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand locks" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand locks" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand locks" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -s e -l environment -d 'The environment to roll back' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l to -d 'The commit to put back: a SHA, or its first 7+ digits among those deployed there [default: the last success before the current one]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l by -d 'Who acts, as the server records it [default: $USER, else the system\'s name for the current user]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l by -d 'Who acts, as the lock or the rollback records it [default: $USER]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -s V -l version -d 'Print version'
+complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l by -d 'Who acts, as the server records it [default: $USER, else the system\'s name for the current user]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l by -d 'Who acts, as the lock or the rollback records it [default: $USER]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand deliveries" -l limit -d 'How many to list, newest first' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand deliveries" -l hook -d 'With an id that came through several hooks: the hook\'s (X-GitHub-Hook-ID)' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand deliveries" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand deliveries" -l by -d 'Who acts, as the lock or the rollback records it [default: $USER]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand deliveries" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand deliveries" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand deliveries" -l refused -d 'Refused deliveries instead of recorded ones'
 complete -c deployhook -n "__fish_deployhook_using_subcommand deliveries" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand deliveries" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand log" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand log" -l by -d 'Who acts, as the lock or the rollback records it [default: $USER]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand log" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand log" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand log" -s f -l follow -d 'Wait for the deployment to run, stream its log to the end, and exit with its outcome'
 complete -c deployhook -n "__fish_deployhook_using_subcommand log" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand log" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand completions" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
+complete -c deployhook -n "__fish_deployhook_using_subcommand completions" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "serve" -d 'Run the webhook server'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "replay" -d 'Sign a saved payload and post it to a running server, the way GitHub would'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "check-config" -d 'Validate a config file and print the environments it describes; errors name the line and column'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "redeliver" -d 'After downtime: ask GitHub to send again the deliveries that failed and that deployhook never recorded. A dry run unless --apply'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "deploy" -d 'Create a deployment through GitHub\'s API (a manual deploy or a rollback); deployhook runs it when GitHub sends the deployment event, like any other'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "deployments" -d 'List a repository\'s recent deployments and their latest state'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "lock" -d 'Lock an environment: no automatic deploy runs there (merges and promotions wait) until it is unlocked or the lock expires. Talks to the running server'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "unlock" -d 'Unlock an environment: what waited runs, in its policy\'s order'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "locks" -d 'List the environments locked now'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "rollback" -d 'Deploy the last good version again — the last success before the current one, or --to — and lock the environment so the next merge does not roll forward'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "calls" -d 'List the GitHub calls (and notifications) given up; `retry ID` or `dismiss ID` one (`all`: every one). Talks to the running server'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "deliveries" -d 'List recent deliveries (--refused: those refused, with why and from where), or show one with its headers and the deployments it led to. Talks to the running server'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "log" -d 'Print a deployment\'s log from the running server; --follow streams it to its end and exits with its outcome (0 success, 1 failure, 2 error, 3 inactive; 4 when it could not follow: server unreachable, no deployment event)'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "completions" -d 'Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)'
-complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "serve" -d 'Run the webhook server'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "replay" -d 'Sign a saved payload and post it to a running server, the way GitHub would'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "try" -d 'Try deployhook on this machine in one command, without GitHub: a server with a throwaway state directory, a stand-in for GitHub, a harmless deploy command, and a merged pull request sent to it; then stays up (dashboard, replay) until Ctrl-C'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "stand-in" -d 'A stand-in for GitHub\'s REST API on loopback, for trying deployhook and for tests (not for production): creates deployments and statuses and delivers their webhooks'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "check-config" -d 'Validate a config file and print the environments it describes; errors name the line and column'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "redeliver" -d 'After downtime: ask GitHub to send again the deliveries that failed and that deployhook never recorded. A dry run unless --apply'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "deploy" -d 'Create a deployment through GitHub\'s API (a manual deploy or a rollback); deployhook runs it when GitHub sends the deployment event, like any other'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "deployments" -d 'List a repository\'s recent deployments and their latest state'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "lock" -d 'Lock an environment: no automatic deploy runs there (merges and promotions wait) until it is unlocked or the lock expires. Talks to the running server'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "unlock" -d 'Unlock an environment: what waited runs, in its policy\'s order'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "locks" -d 'List the environments locked now'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "rollback" -d 'Deploy the last good version again — the last success before the current one, or --to — and lock the environment so the next merge does not roll forward'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "calls" -d 'List the GitHub calls (and notifications) given up; `retry ID` or `dismiss ID` one (`all`: every one). Talks to the running server'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "deliveries" -d 'List recent deliveries (--refused: those refused, with why and from where), or show one with its headers and the deployments it led to. Talks to the running server'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "log" -d 'Print a deployment\'s log from the running server; --follow streams it to its end and exits with its outcome (0 success, 1 failure, 2 error, 3 inactive; 4 when it could not follow: server unreachable, no deployment event)'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "completions" -d 'Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)'
+complete -c deployhook -n "__fish_deployhook_using_subcommand help; and not __fish_seen_subcommand_from serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
