@@ -14,24 +14,23 @@ pub mod calls;
 pub mod check_config;
 pub mod deliveries;
 pub mod deploy;
+pub mod env_file;
 pub mod follow;
 pub mod redeliver;
 pub mod replay;
-pub mod env_file;
 pub mod serve;
 pub mod stand_in;
 pub mod telemetry;
 pub mod terminal;
-pub mod user;
 pub mod trial;
+pub mod user;
 
 use std::process::ExitCode;
 
 pub use args::{
     CallAction, CallsArgs, CheckConfigArgs, Cli, Command, CompletionsArgs, DeliveriesArgs,
     DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogArgs, LogFormat, RedeliverArgs,
-    ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, StandInArgs, TryArgs, UnlockArgs,
-    VERSION,
+    ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, StandInArgs, TryArgs, UnlockArgs, VERSION,
 };
 
 use crate::config::GitHubConfig;

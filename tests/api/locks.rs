@@ -16,7 +16,7 @@ use crate::helpers::{
     test_config, write_script,
 };
 
-const ADMIN_TOKEN: &str = "an-admin-token-long-enough-for-tests";
+pub(crate) const ADMIN_TOKEN: &str = "an-admin-token-long-enough-for-tests";
 const A: &str = "aaaaaaa1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbb2bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const C: &str = "ccccccc3cccccccccccccccccccccccccccccccc";
@@ -41,7 +41,13 @@ async fn admin_app_with(configure: impl FnOnce(&mut Config, &std::path::Path)) -
     .await
 }
 
-async fn api(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+/// An admin API call with the admin token; its JSON answer, asserted a success.
+pub(crate) async fn api(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
     let mut request = app
         .http
         .request(method, format!("{}{path}", app.url))

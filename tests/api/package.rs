@@ -133,7 +133,10 @@ fn the_service_env_file_has_every_setting_of_env_example_in_its_order() {
     // And the service's own paths, not the checkout's.
     let env = read("debian/env");
     assert!(env.contains("\nDEPLOYHOOK_DATABASE=/var/lib/deployhook/deployhook.db\n"));
-    assert!(env.contains("\nDEPLOY_COMMAND=\n"), "no deploy command of the checkout");
+    assert!(
+        env.contains("\nDEPLOY_COMMAND=\n"),
+        "no deploy command of the checkout"
+    );
     assert!(!env.contains("examples/deploy.sh\n"));
 }
 
@@ -151,7 +154,10 @@ fn the_unit_runs_the_packaged_binary_hardened_and_lets_deploys_finish() {
         "ProtectSystem=strict",
         "PrivateTmp=yes",
     ] {
-        assert!(unit.lines().any(|l| l == line), "{line} missing from the unit");
+        assert!(
+            unit.lines().any(|l| l == line),
+            "{line} missing from the unit"
+        );
     }
     let readme = read("README.md");
     assert!(readme.contains("debian/deployhook.service"));
@@ -177,7 +183,9 @@ fn every_asset_of_the_package_exists() {
         let text = read(script);
         assert!(text.starts_with("#!/bin/sh\n") && text.contains("#DEBHELPER#"));
         let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(root().join(script)).unwrap().permissions(),
+            &std::fs::metadata(root().join(script))
+                .unwrap()
+                .permissions(),
         );
         assert_eq!(mode & 0o111, 0o111, "{script} must be executable");
     }

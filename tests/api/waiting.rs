@@ -17,8 +17,8 @@ use crate::helpers::{
     TOKEN, TestApp, WAIT, admin_cli, body_json, created_deployments, deploy_with_script,
     fixture_json, spawn_app_with,
 };
+use crate::locks::{ADMIN_TOKEN, api};
 
-const ADMIN_TOKEN: &str = "an-admin-token-long-enough-for-waiting-tests";
 const A: &str = "aaaaaaa1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbb2bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const SLACK_PATH: &str = "/services/T0000/B0000/waiting-tests";
@@ -36,21 +36,6 @@ async fn admin_app(body: Option<&'static str>, slack: Option<&MockServer>) -> Te
         }
     })
     .await
-}
-
-async fn api(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let mut request = app
-        .http
-        .request(method, format!("{}{path}", app.url))
-        .bearer_auth(ADMIN_TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let body = body_json(response).await;
-    assert!(status.is_success(), "{path}: {status} {body}");
-    body
 }
 
 /// A person's `deployment` event for `id` of `sha` to production, with `payload`.
