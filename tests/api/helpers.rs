@@ -137,6 +137,27 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config, &Path)) -> TestA
     }
 }
 
+/// `/readyz` once it says `ready` (its answer), or its last answer after [`WAIT`]: the
+/// workers start just after the server answers its first request, so a test that reads
+/// them at once may see them `stopped`.
+pub async fn ready(app: &TestApp) -> (reqwest::StatusCode, Value) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let response = app
+            .http
+            .get(format!("{}/readyz", app.url))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        if body["status"] == "ready" || std::time::Instant::now() > deadline {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Deployments are created with id [`CREATED_DEPLOYMENT_ID`]; statuses are accepted; the
 /// list of deployments is empty.
 pub async fn mount_github_defaults(github: &MockServer) {

@@ -115,14 +115,8 @@ async fn spawn_operated_app() -> TestApp {
 #[tokio::test]
 async fn readyz_reports_the_database_schema_and_workers() {
     let app = spawn_operated_app().await;
-    let response = app
-        .http
-        .get(format!("{}/readyz", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body: serde_json::Value = response.json().await.unwrap();
+    let (status, body) = crate::helpers::ready(&app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "ready", "{body}");
     assert_eq!(body["checks"]["database"], "ok");
     // Every migration ran (their number grows with each release).

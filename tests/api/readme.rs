@@ -87,15 +87,7 @@ async fn the_readmes_readyz_example_has_the_keys_the_server_answers() {
     );
     let documented = &examples[0];
     let mut app = spawn_app().await;
-    // The workers start just after the server answers: ready within moments, not at once.
-    let deadline = std::time::Instant::now() + crate::helpers::WAIT;
-    let served = loop {
-        let served = get_json(&app, "/readyz").await;
-        if served["status"] == "ready" || std::time::Instant::now() > deadline {
-            break served;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let (_, served) = crate::helpers::ready(&app).await;
     assert_eq!(served["status"], "ready", "{served}");
     assert_eq!(keys(documented), keys(&served));
     assert_eq!(
