@@ -1,8 +1,9 @@
 //! Every page at phone width and the dashboard after a busy day, in headless Chromium: a
 //! production with ten deploys (each followed by GitHub's three `deployment_status`
-//! deliveries), a lock, and a merge waiting for its checks. At 400 px no page scrolls
-//! sideways (sign-in, dashboard, a log, a delivery, the deliveries list, Insights), the
-//! Waiting-for-checks table shows its Pending column, and at 1280 px the dashboard's height
+//! deliveries), a lock, a deployment the lock holds, and a merge waiting for its checks. At
+//! 400 px no page scrolls sideways (sign-in, dashboard, a log, a delivery, the deliveries
+//! list, Insights), the Waiting-for-checks table shows its Pending column and the Queued
+//! table what holds each deployment (Running and Queued stack as cards), and at 1280 px the dashboard's height
 //! does not grow with routine deliveries. Screenshots of each page at both widths are left
 //! in `target/test-artifacts/narrow/` (the README's come from there).
 
@@ -96,7 +97,7 @@ async fn status_delivery(app: &TestApp, deployment: u64, state: &str) {
 }
 
 /// Ten deploys to production, each echoed by GitHub's three statuses; then a merge that
-/// waits for `lint`, and a lock.
+/// waits for `lint`, a lock, and a deployment the lock holds.
 async fn busy_day(app: &TestApp) {
     for n in 0..DEPLOYS {
         let id = FIRST + n;
@@ -136,6 +137,15 @@ async fn busy_day(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(locked.status(), reqwest::StatusCode::CREATED);
+    // A deployment that arrives during the lock: queued, its row saying what holds it
+    // (the widest row of the Queued table, which must fit a phone too).
+    let mut held = fixture_json("deployment.created.json");
+    held["deployment"]["id"] = json!(FIRST + DEPLOYS);
+    let answer = app
+        .post_webhook("deployment", held.to_string().as_bytes())
+        .await;
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("locked by maria"), "{text}");
 }
 
 /// A screenshot of the whole page at `width` (the window made as tall as the page, up to
@@ -179,16 +189,20 @@ async fn fits_a_phone(
     Ok((scroll > inner).then(|| format!("{name} scrolls sideways at {inner}px: {scroll}")))
 }
 
-/// Where the Pending cell of the first wait ends, and where the viewport and its table's
-/// visible box end: it is visible when it ends inside both.
-async fn pending_column(browser: &Client) -> Result<(f64, f64, f64), fantoccini::error::CmdError> {
+/// Where the first cell matching `selector` ends (the Pending cell of a wait, the Waiting
+/// for cell of a queued deployment), and where the viewport and its table's visible box
+/// end: it is visible when it ends inside both.
+async fn cell_edges(
+    browser: &Client,
+    selector: &str,
+) -> Result<(f64, f64, f64), fantoccini::error::CmdError> {
     let answer = browser
         .execute(
-            "const cell = document.querySelector('#waiting-for-checks td.pending');
+            "const cell = document.querySelector(arguments[0]);
              const table = cell.closest('table').getBoundingClientRect();
              const r = cell.getBoundingClientRect();
              return [r.right, window.innerWidth, table.right];",
-            vec![],
+            vec![json!(selector)],
         )
         .await?;
     let n = |i: usize| answer[i].as_f64().unwrap();
@@ -246,12 +260,17 @@ async fn in_chromium_no_page_scrolls_sideways_at_400px_and_the_dashboard_stays_s
             wrong.push("the lock form is below the deployments it holds".into());
         }
         wrong.extend(fits_a_phone(&browser, "dashboard").await?);
-        let (cell, window, table) = pending_column(&browser).await?;
-        eprintln!("at 400 px the Pending cell ends at {cell}, the window at {window}, its table's box at {table}");
-        if cell > window || cell > table + 0.5 {
-            wrong.push(format!(
-                "the Pending column is cut at 400 px: it ends at {cell}, the window at {window}, its table at {table}"
-            ));
+        for (column, selector) in [
+            ("Pending", "#waiting-for-checks td.pending"),
+            ("Waiting for", "#queued td.waiting"),
+        ] {
+            let (cell, window, table) = cell_edges(&browser, selector).await?;
+            eprintln!("at 400 px the {column} cell ends at {cell}, the window at {window}, its table's box at {table}");
+            if cell > window || cell > table + 0.5 {
+                wrong.push(format!(
+                    "the {column} column is cut at 400 px: it ends at {cell}, the window at {window}, its table at {table}"
+                ));
+            }
         }
 
         // Twenty more routine deliveries: the page is no taller.
