@@ -1,7 +1,7 @@
 //! `deployhook try`: the whole round trip on this machine, in one command, without GitHub
 //! (and without the internet). It starts the real server — `serve`'s own configuration and
 //! [`Application`], not a copy — with a throwaway state directory, a [`StandIn`] for
-//! GitHub's API on a free loopback port, a demo deploy command (or `DEPLOY_COMMAND`), and a
+//! GitHub's API on a free loopback port, a demo deploy command (or `--deploy-command`), and a
 //! webhook secret and admin token made up for the run; then sends it a signed merged pull
 //! request, the way GitHub would, and shows what follows: the deployment created, the
 //! deploy's log, its statuses, and how long it took. Then it stays up, dashboard and
@@ -40,8 +40,15 @@ pub async fn run(args: TryArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("could not listen on a free loopback port for the stand-in")?;
     let stand_in_url = format!("http://{}", stand_in_listener.local_addr()?);
+    // The trial's server checks made-up tokens only: like the stand-in, loopback alone.
+    crate::cli::stand_in::loopback_address(&args.listen)?;
     let (listen, taken) = free_listen(&args.listen);
-    let (serve_args, demo) = serve_args(&listen, dir.path(), &stand_in_url)?;
+    let (serve_args, demo) = serve_args(
+        &listen,
+        dir.path(),
+        &stand_in_url,
+        args.deploy_command.as_deref(),
+    )?;
     let env = |name: &str| match name {
         "GITHUB_WEBHOOK_SECRET" => Some(secret.clone()),
         "GITHUB_TOKEN" => Some("stand-in-token".to_owned()),
@@ -68,8 +75,10 @@ pub async fn run(args: TryArgs) -> anyhow::Result<ExitCode> {
         outln!("                           ({taken} is taken, so a free port instead)");
     }
     match demo {
-        true => outln!("  deploy command:          {command} (a demo; DEPLOY_COMMAND runs yours)"),
-        false => outln!("  deploy command:          {command} (DEPLOY_COMMAND)"),
+        true => {
+            outln!("  deploy command:          {command} (a demo; --deploy-command runs yours)")
+        }
+        false => outln!("  deploy command:          {command} (--deploy-command)"),
     }
     outln!();
 
@@ -259,6 +268,7 @@ fn serve_args(
     listen: &str,
     dir: &Path,
     stand_in: &str,
+    deploy_command: Option<&str>,
 ) -> anyhow::Result<(crate::cli::ServeArgs, bool)> {
     let cli = Cli::try_parse_from(["deployhook", "serve"])
         .context("deployhook's settings in the environment (or .env) are not valid")?;
@@ -275,6 +285,10 @@ fn serve_args(
     args.branch = None;
     args.required_contexts = None;
     args.checks = None;
+    // Only what the reader named runs: a DEPLOY_COMMAND of a project's `.env` is a real
+    // deploy, and a made-up commit must not reach it (nor variables passed on to it).
+    args.deploy_command = deploy_command.map(str::to_owned);
+    args.pass_env = None;
     let demo = args
         .deploy_command
         .as_deref()
@@ -340,9 +354,12 @@ impl StateDir {
     fn create() -> anyhow::Result<Self> {
         let name = format!("deployhook-try-{}", &random_token()[..12]);
         let path = std::env::temp_dir().join(name);
-        std::fs::create_dir(&path).with_context(|| {
-            format!("could not create the trial's directory {}", path.display())
-        })?;
+        // Its own user's only: the database holds the key of the log links.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&path)
+            .with_context(|| {
+                format!("could not create the trial's directory {}", path.display())
+            })?;
         Ok(Self(path))
     }
 

@@ -312,27 +312,38 @@ async fn the_stand_in_refuses_what_github_would_refuse_with_its_json_errors() {
 }
 
 #[test]
-fn the_stand_in_refuses_to_listen_beyond_this_machine() {
-    let output = deployhook()
-        .args(["stand-in", "--listen", "0.0.0.0:0"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("0.0.0.0 is not a loopback address"),
-        "{stderr}"
-    );
+fn the_stand_in_and_the_trial_refuse_to_listen_beyond_this_machine() {
+    for command in ["stand-in", "try"] {
+        let output = deployhook()
+            .args([command, "--listen", "0.0.0.0:0"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{command}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("0.0.0.0 is not a loopback address"),
+            "{command}: {stderr}"
+        );
+    }
 }
 
 #[test]
 fn try_deploys_a_merge_shows_it_and_stops_on_sigint_leaving_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
+    // A project's real deploy command in the environment: the trial must not run it.
+    let project = tempfile::tempdir().unwrap();
+    let touched = project.path().join("touched");
+    let real_deploy = write_script(
+        project.path(),
+        "real-deploy.sh",
+        &format!("touch {}", touched.display()),
+    );
     let mut child = deployhook()
         .args(["try", "--listen", "127.0.0.1:0"])
         // The demo deploy command needs sleep and tr; its state goes under TMPDIR.
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TMPDIR", tmp.path())
+        .env("DEPLOY_COMMAND", &real_deploy)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -354,10 +365,20 @@ fn try_deploys_a_merge_shows_it_and_stops_on_sigint_leaving_nothing_behind() {
             "{expected:?} missing from:\n{shown}"
         );
     }
-    let state_dir = std::fs::read_dir(tmp.path()).unwrap().count();
+    assert!(!touched.exists(), "the environment's DEPLOY_COMMAND ran");
+    let dirs: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(
-        state_dir, 1,
+        dirs.len(),
+        1,
         "the state directory is under TMPDIR while it runs"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &dirs[0].as_ref().unwrap().metadata().unwrap().permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "the state directory is its user's only"
     );
 
     let pid = i32::try_from(running.0.id()).unwrap();
@@ -432,4 +453,53 @@ async fn a_delivery_waits_for_a_server_that_is_not_up_yet_and_comes_signed_as_gi
     assert_eq!(body["deployment"]["creator"]["type"], "User");
     assert_eq!(body["repository"]["full_name"], "acme/widgets");
     assert_eq!(body["sender"]["login"], "stand-in");
+}
+
+#[tokio::test]
+async fn the_stand_in_refuses_other_host_names_and_large_bodies() {
+    let (stand_in, github) = start_stand_in("http://127.0.0.1:9/event_handler");
+    let http = reqwest::Client::new();
+    let deployments = format!("{github}/repos/acme/widgets/deployments");
+    // A page of rebound.example whose name now resolves to 127.0.0.1 (DNS rebinding).
+    let rebound = http
+        .post(&deployments)
+        .header("Host", "rebound.example")
+        .bearer_auth("any-value")
+        .json(&json!({"ref": "main"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), StatusCode::FORBIDDEN);
+    let big = http
+        .post(&deployments)
+        .bearer_auth("any-value")
+        .json(&json!({"ref": "main", "payload": {"junk": "x".repeat(100 * 1024)}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Still open to what deployhook sends (a description of several lines included; it is
+    // printed as one: guard::shown's test).
+    let created = http
+        .post(&deployments)
+        .bearer_auth("any-value")
+        .json(&json!({"ref": "main", "description": "one\nstand-in: POST /forged → 201 Created"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let listed: Value = http
+        .get(&deployments)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "only the one allowed is kept"
+    );
+    drop(stand_in);
 }

@@ -96,6 +96,11 @@ pub struct TryArgs {
     /// instead (and said).
     #[arg(long, default_value = "127.0.0.1:4567")]
     pub listen: String,
+    /// Run this deploy command instead of the demo (split into words like a shell would).
+    /// Only this flag: a DEPLOY_COMMAND in the environment or `.env` is not used, so a
+    /// trial in a project's folder never runs its real deploy by accident.
+    #[arg(long, value_name = "COMMAND")]
+    pub deploy_command: Option<String>,
 }
 
 /// Shown under `try --help`: what it sets up, and what of the environment it uses.
@@ -104,5 +109,6 @@ The server is `serve` with its defaults, except: its database is in a directory 
 $TMPDIR (removed at exit), GitHub is a stand-in on a free loopback port (as `deployhook
 stand-in`), the webhook secret and admin token are made up for the run (both printed), and
 the deploy command is a demo that prints what it deploys and sleeps 2 s, unless
-DEPLOY_COMMAND is set. It then sends the server a signed merged pull request of
+--deploy-command names another (DEPLOY_COMMAND and DEPLOYHOOK_PASS_ENV of the environment
+are not used). It listens on loopback only. It then sends the server a signed merged pull request of
 acme/widgets and shows the deployment, the deploy's log and its statuses. Ctrl-C stops it.";

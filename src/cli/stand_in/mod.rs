@@ -11,6 +11,7 @@
 //! - [`deliver`]: the webhooks, signed, in order, retried while the server is not up.
 
 mod deliver;
+mod guard;
 pub mod records;
 mod routes;
 
@@ -119,7 +120,7 @@ pub fn first_secret(list: Option<&str>) -> Option<String> {
 
 /// `--listen` as an address, refused unless every address it names is loopback: the
 /// stand-in checks no token, and anyone who reached it could make deployments.
-fn loopback_address(text: &str) -> anyhow::Result<SocketAddr> {
+pub(crate) fn loopback_address(text: &str) -> anyhow::Result<SocketAddr> {
     let text = text.trim();
     let addresses: Vec<SocketAddr> = text
         .to_socket_addrs()

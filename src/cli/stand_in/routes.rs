@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -16,6 +17,7 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use super::deliver::{Deliverer, Delivery};
+use super::guard;
 use super::records::{MAX_DEPLOYMENTS, NewDeployment, NewStatus, Records, StatusRefused, text};
 use crate::cli::terminal::outln;
 use crate::model::RepoName;
@@ -50,7 +52,7 @@ fn noted(status: StatusCode, body: Value, note: String) -> Response {
 }
 
 /// GitHub's error shape: `{"message", "documentation_url", "status"}`.
-fn refusal(status: StatusCode, message: &str) -> Response {
+pub(super) fn refusal(status: StatusCode, message: &str) -> Response {
     let body = json!({
         "message": message,
         "documentation_url": DOCS,
@@ -86,6 +88,9 @@ pub fn router(state: StandInState) -> Router {
         .route("/repos/{owner}/{repo}/commits/{sha}/{what}", get(checks))
         .fallback(unknown)
         .method_not_allowed_fallback(unknown)
+        // GitHub's requests are small; a request of megabytes would only fill memory.
+        .layer(DefaultBodyLimit::max(guard::MAX_BODY))
+        .layer(middleware::from_fn(guard::loopback_host))
         .layer(middleware::from_fn(print_request))
         .with_state(state)
 }
@@ -98,7 +103,7 @@ async fn print_request(request: Request, next: Next) -> Response {
     let note = response
         .extensions()
         .get::<Note>()
-        .map(|n| format!(": {}", n.0))
+        .map(|n| format!(": {}", guard::shown(&n.0)))
         .unwrap_or_default();
     outln!("stand-in: {method} {uri} → {}{note}", response.status());
     response
