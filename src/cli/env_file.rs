@@ -39,11 +39,13 @@ pub fn load(file: Option<&Path>) -> Result<(), String> {
         {
             Ok(())
         }
-        Err(dotenvy::Error::LineParse(line, at)) => Err(format!(
-            "could not read {}: {} is not KEY=value (at character {}); its text is not shown, it may hold a secret",
+        Err(dotenvy::Error::LineParse(text, at)) => Err(format!(
+            "could not read {}: {} is not KEY=value (values with spaces, $, \\ or quotes go in single quotes: KEY='a b'); its text is not shown, it may hold a secret",
             path.display(),
-            line_number(&path, &line).map_or_else(|| "a line".to_owned(), |n| format!("line {n}")),
-            at + 1,
+            locate(&path, &text, at).map_or_else(
+                || "a line".to_owned(),
+                |(line, column)| format!("line {line}, column {column},")
+            ),
         )),
         Err(dotenvy::Error::Io(err)) => Err(format!("could not read {}: {err}", path.display())),
         Err(err) => Err(format!(
@@ -54,15 +56,16 @@ pub fn load(file: Option<&Path>) -> Result<(), String> {
     }
 }
 
-/// The 1-based number of the first line of `path` starting with `text` (dotenvy reports
-/// the text, not the number).
-fn line_number(path: &Path, text: &str) -> Option<usize> {
+/// Where in `path` dotenvy's error is: the 1-based line and column. dotenvy reports the
+/// text it failed on — the whole line for a bad name, only the value for a bad value —
+/// and an index into that text, not a line number.
+fn locate(path: &Path, text: &str, at: usize) -> Option<(usize, usize)> {
     let content = std::fs::read_to_string(path).ok()?;
-    let first = text.lines().next()?;
-    content
-        .lines()
-        .position(|line| !first.is_empty() && line.starts_with(first))
-        .map(|i| i + 1)
+    let first = text.lines().next().filter(|t| !t.is_empty())?;
+    content.lines().enumerate().find_map(|(i, line)| {
+        let offset = line.find(first)?;
+        Some((i + 1, line[..offset].chars().count() + at + 1))
+    })
 }
 
 /// dotenvy's other errors, without echoing values (`EnvVar` names the variable only).
@@ -107,6 +110,21 @@ mod tests {
         let err = load(Some(&path)).unwrap_err();
         assert!(err.contains("line 3"), "{err}");
         assert!(!err.contains("Hunter2Secret"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_value_is_named_by_line_and_column_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env");
+        // An unquoted value with a space: dotenvy reports the value alone.
+        std::fs::write(
+            &path,
+            "# settings\n\n\nDEPLOYHOOK_ENV_FILE_TEST=Hunter2 Secret\n",
+        )
+        .unwrap();
+        let err = load(Some(&path)).unwrap_err();
+        assert!(err.contains("line 4, column"), "{err}");
+        assert!(!err.contains("Hunter2"), "{err}");
     }
 
     #[test]

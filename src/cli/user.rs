@@ -1,5 +1,5 @@
 //! Who runs a command: the name recorded on what it does (a lock, a rollback, a manual
-//! deployment's `deploy_user`, the Slack message about it). `$USER` when it is set; where
+//! deployment's `deploy_user`, the Slack message about it). `$SUDO_USER` under sudo, `$USER` when it is set; where
 //! it is not (cron, containers, systemd units), the operating system's name for the
 //! current uid, and failing that the uid itself: a record should name a person or an
 //! account someone can look up, never a constant that names nobody.
@@ -10,10 +10,17 @@ use std::ffi::CStr;
 /// directory service's can be long).
 const MAX_PASSWD_BUFFER: usize = 1 << 20;
 
-/// `$USER`, else the account of the current uid, else `uid N`.
+/// Under `sudo`, the person who ran it (`$SUDO_USER`); else `$USER`, else the account of
+/// the current uid, else `uid N`. On a server the admin commands run as
+/// `sudo deployhook --env-file /etc/deployhook/env lock …`, where `$USER` is `root`.
 pub fn name() -> String {
-    let from_env = std::env::var("USER").ok().filter(|u| !u.trim().is_empty());
-    from_env
+    let var = |name: &str| std::env::var(name).ok().filter(|u| !u.trim().is_empty());
+    let by_sudo = (uid() == 0)
+        .then(|| var("SUDO_USER"))
+        .flatten()
+        .filter(|u| u != "root");
+    by_sudo
+        .or_else(|| var("USER"))
         .or_else(account)
         .unwrap_or_else(|| format!("uid {}", uid()))
 }

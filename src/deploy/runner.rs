@@ -145,7 +145,7 @@ fn rolled_back(job: &DeployJob, elapsed: Duration) -> String {
 /// For a rollback, the commit it rolls back from (`rolled_back` in its payload).
 fn rolled_back_from(job: &DeployJob) -> Option<String> {
     let payload: serde_json::Value = serde_json::from_str(&job.payload).ok()?;
-    payload.get("rolled_back")?.as_str().map(str::to_owned)
+    crate::model::rollback::rolled_back(&payload)
 }
 
 /// A duration rounded to whole seconds, written like `2m 5s`.
@@ -370,7 +370,7 @@ pub fn job_env(job: &DeployJob) -> [(&'static str, String); 9] {
 /// makes it).
 pub fn is_rollback(job: &DeployJob) -> bool {
     serde_json::from_str::<serde_json::Value>(&job.payload)
-        .is_ok_and(|p| p.get("rollback") == Some(&serde_json::Value::Bool(true)))
+        .is_ok_and(|p| crate::model::rollback::is_rollback(&p))
 }
 
 fn failed(status: ExitStatus, elapsed: Duration) -> RunOutcome {

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod merge;
 pub mod notification;
 pub mod policy;
+pub mod rollback;
 pub mod text;
 
 pub use checks::{

@@ -123,10 +123,8 @@ impl Notification {
         let payload = serde_json::from_str::<serde_json::Value>(&job.payload).ok();
         let payload = payload.as_ref();
         Some(Self {
-            rollback: payload.and_then(|p| p.get("rollback")) == Some(&true.into()),
-            rolled_back: payload
-                .and_then(|p| p.get("rolled_back")?.as_str())
-                .map(str::to_owned),
+            rollback: payload.is_some_and(super::rollback::is_rollback),
+            rolled_back: payload.and_then(super::rollback::rolled_back),
             event,
             repository: Some(job.repo.clone()),
             environment: job.environment.clone(),

@@ -2,6 +2,7 @@
 //! Every query here is bounded (a `LIMIT`, or an aggregate) and runs on the reader
 //! connection, off the write path.
 
+use crate::model::rollback;
 use crate::store::db::{Connection, Dialect, Row, params};
 
 pub mod delivery;
@@ -194,10 +195,8 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
         started_at: row.get(10)?,
         finished_at: row.get(11)?,
         forced: row.get::<_, i64>(12)? != 0,
-        rollback: payload.as_ref().and_then(|p| p.get("rollback")) == Some(&true.into()),
-        rolled_back: payload
-            .as_ref()
-            .and_then(|p| p.get("rolled_back")?.as_str().map(str::to_owned)),
+        rollback: payload.as_ref().is_some_and(rollback::is_rollback),
+        rolled_back: payload.as_ref().and_then(rollback::rolled_back),
     })
 }
 
@@ -245,7 +244,7 @@ pub fn deploy_history(
         let payload: String = row.get(2)?;
         let rolled_back = serde_json::from_str::<serde_json::Value>(&payload)
             .ok()
-            .and_then(|p| p.get("rolled_back")?.as_str().map(str::to_owned));
+            .and_then(|p| rollback::rolled_back(&p));
         Ok(HistoryRow {
             sha: row.get(0)?,
             result: row.get(1)?,

@@ -105,7 +105,9 @@ async fn a_deployment_held_by_a_lock_says_so_wherever_it_shows() {
     let live = app.page("/dashboard/live", &cookie).await;
     let queued = live.split("<h2>Queued</h2>").nth(1).unwrap_or_default();
     assert!(
-        queued.contains(&format!("<td class=\"waiting\">{reason}</td>")),
+        queued.contains(&format!(
+            "<td class=\"waiting\" data-label=\"Waiting for\">{reason}</td>"
+        )),
         "{queued}"
     );
 
@@ -337,4 +339,25 @@ async fn a_command_run_without_user_records_the_systems_name_for_its_uid() {
     let locks = api(&app, reqwest::Method::GET, "/api/locks", None).await;
     assert_eq!(locks["locks"][0]["locked_by"], user.as_str());
     assert_ne!(user, "deployhook-cli");
+}
+
+/// On a server the admin commands run under sudo, where `$USER` is root: the lock names
+/// the person sudo ran it for (`$SUDO_USER`). Only root believes `$SUDO_USER`: any other
+/// user could set it to anyone.
+#[tokio::test]
+async fn a_command_run_under_sudo_records_the_person_not_root() {
+    let app = admin_app(None, None).await;
+    let mut lock = admin_cli(
+        &app.url,
+        ADMIN_TOKEN,
+        &["lock", "production", "--reason", "from sudo"],
+    );
+    lock.env("USER", "root").env("SUDO_USER", "maria");
+    let output = tokio::process::Command::from(lock).output().await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let locks = api(&app, reqwest::Method::GET, "/api/locks", None).await;
+    // SAFETY: getuid(2) takes nothing and cannot fail.
+    let root = unsafe { libc::getuid() } == 0;
+    let expected = if root { "maria" } else { "root" };
+    assert_eq!(locks["locks"][0]["locked_by"], expected);
 }
