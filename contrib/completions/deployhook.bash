@@ -987,13 +987,17 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__try)
-            opts="-h -V --listen --log-format --env-file --help --version"
+            opts="-h -V --listen --deploy-command --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --deploy-command)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

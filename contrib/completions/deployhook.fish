@@ -96,6 +96,7 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand replay" -l form -d
 complete -c deployhook -n "__fish_deployhook_using_subcommand replay" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand replay" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand try" -l listen -d 'Where the trial\'s server listens; when that port is taken, a free one is used instead (and said)' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand try" -l deploy-command -d 'Run this deploy command instead of the demo (split into words like a shell would). Only this flag: a DEPLOY_COMMAND in the environment or `.env` is not used, so a trial in a project\'s folder never runs its real deploy by accident' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand try" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
 complete -c deployhook -n "__fish_deployhook_using_subcommand try" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
