@@ -153,14 +153,14 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand deployments" -s h 
 complete -c deployhook -n "__fish_deployhook_using_subcommand deployments" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -s r -l reason -d 'Why: whoever finds the lock reads it' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l for -d 'How long (30m, 2h) [default: until unlocked]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l by -d 'Who acts, as the server records it [default: $USER, else the system\'s name for the current user]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l by -d 'Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -s V -l version -d 'Print version'
-complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l by -d 'Who acts, as the server records it [default: $USER, else the system\'s name for the current user]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l by -d 'Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
@@ -175,14 +175,14 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand locks" -s h -l hel
 complete -c deployhook -n "__fish_deployhook_using_subcommand locks" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -s e -l environment -d 'The environment to roll back' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l to -d 'The commit to put back: a SHA, or its first 7+ digits among those deployed there [default: the last success before the current one]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l by -d 'Who acts, as the server records it [default: $USER, else the system\'s name for the current user]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l by -d 'Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -s V -l version -d 'Print version'
-complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l by -d 'Who acts, as the server records it [default: $USER, else the system\'s name for the current user]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l by -d 'Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"

@@ -49,8 +49,8 @@ pub struct LockArgs {
     /// How long (30m, 2h) [default: until unlocked].
     #[arg(long = "for", value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Who acts, as the server records it [default: $USER, else the system's name for
-    /// the current user].
+    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
+    /// else the system's name for the current user].
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
@@ -61,8 +61,8 @@ pub struct LockArgs {
 pub struct UnlockArgs {
     /// The environment to unlock.
     pub environment: String,
-    /// Who acts, as the server records it [default: $USER, else the system's name for
-    /// the current user].
+    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
+    /// else the system's name for the current user].
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
@@ -80,8 +80,8 @@ pub struct RollbackArgs {
     /// [default: the last success before the current one].
     #[arg(long)]
     pub to: Option<String>,
-    /// Who acts, as the server records it [default: $USER, else the system's name for
-    /// the current user].
+    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
+    /// else the system's name for the current user].
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
@@ -104,8 +104,8 @@ pub struct CallsArgs {
     pub action: Option<CallAction>,
     /// The call's id, as listed, or `all`.
     pub id: Option<String>,
-    /// Who acts, as the server records it [default: $USER, else the system's name for
-    /// the current user].
+    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
+    /// else the system's name for the current user].
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
