@@ -191,18 +191,7 @@ async fn in_chromium_an_admin_signs_in_sees_the_deployment_opens_its_log_and_wat
     std::fs::remove_file(app.dir.path().join("started")).unwrap();
 
     // Production is locked, as after an incident: the page says so, with who and why.
-    let locked = app
-        .http
-        .post(format!("{}/api/locks", app.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(
-            &json!({"environment": "production", "reason": "incident 4711: hold deploys",
-                      "for": "2h", "by": "maria"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(locked.status(), reqwest::StatusCode::CREATED);
+    lock_for_an_incident(&app, ADMIN_TOKEN).await;
 
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
@@ -665,4 +654,20 @@ async fn in_chromium_insights_chart_the_history_and_both_pages_fit_a_phone() {
     .await;
     browser.close().await.unwrap();
     outcome.unwrap();
+}
+
+/// Production locked by maria for 2 h, "incident 4711: hold deploys", as after an incident.
+pub(crate) async fn lock_for_an_incident(app: &crate::helpers::TestApp, admin_token: &str) {
+    let locked = app
+        .http
+        .post(format!("{}/api/locks", app.url))
+        .bearer_auth(admin_token)
+        .json(
+            &json!({"environment": "production", "reason": "incident 4711: hold deploys",
+                      "for": "2h", "by": "maria"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), reqwest::StatusCode::CREATED);
 }

@@ -17,7 +17,9 @@ use wiremock::{Mock, ResponseTemplate};
 use deployhook::config::EnvironmentConfig;
 use deployhook::model::{Environment, Required};
 
-use crate::browser::{DAY_MS, Driver, Finished, browser_available, widths, write_history_of};
+use crate::browser::{
+    DAY_MS, Driver, Finished, browser_available, lock_for_an_incident, widths, write_history_of,
+};
 use crate::helpers::{TestApp, WAIT, deploy_with_script, fixture_json, spawn_app_with};
 
 const ADMIN_TOKEN: &str = "narrow-admin-token-0123456789";
@@ -125,18 +127,7 @@ async fn busy_day(app: &TestApp) {
             .as_bytes(),
     )
     .await;
-    let locked = app
-        .http
-        .post(format!("{}/api/locks", app.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(
-            &json!({"environment": "production", "reason": "incident 4711: hold deploys",
-                      "for": "2h", "by": "maria"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(locked.status(), reqwest::StatusCode::CREATED);
+    lock_for_an_incident(app, ADMIN_TOKEN).await;
     // A deployment that arrives during the lock: queued, its row saying what holds it
     // (the widest row of the Queued table, which must fit a phone too).
     let mut held = fixture_json("deployment.created.json");
