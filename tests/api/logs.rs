@@ -4,10 +4,8 @@
 //! for a field of a log line, in the text and the JSON formats. Also the house rule behind
 //! the latter: no log field formats a request's value unquoted.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -17,11 +15,11 @@ use wiremock::MockServer;
 use deployhook::webhook::signature::sign;
 
 use crate::helpers::{SECRET, TOKEN, WAIT, fixture_json, mount_github_defaults};
+use crate::logged::Logged;
 
 /// `deployhook serve` as a child, its log (stderr) collected line by line.
 struct Server {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    logged: Logged,
     base: String,
 }
 
@@ -32,34 +30,23 @@ impl Server {
 
     /// [`Self::start`], with `extra` variables set.
     fn start_with(dir: &Path, github: &MockServer, format: &str, extra: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_deployhook"))
-            .arg("serve")
-            .env_clear()
-            .envs(extra.iter().copied())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GITHUB_WEBHOOK_SECRET", SECRET)
-            .env("GITHUB_TOKEN", TOKEN)
-            .env("GITHUB_API_URL", github.uri())
-            .env("DEPLOY_COMMAND", "true")
-            .env("DEPLOYHOOK_DATABASE", dir.join("deployhook.db"))
-            .env("DEPLOYHOOK_LISTEN", "127.0.0.1:0")
-            .env("DEPLOYHOOK_LOG_FORMAT", format)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
+        let logged = Logged::spawn(
+            Command::new(env!("CARGO_BIN_EXE_deployhook"))
+                .arg("serve")
+                .env_clear()
+                .envs(extra.iter().copied())
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("GITHUB_WEBHOOK_SECRET", SECRET)
+                .env("GITHUB_TOKEN", TOKEN)
+                .env("GITHUB_API_URL", github.uri())
+                .env("DEPLOY_COMMAND", "true")
+                .env("DEPLOYHOOK_DATABASE", dir.join("deployhook.db"))
+                .env("DEPLOYHOOK_LISTEN", "127.0.0.1:0")
+                .env("DEPLOYHOOK_LOG_FORMAT", format)
+                .current_dir(dir),
+        );
         let mut server = Self {
-            child,
-            log,
+            logged,
             base: String::new(),
         };
         let listening = server.line_with("deployhook listening");
@@ -78,23 +65,12 @@ impl Server {
     }
 
     fn lines(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.logged.lines()
     }
 
     /// The first line containing `text`, waiting up to [`WAIT`] for it.
     fn line_with(&self, text: &str) -> String {
-        let until = Instant::now() + WAIT;
-        loop {
-            if let Some(line) = self.lines().into_iter().find(|l| l.contains(text)) {
-                return line;
-            }
-            assert!(
-                Instant::now() < until,
-                "no log line with {text:?}; the log:\n{}",
-                self.lines().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.logged.line(text, WAIT)
     }
 
     async fn post(&self, event: &str, body: &str, signature: Option<String>) -> StatusCode {
@@ -107,13 +83,6 @@ impl Server {
             request = request.header("X-Hub-Signature-256", signature);
         }
         request.body(body.to_owned()).send().await.unwrap().status()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -26,6 +26,7 @@ mod insights;
 mod intake;
 mod layout;
 mod locks;
+mod logged;
 mod logs;
 mod long_pages;
 mod narrow;

@@ -3,10 +3,8 @@
 //! requests at the wrong place, the second Ctrl-C, and following a deploy from the
 //! terminal (`log --follow`, `deploy --follow`). The binary is run as a user would run it.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -16,6 +14,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::helpers::{
     SECRET, TOKEN, WAIT, deploy_with_script, fixture_json, spawn_app_with, statuses, write_script,
 };
+use crate::logged::Logged;
 
 const ADMIN_TOKEN: &str = "operator-admin-token-0123456789";
 
@@ -31,44 +30,16 @@ fn deployhook(dir: &Path) -> Command {
 }
 
 /// `deployhook serve` as a child, its log (text, as on a terminal) collected line by line.
-struct Serve {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
+struct Serve(Logged);
 
 impl Serve {
     fn start(mut command: Command) -> Self {
-        let mut child = command
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Self { child, log }
+        Self(Logged::spawn(command.arg("serve")))
     }
 
     /// The first line of the log containing `text`, waiting up to `wait` for it.
     fn line(&self, text: &str, wait: Duration) -> String {
-        let until = Instant::now() + wait;
-        loop {
-            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < until,
-                "no log line with {text:?}; the log:\n{}",
-                self.log.lock().unwrap().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.0.line(text, wait)
     }
 
     /// The address from "deployhook listening … addr=IP:PORT".
@@ -79,7 +50,7 @@ impl Serve {
     }
 
     fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        let pid = libc::pid_t::try_from(self.0.child.id()).unwrap();
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
@@ -88,7 +59,7 @@ impl Serve {
     fn wait_exit(&mut self, wait: Duration) -> (std::process::ExitStatus, Duration) {
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.0.child.try_wait().unwrap() {
                 return (status, start.elapsed());
             }
             assert!(
@@ -97,13 +68,6 @@ impl Serve {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -221,7 +185,7 @@ async fn deploy_output_stays_out_of_the_server_log_when_turned_off() {
         .unwrap();
     assert!(replay.status.success());
     server.line("deploy ended: deployed", WAIT);
-    let log = server.log.lock().unwrap().join("\n");
+    let log = server.0.lines().join("\n");
     assert!(!log.contains("secret-ish-output-line"), "{log}");
 }
 
@@ -254,7 +218,7 @@ async fn a_second_ctrl_c_stops_running_deploys_at_once_and_the_first_says_it_wou
     );
     // Still waiting for the deploy: the shutdown timeout is five minutes.
     std::thread::sleep(Duration::from_millis(500));
-    assert!(server.child.try_wait().unwrap().is_none());
+    assert!(server.0.child.try_wait().unwrap().is_none());
 
     let second = Instant::now();
     server.signal(libc::SIGINT);
