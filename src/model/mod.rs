@@ -1,7 +1,8 @@
 //! The vocabulary every layer shares: identifiers, the deployments deployhook creates and
 //! runs, what a delivery leads to, the order of merges, the policies a queue follows, where
 //! the database is (password masked when shown), the short texts sent to GitHub, the
-//! notifications a team is sent, and who a client is for the caps on what one may hold.
+//! notifications a team is sent, who acts and what their role lets them do (`people`), and
+//! who a client is for the caps on what one may hold.
 //! Defined here, at the bottom, so that the layers above can speak of them without
 //! importing one another.
 //!
@@ -15,6 +16,7 @@ pub mod effect;
 pub mod ids;
 pub mod merge;
 pub mod notification;
+pub mod people;
 pub mod policy;
 pub mod rollback;
 pub mod text;
@@ -32,4 +34,5 @@ pub use effect::{Effect, Outcome};
 pub use ids::{CommitSha, DeliveryId, DeploymentId, Environment, HookId, InvalidId, RepoName};
 pub use merge::{Merge, MergedAt};
 pub use notification::{Notification, NotificationKind};
+pub use people::{Action, Actor, Role, Via};
 pub use policy::{OnInterrupt, Policy, Sync};
