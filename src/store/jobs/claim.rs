@@ -1,0 +1,226 @@
+//! Claiming: which queued jobs start now, one running per repository and environment,
+//! in each environment's policy order (`queue`: oldest first; `latest`: the newest, which
+//! retires the older ones), locks holding all but forced jobs. Deployment ids order the
+//! jobs: GitHub numbers deployments in the order it creates them, whatever order their
+//! events arrive in.
+
+use crate::model::{DeployJob, DeploymentId, DeploymentState, Policy};
+use crate::store::db::{Connection, Dialect, OptionalExtension, params};
+use crate::store::locks;
+use crate::store::merges::marks;
+
+use super::{CLAIMED_COLUMNS, Claimed, claimed_from_row, finish, id_key, is_forced};
+
+/// The transaction-level advisory lock that serialises claims (PostgreSQL).
+const CLAIM_LOCK: i64 = 0x6465_706c_6f79_0003;
+
+/// Claims what may start now: per repository + environment with nothing running, the
+/// oldest queued job (`Queue`) or the newest (`Latest`, which retires the older ones), while
+/// fewer than `max_running` run in all. In a locked environment only forced jobs start
+/// (oldest or newest the same way); the others stay queued, untouched, for the unlock.
+///
+/// It reads one row per waiting pair, never the whole queue: ten thousand deployments
+/// queued for one environment cost a claim what one does.
+pub fn claim(
+    conn: &Connection,
+    owner: &str,
+    max_running: usize,
+    policy: impl Fn(&str) -> Policy,
+    now: i64,
+) -> rusqlite::Result<Vec<Claimed>> {
+    if conn.dialect() == Dialect::Postgres {
+        // One claim at a time across replicas: the leader's, and for a moment after a lost
+        // lead its predecessor's. The later one waits, then sees what the first started (a
+        // partial unique index also allows one running job per repository + environment).
+        conn.query_row("SELECT pg_advisory_xact_lock(?1)", [CLAIM_LOCK], |_| Ok(()))?;
+    }
+    let running: Vec<(String, String)> = conn
+        .prepare_cached("SELECT repository, environment FROM jobs WHERE state = 'running'")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut free = max_running.saturating_sub(running.len());
+    if free == 0 {
+        return Ok(vec![]);
+    }
+    // Pairs take turns by their oldest waiting deployment, so no repository waits forever
+    // behind busier ones when all slots are taken.
+    let mut waiting: Vec<(i64, (String, String))> = Vec::new();
+    for pair in waiting_pairs(conn)? {
+        if !running.contains(&pair) {
+            let oldest = edge_of_queue(conn, &pair, "ASC")?;
+            waiting.push((oldest, pair));
+        }
+    }
+    waiting.sort();
+    let mut started = Vec::new();
+    for (_, pair) in waiting {
+        if free == 0 {
+            break;
+        }
+        if locks::holding(conn, &pair.1, now)?.is_some() {
+            let Some(forced) = forced_job(conn, &pair, policy(&pair.1))? else {
+                continue;
+            };
+            // Under `latest` the newest forced one wins over older forced ones, as
+            // anywhere; the others wait for the unlock, untouched.
+            if policy(&pair.1) == Policy::Latest {
+                for older in queued_before(conn, &pair, forced.job.id)? {
+                    if is_forced(&older.job.payload) {
+                        supersede(conn, &older.job, forced.job.id, now)?;
+                    }
+                }
+            }
+            start(conn, &forced.job, owner, now)?;
+            started.push(forced);
+            free -= 1;
+            continue;
+        }
+        let Some(next) = next_in_order(conn, &pair, policy(&pair.1), now)? else {
+            continue;
+        };
+        start(conn, &next.job, owner, now)?;
+        started.push(next);
+        free -= 1;
+    }
+    Ok(started)
+}
+
+/// The job of `pair` to start: the oldest queued (`Queue`) or the newest (`Latest`, which
+/// retires the older ones). One that would deploy a merge older than what an automatic
+/// deploy already started there (a `deployment` event delivered late) is not run: it ends
+/// `inactive`, saying why, and the next in line is taken.
+fn next_in_order(
+    conn: &Connection,
+    pair: &(String, String),
+    policy: Policy,
+    now: i64,
+) -> rusqlite::Result<Option<Claimed>> {
+    let edge = match policy {
+        Policy::Queue => "ASC",
+        Policy::Latest => "DESC",
+    };
+    loop {
+        let Some(id) = edge_of_queue(conn, pair, edge).optional()? else {
+            return Ok(None);
+        };
+        let next = queued_job(conn, id)?;
+        if let Some(why) = marks::refuses_start(conn, &next.job)? {
+            tracing::info!(deployment = next.job.id.get(), "{why}");
+            finish(conn, &next.job, DeploymentState::Inactive, &why, now)?;
+            continue;
+        }
+        if policy == Policy::Latest {
+            for older in queued_before(conn, pair, next.job.id)? {
+                supersede(conn, &older.job, next.job.id, now)?;
+            }
+        }
+        return Ok(Some(next));
+    }
+}
+
+/// The repository + environment pairs with queued jobs, read by stepping through the
+/// `jobs_by_state` index one repository, then one environment, at a time. (A row-value
+/// bound on both columns would be read as a bound on the repository alone, walking every
+/// job of the repository.)
+fn waiting_pairs(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut next_repository = conn.prepare_cached(
+        "SELECT repository FROM jobs WHERE state = 'queued' AND repository > ?1
+         ORDER BY repository LIMIT 1",
+    )?;
+    let mut next_environment = conn.prepare_cached(
+        "SELECT environment FROM jobs
+         WHERE state = 'queued' AND repository = ?1 AND environment > ?2
+         ORDER BY environment LIMIT 1",
+    )?;
+    let mut pairs = Vec::new();
+    let mut repository = String::new();
+    while let Some(next) = next_repository
+        .query_row([&repository], |row| row.get::<_, String>(0))
+        .optional()?
+    {
+        repository = next;
+        let mut environment = String::new();
+        while let Some(next) = next_environment
+            .query_row(params![repository, environment], |row| {
+                row.get::<_, String>(0)
+            })
+            .optional()?
+        {
+            environment = next;
+            pairs.push((repository.clone(), environment.clone()));
+        }
+    }
+    Ok(pairs)
+}
+
+/// The oldest (`ASC`) or newest (`DESC`) queued deployment id of `pair`: one step down
+/// `jobs_by_state`, whose entries end with the deployment id.
+fn edge_of_queue(conn: &Connection, pair: &(String, String), order: &str) -> rusqlite::Result<i64> {
+    let sql = format!(
+        "SELECT deployment_id FROM jobs
+         WHERE state = 'queued' AND repository = ?1 AND environment = ?2
+         ORDER BY deployment_id {order} LIMIT 1"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row(params![pair.0, pair.1], |row| row.get(0))
+}
+
+fn queued_job(conn: &Connection, id: i64) -> rusqlite::Result<Claimed> {
+    conn.prepare_cached(&format!(
+        "SELECT {CLAIMED_COLUMNS} FROM jobs WHERE deployment_id = ?1"
+    ))?
+    .query_row([id], claimed_from_row)
+}
+
+/// The oldest (`Queue`) or newest (`Latest`) forced job queued for `pair`, if any.
+fn forced_job(
+    conn: &Connection,
+    pair: &(String, String),
+    policy: Policy,
+) -> rusqlite::Result<Option<Claimed>> {
+    let order = match policy {
+        Policy::Queue => "ASC",
+        Policy::Latest => "DESC",
+    };
+    conn.prepare_cached(&format!(
+        "SELECT {CLAIMED_COLUMNS} FROM jobs INDEXED BY jobs_forced
+         WHERE state = 'queued' AND forced = 1 AND repository = ?1 AND environment = ?2
+         ORDER BY deployment_id {order} LIMIT 1"
+    ))?
+    .query_row(params![pair.0, pair.1], claimed_from_row)
+    .optional()
+}
+
+/// The jobs of `pair` queued before `newest`, which supersedes them.
+fn queued_before(
+    conn: &Connection,
+    pair: &(String, String),
+    newest: DeploymentId,
+) -> rusqlite::Result<Vec<Claimed>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CLAIMED_COLUMNS} FROM jobs
+         WHERE state = 'queued' AND repository = ?1 AND environment = ?2
+           AND deployment_id < ?3
+         ORDER BY deployment_id"
+    ))?
+    .query_map(params![pair.0, pair.1, id_key(newest)?], claimed_from_row)?
+    .collect()
+}
+
+fn start(conn: &Connection, job: &DeployJob, owner: &str, now: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'running', started_at = ?2, owner = ?3 WHERE deployment_id = ?1",
+    )?
+    .execute(params![id_key(job.id)?, now, owner])?;
+    marks::started(conn, job, now)
+}
+
+fn supersede(
+    conn: &Connection,
+    job: &DeployJob,
+    newest: DeploymentId,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let description = format!("superseded by deployment {newest}; not deployed");
+    finish(conn, job, DeploymentState::Inactive, &description, now)
+}
