@@ -1,13 +1,15 @@
 //! One deploy environment's settings, as validated from the config file or the
-//! single-environment variables: which repositories and merges deploy to it, and how its
-//! deploy command runs.
+//! single-environment variables: which repositories and merges deploy to it, who must
+//! approve its deployments, and how its deploy command runs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT};
-use crate::model::{DEPLOY_TASK, DeployJob, Environment, OnInterrupt, Policy, RepoName, Required};
+use crate::model::{
+    ApprovalRule, DEPLOY_TASK, DeployJob, Environment, OnInterrupt, Policy, RepoName, Required,
+};
 
 /// How long a merge waits for its checks unless configured otherwise.
 pub const DEFAULT_CHECKS_TIMEOUT: Duration = Duration::from_secs(60 * 60);
@@ -54,6 +56,9 @@ pub struct EnvironmentConfig {
     pub promote_from: Option<Environment>,
     /// How long a commit runs in `promote_from` before it is promoted here.
     pub soak: Duration,
+    /// Approvals every deployment here waits for before it runs (rollbacks and forced
+    /// deployments too). `None`: deployments run without.
+    pub approval: Option<ApprovalRule>,
 }
 
 impl EnvironmentConfig {
@@ -82,6 +87,7 @@ impl EnvironmentConfig {
             checks_timeout: DEFAULT_CHECKS_TIMEOUT,
             promote_from: None,
             soak: Duration::ZERO,
+            approval: None,
         }
     }
 

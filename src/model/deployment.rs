@@ -77,6 +77,8 @@ pub struct DeploymentRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentState {
+    /// Waiting for people to approve it (an environment with `approvals`): not queued yet.
+    Pending,
     Queued,
     InProgress,
     Success,
@@ -90,6 +92,7 @@ impl DeploymentState {
     /// The state as GitHub spells it.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "pending",
             Self::Queued => "queued",
             Self::InProgress => "in_progress",
             Self::Success => "success",

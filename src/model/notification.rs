@@ -1,6 +1,6 @@
 //! What a team is told: a [`Notification`] is one event — a deploy that started or ended, a
-//! merge whose checks failed or timed out, an environment locked or unlocked — with what a
-//! person needs to know about it. The store queues it in the transaction that decided it;
+//! merge whose checks failed or timed out, an environment locked or unlocked, a deployment
+//! waiting for approval — with what a person needs to know about it. The store queues it in the transaction that decided it;
 //! the outbox worker sends it to each receiver configured for its event and environment.
 
 use std::fmt;
@@ -27,11 +27,13 @@ pub enum NotificationKind {
     ChecksTimedOut,
     Locked,
     Unlocked,
+    /// A deployment into an environment with `approvals` waits for people to approve it.
+    ApprovalRequested,
 }
 
 impl NotificationKind {
     /// Every event, in the order the README lists them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::DeployStarted,
         Self::DeploySucceeded,
         Self::DeployFailed,
@@ -41,6 +43,7 @@ impl NotificationKind {
         Self::ChecksTimedOut,
         Self::Locked,
         Self::Unlocked,
+        Self::ApprovalRequested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,14 +57,16 @@ impl NotificationKind {
             Self::ChecksTimedOut => "checks_timed_out",
             Self::Locked => "locked",
             Self::Unlocked => "unlocked",
+            Self::ApprovalRequested => "approval_requested",
         }
     }
 
     /// The event a deployment status in `state` reports; `None` for `queued`, which is
-    /// not news.
+    /// not news, and for `pending`, whose news ([`Self::ApprovalRequested`]) says more
+    /// than a status can and is queued with it.
     pub fn of_deploy(state: DeploymentState) -> Option<Self> {
         match state {
-            DeploymentState::Queued => None,
+            DeploymentState::Pending | DeploymentState::Queued => None,
             DeploymentState::InProgress => Some(Self::DeployStarted),
             DeploymentState::Success => Some(Self::DeploySucceeded),
             DeploymentState::Failure => Some(Self::DeployFailed),
@@ -120,9 +125,17 @@ impl Notification {
     ) -> Option<Self> {
         let event = NotificationKind::of_deploy(state)?;
         let ran = !matches!(state, DeploymentState::Inactive);
+        let mut told = Self::about_job(event, job, description.to_owned(), now);
+        told.duration_ms = duration_ms;
+        told.log_url = job.log_url.clone().filter(|_| ran);
+        Some(told)
+    }
+
+    /// `event` about `job`, with no duration and no log.
+    fn about_job(event: NotificationKind, job: &DeployJob, description: String, now: i64) -> Self {
         let payload = serde_json::from_str::<serde_json::Value>(&job.payload).ok();
         let payload = payload.as_ref();
-        Some(Self {
+        Self {
             rollback: payload.is_some_and(super::rollback::is_rollback),
             rolled_back: payload.and_then(super::rollback::rolled_back),
             event,
@@ -132,11 +145,23 @@ impl Notification {
             deployment: Some(job.id),
             pull_request: payload_number(&job.payload, "pull_request"),
             who: job.deploy_user.clone(),
-            description: description.to_owned(),
-            duration_ms,
-            log_url: job.log_url.clone().filter(|_| ran),
+            description,
+            duration_ms: None,
+            log_url: None,
             at: now,
-        })
+        }
+    }
+
+    /// `job` waits for approval: `waiting_for` says by whom (the rule's sentence), and the
+    /// description adds until when (`deadline`, Unix milliseconds). `who` is the change's
+    /// author, as for its deploy.
+    pub fn approval_requested(job: &DeployJob, waiting_for: &str, deadline: i64, now: i64) -> Self {
+        let description = match rfc3339(deadline) {
+            Some(until) => format!("{waiting_for}, until {until}"),
+            None => waiting_for.to_owned(),
+        };
+        // It has not run: there is no log to read yet.
+        Self::about_job(NotificationKind::ApprovalRequested, job, description, now)
     }
 
     /// A merge's wait for its checks ended `outcome` (`failed`, `timed_out`) because of
@@ -268,6 +293,7 @@ mod tests {
     #[test]
     fn each_final_state_of_a_deploy_is_its_own_event_and_queued_is_none() {
         let events: Vec<Option<&str>> = [
+            DeploymentState::Pending,
             DeploymentState::Queued,
             DeploymentState::InProgress,
             DeploymentState::Success,
@@ -281,6 +307,7 @@ mod tests {
         assert_eq!(
             events,
             [
+                None,
                 None,
                 Some("deploy_started"),
                 Some("deploy_succeeded"),
@@ -309,6 +336,26 @@ mod tests {
             serde_json::from_value::<Notification>(json).unwrap(),
             failed
         );
+    }
+
+    #[test]
+    fn an_approval_request_says_by_whom_and_until_when_and_has_no_log() {
+        let asked = Notification::approval_requested(
+            &job(),
+            "waiting for approval by octocat, @acme/sre",
+            4 * 3_600_000,
+            0,
+        );
+        assert_eq!(asked.event, NotificationKind::ApprovalRequested);
+        assert_eq!(
+            asked.description,
+            "waiting for approval by octocat, @acme/sre, until 1970-01-01T04:00:00.000Z"
+        );
+        assert_eq!(asked.who, "octocat");
+        assert_eq!(asked.pull_request, Some(42));
+        assert_eq!(asked.log_url, None);
+        let json = serde_json::to_value(&asked).unwrap();
+        assert_eq!(json["event"], "approval_requested");
     }
 
     #[test]

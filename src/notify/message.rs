@@ -94,6 +94,9 @@ fn rollback_headline(
             ":warning: Rollback of {what} ended in an error{}",
             took("after")
         ),
+        NotificationKind::ApprovalRequested => {
+            format!(":raised_hand: Rollback of {what} waits for approval")
+        }
         _ => return None,
     })
 }
@@ -133,6 +136,9 @@ fn headline(
         }
         NotificationKind::Locked => format!(":lock: {environment} is locked"),
         NotificationKind::Unlocked => format!(":unlock: {environment} is unlocked"),
+        NotificationKind::ApprovalRequested => {
+            format!(":raised_hand: {subject} waits for approval to deploy to {environment}")
+        }
     }
 }
 
@@ -284,6 +290,37 @@ mod tests {
         )
         .unwrap();
         assert!(slack_text(&deploy, WEB).starts_with(":white_check_mark: Deployed"));
+    }
+
+    #[test]
+    fn an_approval_request_says_who_may_approve_and_who_asked() {
+        let job = DeployJob {
+            log_url: None,
+            ..failed_job()
+        };
+        let asked =
+            Notification::approval_requested(&job, "waiting for approval by @acme/sre", 0, 0);
+        assert_eq!(
+            slack_text(&asked, WEB),
+            ":raised_hand: *acme/widgets* \
+             <https://github.com/acme/widgets/commit/6f1e3c9a2b4d5e6f708192a3b4c5d6e7f8091a2b|6f1e3c9> \
+             waits for approval to deploy to *production*\n\
+             waiting for approval by @acme/sre, until 1970-01-01T00:00:00.000Z · by octocat · \
+             pull request <https://github.com/acme/widgets/pull/42|#42>"
+        );
+        let rollback = DeployJob {
+            payload: r#"{"rollback": true}"#.into(),
+            ..job
+        };
+        let asked = Notification::approval_requested(&rollback, "waiting for 1 approval", 0, 0);
+        assert!(
+            slack_text(&asked, WEB).starts_with(":raised_hand: Rollback of *acme/widgets* in"),
+            "{}",
+            slack_text(&asked, WEB)
+        );
+        let body = serde_json::to_value(WebhookBody::new(&asked, WEB)).unwrap();
+        assert_eq!(body["event"], "approval_requested");
+        assert_eq!(body["log_url"], serde_json::Value::Null);
     }
 
     #[test]

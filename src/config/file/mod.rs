@@ -11,6 +11,8 @@
 //!   a typo most likely meant;
 //! - `validate.rs`: one environment's values checked and built into its configuration,
 //!   and the promotions across environments;
+//! - `approval.rs`: an environment's approvals (`approvals`, `reviewers`, `self_approval`,
+//!   `approval_timeout`) checked and built into its rule;
 //! - `summary.rs`: [`summary`], the line `check-config` prints for an environment;
 //! - `tests.rs`: every key, and errors that name the line and column.
 
@@ -25,6 +27,7 @@ use crate::config::EnvironmentConfig;
 use crate::config::notify::{self, FileNotify, NotifyTable};
 use crate::model::{OnInterrupt, Policy};
 
+mod approval;
 mod explain;
 mod summary;
 mod validate;
@@ -97,6 +100,10 @@ struct FileEnvironment {
     checks_timeout: Option<Spanned<String>>,
     promote_from: Option<Spanned<String>>,
     soak: Option<Spanned<String>>,
+    approvals: Option<Spanned<i64>>,
+    reviewers: Option<Spanned<Vec<Spanned<String>>>>,
+    self_approval: Option<Spanned<bool>>,
+    approval_timeout: Option<Spanned<String>>,
 }
 
 /// `checks = "none" | "all" | ["name", …]`.

@@ -1,5 +1,5 @@
 //! The one line `check-config` prints for each environment: what deploys it, from where,
-//! with which command, and under what timeout and policy.
+//! with which command, under what timeout and policy, and whose approval it waits for.
 
 use crate::config::EnvironmentConfig;
 
@@ -30,8 +30,12 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
         Some(argv) => format!(", rolls back with {argv:?}"),
         None => String::new(),
     };
+    let approval = match &environment.approval {
+        Some(rule) => format!("; every deployment {}", rule.summary()),
+        None => String::new(),
+    };
     format!(
-        "  {}: {} from {}; runs {:?}{rollback} (tasks: {}), timeout {}, policy {}",
+        "  {}: {} from {}; runs {:?}{rollback} (tasks: {}), timeout {}, policy {}{approval}",
         environment.name,
         on_merge,
         repositories.join(", "),

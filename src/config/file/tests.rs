@@ -207,6 +207,126 @@ fn gates_and_promotions_that_cannot_work_are_refused_with_a_reason() {
 }
 
 #[test]
+fn approvals_are_read_with_their_defaults_and_shown_by_check_config() {
+    let file = parse(
+        &pair(
+            "",
+            "approvals = 2\nreviewers = [\"octocat\", \"@acme/sre\"]\nself_approval = true\n\
+             approval_timeout = \"4h\"",
+        ),
+        "f",
+    )
+    .unwrap();
+    let (staging, production) = (&file.environments[0], &file.environments[1]);
+    assert_eq!(staging.approval, None);
+    let rule = production.approval.as_ref().unwrap();
+    assert_eq!(rule.required, 2);
+    assert_eq!(
+        rule.reviewers,
+        [
+            crate::model::Reviewer::Person("octocat".into()),
+            crate::model::Reviewer::Team {
+                org: "acme".into(),
+                slug: "sre".into()
+            }
+        ]
+    );
+    assert!(rule.self_approval);
+    assert_eq!(rule.timeout, Duration::from_secs(4 * 3600));
+    assert!(
+        summary(production).ends_with(
+            "; every deployment needs 2 approvals by octocat, @acme/sre within 4h, the \
+             change's author may approve"
+        ),
+        "{}",
+        summary(production)
+    );
+
+    let defaults = parse(&pair("approvals = 1", "approvals = 0"), "f")
+        .unwrap()
+        .environments;
+    let rule = defaults[0].approval.as_ref().unwrap();
+    assert_eq!(
+        (rule.required, rule.reviewers.len(), rule.self_approval),
+        (1, 0, false)
+    );
+    assert_eq!(rule.timeout, Duration::from_secs(24 * 3600));
+    assert_eq!(defaults[1].approval, None, "0 asks for no approval");
+}
+
+#[test]
+fn approvals_that_cannot_work_are_refused_where_they_are_wrong() {
+    let cases = [
+        ("approvals = 11", "expected 1 to 10 people", (5, 13)),
+        ("approvals = -1", "expected 1 to 10 people", (5, 13)),
+        (
+            "approvals = 1\nreviewers = [\"octo cat\"]",
+            "is not a GitHub login",
+            (6, 14),
+        ),
+        (
+            "approvals = 1\nreviewers = [\"@acme/SRE\"]",
+            "is not a team",
+            (6, 14),
+        ),
+        (
+            "approvals = 1\nreviewers = [\"octocat\", \"OctoCat\"]",
+            "OctoCat is listed twice",
+            (6, 25),
+        ),
+        (
+            "approvals = 2\nreviewers = [\"octocat\"]",
+            "no deployment could ever be approved",
+            (6, 13),
+        ),
+        (
+            "reviewers = [\"octocat\"]",
+            "`reviewers` needs `approvals`",
+            (5, 13),
+        ),
+        (
+            "self_approval = true",
+            "`self_approval` needs `approvals`",
+            (5, 17),
+        ),
+        (
+            "approval_timeout = \"1h\"",
+            "`approval_timeout` needs `approvals`",
+            (5, 20),
+        ),
+        (
+            "approvals = 1\napproval_timeout = \"31 days\"",
+            "at most 30 days",
+            (6, 20),
+        ),
+        (
+            "approvals = 1\napproval_timeout = \"0s\"",
+            "longer than 0s",
+            (6, 20),
+        ),
+        (
+            "approvals = 1\napprovers = [\"x\"]",
+            "unknown field `approvers`",
+            (6, 1),
+        ),
+    ];
+    let base = "[[environment]]\nname = \"p\"\nrepositories = [\"a/b\"]\ncommand = [\"x\"]\n";
+    for (lines, why, at) in cases {
+        let err = error(&format!("{base}{lines}\n"));
+        assert!(err.message.contains(why), "{lines}: {err}");
+        assert_eq!((err.line, err.column), at, "{lines}: {err}");
+    }
+    // Two reviewers, one a team, may give two approvals: a team has many members.
+    assert!(
+        parse(
+            &format!("{base}approvals = 3\nreviewers = [\"a\", \"@o/t\"]\n"),
+            "f"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
 fn a_rollback_command_is_an_argv_like_command() {
     let file = parse(
         &pair("rollback_command = [\"./rollback.sh\", \"--now\"]", ""),

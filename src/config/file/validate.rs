@@ -1,6 +1,7 @@
 //! One `[[environment]]` table checked value by value and built into its
 //! [`EnvironmentConfig`] — commands, durations, placeholders, variable names, the CI gate,
-//! promotion and soak — and, once every table is read, the promotions across them.
+//! promotion and soak, approvals (in `approval.rs`) — and, once every table is read, the
+//! promotions across them.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -78,6 +79,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
             format!("environment {name}: `repositories` is empty, so nothing would deploy"),
         ));
     }
+    let approval = super::approval::approval_rule(&file, &name)?;
     let command = argv(&file.command, "command")?;
     let rollback_command = file
         .rollback_command
@@ -175,6 +177,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
         ));
     }
     Ok(EnvironmentConfig {
+        approval,
         checks,
         checks_timeout,
         promote_from,
