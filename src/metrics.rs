@@ -252,7 +252,8 @@ impl Metrics {
         let waiting = Family::default();
         registry.register(
             "waiting",
-            "Merges waiting for their checks (kind checks) and promotions soaking (kind soak) now",
+            "Merges waiting for their checks (kind checks), promotions soaking (kind soak) and \
+             deployments waiting for approval (kind approval) now",
             Listed(waiting.clone()),
         );
         let locked = Family::default();
@@ -449,6 +450,7 @@ impl Metrics {
         for (kind, count) in [
             ("checks", backlog.waiting_for_checks),
             ("soak", backlog.soaking),
+            ("approval", backlog.awaiting_approval),
         ] {
             self.waiting
                 .get_or_create(&KindLabels { kind })

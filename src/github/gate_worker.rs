@@ -1,8 +1,10 @@
 //! The gate worker: the clock of the waits. It ends soaks that are over (queuing their
 //! deployment), and every `checks_poll` asks GitHub again for the checks of each merge that
 //! still waits — the backstop for a check event GitHub never delivered, and past a wait's
-//! deadline the read that decides `timed_out`. What to do is decided in the store
-//! ([`crate::store::waits::tick`]); this loop only says when.
+//! deadline the read that decides `timed_out`. It also ends the deployments whose wait for
+//! approval passed its deadline (`failure`). What to do is decided in the store
+//! ([`crate::store::waits::tick`], [`crate::store::approvals::expire`]); this loop only
+//! says when. It runs on the leader only, so two replicas never end a wait twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::github::outbox_worker::OutboxWorker;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
-use crate::store::{Store, now_ms, waits};
+use crate::store::{Store, approvals, now_ms, waits};
 
 /// Waits handled per pass; more wait for the next, which follows at once.
 const BATCH: usize = 256;
@@ -48,7 +50,8 @@ impl GateWorker {
         self.alive.is_alive()
     }
 
-    /// Tells the worker a wait was recorded (a soak may be due sooner than it planned).
+    /// Tells the worker a wait was recorded (a soak, or a wait for approval, may end sooner
+    /// than it planned).
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -77,10 +80,23 @@ impl GateWorker {
                 }
                 Err(err) => tracing::error!("could not look at the waits: {err}"),
             }
+            match self
+                .store
+                .write(move |c| approvals::expire(c, now, BATCH))
+                .await
+            {
+                Ok(0) => {}
+                Ok(expired) => {
+                    // Their `failure` statuses and events are queued.
+                    self.outbox.wake();
+                    again |= expired >= BATCH;
+                }
+                Err(err) => tracing::error!("could not end the expired approvals: {err}"),
+            }
             let sleep = if again {
                 Duration::ZERO
             } else {
-                match self.store.read(waits::next_due).await {
+                match self.store.read(next_due).await {
                     Ok(Some(due)) => {
                         Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
                             .min(IDLE_POLL)
@@ -99,4 +115,12 @@ impl GateWorker {
             }
         }
     }
+}
+
+/// When the clock must look next: the soonest of the waits' next moment and the deadlines
+/// of the deployments awaiting approval.
+fn next_due(conn: &crate::store::Connection) -> rusqlite::Result<Option<i64>> {
+    let waits = waits::next_due(conn)?;
+    let approvals = approvals::next_deadline(conn)?;
+    Ok(waits.into_iter().chain(approvals).min())
 }

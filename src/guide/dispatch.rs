@@ -85,6 +85,20 @@ pub fn dispatch(
                 );
                 (Ack::new(Outcome::Accepted, message), Effect::Deploy(job))
             }
+            Ok(Decision::AwaitApproval(job, rule)) => {
+                let message = format!(
+                    "deployment {} of {}@{} to {}: {}",
+                    job.id,
+                    job.repo,
+                    job.sha.short(),
+                    job.environment,
+                    rule.waiting_for()
+                );
+                (
+                    Ack::new(Outcome::Accepted, message),
+                    Effect::AwaitApproval(job, rule),
+                )
+            }
             Err(ignored) => (ignored.into(), Effect::None),
         },
         Event::DeploymentStatus(event) => {

@@ -1,5 +1,6 @@
 //! `process_deployment`, the guide's handler for `deployment`: decide whether a new
-//! deployment is one for deployhook to run, and describe the job. The job is queued with the
+//! deployment is one for deployhook to run, describe the job, and whether it first waits
+//! for its environment's approvals. The job is queued with the
 //! delivery; the [`crate::deploy::worker`] runs it in the background and reports its statuses
 //! (the guide's sample did this inline, with sleeps, while GitHub waited for an answer).
 //!
@@ -10,13 +11,15 @@
 
 use crate::config::{EnvironmentConfig, find_environment};
 use crate::guide::Ignored;
-use crate::model::{DEPLOY_TASK, DeployJob};
+use crate::model::{ApprovalRule, DEPLOY_TASK, DeployJob};
 use crate::webhook::events::{Deployment, DeploymentEvent};
 
 /// What to do with a deployment that is deployhook's to run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Run(DeployJob),
+    /// Its environment asks for approvals: the job waits for them before it is queued.
+    AwaitApproval(DeployJob, ApprovalRule),
     /// Its task is not one the environment runs: report `error` with this description.
     Refuse(DeployJob, String),
 }
@@ -99,7 +102,12 @@ pub fn process_deployment(
         );
         return Ok(Decision::Refuse(job, reason));
     }
-    Ok(Decision::Run(job))
+    // Every deployment waits where approvals are asked for, rollbacks and forced ones
+    // too: that is what required reviewers mean.
+    Ok(match &environment.approval {
+        Some(rule) => Decision::AwaitApproval(job, rule.clone()),
+        None => Decision::Run(job),
+    })
 }
 
 /// The longest ref deployhook runs: GitHub's limit on a branch name.
@@ -249,6 +257,29 @@ mod tests {
         };
         assert_eq!(job.task, "deploy:seed");
         assert!(reason.contains("deploy, deploy:migrate"), "{reason}");
+    }
+
+    #[test]
+    fn in_an_environment_with_approvals_every_deployment_waits_for_them() {
+        let mut environment = production();
+        environment.approval = Some(ApprovalRule::new(2));
+        let forced_rollback = event(|e| {
+            e["deployment"]["payload"] = json!({"force": true, "rollback": true});
+        });
+        for deployment in [event(|_| {}), forced_rollback] {
+            let decision = process_deployment(&deployment, &[environment.clone()], None);
+            let Ok(Decision::AwaitApproval(job, rule)) = decision else {
+                panic!("{decision:?}");
+            };
+            assert_eq!(job.id, DeploymentId::from(880_001));
+            assert_eq!(rule.required, 2);
+        }
+        // A task it does not run is refused at once: there is nothing to approve.
+        let unknown = event(|e| e["deployment"]["task"] = json!("deploy:seed"));
+        assert!(matches!(
+            process_deployment(&unknown, &[environment], None),
+            Ok(Decision::Refuse(..))
+        ));
     }
 
     #[test]

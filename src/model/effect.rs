@@ -2,6 +2,7 @@
 //! store commits with it. The guide's handlers decide both; the store records them in one
 //! transaction; the workers carry the effect out.
 
+use crate::model::approval::ApprovalRule;
 use crate::model::checks::CheckReport;
 use crate::model::deployment::{DeployJob, NewDeployment, Promotion};
 
@@ -44,6 +45,9 @@ pub enum Effect {
     /// A deploy succeeded: these environments receive the same commit after their soak.
     Promote(Vec<Promotion>),
     Deploy(DeployJob),
+    /// Record the deployment as waiting for the approvals `ApprovalRule` asks for: it is
+    /// queued to run only once they are given.
+    AwaitApproval(DeployJob, ApprovalRule),
     /// Record the deployment as run and failed with this description, without running it.
     Refuse(DeployJob, String),
 }

@@ -8,7 +8,7 @@ use crate::model::{Effect, Outcome};
 use crate::store::merges::{marks, record_merge};
 use crate::store::views::waiting;
 use crate::store::waits::{self, Ended};
-use crate::store::{int_key, jobs};
+use crate::store::{approvals, int_key, jobs};
 
 /// A delivery as recorded.
 #[derive(Debug, Clone)]
@@ -161,7 +161,7 @@ pub fn record(
                 Some(format!("deployment {} was already received", job.id))
             }
         }
-        Effect::Deploy(job) => {
+        Effect::Deploy(job) | Effect::AwaitApproval(job, _) => {
             if let Some(why) = marks::refuses_start(conn, job)? {
                 return if jobs::skip(conn, job, &delivery.delivery_id, &why, now)? {
                     skip(
@@ -174,12 +174,19 @@ pub fn record(
                     mark_done(conn, delivery, hook_id, job_known(job))
                 };
             }
-            if jobs::enqueue(conn, job, &delivery.delivery_id, delivery.received_at)? {
-                queued = queued_answer(conn, delivery, hook_id, job)?;
-                None
-            } else {
-                Some(job_known(job))
-            }
+            let enqueued = match effect {
+                Effect::AwaitApproval(_, rule) => {
+                    // Held by its approvals, not yet by a lock or a deploy ahead: the
+                    // answer already says what it waits for.
+                    approvals::request(conn, job, &delivery.delivery_id, rule, now)?
+                }
+                _ if jobs::enqueue(conn, job, &delivery.delivery_id, now)? => {
+                    queued = queued_answer(conn, delivery, hook_id, job)?;
+                    true
+                }
+                _ => false,
+            };
+            (!enqueued).then(|| job_known(job))
         }
     };
     let Some(message) = already_done else {

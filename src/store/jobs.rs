@@ -1,7 +1,9 @@
 //! The `jobs` table: the deploy queue. A job is `queued` when its deployment event is
-//! recorded, `running` once claimed (`claim`), and `finished` with the state of its final
-//! status. Claiming and finishing also queue the statuses that report them, in the same
-//! transaction, so what GitHub is told always matches the queue.
+//! recorded (or, in an environment that asks for approvals, `approval` until they are
+//! given: see [`crate::store::approvals`]), `running` once claimed (`claim`), and
+//! `finished` with the state of its final status. Claiming and finishing also queue the
+//! statuses that report them, in the same transaction, so what GitHub is told always
+//! matches the queue.
 
 use crate::store::db::{Connection, Row, params};
 
@@ -34,7 +36,8 @@ pub fn enqueue(
     Ok(true)
 }
 
-fn enqueue_row(
+/// Inserts `job` as `queued`, reporting nothing; `false` when its deployment is known.
+pub(in crate::store) fn enqueue_row(
     conn: &Connection,
     job: &DeployJob,
     delivery_id: &str,
@@ -205,6 +208,36 @@ pub fn finish_run(
     }
     outbox::notify_deploy(conn, job, state, description, now)?;
     outbox::enqueue_status(conn, job, state, description, now)?;
+    Ok(true)
+}
+
+/// Marks `job`, still waiting for approval, finished in `state` without running it, and
+/// queues the status and the event that report it, as [`finish`] does; `false` (nothing
+/// recorded, nothing queued) when it no longer waits (approved, rejected or expired by a
+/// transaction that committed first).
+pub fn finish_awaiting(
+    conn: &Connection,
+    job: &DeployJob,
+    state: DeploymentState,
+    description: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'finished', result = ?2, description = ?3, finished_at = ?4
+             WHERE deployment_id = ?1 AND state = 'approval'",
+        )?
+        .execute(params![id_key(job.id)?, state.as_str(), description, now])?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    // It never ran: its statuses and its event point at no log.
+    let job = DeployJob {
+        log_url: None,
+        ..job.clone()
+    };
+    outbox::notify_deploy(conn, &job, state, description, now)?;
+    outbox::enqueue_status(conn, &job, state, description, now)?;
     Ok(true)
 }
 

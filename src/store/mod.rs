@@ -10,10 +10,12 @@
 //! (the one `Connection` type the SQL runs on, either engine), `writer` (SQLite's group
 //! commit, sync thread, checkpoints and the log's bound), `schema` (SQLite's migrations),
 //! `postgres` (the pool, TLS, schema, the leader's lock), `retention`, and one file per
-//! table: `deliveries`, `merges`, `waits` (with check results), `jobs`, `locks`, `outbox`
+//! table: `deliveries`, `merges`, `waits` (with check results), `jobs` (with `approvals`:
+//! deployments that wait for people to approve them), `locks`, `outbox`
 //! (with `given_up`), `refused`, `logs`, `sessions`, `views` (what pages show), `insights`.
 //!
 //! May use: `model`.
+pub mod approvals;
 pub mod db;
 pub mod deliveries;
 mod error;

@@ -125,7 +125,10 @@ pub fn enqueue_status(
     now: i64,
 ) -> rusqlite::Result<()> {
     // The log exists from the moment the deploy runs; the environment once it succeeded.
-    let ran = !matches!(state, DeploymentState::Queued | DeploymentState::Inactive);
+    let ran = !matches!(
+        state,
+        DeploymentState::Pending | DeploymentState::Queued | DeploymentState::Inactive
+    );
     let request = StatusRequest {
         state,
         description: crate::model::text::description(description),

@@ -1,13 +1,13 @@
-//! Retention: deliveries, merges, check results, ended waits, finished deploys and their
-//! logs are deleted once older
-//! than the configured ages, so the database stops growing with the months. The newest
-//! merge of each environment keeps its record, and the merge marks (`merges::marks`) stay
-//! whatever their age: they are what keeps an older merge from deploying, long after its
-//! delivery is gone. Pruning runs in
-//! small batches, each its own short transaction on the writer between other work, with a
-//! pause between batches: a backlog of a year to prune never holds a delivery up for long.
-//! Given-up GitHub calls are kept until an operator retries or dismisses them; dismissed
-//! ones go with the deliveries' age.
+//! Retention: deliveries, merges, check results, ended waits, finished deploys with their
+//! logs and their approvals are deleted once older than the configured ages (a deployment
+//! still waiting for approval has not finished, and stays), so the database stops growing
+//! with the months. The newest merge of each environment keeps its record, and the merge
+//! marks (`merges::marks`) stay whatever their age: they are what keeps an older merge
+//! from deploying, long after its delivery is gone. Pruning runs in small batches, each its
+//! own short transaction on the writer between other work, with a pause between batches: a
+//! backlog of a year to prune never holds a delivery up for long. Given-up GitHub calls
+//! are kept until an operator retries or dismisses them; dismissed ones go with the
+//! deliveries' age.
 
 use std::time::Duration;
 
@@ -154,6 +154,9 @@ pub fn prune_batch(
         .execute(params![job, room])?;
     deleted += lines;
     if lines < usize::try_from(room).unwrap_or(0) {
+        deleted += conn
+            .prepare_cached("DELETE FROM approvals WHERE deployment_id = ?1")?
+            .execute([job])?;
         deleted += conn
             .prepare_cached("DELETE FROM jobs WHERE deployment_id = ?1")?
             .execute([job])?;

@@ -28,6 +28,8 @@ pub struct Backlog {
     pub waiting_for_checks: u64,
     /// Promotions soaking now.
     pub soaking: u64,
+    /// Deployments waiting for approval now (not counted in `jobs`: no claim sees them).
+    pub awaiting_approval: u64,
     /// The environments locked now.
     pub locked: Vec<String>,
     /// Notifications still to send (not counted in `outbox_pending`).
@@ -61,11 +63,17 @@ pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })?;
     let (waiting_for_checks, soaking) = crate::store::waits::waiting_counts(conn)?;
+    let awaiting_approval: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM jobs INDEXED BY jobs_awaiting WHERE state = 'approval'",
+        )?
+        .query_row([], |row| row.get(0))?;
     let locked = crate::store::locks::holding_all(conn, now)?
         .into_iter()
         .map(|lock| lock.environment)
         .collect();
     Ok(Backlog {
+        awaiting_approval: awaiting_approval.unsigned_abs(),
         notifications_pending: notifications,
         locked,
         waiting_for_checks,
@@ -104,6 +112,7 @@ pub struct JobRow {
     pub git_ref: String,
     pub task: String,
     pub deploy_user: String,
+    /// `approval` (waiting for people to approve it: see [`crate::store::approvals`]),
     /// `queued`, `running`, or the final state (`success`, `failure`, `error`, `inactive`).
     pub state: String,
     pub description: Option<String>,
@@ -144,7 +153,8 @@ pub fn recent_jobs(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
     )
 }
 
-/// The deployments running or queued, however old (few: the queue drains).
+/// The deployments running or queued, however old (few: the queue drains). Those waiting
+/// for approval are not queued yet: [`crate::store::approvals::waiting`] lists them.
 pub fn active_jobs(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
     jobs(
         conn,

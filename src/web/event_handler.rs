@@ -25,7 +25,7 @@ use crate::webhook::intake::{Delivery, Rejected, is_kept_header};
 /// sets in motion are committed before the answer goes back.
 pub(super) async fn event_handler(State(state): State<AppState>, delivery: Delivery) -> Response {
     let (ack, mut effect) = dispatch(&delivery, &state.environments, state.own_app.as_deref());
-    if let Effect::Deploy(job) = &mut effect {
+    if let Effect::Deploy(job) | Effect::AwaitApproval(job, _) = &mut effect {
         job.log_url = state.links.url(job.id);
     }
     let event_label = Metrics::event_label(&delivery.event_name);
@@ -49,6 +49,8 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         Effect::CreateDeployment(_) => (true, false, true),
         Effect::Refuse(..) | Effect::Checks(_) => (true, false, false),
         Effect::Deploy(_) => (true, true, false),
+        // The clock ends a wait for approval at its deadline.
+        Effect::AwaitApproval(..) => (true, false, true),
         Effect::Promote(_) => (false, false, true),
     };
     let delivery_id = record.delivery_id.clone();

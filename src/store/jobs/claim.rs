@@ -2,7 +2,8 @@
 //! in each environment's policy order (`queue`: oldest first; `latest`: the newest, which
 //! retires the older ones), locks holding all but forced jobs. Deployment ids order the
 //! jobs: GitHub numbers deployments in the order it creates them, whatever order their
-//! events arrive in.
+//! events arrive in. Jobs waiting for approval are not queued yet: no claim sees them, but
+//! under `latest` a newer job that starts retires them as it retires older queued ones.
 
 use crate::model::{DeployJob, DeploymentId, DeploymentState, Policy};
 use crate::store::db::{Connection, Dialect, OptionalExtension, params};
@@ -191,7 +192,8 @@ fn forced_job(
     .optional()
 }
 
-/// The jobs of `pair` queued before `newest`, which supersedes them.
+/// The jobs of `pair` queued before `newest`, which supersedes them, with those still
+/// waiting for approval: approved later, they would deploy what is older than what runs.
 fn queued_before(
     conn: &Connection,
     pair: &(String, String),
@@ -199,7 +201,7 @@ fn queued_before(
 ) -> rusqlite::Result<Vec<Claimed>> {
     conn.prepare_cached(&format!(
         "SELECT {CLAIMED_COLUMNS} FROM jobs
-         WHERE state = 'queued' AND repository = ?1 AND environment = ?2
+         WHERE state IN ('queued', 'approval') AND repository = ?1 AND environment = ?2
            AND deployment_id < ?3
          ORDER BY deployment_id"
     ))?

@@ -183,6 +183,7 @@ fn superseded(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
         )));
     }
     let moved_on = match (state.as_str(), job.as_deref()) {
+        ("pending", Some(job)) => job != "approval",
         ("queued", Some(job)) => job != "queued",
         ("in_progress", Some(job)) => job == "finished",
         _ => false,

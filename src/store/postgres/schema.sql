@@ -1,5 +1,5 @@
 -- deployhook's durable state on PostgreSQL 15: the final state of the SQLite migrations
--- 0001 … 0013 (src/store/migrations), in one script, plus what only a shared PostgreSQL
+-- 0001 … 0015 (src/store/migrations), in one script, plus what only a shared PostgreSQL
 -- database needs (replicas, jobs.owner, one running job per repository and environment).
 -- A database made by an earlier version is brought here by the `upgrade_*.sql` scripts.
 -- Times are Unix milliseconds (UTC).
@@ -81,7 +81,12 @@ CREATE TABLE jobs (
     -- 1: forced through a lock (`"force": true` in the payload).
     forced          BIGINT  NOT NULL DEFAULT 0,
     -- PostgreSQL only: the replica (replicas.id) that claimed it.
-    owner           TEXT COLLATE "C"
+    owner           TEXT COLLATE "C",
+    -- Approvals (state 'approval' while they are awaited): how many distinct people must
+    -- approve (NULL: none asked for), until when, and whether the author may be one.
+    approvals_needed  BIGINT,
+    approval_deadline BIGINT,
+    self_approval     BIGINT  NOT NULL DEFAULT 0
 );
 CREATE INDEX jobs_by_state ON jobs (state, repository, environment, deployment_id);
 -- Retention deletes finished deploys by age, oldest first.
@@ -101,6 +106,19 @@ CREATE INDEX jobs_by_delivery ON jobs (delivery_id, deployment_id);
 -- PostgreSQL only: at most one running job per repository and environment, whichever
 -- replica claims it.
 CREATE UNIQUE INDEX jobs_one_running ON jobs (repository, environment) WHERE state = 'running';
+-- The deployments waiting for approval, by deadline: what the clock ends next.
+CREATE INDEX jobs_awaiting ON jobs (approval_deadline, deployment_id) WHERE state = 'approval';
+
+-- One verdict per person per deployment awaiting (or past) approval: 'approve' or
+-- 'reject' (with its reason). Pruned with its job.
+CREATE TABLE approvals (
+    deployment_id BIGINT  NOT NULL,
+    login         TEXT COLLATE "C"    NOT NULL,
+    verdict       TEXT COLLATE "C"    NOT NULL,  -- approve | reject
+    reason        TEXT COLLATE "C",
+    at            BIGINT  NOT NULL,
+    PRIMARY KEY (deployment_id, login)
+);
 
 -- Calls to GitHub (and notifications) that must happen: created in the same transaction as
 -- the decision that needs them, deleted once accepted. Rows that share an ordering key are

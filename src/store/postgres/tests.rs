@@ -484,8 +484,8 @@ async fn replicas_starting_together_migrate_the_schema_once() {
 }
 
 /// A database made at version 11 is upgraded one version at a time (12, then 13: the merge
-/// marks), to the state SQLite's migration 13 makes; one at a version no script starts
-/// from is refused, saying so.
+/// marks, … 15: approvals), to the state SQLite's migrations make; one at a version no
+/// script starts from is refused, saying so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     use crate::store::schema::merge_order::tests::{assert_upgraded, on_record_before_13};
@@ -495,12 +495,15 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     };
     let url = cluster.database();
     let store = PgStore::connect(&url).await.unwrap();
-    // Back to version 11: what 12 (check results per source) and 13 (the merge marks)
-    // add goes, and the record is as 11 kept it.
+    // Back to version 11: what 12 (check results per source), 13 (the merge marks) and 15
+    // (approvals) add goes, and the record is as 11 kept it.
     store
         .run(false, |c| {
             c.execute_batch(&format!(
                 "DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
+                 DROP TABLE approvals; DROP INDEX jobs_awaiting;
+                 ALTER TABLE jobs DROP COLUMN approvals_needed,
+                     DROP COLUMN approval_deadline, DROP COLUMN self_approval;
                  {CHECK_RESULTS_AT_11}
                  UPDATE schema_version SET version = 11"
             ))?;
@@ -518,12 +521,18 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
                 c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))?;
             let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 assert_upgraded(c);
+                // Version 15's approvals.
+                assert_eq!(crate::store::approvals::waiting(c).unwrap(), []);
+                assert_eq!(crate::store::approvals::next_deadline(c).unwrap(), None);
             }));
             Ok((version, checked))
         })
         .await
         .unwrap();
-    assert_eq!(checked.0, 13);
+    assert_eq!(
+        checked.0,
+        i64::try_from(crate::store::SCHEMA_VERSION).unwrap()
+    );
     if let Err(panic) = checked.1 {
         std::panic::resume_unwind(panic);
     }
@@ -535,10 +544,9 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
         .unwrap();
     let refused = PgStore::connect(&url).await.unwrap_err();
     let refused = format!("{refused:#}");
-    assert!(
-        refused.contains(
-            "at schema version 10; this deployhook knows no PostgreSQL migration from it to 13"
-        ),
-        "{refused}"
+    let expected = format!(
+        "at schema version 10; this deployhook knows no PostgreSQL migration from it to {}",
+        crate::store::SCHEMA_VERSION
     );
+    assert!(refused.contains(&expected), "{refused}");
 }

@@ -1,0 +1,493 @@
+//! Approvals before a deploy: a deployment into an environment that asks for them waits in
+//! the `jobs` table in state `approval` — which no claim picks — with the number of people
+//! it needs, its deadline and whether its author may approve it, fixed when it started
+//! waiting. The `approvals` table keeps one verdict per person per deployment.
+//!
+//! - [`request`]: the job starts waiting; its `pending` status ("waiting for approval by
+//!   …") and the `approval_requested` event are queued with it.
+//! - [`approve`]: one more distinct person; at the count needed the job becomes `queued`
+//!   — an ordinary queued job from then on, held by locks as any other, in its place in
+//!   the policy's order (deployment ids order the queue) — with a `queued` status saying
+//!   who approved.
+//! - [`reject`], [`expire`]: the job ends `failure` without running, through the same
+//!   finishing path as a deploy that failed (its status and its `deploy_failed` event).
+//!
+//! Every change takes the job's row first (a conditional update on `state = 'approval'`):
+//! on PostgreSQL a second approval, a rejection or the clock's expiry of the same
+//! deployment waits for the first to commit and then sees it, so two approvals given at
+//! once both count and a deployment is never both approved and expired.
+
+use std::time::Duration;
+
+use crate::model::{ApprovalRule, DeployJob, DeploymentId, DeploymentState, Notification};
+use crate::store::db::{Connection, OptionalExtension, Row, params};
+use crate::store::jobs::{self, CLAIMED_COLUMNS, claimed_from_row, id_key};
+use crate::store::outbox;
+
+/// Deployments awaiting approval that [`waiting`] lists at most.
+pub const MAX_WAITING: i64 = 500;
+
+/// One person's verdict on a deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub login: String,
+    /// `true`: approved; `false`: rejected.
+    pub approved: bool,
+    /// A rejection's reason, as given.
+    pub reason: Option<String>,
+    /// When (Unix milliseconds).
+    pub at: i64,
+}
+
+/// What an approval did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approved {
+    /// Whether the approvals are now complete: the job is queued to run.
+    pub queued: bool,
+    /// Who approved so far, in the order they did (this approval last).
+    pub approvers: Vec<String>,
+    /// How many distinct people it needs.
+    pub needed: u32,
+}
+
+/// Why an approval or a rejection was not recorded. Each says so in a sentence
+/// ([`std::fmt::Display`]) fit to answer the person who asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApprovalRefusal {
+    #[error(
+        "deployhook has no deployment {0}: GitHub has not sent its deployment event (yet), \
+         or it is for an environment or repository this server does not run"
+    )]
+    Unknown(DeploymentId),
+    /// It is not waiting for approval: `state` as pages show it (`queued`, `running`, or
+    /// its final state), `asked` whether it ever waited, `description` its latest word.
+    #[error("{}", not_waiting_sentence(*id, state, *asked, description.as_deref()))]
+    NotWaiting {
+        id: DeploymentId,
+        state: String,
+        asked: bool,
+        description: Option<String>,
+    },
+    #[error("{login} already approved deployment {id}")]
+    AlreadyApproved { id: DeploymentId, login: String },
+    #[error(
+        "{login} made deployment {id}: the change's author may not approve it in this \
+         environment (self_approval = false); someone else must"
+    )]
+    OwnChange { id: DeploymentId, login: String },
+}
+
+fn not_waiting_sentence(
+    id: DeploymentId,
+    state: &str,
+    asked: bool,
+    description: Option<&str>,
+) -> String {
+    let said = description
+        .filter(|d| !d.is_empty())
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    match (state, asked) {
+        ("queued", true) => format!("deployment {id} is approved already and queued{said}"),
+        ("running", true) => format!("deployment {id} was approved and is running"),
+        ("queued" | "running", false) => {
+            format!("deployment {id} needs no approval: it is {state}")
+        }
+        (ended, _) => format!("deployment {id} has ended, {ended}{said}: it waits for nothing"),
+    }
+}
+
+/// A deployment awaiting approval, as pages and the API list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Awaiting {
+    pub deployment_id: u64,
+    pub repository: String,
+    pub environment: String,
+    pub sha: String,
+    pub git_ref: String,
+    pub task: String,
+    /// The change's author (`deploy_user`).
+    pub author: String,
+    pub needed: u32,
+    /// Who approved so far, in the order they did.
+    pub approvers: Vec<String>,
+    pub self_approval: bool,
+    /// When it started waiting, and until when it waits (Unix milliseconds).
+    pub queued_at: i64,
+    pub deadline: i64,
+    /// What it waits for, as its `pending` status said: `waiting for approval by …`.
+    pub waiting_for: String,
+    /// Forced through locks once approved (`"force": true` in its payload).
+    pub forced: bool,
+}
+
+/// One deployment's approvals, awaited or over, for its page and the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approvals {
+    pub deployment_id: u64,
+    /// `approval` while it waits; then `queued`, `running` or its final state.
+    pub state: String,
+    pub author: String,
+    pub needed: u32,
+    pub self_approval: bool,
+    pub deadline: i64,
+    /// Every verdict, in the order given.
+    pub reviews: Vec<Review>,
+}
+
+/// `job` waits for the approvals `rule` asks for, until `now` plus its timeout: recorded
+/// in state `approval`, with its `pending` status and the `approval_requested` event.
+/// `false` when its deployment is already known (waiting, queued, running or run).
+pub fn request(
+    conn: &Connection,
+    job: &DeployJob,
+    delivery_id: &str,
+    rule: &ApprovalRule,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    if !jobs::enqueue_row(conn, job, delivery_id, now)? {
+        return Ok(false);
+    }
+    let deadline = now.saturating_add(millis(rule.timeout));
+    let waiting_for = rule.waiting_for();
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'approval', approvals_needed = ?2, approval_deadline = ?3,
+                         self_approval = ?4, description = ?5
+         WHERE deployment_id = ?1",
+    )?
+    .execute(params![
+        id_key(job.id)?,
+        rule.required,
+        deadline,
+        rule.self_approval,
+        waiting_for,
+    ])?;
+    outbox::enqueue_status(conn, job, DeploymentState::Pending, &waiting_for, now)?;
+    let event = Notification::approval_requested(job, &waiting_for, deadline, now);
+    outbox::enqueue_notification(conn, &event, now).map(|()| true)
+}
+
+/// `login` approves deployment `id`. Refused when the deployment is unknown, no longer
+/// waits (or its deadline passed: it ends then, as [`expire`] would have ended it), `login`
+/// approved it already, or `login` is its author and its environment does not let
+/// authors approve their own. At the count needed the job is queued (it keeps its
+/// place: deployment ids order the queue) with a `queued` status `approved by a, b`;
+/// wake the deploy worker after the commit.
+pub fn approve(
+    conn: &Connection,
+    id: DeploymentId,
+    login: &str,
+    now: i64,
+) -> rusqlite::Result<Result<Approved, ApprovalRefusal>> {
+    let Some(waiting) = take_waiting(conn, id)? else {
+        return not_waiting(conn, id).map(Err);
+    };
+    if now >= waiting.deadline {
+        // Too late, though the clock has not come round to it yet.
+        end_expired(conn, &waiting, now)?;
+        return not_waiting(conn, id).map(Err);
+    }
+    if !waiting.self_approval && waiting.job.deploy_user.eq_ignore_ascii_case(login) {
+        return Ok(Err(ApprovalRefusal::OwnChange {
+            id,
+            login: login.to_owned(),
+        }));
+    }
+    let mut approvers = approvers(&reviews(conn, id)?);
+    if approvers.iter().any(|a| a.eq_ignore_ascii_case(login)) {
+        return Ok(Err(ApprovalRefusal::AlreadyApproved {
+            id,
+            login: login.to_owned(),
+        }));
+    }
+    conn.prepare_cached(
+        "INSERT INTO approvals (deployment_id, login, verdict, reason, at)
+         VALUES (?1, ?2, 'approve', NULL, ?3)",
+    )?
+    .execute(params![id_key(id)?, login, now])?;
+    approvers.push(login.to_owned());
+    let queued = approvers.len() >= waiting.needed as usize;
+    if queued {
+        let description = format!("approved by {}", approvers.join(", "));
+        conn.prepare_cached(
+            "UPDATE jobs SET state = 'queued', description = ?2 WHERE deployment_id = ?1",
+        )?
+        .execute(params![id_key(id)?, description])?;
+        outbox::enqueue_status(
+            conn,
+            &waiting.job,
+            DeploymentState::Queued,
+            &description,
+            now,
+        )?;
+    }
+    Ok(Ok(Approved {
+        queued,
+        approvers,
+        needed: waiting.needed,
+    }))
+}
+
+/// `login` rejects deployment `id` because of `reason`: it ends `failure`, "rejected by
+/// LOGIN: reason", without running. Anyone allowed to approve may reject, the author too
+/// (withdrawing their own change). Returns the description it ended with; refused when the
+/// deployment is unknown or no longer waits.
+pub fn reject(
+    conn: &Connection,
+    id: DeploymentId,
+    login: &str,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<Result<String, ApprovalRefusal>> {
+    let Some(waiting) = take_waiting(conn, id)? else {
+        return not_waiting(conn, id).map(Err);
+    };
+    if now >= waiting.deadline {
+        end_expired(conn, &waiting, now)?;
+        return not_waiting(conn, id).map(Err);
+    }
+    let reason = reason.trim();
+    conn.prepare_cached(
+        "INSERT INTO approvals (deployment_id, login, verdict, reason, at)
+         VALUES (?1, ?2, 'reject', ?3, ?4)
+         ON CONFLICT (deployment_id, login)
+         DO UPDATE SET verdict = 'reject', reason = excluded.reason, at = excluded.at",
+    )?
+    .execute(params![id_key(id)?, login, reason, now])?;
+    let description = if reason.is_empty() {
+        format!("rejected by {login}")
+    } else {
+        format!("rejected by {login}: {reason}")
+    };
+    jobs::finish_awaiting(
+        conn,
+        &waiting.job,
+        DeploymentState::Failure,
+        &description,
+        now,
+    )?;
+    Ok(Ok(description))
+}
+
+/// Ends, at most `limit` of them, the deployments whose deadline passed by `now` without
+/// their approvals: `failure`, "no approval within 4h (needed 2, had 1)". Returns how many
+/// ended; their statuses and events are queued (wake the outbox).
+pub fn expire(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<usize> {
+    let due: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT deployment_id FROM jobs INDEXED BY jobs_awaiting
+             WHERE state = 'approval' AND approval_deadline <= ?1
+             ORDER BY approval_deadline, deployment_id LIMIT ?2",
+        )?
+        .query_map(
+            params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| row.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut ended = 0;
+    for key in due {
+        let id = DeploymentId::from(key.unsigned_abs());
+        let Some(waiting) = take_waiting(conn, id)? else {
+            continue;
+        };
+        if end_expired(conn, &waiting, now)? {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
+/// Ends `waiting`, whose deadline passed: `failure`, saying how long it waited and how
+/// many of the approvals it needed it had.
+fn end_expired(conn: &Connection, waiting: &Waiting, now: i64) -> rusqlite::Result<bool> {
+    let had = approvers(&reviews(conn, waiting.job.id)?).len();
+    let waited =
+        Duration::from_millis(u64::try_from(waiting.deadline - waiting.queued_at).unwrap_or(0));
+    let description = format!(
+        "no approval within {} (needed {}, had {had})",
+        humantime::format_duration(waited),
+        waiting.needed
+    );
+    jobs::finish_awaiting(
+        conn,
+        &waiting.job,
+        DeploymentState::Failure,
+        &description,
+        now,
+    )
+}
+
+/// The earliest deadline of a deployment awaiting approval, if any waits.
+pub fn next_deadline(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT MIN(approval_deadline) FROM jobs INDEXED BY jobs_awaiting
+         WHERE state = 'approval'",
+    )?
+    .query_row([], |row| row.get(0))
+}
+
+/// The deployments awaiting approval, soonest deadline first, at most [`MAX_WAITING`].
+pub fn waiting(conn: &Connection) -> rusqlite::Result<Vec<Awaiting>> {
+    let rows: Vec<Awaiting> = conn
+        .prepare_cached(
+            "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
+                    approvals_needed, self_approval, queued_at, approval_deadline,
+                    COALESCE(description, ''), forced
+             FROM jobs INDEXED BY jobs_awaiting WHERE state = 'approval'
+             ORDER BY approval_deadline, deployment_id LIMIT ?1",
+        )?
+        .query_map([MAX_WAITING], |row| {
+            Ok(Awaiting {
+                deployment_id: row.get::<_, i64>(0)?.unsigned_abs(),
+                repository: row.get(1)?,
+                environment: row.get(2)?,
+                sha: row.get(3)?,
+                git_ref: row.get(4)?,
+                task: row.get(5)?,
+                author: row.get(6)?,
+                needed: needed(row, 7)?,
+                approvers: vec![],
+                self_approval: row.get::<_, i64>(8)? != 0,
+                queued_at: row.get(9)?,
+                deadline: row.get(10)?,
+                waiting_for: row.get(11)?,
+                forced: row.get::<_, i64>(12)? != 0,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|mut awaiting| {
+            let id = DeploymentId::from(awaiting.deployment_id);
+            awaiting.approvers = approvers(&reviews(conn, id)?);
+            Ok(awaiting)
+        })
+        .collect()
+}
+
+/// Deployment `id`'s approvals; `None` when it is unknown or never asked for any.
+pub fn of_deployment(conn: &Connection, id: DeploymentId) -> rusqlite::Result<Option<Approvals>> {
+    let found = conn
+        .prepare_cached(
+            "SELECT CASE WHEN state = 'finished' THEN COALESCE(result, 'finished') ELSE state END,
+                    deploy_user, approvals_needed, self_approval, approval_deadline
+             FROM jobs WHERE deployment_id = ?1 AND approvals_needed IS NOT NULL",
+        )?
+        .query_row([id_key(id)?], |row| {
+            Ok(Approvals {
+                deployment_id: id.get(),
+                state: row.get(0)?,
+                author: row.get(1)?,
+                needed: needed(row, 2)?,
+                self_approval: row.get::<_, i64>(3)? != 0,
+                deadline: row.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                reviews: vec![],
+            })
+        })
+        .optional()?;
+    found
+        .map(|mut approvals| {
+            approvals.reviews = reviews(conn, id)?;
+            Ok(approvals)
+        })
+        .transpose()
+}
+
+/// A job waiting for approval, with what it was asked.
+struct Waiting {
+    job: DeployJob,
+    needed: u32,
+    self_approval: bool,
+    queued_at: i64,
+    deadline: i64,
+}
+
+/// Takes the row of deployment `id` if it waits for approval (see the module's note on
+/// concurrent changes), and reads it; `None` when it does not wait.
+fn take_waiting(conn: &Connection, id: DeploymentId) -> rusqlite::Result<Option<Waiting>> {
+    let key = id_key(id)?;
+    let held = conn
+        .prepare_cached(
+            "UPDATE jobs SET approval_deadline = approval_deadline
+             WHERE deployment_id = ?1 AND state = 'approval'",
+        )?
+        .execute([key])?;
+    if held == 0 {
+        return Ok(None);
+    }
+    conn.prepare_cached(&format!(
+        "SELECT {CLAIMED_COLUMNS}, approvals_needed, self_approval, queued_at, approval_deadline
+         FROM jobs WHERE deployment_id = ?1"
+    ))?
+    .query_row([key], |row| {
+        Ok(Waiting {
+            job: claimed_from_row(row)?.job,
+            needed: needed(row, 12)?,
+            self_approval: row.get::<_, i64>(13)? != 0,
+            queued_at: row.get(14)?,
+            deadline: row.get::<_, Option<i64>>(15)?.unwrap_or(0),
+        })
+    })
+    .optional()
+}
+
+/// Why deployment `id` cannot be approved or rejected: unknown, or its state.
+fn not_waiting(conn: &Connection, id: DeploymentId) -> rusqlite::Result<ApprovalRefusal> {
+    let found: Option<(String, bool, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT CASE WHEN state = 'finished' THEN COALESCE(result, 'finished') ELSE state END,
+                    approvals_needed IS NOT NULL, description
+             FROM jobs WHERE deployment_id = ?1",
+        )?
+        .query_row([id_key(id)?], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    Ok(match found {
+        None => ApprovalRefusal::Unknown(id),
+        Some((state, asked, description)) => ApprovalRefusal::NotWaiting {
+            id,
+            state,
+            asked,
+            description,
+        },
+    })
+}
+
+/// Every verdict on deployment `id`, in the order given.
+fn reviews(conn: &Connection, id: DeploymentId) -> rusqlite::Result<Vec<Review>> {
+    conn.prepare_cached(
+        "SELECT login, verdict, reason, at FROM approvals WHERE deployment_id = ?1
+         ORDER BY at, login",
+    )?
+    .query_map([id_key(id)?], |row| {
+        Ok(Review {
+            login: row.get(0)?,
+            approved: row.get::<_, String>(1)? == "approve",
+            reason: row.get(2)?,
+            at: row.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+/// The logins that approved, in the order they did.
+fn approvers(reviews: &[Review]) -> Vec<String> {
+    reviews
+        .iter()
+        .filter(|r| r.approved)
+        .map(|r| r.login.clone())
+        .collect()
+}
+
+/// The count of approvals needed, as stored in column `index`.
+fn needed(row: &Row<'_>, index: usize) -> rusqlite::Result<u32> {
+    let stored: Option<i64> = row.get(index)?;
+    Ok(u32::try_from(stored.unwrap_or(0)).unwrap_or(u32::MAX))
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;
