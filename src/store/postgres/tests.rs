@@ -489,21 +489,20 @@ async fn replicas_starting_together_migrate_the_schema_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     use crate::store::schema::merge_order::tests::{assert_upgraded, on_record_before_13};
+    use crate::store::tests::UNDO_AFTER_13;
     use crate::store::waits::tests::sources::CHECK_RESULTS_AT_11;
     let Some(cluster) = cluster::shared() else {
         return;
     };
     let url = cluster.database();
     let store = PgStore::connect(&url).await.unwrap();
-    // Back to version 11: what 12 (check results per source), 13 (the merge marks) and 15
-    // (approvals) add goes, and the record is as 11 kept it.
+    // Back to version 11: what 12 (check results per source), 13 (the merge marks) and the
+    // later versions add goes, and the record is as 11 kept it.
     store
         .run(false, |c| {
             c.execute_batch(&format!(
-                "DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
-                 DROP TABLE approvals; DROP INDEX jobs_awaiting;
-                 ALTER TABLE jobs DROP COLUMN approvals_needed,
-                     DROP COLUMN approval_deadline, DROP COLUMN self_approval;
+                "{UNDO_AFTER_13}
+                 DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
                  {CHECK_RESULTS_AT_11}
                  UPDATE schema_version SET version = 11"
             ))?;

@@ -7,6 +7,7 @@ use crate::model::Verdict;
 use crate::store::db::Connection;
 use crate::store::postgres::PgStore;
 use crate::store::schema::MIGRATIONS;
+use crate::store::tests::UNDO_AFTER_13;
 use crate::store::waits::results::upsert_result;
 use deployhook_testkit::postgres as cluster;
 
@@ -171,6 +172,7 @@ async fn a_postgresql_database_at_11_is_upgraded_to_check_results_per_source() {
                      VALUES ('checks', 'acme/widgets', 'production', '{SHA}', 42, '{{}}',
                              'latest', 'k', 'waiting', 0, 3600000, 300000);
                  DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
+                 {UNDO_AFTER_13}
                  UPDATE schema_version SET version = 11;"
             ),
         )
