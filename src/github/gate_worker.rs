@@ -87,6 +87,7 @@ impl GateWorker {
             {
                 Ok(0) => {}
                 Ok(expired) => {
+                    tracing::info!(expired, "ended deployments not approved in time");
                     // Their `failure` statuses and events are queued.
                     self.outbox.wake();
                     again |= expired >= BATCH;

@@ -12,10 +12,12 @@
 //! - [`reject`], [`expire`]: the job ends `failure` without running, through the same
 //!   finishing path as a deploy that failed (its status and its `deploy_failed` event).
 //!
-//! Every change takes the job's row first (a conditional update on `state = 'approval'`):
-//! on PostgreSQL a second approval, a rejection or the clock's expiry of the same
-//! deployment waits for the first to commit and then sees it, so two approvals given at
-//! once both count and a deployment is never both approved and expired.
+//! Every change first takes the queue's lock ([`jobs::lock_queue`], on PostgreSQL), then the
+//! job's row (a conditional update on `state = 'approval'`): a second approval, a rejection,
+//! the clock's expiry or a claim of the same deployment waits for the first to commit and
+//! then sees it, so two approvals given at once both count, a deployment is never both
+//! approved and expired, and none of them deadlocks with a claim (which takes job rows and
+//! the outbox's lock in turn).
 
 use std::time::Duration;
 
@@ -273,6 +275,7 @@ pub fn reject(
 /// their approvals: `failure`, "no approval within 4h (needed 2, had 1)". Returns how many
 /// ended; their statuses and events are queued (wake the outbox).
 pub fn expire(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<usize> {
+    jobs::lock_queue(conn)?;
     let due: Vec<i64> = conn
         .prepare_cached(
             "SELECT deployment_id FROM jobs INDEXED BY jobs_awaiting
@@ -404,6 +407,7 @@ struct Waiting {
 /// Takes the row of deployment `id` if it waits for approval (see the module's note on
 /// concurrent changes), and reads it; `None` when it does not wait.
 fn take_waiting(conn: &Connection, id: DeploymentId) -> rusqlite::Result<Option<Waiting>> {
+    jobs::lock_queue(conn)?;
     let key = id_key(id)?;
     let held = conn
         .prepare_cached(

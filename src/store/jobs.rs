@@ -13,6 +13,7 @@ use crate::store::{int_key, outbox};
 mod claim;
 
 pub use claim::claim;
+pub(in crate::store) use claim::lock_queue;
 
 /// The description of a job that was running when deployhook stopped.
 pub const INTERRUPTED: &str = "interrupted: deployhook restarted during the deploy";

@@ -399,3 +399,89 @@ fn retention_prunes_a_finished_deployments_approvals_with_it() {
         assert_eq!(left, [2], "a deployment still waiting keeps its approvals");
     });
 }
+
+/// Replicas approving, the leader's clock expiring and its deploy worker claiming the same
+/// deployments at once on PostgreSQL (each write its own transaction, at READ COMMITTED):
+/// two approvals given together both count, a deployment is never both approved and
+/// expired, and none of it deadlocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgresql_approvals_given_at_once_all_count_and_nothing_ends_twice() {
+    let Some(cluster) = deployhook_testkit::postgres::shared() else {
+        return;
+    };
+    let store = crate::store::postgres::PgStore::connect(&cluster.database())
+        .await
+        .unwrap();
+    const ROUNDS: u64 = 40;
+    let deadline = 4 * HOUR;
+    store
+        .run(false, |c| {
+            // Odd rounds wait an hour longer: the clock does not reach them.
+            for n in 1..=ROUNDS {
+                let asked = if n % 2 == 1 { HOUR } else { 0 };
+                request(c, &job(n, None), "d", &rule(2), asked)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 1..=ROUNDS {
+        for login in ["octocat", "hubot"] {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let answer = store
+                    .run(false, move |c| approve(c, id(n), login, deadline - 1))
+                    .await
+                    .unwrap();
+                // Refused only when the clock ended it first.
+                assert!(
+                    matches!(answer, Ok(_) | Err(ApprovalRefusal::NotWaiting { .. })),
+                    "{answer:?}"
+                );
+            }));
+        }
+        // The deploy worker claims all along.
+        let claiming = store.clone();
+        tasks.push(tokio::spawn(async move {
+            claiming
+                .run(false, move |c| {
+                    jobs::claim(c, "test", 100, |_| Policy::Queue, deadline - 1)
+                })
+                .await
+                .unwrap();
+        }));
+        // Every other round races the clock, at the deadline.
+        if n % 2 == 0 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .run(false, move |c| expire(c, deadline, 100))
+                    .await
+                    .unwrap();
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let told = store
+        .run(true, |c| {
+            let mut told = Vec::new();
+            for n in 1..=ROUNDS {
+                let states: Vec<String> = statuses(c, n as i64).into_iter().map(|s| s.0).collect();
+                told.push((n, state(c, n as i64).0, states.join(" ")));
+            }
+            Ok(told)
+        })
+        .await
+        .unwrap();
+    for (n, state, states) in told {
+        let approved = matches!(state.as_str(), "queued" | "running") && states == "pending queued";
+        let expired = state == "finished" && states == "pending failure";
+        assert!(
+            approved || (n % 2 == 0 && expired),
+            "deployment {n}: {state} after {states}"
+        );
+    }
+}

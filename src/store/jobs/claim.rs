@@ -15,6 +15,19 @@ use super::{CLAIMED_COLUMNS, Claimed, claimed_from_row, finish, id_key, is_force
 /// The transaction-level advisory lock that serialises claims (PostgreSQL).
 const CLAIM_LOCK: i64 = 0x6465_706c_6f79_0003;
 
+/// On PostgreSQL, waits until no other transaction claims or changes which jobs may start,
+/// then holds that until the commit. One claim at a time across replicas: the leader's, and
+/// for a moment after a lost lead its predecessor's; the later one waits, then sees what the
+/// first started (a partial unique index also allows one running job per repository +
+/// environment). Approvals take it too, first: a claim takes job rows and the outbox's lock
+/// in turn, and an approval taking them in another order could deadlock with it.
+pub(in crate::store) fn lock_queue(conn: &Connection) -> rusqlite::Result<()> {
+    if conn.dialect() == Dialect::Postgres {
+        conn.query_row("SELECT pg_advisory_xact_lock(?1)", [CLAIM_LOCK], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
 /// Claims what may start now: per repository + environment with nothing running, the
 /// oldest queued job (`Queue`) or the newest (`Latest`, which retires the older ones), while
 /// fewer than `max_running` run in all. In a locked environment only forced jobs start
@@ -29,12 +42,7 @@ pub fn claim(
     policy: impl Fn(&str) -> Policy,
     now: i64,
 ) -> rusqlite::Result<Vec<Claimed>> {
-    if conn.dialect() == Dialect::Postgres {
-        // One claim at a time across replicas: the leader's, and for a moment after a lost
-        // lead its predecessor's. The later one waits, then sees what the first started (a
-        // partial unique index also allows one running job per repository + environment).
-        conn.query_row("SELECT pg_advisory_xact_lock(?1)", [CLAIM_LOCK], |_| Ok(()))?;
-    }
+    lock_queue(conn)?;
     let running: Vec<(String, String)> = conn
         .prepare_cached("SELECT repository, environment FROM jobs WHERE state = 'running'")?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
