@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT};
+use crate::config::{Access, DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT};
 use crate::model::{DEPLOY_TASK, DeployJob, Environment, OnInterrupt, Policy, RepoName, Required};
 
 /// How long a merge waits for its checks unless configured otherwise.
@@ -54,6 +54,8 @@ pub struct EnvironmentConfig {
     pub promote_from: Option<Environment>,
     /// How long a commit runs in `promote_from` before it is promoted here.
     pub soak: Duration,
+    /// Who may do what here, beyond the defaults of their repository permission.
+    pub access: Access,
 }
 
 impl EnvironmentConfig {
@@ -82,6 +84,7 @@ impl EnvironmentConfig {
             checks_timeout: DEFAULT_CHECKS_TIMEOUT,
             promote_from: None,
             soak: Duration::ZERO,
+            access: Access::default(),
         }
     }
 

@@ -97,6 +97,10 @@ struct FileEnvironment {
     checks_timeout: Option<Spanned<String>>,
     promote_from: Option<Spanned<String>>,
     soak: Option<Spanned<String>>,
+    /// Action → role, where this environment asks more or less than the defaults.
+    roles: Option<Spanned<BTreeMap<String, String>>>,
+    /// People (`octocat`) and teams (`@acme/sre`) with the admin role here.
+    admins: Option<Spanned<Vec<String>>>,
 }
 
 /// `checks = "none" | "all" | ["name", …]`.
