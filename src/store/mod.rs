@@ -11,7 +11,8 @@
 //! commit, sync thread, checkpoints and the log's bound), `schema` (SQLite's migrations),
 //! `postgres` (the pool, TLS, schema, the leader's lock), `retention`, and one file per
 //! table: `deliveries`, `merges`, `waits` (with check results), `jobs`, `locks`, `outbox`
-//! (with `given_up`), `refused`, `logs`, `sessions`, `views` (what pages show), `insights`.
+//! (with `given_up`), `refused`, `logs`, `sessions`, `tokens` (personal tokens, hashed), `views`
+//! (what pages show), `insights`.
 //!
 //! May use: `model`.
 pub mod db;
@@ -28,6 +29,7 @@ pub mod refused;
 pub mod retention;
 mod schema;
 pub mod sessions;
+pub mod tokens;
 mod sqlite;
 pub mod views;
 pub mod waits;

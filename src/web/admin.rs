@@ -3,18 +3,20 @@
 //! `unlock`, `locks` and `rollback` call it, from this host or another; the dashboard's forms
 //! do the same things through [`lock`], [`unlock`] and [`roll_back`].
 //!
-//! Every request carries `Authorization: Bearer <DEPLOYHOOK_ADMIN_TOKEN>`. A browser's
-//! cross-site form cannot send that header, so the API needs no form token; cross-site
-//! requests are refused all the same, and bodies are JSON (a form post is `415`). Wrong
-//! tokens count against the same limit as the dashboard's sign-in: per client address
-//! (`guesses`), so a stranger's guesses never refuse the admin's right token.
+//! Every request carries `Authorization: Bearer <token>`: a person's personal token (the
+//! action is theirs, allowed by their role: `web::people::authorize`) or the shared admin
+//! token (automation, naming itself with `by`). A browser's cross-site form cannot send
+//! that header, so the API needs no form token; cross-site requests are refused all the
+//! same, and bodies are JSON (a form post is `415`). Wrong admin tokens count against the
+//! same limit as the dashboard's sign-in: per client address (`guesses`), so a stranger's
+//! guesses never refuse the admin's right token.
 
 mod deployment;
 
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -23,13 +25,12 @@ use serde_json::json;
 
 use crate::config::find_environment;
 use crate::guide::rollback::{Deployed, rollback};
-use crate::model::{Environment, Notification, RepoName};
+use crate::model::{Action, Actor, Environment, Notification, RepoName};
 use crate::store::locks::{self, Lock};
 use crate::store::{now_ms, outbox, views};
 use crate::web::AppState;
-use crate::web::auth::cross_site;
 use crate::web::client::ClientAddress;
-use crate::web::guesses::Verdict;
+use crate::web::people::{Scope, authorize, caller};
 
 /// The longest a lock may be asked for: past it, lock until unlocked.
 pub const MAX_LOCK: Duration = Duration::from_secs(366 * 24 * 60 * 60);
@@ -53,48 +54,14 @@ impl IntoResponse for Refused {
     }
 }
 
-/// `None` when the request may go on: the admin token, from the same site.
-pub(super) fn refusal(
+/// `None` when the request may read: a live personal token or the admin token, from the
+/// same site.
+pub(super) async fn refusal(
     state: &AppState,
     client: ClientAddress,
     headers: &HeaderMap,
 ) -> Option<Refused> {
-    let Some(admin) = &state.admin else {
-        return Some(Refused(
-            StatusCode::NOT_FOUND,
-            "the admin API is off: set DEPLOYHOOK_ADMIN_TOKEN on the server".into(),
-        ));
-    };
-    if cross_site(headers) {
-        return Some(Refused(
-            StatusCode::FORBIDDEN,
-            "refused: a cross-site request".into(),
-        ));
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(given) = given else {
-        return Some(Refused(
-            StatusCode::UNAUTHORIZED,
-            "missing Authorization: Bearer <DEPLOYHOOK_ADMIN_TOKEN>".into(),
-        ));
-    };
-    match admin.check_token(client.0, given) {
-        Verdict::Right => None,
-        Verdict::Wrong => Some(Refused(
-            StatusCode::UNAUTHORIZED,
-            "wrong admin token".into(),
-        )),
-        Verdict::Limited(wait) => Some(Refused(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many wrong admin tokens from your address: wait {} s",
-                wait.as_secs().max(1)
-            ),
-        )),
-    }
+    caller(state, client, headers, None).await.err()
 }
 
 /// A lock as the API and the dashboard show it.
@@ -117,7 +84,7 @@ async fn list_locks(
     client: ClientAddress,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers) {
+    if let Some(refused) = refusal(&state, client, &headers).await {
         return refused.into_response();
     }
     let now = now_ms();
@@ -148,9 +115,10 @@ async fn post_lock(
     headers: HeaderMap,
     Json(request): Json<LockRequest>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers) {
-        return refused.into_response();
-    }
+    let actor = match caller(&state, client, &headers, request.by.as_deref()).await {
+        Ok(actor) => actor,
+        Err(refused) => return refused.into_response(),
+    };
     let duration = match request
         .duration
         .as_deref()
@@ -172,11 +140,7 @@ async fn post_lock(
             return Refused(StatusCode::BAD_REQUEST, format!("for: {err}")).into_response();
         }
     };
-    let by = request
-        .by
-        .clone()
-        .unwrap_or_else(|| client.acting("admin API"));
-    match lock(&state, &request.environment, &request.reason, duration, &by).await {
+    match lock(&state, &request.environment, &request.reason, duration, &actor).await {
         Ok(lock) => (
             StatusCode::CREATED,
             Json(json!({ "lock": lock_json(&lock) })),
@@ -192,14 +156,11 @@ async fn delete_lock(
     headers: HeaderMap,
     Path(environment): Path<String>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers) {
-        return refused.into_response();
-    }
-    let by = headers
-        .get("x-deployhook-by")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| client.acting("admin API"), bounded);
-    match unlock(&state, &environment, &by).await {
+    let actor = match caller(&state, client, &headers, None).await {
+        Ok(actor) => actor,
+        Err(refused) => return refused.into_response(),
+    };
+    match unlock(&state, &environment, &actor).await {
         Ok(lock) => Json(json!({ "unlocked": lock_json(&lock) })).into_response(),
         Err(refused) => refused.into_response(),
     }
@@ -222,19 +183,16 @@ async fn post_rollback(
     headers: HeaderMap,
     Json(request): Json<RollbackRequest>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers) {
-        return refused.into_response();
-    }
-    let by = request
-        .by
-        .clone()
-        .unwrap_or_else(|| client.acting("admin API"));
+    let actor = match caller(&state, client, &headers, request.by.as_deref()).await {
+        Ok(actor) => actor,
+        Err(refused) => return refused.into_response(),
+    };
     match roll_back(
         &state,
         &request.repository,
         &request.environment,
         request.to.as_deref(),
-        &by,
+        &actor,
     )
     .await
     {
@@ -249,9 +207,11 @@ pub async fn lock(
     environment: &str,
     reason: &str,
     duration: Option<Duration>,
-    by: &str,
+    actor: &Actor,
 ) -> Result<Lock, Refused> {
     let environment = known_environment(state, environment)?;
+    authorize(state, actor, Action::Lock, Scope::Environment(&environment)).await?;
+    let by = actor.shown();
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(Refused(
@@ -263,7 +223,7 @@ pub async fn lock(
     let lock = Lock {
         environment,
         reason: bounded(reason),
-        locked_by: bounded(by),
+        locked_by: bounded(&by),
         locked_at: now,
         until: duration.map(|d| {
             now.saturating_add(i64::try_from(d.min(MAX_LOCK).as_millis()).unwrap_or(i64::MAX / 2))
@@ -299,8 +259,11 @@ pub async fn lock(
 }
 
 /// Lifts the lock on `environment`; what waited for it runs, in its policy's order.
-pub async fn unlock(state: &AppState, environment: &str, by: &str) -> Result<Lock, Refused> {
+pub async fn unlock(state: &AppState, environment: &str, actor: &Actor) -> Result<Lock, Refused> {
     let environment = known_environment(state, environment)?;
+    authorize(state, actor, Action::Unlock, Scope::Environment(&environment)).await?;
+    let by = bounded(&actor.shown());
+    let by = by.as_str();
     let now = now_ms();
     let name = environment.clone();
     let told = Notification::unlocked(&config_name(state, &environment)?, by, now);
@@ -338,7 +301,7 @@ pub async fn roll_back(
     repository: &str,
     environment: &str,
     to: Option<&str>,
-    by: &str,
+    actor: &Actor,
 ) -> Result<serde_json::Value, Refused> {
     let name = known_environment(state, environment)?;
     let repo =
@@ -355,6 +318,7 @@ pub async fn roll_back(
             format!("environment {name} does not list {repo}"),
         ));
     }
+    authorize(state, actor, Action::Rollback, Scope::Deploys(&repo, &name)).await?;
     let (history_repo, history_env) = (repo.to_string(), name.clone());
     let history: Vec<Deployed> = state
         .store
@@ -369,7 +333,7 @@ pub async fn roll_back(
             installation: row.installation,
         })
         .collect();
-    let by = bounded(by);
+    let by = bounded(&actor.shown());
     let decided = rollback(config, &repo, &history, to, &by)
         .map_err(|why| Refused(StatusCode::CONFLICT, why))?;
     let now = now_ms();

@@ -14,9 +14,12 @@ use serde_json::{Value, json};
 use crate::store::now_ms;
 use crate::store::outbox::given_up::{self, GivenUp, NotDone};
 use crate::web::AppState;
+use crate::model::{Actor, RepoName, people};
 use crate::web::admin::{Refused, bounded, refusal, unavailable};
 use crate::web::client::ClientAddress;
+use crate::web::dashboard::access::form_actor;
 use crate::web::dashboard::{after_form, form_refusal};
+use crate::web::people::{Scope, authorize, caller};
 
 /// The routes: the API's and the dashboard forms'.
 pub fn routes() -> Router<AppState> {
@@ -67,12 +70,26 @@ fn what(call: &GivenUp) -> String {
     }
 }
 
-/// Who acts: the `X-Deployhook-By` header, as for unlocking; without it, the client.
-fn who(headers: &HeaderMap, client: ClientAddress) -> String {
-    headers
-        .get("x-deployhook-by")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| client.acting("admin API"), bounded)
+/// Whether `actor` may act on `call` (admin on its repository, unless configured
+/// otherwise).
+async fn may(state: &AppState, actor: &Actor, call: &GivenUp, action: Action) -> Result<(), Refused> {
+    let what = match action {
+        Action::Retry => people::Action::RetryCall,
+        Action::Dismiss => people::Action::DismissCall,
+    };
+    let repo = RepoName::parse(&call.repository)
+        .map_err(|e| Refused(StatusCode::CONFLICT, format!("call {}: {e}", call.id)))?;
+    authorize(state, actor, what, Scope::Repository(&repo)).await
+}
+
+/// The unresolved call `id`, for deciding who may act on it.
+async fn find(state: &AppState, id: i64) -> Result<GivenUp, Refused> {
+    state
+        .store
+        .read(move |c| given_up::find(c, id))
+        .await
+        .map_err(|err| unavailable(&err))?
+        .ok_or_else(|| refused(id, &NotDone::Unknown))
 }
 
 /// `GET /api/calls/failed`: the calls given up and not resolved, then those dismissed.
@@ -81,7 +98,7 @@ async fn list(
     client: ClientAddress,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers) {
+    if let Some(refused) = refusal(&state, client, &headers).await {
         return refused.into_response();
     }
     let read = state
@@ -128,13 +145,14 @@ async fn one(
     id: &str,
     action: Action,
 ) -> Response {
-    if let Some(refused) = refusal(state, client, headers) {
-        return refused.into_response();
-    }
+    let actor = match caller(state, client, headers, None).await {
+        Ok(actor) => actor,
+        Err(refused) => return refused.into_response(),
+    };
     let Ok(id) = id.parse::<i64>() else {
         return Refused(StatusCode::NOT_FOUND, "no call has this id".into()).into_response();
     };
-    match act(state, id, action, &who(headers, client)).await {
+    match act(state, id, action, &actor).await {
         Ok(call) => {
             let key = match action {
                 Action::Retry => "retried",
@@ -146,9 +164,10 @@ async fn one(
     }
 }
 
-/// Retries or dismisses call `id` (the API's and the dashboard's way).
-async fn act(state: &AppState, id: i64, action: Action, by: &str) -> Result<GivenUp, Refused> {
-    let by = by.to_owned();
+/// Retries or dismisses call `id` (the API's and the dashboard's way), if `actor` may.
+async fn act(state: &AppState, id: i64, action: Action, actor: &Actor) -> Result<GivenUp, Refused> {
+    may(state, actor, &find(state, id).await?, action).await?;
+    let by = bounded(&actor.shown());
     let now = now_ms();
     let done = state
         .store
@@ -204,15 +223,31 @@ async fn all(
     headers: &HeaderMap,
     action: Action,
 ) -> Response {
-    if let Some(refused) = refusal(state, client, headers) {
-        return refused.into_response();
+    let actor = match caller(state, client, headers, None).await {
+        Ok(actor) => actor,
+        Err(refused) => return refused.into_response(),
+    };
+    let by = bounded(&actor.shown());
+    let listed = state
+        .store
+        .read(|c| given_up::list(c, "failed", given_up::LISTED))
+        .await;
+    let (mut allowed, mut not_done) = (Vec::new(), Vec::new());
+    for call in match listed {
+        Ok(calls) => calls,
+        Err(err) => return unavailable(&err).into_response(),
+    } {
+        match may(state, &actor, &call, action).await {
+            Ok(()) => allowed.push(call.id),
+            Err(Refused(_, why)) => not_done.push(json!({ "id": call.id, "error": why })),
+        }
     }
-    let by = who(headers, client);
     let now = now_ms();
     let done = state
         .store
         .write(move |c| {
             let mut calls = given_up::list(c, "failed", given_up::LISTED)?;
+            calls.retain(|call| allowed.contains(&call.id));
             calls.reverse();
             let mut results = Vec::new();
             for call in calls {
@@ -232,7 +267,7 @@ async fn all(
     if action == Action::Retry {
         state.outbox.wake();
     }
-    let (mut done, mut not_done) = (Vec::new(), Vec::new());
+    let mut done = Vec::new();
     for (id, result) in results {
         match result {
             Ok(call) => done.push(call_json(&call)),
@@ -282,6 +317,6 @@ async fn on_form(
     if let Some(refused) = form_refusal(state, headers, &form.form_token) {
         return refused;
     }
-    let by = client.acting("dashboard");
-    after_form(act(state, form.id, action, &by).await.map(drop))
+    let actor = form_actor(state, headers, client);
+    after_form(act(state, form.id, action, &actor).await.map(drop))
 }

@@ -320,7 +320,7 @@ async fn list(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers) {
+    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers).await {
         return refused.into_response();
     }
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
@@ -356,7 +356,7 @@ async fn delivery_api(
     Path(id): Path<String>,
     Query(query): Query<HookQuery>,
 ) -> Response {
-    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers) {
+    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers).await {
         return refused.into_response();
     }
     match find(&state, id.clone(), query.hook).await {
@@ -393,7 +393,7 @@ async fn refused_api(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers) {
+    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers).await {
         return refused.into_response();
     }
     match find_refused(&state, &id).await {

@@ -4,7 +4,8 @@
 //! ([`refusal_summary`]), the operators' [`dashboard`] with its sign-in ([`auth`]; wrong
 //! tokens limited per [`client`] address by [`guesses`]) and its [`insights`] (the DORA
 //! measures, charted), the [`admin`] API (locks, rollbacks) the CLI calls, given-up
-//! [`calls`] (retry, dismiss), [`deliveries`] (a page each, refused ones too), and the
+//! [`calls`] (retry, dismiss), [`deliveries`] (a page each, refused ones too), [`people`]
+//! (GitHub sign-in, personal tokens, and the one place that authorises actions), and the
 //! pages' static [`assets`] (the favicon).
 //!
 //! May use: `guide`, `webhook`, `deploy`, `github`, `notify`, `store`, `config`, `metrics`,
@@ -26,6 +27,7 @@ pub mod lead;
 pub mod listener;
 mod log_page;
 pub mod ops;
+pub mod people;
 pub mod refusal_summary;
 pub mod state;
 

@@ -28,8 +28,9 @@ pub fn server_for_listen(listen: Option<String>) -> String {
     format!("http://{listen}")
 }
 
-/// How the commands that act on a running deployhook reach it. The admin token comes from
-/// the environment (DEPLOYHOOK_ADMIN_TOKEN), as for `serve`. Who acts (`--by`) belongs to
+/// How the commands that act on a running deployhook reach it. The token comes from the
+/// environment: a personal token (DEPLOYHOOK_TOKEN), else the admin token
+/// (DEPLOYHOOK_ADMIN_TOKEN), as for `serve`. Who acts (`--by`) belongs to
 /// the commands that change something, not here: a listing would offer it and ignore it.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -49,8 +50,9 @@ pub struct LockArgs {
     /// How long (30m, 2h) [default: until unlocked].
     #[arg(long = "for", value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
-    /// else the system's name for the current user].
+    /// Who acts, as the server records it, with the admin token [default: $SUDO_USER under
+    /// sudo, else $USER, else the system's name for the current user]. Ignored with a
+    /// personal token (DEPLOYHOOK_TOKEN): the server knows who you are.
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
@@ -61,8 +63,9 @@ pub struct LockArgs {
 pub struct UnlockArgs {
     /// The environment to unlock.
     pub environment: String,
-    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
-    /// else the system's name for the current user].
+    /// Who acts, as the server records it, with the admin token [default: $SUDO_USER under
+    /// sudo, else $USER, else the system's name for the current user]. Ignored with a
+    /// personal token (DEPLOYHOOK_TOKEN): the server knows who you are.
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
@@ -80,8 +83,9 @@ pub struct RollbackArgs {
     /// [default: the last success before the current one].
     #[arg(long)]
     pub to: Option<String>,
-    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
-    /// else the system's name for the current user].
+    /// Who acts, as the server records it, with the admin token [default: $SUDO_USER under
+    /// sudo, else $USER, else the system's name for the current user]. Ignored with a
+    /// personal token (DEPLOYHOOK_TOKEN): the server knows who you are.
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
@@ -104,8 +108,9 @@ pub struct CallsArgs {
     pub action: Option<CallAction>,
     /// The call's id, as listed, or `all`.
     pub id: Option<String>,
-    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
-    /// else the system's name for the current user].
+    /// Who acts, as the server records it, with the admin token [default: $SUDO_USER under
+    /// sudo, else $USER, else the system's name for the current user]. Ignored with a
+    /// personal token (DEPLOYHOOK_TOKEN): the server knows who you are.
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]

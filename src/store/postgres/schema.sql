@@ -286,3 +286,15 @@ CREATE TABLE replicas (
     -- (double-quoted, which SQLite accepts too).
     "leading"     BIGINT NOT NULL DEFAULT 0
 );
+
+-- Personal tokens: the CLI acting as the person who made one (see SQLite's 0014).
+CREATE TABLE personal_tokens (
+    id         TEXT COLLATE "C"    PRIMARY KEY,
+    hash       TEXT COLLATE "C"    NOT NULL UNIQUE,
+    login      TEXT COLLATE "C"    NOT NULL,
+    name       TEXT COLLATE "C"    NOT NULL,
+    created_at BIGINT  NOT NULL,
+    expires_at BIGINT  NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX personal_tokens_by_login ON personal_tokens (login, created_at);

@@ -24,7 +24,7 @@ pub(super) async fn get_deployment(
     client: ClientAddress,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers) {
+    if let Some(refused) = refusal(&state, client, &headers).await {
         return refused.into_response();
     }
     let Ok(id) = id.parse::<crate::model::DeploymentId>() else {

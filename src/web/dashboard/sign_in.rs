@@ -1,6 +1,7 @@
-//! Signing in to the dashboard with the admin token (wrong tokens answered slowly, and an
-//! address that sent too many refused for a while: `web::guesses`) and signing out, which
-//! revokes the session.
+//! The sign-in page (with GitHub when configured: `web::people::oauth`; with the admin
+//! token when one is set), signing in with the admin token (wrong tokens answered slowly,
+//! and an address that sent too many refused for a while: `web::guesses`), and signing out,
+//! which revokes the session.
 
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use super::access::{cross_site_refusal, refusal};
 use super::render::render;
 use crate::store::sessions;
 use crate::web::AppState;
-use crate::web::auth::{COOKIE, cross_site, unix_now};
+use crate::model::Actor;
+use crate::web::auth::{AdminAuth, COOKIE, cross_site, unix_now};
 use crate::web::guesses::Verdict;
 
 /// How long a wrong token waits for its answer, to slow guessing.
@@ -24,13 +26,28 @@ const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(500);
 #[template(path = "login.html")]
 struct LoginPage<'a> {
     error: Option<&'a str>,
+    /// Whether "Sign in with GitHub" is offered.
+    github: bool,
+    /// Whether the admin token's form is offered.
+    token: bool,
 }
 
 pub(super) async fn login_form(State(state): State<AppState>) -> Response {
     if state.admin.is_none() {
         return refusal(&state, &HeaderMap::new()).unwrap_or_default();
     }
-    render(&LoginPage { error: None })
+    login_page(&state, None, StatusCode::OK)
+}
+
+/// The sign-in page, saying `error` when there is one, answered with `status`.
+pub(crate) fn login_page(state: &AppState, error: Option<&str>, status: StatusCode) -> Response {
+    let mut response = render(&LoginPage {
+        error,
+        github: state.oauth.is_some(),
+        token: state.admin.as_ref().is_some_and(AdminAuth::has_token),
+    });
+    *response.status_mut() = status;
+    response
 }
 
 #[derive(serde::Deserialize)]
@@ -65,12 +82,11 @@ pub(super) async fn login(
         ),
     };
     if let Some(error) = error {
-        let mut response = render(&LoginPage { error: Some(error) });
-        *response.status_mut() = status;
-        return response;
+        return login_page(&state, Some(error), status);
     }
     let mut response = Redirect::to("/").into_response();
-    if let Ok(cookie) = HeaderValue::from_str(&admin.cookie(unix_now())) {
+    let actor = Actor::admin_token("admin");
+    if let Ok(cookie) = HeaderValue::from_str(&admin.cookie(unix_now(), &actor)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response

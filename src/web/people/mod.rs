@@ -1,0 +1,82 @@
+//! People: who a request comes from and what they may do. A browser signs in with GitHub
+//! ([`oauth`]) or the admin token (`dashboard::sign_in`) and carries a session; the CLI and
+//! scripts send a bearer token — a person's personal token ([`tokens`], made on the
+//! dashboard) or the shared admin token. [`authorize`] decides, in one place, what an
+//! actor may do.
+
+pub mod authorize;
+pub mod oauth;
+pub mod tokens;
+
+use axum::http::{HeaderMap, StatusCode, header};
+
+use crate::model::Actor;
+use crate::web::AppState;
+use crate::web::admin::Refused;
+use crate::web::auth::cross_site;
+use crate::web::client::ClientAddress;
+use crate::web::guesses::Verdict;
+
+pub use authorize::{Scope, authorize};
+
+/// The actor of an API request, from its bearer token: a personal token is its person; the
+/// admin token is automation, named by what it claims (`claimed`: the request's `by`, else
+/// its `X-Deployhook-By` header), marked as a claim.
+pub async fn caller(
+    state: &AppState,
+    client: ClientAddress,
+    headers: &HeaderMap,
+    claimed: Option<&str>,
+) -> Result<Actor, Refused> {
+    let Some(admin) = &state.admin else {
+        return Err(Refused(
+            StatusCode::NOT_FOUND,
+            "the admin API is off: set DEPLOYHOOK_ADMIN_TOKEN or sign-in with GitHub on the \
+             server"
+                .into(),
+        ));
+    };
+    if cross_site(headers) {
+        return Err(Refused(
+            StatusCode::FORBIDDEN,
+            "refused: a cross-site request".into(),
+        ));
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(given) = given else {
+        return Err(Refused(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <a personal token (DEPLOYHOOK_TOKEN) or \
+             DEPLOYHOOK_ADMIN_TOKEN>"
+                .into(),
+        ));
+    };
+    if given.starts_with(tokens::PREFIX) {
+        return tokens::person(state, given).await;
+    }
+    match admin.check_token(client.0, given) {
+        Verdict::Right => {
+            let header = headers
+                .get("x-deployhook-by")
+                .and_then(|v| v.to_str().ok());
+            let name = claimed
+                .or(header)
+                .map_or_else(|| client.acting("admin API"), str::to_owned);
+            Ok(Actor::admin_token(&name))
+        }
+        Verdict::Wrong => Err(Refused(
+            StatusCode::UNAUTHORIZED,
+            "wrong token: neither a live personal token nor the admin token".into(),
+        )),
+        Verdict::Limited(wait) => Err(Refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many wrong admin tokens from your address: wait {} s",
+                wait.as_secs().max(1)
+            ),
+        )),
+    }
+}
