@@ -139,7 +139,9 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
         notify,
         log_deploy_output: args.log_deploy_output,
         sign_in,
-        permission_cache: args.permission_cache.min(std::time::Duration::from_secs(60 * 60)),
+        permission_cache: args
+            .permission_cache
+            .min(std::time::Duration::from_secs(60 * 60)),
     })
 }
 
@@ -160,7 +162,10 @@ fn sign_in(args: &ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Option<SignIn
         ),
     };
     anyhow::ensure!(
-        id.len() <= 100 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_'),
+        id.len() <= 100
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_'),
         "DEPLOYHOOK_GITHUB_CLIENT_ID {id:?} is not a client id (Iv1.… or Ov23…)"
     );
     let web_url = match args.github_web_url.as_deref().map(str::trim) {

@@ -21,11 +21,8 @@ pub enum Grantee {
 
 impl Grantee {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "{text:?} is neither a GitHub login (octocat) nor a team (@org/team-slug)"
-            )
-        };
+        let bad =
+            || format!("{text:?} is neither a GitHub login (octocat) nor a team (@org/team-slug)");
         match text.strip_prefix('@') {
             Some(team) => {
                 let (org, slug) = team.split_once('/').ok_or_else(bad)?;
@@ -119,7 +116,16 @@ mod tests {
                 slug: "sre_on-call".into()
             })
         );
-        for bad in ["", "@acme", "@acme/", "@/sre", "a b", "@acme/s re", "-x", "@acme/sre/x"] {
+        for bad in [
+            "",
+            "@acme",
+            "@acme/",
+            "@/sre",
+            "a b",
+            "@acme/s re",
+            "-x",
+            "@acme/sre/x",
+        ] {
             assert!(Grantee::parse(bad).is_err(), "{bad}");
         }
     }
@@ -137,11 +143,7 @@ mod tests {
     #[test]
     fn bad_rules_say_what_is_wrong() {
         let parse = |action: &str, role: &str| {
-            Access::parse(
-                &BTreeMap::from([(action.to_owned(), role.to_owned())]),
-                &[],
-            )
-            .unwrap_err()
+            Access::parse(&BTreeMap::from([(action.to_owned(), role.to_owned())]), &[]).unwrap_err()
         };
         assert!(parse("destroy", "admin").contains("not an action"));
         assert!(parse("rollback", "owner").contains("not a role"));

@@ -77,11 +77,9 @@ impl OAuthApp {
         redirect_uri: Option<&str>,
     ) -> Result<String, SignInError> {
         let token = self.exchange(code, redirect_uri).await?;
-        let mut bearer = reqwest::header::HeaderValue::try_from(format!(
-            "Bearer {}",
-            token.expose_secret()
-        ))
-        .map_err(|_| SignInError::Unreadable("a token not fit for a header".into()))?;
+        let mut bearer =
+            reqwest::header::HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| SignInError::Unreadable("a token not fit for a header".into()))?;
         bearer.set_sensitive(true);
         let answer = self
             .http

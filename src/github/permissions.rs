@@ -55,7 +55,10 @@ impl Permissions {
         if !crate::model::people::valid_login(login) {
             return Ok(Role::None);
         }
-        let key = (login.to_ascii_lowercase(), repo.as_ref().to_ascii_lowercase());
+        let key = (
+            login.to_ascii_lowercase(),
+            repo.as_ref().to_ascii_lowercase(),
+        );
         if let Some(role) = fresh(&self.roles, &key, self.ttl) {
             return Ok(role);
         }

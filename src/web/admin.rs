@@ -140,7 +140,15 @@ async fn post_lock(
             return Refused(StatusCode::BAD_REQUEST, format!("for: {err}")).into_response();
         }
     };
-    match lock(&state, &request.environment, &request.reason, duration, &actor).await {
+    match lock(
+        &state,
+        &request.environment,
+        &request.reason,
+        duration,
+        &actor,
+    )
+    .await
+    {
         Ok(lock) => (
             StatusCode::CREATED,
             Json(json!({ "lock": lock_json(&lock) })),
@@ -261,7 +269,13 @@ pub async fn lock(
 /// Lifts the lock on `environment`; what waited for it runs, in its policy's order.
 pub async fn unlock(state: &AppState, environment: &str, actor: &Actor) -> Result<Lock, Refused> {
     let environment = known_environment(state, environment)?;
-    authorize(state, actor, Action::Unlock, Scope::Environment(&environment)).await?;
+    authorize(
+        state,
+        actor,
+        Action::Unlock,
+        Scope::Environment(&environment),
+    )
+    .await?;
     let by = bounded(&actor.shown());
     let by = by.as_str();
     let now = now_ms();

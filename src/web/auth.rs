@@ -157,7 +157,8 @@ impl AdminAuth {
     fn valid_session(&self, value: &str, now: u64) -> Option<Session> {
         let (signed, tag) = value.rsplit_once('.')?;
         let mut parts = signed.split('.');
-        let (expires, id, via, login) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (expires, id, via, login) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() || !valid_login(login) {
             return None;
         }
@@ -225,7 +226,10 @@ pub fn same_secret(given: &str, expected: &str) -> bool {
 }
 
 /// The values of the cookies named `name`, in the order sent, over every `Cookie` header.
-pub(crate) fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()

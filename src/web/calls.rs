@@ -11,10 +11,10 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
+use crate::model::{Actor, RepoName, people};
 use crate::store::now_ms;
 use crate::store::outbox::given_up::{self, GivenUp, NotDone};
 use crate::web::AppState;
-use crate::model::{Actor, RepoName, people};
 use crate::web::admin::{Refused, bounded, refusal, unavailable};
 use crate::web::client::ClientAddress;
 use crate::web::dashboard::access::form_actor;
@@ -72,7 +72,12 @@ fn what(call: &GivenUp) -> String {
 
 /// Whether `actor` may act on `call` (admin on its repository, unless configured
 /// otherwise).
-async fn may(state: &AppState, actor: &Actor, call: &GivenUp, action: Action) -> Result<(), Refused> {
+async fn may(
+    state: &AppState,
+    actor: &Actor,
+    call: &GivenUp,
+    action: Action,
+) -> Result<(), Refused> {
     let what = match action {
         Action::Retry => people::Action::RetryCall,
         Action::Dismiss => people::Action::DismissCall,

@@ -36,6 +36,7 @@ mod operator;
 mod order;
 mod other_events;
 mod package;
+mod people;
 mod pg_harness;
 mod postgres;
 mod pull_request;

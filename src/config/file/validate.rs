@@ -67,18 +67,21 @@ pub(super) type Invalid = (Range<usize>, String);
 fn access(file: &FileEnvironment, name: &Environment) -> Result<crate::config::Access, Invalid> {
     let roles = file.roles.as_ref().map(Spanned::get_ref);
     let admins = file.admins.as_ref().map(Spanned::get_ref);
-    crate::config::Access::parse(&roles.cloned().unwrap_or_default(), admins.map_or(&[], |a| a))
-        .map_err(|e| {
-            let span = if e.starts_with("admins") {
-                file.admins.as_ref().map(Spanned::span)
-            } else {
-                file.roles.as_ref().map(Spanned::span)
-            };
-            (
-                span.unwrap_or_else(|| file.name.span()),
-                format!("environment {name}: {e}"),
-            )
-        })
+    crate::config::Access::parse(
+        &roles.cloned().unwrap_or_default(),
+        admins.map_or(&[], |a| a),
+    )
+    .map_err(|e| {
+        let span = if e.starts_with("admins") {
+            file.admins.as_ref().map(Spanned::span)
+        } else {
+            file.roles.as_ref().map(Spanned::span)
+        };
+        (
+            span.unwrap_or_else(|| file.name.span()),
+            format!("environment {name}: {e}"),
+        )
+    })
 }
 
 /// Checks one `[[environment]]` table's values and builds its configuration.

@@ -523,7 +523,10 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
         })
         .await
         .unwrap();
-    assert_eq!(checked.0, i64::try_from(crate::store::SCHEMA_VERSION).unwrap());
+    assert_eq!(
+        checked.0,
+        i64::try_from(crate::store::SCHEMA_VERSION).unwrap()
+    );
     if let Err(panic) = checked.1 {
         std::panic::resume_unwind(panic);
     }

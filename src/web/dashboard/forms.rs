@@ -99,9 +99,13 @@ pub(super) async fn unlock_form(
         return refused;
     }
     after_form(
-        crate::web::admin::unlock(&state, &form.environment, &form_actor(&state, &headers, client))
-            .await
-            .map(drop),
+        crate::web::admin::unlock(
+            &state,
+            &form.environment,
+            &form_actor(&state, &headers, client),
+        )
+        .await
+        .map(drop),
     )
 }
 

@@ -72,11 +72,45 @@ struct DashboardPage {
     live: String,
     /// The log of the first running deploy, streamed into the page by the script.
     live_log: Option<JobView>,
+    /// Who is signed in, as the page names them.
+    who: String,
+    /// Whether the person may make personal tokens (signed in with GitHub).
+    person: bool,
+}
+
+/// The repositories the request's person may read (`None`: every one, for the admin
+/// token's session), or the answer to give instead of the page.
+async fn readable(state: &AppState, headers: &HeaderMap) -> Result<Readable, Response> {
+    let Some(session) = super::access::signed_in(state, headers) else {
+        return Err(axum::response::Redirect::to("/login").into_response());
+    };
+    crate::web::people::authorize::readable(state, &session.actor)
+        .await
+        .map(|repos| Readable {
+            repos,
+            who: session.actor,
+        })
+        .map_err(|crate::web::admin::Refused(status, why)| page(status, why))
+}
+
+/// What one person may see of the dashboard.
+struct Readable {
+    repos: Option<std::collections::BTreeSet<String>>,
+    who: crate::model::Actor,
+}
+
+impl Readable {
+    fn can_read(&self, repo: &str) -> bool {
+        self.repos
+            .as_ref()
+            .is_none_or(|repos| repos.contains(&repo.to_ascii_lowercase()))
+    }
 }
 
 async fn live_part(
     state: &AppState,
     form_token: String,
+    viewer: &Readable,
 ) -> Result<LivePart, crate::store::StoreError> {
     let now = now_ms();
     // One read, so one snapshot: the tables never contradict each other.
@@ -94,6 +128,18 @@ async fn live_part(
             ))
         })
         .await?;
+    // A person sees only the repositories they can read on GitHub; refused deliveries,
+    // which name none that can be trusted, only the admin token's session sees.
+    let (mut jobs, mut active, mut deliveries, mut refused, mut failed_calls, mut all_waits) =
+        (jobs, active, deliveries, refused, failed_calls, all_waits);
+    if viewer.repos.is_some() {
+        jobs.retain(|j| viewer.can_read(&j.repository));
+        active.retain(|j| viewer.can_read(&j.repository));
+        deliveries.retain(|d| d.repository.as_deref().is_some_and(|r| viewer.can_read(r)));
+        refused.clear();
+        failed_calls.retain(|c| viewer.can_read(&c.repository));
+        all_waits.retain(|w| viewer.can_read(&w.repository));
+    }
     let replicas = match state.store.postgres() {
         None => vec![],
         Some(pg) => {
@@ -210,8 +256,12 @@ pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap)
     if let Some(answer) = refusal(&state, &headers) {
         return answer;
     }
+    let viewer = match readable(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(answer) => return answer,
+    };
     let token = form_token(&state, &headers);
-    match live_part(&state, token.clone()).await {
+    match live_part(&state, token.clone(), &viewer).await {
         Ok(live) => {
             let live_log = live.running.first().cloned();
             let environments = state
@@ -231,6 +281,8 @@ pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap)
                     form_token: token,
                     live,
                     live_log,
+                    who: viewer.who.shown(),
+                    person: viewer.who.via == crate::model::Via::GitHub,
                 }),
                 Err(err) => {
                     tracing::error!("could not render the dashboard: {err}");
@@ -249,7 +301,11 @@ pub(super) async fn live(State(state): State<AppState>, headers: HeaderMap) -> R
     if refusal(&state, &headers).is_some() {
         return (StatusCode::UNAUTHORIZED, "sign in again\n").into_response();
     }
-    match live_part(&state, form_token(&state, &headers)).await {
+    let viewer = match readable(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(answer) => return answer,
+    };
+    match live_part(&state, form_token(&state, &headers), &viewer).await {
         Ok(live) => render(&live),
         Err(err) => unavailable(&err),
     }

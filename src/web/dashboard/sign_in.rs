@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::access::{cross_site_refusal, refusal};
 use super::render::render;
+use crate::model::Actor;
 use crate::store::sessions;
 use crate::web::AppState;
-use crate::model::Actor;
 use crate::web::auth::{AdminAuth, COOKIE, cross_site, unix_now};
 use crate::web::guesses::Verdict;
 

@@ -42,7 +42,10 @@ pub async fn authorize(
         return Ok(());
     }
     let (environment, repos) = match scope {
-        Scope::Deploys(repo, env) => (find_environment(&state.environments, env), vec![repo.clone()]),
+        Scope::Deploys(repo, env) => (
+            find_environment(&state.environments, env),
+            vec![repo.clone()],
+        ),
         Scope::Repository(repo) => (None, vec![repo.clone()]),
         Scope::Environment(env) => {
             let config = find_environment(&state.environments, env);
@@ -124,7 +127,10 @@ pub async fn role(
 
 /// The repositories `actor` may read, of those deployhook knows (configured by name, or
 /// with deploys on record); `None` for the admin token, which reads everything.
-pub async fn readable(state: &AppState, actor: &Actor) -> Result<Option<BTreeSet<String>>, Refused> {
+pub async fn readable(
+    state: &AppState,
+    actor: &Actor,
+) -> Result<Option<BTreeSet<String>>, Refused> {
     if !actor.is_person() {
         return Ok(None);
     }

@@ -59,9 +59,7 @@ pub async fn caller(
     }
     match admin.check_token(client.0, given) {
         Verdict::Right => {
-            let header = headers
-                .get("x-deployhook-by")
-                .and_then(|v| v.to_str().ok());
+            let header = headers.get("x-deployhook-by").and_then(|v| v.to_str().ok());
             let name = claimed
                 .or(header)
                 .map_or_else(|| client.acting("admin API"), str::to_owned);
@@ -69,7 +67,7 @@ pub async fn caller(
         }
         Verdict::Wrong => Err(Refused(
             StatusCode::UNAUTHORIZED,
-            "wrong token: neither a live personal token nor the admin token".into(),
+            "wrong admin token (personal tokens begin with dhp_)".into(),
         )),
         Verdict::Limited(wait) => Err(Refused(
             StatusCode::TOO_MANY_REQUESTS,

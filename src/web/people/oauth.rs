@@ -90,20 +90,34 @@ pub(crate) async fn callback(
              tab, or a link someone else started): sign in again.",
         );
     }
-    let Some(code) = answer.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 200) else {
-        return refused(&state, StatusCode::BAD_REQUEST, "GitHub sent no sign-in code back.");
+    let Some(code) = answer
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty() && c.len() <= 200)
+    else {
+        return refused(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "GitHub sent no sign-in code back.",
+        );
     };
     let login = match oauth.login(code, callback_url(&state).as_deref()).await {
         Ok(login) => login,
         Err(err) => {
-            tracing::warn!(client = client.0.to_string().as_str(), "a GitHub sign-in failed: {err}");
+            tracing::warn!(
+                client = client.0.to_string().as_str(),
+                "a GitHub sign-in failed: {err}"
+            );
             return refused(&state, StatusCode::BAD_GATEWAY, &err.to_string());
         }
     };
     let actor = Actor::person(&login, Via::GitHub);
     match super::authorize::readable(&state, &actor).await {
         Ok(Some(repos)) if repos.is_empty() => {
-            tracing::info!(login = login.as_str(), "refused a sign-in: no repository readable");
+            tracing::info!(
+                login = login.as_str(),
+                "refused a sign-in: no repository readable"
+            );
             return refused(
                 &state,
                 StatusCode::FORBIDDEN,

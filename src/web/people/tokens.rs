@@ -80,7 +80,11 @@ async fn show(state: &AppState, headers: &HeaderMap, new_token: Option<String>) 
     };
     let now = now_ms();
     let owner = login.clone();
-    let rows = match state.store.read(move |c| tokens::list(c, &owner, now)).await {
+    let rows = match state
+        .store
+        .read(move |c| tokens::list(c, &owner, now))
+        .await
+    {
         Ok(rows) => rows,
         Err(err) => return unavailable(&err),
     };
@@ -228,10 +232,7 @@ pub(crate) async fn revoke(
             tracing::info!(login = login.as_str(), "personal token revoked");
             Redirect::to("/tokens").into_response()
         }
-        Ok(false) => page(
-            StatusCode::NOT_FOUND,
-            "no such live token of yours".into(),
-        ),
+        Ok(false) => page(StatusCode::NOT_FOUND, "no such live token of yours".into()),
         Err(err) => unavailable(&err),
     }
 }
