@@ -74,6 +74,9 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l outbox-m
 complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l max-connections -d 'Connections the server holds open at once; at the cap a new one takes the place of an idle one, and only when none is idle is it answered 503 and closed. Keep it below the process\'s file-descriptor limit (LimitNOFILE)' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l max-connections-per-client -d 'Connections one client address may hold open at once (and, while capped, 32 MiB of request bodies); 0: no cap. Behind a reverse proxy every connection comes from the proxy: set 0 there and cap clients at the proxy' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l trusted-proxies -d 'Reverse proxies whose X-Forwarded-For names the client (addresses or networks, comma-separated: 10.0.0.0/8,::1), for the limits on wrong tokens. Empty: the header is ignored and the client is the connection\'s address' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l github-client-id -d 'Sign in with GitHub: the client id of the OAuth App (or of deployhook\'s GitHub App) people sign in through; its secret is DEPLOYHOOK_GITHUB_CLIENT_SECRET. Empty: the dashboard\'s only sign-in is the admin token' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l github-web-url -d 'GitHub\'s web address, where people sign in (GitHub Enterprise Server: https://HOST). Default: from --github-api-url (https://api.github.com → https://github.com)' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l permission-cache -d 'How long a person\'s repository permission and team memberships, read from GitHub, are trusted before they are asked again: a person removed from a repository loses access within this time' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l header-timeout -d 'How long a client may take to send a request\'s headers, and how long a connection may sit idle between requests, before it is closed' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l shutdown-timeout -d 'On SIGINT/SIGTERM, how long to wait for running deploys before exiting. A second SIGINT/SIGTERM stops them at once' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand serve" -l lease -d 'PostgreSQL only: how long the database waits for a leader replica that went silent (powered off, cut off) before another replica may take over its deploys. A replica that dies outright is replaced within a second, whatever this says' -r
@@ -153,14 +156,14 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand deployments" -s h 
 complete -c deployhook -n "__fish_deployhook_using_subcommand deployments" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -s r -l reason -d 'Why: whoever finds the lock reads it' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l for -d 'How long (30m, 2h) [default: until unlocked]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l by -d 'Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l by -d 'Who acts, as the server records it, with the admin token [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]. Ignored with a personal token (DEPLOYHOOK_TOKEN): the server knows who you are' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand lock" -s V -l version -d 'Print version'
-complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l by -d 'Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l by -d 'Who acts, as the server records it, with the admin token [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]. Ignored with a personal token (DEPLOYHOOK_TOKEN): the server knows who you are' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand unlock" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
@@ -175,14 +178,14 @@ complete -c deployhook -n "__fish_deployhook_using_subcommand locks" -s h -l hel
 complete -c deployhook -n "__fish_deployhook_using_subcommand locks" -s V -l version -d 'Print version'
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -s e -l environment -d 'The environment to roll back' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l to -d 'The commit to put back: a SHA, or its first 7+ digits among those deployed there [default: the last success before the current one]' -r
-complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l by -d 'Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l by -d 'Who acts, as the server records it, with the admin token [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]. Ignored with a personal token (DEPLOYHOOK_TOKEN): the server knows who you are' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -l env-file -d 'Read settings from FILE (KEY=value lines, as .env.example) instead of `.env` in the working directory; variables already set in the environment win. The Debian package\'s service reads /etc/deployhook/env this way; so can commands run on that host: `sudo deployhook --env-file /etc/deployhook/env locks`' -r -F
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -s h -l help -d 'Print help'
 complete -c deployhook -n "__fish_deployhook_using_subcommand rollback" -s V -l version -d 'Print version'
-complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l by -d 'Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]' -r
+complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l by -d 'Who acts, as the server records it, with the admin token [default: $SUDO_USER under sudo, else $USER, else the system\'s name for the current user]. Ignored with a personal token (DEPLOYHOOK_TOKEN): the server knows who you are' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l server -d 'The running server\'s base URL [default: http://DEPLOYHOOK_LISTEN, or http://127.0.0.1:4567]' -r
 complete -c deployhook -n "__fish_deployhook_using_subcommand calls" -l log-format -d 'Log format: human-readable text, or one JSON object per line. Filter with RUST_LOG' -r -f -a "text\t''
 json\t''"

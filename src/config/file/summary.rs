@@ -1,5 +1,5 @@
 //! The one line `check-config` prints for each environment: what deploys it, from where,
-//! with which command, and under what timeout and policy.
+//! with which command, under what timeout and policy, and who may do more or less there.
 
 use crate::config::EnvironmentConfig;
 
@@ -30,8 +30,27 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
         Some(argv) => format!(", rolls back with {argv:?}"),
         None => String::new(),
     };
+    let mut access = String::new();
+    if !environment.access.roles.is_empty() {
+        let roles: Vec<String> = environment
+            .access
+            .roles
+            .iter()
+            .map(|(action, role)| format!("{action} needs {role}"))
+            .collect();
+        access += &format!("; {}", roles.join(", "));
+    }
+    if !environment.access.admins.is_empty() {
+        let admins: Vec<String> = environment
+            .access
+            .admins
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        access += &format!("; admins: {}", admins.join(", "));
+    }
     format!(
-        "  {}: {} from {}; runs {:?}{rollback} (tasks: {}), timeout {}, policy {}",
+        "  {}: {} from {}; runs {:?}{rollback} (tasks: {}), timeout {}, policy {}{access}",
         environment.name,
         on_merge,
         repositories.join(", "),
