@@ -15,11 +15,11 @@ use crate::model::{Actor, RepoName, people};
 use crate::store::now_ms;
 use crate::store::outbox::given_up::{self, GivenUp, NotDone};
 use crate::web::AppState;
-use crate::web::admin::{Refused, bounded, refusal, unavailable};
+use crate::web::admin::{Refused, bounded, unavailable};
 use crate::web::client::ClientAddress;
 use crate::web::dashboard::access::form_actor;
 use crate::web::dashboard::{after_form, form_refusal};
-use crate::web::people::{Scope, authorize, caller};
+use crate::web::people::{Scope, api_sight, authorize, caller};
 
 /// The routes: the API's and the dashboard forms'.
 pub fn routes() -> Router<AppState> {
@@ -103,9 +103,10 @@ async fn list(
     client: ClientAddress,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers).await {
-        return refused.into_response();
-    }
+    let sight = match api_sight(&state, client, &headers).await {
+        Ok(sight) => sight,
+        Err(refused) => return refused.into_response(),
+    };
     let read = state
         .store
         .read(|c| {
@@ -117,8 +118,8 @@ async fn list(
         .await;
     match read {
         Ok((failed, dismissed)) => Json(json!({
-            "failed": failed.iter().map(call_json).collect::<Vec<_>>(),
-            "dismissed": dismissed.iter().map(call_json).collect::<Vec<_>>(),
+            "failed": failed.iter().filter(|c| sight.can_read(&c.repository)).map(call_json).collect::<Vec<_>>(),
+            "dismissed": dismissed.iter().filter(|c| sight.can_read(&c.repository)).map(call_json).collect::<Vec<_>>(),
         }))
         .into_response(),
         Err(err) => unavailable(&err).into_response(),

@@ -571,3 +571,64 @@ async fn sign_in_with_github_refused(app: &TestApp, login: &str) -> StatusCode {
     assert!(cookie_of(&back, "deployhook_session").is_none());
     back.status()
 }
+
+/// A `deployment` event of `repo` to production.
+fn deployment_of(repo: &str, id: u64) -> Vec<u8> {
+    let mut event = crate::helpers::fixture_json("deployment.created.json");
+    event["deployment"]["id"] = json!(id);
+    event["deployment"]["environment"] = json!("production");
+    event["deployment"]["payload"]["environment"] = json!("production");
+    event["repository"]["full_name"] = json!(repo);
+    event["repository"]["name"] = json!(repo.split('/').nth(1).unwrap());
+    event.to_string().into_bytes()
+}
+
+#[tokio::test]
+async fn a_person_sees_only_the_repositories_they_can_read() {
+    let app = people_app(|config| {
+        config.environments[0].repositories = vec![
+            RepoPattern::parse(REPO).unwrap(),
+            RepoPattern::parse("acme/secret").unwrap(),
+        ];
+    })
+    .await;
+    // Nobody but the admin token reads acme/secret: GitHub answers 404 for everyone.
+    for (repo, id) in [(REPO, 7101), ("acme/secret", 7102)] {
+        let answer = app
+            .post_webhook("deployment", &deployment_of(repo, id))
+            .await;
+        assert!(answer.status().is_success());
+        app.wait_for_final_status(id).await;
+    }
+    let session = sign_in_with_github(&app, "rita-reader").await;
+    let dashboard = app.page("/", &session).await;
+    assert!(dashboard.contains("acme/app"), "{dashboard}");
+    assert!(!dashboard.contains("acme/secret"), "{dashboard}");
+    let deliveries = app.page("/deliveries", &session).await;
+    assert!(!deliveries.contains("acme/secret"), "{deliveries}");
+    let token = make_token(&app, &session).await;
+    let get = reqwest::Method::GET;
+    let (status, listed) = call(&app, &token, get.clone(), "/api/deliveries", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let repos: Vec<&str> = listed["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["repository"].as_str())
+        .collect();
+    assert!(
+        repos.contains(&REPO) && !repos.contains(&"acme/secret"),
+        "{listed}"
+    );
+    let (status, _) = call(&app, &token, get.clone(), "/api/deployments/7102", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&app, &token, get.clone(), "/api/deployments/7101", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&app, &token, get.clone(), "/api/deliveries?refused=1", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // The admin token still sees everything.
+    let admin = app.sign_in(ADMIN_TOKEN).await;
+    assert!(app.page("/", &admin).await.contains("acme/secret"));
+    let (_, all) = call(&app, ADMIN_TOKEN, get, "/api/deliveries", None).await;
+    assert!(all.to_string().contains("acme/secret"));
+}

@@ -22,6 +22,7 @@ use crate::store::views;
 use crate::store::views::waiting;
 use crate::store::waits;
 use crate::web::AppState;
+use crate::web::people::{Sight, page_sight};
 
 /// Ended waits the dashboard shows.
 const RECENT_WAITS: usize = 10;
@@ -78,39 +79,10 @@ struct DashboardPage {
     person: bool,
 }
 
-/// The repositories the request's person may read (`None`: every one, for the admin
-/// token's session), or the answer to give instead of the page.
-async fn readable(state: &AppState, headers: &HeaderMap) -> Result<Readable, Response> {
-    let Some(session) = super::access::signed_in(state, headers) else {
-        return Err(axum::response::Redirect::to("/login").into_response());
-    };
-    crate::web::people::authorize::readable(state, &session.actor)
-        .await
-        .map(|repos| Readable {
-            repos,
-            who: session.actor,
-        })
-        .map_err(|crate::web::admin::Refused(status, why)| page(status, why))
-}
-
-/// What one person may see of the dashboard.
-struct Readable {
-    repos: Option<std::collections::BTreeSet<String>>,
-    who: crate::model::Actor,
-}
-
-impl Readable {
-    fn can_read(&self, repo: &str) -> bool {
-        self.repos
-            .as_ref()
-            .is_none_or(|repos| repos.contains(&repo.to_ascii_lowercase()))
-    }
-}
-
 async fn live_part(
     state: &AppState,
     form_token: String,
-    viewer: &Readable,
+    viewer: &Sight,
 ) -> Result<LivePart, crate::store::StoreError> {
     let now = now_ms();
     // One read, so one snapshot: the tables never contradict each other.
@@ -132,7 +104,7 @@ async fn live_part(
     // which name none that can be trusted, only the admin token's session sees.
     let (mut jobs, mut active, mut deliveries, mut refused, mut failed_calls, mut all_waits) =
         (jobs, active, deliveries, refused, failed_calls, all_waits);
-    if viewer.repos.is_some() {
+    if !viewer.everything() {
         jobs.retain(|j| viewer.can_read(&j.repository));
         active.retain(|j| viewer.can_read(&j.repository));
         deliveries.retain(|d| d.repository.as_deref().is_some_and(|r| viewer.can_read(r)));
@@ -253,10 +225,7 @@ fn mark_rollback_targets(jobs: &mut [JobView]) {
 }
 
 pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(answer) = refusal(&state, &headers) {
-        return answer;
-    }
-    let viewer = match readable(&state, &headers).await {
+    let viewer = match page_sight(&state, &headers).await {
         Ok(viewer) => viewer,
         Err(answer) => return answer,
     };
@@ -281,8 +250,8 @@ pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap)
                     form_token: token,
                     live,
                     live_log,
-                    who: viewer.who.shown(),
-                    person: viewer.who.via == crate::model::Via::GitHub,
+                    who: viewer.actor.shown(),
+                    person: viewer.actor.via == crate::model::Via::GitHub,
                 }),
                 Err(err) => {
                     tracing::error!("could not render the dashboard: {err}");
@@ -301,7 +270,7 @@ pub(super) async fn live(State(state): State<AppState>, headers: HeaderMap) -> R
     if refusal(&state, &headers).is_some() {
         return (StatusCode::UNAUTHORIZED, "sign in again\n").into_response();
     }
-    let viewer = match readable(&state, &headers).await {
+    let viewer = match page_sight(&state, &headers).await {
         Ok(viewer) => viewer,
         Err(answer) => return answer,
     };

@@ -19,6 +19,63 @@ use crate::web::guesses::Verdict;
 
 pub use authorize::{Scope, authorize};
 
+/// What a caller may read: the repositories a person can read on GitHub, or everything
+/// (the admin token, and its sessions).
+#[derive(Debug, Clone)]
+pub struct Sight {
+    repos: Option<std::collections::BTreeSet<String>>,
+    pub actor: Actor,
+}
+
+impl Sight {
+    pub fn can_read(&self, repo: &str) -> bool {
+        self.repos
+            .as_ref()
+            .is_none_or(|repos| repos.contains(&repo.to_ascii_lowercase()))
+    }
+
+    /// Whether this is the admin token's sight, which also reads what names no repository
+    /// that can be trusted (refused deliveries).
+    pub fn everything(&self) -> bool {
+        self.repos.is_none()
+    }
+
+    /// What `actor` may read.
+    pub async fn of(state: &AppState, actor: Actor) -> Result<Self, Refused> {
+        Ok(Self {
+            repos: authorize::readable(state, &actor).await?,
+            actor,
+        })
+    }
+}
+
+/// What an API request may read (see [`caller`] for who it is).
+pub async fn api_sight(
+    state: &AppState,
+    client: ClientAddress,
+    headers: &HeaderMap,
+) -> Result<Sight, Refused> {
+    Sight::of(state, caller(state, client, headers, None).await?).await
+}
+
+/// What a dashboard page's viewer may read, or the answer instead of the page (to the
+/// sign-in page without a session).
+pub async fn page_sight(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Sight, axum::response::Response> {
+    use axum::response::IntoResponse;
+    if let Some(answer) = crate::web::dashboard::refusal(state, headers) {
+        return Err(answer);
+    }
+    let Some(session) = crate::web::dashboard::access::signed_in(state, headers) else {
+        return Err(axum::response::Redirect::to("/login").into_response());
+    };
+    Sight::of(state, session.actor)
+        .await
+        .map_err(|Refused(status, why)| crate::web::dashboard::render::page(status, why))
+}
+
 /// The actor of an API request, from its bearer token: a personal token is its person; the
 /// admin token is automation, named by what it claims (`claimed`: the request's `by`, else
 /// its `X-Deployhook-By` header), marked as a claim.
