@@ -4,6 +4,7 @@
 mod admin_access;
 mod bench_load;
 mod browser;
+mod browser_people;
 mod catch_up;
 mod checks;
 mod cli;
