@@ -31,6 +31,7 @@ use crate::store::{now_ms, outbox, views};
 use crate::web::AppState;
 use crate::web::client::ClientAddress;
 use crate::web::people::{Scope, authorize, caller};
+pub use crate::web::refused::{Refused, unavailable};
 
 /// The longest a lock may be asked for: past it, lock until unlocked.
 pub const MAX_LOCK: Duration = Duration::from_secs(366 * 24 * 60 * 60);
@@ -42,16 +43,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/locks/{environment}", delete(delete_lock))
         .route("/api/rollback", post(post_rollback))
         .route("/api/deployments/{id}", get(deployment::get_deployment))
-}
-
-/// A refusal, as the API answers it: a status and a sentence.
-#[derive(Debug)]
-pub struct Refused(pub StatusCode, pub String);
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
 }
 
 /// `None` when the request may read: a live personal token or the admin token, from the
@@ -413,12 +404,4 @@ fn config_name(state: &AppState, name: &str) -> Result<Environment, Refused> {
 /// At most 200 characters, no control characters: these reach logs and pages.
 pub(super) fn bounded(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
-}
-
-pub(super) fn unavailable(err: &crate::store::StoreError) -> Refused {
-    tracing::error!("admin API: {err}");
-    Refused(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the database could not be written; try again".into(),
-    )
 }

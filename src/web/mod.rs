@@ -29,6 +29,7 @@ mod log_page;
 pub mod ops;
 pub mod people;
 pub mod refusal_summary;
+pub mod refused;
 pub mod state;
 
 use axum::response::{IntoResponse, Response};

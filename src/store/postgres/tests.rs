@@ -489,7 +489,7 @@ async fn replicas_starting_together_migrate_the_schema_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     use crate::store::schema::merge_order::tests::{assert_upgraded, on_record_before_13};
-    use crate::store::waits::tests::sources::CHECK_RESULTS_AT_11;
+    use crate::store::waits::tests::sources::{CHECK_RESULTS_AT_11, DROP_AFTER_13};
     let Some(cluster) = cluster::shared() else {
         return;
     };
@@ -500,7 +500,7 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     store
         .run(false, |c| {
             c.execute_batch(&format!(
-                "DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
+                "{DROP_AFTER_13} DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
                  {CHECK_RESULTS_AT_11}
                  UPDATE schema_version SET version = 11"
             ))?;

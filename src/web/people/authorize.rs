@@ -14,7 +14,7 @@ use crate::config::{EnvironmentConfig, Grantee, RepoPattern, find_environment};
 use crate::model::{Action, Actor, RepoName, Role};
 use crate::store::views;
 use crate::web::AppState;
-use crate::web::admin::Refused;
+use crate::web::refused::Refused;
 
 /// What an action is about.
 #[derive(Debug, Clone, Copy)]
@@ -164,7 +164,7 @@ async fn known_repositories(
             )
         })
         .await
-        .map_err(|err| crate::web::admin::unavailable(&err))?;
+        .map_err(|err| crate::web::refused::unavailable(&err))?;
     let configured: Vec<&EnvironmentConfig> = match environment {
         Some(e) => vec![e],
         None => state.environments.iter().collect(),

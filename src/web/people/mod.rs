@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 
 use crate::model::Actor;
 use crate::web::AppState;
-use crate::web::admin::Refused;
 use crate::web::auth::cross_site;
 use crate::web::client::ClientAddress;
 use crate::web::guesses::Verdict;
+use crate::web::refused::Refused;
 
 pub use authorize::{Scope, authorize};
 

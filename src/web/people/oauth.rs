@@ -128,7 +128,7 @@ pub(crate) async fn callback(
             );
         }
         Ok(_) => {}
-        Err(crate::web::admin::Refused(status, why)) => return refused(&state, status, &why),
+        Err(crate::web::refused::Refused(status, why)) => return refused(&state, status, &why),
     }
     tracing::info!(login = login.as_str(), "signed in with GitHub");
     let mut response = page(

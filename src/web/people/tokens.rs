@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 use crate::model::{Actor, Via};
 use crate::store::{now_ms, tokens};
 use crate::web::AppState;
-use crate::web::admin::Refused;
 use crate::web::dashboard::access::{form_refusal, form_token, signed_in};
 use crate::web::dashboard::render::{MessagePage, page, render, unavailable};
+use crate::web::refused::Refused;
 
 /// How every personal token begins: what tells it from the admin token, and what secret
 /// scanners can look for.
@@ -33,7 +33,7 @@ pub async fn person(state: &AppState, given: &str) -> Result<Actor, Refused> {
         .store
         .read(move |c| tokens::find(c, &hash, now))
         .await
-        .map_err(|err| crate::web::admin::unavailable(&err))?;
+        .map_err(|err| crate::web::refused::unavailable(&err))?;
     match found {
         Some((_, login)) => Ok(Actor::person(&login, Via::PersonalToken)),
         None => Err(Refused(
