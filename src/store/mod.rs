@@ -11,9 +11,11 @@
 //! commit, sync thread, checkpoints and the log's bound), `schema` (SQLite's migrations),
 //! `postgres` (the pool, TLS, schema, the leader's lock), `retention`, and one file per
 //! table: `deliveries`, `merges`, `waits` (with check results), `jobs`, `locks`, `outbox`
-//! (with `given_up`), `refused`, `logs`, `sessions`, `views` (what pages show), `insights`.
+//! (with `given_up`), `refused`, `logs`, `sessions`, `views` (what pages show), `insights`,
+//! `audit` (who did what: append-only, written in the action's own transaction).
 //!
 //! May use: `model`.
+pub mod audit;
 pub mod db;
 pub mod deliveries;
 mod error;
