@@ -148,24 +148,24 @@ impl AuditEntry {
         }
     }
 
-    /// The repository acted on (`owner/name`).
+    /// The repository acted on (`owner/name`; empty: none).
     #[must_use]
     pub fn with_repository(mut self, repository: &str) -> Self {
-        self.repository = Some(bounded(repository));
+        self.repository = named(repository);
         self
     }
 
-    /// The environment acted on.
+    /// The environment acted on (empty: none).
     #[must_use]
     pub fn with_environment(mut self, environment: &str) -> Self {
-        self.environment = Some(bounded(environment));
+        self.environment = named(environment);
         self
     }
 
-    /// What exactly: a deployment id, a commit, a call's id, a token's name.
+    /// What exactly: a deployment id, a commit, a call's id, a token's name (empty: none).
     #[must_use]
     pub fn with_target(mut self, target: &str) -> Self {
-        self.target = Some(bounded(target));
+        self.target = named(target);
         self
     }
 
@@ -226,6 +226,11 @@ impl AuditEntry {
     }
 }
 
+/// [`bounded`], or `None` when nothing is left.
+fn named(text: &str) -> Option<String> {
+    Some(bounded(text)).filter(|t| !t.is_empty())
+}
+
 /// `text` without control characters, cut to [`MAX_TEXT_CHARS`] characters.
 fn bounded(text: &str) -> String {
     text.chars()
@@ -270,6 +275,8 @@ mod tests {
         assert!(entry.detail().starts_with("whyé"));
         assert_eq!(entry.detail().chars().count(), MAX_TEXT_CHARS);
         assert_eq!(entry.outcome(), AuditOutcome::Done);
+        let unnamed = entry.with_target("").with_environment("\n");
+        assert_eq!((unnamed.target(), unnamed.environment()), (None, None));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The admin API under `/api/`: locks (`GET`/`POST /api/locks`, `DELETE
 //! /api/locks/{environment}`) and rollbacks (`POST /api/rollback`). `deployhook lock`,
 //! `unlock`, `locks` and `rollback` call it, from this host or another; the dashboard's forms
-//! do the same things through [`lock`], [`unlock`] and [`roll_back`].
+//! do the same things through [`lock`], [`unlock`] and [`roll_back`]. Each writes its entry
+//! of the audit log (`store::audit`) in the transaction of what it does, refusals about
+//! the action itself too (an unlock of an environment not locked).
 //!
 //! Every request carries `Authorization: Bearer <DEPLOYHOOK_ADMIN_TOKEN>`. A browser's
 //! cross-site form cannot send that header, so the API needs no form token; cross-site
@@ -23,9 +25,9 @@ use serde_json::json;
 
 use crate::config::find_environment;
 use crate::guide::rollback::{Deployed, rollback};
-use crate::model::{Environment, Notification, RepoName};
+use crate::model::{Actor, AuditAction, AuditEntry, Environment, Notification, RepoName};
 use crate::store::locks::{self, Lock};
-use crate::store::{now_ms, outbox, views};
+use crate::store::{audit, now_ms, outbox, views};
 use crate::web::AppState;
 use crate::web::auth::cross_site;
 use crate::web::client::ClientAddress;
@@ -176,7 +178,17 @@ async fn post_lock(
         .by
         .clone()
         .unwrap_or_else(|| client.acting("admin API"));
-    match lock(&state, &request.environment, &request.reason, duration, &by).await {
+    let address = client.0.to_string();
+    match lock(
+        &state,
+        &request.environment,
+        &request.reason,
+        duration,
+        &by,
+        &address,
+    )
+    .await
+    {
         Ok(lock) => (
             StatusCode::CREATED,
             Json(json!({ "lock": lock_json(&lock) })),
@@ -199,7 +211,7 @@ async fn delete_lock(
         .get("x-deployhook-by")
         .and_then(|v| v.to_str().ok())
         .map_or_else(|| client.acting("admin API"), bounded);
-    match unlock(&state, &environment, &by).await {
+    match unlock(&state, &environment, &by, &client.0.to_string()).await {
         Ok(lock) => Json(json!({ "unlocked": lock_json(&lock) })).into_response(),
         Err(refused) => refused.into_response(),
     }
@@ -235,6 +247,7 @@ async fn post_rollback(
         &request.environment,
         request.to.as_deref(),
         &by,
+        &client.0.to_string(),
     )
     .await
     {
@@ -243,13 +256,14 @@ async fn post_rollback(
     }
 }
 
-/// Locks `environment` (the API's and the dashboard's way).
+/// Locks `environment` (the API's and the dashboard's way), for `by` at `address`.
 pub async fn lock(
     state: &AppState,
     environment: &str,
     reason: &str,
     duration: Option<Duration>,
     by: &str,
+    address: &str,
 ) -> Result<Lock, Refused> {
     let environment = known_environment(state, environment)?;
     let reason = reason.trim();
@@ -270,6 +284,13 @@ pub async fn lock(
         }),
     };
     let record = lock.clone();
+    let detail = match lock_json(&lock)["until"].as_str() {
+        Some(until) => format!("{} (until {until})", lock.reason),
+        None => lock.reason.clone(),
+    };
+    let audited = AuditEntry::new(now, &Actor::admin_token(by), AuditAction::Lock, address)
+        .with_environment(&lock.environment)
+        .with_detail(&detail);
     let told = Notification::locked(
         &config_name(state, &lock.environment)?,
         &lock.locked_by,
@@ -281,6 +302,7 @@ pub async fn lock(
         .store
         .write(move |c| {
             locks::lock(c, &record)?;
+            audit::record(c, &audited)?;
             outbox::enqueue_notification(c, &told, now)
         })
         .await
@@ -299,18 +321,30 @@ pub async fn lock(
 }
 
 /// Lifts the lock on `environment`; what waited for it runs, in its policy's order.
-pub async fn unlock(state: &AppState, environment: &str, by: &str) -> Result<Lock, Refused> {
+pub async fn unlock(
+    state: &AppState,
+    environment: &str,
+    by: &str,
+    address: &str,
+) -> Result<Lock, Refused> {
     let environment = known_environment(state, environment)?;
     let now = now_ms();
     let name = environment.clone();
     let told = Notification::unlocked(&config_name(state, &environment)?, by, now);
+    let audited = AuditEntry::new(now, &Actor::admin_token(by), AuditAction::Unlock, address)
+        .with_environment(&environment);
     let lifted = state
         .store
         .write(move |c| {
             let lifted = locks::unlock(c, &name, now)?;
-            if lifted.is_some() {
-                outbox::enqueue_notification(c, &told, now)?;
-            }
+            let audited = match &lifted {
+                Some(lock) => {
+                    outbox::enqueue_notification(c, &told, now)?;
+                    audited.with_detail(&format!("locked by {}: {}", lock.locked_by, lock.reason))
+                }
+                None => audited.refused(&format!("{name} is not locked")),
+            };
+            audit::record(c, &audited)?;
             Ok(lifted)
         })
         .await
@@ -339,6 +373,7 @@ pub async fn roll_back(
     environment: &str,
     to: Option<&str>,
     by: &str,
+    address: &str,
 ) -> Result<serde_json::Value, Refused> {
     let name = known_environment(state, environment)?;
     let repo =
@@ -370,9 +405,23 @@ pub async fn roll_back(
         })
         .collect();
     let by = bounded(by);
-    let decided = rollback(config, &repo, &history, to, &by)
-        .map_err(|why| Refused(StatusCode::CONFLICT, why))?;
     let now = now_ms();
+    let actor = Actor::admin_token(&by);
+    let audited = AuditEntry::new(now, &actor, AuditAction::Rollback, address)
+        .with_repository(repo.as_ref())
+        .with_environment(&name);
+    let decided = match rollback(config, &repo, &history, to, &by) {
+        Ok(decided) => decided,
+        Err(why) => {
+            let refused = audited.with_target(to.unwrap_or_default()).refused(&why);
+            let recorded = state.store.write(move |c| audit::record(c, &refused)).await;
+            recorded.map_err(|err| unavailable(&err))?;
+            return Err(Refused(StatusCode::CONFLICT, why));
+        }
+    };
+    let audited = audited
+        .with_target(decided.new.request.git_ref.as_ref())
+        .with_detail(&decided.lock_reason);
     let lock = Lock {
         environment: name.clone(),
         reason: decided.lock_reason.clone(),
@@ -387,6 +436,7 @@ pub async fn roll_back(
         .write(move |c| {
             outbox::enqueue_create_deployment(c, &new, now)?;
             locks::lock(c, &lock)?;
+            audit::record(c, &audited)?;
             outbox::enqueue_notification(c, &told, now)
         })
         .await

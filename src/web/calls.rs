@@ -2,7 +2,8 @@
 //! `POST /api/calls/{id}/retry`, `POST /api/calls/{id}/dismiss`, and the same for every
 //! unresolved call at once under `/api/calls/failed/…`) that `deployhook calls` uses, and
 //! the dashboard's Retry and Dismiss forms. What a retry or a dismissal does, and why, is in
-//! [`crate::store::outbox::given_up`].
+//! [`crate::store::outbox::given_up`]. Each call retried or dismissed, or refused, has its
+//! entry in the audit log, written in the same transaction.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,8 +12,9 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
-use crate::store::now_ms;
+use crate::model::{Actor, AuditAction, AuditEntry};
 use crate::store::outbox::given_up::{self, GivenUp, NotDone};
+use crate::store::{audit, now_ms};
 use crate::web::AppState;
 use crate::web::admin::{Refused, bounded, refusal, unavailable};
 use crate::web::client::ClientAddress;
@@ -35,6 +37,26 @@ pub fn routes() -> Router<AppState> {
 enum Action {
     Retry,
     Dismiss,
+}
+
+impl Action {
+    fn audited(self) -> AuditAction {
+        match self {
+            Self::Retry => AuditAction::Retry,
+            Self::Dismiss => AuditAction::Dismiss,
+        }
+    }
+}
+
+/// `entry` (who, when, from where) completed for call `id`: what was done, or why not.
+fn audited(entry: AuditEntry, id: i64, done: &Result<GivenUp, NotDone>) -> AuditEntry {
+    let entry = entry.with_target(&id.to_string());
+    match done {
+        Ok(call) => entry
+            .with_repository(&call.repository)
+            .with_detail(&what(call)),
+        Err(not) => entry.refused(&refused(id, not).1),
+    }
 }
 
 /// A given-up call as the API shows it.
@@ -134,7 +156,8 @@ async fn one(
     let Ok(id) = id.parse::<i64>() else {
         return Refused(StatusCode::NOT_FOUND, "no call has this id".into()).into_response();
     };
-    match act(state, id, action, &who(headers, client)).await {
+    let address = client.0.to_string();
+    match act(state, id, action, &who(headers, client), &address).await {
         Ok(call) => {
             let key = match action {
                 Action::Retry => "retried",
@@ -146,15 +169,27 @@ async fn one(
     }
 }
 
-/// Retries or dismisses call `id` (the API's and the dashboard's way).
-async fn act(state: &AppState, id: i64, action: Action, by: &str) -> Result<GivenUp, Refused> {
+/// Retries or dismisses call `id` (the API's and the dashboard's way), for `by` at
+/// `address`.
+async fn act(
+    state: &AppState,
+    id: i64,
+    action: Action,
+    by: &str,
+    address: &str,
+) -> Result<GivenUp, Refused> {
     let by = by.to_owned();
     let now = now_ms();
+    let entry = AuditEntry::new(now, &Actor::admin_token(&by), action.audited(), address);
     let done = state
         .store
-        .write(move |c| match action {
-            Action::Retry => given_up::retry(c, id, now),
-            Action::Dismiss => given_up::dismiss(c, id, &by, now),
+        .write(move |c| {
+            let done = match action {
+                Action::Retry => given_up::retry(c, id, now)?,
+                Action::Dismiss => given_up::dismiss(c, id, &by, now)?,
+            };
+            audit::record(c, &audited(entry, id, &done))?;
+            Ok(done)
         })
         .await
         .map_err(|err| unavailable(&err))?
@@ -209,6 +244,8 @@ async fn all(
     }
     let by = who(headers, client);
     let now = now_ms();
+    let address = client.0.to_string();
+    let entry = AuditEntry::new(now, &Actor::admin_token(&by), action.audited(), &address);
     let done = state
         .store
         .write(move |c| {
@@ -220,6 +257,7 @@ async fn all(
                     Action::Retry => given_up::retry(c, call.id, now)?,
                     Action::Dismiss => given_up::dismiss(c, call.id, &by, now)?,
                 };
+                audit::record(c, &audited(entry.clone(), call.id, &result))?;
                 results.push((call.id, result));
             }
             Ok(results)
@@ -282,6 +320,6 @@ async fn on_form(
     if let Some(refused) = form_refusal(state, headers, &form.form_token) {
         return refused;
     }
-    let by = client.acting("dashboard");
-    after_form(act(state, form.id, action, &by).await.map(drop))
+    let (by, address) = (client.acting("dashboard"), client.0.to_string());
+    after_form(act(state, form.id, action, &by, &address).await.map(drop))
 }

@@ -77,6 +77,7 @@ pub(super) async fn lock_form(
         &form.reason,
         duration,
         &client.acting("dashboard"),
+        &client.0.to_string(),
     )
     .await;
     after_form(done.map(drop))
@@ -98,8 +99,10 @@ pub(super) async fn unlock_form(
     if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
         return refused;
     }
+    let by = client.acting("dashboard");
+    let address = client.0.to_string();
     after_form(
-        crate::web::admin::unlock(&state, &form.environment, &client.acting("dashboard"))
+        crate::web::admin::unlock(&state, &form.environment, &by, &address)
             .await
             .map(drop),
     )
@@ -130,6 +133,7 @@ pub(super) async fn rollback_form(
         &form.environment,
         Some(&form.to),
         &client.acting("dashboard"),
+        &client.0.to_string(),
     )
     .await;
     after_form(done.map(drop))
