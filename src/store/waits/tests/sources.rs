@@ -170,7 +170,8 @@ async fn a_postgresql_database_at_11_is_upgraded_to_check_results_per_source() {
                                     policy, sort_key, state, created_at, due_at, next_poll_at)
                      VALUES ('checks', 'acme/widgets', 'production', '{SHA}', 42, '{{}}',
                              'latest', 'k', 'waiting', 0, 3600000, 300000);
-                 DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
+                 DROP TABLE audit; DROP TABLE merge_marks;
+                 ALTER TABLE merges DROP COLUMN merged_at;
                  UPDATE schema_version SET version = 11;"
             ),
         )
