@@ -1,13 +1,15 @@
 //! The vocabulary every layer shares: identifiers, the deployments deployhook creates and
 //! runs, what a delivery leads to, the order of merges, the policies a queue follows, where
 //! the database is (password masked when shown), the short texts sent to GitHub, the
-//! notifications a team is sent, who acts and what their role lets them do (`people`), and
-//! who a client is for the caps on what one may hold.
+//! notifications a team is sent, who acts and what their role lets them do (`people`), what
+//! the audit log records of what they did (`audit`), and who a client is for the caps on
+//! what one may hold.
 //! Defined here, at the bottom, so that the layers above can speak of them without
 //! importing one another.
 //!
 //! May use: nothing of the crate outside this folder.
 
+pub mod audit;
 pub mod checks;
 pub mod client;
 pub mod database;
@@ -21,6 +23,7 @@ pub mod policy;
 pub mod rollback;
 pub mod text;
 
+pub use audit::{AuditAction, AuditEntry, AuditOutcome};
 pub use checks::{
     CheckKind, CheckReport, CheckResult, CheckSource, CheckState, Gate, Required, Verdict,
 };

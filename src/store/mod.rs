@@ -12,9 +12,11 @@
 //! `postgres` (the pool, TLS, schema, the leader's lock), `retention`, and one file per
 //! table: `deliveries`, `merges`, `waits` (with check results), `jobs`, `locks`, `outbox`
 //! (with `given_up`), `refused`, `logs`, `sessions`, `tokens` (personal tokens, hashed), `views`
-//! (what pages show), `insights`.
+//! (what pages show), `insights`, `audit` (who did what: append-only, written in the
+//! action's own transaction).
 //!
 //! May use: `model`.
+pub mod audit;
 pub mod db;
 pub mod deliveries;
 mod error;

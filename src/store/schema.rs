@@ -24,7 +24,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_job_owners.sql"),
     include_str!("migrations/0012_check_results_by_source.sql"),
     include_str!("migrations/0013_merge_order.sql"),
-    include_str!("migrations/0014_personal_tokens.sql"),
+    include_str!("migrations/0014_audit.sql"),
+    include_str!("migrations/0015_personal_tokens.sql"),
 ];
 
 /// The part of migration `version` written in Rust, run in its transaction after its SQL,

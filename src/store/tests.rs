@@ -145,7 +145,7 @@ async fn a_full_database_is_reported_until_writes_go_through_again() {
 }
 
 /// SQLite virtual-machine steps that `work` takes: its cost, whatever the machine's speed.
-fn steps(conn: &mut rusqlite::Connection, work: impl FnOnce(&Connection)) -> u64 {
+pub(crate) fn steps(conn: &mut rusqlite::Connection, work: impl FnOnce(&Connection)) -> u64 {
     let count = Arc::new(AtomicU64::new(0));
     let counter = count.clone();
     conn.progress_handler(

@@ -11,6 +11,7 @@
 //! same limit as the dashboard's sign-in: per client address (`guesses`), so a stranger's
 //! guesses never refuse the admin's right token.
 
+mod actions;
 mod deployment;
 
 use std::time::Duration;
@@ -23,15 +24,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::find_environment;
-use crate::guide::rollback::{Deployed, rollback};
-use crate::model::{Action, Actor, Environment, Notification, RepoName};
 use crate::store::locks::{self, Lock};
-use crate::store::{now_ms, outbox, views};
+use crate::store::now_ms;
 use crate::web::AppState;
 use crate::web::client::ClientAddress;
-use crate::web::people::{Scope, authorize, caller};
+use crate::web::people::caller;
 pub use crate::web::refused::{Refused, unavailable};
+pub use actions::{lock, roll_back, unlock};
 
 /// The longest a lock may be asked for: past it, lock until unlocked.
 pub const MAX_LOCK: Duration = Duration::from_secs(366 * 24 * 60 * 60);
@@ -137,6 +136,7 @@ async fn post_lock(
         &request.reason,
         duration,
         &actor,
+        &client.0.to_string(),
     )
     .await
     {
@@ -159,7 +159,7 @@ async fn delete_lock(
         Ok(actor) => actor,
         Err(refused) => return refused.into_response(),
     };
-    match unlock(&state, &environment, &actor).await {
+    match unlock(&state, &environment, &actor, &client.0.to_string()).await {
         Ok(lock) => Json(json!({ "unlocked": lock_json(&lock) })).into_response(),
         Err(refused) => refused.into_response(),
     }
@@ -192,213 +192,13 @@ async fn post_rollback(
         &request.environment,
         request.to.as_deref(),
         &actor,
+        &client.0.to_string(),
     )
     .await
     {
         Ok(done) => (StatusCode::ACCEPTED, Json(done)).into_response(),
         Err(refused) => refused.into_response(),
     }
-}
-
-/// Locks `environment` (the API's and the dashboard's way).
-pub async fn lock(
-    state: &AppState,
-    environment: &str,
-    reason: &str,
-    duration: Option<Duration>,
-    actor: &Actor,
-) -> Result<Lock, Refused> {
-    let environment = known_environment(state, environment)?;
-    authorize(state, actor, Action::Lock, Scope::Environment(&environment)).await?;
-    let by = actor.shown();
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(Refused(
-            StatusCode::BAD_REQUEST,
-            "a lock needs a reason: say why, for whoever finds it".into(),
-        ));
-    }
-    let now = now_ms();
-    let lock = Lock {
-        environment,
-        reason: bounded(reason),
-        locked_by: bounded(&by),
-        locked_at: now,
-        until: duration.map(|d| {
-            now.saturating_add(i64::try_from(d.min(MAX_LOCK).as_millis()).unwrap_or(i64::MAX / 2))
-        }),
-    };
-    let record = lock.clone();
-    let told = Notification::locked(
-        &config_name(state, &lock.environment)?,
-        &lock.locked_by,
-        &lock.reason,
-        lock.until,
-        now,
-    );
-    state
-        .store
-        .write(move |c| {
-            locks::lock(c, &record)?;
-            outbox::enqueue_notification(c, &told, now)
-        })
-        .await
-        .map_err(|err| unavailable(&err))?;
-    state.outbox.wake();
-    // The queue sleeps until the next lock expires: this one may expire first.
-    state.deployer.wake();
-    // Who and why are what the request said: string fields, quoted in the text log.
-    tracing::info!(
-        environment = lock.environment.as_str(),
-        by = lock.locked_by.as_str(),
-        reason = lock.reason.as_str(),
-        "environment locked"
-    );
-    Ok(lock)
-}
-
-/// Lifts the lock on `environment`; what waited for it runs, in its policy's order.
-pub async fn unlock(state: &AppState, environment: &str, actor: &Actor) -> Result<Lock, Refused> {
-    let environment = known_environment(state, environment)?;
-    authorize(
-        state,
-        actor,
-        Action::Unlock,
-        Scope::Environment(&environment),
-    )
-    .await?;
-    let by = bounded(&actor.shown());
-    let by = by.as_str();
-    let now = now_ms();
-    let name = environment.clone();
-    let told = Notification::unlocked(&config_name(state, &environment)?, by, now);
-    let lifted = state
-        .store
-        .write(move |c| {
-            let lifted = locks::unlock(c, &name, now)?;
-            if lifted.is_some() {
-                outbox::enqueue_notification(c, &told, now)?;
-            }
-            Ok(lifted)
-        })
-        .await
-        .map_err(|err| unavailable(&err))?;
-    state.outbox.wake();
-    let Some(lock) = lifted else {
-        return Err(Refused(
-            StatusCode::NOT_FOUND,
-            format!("{environment} is not locked"),
-        ));
-    };
-    tracing::info!(
-        environment = environment.as_str(),
-        by,
-        "environment unlocked"
-    );
-    state.deployer.wake();
-    Ok(lock)
-}
-
-/// Rolls `repository` in `environment` back (see [`crate::guide::rollback`]): the
-/// deployment is queued in the outbox and the environment locked, in one transaction.
-pub async fn roll_back(
-    state: &AppState,
-    repository: &str,
-    environment: &str,
-    to: Option<&str>,
-    actor: &Actor,
-) -> Result<serde_json::Value, Refused> {
-    let name = known_environment(state, environment)?;
-    let repo =
-        RepoName::parse(repository).map_err(|e| Refused(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let Some(config) = find_environment(&state.environments, &name) else {
-        return Err(Refused(
-            StatusCode::NOT_FOUND,
-            format!("no environment {name}"),
-        ));
-    };
-    if !config.accepts(&repo) {
-        return Err(Refused(
-            StatusCode::BAD_REQUEST,
-            format!("environment {name} does not list {repo}"),
-        ));
-    }
-    authorize(state, actor, Action::Rollback, Scope::Deploys(&repo, &name)).await?;
-    let (history_repo, history_env) = (repo.to_string(), name.clone());
-    let history: Vec<Deployed> = state
-        .store
-        .read(move |c| views::deploy_history(c, &history_repo, &history_env))
-        .await
-        .map_err(|err| unavailable(&err))?
-        .into_iter()
-        .map(|row| Deployed {
-            sha: row.sha,
-            result: row.result,
-            rolled_back: row.rolled_back,
-            installation: row.installation,
-        })
-        .collect();
-    let by = bounded(&actor.shown());
-    let decided = rollback(config, &repo, &history, to, &by)
-        .map_err(|why| Refused(StatusCode::CONFLICT, why))?;
-    let now = now_ms();
-    let lock = Lock {
-        environment: name.clone(),
-        reason: decided.lock_reason.clone(),
-        locked_by: by.clone(),
-        locked_at: now,
-        until: None,
-    };
-    let new = decided.new.clone();
-    let told = Notification::locked(&config.name, &by, &decided.lock_reason, None, now);
-    state
-        .store
-        .write(move |c| {
-            outbox::enqueue_create_deployment(c, &new, now)?;
-            locks::lock(c, &lock)?;
-            outbox::enqueue_notification(c, &told, now)
-        })
-        .await
-        .map_err(|err| unavailable(&err))?;
-    state.outbox.wake();
-    tracing::info!(
-        repo = repo.as_ref(),
-        environment = name.as_str(),
-        reason = decided.lock_reason.as_str(),
-        "rolled back"
-    );
-    Ok(json!({
-        "repository": repo,
-        "environment": name,
-        "sha": decided.new.request.git_ref,
-        "rolled_back": decided.from,
-        "locked": decided.lock_reason,
-    }))
-}
-
-/// The configured environment named `name`.
-fn known_environment(state: &AppState, name: &str) -> Result<String, Refused> {
-    match find_environment(&state.environments, name) {
-        Some(environment) => Ok(environment.name.to_string()),
-        None => {
-            let known: Vec<&str> = state.environments.iter().map(|e| e.name.as_ref()).collect();
-            let shown: String = name.chars().take(60).collect();
-            Err(Refused(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no environment {shown} here; this server deploys {}",
-                    known.join(", ")
-                ),
-            ))
-        }
-    }
-}
-
-/// The configured environment's name, as the model spells it.
-fn config_name(state: &AppState, name: &str) -> Result<Environment, Refused> {
-    find_environment(&state.environments, name)
-        .map(|e| e.name.clone())
-        .ok_or_else(|| Refused(StatusCode::NOT_FOUND, format!("no environment {name}")))
 }
 
 /// At most 200 characters, no control characters: these reach logs and pages.

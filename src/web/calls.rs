@@ -2,7 +2,8 @@
 //! `POST /api/calls/{id}/retry`, `POST /api/calls/{id}/dismiss`, and the same for every
 //! unresolved call at once under `/api/calls/failed/…`) that `deployhook calls` uses, and
 //! the dashboard's Retry and Dismiss forms. What a retry or a dismissal does, and why, is in
-//! [`crate::store::outbox::given_up`].
+//! [`crate::store::outbox::given_up`]. Each call retried or dismissed, or refused, has its
+//! entry in the audit log, written in the same transaction.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,9 +12,9 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
-use crate::model::{Actor, RepoName, people};
-use crate::store::now_ms;
+use crate::model::{Actor, AuditAction, AuditEntry, RepoName, people};
 use crate::store::outbox::given_up::{self, GivenUp, NotDone};
+use crate::store::{audit, now_ms};
 use crate::web::AppState;
 use crate::web::admin::{Refused, bounded, unavailable};
 use crate::web::client::ClientAddress;
@@ -38,6 +39,26 @@ pub fn routes() -> Router<AppState> {
 enum Action {
     Retry,
     Dismiss,
+}
+
+impl Action {
+    fn audited(self) -> AuditAction {
+        match self {
+            Self::Retry => AuditAction::Retry,
+            Self::Dismiss => AuditAction::Dismiss,
+        }
+    }
+}
+
+/// `entry` (who, when, from where) completed for call `id`: what was done, or why not.
+fn audited(entry: AuditEntry, id: i64, done: &Result<GivenUp, NotDone>) -> AuditEntry {
+    let entry = entry.with_target(&id.to_string());
+    match done {
+        Ok(call) => entry
+            .with_repository(&call.repository)
+            .with_detail(&what(call)),
+        Err(not) => entry.refused(&refused(id, not).1),
+    }
 }
 
 /// A given-up call as the API shows it.
@@ -158,7 +179,7 @@ async fn one(
     let Ok(id) = id.parse::<i64>() else {
         return Refused(StatusCode::NOT_FOUND, "no call has this id".into()).into_response();
     };
-    match act(state, id, action, &actor).await {
+    match act(state, id, action, &actor, &client.0.to_string()).await {
         Ok(call) => {
             let key = match action {
                 Action::Retry => "retried",
@@ -170,16 +191,28 @@ async fn one(
     }
 }
 
-/// Retries or dismisses call `id` (the API's and the dashboard's way), if `actor` may.
-async fn act(state: &AppState, id: i64, action: Action, actor: &Actor) -> Result<GivenUp, Refused> {
+/// Retries or dismisses call `id` (the API's and the dashboard's way), if `actor` may, at
+/// `address`.
+async fn act(
+    state: &AppState,
+    id: i64,
+    action: Action,
+    actor: &Actor,
+    address: &str,
+) -> Result<GivenUp, Refused> {
     may(state, actor, &find(state, id).await?, action).await?;
     let by = bounded(&actor.shown());
     let now = now_ms();
+    let entry = AuditEntry::new(now, actor, action.audited(), address);
     let done = state
         .store
-        .write(move |c| match action {
-            Action::Retry => given_up::retry(c, id, now),
-            Action::Dismiss => given_up::dismiss(c, id, &by, now),
+        .write(move |c| {
+            let done = match action {
+                Action::Retry => given_up::retry(c, id, now)?,
+                Action::Dismiss => given_up::dismiss(c, id, &by, now)?,
+            };
+            audit::record(c, &audited(entry, id, &done))?;
+            Ok(done)
         })
         .await
         .map_err(|err| unavailable(&err))?
@@ -249,6 +282,8 @@ async fn all(
         }
     }
     let now = now_ms();
+    let address = client.0.to_string();
+    let entry = AuditEntry::new(now, &actor, action.audited(), &address);
     let done = state
         .store
         .write(move |c| {
@@ -261,6 +296,7 @@ async fn all(
                     Action::Retry => given_up::retry(c, call.id, now)?,
                     Action::Dismiss => given_up::dismiss(c, call.id, &by, now)?,
                 };
+                audit::record(c, &audited(entry.clone(), call.id, &result))?;
                 results.push((call.id, result));
             }
             Ok(results)
@@ -324,5 +360,10 @@ async fn on_form(
         return refused;
     }
     let actor = form_actor(state, headers, client);
-    after_form(act(state, form.id, action, &actor).await.map(drop))
+    let address = client.0.to_string();
+    after_form(
+        act(state, form.id, action, &actor, &address)
+            .await
+            .map(drop),
+    )
 }

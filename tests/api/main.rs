@@ -2,6 +2,7 @@
 //! wiremock GitHub. One test binary, so the crate is linked once.
 
 mod admin_access;
+mod audit;
 mod bench_load;
 mod browser;
 mod browser_people;

@@ -395,6 +395,23 @@ async fn the_permission_matrix_holds_through_personal_tokens() {
             "{login}: {locked:?} {unlocked:?} {rolled_p:?} {rolled_s:?}"
         );
     }
+    // Every refusal of an identified person is in the audit log, saying why.
+    let (_, log) = call(
+        &app,
+        ADMIN_TOKEN,
+        reqwest::Method::GET,
+        "/api/audit?actor=rita-reader",
+        None,
+    )
+    .await;
+    let refused: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 4, "{log}");
+    assert!(refused.iter().all(|e| e["via"] == "personal_token"));
     eprintln!("permission matrix (lock prod, unlock prod, rollback prod, rollback staging):");
     for row in seen {
         eprintln!("  {row:?}");
@@ -513,6 +530,30 @@ async fn personal_tokens_are_kept_hashed_act_as_their_person_and_end_when_revoke
     // A token made up to look like one is refused the same way.
     let (status, _) = lock(&app, &format!("dhp_{}", "0".repeat(40)), "production").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The audit log has the person's whole story, each line saying how they proved it.
+    let (_, log) = call(&app, ADMIN_TOKEN, reqwest::Method::GET, "/api/audit", None).await;
+    let mut story: Vec<String> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {}",
+                e["actor"], e["via"], e["action"], e["outcome"]
+            )
+        })
+        .collect();
+    story.reverse();
+    assert_eq!(
+        story,
+        [
+            r#""ada-admin" "github" "sign_in" "done""#,
+            r#""ada-admin" "github" "token_created" "done""#,
+            r#""ada-admin" "personal_token" "lock" "done""#,
+            r#""ada-admin" "github" "token_revoked" "done""#,
+        ],
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The arguments of the commands that act on a running deployhook through its admin API —
-//! `lock`, `unlock`, `locks`, `rollback`, `calls`, `deliveries`, `log` — and how they reach
-//! it ([`ServerArgs`]: its URL, by default the one this machine's `serve` would listen on).
+//! `lock`, `unlock`, `locks`, `rollback`, `calls`, `deliveries`, `log`, `audit` — and how
+//! they reach it ([`ServerArgs`]: its URL, by default the one this machine's `serve` would
+//! listen on).
 
 use std::time::Duration;
 
@@ -141,6 +142,35 @@ pub struct LogArgs {
     /// Wait for the deployment to run, stream its log to the end, and exit with its outcome.
     #[arg(long, short)]
     pub follow: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// How many entries to list, newest first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub limit: u16,
+    /// Only this actor's: a GitHub login, or the name the admin token's user gave (--by).
+    #[arg(long, value_name = "LOGIN")]
+    pub actor: Option<String>,
+    /// Only this action.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        crate::model::AuditAction::ALL.map(crate::model::AuditAction::as_str)
+    ))]
+    pub action: Option<String>,
+    /// Only this environment's.
+    #[arg(long, short, value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Only this repository's (owner/name).
+    #[arg(long, value_name = "OWNER/REPO")]
+    pub repository: Option<String>,
+    /// Only entries older than this one (the id a listing's last line gives).
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub before: Option<u64>,
+    /// Print the server's answer as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }

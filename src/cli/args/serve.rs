@@ -108,8 +108,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_RETAIN_DELIVERIES", default_value = "30d", value_parser = parse_duration)]
     pub retain_deliveries: Duration,
 
-    /// How long finished deploys and their logs are kept. Given-up GitHub calls are kept
-    /// until retried or dismissed.
+    /// How long finished deploys and their logs are kept, and the audit log's entries.
+    /// Given-up GitHub calls are kept until retried or dismissed.
     #[arg(long, env = "DEPLOYHOOK_RETAIN_DEPLOYS", default_value = "90d", value_parser = parse_duration)]
     pub retain_deploys: Duration,
 

@@ -31,6 +31,7 @@ const UPGRADES: &[(usize, &str)] = &[
     (12, include_str!("upgrade_12.sql")),
     (13, include_str!("upgrade_13.sql")),
     (14, include_str!("upgrade_14.sql")),
+    (15, include_str!("upgrade_15.sql")),
 ];
 /// The advisory lock that serialises migrations between replicas starting together.
 const MIGRATION_LOCK: i64 = 0x6465_706c_6f79_0001;

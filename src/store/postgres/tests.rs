@@ -483,9 +483,9 @@ async fn replicas_starting_together_migrate_the_schema_once() {
     );
 }
 
-/// A database made at version 11 is upgraded one version at a time (12, then 13: the merge
-/// marks), to the state SQLite's migration 13 makes; one at a version no script starts
-/// from is refused, saying so.
+/// A database made at version 11 is upgraded one version at a time (12, 13: the merge
+/// marks, then 14: the audit log), to the state SQLite's migrations make; one at a version
+/// no script starts from is refused, saying so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     use crate::store::schema::merge_order::tests::{assert_upgraded, on_record_before_13};
@@ -495,8 +495,8 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     };
     let url = cluster.database();
     let store = PgStore::connect(&url).await.unwrap();
-    // Back to version 11: what 12 (check results per source) and 13 (the merge marks)
-    // add goes, and the record is as 11 kept it.
+    // Back to version 11: what 12 (check results per source), 13 (the merge marks) and 14
+    // (the audit log) add goes, and the record is as 11 kept it.
     store
         .run(false, |c| {
             c.execute_batch(&format!(
@@ -530,6 +530,18 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     if let Err(panic) = checked.1 {
         std::panic::resume_unwind(panic);
     }
+    // 14: the audit log takes an entry and gives it back.
+    let audited = upgraded
+        .run(false, |c| {
+            Ok(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || crate::store::audit::tests::assert_audit_works(c),
+            )))
+        })
+        .await
+        .unwrap();
+    if let Err(panic) = audited {
+        std::panic::resume_unwind(panic);
+    }
     upgraded
         .run(false, |c| {
             c.execute("UPDATE schema_version SET version = 10", [])
@@ -540,7 +552,7 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     let refused = format!("{refused:#}");
     assert!(
         refused.contains(
-            "at schema version 10; this deployhook knows no PostgreSQL migration from it to 13"
+            "at schema version 10; this deployhook knows no PostgreSQL migration from it to 14"
         ),
         "{refused}"
     );

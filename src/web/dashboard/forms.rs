@@ -77,6 +77,7 @@ pub(super) async fn lock_form(
         &form.reason,
         duration,
         &form_actor(&state, &headers, client),
+        &client.0.to_string(),
     )
     .await;
     after_form(done.map(drop))
@@ -103,6 +104,7 @@ pub(super) async fn unlock_form(
             &state,
             &form.environment,
             &form_actor(&state, &headers, client),
+            &client.0.to_string(),
         )
         .await
         .map(drop),
@@ -134,6 +136,7 @@ pub(super) async fn rollback_form(
         &form.environment,
         Some(&form.to),
         &form_actor(&state, &headers, client),
+        &client.0.to_string(),
     )
     .await;
     after_form(done.map(drop))

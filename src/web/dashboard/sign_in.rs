@@ -1,7 +1,8 @@
 //! The sign-in page (with GitHub when configured: `web::people::oauth`; with the admin
 //! token when one is set), signing in with the admin token (wrong tokens answered slowly,
 //! and an address that sent too many refused for a while: `web::guesses`), and signing out,
-//! which revokes the session.
+//! which revokes the session. Both are in the audit log; wrong tokens are not (they name
+//! no one).
 
 use std::time::Duration;
 
@@ -12,11 +13,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::access::{cross_site_refusal, refusal};
-use super::render::render;
-use crate::model::Actor;
-use crate::store::sessions;
+use super::render::{page, render};
+use crate::model::{Actor, AuditAction, AuditEntry};
+use crate::store::{audit, now_ms, sessions};
 use crate::web::AppState;
 use crate::web::auth::{AdminAuth, COOKIE, cross_site, unix_now};
+use crate::web::client::ClientAddress;
 use crate::web::guesses::Verdict;
 
 /// How long a wrong token waits for its answer, to slow guessing.
@@ -57,7 +59,7 @@ pub(super) struct Login {
 
 pub(super) async fn login(
     State(state): State<AppState>,
-    client: crate::web::client::ClientAddress,
+    client: ClientAddress,
     headers: HeaderMap,
     Form(form): Form<Login>,
 ) -> Response {
@@ -84,25 +86,49 @@ pub(super) async fn login(
     if let Some(error) = error {
         return login_page(&state, Some(error), status);
     }
-    let mut response = Redirect::to("/").into_response();
+    // No session without its line in the audit log.
     let actor = Actor::admin_token("admin");
+    let signed_in = audited(&actor, AuditAction::SignIn, client);
+    if let Err(err) = state
+        .store
+        .write(move |c| audit::record(c, &signed_in))
+        .await
+    {
+        tracing::error!("could not record a sign-in: {err}");
+        let why = "the database could not be written; try again".to_owned();
+        return page(StatusCode::SERVICE_UNAVAILABLE, why);
+    }
+    let mut response = Redirect::to("/").into_response();
     if let Ok(cookie) = HeaderValue::from_str(&admin.cookie(unix_now(), &actor)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
 }
 
+/// A sign-in or sign-out of `actor` at `client`, for the audit log.
+pub(crate) fn audited(actor: &Actor, action: AuditAction, client: ClientAddress) -> AuditEntry {
+    AuditEntry::new(now_ms(), actor, action, &client.0.to_string())
+}
+
 /// Signs out: the session is revoked for good, not only its cookie dropped.
-pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+) -> Response {
     if cross_site(&headers) {
         return cross_site_refusal();
     }
     let now = unix_now();
     if let Some(session) = state.admin.as_ref().and_then(|a| a.session(&headers, now)) {
         let (id, expires) = (session.id.clone(), session.expires);
+        let signed_out = audited(&session.actor, AuditAction::SignOut, client);
         let recorded = state
             .store
-            .write(move |c| sessions::revoke(c, &id, expires, now))
+            .write(move |c| {
+                sessions::revoke(c, &id, expires, now)?;
+                audit::record(c, &signed_out).map(drop)
+            })
             .await;
         if let Err(err) = recorded {
             // Still refused until a restart: the revocation is in memory.

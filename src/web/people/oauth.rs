@@ -14,7 +14,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use crate::model::{Actor, Via};
+use crate::model::{Actor, AuditAction, AuditEntry, Via};
+use crate::store::{audit, now_ms};
 use crate::web::AppState;
 use crate::web::auth::{cookie_values, same_secret, unix_now};
 use crate::web::client::ClientAddress;
@@ -112,12 +113,17 @@ pub(crate) async fn callback(
         }
     };
     let actor = Actor::person(&login, Via::GitHub);
+    let entry = AuditEntry::new(now_ms(), &actor, AuditAction::SignIn, &client.0.to_string());
     match super::authorize::readable(&state, &actor).await {
         Ok(Some(repos)) if repos.is_empty() => {
             tracing::info!(
                 login = login.as_str(),
                 "refused a sign-in: no repository readable"
             );
+            let entry = entry.refused("can read no repository deployhook deploys");
+            if let Err(err) = state.store.write(move |c| audit::record(c, &entry)).await {
+                tracing::error!("could not record a refused sign-in: {err}");
+            }
             return refused(
                 &state,
                 StatusCode::FORBIDDEN,
@@ -129,6 +135,12 @@ pub(crate) async fn callback(
         }
         Ok(_) => {}
         Err(crate::web::refused::Refused(status, why)) => return refused(&state, status, &why),
+    }
+    // No session without its line in the audit log.
+    if let Err(err) = state.store.write(move |c| audit::record(c, &entry)).await {
+        tracing::error!("could not record a sign-in: {err}");
+        let why = "the database could not be written; try again";
+        return refused(&state, StatusCode::SERVICE_UNAVAILABLE, why);
     }
     tracing::info!(login = login.as_str(), "signed in with GitHub");
     let mut response = page(

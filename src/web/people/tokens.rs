@@ -10,9 +10,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Actor, Via};
-use crate::store::{now_ms, tokens};
+use crate::model::{Actor, AuditAction, AuditEntry, Via};
+use crate::store::{audit, now_ms, tokens};
 use crate::web::AppState;
+use crate::web::client::ClientAddress;
 use crate::web::dashboard::access::{form_refusal, form_token, signed_in};
 use crate::web::dashboard::render::{MessagePage, page, render, unavailable};
 use crate::web::refused::Refused;
@@ -142,6 +143,7 @@ pub(crate) struct NewToken {
 /// `POST /tokens`: makes a token and shows it, once.
 pub(crate) async fn create(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Form(form): Form<NewToken>,
 ) -> Response {
@@ -179,6 +181,15 @@ pub(crate) async fn create(
         revoked_at: None,
     };
     let hashed = hash(&secret);
+    let actor = Actor::person(&login, Via::GitHub);
+    let entry = AuditEntry::new(
+        now,
+        &actor,
+        AuditAction::TokenCreated,
+        &client.0.to_string(),
+    )
+    .with_target(&row.id)
+    .with_detail(&format!("{} (expires in {} days)", row.name, form.days));
     let made = state
         .store
         .write(move |c| {
@@ -186,6 +197,7 @@ pub(crate) async fn create(
                 return Ok(false);
             }
             tokens::create(c, &row, &hashed)?;
+            audit::record(c, &entry)?;
             Ok(true)
         })
         .await;
@@ -211,6 +223,7 @@ pub(crate) struct RevokeForm {
 /// `POST /tokens/{id}/revoke`: ends one of the person's own tokens.
 pub(crate) async fn revoke(
     State(state): State<AppState>,
+    client: ClientAddress,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(form): Form<RevokeForm>,
@@ -223,9 +236,23 @@ pub(crate) async fn revoke(
         Err(answer) => return answer,
     };
     let (owner, now) = (login.clone(), now_ms());
+    let actor = Actor::person(&login, Via::GitHub);
+    let entry = AuditEntry::new(
+        now,
+        &actor,
+        AuditAction::TokenRevoked,
+        &client.0.to_string(),
+    )
+    .with_target(&id);
     match state
         .store
-        .write(move |c| tokens::revoke(c, &id, &owner, now))
+        .write(move |c| {
+            let revoked = tokens::revoke(c, &id, &owner, now)?;
+            if revoked {
+                audit::record(c, &entry)?;
+            }
+            Ok(revoked)
+        })
         .await
     {
         Ok(true) => {

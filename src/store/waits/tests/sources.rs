@@ -134,7 +134,7 @@ fn migration_12_keeps_statuses_forgets_sourceless_runs_and_reads_the_waiting_aga
 
 /// What the versions after 13 add, dropped to take a PostgreSQL database back to 11 (each
 /// upgrade after 13 adds its own here).
-pub(crate) const DROP_AFTER_13: &str = "DROP TABLE personal_tokens;";
+pub(crate) const DROP_AFTER_13: &str = "DROP TABLE audit; DROP TABLE personal_tokens;";
 
 /// `check_results` as PostgreSQL had it at version 11 (one result per name), for tests of
 /// upgrades from 11.
