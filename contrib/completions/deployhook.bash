@@ -16,6 +16,9 @@ _deployhook() {
             ",$1")
                 cmd="deployhook"
                 ;;
+            deployhook,audit)
+                cmd="deployhook__subcmd__audit"
+                ;;
             deployhook,calls)
                 cmd="deployhook__subcmd__calls"
                 ;;
@@ -66,6 +69,9 @@ _deployhook() {
                 ;;
             deployhook,unlock)
                 cmd="deployhook__subcmd__unlock"
+                ;;
+            deployhook__subcmd__help,audit)
+                cmd="deployhook__subcmd__help__subcmd__audit"
                 ;;
             deployhook__subcmd__help,calls)
                 cmd="deployhook__subcmd__help__subcmd__calls"
@@ -125,12 +131,66 @@ _deployhook() {
 
     case "${cmd}" in
         deployhook)
-            opts="-h -V --log-format --env-file --help --version serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help"
+            opts="-h -V --log-format --env-file --help --version serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries audit log completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__audit)
+            opts="-e -h -V --limit --actor --action --environment --repository --before --json --server --log-format --env-file --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --action)
+                    COMPREPLY=($(compgen -W "sign_in sign_out lock unlock deploy force rollback approve reject retry dismiss token_created token_revoked" -- "${cur}"))
+                    return 0
+                    ;;
+                --environment)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -e)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repository)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --before)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
@@ -343,8 +403,22 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__help)
-            opts="serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries log completions help"
+            opts="serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries audit log completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__help__subcmd__audit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -815,7 +889,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__serve)
-            opts="-h -V --listen --insecure-skip-signature --github-api-url --config --public-url --environment --branch --required-contexts --checks --checks-timeout --deploy-command --deploy-timeout --pass-env --database --database-sync --database-log-limit --retain-deliveries --retain-deploys --checks-poll --max-concurrent-deploys --policy --on-interrupt --outbox-max-age --max-connections --max-connections-per-client --trusted-proxies --header-timeout --shutdown-timeout --lease --log-deploy-output --log-format --env-file --help --version"
+            opts="-h -V --listen --insecure-skip-signature --github-api-url --config --public-url --environment --branch --required-contexts --checks --checks-timeout --deploy-command --deploy-timeout --pass-env --database --database-sync --database-log-limit --retain-deliveries --retain-deploys --checks-poll --max-concurrent-deploys --policy --on-interrupt --outbox-max-age --max-connections --max-connections-per-client --trusted-proxies --github-client-id --github-web-url --permission-cache --header-timeout --shutdown-timeout --lease --log-deploy-output --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -918,6 +992,18 @@ _deployhook() {
                     return 0
                     ;;
                 --trusted-proxies)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --github-client-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --github-web-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --permission-cache)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

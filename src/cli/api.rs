@@ -177,21 +177,24 @@ fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("no explanation")
 }
 
-/// `DEPLOYHOOK_ADMIN_TOKEN`, for a call to `server`; a warning first when it would cross
-/// the network in the clear.
+/// The token a call to `server` carries: the person's own `DEPLOYHOOK_TOKEN` (made on the
+/// dashboard's Tokens page: the server then knows who acts), else the shared
+/// `DEPLOYHOOK_ADMIN_TOKEN`; a warning first when it would cross the network in the clear.
 pub(super) fn admin_token(server: &str) -> anyhow::Result<String> {
-    let Some(token) = std::env::var("DEPLOYHOOK_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty())
+    let set = |name: &str| std::env::var(name).ok().filter(|t| !t.trim().is_empty());
+    let Some((token, which)) = set("DEPLOYHOOK_TOKEN")
+        .map(|t| (t, "personal token"))
+        .or_else(|| set("DEPLOYHOOK_ADMIN_TOKEN").map(|t| (t, "admin token")))
     else {
         bail!(
-            "DEPLOYHOOK_ADMIN_TOKEN is not set: these commands use the running server's admin \
-             token (the same value the server has)"
+            "neither DEPLOYHOOK_TOKEN nor DEPLOYHOOK_ADMIN_TOKEN is set: these commands act on \
+             the running server as you (a personal token, made on the dashboard's Tokens \
+             page) or with the server's admin token"
         );
     };
     if exposes_token(server) {
         errln!(
-            "warning: {server} is plain http to another host: the admin token crosses the \
+            "warning: {server} is plain http to another host: the {which} crosses the \
              network unencrypted (use https, or run the command on the server's host)"
         );
     }

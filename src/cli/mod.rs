@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod api;
 pub mod args;
+pub mod audit;
 pub mod calls;
 pub mod check_config;
 pub mod deliveries;
@@ -28,9 +29,10 @@ pub mod user;
 use std::process::ExitCode;
 
 pub use args::{
-    CallAction, CallsArgs, CheckConfigArgs, Cli, Command, CompletionsArgs, DeliveriesArgs,
-    DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogArgs, LogFormat, RedeliverArgs,
-    ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, StandInArgs, TryArgs, UnlockArgs, VERSION,
+    AuditArgs, CallAction, CallsArgs, CheckConfigArgs, Cli, Command, CompletionsArgs,
+    DeliveriesArgs, DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogArgs, LogFormat,
+    RedeliverArgs, ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, StandInArgs, TryArgs,
+    UnlockArgs, VERSION,
 };
 
 use crate::config::GitHubConfig;
@@ -54,6 +56,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Completions(args) => Ok(completions(&args)),
         Command::Calls(args) => calls::run(args).await,
         Command::Deliveries(args) => deliveries::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
         Command::StandIn(args) => stand_in::run(args).await,
         Command::Try(args) => trial::run(args).await,
     }

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use crate::cli::ServeArgs;
 use crate::config::{
     Config, ConnectionLimits, DEFAULT_TIMEOUT, EnvironmentConfig, GitHubAuth, GitHubConfig,
-    MIN_TOKEN_CHARS, OutboxConfig, Retention, TrustedProxies,
+    MIN_TOKEN_CHARS, OutboxConfig, Retention, SignInConfig, TrustedProxies,
 };
 use crate::model::{DatabaseLocation, Environment};
 use crate::web::Application;
@@ -79,6 +79,10 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
         None | Some("") => None,
         Some(url) => public_url(url).map_err(|err| problems.push(err)).ok(),
     };
+    let sign_in = sign_in(&args, env)
+        .map_err(|err| problems.push(err))
+        .ok()
+        .flatten();
     let database = DatabaseLocation::parse(&args.database)
         .map_err(|err| problems.push(err.into()))
         .ok();
@@ -134,7 +138,55 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
         trusted_proxies,
         notify,
         log_deploy_output: args.log_deploy_output,
+        sign_in,
+        permission_cache: args
+            .permission_cache
+            .min(std::time::Duration::from_secs(60 * 60)),
     })
+}
+
+/// Signing in with GitHub: a client id and its secret, both or neither.
+fn sign_in(args: &ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Option<SignInConfig>> {
+    let id = args.github_client_id.as_deref().map(str::trim);
+    let secret = env("DEPLOYHOOK_GITHUB_CLIENT_SECRET").filter(|s| !s.trim().is_empty());
+    let (id, secret) = match (id.filter(|i| !i.is_empty()), secret) {
+        (None, None) => return Ok(None),
+        (Some(id), Some(secret)) => (id, secret),
+        (Some(_), None) => bail!(
+            "DEPLOYHOOK_GITHUB_CLIENT_ID is set but DEPLOYHOOK_GITHUB_CLIENT_SECRET is not: \
+             signing in with GitHub needs both (the OAuth client's id and its secret)"
+        ),
+        (None, Some(_)) => bail!(
+            "DEPLOYHOOK_GITHUB_CLIENT_SECRET is set but DEPLOYHOOK_GITHUB_CLIENT_ID is not: \
+             signing in with GitHub needs both"
+        ),
+    };
+    anyhow::ensure!(
+        id.len() <= 100
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_'),
+        "DEPLOYHOOK_GITHUB_CLIENT_ID {id:?} is not a client id (Iv1.… or Ov23…)"
+    );
+    let web_url = match args.github_web_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => {
+            anyhow::ensure!(
+                url.starts_with("https://") || url.starts_with("http://"),
+                "GITHUB_WEB_URL {url:?} is not an http(s) address"
+            );
+            url.trim_end_matches('/').to_owned()
+        }
+        _ => GitHubConfig {
+            api_url: args.github_api_url.trim_end_matches('/').to_owned(),
+            auth: GitHubAuth::Token(SecretString::from(String::new())),
+        }
+        .web_url(),
+    };
+    Ok(Some(SignInConfig {
+        client_id: id.to_owned(),
+        client_secret: SecretString::from(secret),
+        web_url,
+    }))
 }
 
 /// One error saying everything found: the problem itself when there is one, else a list.

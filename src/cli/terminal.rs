@@ -10,6 +10,8 @@
 //!   newline included, so a value cannot forge a row either;
 //! - [`lines`]: a whole message ([`outln!`], [`errln!`], [`print_error`]): the same, but
 //!   `\n` and `\t` kept, since messages have lines of their own;
+//! - [`json`]: an answer printed as JSON (`audit --json`): the same characters as JSON
+//!   escapes, so it stays JSON;
 //! - [`LogFilter`]: a deploy's log (`log`, `deploy --follow`), which is that command's
 //!   output the way `kubectl logs` is: `\r` (progress bars) and colours (SGR, `ESC [ … m`)
 //!   pass; every other sequence (OSC, cursor and screen control, DCS…) is escaped.
@@ -94,6 +96,23 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> Vec<String> {
             .map(|row| line(&mut row.iter().map(String::as_str))),
     );
     lines
+}
+
+/// `value` as indented JSON, every character a terminal could act on written as a JSON
+/// escape (`\u001b`): still JSON that reads back to the same value, and harmless to print.
+/// (serde_json escapes C0 controls itself, not DEL, C1 or bidirectional overrides; a raw
+/// newline in its output is its own indentation.)
+pub fn json(value: &serde_json::Value) -> String {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_unsafe(c) && c != '\n' {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn escaped(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT};
+use crate::config::{Access, DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT};
 use crate::model::{
     ApprovalRule, DEPLOY_TASK, DeployJob, Environment, OnInterrupt, Policy, RepoName, Required,
 };
@@ -59,6 +59,8 @@ pub struct EnvironmentConfig {
     /// Approvals every deployment here waits for before it runs (rollbacks and forced
     /// deployments too). `None`: deployments run without.
     pub approval: Option<ApprovalRule>,
+    /// Who may do what here, beyond the defaults of their repository permission.
+    pub access: Access,
 }
 
 impl EnvironmentConfig {
@@ -88,6 +90,7 @@ impl EnvironmentConfig {
             promote_from: None,
             soak: Duration::ZERO,
             approval: None,
+            access: Access::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 //!
 //! May use: `model`, and `webhook::signature` for the secrets' type.
 
+pub mod access;
 pub mod environment;
 pub mod file;
 pub mod notify;
@@ -18,6 +19,7 @@ use secrecy::SecretString;
 use crate::model::{DatabaseLocation, Sync};
 use crate::webhook::signature::WebhookSecrets;
 
+pub use access::{Access, Grantee};
 pub use environment::{
     DEFAULT_CHECKS_TIMEOUT, EnvVars, EnvironmentConfig, RepoPattern, find_environment,
 };
@@ -78,7 +80,23 @@ pub struct Config {
     /// Whether deploy output lines are copied into the server's log at info level
     /// (`DEPLOYHOOK_LOG_DEPLOY_OUTPUT`); otherwise at debug level.
     pub log_deploy_output: bool,
+    /// Signing in with GitHub; `None`: the admin token is the dashboard's only sign-in.
+    pub sign_in: Option<SignInConfig>,
+    /// How long a person's permissions read from GitHub are trusted.
+    pub permission_cache: Duration,
 }
+
+/// How people sign in with GitHub: an OAuth App's (or a GitHub App's) client.
+#[derive(Debug, Clone)]
+pub struct SignInConfig {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// GitHub's web address, without a trailing slash: `https://github.com`.
+    pub web_url: String,
+}
+
+/// How long permissions are trusted unless configured otherwise.
+pub const DEFAULT_PERMISSION_CACHE: Duration = Duration::from_secs(5 * 60);
 
 /// How to reach GitHub's REST API.
 #[derive(Debug, Clone)]

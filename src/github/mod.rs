@@ -1,6 +1,7 @@
 //! Everything that talks to GitHub's REST API: the [`client`] (headers, timeouts,
 //! credentials), a GitHub App's authentication ([`app_auth`]), the endpoints deployhook
-//! calls ([`deployments`], [`checks`], [`hooks`]), the [`outbox_worker`], which sends the calls the
+//! calls ([`deployments`], [`checks`], [`hooks`]), what a person may do ([`permissions`],
+//! cached) and who they are when they sign in ([`oauth`]), the [`outbox_worker`], which sends the calls the
 //! store queued — retrying, pausing for rate limits, one at a time per ordering key — and
 //! the [`gate_worker`], which ends soaks and reads again the checks of merges that wait.
 //! The outbox also carries notifications, which the worker hands to `notify` to send.
@@ -14,7 +15,9 @@ pub mod deployments;
 pub mod error;
 pub mod gate_worker;
 pub mod hooks;
+pub mod oauth;
 pub mod outbox_worker;
+pub mod permissions;
 
 pub use app_auth::AppCredentials;
 pub use client::GitHubClient;

@@ -2,14 +2,16 @@
 //! runs, the approvals an environment may ask for before they run (`approval`), what a
 //! delivery leads to, the order of merges, the policies a queue follows, where the database
 //! is (password masked when shown), the short texts sent to GitHub, the notifications a
-//! team is sent, who acts and what their role lets them do (`people`), and who a client is
-//! for the caps on what one may hold.
+//! team is sent, who acts and what their role lets them do (`people`), what the audit log
+//! records of what they did (`audit`), and who a client is for the caps on what one may
+//! hold.
 //! Defined here, at the bottom, so that the layers above can speak of them without
 //! importing one another.
 //!
 //! May use: nothing of the crate outside this folder.
 
 pub mod approval;
+pub mod audit;
 pub mod checks;
 pub mod client;
 pub mod database;
@@ -24,6 +26,7 @@ pub mod rollback;
 pub mod text;
 
 pub use approval::{ApprovalRule, Reviewer};
+pub use audit::{AuditAction, AuditEntry, AuditOutcome};
 pub use checks::{
     CheckKind, CheckReport, CheckResult, CheckSource, CheckState, Gate, Required, Verdict,
 };

@@ -188,13 +188,12 @@ impl Actor {
         self.via != Via::AdminToken
     }
 
-    /// How pages, statuses and locks name the actor: `octocat`, or `deploy-bot (admin
-    /// token)` for a name the admin token's bearer gave.
+    /// How locks, payloads and notifications name the actor: the login, or the name the
+    /// admin token's bearer gave (as before people signed in, so scripts reading
+    /// `deploy_user` see what they saw). What tells a claim from a proven name is `via`,
+    /// which the audit log keeps beside it.
     pub fn shown(&self) -> String {
-        match self.via {
-            Via::AdminToken => format!("{} (admin token)", self.login),
-            _ => self.login.clone(),
-        }
+        self.login.clone()
     }
 }
 
@@ -257,7 +256,7 @@ mod tests {
     fn the_admin_token_names_itself_but_is_marked() {
         let bot = Actor::admin_token("deploy-bot\n\u{1b}[2J");
         assert_eq!(bot.login, "deploy-bot[2J");
-        assert_eq!(bot.shown(), "deploy-bot[2J (admin token)");
+        assert_eq!(bot.shown(), "deploy-bot[2J");
         assert!(!bot.is_person());
         assert_eq!(Actor::admin_token("  ").login, "admin");
     }

@@ -11,11 +11,14 @@
 //! commit, sync thread, checkpoints and the log's bound), `schema` (SQLite's migrations),
 //! `postgres` (the pool, TLS, schema, the leader's lock), `retention`, and one file per
 //! table: `deliveries`, `merges`, `waits` (with check results), `jobs` (with `approvals`:
-//! deployments that wait for people to approve them), `locks`, `outbox`
-//! (with `given_up`), `refused`, `logs`, `sessions`, `views` (what pages show), `insights`.
+//! deployments that wait for people to approve them), `locks`, `outbox` (with `given_up`),
+//! `refused`, `logs`, `sessions`, `tokens` (personal tokens, hashed), `views` (what pages
+//! show), `insights`, `audit` (who did what: append-only, written in the action's own
+//! transaction).
 //!
 //! May use: `model`.
 pub mod approvals;
+pub mod audit;
 pub mod db;
 pub mod deliveries;
 mod error;
@@ -31,6 +34,7 @@ pub mod retention;
 mod schema;
 pub mod sessions;
 mod sqlite;
+pub mod tokens;
 pub mod views;
 pub mod waits;
 mod writer;

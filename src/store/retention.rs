@@ -7,7 +7,8 @@
 //! own short transaction on the writer between other work, with a pause between batches: a
 //! backlog of a year to prune never holds a delivery up for long. Given-up GitHub calls
 //! are kept until an operator retries or dismisses them; dismissed ones go with the
-//! deliveries' age.
+//! deliveries' age. The audit log goes with the deploys' age: who did what is kept as long
+//! as what was deployed. Nothing else deletes an audit row.
 
 use std::time::Duration;
 
@@ -28,7 +29,8 @@ const INTERVAL: Duration = Duration::from_secs(10 * 60);
 pub struct Ages {
     /// Deliveries and the merges they recorded, by arrival.
     pub deliveries: Duration,
-    /// Finished deploys and their logs, by when they finished.
+    /// Finished deploys and their logs, by when they finished; the audit log, by when each
+    /// action was taken.
     pub deploys: Duration,
 }
 
@@ -131,6 +133,13 @@ pub fn prune_batch(
                   WHERE state = 'dismissed' AND dismissed_at < ?2 LIMIT ?1)",
         )?
         .execute(params![limit, deliveries_before])?;
+    // The audit log is written in the order of its ids: the oldest are the first rows.
+    deleted += conn
+        .prepare_cached(
+            "DELETE FROM audit
+             WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?1) AND at < ?2",
+        )?
+        .execute(params![limit, deploys_before])?;
     if deleted >= BATCH {
         return Ok(deleted);
     }
@@ -227,6 +236,15 @@ mod tests {
                 )
                 .unwrap();
             }
+            // The audit log: past its age, in batches; younger, kept.
+            for i in 0..3000_i64 {
+                conn.execute(
+                    "INSERT INTO audit (at, login, via, action, detail, address, outcome)
+                     VALUES (?1, 'maria', 'admin_token', 'lock', 'why', '::1', 'done')",
+                    [if i < 2500 { 100 } else { 5_000 }],
+                )
+                .unwrap();
+            }
             let mut batches = 0;
             while prune_batch(conn, 1_000, 1_000).unwrap() > 0 {
                 batches += 1;
@@ -237,6 +255,7 @@ mod tests {
             assert_eq!(count(conn, "jobs"), 1);
             assert_eq!(count(conn, "deploy_logs"), 2800);
             assert_eq!(count(conn, "check_results"), 1);
+            assert_eq!(count(conn, "audit"), 500);
             let waits: Vec<String> = conn
                 .prepare("SELECT sha FROM waits ORDER BY sha")
                 .unwrap()
@@ -249,6 +268,31 @@ mod tests {
                 .query_row("SELECT deployment_id FROM jobs", [], |r| r.get(0))
                 .unwrap();
             assert_eq!(kept, 2);
+        });
+    }
+
+    /// Audit rows follow the deploys' age, not the deliveries': a short delivery retention
+    /// must not take who did what with it.
+    #[test]
+    fn audit_rows_go_with_the_deploys_age() {
+        each_engine(|conn| {
+            for at in [100, 5_000] {
+                conn.execute(
+                    "INSERT INTO audit (at, login, via, action, detail, address, outcome)
+                     VALUES (?1, 'maria', 'admin_token', 'unlock', '', '::1', 'done')",
+                    [at],
+                )
+                .unwrap();
+            }
+            // Every delivery would be old, no deploy: the audit log stays whole.
+            while prune_batch(conn, 10_000, 0).unwrap() > 0 {}
+            assert_eq!(count(conn, "audit"), 2);
+            // Deploys older than 1,000 go: so does the audit row of 100.
+            while prune_batch(conn, 0, 1_000).unwrap() > 0 {}
+            let left: i64 = conn
+                .query_row("SELECT at FROM audit", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!((count(conn, "audit"), left), (1, 5_000));
         });
     }
 }

@@ -24,10 +24,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_job_owners.sql"),
     include_str!("migrations/0012_check_results_by_source.sql"),
     include_str!("migrations/0013_merge_order.sql"),
-    // Version 14 is the audit log's (issue 23), merged from its own branch: this stands in
-    // for it until then, so that approvals are version 15 on every branch.
-    "-- version 14: the audit log's migration (see 0014_*.sql once merged)",
-    include_str!("migrations/0015_approvals.sql"),
+    include_str!("migrations/0014_audit.sql"),
+    include_str!("migrations/0015_personal_tokens.sql"),
+    include_str!("migrations/0016_approvals.sql"),
 ];
 
 /// The part of migration `version` written in Rust, run in its transaction after its SQL,

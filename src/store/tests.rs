@@ -145,7 +145,7 @@ async fn a_full_database_is_reported_until_writes_go_through_again() {
 }
 
 /// SQLite virtual-machine steps that `work` takes: its cost, whatever the machine's speed.
-fn steps(conn: &mut rusqlite::Connection, work: impl FnOnce(&Connection)) -> u64 {
+pub(crate) fn steps(conn: &mut rusqlite::Connection, work: impl FnOnce(&Connection)) -> u64 {
     let count = Arc::new(AtomicU64::new(0));
     let counter = count.clone();
     conn.progress_handler(
@@ -245,12 +245,6 @@ fn each_engine_runs_the_test_on_both_engines_and_names_the_one_that_failed() {
     assert!(message.starts_with("on PostgreSQL: "), "{message}");
     assert!(message.contains("a difference"), "{message}");
 }
-
-/// On PostgreSQL, undoes what the versions after 13 added (15: approvals), for the tests
-/// that take a database back to an older version and upgrade it again.
-pub(crate) const UNDO_AFTER_13: &str = "DROP TABLE approvals; DROP INDEX jobs_awaiting;
-    ALTER TABLE jobs DROP COLUMN approvals_needed, DROP COLUMN approval_deadline,
-        DROP COLUMN self_approval;";
 
 /// A job of acme/widgets to production; the store's other tests use it too.
 pub(crate) fn job(id: u64, installation: Option<u64>) -> DeployJob {

@@ -264,3 +264,26 @@ pub fn deploy_history(
     })?
     .collect()
 }
+
+/// The repositories with deploys on record (in `environment`, or anywhere), at most
+/// `limit`, by name: whom a person's permissions are asked about.
+pub fn known_repositories(
+    conn: &Connection,
+    environment: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<String>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    match environment {
+        Some(environment) => conn
+            .prepare_cached(
+                "SELECT DISTINCT repository FROM jobs WHERE environment = ?1
+                 ORDER BY repository LIMIT ?2",
+            )?
+            .query_map(params![environment, limit], |row| row.get(0))?
+            .collect(),
+        None => conn
+            .prepare_cached("SELECT DISTINCT repository FROM jobs ORDER BY repository LIMIT ?1")?
+            .query_map(params![limit], |row| row.get(0))?
+            .collect(),
+    }
+}

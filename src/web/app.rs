@@ -17,7 +17,9 @@ use crate::deploy::log::{LogHub, LogKey, LogLinks};
 use crate::deploy::worker::{DeployWorker, LocalLinks};
 use crate::github::GitHubClient;
 use crate::github::gate_worker::GateWorker;
+use crate::github::oauth::OAuthApp;
 use crate::github::outbox_worker::OutboxWorker;
+use crate::github::permissions::Permissions;
 use crate::metrics::Metrics;
 use crate::store::refused::RefusalLog;
 use crate::store::{Store, locks, now_ms, outbox, retention, sessions};
@@ -58,6 +60,13 @@ impl Application {
         let github = GitHubClient::new(&config.github)
             .context("could not build the GitHub client")?
             .with_metrics(metrics.clone());
+        let permissions = Arc::new(Permissions::new(github.clone(), config.permission_cache));
+        let oauth = config
+            .sign_in
+            .as_ref()
+            .map(|s| OAuthApp::new(s, &config.github.api_url))
+            .transpose()
+            .context("could not build the GitHub sign-in client")?;
         let outbox =
             OutboxWorker::new(store.clone(), github, config.outbox).with_metrics(metrics.clone());
         let outbox = outbox.with_notifier(crate::notify::Notifier::from_config(&config)?);
@@ -111,10 +120,11 @@ impl Application {
             .read(|c| sessions::revoked(c, unix_now()))
             .await
             .context("could not read the signed-out sessions")?;
-        let admin = config.admin_token.as_ref().map(|token| {
+        let dashboard_on = config.admin_token.is_some() || config.sign_in.is_some();
+        let admin = dashboard_on.then(|| {
             AdminAuth::new(
                 &links.key,
-                token,
+                config.admin_token.as_ref(),
                 config.public_url.as_deref(),
                 metrics.clone(),
             )
@@ -142,7 +152,12 @@ impl Application {
             metrics_token: config.metrics_token.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             admin,
-            github_web: config.github.web_url(),
+            oauth,
+            permissions,
+            github_web: config
+                .sign_in
+                .as_ref()
+                .map_or_else(|| config.github.web_url(), |s| s.web_url.clone()),
             lead: Arc::default(),
             replica,
             lease: config.lease,

@@ -1,8 +1,10 @@
-//! Operators' access: the admin session behind the dashboard and the comparison of a
-//! presented token with the configured one. A login sets an HTTP-only, same-site cookie
-//! holding an expiry, a random session id and their HMAC (never the token), so a leaked
-//! cookie expires and a new admin token invalidates every session; signing out revokes the
-//! session's id for good (kept in the database until it would have expired anyway).
+//! Operators' access: the sessions behind the dashboard and the comparison of a presented
+//! admin token with the configured one. A sign-in (with GitHub, or with the admin token)
+//! sets an HTTP-only, same-site cookie holding an expiry, a random session id, who signed in
+//! and how, and their HMAC (never a token), so a leaked cookie expires, no one can turn
+//! theirs into another person's, and a new admin token invalidates every session; signing
+//! out revokes the session's id for good (kept in the database until it would have expired
+//! anyway).
 //! Comparisons run in constant time. Sign-in and sign-out refuse cross-site requests, and
 //! wrong tokens — at the sign-in and the admin API alike — are limited per client address
 //! (`guesses`), never for the whole server, so that no stranger can lock the admin out;
@@ -20,6 +22,8 @@ use sha2::{Digest, Sha256};
 
 use crate::deploy::log::LogKey;
 use crate::metrics::Metrics;
+use crate::model::people::valid_login;
+use crate::model::{Actor, Via};
 use crate::web::guesses::{GuessLimit, Verdict};
 
 /// How long a login lasts.
@@ -30,13 +34,14 @@ pub(super) const COOKIE: &str = "deployhook_session";
 /// one beside the current one (another path, a sibling domain), but not dozens.
 const MAX_SESSION_COOKIES: usize = 8;
 
-/// Checks admin sessions.
+/// Checks sessions and the admin token.
 #[derive(Clone)]
 pub struct AdminAuth {
     /// Derived from the admin token and the database's key: changing either ends sessions.
     key: [u8; 32],
-    /// The token's own MAC under `key`, to compare a login against in constant time.
-    expected: Vec<u8>,
+    /// The admin token's own MAC under `key`, to compare a login against in constant time;
+    /// `None` without an admin token (GitHub sign-in only).
+    expected: Option<Vec<u8>>,
     secure_cookie: bool,
     /// Sessions signed out before they expired: id → expiry (Unix seconds).
     revoked: Arc<Mutex<HashMap<String, u64>>>,
@@ -50,6 +55,8 @@ pub struct Session {
     pub id: String,
     /// Unix seconds.
     pub expires: u64,
+    /// Who signed in: a GitHub login, or `admin` for the admin token.
+    pub actor: Actor,
 }
 
 impl std::fmt::Debug for AdminAuth {
@@ -61,16 +68,18 @@ impl std::fmt::Debug for AdminAuth {
 impl AdminAuth {
     pub fn new(
         database_key: &LogKey,
-        token: &SecretString,
+        token: Option<&SecretString>,
         public_url: Option<&str>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let mut digest = Sha256::new();
-        digest.update(b"deployhook admin session v1\0");
+        digest.update(b"deployhook session v2\0");
         digest.update(database_key.bytes());
-        digest.update(token.expose_secret().as_bytes());
+        if let Some(token) = token {
+            digest.update(token.expose_secret().as_bytes());
+        }
         let key: [u8; 32] = digest.finalize().into();
-        let expected = mac(&key, b"token", token.expose_secret().as_bytes());
+        let expected = token.map(|t| mac(&key, b"token", t.expose_secret().as_bytes()));
         Self {
             key,
             expected,
@@ -103,17 +112,30 @@ impl AdminAuth {
     }
 
     fn token_matches(&self, given: &str) -> bool {
+        let Some(expected) = &self.expected else {
+            return false;
+        };
         let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
         check.update(b"token\0");
         check.update(given.as_bytes());
-        check.verify_slice(&self.expected).is_ok()
+        check.verify_slice(expected).is_ok()
     }
 
-    /// A new session's cookie.
-    pub(super) fn cookie(&self, now: u64) -> String {
+    /// Whether an admin token is configured.
+    pub fn has_token(&self) -> bool {
+        self.expected.is_some()
+    }
+
+    /// A new session's cookie, for `actor` (a GitHub login, or the admin token's `admin`).
+    pub(crate) fn cookie(&self, now: u64, actor: &Actor) -> String {
         let expires = now + SESSION.as_secs();
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let signed = format!("{expires}.{id}");
+        let login = if valid_login(&actor.login) {
+            actor.login.as_str()
+        } else {
+            "admin"
+        };
+        let signed = format!("{expires}.{id}.{}.{login}", actor.via.as_str());
         let tag = hex::encode(mac(&self.key, b"session", signed.as_bytes()));
         let secure = if self.secure_cookie { "; Secure" } else { "" };
         format!(
@@ -125,7 +147,7 @@ impl AdminAuth {
     /// The request's session: the first of its (first [`MAX_SESSION_COOKIES`]) session
     /// cookies that is genuine, unexpired and not signed out. Not only the first cookie: a
     /// stale one sent before the current one must not sign the admin out.
-    pub(super) fn session(&self, headers: &HeaderMap, now: u64) -> Option<Session> {
+    pub(crate) fn session(&self, headers: &HeaderMap, now: u64) -> Option<Session> {
         cookie_values(headers, COOKIE)
             .take(MAX_SESSION_COOKIES)
             .find_map(|value| self.valid_session(value, now))
@@ -134,7 +156,13 @@ impl AdminAuth {
     /// The session of one cookie's `value`, if it is genuine, unexpired and not signed out.
     fn valid_session(&self, value: &str, now: u64) -> Option<Session> {
         let (signed, tag) = value.rsplit_once('.')?;
-        let (expires, id) = signed.split_once('.')?;
+        let mut parts = signed.split('.');
+        let (expires, id, via, login) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !valid_login(login) {
+            return None;
+        }
+        let via = Via::parse(via).filter(|v| *v != Via::PersonalToken)?;
         let (at, tag) = (expires.parse::<u64>().ok()?, hex::decode(tag).ok()?);
         let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
         check.update(b"session\0");
@@ -149,6 +177,7 @@ impl AdminAuth {
         Some(Session {
             id: id.to_owned(),
             expires: at,
+            actor: Actor::person(login, via),
         })
     }
 
@@ -197,7 +226,10 @@ pub fn same_secret(given: &str, expected: &str) -> bool {
 }
 
 /// The values of the cookies named `name`, in the order sent, over every `Cookie` header.
-fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+pub(crate) fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -2,7 +2,8 @@
 //! `POST /api/calls/{id}/retry`, `POST /api/calls/{id}/dismiss`, and the same for every
 //! unresolved call at once under `/api/calls/failed/…`) that `deployhook calls` uses, and
 //! the dashboard's Retry and Dismiss forms. What a retry or a dismissal does, and why, is in
-//! [`crate::store::outbox::given_up`].
+//! [`crate::store::outbox::given_up`]. Each call retried or dismissed, or refused, has its
+//! entry in the audit log, written in the same transaction.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,12 +12,15 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
-use crate::store::now_ms;
+use crate::model::{Actor, AuditAction, AuditEntry, RepoName, people};
 use crate::store::outbox::given_up::{self, GivenUp, NotDone};
+use crate::store::{audit, now_ms};
 use crate::web::AppState;
-use crate::web::admin::{Refused, bounded, refusal, unavailable};
+use crate::web::admin::{Refused, bounded, unavailable};
 use crate::web::client::ClientAddress;
+use crate::web::dashboard::access::form_actor;
 use crate::web::dashboard::{after_form, form_refusal};
+use crate::web::people::{Scope, api_sight, authorize, caller};
 
 /// The routes: the API's and the dashboard forms'.
 pub fn routes() -> Router<AppState> {
@@ -35,6 +39,26 @@ pub fn routes() -> Router<AppState> {
 enum Action {
     Retry,
     Dismiss,
+}
+
+impl Action {
+    fn audited(self) -> AuditAction {
+        match self {
+            Self::Retry => AuditAction::Retry,
+            Self::Dismiss => AuditAction::Dismiss,
+        }
+    }
+}
+
+/// `entry` (who, when, from where) completed for call `id`: what was done, or why not.
+fn audited(entry: AuditEntry, id: i64, done: &Result<GivenUp, NotDone>) -> AuditEntry {
+    let entry = entry.with_target(&id.to_string());
+    match done {
+        Ok(call) => entry
+            .with_repository(&call.repository)
+            .with_detail(&what(call)),
+        Err(not) => entry.refused(&refused(id, not).1),
+    }
 }
 
 /// A given-up call as the API shows it.
@@ -67,12 +91,31 @@ fn what(call: &GivenUp) -> String {
     }
 }
 
-/// Who acts: the `X-Deployhook-By` header, as for unlocking; without it, the client.
-fn who(headers: &HeaderMap, client: ClientAddress) -> String {
-    headers
-        .get("x-deployhook-by")
-        .and_then(|v| v.to_str().ok())
-        .map_or_else(|| client.acting("admin API"), bounded)
+/// Whether `actor` may act on `call` (admin on its repository, unless configured
+/// otherwise).
+async fn may(
+    state: &AppState,
+    actor: &Actor,
+    call: &GivenUp,
+    action: Action,
+) -> Result<(), Refused> {
+    let what = match action {
+        Action::Retry => people::Action::RetryCall,
+        Action::Dismiss => people::Action::DismissCall,
+    };
+    let repo = RepoName::parse(&call.repository)
+        .map_err(|e| Refused(StatusCode::CONFLICT, format!("call {}: {e}", call.id)))?;
+    authorize(state, actor, what, Scope::Repository(&repo)).await
+}
+
+/// The unresolved call `id`, for deciding who may act on it.
+async fn find(state: &AppState, id: i64) -> Result<GivenUp, Refused> {
+    state
+        .store
+        .read(move |c| given_up::find(c, id))
+        .await
+        .map_err(|err| unavailable(&err))?
+        .ok_or_else(|| refused(id, &NotDone::Unknown))
 }
 
 /// `GET /api/calls/failed`: the calls given up and not resolved, then those dismissed.
@@ -81,9 +124,10 @@ async fn list(
     client: ClientAddress,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers) {
-        return refused.into_response();
-    }
+    let sight = match api_sight(&state, client, &headers).await {
+        Ok(sight) => sight,
+        Err(refused) => return refused.into_response(),
+    };
     let read = state
         .store
         .read(|c| {
@@ -95,8 +139,8 @@ async fn list(
         .await;
     match read {
         Ok((failed, dismissed)) => Json(json!({
-            "failed": failed.iter().map(call_json).collect::<Vec<_>>(),
-            "dismissed": dismissed.iter().map(call_json).collect::<Vec<_>>(),
+            "failed": failed.iter().filter(|c| sight.can_read(&c.repository)).map(call_json).collect::<Vec<_>>(),
+            "dismissed": dismissed.iter().filter(|c| sight.can_read(&c.repository)).map(call_json).collect::<Vec<_>>(),
         }))
         .into_response(),
         Err(err) => unavailable(&err).into_response(),
@@ -128,13 +172,14 @@ async fn one(
     id: &str,
     action: Action,
 ) -> Response {
-    if let Some(refused) = refusal(state, client, headers) {
-        return refused.into_response();
-    }
+    let actor = match caller(state, client, headers, None).await {
+        Ok(actor) => actor,
+        Err(refused) => return refused.into_response(),
+    };
     let Ok(id) = id.parse::<i64>() else {
         return Refused(StatusCode::NOT_FOUND, "no call has this id".into()).into_response();
     };
-    match act(state, id, action, &who(headers, client)).await {
+    match act(state, id, action, &actor, &client.0.to_string()).await {
         Ok(call) => {
             let key = match action {
                 Action::Retry => "retried",
@@ -146,15 +191,28 @@ async fn one(
     }
 }
 
-/// Retries or dismisses call `id` (the API's and the dashboard's way).
-async fn act(state: &AppState, id: i64, action: Action, by: &str) -> Result<GivenUp, Refused> {
-    let by = by.to_owned();
+/// Retries or dismisses call `id` (the API's and the dashboard's way), if `actor` may, at
+/// `address`.
+async fn act(
+    state: &AppState,
+    id: i64,
+    action: Action,
+    actor: &Actor,
+    address: &str,
+) -> Result<GivenUp, Refused> {
+    may(state, actor, &find(state, id).await?, action).await?;
+    let by = bounded(&actor.shown());
     let now = now_ms();
+    let entry = AuditEntry::new(now, actor, action.audited(), address);
     let done = state
         .store
-        .write(move |c| match action {
-            Action::Retry => given_up::retry(c, id, now),
-            Action::Dismiss => given_up::dismiss(c, id, &by, now),
+        .write(move |c| {
+            let done = match action {
+                Action::Retry => given_up::retry(c, id, now)?,
+                Action::Dismiss => given_up::dismiss(c, id, &by, now)?,
+            };
+            audit::record(c, &audited(entry, id, &done))?;
+            Ok(done)
         })
         .await
         .map_err(|err| unavailable(&err))?
@@ -204,15 +262,33 @@ async fn all(
     headers: &HeaderMap,
     action: Action,
 ) -> Response {
-    if let Some(refused) = refusal(state, client, headers) {
-        return refused.into_response();
+    let actor = match caller(state, client, headers, None).await {
+        Ok(actor) => actor,
+        Err(refused) => return refused.into_response(),
+    };
+    let by = bounded(&actor.shown());
+    let listed = state
+        .store
+        .read(|c| given_up::list(c, "failed", given_up::LISTED))
+        .await;
+    let (mut allowed, mut not_done) = (Vec::new(), Vec::new());
+    for call in match listed {
+        Ok(calls) => calls,
+        Err(err) => return unavailable(&err).into_response(),
+    } {
+        match may(state, &actor, &call, action).await {
+            Ok(()) => allowed.push(call.id),
+            Err(Refused(_, why)) => not_done.push(json!({ "id": call.id, "error": why })),
+        }
     }
-    let by = who(headers, client);
     let now = now_ms();
+    let address = client.0.to_string();
+    let entry = AuditEntry::new(now, &actor, action.audited(), &address);
     let done = state
         .store
         .write(move |c| {
             let mut calls = given_up::list(c, "failed", given_up::LISTED)?;
+            calls.retain(|call| allowed.contains(&call.id));
             calls.reverse();
             let mut results = Vec::new();
             for call in calls {
@@ -220,6 +296,7 @@ async fn all(
                     Action::Retry => given_up::retry(c, call.id, now)?,
                     Action::Dismiss => given_up::dismiss(c, call.id, &by, now)?,
                 };
+                audit::record(c, &audited(entry.clone(), call.id, &result))?;
                 results.push((call.id, result));
             }
             Ok(results)
@@ -232,7 +309,7 @@ async fn all(
     if action == Action::Retry {
         state.outbox.wake();
     }
-    let (mut done, mut not_done) = (Vec::new(), Vec::new());
+    let mut done = Vec::new();
     for (id, result) in results {
         match result {
             Ok(call) => done.push(call_json(&call)),
@@ -282,6 +359,11 @@ async fn on_form(
     if let Some(refused) = form_refusal(state, headers, &form.form_token) {
         return refused;
     }
-    let by = client.acting("dashboard");
-    after_form(act(state, form.id, action, &by).await.map(drop))
+    let actor = form_actor(state, headers, client);
+    let address = client.0.to_string();
+    after_form(
+        act(state, form.id, action, &actor, &address)
+            .await
+            .map(drop),
+    )
 }

@@ -6,6 +6,7 @@
 //! the headers GitHub sent (its own, never a signature: only those were kept), the outcome
 //! and its message, and the deployments the delivery led to.
 
+use crate::web::people::{Sight, api_sight, page_sight};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -71,9 +72,10 @@ async fn list_page(
     headers: HeaderMap,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    if let Some(answer) = dashboard::refusal(&state, &headers) {
-        return answer;
-    }
+    let sight = match page_sight(&state, &headers).await {
+        Ok(sight) => sight,
+        Err(answer) => return answer,
+    };
     let before = query.before;
     // One more than a page: whether there is an older page.
     let read = state
@@ -86,8 +88,11 @@ async fn list_page(
     };
     let more = rows.len() > usize::try_from(PER_PAGE).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(PER_PAGE).unwrap_or(usize::MAX));
+    let older = rows.last().filter(|_| more).map(|(id, _)| *id);
+    // A person's page leaves out what they may not read; the paging stays the table's.
+    rows.retain(|(_, row)| readable(&sight, row.repository.as_deref()));
     render(&ListPage {
-        older: rows.last().filter(|_| more).map(|(id, _)| *id),
+        older,
         deliveries: rows
             .into_iter()
             .map(|(id, row)| (id, dashboard::delivery_view(row)))
@@ -153,8 +158,15 @@ fn deployment_view(state: &AppState, job: &JobRow) -> DeploymentView {
 /// What a delivery's page and API answer need, read in one go.
 type Found = (DeliveryDetail, Vec<MergeRow>, Vec<JobRow>);
 
-async fn find(state: &AppState, id: String, hook: Option<i64>) -> Result<Option<Found>, Refused> {
-    state
+/// Delivery `id` with what it led to, if `sight` may read its repository (to anyone
+/// else it does not exist).
+async fn find(
+    state: &AppState,
+    sight: &Sight,
+    id: String,
+    hook: Option<i64>,
+) -> Result<Option<Found>, Refused> {
+    let found = state
         .store
         .read(move |c| {
             let Some(detail) = delivery::find(c, &id, hook)? else {
@@ -165,13 +177,29 @@ async fn find(state: &AppState, id: String, hook: Option<i64>) -> Result<Option<
             Ok(Some((detail, merges, jobs)))
         })
         .await
-        .map_err(|err| unavailable(&err))
+        .map_err(|err| unavailable(&err))?;
+    Ok(found.filter(|(detail, _, _)| readable(sight, detail.delivery.repository.as_deref())))
 }
 
-async fn find_refused(state: &AppState, id: &str) -> Result<Option<RefusedRow>, Refused> {
+/// Whether `sight` may read a delivery of `repository` (one that names none, a ping, only
+/// the admin token's).
+fn readable(sight: &Sight, repository: Option<&str>) -> bool {
+    repository.map_or_else(|| sight.everything(), |r| sight.can_read(r))
+}
+
+/// Refused delivery `id`: the admin token's to read only, since nothing in it can be
+/// trusted to name a repository.
+async fn find_refused(
+    state: &AppState,
+    sight: &Sight,
+    id: &str,
+) -> Result<Option<RefusedRow>, Refused> {
     let Ok(id) = id.parse::<i64>() else {
         return Ok(None);
     };
+    if !sight.everything() {
+        return Ok(None);
+    }
     state
         .store
         .read(move |c| refused::find(c, id))
@@ -192,10 +220,11 @@ async fn delivery_page(
     Path(id): Path<String>,
     Query(query): Query<HookQuery>,
 ) -> Response {
-    if let Some(answer) = dashboard::refusal(&state, &headers) {
-        return answer;
-    }
-    let (detail, merges, jobs) = match find(&state, id, query.hook).await {
+    let sight = match page_sight(&state, &headers).await {
+        Ok(sight) => sight,
+        Err(answer) => return answer,
+    };
+    let (detail, merges, jobs) = match find(&state, &sight, id, query.hook).await {
         Ok(Some(found)) => found,
         Ok(None) => return not_found_page("such delivery"),
         Err(refused) => return dashboard::after_form(Err(refused)),
@@ -229,10 +258,11 @@ async fn refused_page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(answer) = dashboard::refusal(&state, &headers) {
-        return answer;
-    }
-    let row = match find_refused(&state, &id).await {
+    let sight = match page_sight(&state, &headers).await {
+        Ok(sight) => sight,
+        Err(answer) => return answer,
+    };
+    let row = match find_refused(&state, &sight, &id).await {
         Ok(Some(row)) => row,
         Ok(None) => return not_found_page("such refused delivery"),
         Err(refused) => return dashboard::after_form(Err(refused)),
@@ -320,14 +350,24 @@ async fn list(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers) {
-        return refused.into_response();
-    }
+    let sight = match api_sight(&state, client, &headers).await {
+        Ok(sight) => sight,
+        Err(refused) => return refused.into_response(),
+    };
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let refused = query
         .refused
         .as_deref()
         .is_some_and(|v| !matches!(v, "false" | "0" | "no"));
+    if refused && !sight.everything() {
+        return Refused(
+            StatusCode::FORBIDDEN,
+            "refused deliveries are shown with the admin token only: nothing in them can be \
+             trusted to name a repository"
+                .into(),
+        )
+        .into_response();
+    }
     let answer = if refused {
         state
             .store
@@ -341,7 +381,12 @@ async fn list(
             .store
             .read(move |c| delivery::newest(c, limit))
             .await
-            .map(|rows| json!({ "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>() }))
+            .map(|rows| {
+                let rows = rows
+                    .iter()
+                    .filter(|row| readable(&sight, row.repository.as_deref()));
+                json!({ "deliveries": rows.map(delivery_json).collect::<Vec<_>>() })
+            })
     };
     match answer {
         Ok(answer) => Json(answer).into_response(),
@@ -356,10 +401,11 @@ async fn delivery_api(
     Path(id): Path<String>,
     Query(query): Query<HookQuery>,
 ) -> Response {
-    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers) {
-        return refused.into_response();
-    }
-    match find(&state, id.clone(), query.hook).await {
+    let sight = match api_sight(&state, client, &headers).await {
+        Ok(sight) => sight,
+        Err(refused) => return refused.into_response(),
+    };
+    match find(&state, &sight, id.clone(), query.hook).await {
         Ok(Some((detail, merges, jobs))) => {
             let mut delivery = delivery_json(&detail.delivery);
             delivery["headers"] = json!(headers_of(detail.headers.as_deref()));
@@ -393,10 +439,11 @@ async fn refused_api(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(refused) = crate::web::admin::refusal(&state, client, &headers) {
-        return refused.into_response();
-    }
-    match find_refused(&state, &id).await {
+    let sight = match api_sight(&state, client, &headers).await {
+        Ok(sight) => sight,
+        Err(refused) => return refused.into_response(),
+    };
+    match find_refused(&state, &sight, &id).await {
         Ok(Some(row)) => Json(json!({ "refused": refused_json(&row, true) })).into_response(),
         Ok(None) => Refused(
             StatusCode::NOT_FOUND,

@@ -4,8 +4,10 @@
 //! ([`refusal_summary`]), the operators' [`dashboard`] with its sign-in ([`auth`]; wrong
 //! tokens limited per [`client`] address by [`guesses`]) and its [`insights`] (the DORA
 //! measures, charted), the [`admin`] API (locks, rollbacks) the CLI calls, given-up
-//! [`calls`] (retry, dismiss), [`deliveries`] (a page each, refused ones too), and the
-//! pages' static [`assets`] (the favicon).
+//! [`calls`] (retry, dismiss), [`deliveries`] (a page each, refused ones too), the
+//! [`audit`] log (who did what: a page and its API), [`people`] (GitHub sign-in, personal
+//! tokens, and the one place that authorises actions), and the pages' static [`assets`]
+//! (the favicon).
 //!
 //! May use: `guide`, `webhook`, `deploy`, `github`, `notify`, `store`, `config`, `metrics`,
 //! `health`, `model`.
@@ -13,6 +15,7 @@
 pub mod admin;
 pub mod app;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod calls;
 pub mod client;
@@ -26,7 +29,9 @@ pub mod lead;
 pub mod listener;
 mod log_page;
 pub mod ops;
+pub mod people;
 pub mod refusal_summary;
+pub mod refused;
 pub mod state;
 
 use axum::response::{IntoResponse, Response};
@@ -55,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes().layer(middleware::from_fn(small_body)))
         .merge(calls::routes().layer(middleware::from_fn(small_body)))
         .merge(deliveries::routes().layer(middleware::from_fn(small_body)))
+        .merge(audit::routes().layer(middleware::from_fn(small_body)))
         .method_not_allowed_fallback(wrong_method)
         .fallback(not_found)
         .layer(middleware::from_fn(event_handler::delivery_span))

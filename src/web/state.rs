@@ -50,8 +50,13 @@ pub struct Shared {
     pub(super) metrics_guesses: crate::web::guesses::GuessLimit,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub(super) trusted_proxies: crate::config::TrustedProxies,
-    /// `None` when the dashboard is off.
+    /// Sessions and the admin token; `None` when the dashboard is off (neither an admin
+    /// token nor GitHub sign-in configured).
     pub(super) admin: Option<AdminAuth>,
+    /// Signing in with GitHub, when configured.
+    pub(super) oauth: Option<crate::github::oauth::OAuthApp>,
+    /// What GitHub says people may do, cached briefly.
+    pub(super) permissions: Arc<crate::github::permissions::Permissions>,
     /// GitHub's web address, for links from the dashboard.
     pub(super) github_web: String,
     /// Whether this replica leads the workers, and its heartbeat (PostgreSQL).

@@ -96,6 +96,8 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         trusted_proxies: Default::default(),
         notify: vec![],
         log_deploy_output: true,
+        sign_in: None,
+        permission_cache: deployhook::config::DEFAULT_PERMISSION_CACHE,
     }
 }
 

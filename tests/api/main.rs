@@ -3,8 +3,10 @@
 
 mod admin_access;
 mod approvals;
+mod audit;
 mod bench_load;
 mod browser;
+mod browser_people;
 mod catch_up;
 mod checks;
 mod cli;
@@ -37,6 +39,7 @@ mod operator;
 mod order;
 mod other_events;
 mod package;
+mod people;
 mod pg_harness;
 mod postgres;
 mod pull_request;

@@ -2,7 +2,7 @@
 //! production with ten deploys (each followed by GitHub's three `deployment_status`
 //! deliveries), a lock, a deployment the lock holds, and a merge waiting for its checks. At
 //! 400 px no page scrolls sideways (sign-in, dashboard, a log, a delivery, the deliveries
-//! list, Insights), the Waiting-for-checks table shows its Pending column and the Queued
+//! list, Insights, the audit log), the Waiting-for-checks table shows its Pending column and the Queued
 //! table what holds each deployment (Running and Queued stack as cards), and at 1280 px the dashboard's height
 //! does not grow with routine deliveries. Screenshots of each page at both widths are left
 //! in `target/test-artifacts/narrow/` (the README's come from there).
@@ -311,6 +311,11 @@ async fn in_chromium_no_page_scrolls_sideways_at_400px_and_the_dashboard_stays_s
 
         browser.goto(&format!("{}/insights", app.url)).await?;
         wrong.extend(fits_a_phone(&browser, "insights").await?);
+
+        // The lock and the sign-in are in the audit log: its table stacks as cards.
+        browser.goto(&format!("{}/audit", app.url)).await?;
+        browser.find(Locator::Id("audit")).await?;
+        wrong.extend(fits_a_phone(&browser, "audit").await?);
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;

@@ -1,6 +1,7 @@
 //! The arguments of the commands that act on a running deployhook through its admin API —
-//! `lock`, `unlock`, `locks`, `rollback`, `calls`, `deliveries`, `log` — and how they reach
-//! it ([`ServerArgs`]: its URL, by default the one this machine's `serve` would listen on).
+//! `lock`, `unlock`, `locks`, `rollback`, `calls`, `deliveries`, `log`, `audit` — and how
+//! they reach it ([`ServerArgs`]: its URL, by default the one this machine's `serve` would
+//! listen on).
 
 use std::time::Duration;
 
@@ -28,8 +29,9 @@ pub fn server_for_listen(listen: Option<String>) -> String {
     format!("http://{listen}")
 }
 
-/// How the commands that act on a running deployhook reach it. The admin token comes from
-/// the environment (DEPLOYHOOK_ADMIN_TOKEN), as for `serve`. Who acts (`--by`) belongs to
+/// How the commands that act on a running deployhook reach it. The token comes from the
+/// environment: a personal token (DEPLOYHOOK_TOKEN), else the admin token
+/// (DEPLOYHOOK_ADMIN_TOKEN), as for `serve`. Who acts (`--by`) belongs to
 /// the commands that change something, not here: a listing would offer it and ignore it.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -49,8 +51,9 @@ pub struct LockArgs {
     /// How long (30m, 2h) [default: until unlocked].
     #[arg(long = "for", value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
-    /// else the system's name for the current user].
+    /// Who acts, as the server records it, with the admin token [default: $SUDO_USER under
+    /// sudo, else $USER, else the system's name for the current user]. Ignored with a
+    /// personal token (DEPLOYHOOK_TOKEN): the server knows who you are.
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
@@ -61,8 +64,9 @@ pub struct LockArgs {
 pub struct UnlockArgs {
     /// The environment to unlock.
     pub environment: String,
-    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
-    /// else the system's name for the current user].
+    /// Who acts, as the server records it, with the admin token [default: $SUDO_USER under
+    /// sudo, else $USER, else the system's name for the current user]. Ignored with a
+    /// personal token (DEPLOYHOOK_TOKEN): the server knows who you are.
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
@@ -80,8 +84,9 @@ pub struct RollbackArgs {
     /// [default: the last success before the current one].
     #[arg(long)]
     pub to: Option<String>,
-    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
-    /// else the system's name for the current user].
+    /// Who acts, as the server records it, with the admin token [default: $SUDO_USER under
+    /// sudo, else $USER, else the system's name for the current user]. Ignored with a
+    /// personal token (DEPLOYHOOK_TOKEN): the server knows who you are.
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
@@ -104,8 +109,9 @@ pub struct CallsArgs {
     pub action: Option<CallAction>,
     /// The call's id, as listed, or `all`.
     pub id: Option<String>,
-    /// Who acts, as the server records it [default: $SUDO_USER under sudo, else $USER,
-    /// else the system's name for the current user].
+    /// Who acts, as the server records it, with the admin token [default: $SUDO_USER under
+    /// sudo, else $USER, else the system's name for the current user]. Ignored with a
+    /// personal token (DEPLOYHOOK_TOKEN): the server knows who you are.
     #[arg(long)]
     pub by: Option<String>,
     #[command(flatten)]
@@ -136,6 +142,35 @@ pub struct LogArgs {
     /// Wait for the deployment to run, stream its log to the end, and exit with its outcome.
     #[arg(long, short)]
     pub follow: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// How many entries to list, newest first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub limit: u16,
+    /// Only this actor's: a GitHub login, or the name the admin token's user gave (--by).
+    #[arg(long, value_name = "LOGIN")]
+    pub actor: Option<String>,
+    /// Only this action.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(
+        crate::model::AuditAction::ALL.map(crate::model::AuditAction::as_str)
+    ))]
+    pub action: Option<String>,
+    /// Only this environment's.
+    #[arg(long, short, value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Only this repository's (owner/name).
+    #[arg(long, value_name = "OWNER/REPO")]
+    pub repository: Option<String>,
+    /// Only entries older than this one (the id a listing's last line gives).
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub before: Option<u64>,
+    /// Print the server's answer as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }

@@ -8,7 +8,8 @@
 //! command's arguments, by what the command needs:
 //! - `serve.rs`: [`ServeArgs`], every setting of the server;
 //! - `admin.rs`: the commands that talk to the running server (`lock`, `unlock`, `locks`,
-//!   `rollback`, `calls`, `deliveries`, `log`) and [`ServerArgs`], how they reach it;
+//!   `rollback`, `calls`, `deliveries`, `log`, `audit`) and [`ServerArgs`], how they reach
+//!   it;
 //! - `github.rs`: the commands that call GitHub (`deploy`, `deployments`, `redeliver`) and
 //!   [`GitHubArgs`];
 //! - `tools.rs`: `replay`, `check-config`, `completions`, `stand-in`, `try`.
@@ -30,8 +31,8 @@ mod serve;
 mod tools;
 
 pub use admin::{
-    CallAction, CallsArgs, DeliveriesArgs, LockArgs, LogArgs, RollbackArgs, ServerArgs, UnlockArgs,
-    local_server, server_for_listen,
+    AuditArgs, CallAction, CallsArgs, DeliveriesArgs, LockArgs, LogArgs, RollbackArgs, ServerArgs,
+    UnlockArgs, local_server, server_for_listen,
 };
 pub use github::{DeployArgs, DeploymentsArgs, GitHubArgs, RedeliverArgs};
 pub use serve::ServeArgs;
@@ -109,6 +110,10 @@ pub enum Command {
     /// List recent deliveries (--refused: those refused, with why and from where), or show
     /// one with its headers and the deployments it led to. Talks to the running server.
     Deliveries(DeliveriesArgs),
+    /// List the audit log, newest first: who signed in, locked, unlocked, rolled back,
+    /// retried or dismissed what, from which address, done or refused. Talks to the
+    /// running server.
+    Audit(AuditArgs),
     /// Print a deployment's log from the running server; --follow streams it to its end
     /// and exits with its outcome (0 success, 1 failure, 2 error, 3 inactive; 4 when it
     /// could not follow: server unreachable, no deployment event).

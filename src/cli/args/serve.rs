@@ -108,8 +108,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_RETAIN_DELIVERIES", default_value = "30d", value_parser = parse_duration)]
     pub retain_deliveries: Duration,
 
-    /// How long finished deploys and their logs are kept. Given-up GitHub calls are kept
-    /// until retried or dismissed.
+    /// How long finished deploys and their logs are kept, and the audit log's entries.
+    /// Given-up GitHub calls are kept until retried or dismissed.
     #[arg(long, env = "DEPLOYHOOK_RETAIN_DEPLOYS", default_value = "90d", value_parser = parse_duration)]
     pub retain_deploys: Duration,
 
@@ -162,6 +162,23 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
 
+    /// Sign in with GitHub: the client id of the OAuth App (or of deployhook's GitHub App)
+    /// people sign in through; its secret is DEPLOYHOOK_GITHUB_CLIENT_SECRET. Empty: the
+    /// dashboard's only sign-in is the admin token.
+    #[arg(long, env = "DEPLOYHOOK_GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+
+    /// GitHub's web address, where people sign in (GitHub Enterprise Server: https://HOST).
+    /// Default: from --github-api-url (https://api.github.com → https://github.com).
+    #[arg(long, env = "GITHUB_WEB_URL")]
+    pub github_web_url: Option<String>,
+
+    /// How long a person's repository permission and team memberships, read from GitHub,
+    /// are trusted before they are asked again: a person removed from a repository loses
+    /// access within this time.
+    #[arg(long, env = "DEPLOYHOOK_PERMISSION_CACHE", default_value = "5m", value_parser = parse_duration)]
+    pub permission_cache: Duration,
+
     /// How long a client may take to send a request's headers, and how long a connection
     /// may sit idle between requests, before it is closed.
     #[arg(long, env = "DEPLOYHOOK_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -196,4 +213,6 @@ Or, to act as a GitHub App instead of GITHUB_TOKEN (see the README):
   GITHUB_APP_PRIVATE_KEY       Or the key itself (PEM; line breaks may be written \\n).
 Operators' access, optional (at least 32 characters each: openssl rand -hex 32):
   DEPLOYHOOK_ADMIN_TOKEN       Turns the dashboard at / on; signing in takes this token.
-  DEPLOYHOOK_METRICS_TOKEN     Makes /metrics require `Authorization: Bearer <token>`.";
+  DEPLOYHOOK_METRICS_TOKEN     Makes /metrics require `Authorization: Bearer <token>`.
+  DEPLOYHOOK_GITHUB_CLIENT_SECRET  With --github-client-id: the OAuth client's secret,
+                               for signing in with GitHub.";

@@ -181,3 +181,23 @@ fn a_tables_columns_stay_aligned_whatever_the_lengths() {
     );
     assert_eq!(table(&["A", "B"], &[]), ["A  B"]);
 }
+
+#[test]
+fn json_is_printed_with_what_a_terminal_obeys_escaped_and_still_reads_back() {
+    let value = serde_json::json!({
+        "detail": "a\u{1b}]52;c;b3du\u{7}b\u{9b}2J\u{7f}\u{202e}evil",
+        "n": 1,
+    });
+    let printed = json(&value);
+    assert!(
+        !printed.chars().any(|c| c != '\n' && is_unsafe(c)),
+        "{printed:?}"
+    );
+    assert!(printed.contains("\\u001b]52"), "{printed}");
+    assert!(
+        printed.contains("\\u009b") && printed.contains("\\u202e"),
+        "{printed}"
+    );
+    let back: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(back, value);
+}

@@ -104,6 +104,10 @@ struct FileEnvironment {
     reviewers: Option<Spanned<Vec<Spanned<String>>>>,
     self_approval: Option<Spanned<bool>>,
     approval_timeout: Option<Spanned<String>>,
+    /// Action → role, where this environment asks more or less than the defaults.
+    roles: Option<Spanned<BTreeMap<String, String>>>,
+    /// People (`octocat`) and teams (`@acme/sre`) with the admin role here.
+    admins: Option<Spanned<Vec<String>>>,
 }
 
 /// `checks = "none" | "all" | ["name", …]`.

@@ -1,5 +1,6 @@
 //! The one line `check-config` prints for each environment: what deploys it, from where,
-//! with which command, under what timeout and policy, and whose approval it waits for.
+//! with which command, under what timeout and policy, who may do more or less there, and
+//! whose approval its deployments wait for.
 
 use crate::config::EnvironmentConfig;
 
@@ -30,12 +31,30 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
         Some(argv) => format!(", rolls back with {argv:?}"),
         None => String::new(),
     };
-    let approval = match &environment.approval {
-        Some(rule) => format!("; every deployment {}", rule.summary()),
-        None => String::new(),
-    };
+    let mut access = String::new();
+    if !environment.access.roles.is_empty() {
+        let roles: Vec<String> = environment
+            .access
+            .roles
+            .iter()
+            .map(|(action, role)| format!("{action} needs {role}"))
+            .collect();
+        access += &format!("; {}", roles.join(", "));
+    }
+    if !environment.access.admins.is_empty() {
+        let admins: Vec<String> = environment
+            .access
+            .admins
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        access += &format!("; admins: {}", admins.join(", "));
+    }
+    if let Some(rule) = &environment.approval {
+        access += &format!("; every deployment {}", rule.summary());
+    }
     format!(
-        "  {}: {} from {}; runs {:?}{rollback} (tasks: {}), timeout {}, policy {}{approval}",
+        "  {}: {} from {}; runs {:?}{rollback} (tasks: {}), timeout {}, policy {}{access}",
         environment.name,
         on_merge,
         repositories.join(", "),

@@ -64,6 +64,27 @@ pub(super) fn check_promotions(environments: &[EnvironmentConfig]) -> Result<(),
 
 pub(super) type Invalid = (Range<usize>, String);
 
+/// The environment's `roles` and `admins`, checked.
+fn access(file: &FileEnvironment, name: &Environment) -> Result<crate::config::Access, Invalid> {
+    let roles = file.roles.as_ref().map(Spanned::get_ref);
+    let admins = file.admins.as_ref().map(Spanned::get_ref);
+    crate::config::Access::parse(
+        &roles.cloned().unwrap_or_default(),
+        admins.map_or(&[], |a| a),
+    )
+    .map_err(|e| {
+        let span = if e.starts_with("admins") {
+            file.admins.as_ref().map(Spanned::span)
+        } else {
+            file.roles.as_ref().map(Spanned::span)
+        };
+        (
+            span.unwrap_or_else(|| file.name.span()),
+            format!("environment {name}: {e}"),
+        )
+    })
+}
+
 /// Checks one `[[environment]]` table's values and builds its configuration.
 pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Invalid> {
     let name =
@@ -96,6 +117,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
         }
         tasks.insert(task.clone(), argv(command, "a task's command")?);
     }
+    let access = access(&file, &name)?;
     let timeout = match &file.timeout {
         None => DEFAULT_TIMEOUT,
         Some(text) => duration(text)?,
@@ -178,6 +200,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
     }
     Ok(EnvironmentConfig {
         approval,
+        access,
         checks,
         checks_timeout,
         promote_from,

@@ -30,9 +30,9 @@ const SCHEMA: &str = include_str!("schema.sql");
 const UPGRADES: &[(usize, &str)] = &[
     (12, include_str!("upgrade_12.sql")),
     (13, include_str!("upgrade_13.sql")),
-    // The audit log's upgrade (issue 23), merged from its own branch; see schema.rs.
-    (14, "SELECT 1"),
+    (14, include_str!("upgrade_14.sql")),
     (15, include_str!("upgrade_15.sql")),
+    (16, include_str!("upgrade_16.sql")),
 ];
 /// The advisory lock that serialises migrations between replicas starting together.
 const MIGRATION_LOCK: i64 = 0x6465_706c_6f79_0001;

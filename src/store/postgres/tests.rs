@@ -483,14 +483,13 @@ async fn replicas_starting_together_migrate_the_schema_once() {
     );
 }
 
-/// A database made at version 11 is upgraded one version at a time (12, then 13: the merge
-/// marks, … 15: approvals), to the state SQLite's migrations make; one at a version no
-/// script starts from is refused, saying so.
+/// A database made at version 11 is upgraded one version at a time (12, 13: the merge
+/// marks, 14: the audit log, 15: personal tokens, 16: approvals), to the state SQLite's
+/// migrations make; one at a version no script starts from is refused, saying so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     use crate::store::schema::merge_order::tests::{assert_upgraded, on_record_before_13};
-    use crate::store::tests::UNDO_AFTER_13;
-    use crate::store::waits::tests::sources::CHECK_RESULTS_AT_11;
+    use crate::store::waits::tests::sources::{CHECK_RESULTS_AT_11, DROP_AFTER_13};
     let Some(cluster) = cluster::shared() else {
         return;
     };
@@ -501,8 +500,7 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
     store
         .run(false, |c| {
             c.execute_batch(&format!(
-                "{UNDO_AFTER_13}
-                 DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
+                "{DROP_AFTER_13} DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
                  {CHECK_RESULTS_AT_11}
                  UPDATE schema_version SET version = 11"
             ))?;
@@ -520,7 +518,7 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
                 c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))?;
             let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 assert_upgraded(c);
-                // Version 15's approvals.
+                // 16: approvals.
                 assert_eq!(crate::store::approvals::waiting(c).unwrap(), []);
                 assert_eq!(crate::store::approvals::next_deadline(c).unwrap(), None);
             }));
@@ -533,6 +531,18 @@ async fn a_database_at_version_11_is_upgraded_and_an_older_one_refused() {
         i64::try_from(crate::store::SCHEMA_VERSION).unwrap()
     );
     if let Err(panic) = checked.1 {
+        std::panic::resume_unwind(panic);
+    }
+    // 14: the audit log takes an entry and gives it back.
+    let audited = upgraded
+        .run(false, |c| {
+            Ok(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || crate::store::audit::tests::assert_audit_works(c),
+            )))
+        })
+        .await
+        .unwrap();
+    if let Err(panic) = audited {
         std::panic::resume_unwind(panic);
     }
     upgraded

@@ -1,16 +1,11 @@
--- Version 14 → 15, as SQLite's migration 0015_approvals (issue 23: approvals per
--- environment; it says why): a job waits in state 'approval' with the approvals it needs,
--- its deadline and whether its author may approve it; one verdict per person per
--- deployment.
-ALTER TABLE jobs ADD COLUMN approvals_needed BIGINT;
-ALTER TABLE jobs ADD COLUMN approval_deadline BIGINT;
-ALTER TABLE jobs ADD COLUMN self_approval BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX jobs_awaiting ON jobs (approval_deadline, deployment_id) WHERE state = 'approval';
-CREATE TABLE approvals (
-    deployment_id BIGINT  NOT NULL,
-    login         TEXT COLLATE "C"    NOT NULL,
-    verdict       TEXT COLLATE "C"    NOT NULL,
-    reason        TEXT COLLATE "C",
-    at            BIGINT  NOT NULL,
-    PRIMARY KEY (deployment_id, login)
+-- From version 14 to 15, as SQLite's migration 0015 (issue 23: personal tokens).
+CREATE TABLE personal_tokens (
+    id         TEXT COLLATE "C"    PRIMARY KEY,
+    hash       TEXT COLLATE "C"    NOT NULL UNIQUE,
+    login      TEXT COLLATE "C"    NOT NULL,
+    name       TEXT COLLATE "C"    NOT NULL,
+    created_at BIGINT  NOT NULL,
+    expires_at BIGINT  NOT NULL,
+    revoked_at BIGINT
 );
+CREATE INDEX personal_tokens_by_login ON personal_tokens (login, created_at);

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{Refused, lock_json, refusal, unavailable};
+use super::{Refused, lock_json, unavailable};
 use crate::store::views::waiting::{self, Waiting};
 use crate::store::{now_ms, views};
 use crate::web::AppState;
@@ -24,9 +24,10 @@ pub(super) async fn get_deployment(
     client: ClientAddress,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers) {
-        return refused.into_response();
-    }
+    let sight = match crate::web::people::api_sight(&state, client, &headers).await {
+        Ok(sight) => sight,
+        Err(refused) => return refused.into_response(),
+    };
     let Ok(id) = id.parse::<crate::model::DeploymentId>() else {
         return Refused(
             StatusCode::NOT_FOUND,
@@ -41,6 +42,10 @@ pub(super) async fn get_deployment(
             let Some(job) = views::job(c, number)? else {
                 return Ok(None);
             };
+            // Another person's repository: not there, as far as this caller can tell.
+            if !sight.can_read(&job.repository) {
+                return Ok(None);
+            }
             let holding = match job.state.as_str() {
                 "queued" => {
                     waiting::of_queued(c, &job.repository, &job.environment, job.forced, now)?

@@ -7,14 +7,15 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::render::{MessagePage, page, render};
 use crate::web::AppState;
-use crate::web::auth::{cross_site, unix_now};
+use crate::web::auth::{Session, cross_site, unix_now};
 
 /// `None` for a signed-in admin; otherwise the answer to give instead of the page.
 pub(crate) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(admin) = &state.admin else {
         let off = MessagePage {
             title: "The dashboard is off",
-            message: "Set DEPLOYHOOK_ADMIN_TOKEN (a long random value) and restart deployhook \
+            message: "Set DEPLOYHOOK_ADMIN_TOKEN (a long random value), or sign-in with \
+                      GitHub (DEPLOYHOOK_GITHUB_CLIENT_ID and _SECRET), and restart deployhook \
                       to turn it on.",
         };
         let mut response = render(&off);
@@ -28,6 +29,11 @@ pub(crate) fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response>
     }
 }
 
+/// The request's session: who is signed in.
+pub(crate) fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+    state.admin.as_ref()?.session(headers, unix_now())
+}
+
 pub(super) fn cross_site_refusal() -> Response {
     page(
         StatusCode::FORBIDDEN,
@@ -36,7 +42,7 @@ pub(super) fn cross_site_refusal() -> Response {
 }
 
 /// The form token of the request's session (empty without one: its forms are refused).
-pub(super) fn form_token(state: &AppState, headers: &HeaderMap) -> String {
+pub(crate) fn form_token(state: &AppState, headers: &HeaderMap) -> String {
     match (
         &state.admin,
         state
@@ -46,6 +52,19 @@ pub(super) fn form_token(state: &AppState, headers: &HeaderMap) -> String {
     ) {
         (Some(admin), Some(session)) => admin.form_token(&session),
         _ => String::new(),
+    }
+}
+
+/// Who sends a dashboard form, once [`form_refusal`] let it through: the person signed in,
+/// or for the admin token's session, the dashboard at the client's address.
+pub(crate) fn form_actor(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: crate::web::client::ClientAddress,
+) -> crate::model::Actor {
+    match signed_in(state, headers) {
+        Some(session) if session.actor.is_person() => session.actor,
+        _ => crate::model::Actor::admin_token(&client.acting("dashboard")),
     }
 }
 

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::access::form_refusal;
+use super::access::{form_actor, form_refusal};
 use super::render::{MessagePage, render};
 use crate::web::AppState;
 use crate::web::client::ClientAddress;
@@ -76,7 +76,8 @@ pub(super) async fn lock_form(
         &form.environment,
         &form.reason,
         duration,
-        &client.acting("dashboard"),
+        &form_actor(&state, &headers, client),
+        &client.0.to_string(),
     )
     .await;
     after_form(done.map(drop))
@@ -99,9 +100,14 @@ pub(super) async fn unlock_form(
         return refused;
     }
     after_form(
-        crate::web::admin::unlock(&state, &form.environment, &client.acting("dashboard"))
-            .await
-            .map(drop),
+        crate::web::admin::unlock(
+            &state,
+            &form.environment,
+            &form_actor(&state, &headers, client),
+            &client.0.to_string(),
+        )
+        .await
+        .map(drop),
     )
 }
 
@@ -129,7 +135,8 @@ pub(super) async fn rollback_form(
         &form.repository,
         &form.environment,
         Some(&form.to),
-        &client.acting("dashboard"),
+        &form_actor(&state, &headers, client),
+        &client.0.to_string(),
     )
     .await;
     after_form(done.map(drop))

@@ -18,11 +18,11 @@
 //! - `render.rs`: how every answer goes out: the page's headers, askama rendering, the
 //!   message page, the answer when the database cannot be read.
 
-mod access;
+pub(crate) mod access;
 mod forms;
 mod page;
-mod render;
-mod sign_in;
+pub(crate) mod render;
+pub(crate) mod sign_in;
 mod views;
 
 use axum::routing::get;
@@ -42,6 +42,19 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/", get(page::dashboard))
         .route("/login", get(sign_in::login_form).post(sign_in::login))
         .route("/logout", axum::routing::post(sign_in::logout))
+        .route("/login/github", get(crate::web::people::oauth::start))
+        .route(
+            "/login/github/callback",
+            get(crate::web::people::oauth::callback),
+        )
+        .route(
+            "/tokens",
+            get(crate::web::people::tokens::list).post(crate::web::people::tokens::create),
+        )
+        .route(
+            "/tokens/{id}/revoke",
+            axum::routing::post(crate::web::people::tokens::revoke),
+        )
         .route("/dashboard/live", get(page::live))
         .route("/dashboard.js", get(page::script))
         .route("/dashboard/lock", axum::routing::post(forms::lock_form))

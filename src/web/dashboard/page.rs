@@ -22,6 +22,7 @@ use crate::store::views;
 use crate::store::views::waiting;
 use crate::store::waits;
 use crate::web::AppState;
+use crate::web::people::{Sight, page_sight};
 
 /// Ended waits the dashboard shows.
 const RECENT_WAITS: usize = 10;
@@ -72,11 +73,16 @@ struct DashboardPage {
     live: String,
     /// The log of the first running deploy, streamed into the page by the script.
     live_log: Option<JobView>,
+    /// Who is signed in, as the page names them.
+    who: String,
+    /// Whether the person may make personal tokens (signed in with GitHub).
+    person: bool,
 }
 
 async fn live_part(
     state: &AppState,
     form_token: String,
+    viewer: &Sight,
 ) -> Result<LivePart, crate::store::StoreError> {
     let now = now_ms();
     // One read, so one snapshot: the tables never contradict each other.
@@ -94,6 +100,18 @@ async fn live_part(
             ))
         })
         .await?;
+    // A person sees only the repositories they can read on GitHub; refused deliveries,
+    // which name none that can be trusted, only the admin token's session sees.
+    let (mut jobs, mut active, mut deliveries, mut refused, mut failed_calls, mut all_waits) =
+        (jobs, active, deliveries, refused, failed_calls, all_waits);
+    if !viewer.everything() {
+        jobs.retain(|j| viewer.can_read(&j.repository));
+        active.retain(|j| viewer.can_read(&j.repository));
+        deliveries.retain(|d| d.repository.as_deref().is_some_and(|r| viewer.can_read(r)));
+        refused.clear();
+        failed_calls.retain(|c| viewer.can_read(&c.repository));
+        all_waits.retain(|w| viewer.can_read(&w.repository));
+    }
     let replicas = match state.store.postgres() {
         None => vec![],
         Some(pg) => {
@@ -207,11 +225,12 @@ fn mark_rollback_targets(jobs: &mut [JobView]) {
 }
 
 pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(answer) = refusal(&state, &headers) {
-        return answer;
-    }
+    let viewer = match page_sight(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(answer) => return answer,
+    };
     let token = form_token(&state, &headers);
-    match live_part(&state, token.clone()).await {
+    match live_part(&state, token.clone(), &viewer).await {
         Ok(live) => {
             let live_log = live.running.first().cloned();
             let environments = state
@@ -231,6 +250,8 @@ pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap)
                     form_token: token,
                     live,
                     live_log,
+                    who: viewer.actor.shown(),
+                    person: viewer.actor.via == crate::model::Via::GitHub,
                 }),
                 Err(err) => {
                     tracing::error!("could not render the dashboard: {err}");
@@ -249,7 +270,11 @@ pub(super) async fn live(State(state): State<AppState>, headers: HeaderMap) -> R
     if refusal(&state, &headers).is_some() {
         return (StatusCode::UNAUTHORIZED, "sign in again\n").into_response();
     }
-    match live_part(&state, form_token(&state, &headers)).await {
+    let viewer = match page_sight(&state, &headers).await {
+        Ok(viewer) => viewer,
+        Err(answer) => return answer,
+    };
+    match live_part(&state, form_token(&state, &headers), &viewer).await {
         Ok(live) => render(&live),
         Err(err) => unavailable(&err),
     }

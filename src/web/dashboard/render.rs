@@ -19,7 +19,7 @@ const PAGE_HEADERS: [(header::HeaderName, &str); 5] = [
     ),
 ];
 
-pub(super) fn page(status: StatusCode, html: String) -> Response {
+pub(crate) fn page(status: StatusCode, html: String) -> Response {
     let mut response = (status, Html(html)).into_response();
     for (name, value) in PAGE_HEADERS {
         response
@@ -44,9 +44,9 @@ pub(crate) fn render(template: &impl Template) -> Response {
 
 #[derive(Template)]
 #[template(path = "message.html")]
-pub(super) struct MessagePage<'a> {
-    pub(super) title: &'a str,
-    pub(super) message: &'a str,
+pub(crate) struct MessagePage<'a> {
+    pub(crate) title: &'a str,
+    pub(crate) message: &'a str,
 }
 
 pub(crate) fn unavailable(err: &crate::store::StoreError) -> Response {

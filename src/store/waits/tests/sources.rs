@@ -7,7 +7,6 @@ use crate::model::Verdict;
 use crate::store::db::Connection;
 use crate::store::postgres::PgStore;
 use crate::store::schema::MIGRATIONS;
-use crate::store::tests::UNDO_AFTER_13;
 use crate::store::waits::results::upsert_result;
 use deployhook_testkit::postgres as cluster;
 
@@ -133,6 +132,13 @@ fn migration_12_keeps_statuses_forgets_sourceless_runs_and_reads_the_waiting_aga
     assert_eq!(known(&conn).len(), 3);
 }
 
+/// What the versions after 13 add, dropped to take a PostgreSQL database back to 11 (each
+/// upgrade after 13 adds its own here).
+pub(crate) const DROP_AFTER_13: &str = "DROP TABLE audit; DROP TABLE personal_tokens;
+    DROP TABLE approvals; DROP INDEX jobs_awaiting;
+    ALTER TABLE jobs DROP COLUMN approvals_needed, DROP COLUMN approval_deadline,
+        DROP COLUMN self_approval;";
+
 /// `check_results` as PostgreSQL had it at version 11 (one result per name), for tests of
 /// upgrades from 11.
 pub(crate) const CHECK_RESULTS_AT_11: &str = "DROP TABLE check_results;
@@ -171,9 +177,10 @@ async fn a_postgresql_database_at_11_is_upgraded_to_check_results_per_source() {
                                     policy, sort_key, state, created_at, due_at, next_poll_at)
                      VALUES ('checks', 'acme/widgets', 'production', '{SHA}', 42, '{{}}',
                              'latest', 'k', 'waiting', 0, 3600000, 300000);
+                 {drop_after_13}
                  DROP TABLE merge_marks; ALTER TABLE merges DROP COLUMN merged_at;
-                 {UNDO_AFTER_13}
-                 UPDATE schema_version SET version = 11;"
+                 UPDATE schema_version SET version = 11;",
+                drop_after_13 = DROP_AFTER_13,
             ),
         )
         .unwrap();

@@ -1,0 +1,197 @@
+//! The one place that decides whether an actor may do an action: the dashboard's forms,
+//! the admin API (and so the CLI) all ask [`authorize`]. The admin token may do everything
+//! (it is the automation's key, and the way in when GitHub cannot answer); a person may do
+//! what their role allows, where their role is their GitHub permission on the repository
+//! concerned — admin if the environment names them or one of their teams in `admins` — and
+//! each action needs the role its environment asks (`roles`, else the action's default).
+//! When GitHub cannot be asked, people are refused (503), never let through.
+
+use std::collections::BTreeSet;
+
+use axum::http::StatusCode;
+
+use crate::config::{EnvironmentConfig, Grantee, RepoPattern, find_environment};
+use crate::model::{Action, Actor, RepoName, Role};
+use crate::store::views;
+use crate::web::AppState;
+use crate::web::refused::Refused;
+
+/// What an action is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// One repository's deploys in one environment (a rollback, an approval).
+    Deploys(&'a RepoName, &'a str),
+    /// A whole environment (a lock): the person needs the role on every repository known
+    /// to deploy there.
+    Environment(&'a str),
+    /// One repository, wherever it deploys (a given-up GitHub call).
+    Repository(&'a RepoName),
+}
+
+/// Repositories asked about at most for one environment or one person's pages.
+const MAX_REPOSITORIES: usize = 100;
+
+/// `Ok` when `actor` may do `action` within `scope`; otherwise why not, as the API answers.
+pub async fn authorize(
+    state: &AppState,
+    actor: &Actor,
+    action: Action,
+    scope: Scope<'_>,
+) -> Result<(), Refused> {
+    if !actor.is_person() {
+        return Ok(());
+    }
+    let (environment, repos) = match scope {
+        Scope::Deploys(repo, env) => (
+            find_environment(&state.environments, env),
+            vec![repo.clone()],
+        ),
+        Scope::Repository(repo) => (None, vec![repo.clone()]),
+        Scope::Environment(env) => {
+            let config = find_environment(&state.environments, env);
+            (config, environment_repositories(state, config, env).await?)
+        }
+    };
+    let needed = environment.map_or_else(|| action.default_role(), |e| e.access.needs(action));
+    let where_ = environment.map_or_else(String::new, |e| format!(" in {}", e.name));
+    if repos.is_empty() {
+        return Err(Refused(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not {action}{where_}: no repository has deployed there yet, so only \
+                 its admins or the admin token may",
+                actor.login
+            ),
+        ));
+    }
+    for repo in &repos {
+        let role = role(state, actor, repo, environment).await?;
+        if role < needed {
+            return Err(Refused(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} may not {action}{where_}: that needs {needed} on {repo}, and {} has {role}",
+                    actor.login, actor.login
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `actor`'s role on `repo` (in `environment`, whose admins are admins whatever GitHub
+/// says).
+pub async fn role(
+    state: &AppState,
+    actor: &Actor,
+    repo: &RepoName,
+    environment: Option<&EnvironmentConfig>,
+) -> Result<Role, Refused> {
+    if !actor.is_person() {
+        return Ok(Role::Admin);
+    }
+    let unreachable = |err: crate::github::GitHubError| {
+        tracing::warn!(
+            login = actor.login.as_str(),
+            repo = repo.as_ref(),
+            "could not read a person's permission from GitHub: {err}"
+        );
+        Refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "could not ask GitHub what {} may do on {repo}: {err}; try again (the admin \
+                 token still works)",
+                actor.login
+            ),
+        )
+    };
+    for admin in environment.map_or(&[][..], |e| &e.access.admins[..]) {
+        let named = match admin {
+            Grantee::User(login) => login.eq_ignore_ascii_case(&actor.login),
+            Grantee::Team { org, slug } => state
+                .permissions
+                .in_team(org, slug, &actor.login, repo)
+                .await
+                .map_err(unreachable)?,
+        };
+        if named {
+            return Ok(Role::Admin);
+        }
+    }
+    state
+        .permissions
+        .role(&actor.login, repo)
+        .await
+        .map_err(unreachable)
+}
+
+/// The repositories `actor` may read, of those deployhook knows (configured by name, or
+/// with deploys on record); `None` for the admin token, which reads everything.
+pub async fn readable(
+    state: &AppState,
+    actor: &Actor,
+) -> Result<Option<BTreeSet<String>>, Refused> {
+    if !actor.is_person() {
+        return Ok(None);
+    }
+    let mut readable = BTreeSet::new();
+    for repo in known_repositories(state, None, "").await? {
+        let Ok(name) = RepoName::parse(&repo) else {
+            continue;
+        };
+        if role(state, actor, &name, None).await? >= Role::Read {
+            readable.insert(repo.to_ascii_lowercase());
+        }
+    }
+    Ok(Some(readable))
+}
+
+/// The repositories of `environment` (all environments for `None`): those configured by
+/// name, and those with deploys on record.
+async fn known_repositories(
+    state: &AppState,
+    environment: Option<&EnvironmentConfig>,
+    name: &str,
+) -> Result<Vec<String>, Refused> {
+    let named = name.to_owned();
+    let recorded = state
+        .store
+        .read(move |c| {
+            views::known_repositories(
+                c,
+                (!named.is_empty()).then_some(named.as_str()),
+                MAX_REPOSITORIES,
+            )
+        })
+        .await
+        .map_err(|err| crate::web::refused::unavailable(&err))?;
+    let configured: Vec<&EnvironmentConfig> = match environment {
+        Some(e) => vec![e],
+        None => state.environments.iter().collect(),
+    };
+    let mut all: BTreeSet<String> = recorded.iter().map(|r| r.to_ascii_lowercase()).collect();
+    for config in configured {
+        for pattern in &config.repositories {
+            if let RepoPattern::Exact(repo) = pattern {
+                all.insert(repo.clone());
+            }
+        }
+    }
+    Ok(all.into_iter().take(MAX_REPOSITORIES).collect())
+}
+
+async fn environment_repositories(
+    state: &AppState,
+    config: Option<&EnvironmentConfig>,
+    name: &str,
+) -> Result<Vec<RepoName>, Refused> {
+    let Some(config) = config else {
+        return Ok(vec![]);
+    };
+    Ok(known_repositories(state, Some(config), name)
+        .await?
+        .iter()
+        .filter_map(|r| RepoName::parse(r).ok())
+        .filter(|r| config.accepts(r))
+        .collect())
+}

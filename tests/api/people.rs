@@ -1,0 +1,675 @@
+//! People (issue 23): signing in with GitHub through a fake GitHub that plays the OAuth
+//! endpoints, `/user`, collaborator permissions and team memberships; what each role may
+//! and may not do through the admin API with personal tokens (the permission matrix); a
+//! permission revoked on GitHub taking effect once the cache's time is up; personal tokens
+//! stored hashed, shown once, revocable; GitHub unreachable refusing people but not the
+//! admin token.
+
+use std::time::Duration;
+
+use deployhook::config::{Access, Config, EnvironmentConfig, RepoPattern, SignInConfig};
+use deployhook::model::Environment;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{TestApp, WAIT, admin_cli, body_json, spawn_app_with};
+
+pub const ADMIN_TOKEN: &str = "people-tests-admin-token-0123456789abcdef";
+pub const REPO: &str = "acme/app";
+const CLIENT_ID: &str = "Ov23liTestClient";
+const CLIENT_SECRET: &str = "oauth-client-secret-never-logged";
+
+/// The people of the fake GitHub, and their permission on `acme/app`. `sre-sam` reads
+/// only, but is in `@acme/sre`, which production names as admins.
+pub const PEOPLE: [(&str, &str); 5] = [
+    ("rita-reader", "read"),
+    ("wes-writer", "write"),
+    ("ada-admin", "admin"),
+    ("sre-sam", "read"),
+    ("stan-stranger", "none"),
+];
+
+/// A client that shows redirects instead of following them.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(WAIT)
+        .build()
+        .unwrap()
+}
+
+/// Plays GitHub's side of signing in and of permissions for [`PEOPLE`].
+pub async fn mount_people(github: &MockServer) {
+    for (login, permission) in PEOPLE {
+        Mock::given(method("POST"))
+            .and(path("/login/oauth/access_token"))
+            .and(body_string_contains(format!("code=code-{login}")))
+            .and(body_string_contains(format!(
+                "client_secret={CLIENT_SECRET}"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "access_token": format!("gho_{login}"), "token_type": "bearer", "scope": ""
+            })))
+            .mount(github)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/user"))
+            .and(header(
+                "authorization",
+                format!("Bearer gho_{login}").as_str(),
+            ))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({ "login": login, "id": 1 })),
+            )
+            .mount(github)
+            .await;
+        set_permission(github, login, permission, 10).await;
+    }
+    // A code GitHub does not know: its error, with a 200 as GitHub answers it.
+    Mock::given(method("POST"))
+        .and(path("/login/oauth/access_token"))
+        .and(body_string_contains("code=stale"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "error": "bad_verification_code",
+            "error_description": "The code passed is incorrect or expired."
+        })))
+        .mount(github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme/teams/sre/memberships/sre-sam"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "state": "active", "role": "member" })),
+        )
+        .mount(github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/orgs/acme/teams/sre/memberships/wes-writer"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "state": "pending", "role": "member" })),
+        )
+        .mount(github)
+        .await;
+}
+
+/// GitHub answers `permission` for `login` on `acme/app` from now on (a lower `priority`
+/// wins over the mocks mounted before).
+pub async fn set_permission(github: &MockServer, login: &str, permission: &str, priority: u8) {
+    let answer = if permission == "none" {
+        ResponseTemplate::new(404).set_body_json(json!({ "message": "Not Found" }))
+    } else {
+        ResponseTemplate::new(200).set_body_json(json!({
+            "permission": permission, "role_name": permission, "user": { "login": login }
+        }))
+    };
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/repos/{REPO}/collaborators/{login}/permission"
+        )))
+        .respond_with(answer)
+        .with_priority(priority)
+        .mount(github)
+        .await;
+}
+
+/// The server with GitHub sign-in on (both of its addresses at the fake GitHub), the admin
+/// token for automation, and two environments for `acme/app`: production, whose admins
+/// include `@acme/sre`, and staging, where a rollback needs only write.
+pub async fn people_app(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let app = spawn_app_with(|config, _| {
+        config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+        config.sign_in = Some(SignInConfig {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.to_owned().into(),
+            web_url: config.github.api_url.clone(),
+        });
+        let production = &mut config.environments[0];
+        production.repositories = vec![RepoPattern::parse(REPO).unwrap()];
+        production.access = Access::parse(&Default::default(), &["@acme/sre".into()]).unwrap();
+        let mut staging = EnvironmentConfig::new(
+            Environment::parse("staging").unwrap(),
+            production.command.clone(),
+        );
+        staging.repositories = production.repositories.clone();
+        staging.access =
+            Access::parse(&[("rollback".to_owned(), "write".to_owned())].into(), &[]).unwrap();
+        config.environments.push(staging);
+        configure(config);
+    })
+    .await;
+    mount_people(&app.github).await;
+    app
+}
+
+/// Signs `login` in through the whole OAuth flow; the session cookie (`name=value`).
+pub async fn sign_in_with_github(app: &TestApp, login: &str) -> String {
+    let http = no_redirects();
+    let started = http
+        .get(format!("{}/login/github", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let to = started.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        to.starts_with(&format!("{}/login/oauth/authorize?", app.github.uri())),
+        "{to}"
+    );
+    assert!(to.contains(&format!("client_id={CLIENT_ID}")), "{to}");
+    let state = to
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let state_cookie = cookie_of(&started, "deployhook_oauth_state").expect("a state cookie");
+    let back = http
+        .get(format!(
+            "{}/login/github/callback?code=code-{login}&state={state}",
+            app.url
+        ))
+        .header("cookie", state_cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = back.status();
+    let session = cookie_of(&back, "deployhook_session");
+    let text = back.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{text}");
+    session.expect("a session cookie")
+}
+
+/// The `name=value` of the cookie `name` a response sets, unless it clears it.
+pub fn cookie_of(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .find(|pair| pair.starts_with(&format!("{name}=")) && !pair.ends_with('='))
+}
+
+/// Makes a personal token on the dashboard for the person signed in with `session`.
+pub async fn make_token(app: &TestApp, session: &str) -> String {
+    let page = app.page("/tokens", session).await;
+    let form_token = page
+        .split("name=\"form_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the tokens page has a form token")
+        .to_owned();
+    let made = app
+        .http
+        .post(format!("{}/tokens", app.url))
+        .header("cookie", session)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[
+            ("name", "laptop"),
+            ("days", "30"),
+            ("form_token", &form_token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::OK);
+    let page = made.text().await.unwrap();
+    let token = page
+        .split("<pre id=\"new-token\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the new token is shown")
+        .to_owned();
+    assert!(token.starts_with("dhp_"), "{token}");
+    token
+}
+
+/// An admin API call with `token`: its status and JSON.
+pub async fn call(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = app
+        .http
+        .request(method, format!("{}{path}", app.url))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    (response.status(), body_json(response).await)
+}
+
+async fn lock(app: &TestApp, token: &str, environment: &str) -> (StatusCode, Value) {
+    let body = json!({ "environment": environment, "reason": "people test" });
+    call(app, token, reqwest::Method::POST, "/api/locks", Some(body)).await
+}
+
+async fn unlock(app: &TestApp, token: &str, environment: &str) -> (StatusCode, Value) {
+    let path = format!("/api/locks/{environment}");
+    call(app, token, reqwest::Method::DELETE, &path, None).await
+}
+
+async fn rollback(app: &TestApp, token: &str, environment: &str) -> (StatusCode, Value) {
+    let body = json!({ "repository": REPO, "environment": environment });
+    call(
+        app,
+        token,
+        reqwest::Method::POST,
+        "/api/rollback",
+        Some(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_person_signs_in_with_github_and_the_dashboard_knows_who() {
+    let app = people_app(|_| {}).await;
+    let login_page = app.get_text(&format!("{}/login", app.url)).await;
+    assert!(login_page.contains("Sign in with GitHub"), "{login_page}");
+    let session = sign_in_with_github(&app, "wes-writer").await;
+    let dashboard = app.page("/", &session).await;
+    assert!(dashboard.contains("wes-writer"), "{dashboard}");
+    // The exchange sent the client's secret to GitHub, never to the log or the page.
+    assert!(!dashboard.contains(CLIENT_SECRET));
+}
+
+#[tokio::test]
+async fn sign_ins_with_a_wrong_state_a_denial_a_stale_code_or_no_access_are_refused() {
+    let app = people_app(|_| {}).await;
+    let http = no_redirects();
+    let started = http
+        .get(format!("{}/login/github", app.url))
+        .send()
+        .await
+        .unwrap();
+    let state_cookie = cookie_of(&started, "deployhook_oauth_state").unwrap();
+    let callback = |query: String, cookie: Option<String>| {
+        let mut request = http.get(format!("{}/login/github/callback?{query}", app.url));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.send()
+    };
+    let state = state_cookie.split('=').nth(1).unwrap().to_owned();
+    let cases = [
+        // Another browser's state (a link someone else started).
+        (
+            format!("code=code-wes-writer&state={}", "0".repeat(64)),
+            Some(state_cookie.clone()),
+            StatusCode::BAD_REQUEST,
+            "does not match",
+        ),
+        // No state cookie at all.
+        (
+            format!("code=code-wes-writer&state={state}"),
+            None,
+            StatusCode::BAD_REQUEST,
+            "does not match",
+        ),
+        // The person said no on GitHub.
+        (
+            format!("error=access_denied&state={state}"),
+            Some(state_cookie.clone()),
+            StatusCode::FORBIDDEN,
+            "did not allow",
+        ),
+        // A code GitHub no longer knows.
+        (
+            format!("code=stale&state={state}"),
+            Some(state_cookie.clone()),
+            StatusCode::BAD_GATEWAY,
+            "incorrect or expired",
+        ),
+        // Someone who can read nothing deployhook deploys.
+        (
+            format!("code=code-stan-stranger&state={state}"),
+            Some(state_cookie.clone()),
+            StatusCode::FORBIDDEN,
+            "cannot read any repository",
+        ),
+    ];
+    for (query, cookie, status, says) in cases {
+        let answer = callback(query.clone(), cookie).await.unwrap();
+        assert_eq!(answer.status(), status, "{query}");
+        assert!(
+            cookie_of(&answer, "deployhook_session").is_none(),
+            "{query}"
+        );
+        let page = answer.text().await.unwrap();
+        assert!(page.contains(says), "{query}: {page}");
+    }
+}
+
+#[tokio::test]
+async fn the_permission_matrix_holds_through_personal_tokens() {
+    let app = people_app(|_| {}).await;
+    let mut tokens = Vec::new();
+    for (login, _) in &PEOPLE[..4] {
+        let session = sign_in_with_github(&app, login).await;
+        tokens.push((*login, make_token(&app, &session).await));
+    }
+    // Allowed: the status the action answers (a rollback with no earlier success is a
+    // 409 *after* it was allowed); refused: 403.
+    let (ok_lock, ok_unlock, ok_rollback, no) = (
+        StatusCode::CREATED,
+        StatusCode::OK,
+        StatusCode::CONFLICT,
+        StatusCode::FORBIDDEN,
+    );
+    let expected = [
+        // login, lock production, unlock production, rollback production, rollback staging
+        ("rita-reader", no, no, no, no),
+        ("wes-writer", ok_lock, ok_unlock, no, ok_rollback),
+        ("ada-admin", ok_lock, ok_unlock, ok_rollback, ok_rollback),
+        ("sre-sam", ok_lock, ok_unlock, ok_rollback, no),
+    ];
+    let mut seen = Vec::new();
+    for ((login, token), (who, lock_s, unlock_s, rollback_p, rollback_s)) in
+        tokens.iter().zip(expected)
+    {
+        assert_eq!(*login, who);
+        let locked = lock(&app, token, "production").await;
+        if locked.0 == StatusCode::CREATED {
+            // The lock names the person, not a claim.
+            assert_eq!(locked.1["lock"]["locked_by"], *login, "{locked:?}");
+        }
+        let unlocked = unlock(&app, token, "production").await;
+        let rolled_p = rollback(&app, token, "production").await;
+        let rolled_s = rollback(&app, token, "staging").await;
+        if rolled_p.0 == StatusCode::FORBIDDEN {
+            let why = rolled_p.1["error"].as_str().unwrap();
+            assert!(why.contains(login) && why.contains("needs admin"), "{why}");
+        }
+        seen.push((*login, locked.0, unlocked.0, rolled_p.0, rolled_s.0));
+        assert_eq!(
+            (locked.0, unlocked.0, rolled_p.0, rolled_s.0),
+            (lock_s, unlock_s, rollback_p, rollback_s),
+            "{login}: {locked:?} {unlocked:?} {rolled_p:?} {rolled_s:?}"
+        );
+    }
+    // Every refusal of an identified person is in the audit log, saying why.
+    let (_, log) = call(
+        &app,
+        ADMIN_TOKEN,
+        reqwest::Method::GET,
+        "/api/audit?actor=rita-reader",
+        None,
+    )
+    .await;
+    let refused: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 4, "{log}");
+    assert!(refused.iter().all(|e| e["via"] == "personal_token"));
+    eprintln!("permission matrix (lock prod, unlock prod, rollback prod, rollback staging):");
+    for row in seen {
+        eprintln!("  {row:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_permission_removed_on_github_ends_access_once_the_cache_time_is_up() {
+    let app = people_app(|config| config.permission_cache = Duration::from_secs(1)).await;
+    let session = sign_in_with_github(&app, "wes-writer").await;
+    let token = make_token(&app, &session).await;
+    assert_eq!(
+        lock(&app, &token, "production").await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(unlock(&app, &token, "production").await.0, StatusCode::OK);
+    // Removed from the repository on GitHub.
+    set_permission(&app.github, "wes-writer", "none", 1).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (status, body) = lock(&app, &token, "production").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Nor can the person sign in again.
+    let http = no_redirects();
+    let started = http
+        .get(format!("{}/login/github", app.url))
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookie_of(&started, "deployhook_oauth_state").unwrap();
+    let state = cookie.split('=').nth(1).unwrap();
+    let back = http
+        .get(format!(
+            "{}/login/github/callback?code=code-wes-writer&state={state}",
+            app.url
+        ))
+        .header("cookie", cookie.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn personal_tokens_are_kept_hashed_act_as_their_person_and_end_when_revoked() {
+    let app = people_app(|_| {}).await;
+    let session = sign_in_with_github(&app, "ada-admin").await;
+    let token = make_token(&app, &session).await;
+    // Only a hash is stored.
+    let stored: Vec<(String, String)> = app
+        .database()
+        .prepare("SELECT hash, login FROM personal_tokens")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1, "ada-admin");
+    assert_ne!(stored[0].0, token);
+    assert!(!stored[0].0.contains(&token[4..]));
+    // The page lists it without the token.
+    let listed = app.page("/tokens", &session).await;
+    assert!(listed.contains("laptop") && !listed.contains(&token));
+    // The CLI acts as the person.
+    let mut command = admin_cli(
+        &app.url,
+        "",
+        &[
+            "lock",
+            "production",
+            "--reason",
+            "from the CLI",
+            "--by",
+            "someone-else",
+        ],
+    );
+    command
+        .env_remove("DEPLOYHOOK_ADMIN_TOKEN")
+        .env("DEPLOYHOOK_TOKEN", &token);
+    // Blocking waits off the runtime: the server under test runs on it.
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{printed}");
+    let locks = call(&app, &token, reqwest::Method::GET, "/api/locks", None)
+        .await
+        .1;
+    assert_eq!(locks["locks"][0]["locked_by"], "ada-admin", "{locks}");
+    // Revoked on the dashboard: refused from then on.
+    let id = listed
+        .split("action=\"/tokens/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let form_token = listed
+        .split("name=\"form_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let revoked = no_redirects()
+        .post(format!("{}/tokens/{id}/revoke", app.url))
+        .header("cookie", &session)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("form_token", form_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    let (status, body) = unlock(&app, &token, "production").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("revoked"));
+    // A token made up to look like one is refused the same way.
+    let (status, _) = lock(&app, &format!("dhp_{}", "0".repeat(40)), "production").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The audit log has the person's whole story, each line saying how they proved it.
+    let (_, log) = call(&app, ADMIN_TOKEN, reqwest::Method::GET, "/api/audit", None).await;
+    let mut story: Vec<String> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {}",
+                e["actor"], e["via"], e["action"], e["outcome"]
+            )
+        })
+        .collect();
+    story.reverse();
+    assert_eq!(
+        story,
+        [
+            r#""ada-admin" "github" "sign_in" "done""#,
+            r#""ada-admin" "github" "token_created" "done""#,
+            r#""ada-admin" "personal_token" "lock" "done""#,
+            r#""ada-admin" "github" "token_revoked" "done""#,
+        ],
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn when_github_cannot_be_asked_people_are_refused_but_the_admin_token_works() {
+    let app = people_app(|config| config.permission_cache = Duration::from_secs(1)).await;
+    let session = sign_in_with_github(&app, "ada-admin").await;
+    let token = make_token(&app, &session).await;
+    // GitHub's permission endpoint fails from now on, once the cached answer is stale.
+    for login in ["ada-admin", "wes-writer"] {
+        Mock::given(method("GET"))
+            .and(path(format!(
+                "/repos/{REPO}/collaborators/{login}/permission"
+            )))
+            .respond_with(ResponseTemplate::new(502))
+            .with_priority(1)
+            .mount(&app.github)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (status, body) = lock(&app, &token, "production").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("admin token still works")
+    );
+    assert_eq!(
+        sign_in_with_github_refused(&app, "wes-writer").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (status, body) = lock(&app, ADMIN_TOKEN, "production").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["lock"]["locked_by"], "admin API (client 127.0.0.1)");
+}
+
+/// The status a sign-in of `login` ends with, when it is expected to be refused.
+async fn sign_in_with_github_refused(app: &TestApp, login: &str) -> StatusCode {
+    let http = no_redirects();
+    let started = http
+        .get(format!("{}/login/github", app.url))
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookie_of(&started, "deployhook_oauth_state").unwrap();
+    let state = cookie.split('=').nth(1).unwrap();
+    let back = http
+        .get(format!(
+            "{}/login/github/callback?code=code-{login}&state={state}",
+            app.url
+        ))
+        .header("cookie", cookie.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert!(cookie_of(&back, "deployhook_session").is_none());
+    back.status()
+}
+
+/// A `deployment` event of `repo` to production.
+fn deployment_of(repo: &str, id: u64) -> Vec<u8> {
+    let mut event = crate::helpers::fixture_json("deployment.created.json");
+    event["deployment"]["id"] = json!(id);
+    event["deployment"]["environment"] = json!("production");
+    event["deployment"]["payload"]["environment"] = json!("production");
+    event["repository"]["full_name"] = json!(repo);
+    event["repository"]["name"] = json!(repo.split('/').nth(1).unwrap());
+    event.to_string().into_bytes()
+}
+
+#[tokio::test]
+async fn a_person_sees_only_the_repositories_they_can_read() {
+    let app = people_app(|config| {
+        config.environments[0].repositories = vec![
+            RepoPattern::parse(REPO).unwrap(),
+            RepoPattern::parse("acme/secret").unwrap(),
+        ];
+    })
+    .await;
+    // Nobody but the admin token reads acme/secret: GitHub answers 404 for everyone.
+    for (repo, id) in [(REPO, 7101), ("acme/secret", 7102)] {
+        let answer = app
+            .post_webhook("deployment", &deployment_of(repo, id))
+            .await;
+        assert!(answer.status().is_success());
+        app.wait_for_final_status(id).await;
+    }
+    let session = sign_in_with_github(&app, "rita-reader").await;
+    let dashboard = app.page("/", &session).await;
+    assert!(dashboard.contains("acme/app"), "{dashboard}");
+    assert!(!dashboard.contains("acme/secret"), "{dashboard}");
+    let deliveries = app.page("/deliveries", &session).await;
+    assert!(!deliveries.contains("acme/secret"), "{deliveries}");
+    let token = make_token(&app, &session).await;
+    let get = reqwest::Method::GET;
+    let (status, listed) = call(&app, &token, get.clone(), "/api/deliveries", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let repos: Vec<&str> = listed["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["repository"].as_str())
+        .collect();
+    assert!(
+        repos.contains(&REPO) && !repos.contains(&"acme/secret"),
+        "{listed}"
+    );
+    let (status, _) = call(&app, &token, get.clone(), "/api/deployments/7102", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&app, &token, get.clone(), "/api/deployments/7101", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(&app, &token, get.clone(), "/api/deliveries?refused=1", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // The admin token still sees everything.
+    let admin = app.sign_in(ADMIN_TOKEN).await;
+    assert!(app.page("/", &admin).await.contains("acme/secret"));
+    let (_, all) = call(&app, ADMIN_TOKEN, get, "/api/deliveries", None).await;
+    assert!(all.to_string().contains("acme/secret"));
+}
