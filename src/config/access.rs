@@ -6,53 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::people::valid_login;
 use crate::model::{Action, Role};
 
-/// A person, or every active member of a team, named in the config file as `octocat` or
-/// `@acme/sre`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Grantee {
-    /// A GitHub login, lowercase (logins are case-insensitive).
-    User(String),
-    /// An organisation's team, by its slug; both lowercase.
-    Team { org: String, slug: String },
-}
-
-impl Grantee {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad =
-            || format!("{text:?} is neither a GitHub login (octocat) nor a team (@org/team-slug)");
-        match text.strip_prefix('@') {
-            Some(team) => {
-                let (org, slug) = team.split_once('/').ok_or_else(bad)?;
-                let slug_ok = !slug.is_empty()
-                    && slug.len() <= 100
-                    && slug
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if !valid_login(org) || !slug_ok {
-                    return Err(bad());
-                }
-                Ok(Self::Team {
-                    org: org.to_ascii_lowercase(),
-                    slug: slug.to_ascii_lowercase(),
-                })
-            }
-            None if valid_login(text) => Ok(Self::User(text.to_ascii_lowercase())),
-            None => Err(bad()),
-        }
-    }
-}
-
-impl std::fmt::Display for Grantee {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::User(login) => f.write_str(login),
-            Self::Team { org, slug } => write!(f, "@{org}/{slug}"),
-        }
-    }
-}
+pub use crate::model::people::Grantee;
 
 /// One environment's access rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,33 +58,6 @@ impl Access {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grantees_are_logins_or_teams() {
-        assert_eq!(
-            Grantee::parse("OctoCat"),
-            Ok(Grantee::User("octocat".into()))
-        );
-        assert_eq!(
-            Grantee::parse("@Acme/SRE_on-call"),
-            Ok(Grantee::Team {
-                org: "acme".into(),
-                slug: "sre_on-call".into()
-            })
-        );
-        for bad in [
-            "",
-            "@acme",
-            "@acme/",
-            "@/sre",
-            "a b",
-            "@acme/s re",
-            "-x",
-            "@acme/sre/x",
-        ] {
-            assert!(Grantee::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn an_environment_may_change_what_an_action_needs() {

@@ -1,14 +1,13 @@
 //! Approvals before a deploy: an environment's [`ApprovalRule`] — how many people must
-//! approve a deployment into it, who may ([`Reviewer`]: a GitHub login or a team), whether
+//! approve a deployment into it, who may ([`Grantee`]s: GitHub logins and teams), whether
 //! the change's author may approve their own, and how long the deployment waits — and the
 //! sentence that says what a waiting deployment waits for. The config file builds the rule,
 //! the guide attaches it to a deployment, the store keeps the count, the deadline and the
 //! self-approval flag with the job.
 
-use std::fmt;
 use std::time::Duration;
 
-use crate::model::people::valid_login;
+use crate::model::people::Grantee;
 
 /// The most approvals an environment may ask for.
 pub const MAX_APPROVALS: u32 = 10;
@@ -18,69 +17,6 @@ pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60)
 /// likely stale anyway.
 pub const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
-/// Who may approve: one person, or the members of a team.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reviewer {
-    /// A GitHub login, as written (GitHub compares logins without case).
-    Person(String),
-    /// `@org/team-slug`: the members of a team of an organization.
-    Team { org: String, slug: String },
-}
-
-impl Reviewer {
-    /// `octocat`, or `@acme/sre` for a team. Team slugs are GitHub's: lowercase letters,
-    /// digits, `-` and `_`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let Some(team) = text.strip_prefix('@') else {
-            return if valid_login(text) {
-                Ok(Self::Person(text.to_owned()))
-            } else {
-                Err(format!(
-                    "{text:?} is not a GitHub login (letters, digits and single hyphens, at \
-                     most 39) nor a team (\"@org/team-slug\")"
-                ))
-            };
-        };
-        let (org, slug) = team.split_once('/').unwrap_or((team, ""));
-        let slug_ok = !slug.is_empty()
-            && slug.len() <= 100
-            && slug
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !valid_login(org) || !slug_ok {
-            return Err(format!(
-                "{text:?} is not a team: write \"@org/team-slug\", the slug as GitHub shows it \
-                 (lowercase letters, digits, - and _)"
-            ));
-        }
-        Ok(Self::Team {
-            org: org.to_owned(),
-            slug: slug.to_owned(),
-        })
-    }
-
-    /// Whether this names the same person or team as `other` (logins and organizations
-    /// without case, as GitHub compares them).
-    pub fn same_as(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Person(a), Self::Person(b)) => a.eq_ignore_ascii_case(b),
-            (Self::Team { org: a, slug: s }, Self::Team { org: b, slug: t }) => {
-                a.eq_ignore_ascii_case(b) && s == t
-            }
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for Reviewer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Person(login) => f.write_str(login),
-            Self::Team { org, slug } => write!(f, "@{org}/{slug}"),
-        }
-    }
-}
-
 /// An environment's approvals: a deployment into it runs only once `required` people
 /// approved it, within `timeout`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +24,7 @@ pub struct ApprovalRule {
     /// 1 to [`MAX_APPROVALS`] distinct people.
     pub required: u32,
     /// Who may approve; empty: anyone whose role allows approving.
-    pub reviewers: Vec<Reviewer>,
+    pub reviewers: Vec<Grantee>,
     /// Whether the change's author (the deployment's `deploy_user`) may approve it.
     pub self_approval: bool,
     /// How long a deployment waits before it ends `failure`.
@@ -147,49 +83,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reviewers_are_logins_or_teams_and_nothing_else() {
-        assert_eq!(
-            Reviewer::parse("octocat"),
-            Ok(Reviewer::Person("octocat".into()))
-        );
-        assert_eq!(
-            Reviewer::parse("@acme/site-reliability_2"),
-            Ok(Reviewer::Team {
-                org: "acme".into(),
-                slug: "site-reliability_2".into()
-            })
-        );
-        for bad in [
-            "",
-            "-x",
-            "a b",
-            "@acme",
-            "@acme/",
-            "@acme/SRE",
-            "@-acme/sre",
-            "acme/sre",
-        ] {
-            assert!(Reviewer::parse(bad).is_err(), "{bad:?}");
-        }
-        let team = Reviewer::parse("@acme/sre").unwrap();
-        assert_eq!(team.to_string(), "@acme/sre");
-        assert!(team.same_as(&Reviewer::parse("@ACME/sre").unwrap()));
-        assert!(
-            Reviewer::parse("OctoCat")
-                .unwrap()
-                .same_as(&Reviewer::Person("octocat".into()))
-        );
-    }
-
-    #[test]
     fn the_waiting_sentence_names_the_reviewers_or_the_count() {
         let mut rule = ApprovalRule::new(1);
         assert_eq!(rule.waiting_for(), "waiting for 1 approval");
         rule.required = 2;
         assert_eq!(rule.waiting_for(), "waiting for 2 approvals");
         rule.reviewers = vec![
-            Reviewer::parse("octocat").unwrap(),
-            Reviewer::parse("@acme/sre").unwrap(),
+            Grantee::parse("octocat").unwrap(),
+            Grantee::parse("@acme/sre").unwrap(),
         ];
         assert_eq!(
             rule.waiting_for(),

@@ -25,7 +25,7 @@ pub mod policy;
 pub mod rollback;
 pub mod text;
 
-pub use approval::{ApprovalRule, Reviewer};
+pub use approval::ApprovalRule;
 pub use audit::{AuditAction, AuditEntry, AuditOutcome};
 pub use checks::{
     CheckKind, CheckReport, CheckResult, CheckSource, CheckState, Gate, Required, Verdict,
@@ -40,5 +40,5 @@ pub use effect::{Effect, Outcome};
 pub use ids::{CommitSha, DeliveryId, DeploymentId, Environment, HookId, InvalidId, RepoName};
 pub use merge::{Merge, MergedAt};
 pub use notification::{Notification, NotificationKind};
-pub use people::{Action, Actor, Role, Via};
+pub use people::{Action, Actor, Grantee, Role, Via};
 pub use policy::{OnInterrupt, Policy, Sync};

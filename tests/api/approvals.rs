@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use deployhook::config::{Config, NotifyConfig, NotifyKind};
-use deployhook::model::{ApprovalRule, DeploymentId, Reviewer};
+use deployhook::model::{ApprovalRule, DeploymentId, Grantee};
 use deployhook::store::{Store, approvals, now_ms};
 use deployhook::web::Application;
 use serde_json::Value;
@@ -69,8 +69,8 @@ impl Setup {
         let mut config = test_config(&self.github, vec![script.display().to_string()], dir);
         config.environments[0].approval = Some(ApprovalRule {
             reviewers: vec![
-                Reviewer::parse("octocat").unwrap(),
-                Reviewer::parse("@acme/sre").unwrap(),
+                Grantee::parse("octocat").unwrap(),
+                Grantee::parse("@acme/sre").unwrap(),
             ],
             timeout: self.timeout,
             ..ApprovalRule::new(1)

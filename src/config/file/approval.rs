@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::FileEnvironment;
 use super::validate::Invalid;
 use crate::model::approval::{DEFAULT_APPROVAL_TIMEOUT, MAX_APPROVAL_TIMEOUT, MAX_APPROVALS};
-use crate::model::{ApprovalRule, Environment, Reviewer};
+use crate::model::{ApprovalRule, Environment, Grantee};
 
 /// The rule `file` describes; `None` without `approvals` (or with `approvals = 0`).
 pub(super) fn approval_rule(
@@ -29,10 +29,10 @@ pub(super) fn approval_rule(
         Some(count) if *count.get_ref() > 0 => u32::try_from(*count.get_ref()).unwrap_or(1),
         _ => return no_rule(file, name),
     };
-    let mut reviewers: Vec<Reviewer> = Vec::new();
+    let mut reviewers: Vec<Grantee> = Vec::new();
     for text in file.reviewers.iter().flat_map(|r| r.get_ref()) {
-        let reviewer = Reviewer::parse(text.get_ref()).map_err(|e| (text.span(), e))?;
-        if reviewers.iter().any(|known| known.same_as(&reviewer)) {
+        let reviewer = Grantee::parse(text.get_ref()).map_err(|e| (text.span(), e))?;
+        if reviewers.contains(&reviewer) {
             return Err((
                 text.span(),
                 format!("reviewers: {reviewer} is listed twice"),
@@ -40,7 +40,7 @@ pub(super) fn approval_rule(
         }
         reviewers.push(reviewer);
     }
-    let people_only = reviewers.iter().all(|r| matches!(r, Reviewer::Person(_)));
+    let people_only = reviewers.iter().all(|r| matches!(r, Grantee::User(_)));
     if !reviewers.is_empty() && people_only && reviewers.len() < required as usize {
         let span = file.reviewers.as_ref().map_or(0..0, Spanned::span);
         return Err((

@@ -224,8 +224,8 @@ fn approvals_are_read_with_their_defaults_and_shown_by_check_config() {
     assert_eq!(
         rule.reviewers,
         [
-            crate::model::Reviewer::Person("octocat".into()),
-            crate::model::Reviewer::Team {
+            crate::model::Grantee::User("octocat".into()),
+            crate::model::Grantee::Team {
                 org: "acme".into(),
                 slug: "sre".into()
             }
@@ -261,17 +261,17 @@ fn approvals_that_cannot_work_are_refused_where_they_are_wrong() {
         ("approvals = -1", "expected 1 to 10 people", (5, 13)),
         (
             "approvals = 1\nreviewers = [\"octo cat\"]",
-            "is not a GitHub login",
+            "is neither a GitHub login (octocat) nor a team",
             (6, 14),
         ),
         (
-            "approvals = 1\nreviewers = [\"@acme/SRE\"]",
-            "is not a team",
+            "approvals = 1\nreviewers = [\"@acme/s re\"]",
+            "is neither a GitHub login (octocat) nor a team",
             (6, 14),
         ),
         (
             "approvals = 1\nreviewers = [\"octocat\", \"OctoCat\"]",
-            "OctoCat is listed twice",
+            "octocat is listed twice",
             (6, 25),
         ),
         (

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::model::{Policy, Reviewer};
+use crate::model::{Grantee, Policy};
 use crate::store::tests::{each_engine, job};
 use crate::store::{locks, retention};
 
@@ -18,8 +18,8 @@ const HOUR: i64 = 3_600_000;
 fn rule(required: u32) -> ApprovalRule {
     ApprovalRule {
         reviewers: vec![
-            Reviewer::parse("octocat").unwrap(),
-            Reviewer::parse("@acme/sre").unwrap(),
+            Grantee::parse("octocat").unwrap(),
+            Grantee::parse("@acme/sre").unwrap(),
         ],
         timeout: Duration::from_secs(4 * 3600),
         ..ApprovalRule::new(required)
