@@ -16,6 +16,12 @@ _deployhook() {
             ",$1")
                 cmd="deployhook"
                 ;;
+            deployhook,approvals)
+                cmd="deployhook__subcmd__approvals"
+                ;;
+            deployhook,approve)
+                cmd="deployhook__subcmd__approve"
+                ;;
             deployhook,audit)
                 cmd="deployhook__subcmd__audit"
                 ;;
@@ -52,6 +58,9 @@ _deployhook() {
             deployhook,redeliver)
                 cmd="deployhook__subcmd__redeliver"
                 ;;
+            deployhook,reject)
+                cmd="deployhook__subcmd__reject"
+                ;;
             deployhook,replay)
                 cmd="deployhook__subcmd__replay"
                 ;;
@@ -69,6 +78,12 @@ _deployhook() {
                 ;;
             deployhook,unlock)
                 cmd="deployhook__subcmd__unlock"
+                ;;
+            deployhook__subcmd__help,approvals)
+                cmd="deployhook__subcmd__help__subcmd__approvals"
+                ;;
+            deployhook__subcmd__help,approve)
+                cmd="deployhook__subcmd__help__subcmd__approve"
                 ;;
             deployhook__subcmd__help,audit)
                 cmd="deployhook__subcmd__help__subcmd__audit"
@@ -106,6 +121,9 @@ _deployhook() {
             deployhook__subcmd__help,redeliver)
                 cmd="deployhook__subcmd__help__subcmd__redeliver"
                 ;;
+            deployhook__subcmd__help,reject)
+                cmd="deployhook__subcmd__help__subcmd__reject"
+                ;;
             deployhook__subcmd__help,replay)
                 cmd="deployhook__subcmd__help__subcmd__replay"
                 ;;
@@ -131,12 +149,64 @@ _deployhook() {
 
     case "${cmd}" in
         deployhook)
-            opts="-h -V --log-format --env-file --help --version serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries audit log completions help"
+            opts="-h -V --log-format --env-file --help --version serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries audit approvals approve reject log completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__approvals)
+            opts="-h -V --server --log-format --env-file --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__approve)
+            opts="-h -V --server --log-format --env-file --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
@@ -403,8 +473,36 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__help)
-            opts="serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries audit log completions help"
+            opts="serve replay try stand-in check-config redeliver deploy deployments lock unlock locks rollback calls deliveries audit approvals approve reject log completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__help__subcmd__approvals)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__help__subcmd__approve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -571,6 +669,20 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__help__subcmd__redeliver)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__help__subcmd__reject)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -790,6 +902,36 @@ _deployhook() {
                     return 0
                     ;;
                 --github-api-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --env-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        deployhook__subcmd__reject)
+            opts="-h -V --reason --server --log-format --env-file --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

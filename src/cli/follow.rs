@@ -49,10 +49,15 @@ pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let state = text(&deployment["state"]).to_owned();
-    if state == "queued" {
+    if state == "queued" || state == "approval" {
         outln!(
-            "deployment {} is queued ({}): it has no log yet",
+            "deployment {} is {} ({}): it has no log yet",
             args.deployment,
+            if state == "queued" {
+                "queued"
+            } else {
+                "waiting for approval"
+            },
             queued_reason(&deployment)
         );
         return Ok(ExitCode::SUCCESS);
@@ -102,8 +107,12 @@ pub async fn follow(server: &Server, id: u64) -> anyhow::Result<ExitCode> {
                 &mut said,
                 format!("waiting for GitHub's deployment event for {id}…"),
             ),
-            Some(deployment) if text(&deployment["state"]) == "queued" => {
-                let message = format!("deployment {id} is queued: {}", queued_reason(&deployment));
+            Some(deployment) if matches!(text(&deployment["state"]), "queued" | "approval") => {
+                let waits = match text(&deployment["state"]) {
+                    "queued" => "is queued",
+                    _ => "waits for approval",
+                };
+                let message = format!("deployment {id} {waits}: {}", queued_reason(&deployment));
                 if message != said {
                     reminded = tokio::time::Instant::now();
                     say(&mut said, message);

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod approvals;
 pub mod args;
 pub mod audit;
 pub mod calls;
@@ -29,10 +30,10 @@ pub mod user;
 use std::process::ExitCode;
 
 pub use args::{
-    AuditArgs, CallAction, CallsArgs, CheckConfigArgs, Cli, Command, CompletionsArgs,
+    ApproveArgs, AuditArgs, CallAction, CallsArgs, CheckConfigArgs, Cli, Command, CompletionsArgs,
     DeliveriesArgs, DeployArgs, DeploymentsArgs, GitHubArgs, LockArgs, LogArgs, LogFormat,
-    RedeliverArgs, ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, StandInArgs, TryArgs,
-    UnlockArgs, VERSION,
+    RedeliverArgs, RejectArgs, ReplayArgs, RollbackArgs, ServeArgs, ServerArgs, StandInArgs,
+    TryArgs, UnlockArgs, VERSION,
 };
 
 use crate::config::GitHubConfig;
@@ -57,6 +58,9 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Calls(args) => calls::run(args).await,
         Command::Deliveries(args) => deliveries::run(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Approvals(args) => approvals::list(args).await,
+        Command::Approve(args) => approvals::approve(args).await,
+        Command::Reject(args) => approvals::reject(args).await,
         Command::StandIn(args) => stand_in::run(args).await,
         Command::Try(args) => trial::run(args).await,
     }

@@ -96,6 +96,13 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
     else {
         return Err(all_of(problems));
     };
+    if let (None, Some(asking)) = (&sign_in, environments.iter().find(|e| e.approval.is_some())) {
+        problems.push(anyhow::anyhow!(
+            "environment {} asks for approvals, which people give signed in with GitHub: set \
+             DEPLOYHOOK_GITHUB_CLIENT_ID and DEPLOYHOOK_GITHUB_CLIENT_SECRET (README, \"People\")",
+            asking.name
+        ));
+    }
     if !problems.is_empty() {
         return Err(all_of(problems));
     }

@@ -18,15 +18,18 @@ use crate::model::{RepoName, Role};
 /// Answers kept at most: past it the cache starts over, so a flood of names cannot grow it.
 const MAX_ENTRIES: usize = 10_000;
 
+/// Answers kept with when they were got.
+type Cache<K, V> = Mutex<HashMap<K, (V, Instant)>>;
+
 /// Permissions and team memberships, from GitHub, cached for `ttl`.
 #[derive(Debug)]
 pub struct Permissions {
     client: GitHubClient,
     ttl: Duration,
-    roles: Mutex<HashMap<(String, String), (Role, Instant)>>,
-    teams: Mutex<HashMap<(String, String, String), (bool, Instant)>>,
+    roles: Cache<(String, String), Role>,
+    teams: Cache<(String, String, String), bool>,
     /// App mode: the client acting for each repository's installation.
-    clients: Mutex<HashMap<String, (GitHubClient, Instant)>>,
+    clients: Cache<String, GitHubClient>,
 }
 
 #[derive(Deserialize)]
@@ -142,7 +145,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn fresh<K: std::hash::Hash + Eq, V: Clone>(
-    cache: &Mutex<HashMap<K, (V, Instant)>>,
+    cache: &Cache<K, V>,
     key: &K,
     ttl: Duration,
 ) -> Option<V> {
@@ -151,7 +154,7 @@ fn fresh<K: std::hash::Hash + Eq, V: Clone>(
     (at.elapsed() < ttl).then(|| value.clone())
 }
 
-fn keep<K: std::hash::Hash + Eq, V>(cache: &Mutex<HashMap<K, (V, Instant)>>, key: K, value: V) {
+fn keep<K: std::hash::Hash + Eq, V>(cache: &Cache<K, V>, key: K, value: V) {
     let mut cache = lock(cache);
     if cache.len() >= MAX_ENTRIES {
         cache.clear();

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod approvals;
 pub mod assets;
 pub mod audit;
 pub mod auth;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dashboard::routes().layer(middleware::from_fn(small_body)))
         .merge(admin::routes().layer(middleware::from_fn(small_body)))
         .merge(calls::routes().layer(middleware::from_fn(small_body)))
+        .merge(approvals::routes().layer(middleware::from_fn(small_body)))
         .merge(deliveries::routes().layer(middleware::from_fn(small_body)))
         .merge(audit::routes().layer(middleware::from_fn(small_body)))
         .method_not_allowed_fallback(wrong_method)

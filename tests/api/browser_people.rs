@@ -16,9 +16,9 @@ use crate::people::people_app;
 
 /// GitHub's authorize page, as it behaves once the person allowed the app: back to the
 /// app's callback with a code for `login` and the `state` it was sent.
-struct Authorize {
-    callback: String,
-    login: &'static str,
+pub(crate) struct Authorize {
+    pub(crate) callback: String,
+    pub(crate) login: &'static str,
 }
 
 impl Respond for Authorize {

@@ -3,6 +3,7 @@
 
 mod admin_access;
 mod approvals;
+mod approving;
 mod audit;
 mod bench_load;
 mod browser;

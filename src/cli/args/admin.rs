@@ -147,6 +147,25 @@ pub struct LogArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ApproveArgs {
+    /// The deployment's id (`deployhook approvals` lists them).
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RejectArgs {
+    /// The deployment's id (`deployhook approvals` lists them).
+    pub id: String,
+    /// Why, for the deployment's status and whoever asked for it.
+    #[arg(long)]
+    pub reason: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
     /// How many entries to list, newest first.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]

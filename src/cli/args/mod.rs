@@ -31,8 +31,8 @@ mod serve;
 mod tools;
 
 pub use admin::{
-    AuditArgs, CallAction, CallsArgs, DeliveriesArgs, LockArgs, LogArgs, RollbackArgs, ServerArgs,
-    UnlockArgs, local_server, server_for_listen,
+    ApproveArgs, AuditArgs, CallAction, CallsArgs, DeliveriesArgs, LockArgs, LogArgs, RejectArgs,
+    RollbackArgs, ServerArgs, UnlockArgs, local_server, server_for_listen,
 };
 pub use github::{DeployArgs, DeploymentsArgs, GitHubArgs, RedeliverArgs};
 pub use serve::ServeArgs;
@@ -114,6 +114,15 @@ pub enum Command {
     /// retried or dismissed what, from which address, done or refused. Talks to the
     /// running server.
     Audit(AuditArgs),
+    /// List the deployments waiting for approval, with who approved so far and until when
+    /// they wait. Talks to the running server.
+    Approvals(ServerArgs),
+    /// Approve a deployment waiting for approval, as yourself (a personal token:
+    /// DEPLOYHOOK_TOKEN). Talks to the running server.
+    Approve(ApproveArgs),
+    /// Reject a deployment waiting for approval: it ends `failure`, saying who and why.
+    /// Talks to the running server.
+    Reject(RejectArgs),
     /// Print a deployment's log from the running server; --follow streams it to its end
     /// and exits with its outcome (0 success, 1 failure, 2 error, 3 inactive; 4 when it
     /// could not follow: server unreachable, no deployment event).

@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use super::access::{form_token, refusal};
 use super::render::{page, render, unavailable};
 use super::views::{
-    DeliveryLine, FailedCallView, JobView, LockView, RefusedView, ReplicaView, WaitView,
-    delivery_lines, delivery_view, failed_call_view, job_view, lock_view, refused_view,
-    replica_view, wait_view,
+    ApprovalView, DeliveryLine, FailedCallView, JobView, LockView, RefusedView, ReplicaView,
+    WaitView, approval_view, delivery_lines, delivery_view, failed_call_view, job_view, lock_view,
+    refused_view, replica_view, wait_view,
 };
 use crate::store::locks;
 use crate::store::now_ms;
@@ -44,6 +44,8 @@ struct LivePart {
     form_token: String,
     /// The locks holding now.
     locks: Vec<LockView>,
+    /// Deployments waiting for approval, soonest deadline first.
+    approvals: Vec<ApprovalView>,
     running: Vec<JobView>,
     queued: Vec<JobView>,
     environments: Vec<(String, Vec<JobView>)>,
@@ -86,7 +88,7 @@ async fn live_part(
 ) -> Result<LivePart, crate::store::StoreError> {
     let now = now_ms();
     // One read, so one snapshot: the tables never contradict each other.
-    let (locks, jobs, active, deliveries, refused, failed_calls, all_waits) = state
+    let (locks, jobs, active, deliveries, refused, failed_calls, all_waits, mut awaiting) = state
         .store
         .read(move |c| {
             Ok((
@@ -97,6 +99,7 @@ async fn live_part(
                 crate::store::refused::recent(c, RECENT_REFUSED)?,
                 given_up::list(c, "failed", RECENT_FAILED_CALLS)?,
                 waits::waits(c, RECENT_WAITS)?,
+                crate::store::approvals::waiting(c)?,
             ))
         })
         .await?;
@@ -105,6 +108,7 @@ async fn live_part(
     let (mut jobs, mut active, mut deliveries, mut refused, mut failed_calls, mut all_waits) =
         (jobs, active, deliveries, refused, failed_calls, all_waits);
     if !viewer.everything() {
+        awaiting.retain(|w| viewer.can_read(&w.repository));
         jobs.retain(|j| viewer.can_read(&j.repository));
         active.retain(|j| viewer.can_read(&j.repository));
         deliveries.retain(|d| d.repository.as_deref().is_some_and(|r| viewer.can_read(r)));
@@ -190,6 +194,7 @@ async fn live_part(
         }
     }
     Ok(LivePart {
+        approvals: awaiting.into_iter().map(approval_view).collect(),
         form_token,
         locks,
         checks,

@@ -316,3 +316,34 @@ pub(super) fn replica_view(r: ReplicaRow, state: &AppState, now: i64) -> Replica
         host: r.host,
     }
 }
+
+/// A deployment waiting for approval, ready to show.
+#[derive(Debug, Clone)]
+pub(super) struct ApprovalView {
+    pub(super) id: u64,
+    pub(super) repository: String,
+    pub(super) environment: String,
+    pub(super) short_sha: String,
+    pub(super) author: String,
+    /// `1 of 2: wes` .
+    pub(super) approved: String,
+    pub(super) waiting_for: String,
+    pub(super) until: String,
+}
+
+pub(super) fn approval_view(waiting: crate::store::approvals::Awaiting) -> ApprovalView {
+    let mut approved = format!("{} of {}", waiting.approvers.len(), waiting.needed);
+    if !waiting.approvers.is_empty() {
+        approved += &format!(": {}", waiting.approvers.join(", "));
+    }
+    ApprovalView {
+        id: waiting.deployment_id,
+        short_sha: waiting.sha.chars().take(7).collect(),
+        repository: waiting.repository,
+        environment: waiting.environment,
+        author: waiting.author,
+        approved,
+        waiting_for: waiting.waiting_for,
+        until: time(waiting.deadline),
+    }
+}

@@ -77,7 +77,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
 async fn show(state: &AppState, headers: &HeaderMap, new_token: Option<String>) -> Response {
     let login = match person_of(state, headers) {
         Ok(login) => login,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let now = now_ms();
     let owner = login.clone();
@@ -118,16 +118,16 @@ async fn show(state: &AppState, headers: &HeaderMap, new_token: Option<String>) 
 
 /// The signed-in person's login, or the answer for anyone else: tokens are a person's,
 /// so the admin token's sessions have none.
-fn person_of(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+fn person_of(state: &AppState, headers: &HeaderMap) -> Result<String, Box<Response>> {
     let Some(session) = signed_in(state, headers) else {
-        return Err(Redirect::to("/login").into_response());
+        return Err(Box::new(Redirect::to("/login").into_response()));
     };
     if session.actor.via != Via::GitHub {
-        return Err(render(&MessagePage {
+        return Err(Box::new(render(&MessagePage {
             title: "Personal tokens are for people",
             message: "Sign in with GitHub to make a personal token: the admin token's \
                       sessions act for no one in particular.",
-        }));
+        })));
     }
     Ok(session.actor.login)
 }
@@ -152,7 +152,7 @@ pub(crate) async fn create(
     }
     let login = match person_of(&state, &headers) {
         Ok(login) => login,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let name: String = form
         .name
@@ -233,7 +233,7 @@ pub(crate) async fn revoke(
     }
     let login = match person_of(&state, &headers) {
         Ok(login) => login,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     let (owner, now) = (login.clone(), now_ms());
     let actor = Actor::person(&login, Via::GitHub);
