@@ -425,3 +425,64 @@ async fn audit_page_screenshot(app: &TestApp) {
     crate::browser::screenshot(&browser, "audit-incident.png").await;
     browser.close().await.unwrap();
 }
+
+/// Two replicas on one PostgreSQL database: the deployment arrives at one, a person who
+/// signed in on that one approves it through the other, and the deploy runs wherever the
+/// leader is — the wait, the token and the verdict all live in the database.
+#[tokio::test]
+async fn an_approval_given_on_another_replica_releases_the_deploy() {
+    let Some(database) =
+        deployhook_testkit::postgres::shared().map(deployhook_testkit::postgres::Cluster::database)
+    else {
+        return;
+    };
+    let rule = ApprovalRule {
+        reviewers: vec![Grantee::parse("wes-writer").unwrap()],
+        ..ApprovalRule::new(1)
+    };
+    let (db, first_rule) = (database.clone(), rule.clone());
+    let first = people_app(move |config| {
+        config.database = db.parse().unwrap();
+        config.environments[0].approval = Some(first_rule);
+    })
+    .await;
+    let github = first.github.uri();
+    let second = people_app(move |config| {
+        config.database = database.parse().unwrap();
+        // Both replicas talk to one GitHub: the first's.
+        config.github.api_url = github;
+        config.environments[0].approval = Some(rule);
+    })
+    .await;
+    let answer = second
+        .post_webhook("deployment", &deployment(7341, A, "octo-dev"))
+        .await;
+    assert!(answer.status().is_success());
+    // Whichever replica leads sends the status, to the one GitHub.
+    wait_until_told(&first, 7341, "pending").await;
+    let session = sign_in_with_github(&second, "wes-writer").await;
+    let token = make_token(&second, &session).await;
+    let (_, listed) = call(&first, &token, Method::GET, "/api/approvals", None).await;
+    assert_eq!(listed["waiting"][0]["deployment_id"], 7341, "{listed}");
+    let (status, body) = approve(&first, &token, 7341).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let states = loop {
+        let states: Vec<String> = told(&first, 7341)
+            .await
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        if states.iter().any(|s| s == "success") || tokio::time::Instant::now() > deadline {
+            break states;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(states, ["pending", "queued", "in_progress", "success"]);
+    // It ran once, on one replica.
+    let ran = [&first, &second]
+        .iter()
+        .filter(|app| app.dir.path().join("env.txt").exists())
+        .count();
+    assert_eq!(ran, 1);
+}
