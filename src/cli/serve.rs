@@ -251,6 +251,13 @@ fn secret(env: EnvLookup<'_>, name: &str) -> anyhow::Result<Option<SecretString>
         return Ok(None);
     };
     let length = value.chars().count();
+    // The API tells personal tokens by this prefix: an admin token with it would never
+    // be taken for itself.
+    anyhow::ensure!(
+        !value.starts_with("dhp_"),
+        "{name} begins with dhp_, which marks personal tokens: make another with \
+         `openssl rand -hex 32`"
+    );
     anyhow::ensure!(
         length >= MIN_TOKEN_CHARS,
         "{name} is {length} characters long; it must have at least {MIN_TOKEN_CHARS}, random, \

@@ -66,7 +66,9 @@ impl Permissions {
             return Ok(role);
         }
         let path = format!("/repos/{repo}/collaborators/{login}/permission");
-        let client = self.client_for(repo).await?;
+        let Some(client) = self.client_for(repo).await? else {
+            return Ok(Role::None);
+        };
         let role = match client
             .send("collaborator_permission", Method::GET, &path, None::<&()>)
             .await
@@ -76,10 +78,15 @@ impl Permissions {
                 Role::from_github(&body.permission)
             }
             // Not a user, or not one GitHub shows this token: no access.
-            Err(GitHubError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
-                Role::None
-            }
+            Err(err) if not_found(&err) => Role::None,
             Err(err) => return Err(err),
+        };
+        // On a public repository GitHub answers `read` for every account: read counts only
+        // for a collaborator (directly, through a team, or as an organisation member).
+        let role = if role == Role::Read && !self.collaborator(&client, login, repo).await? {
+            Role::None
+        } else {
+            role
         };
         keep(&self.roles, key, role);
         Ok(role)
@@ -103,7 +110,9 @@ impl Permissions {
             return Ok(member);
         }
         let path = format!("/orgs/{org}/teams/{slug}/memberships/{login}");
-        let client = self.client_for(repo).await?;
+        let Some(client) = self.client_for(repo).await? else {
+            return Ok(false);
+        };
         let member = match client
             .send("team_membership", Method::GET, &path, None::<&()>)
             .await
@@ -113,7 +122,7 @@ impl Permissions {
                 // `pending`: invited, not yet a member.
                 body.state == "active"
             }
-            Err(GitHubError::Status { status, .. }) if status == StatusCode::NOT_FOUND => false,
+            Err(err) if not_found(&err) => false,
             Err(err) => return Err(err),
         };
         keep(&self.teams, key, member);
@@ -126,18 +135,46 @@ impl Permissions {
         lock(&self.teams).clear();
     }
 
-    async fn client_for(&self, repo: &RepoName) -> Result<GitHubClient, GitHubError> {
+    /// Whether `login` is a collaborator of `repo` (`204`) or not (`404`).
+    async fn collaborator(
+        &self,
+        client: &GitHubClient,
+        login: &str,
+        repo: &RepoName,
+    ) -> Result<bool, GitHubError> {
+        let path = format!("/repos/{repo}/collaborators/{login}");
+        match client
+            .send("collaborator", Method::GET, &path, None::<&()>)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err) if not_found(&err) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The client that reaches `repo`; `None` when, in App mode, the App is not installed
+    /// there (any more): nobody has access through deployhook then.
+    async fn client_for(&self, repo: &RepoName) -> Result<Option<GitHubClient>, GitHubError> {
         if !self.client.is_app() {
-            return Ok(self.client.clone());
+            return Ok(Some(self.client.clone()));
         }
         let key = repo.as_ref().to_ascii_lowercase();
         if let Some(client) = fresh(&self.clients, &key, self.ttl) {
-            return Ok(client);
+            return Ok(Some(client));
         }
-        let client = self.client.for_repository(repo).await?;
+        let client = match self.client.for_repository(repo).await {
+            Ok(client) => client,
+            Err(err) if not_found(&err) => return Ok(None),
+            Err(err) => return Err(err),
+        };
         keep(&self.clients, key, client.clone());
-        Ok(client)
+        Ok(Some(client))
     }
+}
+
+fn not_found(err: &GitHubError) -> bool {
+    matches!(err, GitHubError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

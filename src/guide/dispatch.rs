@@ -85,18 +85,18 @@ pub fn dispatch(
                 );
                 (Ack::new(Outcome::Accepted, message), Effect::Deploy(job))
             }
-            Ok(Decision::AwaitApproval(job, rule)) => {
+            Ok(Decision::AwaitApproval(job, asked)) => {
                 let message = format!(
                     "deployment {} of {}@{} to {}: {}",
                     job.id,
                     job.repo,
                     job.sha.short(),
                     job.environment,
-                    rule.waiting_for()
+                    asked.rule.waiting_for()
                 );
                 (
                     Ack::new(Outcome::Accepted, message),
-                    Effect::AwaitApproval(job, rule),
+                    Effect::AwaitApproval(job, asked),
                 )
             }
             Err(ignored) => (ignored.into(), Effect::None),

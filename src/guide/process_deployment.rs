@@ -11,7 +11,8 @@
 
 use crate::config::{EnvironmentConfig, find_environment};
 use crate::guide::Ignored;
-use crate::model::{ApprovalRule, DEPLOY_TASK, DeployJob};
+use crate::model::approval::Asked;
+use crate::model::{DEPLOY_TASK, DeployJob};
 use crate::webhook::events::{Deployment, DeploymentEvent};
 
 /// What to do with a deployment that is deployhook's to run.
@@ -19,7 +20,7 @@ use crate::webhook::events::{Deployment, DeploymentEvent};
 pub enum Decision {
     Run(DeployJob),
     /// Its environment asks for approvals: the job waits for them before it is queued.
-    AwaitApproval(DeployJob, ApprovalRule),
+    AwaitApproval(DeployJob, Asked),
     /// Its task is not one the environment runs: report `error` with this description.
     Refuse(DeployJob, String),
 }
@@ -105,7 +106,20 @@ pub fn process_deployment(
     // Every deployment waits where approvals are asked for, rollbacks and forced ones
     // too: that is what required reviewers mean.
     Ok(match &environment.approval {
-        Some(rule) => Decision::AwaitApproval(job, rule.clone()),
+        Some(rule) => {
+            let mut authors = vec![job.deploy_user.to_ascii_lowercase()];
+            if let Some(creator) = &deployment.creator {
+                authors.push(creator.login.to_ascii_lowercase());
+            }
+            authors.dedup();
+            Decision::AwaitApproval(
+                job,
+                Asked {
+                    rule: rule.clone(),
+                    authors,
+                },
+            )
+        }
         None => Decision::Run(job),
     })
 }
@@ -262,17 +276,17 @@ mod tests {
     #[test]
     fn in_an_environment_with_approvals_every_deployment_waits_for_them() {
         let mut environment = production();
-        environment.approval = Some(ApprovalRule::new(2));
+        environment.approval = Some(crate::model::ApprovalRule::new(2));
         let forced_rollback = event(|e| {
             e["deployment"]["payload"] = json!({"force": true, "rollback": true});
         });
         for deployment in [event(|_| {}), forced_rollback] {
             let decision = process_deployment(&deployment, &[environment.clone()], None);
-            let Ok(Decision::AwaitApproval(job, rule)) = decision else {
+            let Ok(Decision::AwaitApproval(job, asked)) = decision else {
                 panic!("{decision:?}");
             };
             assert_eq!(job.id, DeploymentId::from(880_001));
-            assert_eq!(rule.required, 2);
+            assert_eq!(asked.rule.required, 2);
         }
         // A task it does not run is refused at once: there is nothing to approve.
         let unknown = event(|e| e["deployment"]["task"] = json!("deploy:seed"));

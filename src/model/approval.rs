@@ -108,3 +108,23 @@ mod tests {
         );
     }
 }
+
+/// What one deployment waits for: its environment's rule, and the people whose own change
+/// it is — the `deploy_user` its payload names and the person GitHub says created it (a
+/// payload's name is anyone's to write, the creator is not), lowercase — whom
+/// `self_approval = false` keeps from approving it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub rule: ApprovalRule,
+    pub authors: Vec<String>,
+}
+
+impl From<ApprovalRule> for Asked {
+    /// The rule alone: the author is then the deployment's `deploy_user` only.
+    fn from(rule: ApprovalRule) -> Self {
+        Self {
+            rule,
+            authors: vec![],
+        }
+    }
+}

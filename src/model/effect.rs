@@ -2,7 +2,6 @@
 //! store commits with it. The guide's handlers decide both; the store records them in one
 //! transaction; the workers carry the effect out.
 
-use crate::model::approval::ApprovalRule;
 use crate::model::checks::CheckReport;
 use crate::model::deployment::{DeployJob, NewDeployment, Promotion};
 
@@ -47,7 +46,7 @@ pub enum Effect {
     Deploy(DeployJob),
     /// Record the deployment as waiting for the approvals `ApprovalRule` asks for: it is
     /// queued to run only once they are given.
-    AwaitApproval(DeployJob, ApprovalRule),
+    AwaitApproval(DeployJob, crate::model::approval::Asked),
     /// Record the deployment as run and failed with this description, without running it.
     Refuse(DeployJob, String),
 }

@@ -242,17 +242,18 @@ impl std::fmt::Display for Grantee {
     }
 }
 
-/// Whether `login` could be a GitHub login: 1–39 of letters, digits and single hyphens,
-/// not at either end. (Checked before it goes into a URL or a cookie.)
+/// Whether `login` could be a GitHub login: up to 100 letters, digits, hyphens and
+/// underscores (github.com allows 39 without `_`; Enterprise Managed Users'
+/// `handle_shortcode` and GitHub Enterprise Server's logins from LDAP need more), not
+/// starting with either sign. Checked before it goes into a URL or a cookie: none of
+/// these characters means anything there.
 pub fn valid_login(login: &str) -> bool {
     !login.is_empty()
-        && login.len() <= 39
+        && login.len() <= 100
         && login
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !login.starts_with('-')
-        && !login.ends_with('-')
-        && !login.contains("--")
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !login.starts_with(['-', '_'])
 }
 
 #[cfg(test)]
@@ -288,11 +289,18 @@ mod tests {
 
     #[test]
     fn logins_are_checked_like_github_does() {
-        for good in ["octocat", "a", "mona-lisa", "x1-2"] {
+        for good in [
+            "octocat",
+            "a",
+            "mona-lisa",
+            "x1-2",
+            "jdoe_acme",
+            "old-name-",
+        ] {
             assert!(valid_login(good), "{good}");
         }
-        let long = "a".repeat(40);
-        for bad in ["", "-a", "a-", "a--b", "a b", "a/b", "ünï", long.as_str()] {
+        let long = "a".repeat(101);
+        for bad in ["", "-a", "_a", "a b", "a/b", "a.b", "ünï", long.as_str()] {
             assert!(!valid_login(bad), "{bad}");
         }
     }

@@ -22,7 +22,8 @@
 
 use std::time::Duration;
 
-use crate::model::{ApprovalRule, DeployJob, DeploymentId, DeploymentState, Notification};
+use crate::model::approval::Asked;
+use crate::model::{DeployJob, DeploymentId, DeploymentState, Notification};
 use crate::store::db::{Connection, OptionalExtension, Row, params};
 use crate::store::jobs::{self, CLAIMED_COLUMNS, claimed_from_row, id_key};
 use crate::store::outbox;
@@ -108,9 +109,10 @@ pub fn request(
     conn: &Connection,
     job: &DeployJob,
     delivery_id: &str,
-    rule: &ApprovalRule,
+    asked: &Asked,
     now: i64,
 ) -> rusqlite::Result<bool> {
+    let rule = &asked.rule;
     if !jobs::enqueue_row(conn, job, delivery_id, now)? {
         return Ok(false);
     }
@@ -118,7 +120,8 @@ pub fn request(
     let waiting_for = rule.waiting_for();
     conn.prepare_cached(
         "UPDATE jobs SET state = 'approval', approvals_needed = ?2, approval_deadline = ?3,
-                         self_approval = ?4, description = ?5
+                         self_approval = ?4, description = ?5, approval_authors = ?6,
+                         approval_reviewers = ?7
          WHERE deployment_id = ?1",
     )?
     .execute(params![
@@ -127,6 +130,12 @@ pub fn request(
         deadline,
         rule.self_approval,
         waiting_for,
+        asked.authors.join(" "),
+        rule.reviewers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
     ])?;
     outbox::enqueue_status(conn, job, DeploymentState::Pending, &waiting_for, now)?;
     let event = Notification::approval_requested(job, &waiting_for, deadline, now);
@@ -153,7 +162,11 @@ pub fn approve(
         end_expired(conn, &waiting, now)?;
         return not_waiting(conn, id).map(Err);
     }
-    if !waiting.self_approval && waiting.job.deploy_user.eq_ignore_ascii_case(login) {
+    let own = waiting
+        .authors
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(login));
+    if !waiting.self_approval && own {
         return Ok(Err(ApprovalRefusal::OwnChange {
             id,
             login: login.to_owned(),
@@ -296,6 +309,8 @@ pub fn next_deadline(conn: &Connection) -> rusqlite::Result<Option<i64>> {
 /// A job waiting for approval, with what it was asked.
 struct Waiting {
     job: DeployJob,
+    /// Whose own change it is (see [`Asked`]).
+    authors: Vec<String>,
     needed: u32,
     self_approval: bool,
     queued_at: i64,
@@ -317,12 +332,24 @@ fn take_waiting(conn: &Connection, id: DeploymentId) -> rusqlite::Result<Option<
         return Ok(None);
     }
     conn.prepare_cached(&format!(
-        "SELECT {CLAIMED_COLUMNS}, approvals_needed, self_approval, queued_at, approval_deadline
+        "SELECT {CLAIMED_COLUMNS}, approvals_needed, self_approval, queued_at, approval_deadline,
+                COALESCE(approval_authors, '')
          FROM jobs WHERE deployment_id = ?1"
     ))?
     .query_row([key], |row| {
+        let job = claimed_from_row(row)?.job;
+        let mut authors: Vec<String> = row
+            .get::<_, String>(16)?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        // Rows from before the column: their deploy_user, as then.
+        if authors.is_empty() {
+            authors.push(job.deploy_user.to_ascii_lowercase());
+        }
         Ok(Waiting {
-            job: claimed_from_row(row)?.job,
+            authors,
+            job,
             needed: needed(row, 12)?,
             self_approval: row.get::<_, i64>(13)? != 0,
             queued_at: row.get(14)?,

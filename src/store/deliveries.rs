@@ -175,10 +175,10 @@ pub fn record(
                 };
             }
             let enqueued = match effect {
-                Effect::AwaitApproval(_, rule) => {
+                Effect::AwaitApproval(_, asked) => {
                     // Held by its approvals, not yet by a lock or a deploy ahead: the
                     // answer already says what it waits for.
-                    approvals::request(conn, job, &delivery.delivery_id, rule, now)?
+                    approvals::request(conn, job, &delivery.delivery_id, asked, now)?
                 }
                 _ if jobs::enqueue(conn, job, &delivery.delivery_id, now)? => {
                     queued = queued_answer(conn, delivery, hook_id, job)?;

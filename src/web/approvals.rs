@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::find_environment;
-use crate::model::{Action, Actor, AuditAction, AuditEntry, DeploymentId, Grantee, RepoName};
+use crate::model::{Action, Actor, AuditAction, AuditEntry, DeploymentId, Grantee, RepoName, Role};
 use crate::store::approvals::{self, Awaiting};
 use crate::store::{audit, now_ms, views};
 use crate::web::AppState;
@@ -26,6 +26,7 @@ use crate::web::admin::{Refused, unavailable};
 use crate::web::client::ClientAddress;
 use crate::web::dashboard::access::form_actor;
 use crate::web::dashboard::{after_form, form_refusal};
+use crate::web::people::authorize::role;
 use crate::web::people::{Scope, api_sight, authorize, caller};
 
 /// The routes: the API's and the dashboard forms'.
@@ -198,17 +199,34 @@ async fn decide(
         ));
     };
     let number = id.get();
-    let job = state
+    let unknown = || {
+        Refused(
+            StatusCode::NOT_FOUND,
+            approvals::ApprovalRefusal::Unknown(id).to_string(),
+        )
+    };
+    let (job, asked) = state
         .store
-        .read(move |c| views::job(c, number))
+        .read(move |c| Ok((views::job(c, number)?, approvals::of_deployment(c, id)?)))
         .await
-        .map_err(|err| unavailable(&err))?
-        .ok_or_else(|| {
-            Refused(
-                StatusCode::NOT_FOUND,
-                approvals::ApprovalRefusal::Unknown(id).to_string(),
-            )
-        })?;
+        .map_err(|err| unavailable(&err))?;
+    let job = job.ok_or_else(unknown)?;
+    // A repository the person cannot read: as if there were no such deployment, so that a
+    // refusal never names it.
+    if actor.is_person() {
+        let repo = RepoName::parse(&job.repository).map_err(|_| unknown())?;
+        let environment = find_environment(&state.environments, &job.environment);
+        if role(state, actor, &repo, environment).await? < Role::Read {
+            return Err(unknown());
+        }
+    }
+    // Who may approve is what the environment said when the wait began.
+    let reviewers: Vec<Grantee> = asked
+        .map(|a| a.reviewers)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| Grantee::parse(r).ok())
+        .collect();
     let action = match verdict {
         Verdict::Approve => AuditAction::Approve,
         Verdict::Reject(_) => AuditAction::Reject,
@@ -217,7 +235,9 @@ async fn decide(
         .with_repository(&job.repository)
         .with_environment(&job.environment)
         .with_target(&id.to_string());
-    if let Err(refused) = may_review(state, actor, &job.repository, &job.environment).await {
+    if let Err(refused) =
+        may_review(state, actor, &job.repository, &job.environment, &reviewers).await
+    {
         if refused.0 == StatusCode::FORBIDDEN && actor.is_person() {
             record(state, entry.refused(&refused.1)).await?;
         }
@@ -312,6 +332,7 @@ async fn may_review(
     actor: &Actor,
     repository: &str,
     environment: &str,
+    reviewers: &[Grantee],
 ) -> Result<(), Refused> {
     if !actor.is_person() {
         return Err(Refused(
@@ -330,14 +351,17 @@ async fn may_review(
         Scope::Deploys(&repo, environment),
     )
     .await?;
-    let reviewers = find_environment(&state.environments, environment)
-        .and_then(|e| e.approval.as_ref())
-        .map(|rule| rule.reviewers.clone())
-        .unwrap_or_default();
     if reviewers.is_empty() {
         return Ok(());
     }
-    for reviewer in &reviewers {
+    // People named first: a team GitHub cannot be asked about does not stop them.
+    if reviewers
+        .iter()
+        .any(|r| matches!(r, Grantee::User(login) if login.eq_ignore_ascii_case(&actor.login)))
+    {
+        return Ok(());
+    }
+    for reviewer in reviewers {
         let named = match reviewer {
             Grantee::User(login) => login.eq_ignore_ascii_case(&actor.login),
             Grantee::Team { org, slug } => state

@@ -143,10 +143,22 @@ async fn read(
 /// it; one about no repository (a lock, a sign-in) to everyone signed in. A page of a
 /// person's may so hold fewer entries than the limit; its paging stays the log's.
 fn seen(sight: &Sight, record: &AuditRecord) -> bool {
-    record
-        .entry
-        .repository()
-        .is_none_or(|repo| sight.can_read(repo))
+    if sight.everything() {
+        return true;
+    }
+    let entry = &record.entry;
+    // A person's own sign-ins and tokens are theirs; others' are not for every colleague.
+    let personal = matches!(
+        entry.action(),
+        AuditAction::SignIn
+            | AuditAction::SignOut
+            | AuditAction::TokenCreated
+            | AuditAction::TokenRevoked
+    );
+    if personal {
+        return entry.actor().login.eq_ignore_ascii_case(&sight.actor.login);
+    }
+    entry.repository().is_none_or(|repo| sight.can_read(repo))
 }
 
 /// How the via of an actor reads on the page.

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
-use crate::model::{Actor, AuditAction, AuditEntry, RepoName, people};
+use crate::model::{Actor, AuditAction, AuditEntry, RepoName, Role, people};
 use crate::store::outbox::given_up::{self, GivenUp, NotDone};
 use crate::store::{audit, now_ms};
 use crate::web::AppState;
@@ -20,6 +20,7 @@ use crate::web::admin::{Refused, bounded, unavailable};
 use crate::web::client::ClientAddress;
 use crate::web::dashboard::access::form_actor;
 use crate::web::dashboard::{after_form, form_refusal};
+use crate::web::people::authorize::role;
 use crate::web::people::{Scope, api_sight, authorize, caller};
 
 /// The routes: the API's and the dashboard forms'.
@@ -105,17 +106,11 @@ async fn may(
     };
     let repo = RepoName::parse(&call.repository)
         .map_err(|e| Refused(StatusCode::CONFLICT, format!("call {}: {e}", call.id)))?;
+    // Another person's repository: no such call, as far as this caller can tell.
+    if role(state, actor, &repo, None).await? < Role::Read {
+        return Err(refused(call.id, &NotDone::Unknown));
+    }
     authorize(state, actor, what, Scope::Repository(&repo)).await
-}
-
-/// The unresolved call `id`, for deciding who may act on it.
-async fn find(state: &AppState, id: i64) -> Result<GivenUp, Refused> {
-    state
-        .store
-        .read(move |c| given_up::find(c, id))
-        .await
-        .map_err(|err| unavailable(&err))?
-        .ok_or_else(|| refused(id, &NotDone::Unknown))
 }
 
 /// `GET /api/calls/failed`: the calls given up and not resolved, then those dismissed.
@@ -200,10 +195,31 @@ async fn act(
     actor: &Actor,
     address: &str,
 ) -> Result<GivenUp, Refused> {
-    may(state, actor, &find(state, id).await?, action).await?;
-    let by = bounded(&actor.shown());
     let now = now_ms();
     let entry = AuditEntry::new(now, actor, action.audited(), address);
+    // A call gone already is refused by the store below, which records that too.
+    let call = state
+        .store
+        .read(move |c| given_up::find(c, id))
+        .await
+        .map_err(|err| unavailable(&err))?;
+    let decided = match &call {
+        Some(call) => may(state, actor, call, action).await,
+        None => Ok(()),
+    };
+    if let Err(refused) = decided {
+        // What was decided about a person is recorded; an unknown call is not.
+        if refused.0 == StatusCode::FORBIDDEN {
+            let entry = entry.with_target(&id.to_string()).refused(&refused.1);
+            state
+                .store
+                .write(move |c| audit::record(c, &entry).map(drop))
+                .await
+                .map_err(|err| unavailable(&err))?;
+        }
+        return Err(refused);
+    }
+    let by = bounded(&actor.shown());
     let done = state
         .store
         .write(move |c| {
@@ -278,6 +294,8 @@ async fn all(
     } {
         match may(state, &actor, &call, action).await {
             Ok(()) => allowed.push(call.id),
+            // Calls of repositories the person cannot read are not theirs to hear of.
+            Err(Refused(StatusCode::NOT_FOUND, _)) => {}
             Err(Refused(_, why)) => not_done.push(json!({ "id": call.id, "error": why })),
         }
     }

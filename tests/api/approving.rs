@@ -170,16 +170,22 @@ async fn an_approval_takes_a_deployment_from_pending_to_deployed_as_github_and_t
         kinds,
         ["approval_requested", "deploy_started", "deploy_succeeded"]
     );
-    eprintln!("GitHub saw:");
-    for line in summary(&app.github_requests().await) {
-        if !line.contains("/permission")
-            && !line.contains("/memberships/")
-            && !line.contains("oauth")
-            && !line.contains("/user")
-        {
-            eprintln!("  {line}");
-        }
+    eprintln!("GitHub saw (besides sign-ins and permission reads):");
+    for status in &statuses {
+        eprintln!(
+            "  deployment 7301: {} {:?}",
+            status.state, status.description
+        );
     }
+    let asked: Vec<String> = summary(&app.github_requests().await)
+        .into_iter()
+        .filter(|l| l.contains("/permission") || l.contains("/memberships/"))
+        .collect();
+    eprintln!(
+        "  and {} permission or team reads, e.g. {:?}",
+        asked.len(),
+        asked.first()
+    );
 }
 
 #[tokio::test]
@@ -235,6 +241,15 @@ async fn two_approvals_come_from_two_reviewers_and_never_from_the_wrong_people()
     let (status, body) = approve(&app, &tokens["wes-writer"], 7312).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body["error"].as_str().unwrap().contains("author"), "{body}");
+    // Nor by naming someone else in the payload: GitHub says who created it.
+    let mut spoofed: Value = serde_json::from_slice(&deployment(7313, C, "octo-dev")).unwrap();
+    spoofed["deployment"]["creator"]["login"] = json!("wes-writer");
+    app.post_webhook("deployment", spoofed.to_string().as_bytes())
+        .await;
+    wait_until_told(&app, 7313, "pending").await;
+    let (status, body) = approve(&app, &tokens["wes-writer"], 7313).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("author"), "{body}");
     // Each refusal is in the audit log with its reason.
     let (_, log) = call(
         &app,
@@ -250,7 +265,7 @@ async fn two_approvals_come_from_two_reviewers_and_never_from_the_wrong_people()
         .iter()
         .filter(|e| e["outcome"] == "refused")
         .count();
-    assert_eq!(refused, 4, "{log}");
+    assert_eq!(refused, 5, "{log}");
 }
 
 #[tokio::test]

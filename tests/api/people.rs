@@ -23,12 +23,14 @@ const CLIENT_SECRET: &str = "oauth-client-secret-never-logged";
 
 /// The people of the fake GitHub, and their permission on `acme/app`. `sre-sam` reads
 /// only, but is in `@acme/sre`, which production names as admins.
-pub const PEOPLE: [(&str, &str); 5] = [
+pub const PEOPLE: [(&str, &str); 6] = [
     ("rita-reader", "read"),
     ("wes-writer", "write"),
     ("ada-admin", "admin"),
     ("sre-sam", "read"),
     ("stan-stranger", "none"),
+    // Any account reads a public repository; this one is no collaborator of it.
+    ("pat-public", "public"),
 ];
 
 /// A client that shows redirects instead of following them.
@@ -98,13 +100,27 @@ pub async fn mount_people(github: &MockServer) {
 /// GitHub answers `permission` for `login` on `acme/app` from now on (a lower `priority`
 /// wins over the mocks mounted before).
 pub async fn set_permission(github: &MockServer, login: &str, permission: &str, priority: u8) {
-    let answer = if permission == "none" {
-        ResponseTemplate::new(404).set_body_json(json!({ "message": "Not Found" }))
-    } else {
-        ResponseTemplate::new(200).set_body_json(json!({
+    let answer = match permission {
+        "none" => ResponseTemplate::new(404).set_body_json(json!({ "message": "Not Found" })),
+        "public" => ResponseTemplate::new(200).set_body_json(json!({
+            "permission": "read", "role_name": "read", "user": { "login": login }
+        })),
+        _ => ResponseTemplate::new(200).set_body_json(json!({
             "permission": permission, "role_name": permission, "user": { "login": login }
-        }))
+        })),
     };
+    // Whether the person is a collaborator at all: 204, else 404.
+    let collaborator = if matches!(permission, "none" | "public") {
+        404
+    } else {
+        204
+    };
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/{REPO}/collaborators/{login}")))
+        .respond_with(ResponseTemplate::new(collaborator))
+        .with_priority(priority)
+        .mount(github)
+        .await;
     Mock::given(method("GET"))
         .and(path(format!(
             "/repos/{REPO}/collaborators/{login}/permission"
@@ -325,12 +341,19 @@ async fn sign_ins_with_a_wrong_state_a_denial_a_stale_code_or_no_access_are_refu
         (
             format!("code=stale&state={state}"),
             Some(state_cookie.clone()),
-            StatusCode::BAD_GATEWAY,
+            StatusCode::BAD_REQUEST,
             "incorrect or expired",
         ),
         // Someone who can read nothing deployhook deploys.
         (
             format!("code=code-stan-stranger&state={state}"),
+            Some(state_cookie.clone()),
+            StatusCode::FORBIDDEN,
+            "cannot read any repository",
+        ),
+        // Anyone reads a public repository: that is no access to deployhook.
+        (
+            format!("code=code-pat-public&state={state}"),
             Some(state_cookie.clone()),
             StatusCode::FORBIDDEN,
             "cannot read any repository",
@@ -672,4 +695,92 @@ async fn a_person_sees_only_the_repositories_they_can_read() {
     assert!(app.page("/", &admin).await.contains("acme/secret"));
     let (_, all) = call(&app, ADMIN_TOKEN, get, "/api/deliveries", None).await;
     assert!(all.to_string().contains("acme/secret"));
+}
+
+#[tokio::test]
+async fn hostile_input_on_the_new_surfaces_gets_a_clear_refusal() {
+    let app = people_app(|_| {}).await;
+    let http = no_redirects();
+    let started = http
+        .get(format!("{}/login/github", app.url))
+        .send()
+        .await
+        .unwrap();
+    let cookie = cookie_of(&started, "deployhook_oauth_state").unwrap();
+    let state = cookie.split('=').nth(1).unwrap().to_owned();
+    // A code far longer than GitHub's: refused before GitHub is asked.
+    let long = "c".repeat(5_000);
+    let answer = http
+        .get(format!(
+            "{}/login/github/callback?code={long}&state={state}",
+            app.url
+        ))
+        .header("cookie", cookie.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    let exchanges = app
+        .github_requests()
+        .await
+        .iter()
+        .filter(|r| r.url.path() == "/login/oauth/access_token")
+        .count();
+    assert_eq!(exchanges, 0);
+    // An error GitHub never sends, with markup: shown as harmless text.
+    let answer = http
+        .get(format!(
+            "{}/login/github/callback?error=%3Cscript%3Ex&state={state}",
+            app.url
+        ))
+        .header("cookie", cookie.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert!(!answer.text().await.unwrap().contains("<script>"));
+    // A token form with a lifetime not offered, or no name.
+    let session = sign_in_with_github(&app, "wes-writer").await;
+    let page = app.page("/tokens", &session).await;
+    let form_token = page
+        .split("name=\"form_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    for (name, days) in [("laptop", "100000"), ("  ", "30")] {
+        let answer = app
+            .http
+            .post(format!("{}/tokens", app.url))
+            .header("cookie", &session)
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("name", name), ("days", days), ("form_token", &form_token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{name:?} {days}");
+    }
+    // From another site, even with the session: refused.
+    let answer = app
+        .http
+        .post(format!("{}/tokens", app.url))
+        .header("cookie", &session)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("name", "x"), ("days", "30"), ("form_token", &form_token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    // Ids that are no deployment's.
+    let token = make_token(&app, &session).await;
+    for id in ["..%2F..%2Fapi", "99999999999999999999999", "-1"] {
+        let path = format!("/api/deployments/{id}/approve");
+        let (status, body) = call(&app, &token, reqwest::Method::POST, &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}: {body}");
+    }
+    // A session cookie edited to name someone else is no session at all.
+    let (name, value) = session.split_once('=').unwrap();
+    let forged = format!("{name}={}", value.replace("wes-writer", "ada-admin"));
+    let page = app.page("/tokens", &forged).await;
+    assert!(!page.contains("ada-admin"), "{page}");
 }

@@ -43,6 +43,9 @@ pub struct Approvals {
     pub needed: u32,
     pub self_approval: bool,
     pub deadline: i64,
+    /// Who may approve, as the environment said when the wait began (`octocat`,
+    /// `@acme/sre`); empty: anyone whose role allows it.
+    pub reviewers: Vec<String>,
     /// Every verdict, in the order given.
     pub reviews: Vec<Review>,
 }
@@ -90,7 +93,8 @@ pub fn of_deployment(conn: &Connection, id: DeploymentId) -> rusqlite::Result<Op
     let found = conn
         .prepare_cached(
             "SELECT CASE WHEN state = 'finished' THEN COALESCE(result, 'finished') ELSE state END,
-                    deploy_user, approvals_needed, self_approval, approval_deadline
+                    deploy_user, approvals_needed, self_approval, approval_deadline,
+                    COALESCE(approval_reviewers, '')
              FROM jobs WHERE deployment_id = ?1 AND approvals_needed IS NOT NULL",
         )?
         .query_row([id_key(id)?], |row| {
@@ -101,6 +105,11 @@ pub fn of_deployment(conn: &Connection, id: DeploymentId) -> rusqlite::Result<Op
                 needed: needed(row, 2)?,
                 self_approval: row.get::<_, i64>(3)? != 0,
                 deadline: row.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                reviewers: row
+                    .get::<_, String>(5)?
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
                 reviews: vec![],
             })
         })

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::model::{Grantee, Policy};
+use crate::model::{ApprovalRule, Grantee, Policy};
 use crate::store::tests::{each_engine, job};
 use crate::store::{locks, retention};
 
@@ -86,9 +86,9 @@ fn one_approval_queues_the_deployment_in_its_place_and_says_who_approved() {
     each_engine(|conn| {
         let mut asked = job(1, None);
         asked.log_url = Some("https://deploy.example.com/deployments/1/log?token=t".into());
-        assert!(request(conn, &asked, "d1", &rule(1), 1_000).unwrap());
+        assert!(request(conn, &asked, "d1", &rule(1).into(), 1_000).unwrap());
         assert!(
-            !request(conn, &asked, "d2", &rule(1), 2_000).unwrap(),
+            !request(conn, &asked, "d2", &rule(1).into(), 2_000).unwrap(),
             "a redelivery"
         );
         assert_eq!(state(conn, 1), ("approval".into(), None, 1_000));
@@ -135,7 +135,7 @@ fn one_approval_queues_the_deployment_in_its_place_and_says_who_approved() {
 #[test]
 fn two_approvals_need_two_distinct_people_and_the_author_is_not_one_of_them() {
     each_engine(|conn| {
-        request(conn, &job(1, None), "d", &rule(2), 0).unwrap();
+        request(conn, &job(1, None), "d", &rule(2).into(), 0).unwrap();
         let own = approve(conn, id(1), "Octo-Dev", 1).unwrap().unwrap_err();
         assert_eq!(
             own,
@@ -170,7 +170,7 @@ fn two_approvals_need_two_distinct_people_and_the_author_is_not_one_of_them() {
             self_approval: true,
             ..rule(1)
         };
-        request(conn, &job(2, None), "d", &own_allowed, 0).unwrap();
+        request(conn, &job(2, None), "d", &own_allowed.into(), 0).unwrap();
         assert!(approve(conn, id(2), "octo-dev", 6).unwrap().unwrap().queued);
     });
 }
@@ -180,7 +180,7 @@ fn a_rejection_ends_the_deployment_as_a_failure_that_never_ran() {
     each_engine(|conn| {
         let mut asked = job(1, None);
         asked.log_url = Some("https://deploy.example.com/deployments/1/log?token=t".into());
-        request(conn, &asked, "d", &rule(2), 0).unwrap();
+        request(conn, &asked, "d", &rule(2).into(), 0).unwrap();
         approve(conn, id(1), "octocat", 1).unwrap().unwrap();
         let said = reject(conn, id(1), "mona", "  not during the freeze ", 2)
             .unwrap()
@@ -213,7 +213,7 @@ fn a_rejection_ends_the_deployment_as_a_failure_that_never_ran() {
             Err(ApprovalRefusal::NotWaiting { .. })
         ));
         // The author may withdraw their own; a reason is optional.
-        request(conn, &job(2, None), "d", &rule(1), 0).unwrap();
+        request(conn, &job(2, None), "d", &rule(1).into(), 0).unwrap();
         let withdrawn = reject(conn, id(2), "octo-dev", "", 6).unwrap().unwrap();
         assert_eq!(withdrawn, "rejected by octo-dev");
     });
@@ -222,8 +222,8 @@ fn a_rejection_ends_the_deployment_as_a_failure_that_never_ran() {
 #[test]
 fn past_its_deadline_a_deployment_ends_saying_how_many_approved() {
     each_engine(|conn| {
-        request(conn, &job(1, None), "d", &rule(2), 1_000).unwrap();
-        request(conn, &job(2, None), "d", &rule(1), 2_000).unwrap();
+        request(conn, &job(1, None), "d", &rule(2).into(), 1_000).unwrap();
+        request(conn, &job(2, None), "d", &rule(1).into(), 2_000).unwrap();
         approve(conn, id(1), "octocat", 1_500).unwrap().unwrap();
         assert_eq!(next_deadline(conn).unwrap(), Some(4 * HOUR + 1_000));
         assert_eq!(expire(conn, 4 * HOUR + 999, 10).unwrap(), 0);
@@ -263,7 +263,7 @@ fn what_cannot_be_approved_says_why() {
             "deployment 1 needs no approval: it is queued"
         );
         assert_eq!(of_deployment(conn, id(1)).unwrap(), None);
-        request(conn, &job(2, None), "d", &rule(1), 0).unwrap();
+        request(conn, &job(2, None), "d", &rule(1).into(), 0).unwrap();
         approve(conn, id(2), "octocat", 1).unwrap().unwrap();
         assert_eq!(claimed(conn, Policy::Queue, 2), [1]);
         jobs::finish(conn, &job(1, None), DeploymentState::Success, "ok", 3).unwrap();
@@ -285,8 +285,8 @@ fn the_lists_show_who_approved_and_until_when() {
             payload: r#"{"force": true, "rollback": true}"#.into(),
             ..job(2, None)
         };
-        request(conn, &job(1, None), "d", &rule(2), 0).unwrap();
-        request(conn, &forced, "d", &rule(1), -HOUR).unwrap();
+        request(conn, &job(1, None), "d", &rule(2).into(), 0).unwrap();
+        request(conn, &forced, "d", &rule(1).into(), -HOUR).unwrap();
         approve(conn, id(1), "octocat", 10).unwrap().unwrap();
         let listed = waiting(conn).unwrap();
         let ids: Vec<u64> = listed.iter().map(|w| w.deployment_id).collect();
@@ -332,8 +332,8 @@ fn an_approved_deployment_is_held_by_a_lock_like_any_other_unless_forced() {
             payload: r#"{"force": true}"#.into(),
             ..job(2, None)
         };
-        request(conn, &job(1, None), "d", &rule(1), 0).unwrap();
-        request(conn, &forced, "d", &rule(1), 0).unwrap();
+        request(conn, &job(1, None), "d", &rule(1).into(), 0).unwrap();
+        request(conn, &forced, "d", &rule(1).into(), 0).unwrap();
         locks::lock(
             conn,
             &locks::Lock {
@@ -366,8 +366,8 @@ fn an_approved_deployment_is_held_by_a_lock_like_any_other_unless_forced() {
 #[test]
 fn under_latest_a_newer_deploy_retires_one_still_waiting_for_approval() {
     each_engine(|conn| {
-        request(conn, &job(1, None), "d", &rule(1), 0).unwrap();
-        request(conn, &job(2, None), "d", &rule(1), 0).unwrap();
+        request(conn, &job(1, None), "d", &rule(1).into(), 0).unwrap();
+        request(conn, &job(2, None), "d", &rule(1).into(), 0).unwrap();
         approve(conn, id(2), "octocat", 1).unwrap().unwrap();
         assert_eq!(claimed(conn, Policy::Latest, 2), [2]);
         assert_eq!(state(conn, 1).1.as_deref(), Some("inactive"));
@@ -383,10 +383,10 @@ fn under_latest_a_newer_deploy_retires_one_still_waiting_for_approval() {
 #[test]
 fn retention_prunes_a_finished_deployments_approvals_with_it() {
     each_engine(|conn| {
-        request(conn, &job(1, None), "d", &rule(2), 0).unwrap();
+        request(conn, &job(1, None), "d", &rule(2).into(), 0).unwrap();
         approve(conn, id(1), "octocat", 1).unwrap().unwrap();
         reject(conn, id(1), "mona", "no", 2).unwrap().unwrap();
-        request(conn, &job(2, None), "d", &rule(2), 0).unwrap();
+        request(conn, &job(2, None), "d", &rule(2).into(), 0).unwrap();
         approve(conn, id(2), "octocat", 1).unwrap().unwrap();
         while retention::prune_batch(conn, 0, 1_000).unwrap() > 0 {}
         let left: Vec<i64> = conn
@@ -419,7 +419,7 @@ async fn on_postgresql_approvals_given_at_once_all_count_and_nothing_ends_twice(
             // Odd rounds wait an hour longer: the clock does not reach them.
             for n in 1..=ROUNDS {
                 let asked = if n % 2 == 1 { HOUR } else { 0 };
-                request(c, &job(n, None), "d", &rule(2), asked)?;
+                request(c, &job(n, None), "d", &rule(2).into(), asked)?;
             }
             Ok(())
         })

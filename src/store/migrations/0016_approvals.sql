@@ -10,6 +10,11 @@
 ALTER TABLE jobs ADD COLUMN approvals_needed INTEGER;
 ALTER TABLE jobs ADD COLUMN approval_deadline INTEGER;
 ALTER TABLE jobs ADD COLUMN self_approval INTEGER NOT NULL DEFAULT 0;
+-- Whose own change it is (the payload's deploy_user and the deployment's creator, space
+-- separated, lowercase), and who may approve it (logins and @org/team, space separated;
+-- empty: anyone whose role allows it), as asked when it started waiting.
+ALTER TABLE jobs ADD COLUMN approval_authors TEXT;
+ALTER TABLE jobs ADD COLUMN approval_reviewers TEXT;
 -- The deployments waiting for approval, by deadline: what the clock ends next.
 CREATE INDEX jobs_awaiting ON jobs (approval_deadline, deployment_id) WHERE state = 'approval';
 

@@ -86,7 +86,9 @@ CREATE TABLE jobs (
     -- approve (NULL: none asked for), until when, and whether the author may be one.
     approvals_needed  BIGINT,
     approval_deadline BIGINT,
-    self_approval     BIGINT  NOT NULL DEFAULT 0
+    self_approval     BIGINT  NOT NULL DEFAULT 0,
+    approval_authors  TEXT COLLATE "C",
+    approval_reviewers TEXT COLLATE "C"
 );
 CREATE INDEX jobs_by_state ON jobs (state, repository, environment, deployment_id);
 -- Retention deletes finished deploys by age, oldest first.

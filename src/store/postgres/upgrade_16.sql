@@ -5,6 +5,8 @@
 ALTER TABLE jobs ADD COLUMN approvals_needed BIGINT;
 ALTER TABLE jobs ADD COLUMN approval_deadline BIGINT;
 ALTER TABLE jobs ADD COLUMN self_approval BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN approval_authors TEXT COLLATE "C";
+ALTER TABLE jobs ADD COLUMN approval_reviewers TEXT COLLATE "C";
 CREATE INDEX jobs_awaiting ON jobs (approval_deadline, deployment_id) WHERE state = 'approval';
 CREATE TABLE approvals (
     deployment_id BIGINT  NOT NULL,

@@ -187,6 +187,9 @@ pub async fn roll_back(
         .with_environment(&name);
     let scope = Scope::Deploys(&repo, &name);
     allowed(state, actor, Action::Rollback, scope, &audited).await?;
+    // A rollback locks the whole environment: the person must be allowed that too.
+    let scope = Scope::Environment(&name);
+    allowed(state, actor, Action::Lock, scope, &audited).await?;
     let (history_repo, history_env) = (repo.to_string(), name.clone());
     let history: Vec<Deployed> = state
         .store

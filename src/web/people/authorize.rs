@@ -49,7 +49,20 @@ pub async fn authorize(
         Scope::Repository(repo) => (None, vec![repo.clone()]),
         Scope::Environment(env) => {
             let config = find_environment(&state.environments, env);
-            (config, environment_repositories(state, config, env).await?)
+            let repos = environment_repositories(state, config, env).await?;
+            // Never decide on part of the list: past the cap, only the admin token may.
+            if repos.len() > MAX_REPOSITORIES {
+                return Err(Refused(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "{} may not {action} in {env}: more than {MAX_REPOSITORIES} \
+                         repositories deploy there, too many to ask GitHub about; use the \
+                         admin token",
+                        actor.login
+                    ),
+                ));
+            }
+            (config, repos)
         }
     };
     let needed = environment.map_or_else(|| action.default_role(), |e| e.access.needs(action));
@@ -105,16 +118,20 @@ pub async fn role(
             ),
         )
     };
-    for admin in environment.map_or(&[][..], |e| &e.access.admins[..]) {
-        let named = match admin {
-            Grantee::User(login) => login.eq_ignore_ascii_case(&actor.login),
-            Grantee::Team { org, slug } => state
+    let admins = environment.map_or(&[][..], |e| &e.access.admins[..]);
+    // People named first: a team GitHub cannot be asked about does not stop them.
+    let named = |g: &Grantee| matches!(g, Grantee::User(l) if l.eq_ignore_ascii_case(&actor.login));
+    if admins.iter().any(named) {
+        return Ok(Role::Admin);
+    }
+    for admin in admins {
+        if let Grantee::Team { org, slug } = admin
+            && state
                 .permissions
                 .in_team(org, slug, &actor.login, repo)
                 .await
-                .map_err(unreachable)?,
-        };
-        if named {
+                .map_err(unreachable)?
+        {
             return Ok(Role::Admin);
         }
     }
@@ -126,24 +143,41 @@ pub async fn role(
 }
 
 /// The repositories `actor` may read, of those deployhook knows (configured by name, or
-/// with deploys on record); `None` for the admin token, which reads everything.
+/// with deploys on record); `None` for the admin token, which reads everything. With
+/// `first_only`, it stops at the first one (enough for a sign-in: a stranger costs one
+/// question to GitHub per repository at most). A repository GitHub cannot answer for is
+/// left out (the safe direction); only when it could answer for none is the person
+/// refused, saying why.
 pub async fn readable(
     state: &AppState,
     actor: &Actor,
+    first_only: bool,
 ) -> Result<Option<BTreeSet<String>>, Refused> {
     if !actor.is_person() {
         return Ok(None);
     }
     let mut readable = BTreeSet::new();
-    for repo in known_repositories(state, None, "").await? {
-        let Ok(name) = RepoName::parse(&repo) else {
+    let mut failure = None;
+    let known = known_repositories(state, None, "").await?;
+    for repo in known.iter().take(MAX_REPOSITORIES) {
+        let Ok(name) = RepoName::parse(repo) else {
             continue;
         };
-        if role(state, actor, &name, None).await? >= Role::Read {
-            readable.insert(repo.to_ascii_lowercase());
+        match role(state, actor, &name, None).await {
+            Ok(role) if role >= Role::Read => {
+                readable.insert(repo.to_ascii_lowercase());
+                if first_only {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(refused) => failure = Some(refused),
         }
     }
-    Ok(Some(readable))
+    match failure {
+        Some(refused) if readable.is_empty() => Err(refused),
+        _ => Ok(Some(readable)),
+    }
 }
 
 /// The repositories of `environment` (all environments for `None`): those configured by
@@ -160,7 +194,8 @@ async fn known_repositories(
             views::known_repositories(
                 c,
                 (!named.is_empty()).then_some(named.as_str()),
-                MAX_REPOSITORIES,
+                // One more than the cap: whether there are more than it.
+                MAX_REPOSITORIES + 1,
             )
         })
         .await
@@ -177,7 +212,7 @@ async fn known_repositories(
             }
         }
     }
-    Ok(all.into_iter().take(MAX_REPOSITORIES).collect())
+    Ok(all.into_iter().collect())
 }
 
 async fn environment_repositories(

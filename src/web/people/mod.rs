@@ -8,6 +8,8 @@ pub mod authorize;
 pub mod oauth;
 pub mod tokens;
 
+use std::collections::BTreeSet;
+
 use axum::http::{HeaderMap, StatusCode, header};
 
 use crate::model::Actor;
@@ -23,7 +25,7 @@ pub use authorize::{Scope, authorize};
 /// (the admin token, and its sessions).
 #[derive(Debug, Clone)]
 pub struct Sight {
-    repos: Option<std::collections::BTreeSet<String>>,
+    repos: Option<BTreeSet<String>>,
     pub actor: Actor,
 }
 
@@ -40,12 +42,20 @@ impl Sight {
         self.repos.is_none()
     }
 
-    /// What `actor` may read.
+    /// What `actor` may read; a person who can read nothing deployhook deploys (removed
+    /// from every repository since signing in) is refused, as at the sign-in.
     pub async fn of(state: &AppState, actor: Actor) -> Result<Self, Refused> {
-        Ok(Self {
-            repos: authorize::readable(state, &actor).await?,
-            actor,
-        })
+        let repos = authorize::readable(state, &actor, false).await?;
+        if repos.as_ref().is_some_and(BTreeSet::is_empty) {
+            return Err(Refused(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} can read no repository this deployhook deploys (any more)",
+                    actor.login
+                ),
+            ));
+        }
+        Ok(Self { repos, actor })
     }
 }
 

@@ -109,12 +109,18 @@ pub(crate) async fn callback(
                 client = client.0.to_string().as_str(),
                 "a GitHub sign-in failed: {err}"
             );
-            return refused(&state, StatusCode::BAD_GATEWAY, &err.to_string());
+            // A code GitHub refused (stale, used, another app's) is the browser's to redo;
+            // GitHub not answering, or answering nonsense, is a bad gateway.
+            let status = match err {
+                crate::github::oauth::SignInError::Refused(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            return refused(&state, status, &err.to_string());
         }
     };
     let actor = Actor::person(&login, Via::GitHub);
     let entry = AuditEntry::new(now_ms(), &actor, AuditAction::SignIn, &client.0.to_string());
-    match super::authorize::readable(&state, &actor).await {
+    match super::authorize::readable(&state, &actor, true).await {
         Ok(Some(repos)) if repos.is_empty() => {
             tracing::info!(
                 login = login.as_str(),

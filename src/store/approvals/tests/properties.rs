@@ -20,6 +20,7 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use super::*;
+use crate::model::ApprovalRule;
 
 const PEOPLE: [&str; 4] = ["octo-dev", "ann", "bob", "cy"];
 /// Who made every deployment here: `PEOPLE[0]`, written otherwise to show logins compare
@@ -140,7 +141,8 @@ impl World {
         match step {
             Step::Arrive(n) => {
                 let (job, rule) = (Self::deployment(*n), self.rule.clone());
-                let new = self.with_conn(|c| request(c, &job, "d", &rule, now).unwrap());
+                let new =
+                    self.with_conn(|c| request(c, &job, "d", &rule.clone().into(), now).unwrap());
                 prop_assert_eq!(new, !self.fates.contains_key(n));
                 self.fates.entry(*n).or_insert(Fate::Waiting {
                     approvers: vec![],

@@ -137,7 +137,7 @@ fn migration_12_keeps_statuses_forgets_sourceless_runs_and_reads_the_waiting_aga
 pub(crate) const DROP_AFTER_13: &str = "DROP TABLE audit; DROP TABLE personal_tokens;
     DROP TABLE approvals; DROP INDEX jobs_awaiting;
     ALTER TABLE jobs DROP COLUMN approvals_needed, DROP COLUMN approval_deadline,
-        DROP COLUMN self_approval;";
+        DROP COLUMN self_approval, DROP COLUMN approval_authors, DROP COLUMN approval_reviewers;";
 
 /// `check_results` as PostgreSQL had it at version 11 (one result per name), for tests of
 /// upgrades from 11.
