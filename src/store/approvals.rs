@@ -80,6 +80,13 @@ pub enum ApprovalRefusal {
          environment (self_approval = false); someone else must"
     )]
     OwnChange { id: DeploymentId, login: String },
+    /// A newer deployment ran while it waited: it ended, `inactive`, without running.
+    #[error(
+        "deployment {newer} ran while deployment {id} waited: approving {id} would put older \
+         code back, so it ended (inactive); deploy again, or roll back, if that is what you \
+         want"
+    )]
+    Superseded { id: DeploymentId, newer: u64 },
 }
 
 fn not_waiting_sentence(
@@ -178,6 +185,19 @@ pub fn approve(
             id,
             login: login.to_owned(),
         }));
+    }
+    // A newer deployment ran while this one waited: approving it would put older code
+    // back (under `queue`, which runs each in turn). It ends, superseded.
+    if let Some(newer) = ran_since(conn, &waiting.job)? {
+        let description = format!("superseded by deployment {newer}, which ran while it waited");
+        jobs::finish_awaiting(
+            conn,
+            &waiting.job,
+            DeploymentState::Inactive,
+            &description,
+            now,
+        )?;
+        return Ok(Err(ApprovalRefusal::Superseded { id, newer }));
     }
     conn.prepare_cached(
         "INSERT INTO approvals (deployment_id, login, verdict, reason, at)
@@ -357,6 +377,22 @@ fn take_waiting(conn: &Connection, id: DeploymentId) -> rusqlite::Result<Option<
         })
     })
     .optional()
+}
+
+/// The newest deployment of `job`'s repository and environment, newer than it, that is
+/// running or succeeded.
+fn ran_since(conn: &Connection, job: &DeployJob) -> rusqlite::Result<Option<u64>> {
+    let newest: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MAX(deployment_id) FROM jobs
+             WHERE repository = ?1 AND environment = ?2 AND deployment_id > ?3
+               AND (state = 'running' OR (state = 'finished' AND result = 'success'))",
+        )?
+        .query_row(
+            params![job.repo.as_ref(), job.environment.as_ref(), id_key(job.id)?],
+            |row| row.get(0),
+        )?;
+    Ok(newest.map(i64::unsigned_abs))
 }
 
 /// Why deployment `id` cannot be approved or rejected: unknown, or its state.

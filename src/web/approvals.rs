@@ -296,6 +296,10 @@ async fn decide(
                 .map(|said| json!({ "deployment_id": number, "rejected": said }))
         }
     };
+    // An approval may have queued it, or ended it superseded; a rejection queued its status
+    // and its event: whatever was committed goes out now.
+    state.deployer.wake();
+    state.outbox.wake();
     let done = outcome.map_err(|why| {
         let status = match why {
             approvals::ApprovalRefusal::Unknown(_) => StatusCode::NOT_FOUND,
@@ -304,9 +308,6 @@ async fn decide(
         };
         Refused(status, why.to_string())
     })?;
-    // An approval may have queued it; a rejection queued its status and its event.
-    state.deployer.wake();
-    state.outbox.wake();
     tracing::info!(
         deployment = number,
         login = actor.login.as_str(),

@@ -501,3 +501,41 @@ async fn an_approval_given_on_another_replica_releases_the_deploy() {
         .count();
     assert_eq!(ran, 1);
 }
+
+/// Under `queue`, two deployments wait; the newer is approved and runs; approving the older
+/// afterwards would put older code back: it ends `inactive`, saying why, and never runs.
+#[tokio::test]
+async fn approving_an_older_deployment_after_a_newer_one_ran_never_puts_it_back() {
+    let app = people_app(|config| {
+        config.environments[0].policy = deployhook::model::Policy::Queue;
+        config.environments[0].approval = Some(ApprovalRule {
+            reviewers: vec![Grantee::parse("wes-writer").unwrap()],
+            ..ApprovalRule::new(1)
+        });
+    })
+    .await;
+    let session = sign_in_with_github(&app, "wes-writer").await;
+    let wes = make_token(&app, &session).await;
+    for (id, sha) in [(7351, A), (7352, B)] {
+        app.post_webhook("deployment", &deployment(id, sha, "octo-dev"))
+            .await;
+        wait_until_told(&app, id, "pending").await;
+    }
+    assert_eq!(approve(&app, &wes, 7352).await.0, StatusCode::OK);
+    app.wait_for_final_status(7352).await;
+    let (status, body) = approve(&app, &wes, 7351).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("older code"),
+        "{body}"
+    );
+    let statuses = app.wait_for_final_status(7351).await;
+    let last = statuses.last().unwrap();
+    assert_eq!(last.state, "inactive");
+    assert!(
+        last.description.contains("superseded by deployment 7352"),
+        "{statuses:?}"
+    );
+    let env = std::fs::read_to_string(app.dir.path().join("env.txt")).unwrap();
+    assert!(env.contains(&format!("DEPLOYHOOK_SHA={B}")), "{env}");
+}

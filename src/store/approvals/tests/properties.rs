@@ -11,6 +11,8 @@
 //!   newer one under `latest`), rejected or expired — never lost, never both;
 //! - under `latest`, a deployment waiting (for approval or its turn) when a newer one
 //!   starts never runs: the newer one retires it, however late it would be approved;
+//! - under either policy, approving never puts older code back: a deployment approved after
+//!   a newer one ran ends `inactive` instead of running;
 //! - GitHub is told one story per deployment: `pending` first, at most one `queued` (when
 //!   approved), and exactly one final status, last.
 
@@ -71,7 +73,8 @@ enum Fate {
     Ran,
     Rejected,
     Expired,
-    /// Retired unrun by a newer deploy (`latest`).
+    /// Retired unrun by a newer deploy (`latest`), or because a newer one ran before it
+    /// was approved (`queue`: never older code after newer).
     Superseded,
 }
 
@@ -247,6 +250,13 @@ impl World {
                 matches!(said, Err(ApprovalRefusal::AlreadyApproved { .. })),
                 "{said:?}"
             );
+        } else if self.fates.iter().any(|(m, f)| *m > n && *f == Fate::Ran) {
+            // A newer one ran meanwhile: approving this would put older code back.
+            prop_assert!(
+                matches!(said, Err(ApprovalRefusal::Superseded { .. })),
+                "{said:?}"
+            );
+            self.fates.insert(n, Fate::Superseded);
         } else {
             approvers.push(p);
             let complete = approvers.len() >= self.rule.required as usize;
