@@ -161,14 +161,10 @@ pub fn approve(
     login: &str,
     now: i64,
 ) -> rusqlite::Result<Result<Approved, ApprovalRefusal>> {
-    let Some(waiting) = take_waiting(conn, id)? else {
-        return not_waiting(conn, id).map(Err);
+    let waiting = match still_waiting(conn, id, now)? {
+        Ok(waiting) => waiting,
+        Err(why) => return Ok(Err(why)),
     };
-    if now >= waiting.deadline {
-        // Too late, though the clock has not come round to it yet.
-        end_expired(conn, &waiting, now)?;
-        return not_waiting(conn, id).map(Err);
-    }
     let own = waiting
         .authors
         .iter()
@@ -238,13 +234,10 @@ pub fn reject(
     reason: &str,
     now: i64,
 ) -> rusqlite::Result<Result<String, ApprovalRefusal>> {
-    let Some(waiting) = take_waiting(conn, id)? else {
-        return not_waiting(conn, id).map(Err);
+    let waiting = match still_waiting(conn, id, now)? {
+        Ok(waiting) => waiting,
+        Err(why) => return Ok(Err(why)),
     };
-    if now >= waiting.deadline {
-        end_expired(conn, &waiting, now)?;
-        return not_waiting(conn, id).map(Err);
-    }
     let reason = reason.trim();
     conn.prepare_cached(
         "INSERT INTO approvals (deployment_id, login, verdict, reason, at)
@@ -335,6 +328,24 @@ struct Waiting {
     self_approval: bool,
     queued_at: i64,
     deadline: i64,
+}
+
+/// Deployment `id`'s wait, taken (see [`take_waiting`]), if it still waits at `now`; one
+/// whose deadline passed, though the clock has not come round to it yet, ends then, as
+/// [`expire`] would have ended it.
+fn still_waiting(
+    conn: &Connection,
+    id: DeploymentId,
+    now: i64,
+) -> rusqlite::Result<Result<Waiting, ApprovalRefusal>> {
+    let Some(waiting) = take_waiting(conn, id)? else {
+        return not_waiting(conn, id).map(Err);
+    };
+    if now >= waiting.deadline {
+        end_expired(conn, &waiting, now)?;
+        return not_waiting(conn, id).map(Err);
+    }
+    Ok(Ok(waiting))
 }
 
 /// Takes the row of deployment `id` if it waits for approval (see the module's note on

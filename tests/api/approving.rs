@@ -405,24 +405,15 @@ async fn audit_page_screenshot(app: &TestApp) {
     let profile = tempfile::tempdir().unwrap();
     let browser = driver.connect(profile.path(), 1280, 900).await;
     // ada signs in through the fake GitHub, as a browser does.
-    wiremock::Mock::given(method("GET"))
-        .and(wiremock::matchers::path("/login/oauth/authorize"))
-        .respond_with(crate::browser_people::Authorize {
-            callback: format!("{}/login/github/callback", app.url),
-            login: "ada-admin",
-        })
-        .mount(&app.github)
-        .await;
+    crate::browser_people::mount_authorize(app, "ada-admin").await;
     browser
         .goto(&format!("{}/login/github", app.url))
         .await
         .unwrap();
-    browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("signed-in-as"))
-        .await
-        .unwrap();
+    assert_eq!(
+        crate::browser_people::signed_in_as(&browser).await,
+        "ada-admin"
+    );
     browser.goto(&format!("{}/audit", app.url)).await.unwrap();
     let table = browser
         .wait()

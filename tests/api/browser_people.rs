@@ -16,9 +16,9 @@ use crate::people::people_app;
 
 /// GitHub's authorize page, as it behaves once the person allowed the app: back to the
 /// app's callback with a code for `login` and the `state` it was sent.
-pub(crate) struct Authorize {
-    pub(crate) callback: String,
-    pub(crate) login: &'static str,
+struct Authorize {
+    callback: String,
+    login: &'static str,
 }
 
 impl Respond for Authorize {
@@ -36,20 +36,38 @@ impl Respond for Authorize {
     }
 }
 
+/// The fake GitHub's authorize page lets `login` in, sending the browser back to `app`.
+pub(crate) async fn mount_authorize(app: &crate::helpers::TestApp, login: &'static str) {
+    Mock::given(method("GET"))
+        .and(path("/login/oauth/authorize"))
+        .respond_with(Authorize {
+            callback: format!("{}/login/github/callback", app.url),
+            login,
+        })
+        .mount(&app.github)
+        .await;
+}
+
+/// Who the dashboard says is signed in, once the browser has landed on it.
+pub(crate) async fn signed_in_as(browser: &fantoccini::Client) -> String {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("signed-in-as"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn in_chromium_a_person_signs_in_with_github_and_makes_a_personal_token() {
     if !browser_available() {
         return;
     }
     let app = people_app(|_| {}).await;
-    Mock::given(method("GET"))
-        .and(path("/login/oauth/authorize"))
-        .respond_with(Authorize {
-            callback: format!("{}/login/github/callback", app.url),
-            login: "ada-admin",
-        })
-        .mount(&app.github)
-        .await;
+    mount_authorize(&app, "ada-admin").await;
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
     let browser = driver.connect(profile.path(), 1280, 800).await;
@@ -62,16 +80,7 @@ async fn in_chromium_a_person_signs_in_with_github_and_makes_a_personal_token() 
         .await
         .unwrap();
     // Through GitHub and back, then on to the dashboard by itself.
-    let who = browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("signed-in-as"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(who, "ada-admin");
+    assert_eq!(signed_in_as(&browser).await, "ada-admin");
     screenshot(&browser, "signed-in.png").await;
     browser
         .find(Locator::Id("tokens-link"))

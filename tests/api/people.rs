@@ -213,12 +213,7 @@ pub fn cookie_of(response: &reqwest::Response, name: &str) -> Option<String> {
 /// Makes a personal token on the dashboard for the person signed in with `session`.
 pub async fn make_token(app: &TestApp, session: &str) -> String {
     let page = app.page("/tokens", session).await;
-    let form_token = page
-        .split("name=\"form_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the tokens page has a form token")
-        .to_owned();
+    let form_token = form_token_of(&page);
     let made = app
         .http
         .post(format!("{}/tokens", app.url))
@@ -301,12 +296,7 @@ async fn a_person_signs_in_with_github_and_the_dashboard_knows_who() {
 async fn sign_ins_with_a_wrong_state_a_denial_a_stale_code_or_no_access_are_refused() {
     let app = people_app(|_| {}).await;
     let http = no_redirects();
-    let started = http
-        .get(format!("{}/login/github", app.url))
-        .send()
-        .await
-        .unwrap();
-    let state_cookie = cookie_of(&started, "deployhook_oauth_state").unwrap();
+    let (state_cookie, state) = start_sign_in(&http, &app).await;
     let callback = |query: String, cookie: Option<String>| {
         let mut request = http.get(format!("{}/login/github/callback?{query}", app.url));
         if let Some(cookie) = cookie {
@@ -314,7 +304,6 @@ async fn sign_ins_with_a_wrong_state_a_denial_a_stale_code_or_no_access_are_refu
         }
         request.send()
     };
-    let state = state_cookie.split('=').nth(1).unwrap().to_owned();
     let cases = [
         // Another browser's state (a link someone else started).
         (
@@ -457,24 +446,10 @@ async fn a_permission_removed_on_github_ends_access_once_the_cache_time_is_up() 
     let (status, body) = lock(&app, &token, "production").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     // Nor can the person sign in again.
-    let http = no_redirects();
-    let started = http
-        .get(format!("{}/login/github", app.url))
-        .send()
-        .await
-        .unwrap();
-    let cookie = cookie_of(&started, "deployhook_oauth_state").unwrap();
-    let state = cookie.split('=').nth(1).unwrap();
-    let back = http
-        .get(format!(
-            "{}/login/github/callback?code=code-wes-writer&state={state}",
-            app.url
-        ))
-        .header("cookie", cookie.as_str())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(back.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        sign_in_with_github_refused(&app, "wes-writer").await,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
@@ -532,12 +507,7 @@ async fn personal_tokens_are_kept_hashed_act_as_their_person_and_end_when_revoke
         .and_then(|rest| rest.split('/').next())
         .unwrap()
         .to_owned();
-    let form_token = listed
-        .split("name=\"form_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let form_token = form_token_of(&listed);
     let revoked = no_redirects()
         .post(format!("{}/tokens/{id}/revoke", app.url))
         .header("cookie", &session)
@@ -613,16 +583,31 @@ async fn when_github_cannot_be_asked_people_are_refused_but_the_admin_token_work
     assert_eq!(body["lock"]["locked_by"], "admin API (client 127.0.0.1)");
 }
 
-/// The status a sign-in of `login` ends with, when it is expected to be refused.
-async fn sign_in_with_github_refused(app: &TestApp, login: &str) -> StatusCode {
-    let http = no_redirects();
+/// A sign-in started: the state cookie (`name=value`) and the `state` it holds.
+pub async fn start_sign_in(http: &reqwest::Client, app: &TestApp) -> (String, String) {
     let started = http
         .get(format!("{}/login/github", app.url))
         .send()
         .await
         .unwrap();
-    let cookie = cookie_of(&started, "deployhook_oauth_state").unwrap();
-    let state = cookie.split('=').nth(1).unwrap();
+    let cookie = cookie_of(&started, "deployhook_oauth_state").expect("a state cookie");
+    let state = cookie.split('=').nth(1).unwrap().to_owned();
+    (cookie, state)
+}
+
+/// The form token a dashboard page's forms carry.
+pub fn form_token_of(page: &str) -> String {
+    page.split("name=\"form_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page has a form token")
+        .to_owned()
+}
+
+/// The status a sign-in of `login` ends with, when it is expected to be refused.
+async fn sign_in_with_github_refused(app: &TestApp, login: &str) -> StatusCode {
+    let http = no_redirects();
+    let (cookie, state) = start_sign_in(&http, app).await;
     let back = http
         .get(format!(
             "{}/login/github/callback?code=code-{login}&state={state}",
@@ -701,13 +686,7 @@ async fn a_person_sees_only_the_repositories_they_can_read() {
 async fn hostile_input_on_the_new_surfaces_gets_a_clear_refusal() {
     let app = people_app(|_| {}).await;
     let http = no_redirects();
-    let started = http
-        .get(format!("{}/login/github", app.url))
-        .send()
-        .await
-        .unwrap();
-    let cookie = cookie_of(&started, "deployhook_oauth_state").unwrap();
-    let state = cookie.split('=').nth(1).unwrap().to_owned();
+    let (cookie, state) = start_sign_in(&http, &app).await;
     // A code far longer than GitHub's: refused before GitHub is asked.
     let long = "c".repeat(5_000);
     let answer = http
@@ -742,12 +721,7 @@ async fn hostile_input_on_the_new_surfaces_gets_a_clear_refusal() {
     // A token form with a lifetime not offered, or no name.
     let session = sign_in_with_github(&app, "wes-writer").await;
     let page = app.page("/tokens", &session).await;
-    let form_token = page
-        .split("name=\"form_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let form_token = form_token_of(&page);
     for (name, days) in [("laptop", "100000"), ("  ", "30")] {
         let answer = app
             .http

@@ -132,6 +132,19 @@ fn person_of(state: &AppState, headers: &HeaderMap) -> Result<String, Box<Respon
     Ok(session.actor.login)
 }
 
+/// The person sending a tokens form: signed in with GitHub, from this site, with the
+/// session's form token.
+fn form_person(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<String, Box<Response>> {
+    if let Some(refused) = form_refusal(state, headers, token) {
+        return Err(Box::new(refused));
+    }
+    person_of(state, headers)
+}
+
 #[derive(serde::Deserialize)]
 pub(crate) struct NewToken {
     name: String,
@@ -147,10 +160,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     Form(form): Form<NewToken>,
 ) -> Response {
-    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
-        return refused;
-    }
-    let login = match person_of(&state, &headers) {
+    let login = match form_person(&state, &headers, &form.form_token) {
         Ok(login) => login,
         Err(answer) => return *answer,
     };
@@ -228,10 +238,7 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
     Form(form): Form<RevokeForm>,
 ) -> Response {
-    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
-        return refused;
-    }
-    let login = match person_of(&state, &headers) {
+    let login = match form_person(&state, &headers, &form.form_token) {
         Ok(login) => login,
         Err(answer) => return *answer,
     };
