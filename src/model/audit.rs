@@ -221,6 +221,13 @@ impl AuditEntry {
         &self.address
     }
 
+    /// This entry with its client address left out (shown as `-`): for readers who may see
+    /// what was done but not where a colleague acts from.
+    pub fn without_address(mut self) -> Self {
+        self.address = "-".to_owned();
+        self
+    }
+
     pub fn outcome(&self) -> AuditOutcome {
         self.outcome
     }

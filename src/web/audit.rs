@@ -161,6 +161,23 @@ fn seen(sight: &Sight, record: &AuditRecord) -> bool {
     entry.repository().is_none_or(|repo| sight.can_read(repo))
 }
 
+/// `record` as `sight` may see it: where colleagues act from is the admin token's to see,
+/// and each person's own.
+fn shown_to(sight: &Sight, record: &AuditRecord) -> AuditRecord {
+    let own = record
+        .entry
+        .actor()
+        .login
+        .eq_ignore_ascii_case(&sight.actor.login);
+    if sight.everything() || own {
+        return record.clone();
+    }
+    AuditRecord {
+        entry: record.entry.clone().without_address(),
+        ..record.clone()
+    }
+}
+
 /// How the via of an actor reads on the page.
 fn via_words(via: Via) -> &'static str {
     match via {
@@ -207,7 +224,11 @@ async fn api(
     };
     match read(&state, query).await {
         Ok((records, next)) => Json(json!({
-            "entries": records.iter().filter(|r| seen(&sight, r)).map(entry_json).collect::<Vec<_>>(),
+            "entries": records
+                .iter()
+                .filter(|r| seen(&sight, r))
+                .map(|r| entry_json(&shown_to(&sight, r)))
+                .collect::<Vec<_>>(),
             "next": next,
         }))
         .into_response(),
@@ -309,7 +330,7 @@ async fn page(
             entries: records
                 .iter()
                 .filter(|r| seen(&sight, r))
-                .map(EntryView::new)
+                .map(|r| EntryView::new(&shown_to(&sight, r)))
                 .collect(),
             older,
             ..view

@@ -424,6 +424,36 @@ async fn the_permission_matrix_holds_through_personal_tokens() {
         .collect();
     assert_eq!(refused.len(), 4, "{log}");
     assert!(refused.iter().all(|e| e["via"] == "personal_token"));
+    // What rita sees of the log: what colleagues did, not where from, and none of their
+    // sign-ins or tokens; her own entries whole.
+    let rita = &tokens[0].1;
+    let (_, seen) = call(
+        &app,
+        rita,
+        reqwest::Method::GET,
+        "/api/audit?limit=500",
+        None,
+    )
+    .await;
+    let seen = seen["entries"].as_array().unwrap();
+    assert!(
+        seen.iter()
+            .any(|e| e["actor"] == "wes-writer" && e["action"] == "lock")
+    );
+    for entry in seen {
+        let own = entry["actor"] == "rita-reader";
+        assert_eq!(
+            entry["address"],
+            if own { "127.0.0.1" } else { "-" },
+            "{entry}"
+        );
+        if !own {
+            assert!(!matches!(
+                entry["action"].as_str(),
+                Some("sign_in" | "token_created")
+            ));
+        }
+    }
     eprintln!("permission matrix (lock prod, unlock prod, rollback prod, rollback staging):");
     for row in seen {
         eprintln!("  {row:?}");
