@@ -44,16 +44,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/deployments/{id}", get(deployment::get_deployment))
 }
 
-/// `None` when the request may read: a live personal token or the admin token, from the
-/// same site.
-pub(super) async fn refusal(
-    state: &AppState,
-    client: ClientAddress,
-    headers: &HeaderMap,
-) -> Option<Refused> {
-    caller(state, client, headers, None).await.err()
-}
-
 /// A lock as the API and the dashboard show it.
 pub(super) fn lock_json(lock: &Lock) -> serde_json::Value {
     let time = |ms: i64| {
@@ -74,13 +64,22 @@ async fn list_locks(
     client: ClientAddress,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refused) = refusal(&state, client, &headers).await {
-        return refused.into_response();
-    }
+    let sight = match crate::web::people::api_sight(&state, client, &headers).await {
+        Ok(sight) => sight,
+        Err(refused) => return refused.into_response(),
+    };
+    let visible = match crate::web::people::authorize::visible_environments(&state, &sight).await {
+        Ok(visible) => visible,
+        Err(refused) => return refused.into_response(),
+    };
     let now = now_ms();
     match state.store.read(move |c| locks::holding_all(c, now)).await {
         Ok(locks) => Json(json!({
-            "locks": locks.iter().map(lock_json).collect::<Vec<_>>()
+            "locks": locks
+                .iter()
+                .filter(|l| visible.contains(&l.environment))
+                .map(lock_json)
+                .collect::<Vec<_>>()
         }))
         .into_response(),
         Err(err) => unavailable(&err).into_response(),

@@ -669,6 +669,13 @@ async fn a_person_sees_only_the_repositories_they_can_read() {
             RepoPattern::parse(REPO).unwrap(),
             RepoPattern::parse("acme/secret").unwrap(),
         ];
+        // An environment of the secret repository alone.
+        let mut vault = EnvironmentConfig::new(
+            Environment::parse("vault").unwrap(),
+            config.environments[0].command.clone(),
+        );
+        vault.repositories = vec![RepoPattern::parse("acme/secret").unwrap()];
+        config.environments.push(vault);
     })
     .await;
     // Nobody but the admin token reads acme/secret: GitHub answers 404 for everyone.
@@ -678,6 +685,18 @@ async fn a_person_sees_only_the_repositories_they_can_read() {
             .await;
         assert!(answer.status().is_success());
         app.wait_for_final_status(id).await;
+    }
+    for environment in ["production", "vault"] {
+        let body = json!({ "environment": environment, "reason": format!("hold {environment}") });
+        let (status, _) = call(
+            &app,
+            ADMIN_TOKEN,
+            reqwest::Method::POST,
+            "/api/locks",
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
     }
     let session = sign_in_with_github(&app, "rita-reader").await;
     let dashboard = app.page("/", &session).await;
@@ -705,6 +724,18 @@ async fn a_person_sees_only_the_repositories_they_can_read() {
     assert_eq!(status, StatusCode::OK);
     let (status, body) = call(&app, &token, get.clone(), "/api/deliveries?refused=1", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Locks: production's (acme/app deploys there), not vault's.
+    let (_, locks) = call(&app, &token, get.clone(), "/api/locks", None).await;
+    let locked: Vec<&str> = locks["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["environment"].as_str())
+        .collect();
+    assert_eq!(locked, ["production"], "{locks}");
+    let dashboard = app.page("/", &session).await;
+    assert!(dashboard.contains("hold production"), "{dashboard}");
+    assert!(!dashboard.contains("hold vault"), "{dashboard}");
     // The admin token still sees everything.
     let admin = app.sign_in(ADMIN_TOKEN).await;
     assert!(app.page("/", &admin).await.contains("acme/secret"));

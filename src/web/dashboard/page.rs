@@ -107,7 +107,13 @@ async fn live_part(
     // which name none that can be trusted, only the admin token's session sees.
     let (mut jobs, mut active, mut deliveries, mut refused, mut failed_calls, mut all_waits) =
         (jobs, active, deliveries, refused, failed_calls, all_waits);
+    let mut locks = locks;
     if !viewer.everything() {
+        let visible = crate::web::people::authorize::visible_environments(state, viewer)
+            .await
+            // Only a failed read of the store fails this.
+            .map_err(|refused| crate::store::StoreError::Unavailable(refused.1))?;
+        locks.retain(|l| visible.contains(&l.environment));
         awaiting.retain(|w| viewer.can_read(&w.repository));
         jobs.retain(|j| viewer.can_read(&j.repository));
         active.retain(|j| viewer.can_read(&j.repository));

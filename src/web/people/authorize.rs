@@ -215,6 +215,23 @@ async fn known_repositories(
     Ok(all.into_iter().collect())
 }
 
+/// The environments `sight` may see: those where it can read at least one repository that
+/// deploys there (every one for the admin token).
+pub async fn visible_environments(
+    state: &AppState,
+    sight: &super::Sight,
+) -> Result<BTreeSet<String>, Refused> {
+    let mut visible = BTreeSet::new();
+    for config in state.environments.iter() {
+        let name = config.name.to_string();
+        let repos = environment_repositories(state, Some(config), &name).await?;
+        if sight.everything() || repos.iter().any(|r| sight.can_read(r.as_ref())) {
+            visible.insert(name);
+        }
+    }
+    Ok(visible)
+}
+
 async fn environment_repositories(
     state: &AppState,
     config: Option<&EnvironmentConfig>,
