@@ -160,6 +160,17 @@ struct Deploy {
 
 /// The measures over the `days` UTC days that end with the one holding `now`.
 pub fn insights(conn: &Connection, days: u32, now: i64) -> rusqlite::Result<Insights> {
+    insights_of(conn, days, now, |_| true)
+}
+
+/// [`insights`] over the deploys of the repositories `readable` accepts (a person's: the
+/// page's figures are then theirs alone).
+pub fn insights_of(
+    conn: &Connection,
+    days: u32,
+    now: i64,
+    readable: impl Fn(&str) -> bool,
+) -> rusqlite::Result<Insights> {
     let since = (now.div_euclid(DAY_MS) - i64::from(days.max(1)) + 1) * DAY_MS;
     // Newest first, so the cap drops the oldest; a deploy that never started (refused,
     // superseded) is not a deploy.
@@ -188,6 +199,7 @@ pub fn insights(conn: &Connection, days: u32, now: i64) -> rusqlite::Result<Insi
     let truncated = deploys.len() > usize::try_from(MAX_DEPLOYS).unwrap_or(usize::MAX);
     deploys.truncate(usize::try_from(MAX_DEPLOYS).unwrap_or(usize::MAX));
     deploys.reverse();
+    deploys.retain(|d| readable(&d.repository));
     let mut by_environment: BTreeMap<String, Vec<Deploy>> = BTreeMap::new();
     for deploy in deploys {
         by_environment

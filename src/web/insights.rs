@@ -16,7 +16,7 @@ use axum::routing::get;
 use crate::store::insights::{self, EnvironmentInsights, Insights, percentile};
 use crate::store::now_ms;
 use crate::web::AppState;
-use crate::web::dashboard::{refusal, render, unavailable};
+use crate::web::dashboard::{render, unavailable};
 
 mod charts;
 mod format;
@@ -105,9 +105,10 @@ async fn page(
     headers: HeaderMap,
     Query(window): Query<Window>,
 ) -> Response {
-    if let Some(answer) = refusal(&state, &headers) {
-        return answer;
-    }
+    let sight = match crate::web::people::page_sight(&state, &headers).await {
+        Ok(sight) => sight,
+        Err(answer) => return answer,
+    };
     let days = match window.days.as_deref() {
         None | Some("") => WINDOWS[0],
         Some(text) => match text.parse::<u32>() {
@@ -124,7 +125,7 @@ async fn page(
     let now = now_ms();
     let read = state
         .store
-        .read(move |c| insights::insights(c, days, now))
+        .read(move |c| insights::insights_of(c, days, now, |repo| sight.can_read(repo)))
         .await;
     let insights = match read {
         Ok(insights) => insights,

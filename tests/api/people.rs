@@ -736,9 +736,17 @@ async fn a_person_sees_only_the_repositories_they_can_read() {
     let dashboard = app.page("/", &session).await;
     assert!(dashboard.contains("hold production"), "{dashboard}");
     assert!(!dashboard.contains("hold vault"), "{dashboard}");
+    // Insights count rita's repository's deploys only; the admin token's, both.
+    let insights = app.page("/insights", &session).await;
+    assert!(insights.contains("data-deploys=\"1\""), "{insights}");
     // The admin token still sees everything.
     let admin = app.sign_in(ADMIN_TOKEN).await;
     assert!(app.page("/", &admin).await.contains("acme/secret"));
+    assert!(
+        app.page("/insights", &admin)
+            .await
+            .contains("data-deploys=\"2\"")
+    );
     let (_, all) = call(&app, ADMIN_TOKEN, get, "/api/deliveries", None).await;
     assert!(all.to_string().contains("acme/secret"));
 }
