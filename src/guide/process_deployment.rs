@@ -12,7 +12,7 @@
 use crate::config::{EnvironmentConfig, find_environment};
 use crate::guide::Ignored;
 use crate::model::approval::Asked;
-use crate::model::{DEPLOY_TASK, DeployJob};
+use crate::model::{Actor, AuditAction, AuditEntry, DEPLOY_TASK, DeployJob, Via};
 use crate::webhook::events::{Deployment, DeploymentEvent};
 
 /// What to do with a deployment that is deployhook's to run.
@@ -122,6 +122,40 @@ pub fn process_deployment(
         }
         None => Decision::Run(job),
     })
+}
+
+/// The audit line of a deployment a person asked for on GitHub (`deployhook deploy`, the
+/// API, `gh`): `deploy`, or `force` when it passes locks, by its creator — GitHub's word for
+/// who made it. Deployments deployhook made itself (a merge's, a promotion's, a rollback,
+/// which has its own line) are automation, not an operator's action: `None`.
+pub fn audited(event: &DeploymentEvent, job: &DeployJob, now: i64) -> Option<AuditEntry> {
+    let payload = &event.deployment.payload;
+    let automatic = ["pull_request", "promoted_from", "rollback"]
+        .iter()
+        .any(|key| payload.get(*key).is_some_and(|v| !v.is_null()));
+    let creator = event.deployment.creator.as_ref()?;
+    if automatic || creator.is_bot() {
+        return None;
+    }
+    let forced = payload.get("force") == Some(&serde_json::Value::Bool(true));
+    let action = if forced {
+        AuditAction::Force
+    } else {
+        AuditAction::Deploy
+    };
+    let actor = Actor::person(&creator.login, Via::GitHub);
+    Some(
+        AuditEntry::new(now, &actor, action, "github")
+            .with_repository(job.repo.as_ref())
+            .with_environment(job.environment.as_ref())
+            .with_target(&job.id.to_string())
+            .with_detail(&format!(
+                "{} ({}) {}",
+                job.sha.short(),
+                job.git_ref,
+                job.task
+            )),
+    )
 }
 
 /// The longest ref deployhook runs: GitHub's limit on a branch name.

@@ -16,9 +16,10 @@ use crate::metrics::Metrics;
 use crate::model::{Effect, Outcome};
 use crate::store::deliveries::{self, DeliveryRecord, Recorded};
 use crate::store::refused::Refusal;
-use crate::store::{now_ms, waits};
+use crate::store::{audit, now_ms, waits};
 use crate::web::AppState;
 use crate::web::refusal_summary;
+use crate::webhook::events::Event;
 use crate::webhook::intake::{Delivery, Rejected, is_kept_header};
 
 /// `POST /event_handler`: the guide's single webhook endpoint. The delivery and the work it
@@ -28,6 +29,13 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
     if let Effect::Deploy(job) | Effect::AwaitApproval(job, _) = &mut effect {
         job.log_url = state.links.url(job.id);
     }
+    // A person's deployment is an operator's action: its audit line goes with it.
+    let audited = match (&delivery.event, &effect) {
+        (Event::Deployment(event), Effect::Deploy(job) | Effect::AwaitApproval(job, _)) => {
+            crate::guide::process_deployment::audited(event, job, now_ms())
+        }
+        _ => None,
+    };
     let event_label = Metrics::event_label(&delivery.event_name);
     let record = DeliveryRecord {
         hook_id: delivery.hook_id.map_or(0, |h| h.get()),
@@ -58,7 +66,14 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
     let recorded = state
         .0
         .store
-        .write(move |c| deliveries::record(c, &record, &effect, poll_ms))
+        .write(move |c| {
+            let recorded = deliveries::record(c, &record, &effect, poll_ms)?;
+            // Once: a redelivery records nothing new.
+            if let (Recorded::New { .. }, Some(entry)) = (&recorded, &audited) {
+                audit::record(c, entry)?;
+            }
+            Ok(recorded)
+        })
         .await;
     let ack = match recorded {
         Ok(Recorded::New {

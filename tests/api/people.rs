@@ -827,3 +827,29 @@ async fn hostile_input_on_the_new_surfaces_gets_a_clear_refusal() {
     let page = app.page("/tokens", &forged).await;
     assert!(!page.contains("ada-admin"), "{page}");
 }
+
+#[tokio::test]
+async fn a_deployment_a_person_made_on_github_is_in_the_audit_log_once() {
+    let app = people_app(|_| {}).await;
+    // Made by hand (no merge in its payload), forced through locks, by octo-dev.
+    let mut event: Value = serde_json::from_slice(&deployment_of(REPO, 7201)).unwrap();
+    event["deployment"]["payload"] = json!({"force": true, "deploy_user": "someone"});
+    let body = event.to_string().into_bytes();
+    for _ in 0..2 {
+        // The second is GitHub's redelivery: the same delivery id.
+        let answer = app.post_delivery("deployment", &body, "d-7201", 1).await;
+        assert!(answer.status().is_success());
+    }
+    app.wait_for_final_status(7201).await;
+    // A merge's deployment is automation, not an operator's action.
+    app.post_webhook("deployment", &deployment_of(REPO, 7202))
+        .await;
+    app.wait_for_final_status(7202).await;
+    let (_, log) = call(&app, ADMIN_TOKEN, reqwest::Method::GET, "/api/audit", None).await;
+    let entries: Vec<&Value> = log["entries"].as_array().unwrap().iter().collect();
+    assert_eq!(entries.len(), 1, "{log}");
+    assert_eq!(entries[0]["action"], "force");
+    assert_eq!(entries[0]["actor"], "octo-dev");
+    assert_eq!(entries[0]["target"], "7201");
+    assert_eq!(entries[0]["repository"], REPO);
+}
