@@ -108,11 +108,11 @@ async fn live_part(
     let (mut jobs, mut active, mut deliveries, mut refused, mut failed_calls, mut all_waits) =
         (jobs, active, deliveries, refused, failed_calls, all_waits);
     let mut locks = locks;
+    let visible = crate::web::people::authorize::visible_environments(state, viewer)
+        .await
+        // Only a failed read of the store fails this.
+        .map_err(|refused| crate::store::StoreError::Unavailable(refused.1))?;
     if !viewer.everything() {
-        let visible = crate::web::people::authorize::visible_environments(state, viewer)
-            .await
-            // Only a failed read of the store fails this.
-            .map_err(|refused| crate::store::StoreError::Unavailable(refused.1))?;
         locks.retain(|l| visible.contains(&l.environment));
         awaiting.retain(|w| viewer.can_read(&w.repository));
         jobs.retain(|j| viewer.can_read(&j.repository));
@@ -174,6 +174,7 @@ async fn live_part(
     let environments = state
         .environments
         .iter()
+        .filter(|e| visible.contains(e.name.as_ref()))
         .map(|e| {
             let name = e.name.to_string();
             let mut of_it: Vec<JobView> = jobs
@@ -241,23 +242,25 @@ pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap)
         Err(answer) => return answer,
     };
     let token = form_token(&state, &headers);
-    match live_part(&state, token.clone(), &viewer).await {
-        Ok(live) => {
-            let live_log = live.running.first().cloned();
-            let environments = state
+    // The environments this viewer may see: in the heading and the lock form.
+    let names: Vec<String> =
+        match crate::web::people::authorize::visible_environments(&state, &viewer).await {
+            Ok(visible) => state
                 .environments
                 .iter()
                 .map(|e| e.name.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
+                .filter(|name| visible.contains(name))
+                .collect(),
+            Err(crate::web::admin::Refused(status, why)) => return page(status, why),
+        };
+    match live_part(&state, token.clone(), &viewer).await {
+        Ok(live) => {
+            let live_log = live.running.first().cloned();
+            let environments = names.join(", ");
             match live.render() {
                 Ok(live) => render(&DashboardPage {
                     environments,
-                    names: state
-                        .environments
-                        .iter()
-                        .map(|e| e.name.to_string())
-                        .collect(),
+                    names,
                     form_token: token,
                     live,
                     live_log,
