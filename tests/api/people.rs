@@ -427,7 +427,7 @@ async fn the_permission_matrix_holds_through_personal_tokens() {
     // What rita sees of the log: what colleagues did, not where from, and none of their
     // sign-ins or tokens; her own entries whole.
     let rita = &tokens[0].1;
-    let (_, seen) = call(
+    let (_, view) = call(
         &app,
         rita,
         reqwest::Method::GET,
@@ -435,12 +435,12 @@ async fn the_permission_matrix_holds_through_personal_tokens() {
         None,
     )
     .await;
-    let seen = seen["entries"].as_array().unwrap();
+    let view = view["entries"].as_array().unwrap();
     assert!(
-        seen.iter()
+        view.iter()
             .any(|e| e["actor"] == "wes-writer" && e["action"] == "lock")
     );
-    for entry in seen {
+    for entry in view {
         let own = entry["actor"] == "rita-reader";
         assert_eq!(
             entry["address"],
