@@ -111,12 +111,7 @@ async fn cli(app: &TestApp, token: &str, args: &[&str]) -> (bool, String) {
     command
         .env_remove("DEPLOYHOOK_ADMIN_TOKEN")
         .env("DEPLOYHOOK_TOKEN", token);
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
+    crate::helpers::run_cli(command).await
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{TestApp, WAIT, admin_cli, body_json, fixture_json, spawn_app_with};
+use crate::helpers::{TestApp, WAIT, admin_cli, body_json, fixture_json, run_cli, spawn_app_with};
 
 const ADMIN_TOKEN: &str = "an-admin-token-long-enough-for-audits";
 const A: &str = "aaaaaaa1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -391,18 +391,6 @@ fn deployhook(app: &TestApp, args: &[&str]) -> Command {
     admin_cli(&app.url, ADMIN_TOKEN, args)
 }
 
-async fn run(mut command: Command) -> (bool, String) {
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
 #[tokio::test]
 async fn deployhook_audit_prints_an_aligned_table_with_control_characters_shown_or_json() {
     let app = app().await;
@@ -413,7 +401,7 @@ async fn deployhook_audit_prints_an_aligned_table_with_control_characters_shown_
     let (status, _) = api(&app, reqwest::Method::DELETE, "/api/locks/production", None).await;
     assert_eq!(status, StatusCode::OK);
 
-    let (ok, printed) = run(deployhook(&app, &["audit"])).await;
+    let (ok, printed) = run_cli(deployhook(&app, &["audit"])).await;
     assert!(ok, "{printed}");
     let lines: Vec<&str> = printed.lines().collect();
     assert!(lines[0].starts_with("#  WHEN"), "{printed}");
@@ -441,7 +429,7 @@ async fn deployhook_audit_prints_an_aligned_table_with_control_characters_shown_
     assert!(!printed.contains('\u{202e}'), "{printed:?}");
     assert!(printed.contains(r"held \u{202e}txt.exe"), "{printed}");
 
-    let (ok, printed) = run(deployhook(
+    let (ok, printed) = run_cli(deployhook(
         &app,
         &["audit", "--action", "lock", "--limit", "1", "--json"],
     ))
@@ -453,10 +441,10 @@ async fn deployhook_audit_prints_an_aligned_table_with_control_characters_shown_
     assert_eq!(answer["entries"][0]["detail"], "held \u{202e}txt.exe");
     assert_eq!(answer["next"], Value::Null);
 
-    let (ok, printed) = run(deployhook(&app, &["audit", "--actor", "nobody"])).await;
+    let (ok, printed) = run_cli(deployhook(&app, &["audit", "--actor", "nobody"])).await;
     assert!(ok, "{printed}");
     assert_eq!(printed.trim(), "no audit entry matching these filters");
-    let (ok, printed) = run(deployhook(&app, &["audit", "--action", "delete"])).await;
+    let (ok, printed) = run_cli(deployhook(&app, &["audit", "--action", "delete"])).await;
     assert!(
         !ok && printed.contains("invalid value 'delete'"),
         "{printed}"

@@ -14,7 +14,7 @@ use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::{
-    TestApp, WAIT, admin_cli, body_json, created_deployments, fixture, spawn_app_with,
+    TestApp, WAIT, admin_cli, body_json, created_deployments, fixture, run_cli, spawn_app_with,
 };
 
 const ADMIN_TOKEN: &str = "an-admin-token-long-enough-for-tests";
@@ -268,38 +268,26 @@ fn deployhook(app: &TestApp, args: &[&str]) -> Command {
     command
 }
 
-async fn run(mut command: Command) -> (bool, String) {
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
 #[tokio::test]
 async fn deployhook_calls_lists_retries_and_dismisses_through_the_server() {
     let app = app().await;
     let outage = github_refuses_creations(&app, 500).await;
     let id = a_given_up_creation(&app).await;
 
-    let (ok, listed) = run(deployhook(&app, &["calls"])).await;
+    let (ok, listed) = run_cli(deployhook(&app, &["calls"])).await;
     assert!(ok, "{listed}");
     assert!(listed.contains("create deployment"), "{listed}");
     assert!(listed.contains("acme/widgets"), "{listed}");
     assert!(listed.contains(&id.to_string()), "{listed}");
 
-    let (ok, said) = run(deployhook(&app, &["calls", "dismiss", "424242"])).await;
+    let (ok, said) = run_cli(deployhook(&app, &["calls", "dismiss", "424242"])).await;
     assert!(!ok && said.contains("404"), "{said}");
 
     outage.store(false, Ordering::SeqCst);
-    let (ok, said) = run(deployhook(&app, &["calls", "retry", &id.to_string()])).await;
+    let (ok, said) = run_cli(deployhook(&app, &["calls", "retry", &id.to_string()])).await;
     assert!(ok, "{said}");
     assert!(said.contains(&format!("call {id} retried")), "{said}");
     wait_for_gauge(&app, "0").await;
-    let (ok, listed) = run(deployhook(&app, &["calls"])).await;
+    let (ok, listed) = run_cli(deployhook(&app, &["calls"])).await;
     assert!(ok && listed.contains("no call is given up"), "{listed}");
 }

@@ -477,3 +477,17 @@ pub fn admin_cli(server: &str, admin_token: &str, args: &[&str]) -> std::process
         .args(args);
     command
 }
+
+/// Runs a `deployhook` command off the runtime (the server under test runs on it): whether
+/// it succeeded, and what it printed, stdout then stderr.
+pub async fn run_cli(mut command: std::process::Command) -> (bool, String) {
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
