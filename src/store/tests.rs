@@ -404,3 +404,35 @@ fn a_lock_holds_unforced_jobs_and_latest_runs_only_the_newest_forced_one() {
         assert_eq!(after[0].job.id.get(), 3);
     });
 }
+
+/// The repositories a person's permissions are asked about: by name, each once, those of
+/// one environment when asked, at most the limit — whatever state their jobs are in.
+#[test]
+fn known_repositories_step_from_one_repository_to_the_next() {
+    each_engine(|conn| {
+        let mut id = 0;
+        for (repo, environment) in [
+            ("acme/zeta", "production"),
+            ("acme/alpha", "staging"),
+            ("acme/alpha", "staging"),
+            ("acme/mid", "production"),
+            ("acme/mid", "staging"),
+        ] {
+            id += 1;
+            let job = DeployJob {
+                repo: repo.parse().unwrap(),
+                environment: environment.parse().unwrap(),
+                ..job(id, None)
+            };
+            crate::store::jobs::enqueue(conn, &job, "d", 0).unwrap();
+        }
+        let known = |environment, limit| {
+            crate::store::views::known_repositories(conn, environment, limit).unwrap()
+        };
+        assert_eq!(known(None, 10), ["acme/alpha", "acme/mid", "acme/zeta"]);
+        assert_eq!(known(Some("production"), 10), ["acme/mid", "acme/zeta"]);
+        assert_eq!(known(Some("staging"), 10), ["acme/alpha", "acme/mid"]);
+        assert_eq!(known(Some("nowhere"), 10), Vec::<String>::new());
+        assert_eq!(known(None, 2), ["acme/alpha", "acme/mid"]);
+    });
+}

@@ -24,8 +24,8 @@ use crate::store::{audit, now_ms, views};
 use crate::web::AppState;
 use crate::web::admin::{Refused, unavailable};
 use crate::web::client::ClientAddress;
-use crate::web::dashboard::access::form_actor;
-use crate::web::dashboard::{after_form, form_refusal};
+use crate::web::dashboard::access::form_sender;
+use crate::web::dashboard::after_form;
 use crate::web::people::authorize::role;
 use crate::web::people::{Scope, api_sight, authorize, caller};
 
@@ -169,10 +169,10 @@ async fn on_form(
     form: &VerdictForm,
     verdict: Verdict,
 ) -> Response {
-    if let Some(refused) = form_refusal(state, headers, &form.form_token) {
-        return refused;
-    }
-    let actor = form_actor(state, headers, client);
+    let actor = match form_sender(state, headers, client, &form.form_token) {
+        Ok(actor) => actor,
+        Err(answer) => return *answer,
+    };
     let address = client.0.to_string();
     after_form(
         decide(state, &actor, &form.id, verdict, &address)

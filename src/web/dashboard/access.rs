@@ -55,17 +55,22 @@ pub(crate) fn form_token(state: &AppState, headers: &HeaderMap) -> String {
     }
 }
 
-/// Who sends a dashboard form, once [`form_refusal`] let it through: the person signed in,
-/// or for the admin token's session, the dashboard at the client's address.
-pub(crate) fn form_actor(
+/// Who sends a dashboard form that may change something — the person signed in, or for
+/// the admin token's session the dashboard at the client's address — once
+/// [`form_refusal`] let it through; else the answer to give instead.
+pub(crate) fn form_sender(
     state: &AppState,
     headers: &HeaderMap,
     client: crate::web::client::ClientAddress,
-) -> crate::model::Actor {
-    match signed_in(state, headers) {
+    token: &str,
+) -> Result<crate::model::Actor, Box<Response>> {
+    if let Some(refused) = form_refusal(state, headers, token) {
+        return Err(Box::new(refused));
+    }
+    Ok(match signed_in(state, headers) {
         Some(session) if session.actor.is_person() => session.actor,
         _ => crate::model::Actor::admin_token(&client.acting("dashboard")),
-    }
+    })
 }
 
 /// `None` when a dashboard form may change something: a signed-in admin, from this site,

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::access::{form_actor, form_refusal};
+use super::access::form_sender;
 use super::render::{MessagePage, render};
 use crate::web::AppState;
 use crate::web::client::ClientAddress;
@@ -44,9 +44,10 @@ pub(super) async fn lock_form(
     headers: HeaderMap,
     Form(form): Form<LockForm>,
 ) -> Response {
-    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
-        return refused;
-    }
+    let actor = match form_sender(&state, &headers, client, &form.form_token) {
+        Ok(actor) => actor,
+        Err(answer) => return *answer,
+    };
     let duration = match form.duration.trim() {
         "" => None,
         text => match crate::config::parse_duration(text) {
@@ -76,7 +77,7 @@ pub(super) async fn lock_form(
         &form.environment,
         &form.reason,
         duration,
-        &form_actor(&state, &headers, client),
+        &actor,
         &client.0.to_string(),
     )
     .await;
@@ -96,18 +97,14 @@ pub(super) async fn unlock_form(
     headers: HeaderMap,
     Form(form): Form<UnlockForm>,
 ) -> Response {
-    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
-        return refused;
-    }
+    let actor = match form_sender(&state, &headers, client, &form.form_token) {
+        Ok(actor) => actor,
+        Err(answer) => return *answer,
+    };
     after_form(
-        crate::web::admin::unlock(
-            &state,
-            &form.environment,
-            &form_actor(&state, &headers, client),
-            &client.0.to_string(),
-        )
-        .await
-        .map(drop),
+        crate::web::admin::unlock(&state, &form.environment, &actor, &client.0.to_string())
+            .await
+            .map(drop),
     )
 }
 
@@ -127,15 +124,16 @@ pub(super) async fn rollback_form(
     headers: HeaderMap,
     Form(form): Form<RollbackForm>,
 ) -> Response {
-    if let Some(refused) = form_refusal(&state, &headers, &form.form_token) {
-        return refused;
-    }
+    let actor = match form_sender(&state, &headers, client, &form.form_token) {
+        Ok(actor) => actor,
+        Err(answer) => return *answer,
+    };
     let done = crate::web::admin::roll_back(
         &state,
         &form.repository,
         &form.environment,
         Some(&form.to),
-        &form_actor(&state, &headers, client),
+        &actor,
         &client.0.to_string(),
     )
     .await;

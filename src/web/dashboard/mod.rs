@@ -29,7 +29,6 @@ use axum::routing::get;
 
 use crate::web::AppState;
 
-pub(super) use access::form_refusal;
 pub(crate) use access::refusal;
 pub(super) use forms::after_form;
 pub(crate) use render::{render, unavailable};
