@@ -854,3 +854,36 @@ async fn a_deployment_a_person_made_on_github_is_in_the_audit_log_once() {
     assert_eq!(entries[0]["target"], "7201");
     assert_eq!(entries[0]["repository"], REPO);
 }
+
+#[tokio::test]
+async fn a_github_too_slow_to_answer_costs_a_sign_in_ten_seconds_at_most() {
+    let app = people_app(|_| {}).await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/repos/{REPO}/collaborators/wes-writer/permission"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(25)))
+        .with_priority(1)
+        .mount(&app.github)
+        .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(40))
+        .build()
+        .unwrap();
+    let (cookie, state) = start_sign_in(&http, &app).await;
+    let started = std::time::Instant::now();
+    let back = http
+        .get(format!(
+            "{}/login/github/callback?code=code-wes-writer&state={state}",
+            app.url
+        ))
+        .header("cookie", cookie.as_str())
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(back.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(back.text().await.unwrap().contains("too slow"));
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+}

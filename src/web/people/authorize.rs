@@ -30,6 +30,8 @@ pub enum Scope<'a> {
 
 /// Repositories asked about at most for one environment or one person's pages.
 const MAX_REPOSITORIES: usize = 100;
+/// How long one page waits at most for GitHub's answers about what a person may read.
+const READABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `Ok` when `actor` may do `action` within `scope`; otherwise why not, as the API answers.
 pub async fn authorize(
@@ -159,11 +161,25 @@ pub async fn readable(
     let mut readable = BTreeSet::new();
     let mut failure = None;
     let known = known_repositories(state, None, "").await?;
+    // A page waits this long at most for GitHub, however many repositories are asked about
+    // (each answer is cached, so the next page goes further).
+    let deadline = tokio::time::Instant::now() + READABLE_WAIT;
     for repo in known.iter().take(MAX_REPOSITORIES) {
         let Ok(name) = RepoName::parse(repo) else {
             continue;
         };
-        match role(state, actor, &name, None).await {
+        let asked = tokio::time::timeout_at(deadline, role(state, actor, &name, None)).await;
+        let Ok(asked) = asked else {
+            failure = Some(Refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "GitHub was too slow to say what {} may read; try again",
+                    actor.login
+                ),
+            ));
+            break;
+        };
+        match asked {
             Ok(role) if role >= Role::Read => {
                 readable.insert(repo.to_ascii_lowercase());
                 if first_only {
