@@ -9,7 +9,7 @@ use secrecy::SecretString;
 
 use crate::cli::ServeArgs;
 use crate::config::{
-    Config, ConnectionLimits, DEFAULT_TIMEOUT, EnvironmentConfig, GitHubAuth, GitHubConfig,
+    CommandsConfig, Config, ConnectionLimits, DEFAULT_TIMEOUT, EnvironmentConfig, GitHubAuth, GitHubConfig,
     MIN_TOKEN_CHARS, OutboxConfig, Retention, SignInConfig, TrustedProxies,
 };
 use crate::model::{DatabaseLocation, Environment};
@@ -103,6 +103,13 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
             asking.name
         ));
     }
+    let commands = match commands(&args, &environments) {
+        Ok(commands) => commands,
+        Err(problem) => {
+            problems.push(problem);
+            CommandsConfig::default()
+        }
+    };
     if !problems.is_empty() {
         return Err(all_of(problems));
     }
@@ -149,6 +156,33 @@ pub fn build_config(args: ServeArgs, env: EnvLookup<'_>) -> anyhow::Result<Confi
         permission_cache: args
             .permission_cache
             .min(std::time::Duration::from_secs(60 * 60)),
+        commands,
+    })
+}
+
+/// The comment commands' prefix and default environment, checked.
+fn commands(
+    args: &ServeArgs,
+    environments: &[crate::config::EnvironmentConfig],
+) -> anyhow::Result<CommandsConfig> {
+    let prefix = args.command_prefix.trim().to_owned();
+    CommandsConfig::valid_prefix(&prefix).map_err(anyhow::Error::msg)?;
+    let default_environment = match args.command_environment.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) => {
+            let Some(found) = crate::config::find_environment(environments, name) else {
+                let names: Vec<&str> = environments.iter().map(|e| e.name.as_ref()).collect();
+                bail!(
+                    "DEPLOYHOOK_COMMAND_ENVIRONMENT={name}: no such environment; configured: {}",
+                    names.join(", ")
+                );
+            };
+            Some(found.name.clone())
+        }
+    };
+    Ok(CommandsConfig {
+        prefix,
+        default_environment,
     })
 }
 

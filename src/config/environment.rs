@@ -61,6 +61,23 @@ pub struct EnvironmentConfig {
     pub approval: Option<ApprovalRule>,
     /// Who may do what here, beyond the defaults of their repository permission.
     pub access: Access,
+    /// Whether a pull request's head (or a branch) may be deployed here by a comment
+    /// command before it is merged, and whether its checks must be green first.
+    pub branch_deploys: BranchDeploys,
+}
+
+/// `branch_deploys`: what `.deploy` in a pull request may send to an environment before
+/// the code is merged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BranchDeploys {
+    /// Only a commit whose checks all passed (none failed, none still running).
+    #[default]
+    Green,
+    /// Whatever its checks say.
+    Any,
+    /// Never: only merges (and deployments made by hand) reach this environment.
+    Off,
 }
 
 impl EnvironmentConfig {
@@ -91,6 +108,7 @@ impl EnvironmentConfig {
             soak: Duration::ZERO,
             approval: None,
             access: Access::default(),
+            branch_deploys: BranchDeploys::default(),
         }
     }
 

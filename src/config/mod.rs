@@ -84,6 +84,39 @@ pub struct Config {
     pub sign_in: Option<SignInConfig>,
     /// How long a person's permissions read from GitHub are trusted.
     pub permission_cache: Duration,
+    /// Commands written in pull-request comments.
+    pub commands: CommandsConfig,
+}
+
+/// How pull-request comments give commands (`.deploy to staging`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandsConfig {
+    /// What a command starts with: `.` by default.
+    pub prefix: String,
+    /// Where a bare `.deploy` deploys; `None`: the only environment, else it must be named.
+    pub default_environment: Option<crate::model::Environment>,
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        Self {
+            prefix: crate::model::command::DEFAULT_PREFIX.to_owned(),
+            default_environment: None,
+        }
+    }
+}
+
+impl CommandsConfig {
+    /// Checks a prefix: one to ten visible characters, no spaces.
+    pub fn valid_prefix(prefix: &str) -> Result<(), String> {
+        let count = prefix.chars().count();
+        if count == 0 || count > 10 || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "DEPLOYHOOK_COMMAND_PREFIX {prefix:?}: expected 1 to 10 characters without spaces, like \".\" or \"/\""
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How people sign in with GitHub: an OAuth App's (or a GitHub App's) client.

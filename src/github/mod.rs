@@ -18,6 +18,7 @@ pub mod hooks;
 pub mod oauth;
 pub mod outbox_worker;
 pub mod permissions;
+pub mod pulls;
 
 pub use app_auth::AppCredentials;
 pub use client::GitHubClient;

@@ -49,6 +49,7 @@ pub struct OutboxWorker {
 }
 
 mod notifications;
+mod replies;
 
 /// What a call brought back that must be recorded with its completion.
 enum Sent {
@@ -278,6 +279,10 @@ impl OutboxWorker {
                 );
                 Ok(Sent::Checks(results))
             }
+            Call::React { .. } | Call::Reply { .. } => {
+                replies::send(&github, &self.store, &item.call).await?;
+                Ok(Sent::Done)
+            }
             Call::Notify(_) | Call::Notification { .. } => {
                 unreachable!("notifications never reach GitHub: `deliver` sends them")
             }
@@ -351,6 +356,8 @@ impl OutboxWorker {
                 Call::CreateDeployment { .. } => None,
                 Call::DeploymentStatus { .. }
                 | Call::ReadChecks { .. }
+                | Call::React { .. }
+                | Call::Reply { .. }
                 | Call::Notify(_)
                 | Call::Notification { .. } => None,
             };
@@ -451,6 +458,7 @@ fn describe(call: &Call) -> String {
                 &sha[..sha.len().min(7)]
             )
         }
+        Call::React { .. } | Call::Reply { .. } => replies::describe(call),
         Call::Notify(event) => {
             format!("notifying {}", notifications::describe_event(event))
         }

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 
 use crate::config::EnvironmentConfig;
 use crate::guide::Ignored;
+use crate::guide::comment_command::comment_command;
 use crate::guide::checks::{check_run_reported, check_suite_reported, describe, status_reported};
 use crate::guide::process_deployment::{Decision, process_deployment};
 use crate::guide::start_deployment::start_deployment;
@@ -48,10 +49,12 @@ impl From<Ignored> for Ack {
 /// Runs the handler for the delivery's event.
 ///
 /// `own_app` is deployhook's GitHub App id in App mode; see [`process_deployment`].
+/// `prefix` starts comment commands (`.`).
 pub fn dispatch(
     delivery: &Delivery,
     environments: &[EnvironmentConfig],
     own_app: Option<&str>,
+    prefix: &str,
 ) -> (Ack, Effect) {
     match &delivery.event {
         Event::PullRequest(event) => match start_deployment(event, environments) {
@@ -126,6 +129,21 @@ pub fn dispatch(
                 Effect::Promote(promotions),
             )
         }
+        Event::IssueComment(event) => match comment_command(event, prefix) {
+            Ok(request) => {
+                let message = format!(
+                    "{} on #{} by {}: recorded for the command worker",
+                    request.command.name(),
+                    request.pull_request,
+                    request.author
+                );
+                (
+                    Ack::new(Outcome::Accepted, message),
+                    Effect::Command(request),
+                )
+            }
+            Err(ignored) => (ignored.into(), Effect::None),
+        },
         Event::Ping(ping) => {
             let message = match ping.hook_id.or(delivery.hook_id) {
                 Some(hook) => format!("pong: hook {hook}"),

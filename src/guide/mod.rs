@@ -8,6 +8,7 @@
 //! May use: `webhook` (the events), `config`, `model`.
 
 pub mod checks;
+pub mod comment_command;
 pub mod dispatch;
 pub mod process_deployment;
 pub mod rollback;

@@ -127,10 +127,12 @@ pub fn process_deployment(
 /// The audit line of a deployment a person asked for on GitHub (`deployhook deploy`, the
 /// API, `gh`): `deploy`, or `force` when it passes locks, by its creator — GitHub's word for
 /// who made it. Deployments deployhook made itself (a merge's, a promotion's, a rollback,
-/// which has its own line) are automation, not an operator's action: `None`.
+/// which has its own line) are automation, not an operator's action: `None`. So is one a
+/// pull-request comment asked for: the command worker wrote its line, naming the comment's
+/// author rather than the token that created it.
 pub fn audited(event: &DeploymentEvent, job: &DeployJob, now: i64) -> Option<AuditEntry> {
     let payload = &event.deployment.payload;
-    let automatic = ["pull_request", "promoted_from", "rollback"]
+    let automatic = ["pull_request", "promoted_from", "rollback", "command"]
         .iter()
         .any(|key| payload.get(*key).is_some_and(|v| !v.is_null()));
     let creator = event.deployment.creator.as_ref()?;

@@ -49,4 +49,6 @@ pub enum Effect {
     AwaitApproval(DeployJob, crate::model::approval::Asked),
     /// Record the deployment as run and failed with this description, without running it.
     Refuse(DeployJob, String),
+    /// A command written in a pull-request comment, for the command worker to carry out.
+    Command(crate::model::CommandRequest),
 }

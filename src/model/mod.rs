@@ -13,6 +13,7 @@
 pub mod approval;
 pub mod audit;
 pub mod checks;
+pub mod command;
 pub mod client;
 pub mod database;
 pub mod deployment;
@@ -31,6 +32,7 @@ pub use checks::{
     CheckKind, CheckReport, CheckResult, CheckSource, CheckState, Gate, Required, Verdict,
 };
 pub use client::ClientKey;
+pub use command::{Command, CommandRequest};
 pub use database::{DatabaseLocation, InvalidDatabase};
 pub use deployment::{
     DEPLOY_TASK, DeployJob, DeploymentRequest, DeploymentState, NewDeployment, Promotion,

@@ -130,6 +130,9 @@ pub enum Via {
     PersonalToken,
     /// The shared admin token: automation, or the fallback without GitHub sign-in.
     AdminToken,
+    /// A command in a pull-request comment: the login is the signed delivery's
+    /// `comment.user`, as GitHub vouches for it.
+    Comment,
 }
 
 impl Via {
@@ -138,11 +141,12 @@ impl Via {
             Self::GitHub => "github",
             Self::PersonalToken => "personal_token",
             Self::AdminToken => "admin_token",
+            Self::Comment => "comment",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::GitHub, Self::PersonalToken, Self::AdminToken]
+        [Self::GitHub, Self::PersonalToken, Self::AdminToken, Self::Comment]
             .into_iter()
             .find(|v| v.as_str() == text)
     }

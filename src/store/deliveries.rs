@@ -8,7 +8,7 @@ use crate::model::{Effect, Outcome};
 use crate::store::merges::{marks, record_merge};
 use crate::store::views::waiting;
 use crate::store::waits::{self, Ended};
-use crate::store::{approvals, int_key, jobs};
+use crate::store::{approvals, commands, int_key, jobs};
 
 /// A delivery as recorded.
 #[derive(Debug, Clone)]
@@ -146,6 +146,16 @@ pub fn record(
                     p.new.request.git_ref.short()
                 )),
                 _ => None,
+            }
+        }
+        Effect::Command(request) => {
+            if commands::record(conn, request, &delivery.delivery_id, now)? {
+                None
+            } else {
+                Some(format!(
+                    "comment {} was already read: a command acts once",
+                    request.comment_id
+                ))
             }
         }
         Effect::Refuse(job, reason) => {

@@ -19,6 +19,7 @@
 //! May use: `model`.
 pub mod approvals;
 pub mod audit;
+pub mod commands;
 pub mod db;
 pub mod deliveries;
 mod error;

@@ -27,10 +27,12 @@ use crate::store::int_key;
 
 pub mod given_up;
 mod notify;
+mod replies;
 
 pub use notify::{
     NOTIFY_LANE, enqueue_notification, fan_out, notify_checks_ended, notify_deploy, receiver_lane,
 };
+pub use replies::{enqueue_reaction, enqueue_reply};
 
 /// What a row asks for: a call to GitHub, or a notification.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +49,19 @@ pub enum Call {
     },
     /// Read the check runs and commit statuses of a commit that a merge waits on.
     ReadChecks { repository: String, sha: String },
+    /// React to a command's comment (`eyes`, `rocket`, `-1`).
+    React {
+        repository: String,
+        comment_id: u64,
+        content: String,
+    },
+    /// Post deployhook's reply to a command's comment, or edit the one it posted.
+    Reply {
+        repository: String,
+        pull_request: u64,
+        comment_id: u64,
+        body: String,
+    },
     /// Not GitHub's: an event to tell, to be fanned out into one [`Call::Notification`]
     /// per receiver configured for it.
     Notify(Notification),
@@ -64,7 +79,9 @@ impl Call {
         match self {
             Self::CreateDeployment { repository, .. }
             | Self::DeploymentStatus { repository, .. }
-            | Self::ReadChecks { repository, .. } => repository,
+            | Self::ReadChecks { repository, .. }
+            | Self::React { repository, .. }
+            | Self::Reply { repository, .. } => repository,
             Self::Notify(event) | Self::Notification { event, .. } => {
                 event.repository.as_ref().map_or("", AsRef::as_ref)
             }
@@ -149,7 +166,9 @@ pub fn enqueue_status(
         lane: lane_of(job.installation)?,
         body: &body,
     };
-    insert(conn, &row, now)
+    insert(conn, &row, now)?;
+    // A deployment a pull-request comment asked for: the reply there hears of it too.
+    replies::news_of_status(conn, job, state, description, now)
 }
 
 /// Queues a read of `repo`@`sha`'s checks, unless one is queued and not yet taken (it will
@@ -312,6 +331,7 @@ fn item_from_row(row: &DbRow<'_>) -> rusqlite::Result<Item> {
             }
         }
         "notify" | "notification" => notify::call_from(&kind, &body)?,
+        "reaction" | "reply" => replies::call_from(&kind, repository, &body)?,
         _ => Call::DeploymentStatus {
             repository,
             deployment_id: row.get::<_, i64>(4)?.unsigned_abs(),

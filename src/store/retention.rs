@@ -133,6 +133,15 @@ pub fn prune_batch(
                   WHERE state = 'dismissed' AND dismissed_at < ?2 LIMIT ?1)",
         )?
         .execute(params![limit, deliveries_before])?;
+    // A command's row is what makes a replayed comment act once: it stays as long as the
+    // deploys it may have started.
+    deleted += conn
+        .prepare_cached(
+            "DELETE FROM commands WHERE (repository, comment_id) IN
+                 (SELECT repository, comment_id FROM commands
+                  WHERE updated_at < ?2 AND state = 'done' LIMIT ?1)",
+        )?
+        .execute(params![limit, deploys_before])?;
     // The audit log is written in the order of its ids: the oldest are the first rows.
     deleted += conn
         .prepare_cached(

@@ -67,8 +67,8 @@ impl Application {
             .map(|s| OAuthApp::new(s, &config.github.api_url))
             .transpose()
             .context("could not build the GitHub sign-in client")?;
-        let outbox =
-            OutboxWorker::new(store.clone(), github, config.outbox).with_metrics(metrics.clone());
+        let outbox = OutboxWorker::new(store.clone(), github.clone(), config.outbox)
+            .with_metrics(metrics.clone());
         let outbox = outbox.with_notifier(crate::notify::Notifier::from_config(&config)?);
         let gate = GateWorker::new(
             store.clone(),
@@ -161,6 +161,9 @@ impl Application {
             lead: Arc::default(),
             replica,
             lease: config.lease,
+            github,
+            commands: config.commands.clone(),
+            command_wake: Arc::default(),
         }));
         Ok(Self {
             listener,
@@ -230,6 +233,7 @@ impl Application {
             lease: self.config.lease,
             replica: self.state.replica.clone(),
             status: self.state.lead.clone(),
+            commands: super::commands::CommandWorker::new(self.state.clone()),
         };
         let workers = tokio::spawn(workers.run(stop_deploys.clone()));
 

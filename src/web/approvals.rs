@@ -86,7 +86,7 @@ async fn list(
 
 /// A verdict.
 #[derive(Debug, Clone)]
-enum Verdict {
+pub(crate) enum Verdict {
     Approve,
     Reject(String),
 }
@@ -182,7 +182,7 @@ async fn on_form(
 }
 
 /// Gives `actor`'s verdict on deployment `id`, if they may.
-async fn decide(
+pub(crate) async fn decide(
     state: &AppState,
     actor: &Actor,
     id: &str,

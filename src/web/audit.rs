@@ -184,6 +184,7 @@ fn via_words(via: Via) -> &'static str {
         Via::GitHub => "GitHub",
         Via::PersonalToken => "personal token",
         Via::AdminToken => "admin token",
+        Via::Comment => "pull-request comment",
     }
 }
 

@@ -162,7 +162,7 @@ impl AdminAuth {
         if parts.next().is_some() || !valid_login(login) {
             return None;
         }
-        let via = Via::parse(via).filter(|v| *v != Via::PersonalToken)?;
+        let via = Via::parse(via).filter(|v| matches!(v, Via::GitHub | Via::AdminToken))?;
         let (at, tag) = (expires.parse::<u64>().ok()?, hex::decode(tag).ok()?);
         let mut check = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key size");
         check.update(b"session\0");

@@ -25,7 +25,12 @@ use crate::webhook::intake::{Delivery, Rejected, is_kept_header};
 /// `POST /event_handler`: the guide's single webhook endpoint. The delivery and the work it
 /// sets in motion are committed before the answer goes back.
 pub(super) async fn event_handler(State(state): State<AppState>, delivery: Delivery) -> Response {
-    let (ack, mut effect) = dispatch(&delivery, &state.environments, state.own_app.as_deref());
+    let (ack, mut effect) = dispatch(
+        &delivery,
+        &state.environments,
+        state.own_app.as_deref(),
+        &state.commands.prefix,
+    );
     if let Effect::Deploy(job) | Effect::AwaitApproval(job, _) = &mut effect {
         job.log_url = state.links.url(job.id);
     }
@@ -60,7 +65,10 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         // The clock ends a wait for approval at its deadline.
         Effect::AwaitApproval(..) => (true, false, true),
         Effect::Promote(_) => (false, false, true),
+        // The command worker has its own wake-up, below.
+        Effect::Command(_) => (false, false, false),
     };
+    let command = matches!(effect, Effect::Command(_));
     let delivery_id = record.delivery_id.clone();
     let poll_ms = i64::try_from(state.checks_poll.as_millis()).unwrap_or(i64::MAX / 2);
     let recorded = state
@@ -103,6 +111,9 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
             }
             if wake.2 {
                 state.gate.wake();
+            }
+            if command {
+                state.command_wake.notify_one();
             }
             ack
         }

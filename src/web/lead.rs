@@ -53,6 +53,8 @@ pub struct Workers {
     pub lease: Duration,
     pub replica: Replica,
     pub status: Arc<LeadStatus>,
+    /// Carries out the commands written in pull-request comments.
+    pub commands: super::commands::CommandWorker,
 }
 
 impl Workers {
@@ -137,6 +139,7 @@ impl Workers {
         // The waits' clock stops with the pruning: a soak due during shutdown is promoted
         // at the next start, from the time in the database.
         let gate_loop = tokio::spawn(self.gate.clone().run(stop_loops.clone()));
+        let command_loop = tokio::spawn(self.commands.clone().run(stop_loops.clone()));
         let lost = async {
             let Some(lead) = &lead else {
                 return std::future::pending::<String>().await;
@@ -150,6 +153,7 @@ impl Workers {
                 self.deployer.wake();
                 self.outbox.wake();
                 self.gate.wake();
+                self.commands.wake();
             }
         };
         tokio::select! {
@@ -158,6 +162,7 @@ impl Workers {
                 let _ = deploy_loop.await;
                 let _ = prune_loop.await;
                 let _ = gate_loop.await;
+                let _ = command_loop.await;
                 self.deployer.finish_running(self.shutdown_timeout).await;
                 stop_outbox.cancel();
                 if tokio::time::timeout(OUTBOX_FLUSH, &mut outbox_loop).await.is_err() {
@@ -181,6 +186,7 @@ impl Workers {
                 let _ = deploy_loop.await;
                 let _ = prune_loop.await;
                 let _ = gate_loop.await;
+                let _ = command_loop.await;
             }
         }
         if let Some(lead) = lead {

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod auth;
 pub mod calls;
 pub mod client;
+pub mod commands;
 mod connections;
 pub mod dashboard;
 pub mod deliveries;

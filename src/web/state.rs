@@ -63,6 +63,13 @@ pub struct Shared {
     pub(super) lead: Arc<super::lead::LeadStatus>,
     pub(super) replica: crate::store::postgres::replicas::Replica,
     pub(super) lease: std::time::Duration,
+    /// deployhook's own GitHub client, for what comment commands read (pull requests,
+    /// branches, checks).
+    pub(super) github: crate::github::GitHubClient,
+    /// How comments give commands.
+    pub(super) commands: crate::config::CommandsConfig,
+    /// Wakes the command worker when a command was recorded.
+    pub(super) command_wake: Arc<tokio::sync::Notify>,
 }
 
 impl FromRef<AppState> for Arc<IntakeConfig> {

@@ -11,6 +11,9 @@ use crate::model::ids::stored_id;
 use crate::model::merge::InvalidTime;
 use crate::model::{CommitSha, DeploymentId, Environment, HookId, MergedAt, RepoName};
 
+mod issue_comment;
+pub use issue_comment::{Comment, Issue, IssueCommentEvent};
+
 /// A delivery's payload, by the event named in `X-GitHub-Event`.
 #[derive(Debug)]
 pub enum Event {
@@ -21,6 +24,8 @@ pub enum Event {
     CheckRun(CheckRunEvent),
     CheckSuite(CheckSuiteEvent),
     Status(StatusEvent),
+    /// A comment on an issue or pull request: perhaps a command.
+    IssueComment(IssueCommentEvent),
     /// An event deployhook does not act on; its JSON was still checked to be well-formed.
     Other {
         name: String,
@@ -53,6 +58,7 @@ impl Event {
             "check_run" => Self::CheckRun(serde_json::from_slice(json)?),
             "check_suite" => Self::CheckSuite(serde_json::from_slice(json)?),
             "status" => Self::Status(serde_json::from_slice(json)?),
+            "issue_comment" => Self::IssueComment(serde_json::from_slice(json)?),
             other => Self::Other {
                 name: other.to_owned(),
                 envelope: serde_json::from_slice(json)?,
@@ -70,6 +76,7 @@ impl Event {
             Self::CheckRun(e) => e.action.as_deref(),
             Self::CheckSuite(e) => e.action.as_deref(),
             Self::Status(e) => Some(e.state.as_str()),
+            Self::IssueComment(e) => Some(&e.action),
             Self::Other { envelope, .. } => envelope.action.as_deref(),
         }
     }
@@ -84,6 +91,7 @@ impl Event {
             Self::CheckRun(e) => e.repository.as_ref(),
             Self::CheckSuite(e) => e.repository.as_ref(),
             Self::Status(e) => e.repository.as_ref(),
+            Self::IssueComment(e) => e.repository.as_ref(),
             Self::Other { envelope, .. } => {
                 return envelope.repository.as_ref().map(|r| r.full_name.as_str());
             }

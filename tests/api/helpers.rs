@@ -98,6 +98,7 @@ pub fn test_config(github: &MockServer, command: Vec<String>, dir: &Path) -> Con
         log_deploy_output: true,
         sign_in: None,
         permission_cache: deployhook::config::DEFAULT_PERMISSION_CACHE,
+        commands: Default::default(),
     }
 }
 

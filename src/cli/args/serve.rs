@@ -179,6 +179,16 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPLOYHOOK_PERMISSION_CACHE", default_value = "5m", value_parser = parse_duration)]
     pub permission_cache: Duration,
 
+    /// What comment commands in pull requests start with (`.deploy`, `.lock`…): 1 to 10
+    /// characters without spaces.
+    #[arg(long, env = "DEPLOYHOOK_COMMAND_PREFIX", default_value = ".")]
+    pub command_prefix: String,
+
+    /// Where a bare `.deploy` in a pull request deploys. Empty: the only environment when
+    /// there is one; otherwise the command must name it (`.deploy to staging`).
+    #[arg(long, env = "DEPLOYHOOK_COMMAND_ENVIRONMENT")]
+    pub command_environment: Option<String>,
+
     /// How long a client may take to send a request's headers, and how long a connection
     /// may sit idle between requests, before it is closed.
     #[arg(long, env = "DEPLOYHOOK_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]

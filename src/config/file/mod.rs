@@ -108,6 +108,9 @@ struct FileEnvironment {
     roles: Option<Spanned<BTreeMap<String, String>>>,
     /// People (`octocat`) and teams (`@acme/sre`) with the admin role here.
     admins: Option<Spanned<Vec<String>>>,
+    /// What `.deploy` in a pull request may send here: `green` heads, `any`, or `off`.
+    #[serde(default)]
+    branch_deploys: crate::config::environment::BranchDeploys,
 }
 
 /// `checks = "none" | "all" | ["name", …]`.

@@ -3,6 +3,7 @@
 //! whose approval its deployments wait for.
 
 use crate::config::EnvironmentConfig;
+use crate::config::environment::BranchDeploys;
 
 /// One line describing an environment, for `check-config`.
 pub fn summary(environment: &EnvironmentConfig) -> String {
@@ -49,6 +50,11 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
             .map(ToString::to_string)
             .collect();
         access += &format!("; admins: {}", admins.join(", "));
+    }
+    match environment.branch_deploys {
+        BranchDeploys::Green => {}
+        BranchDeploys::Any => access += "; pull requests may deploy here whatever their checks",
+        BranchDeploys::Off => access += "; no deploys from pull requests",
     }
     if let Some(rule) = &environment.approval {
         access += &format!("; every deployment {}", rule.summary());

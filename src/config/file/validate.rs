@@ -223,6 +223,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
         production_environment: file.production_environment,
         transient_environment: file.transient_environment,
         log_limit,
+        branch_deploys: file.branch_deploys,
     })
 }
 

@@ -1,5 +1,5 @@
 -- deployhook's durable state on PostgreSQL 15: the final state of the SQLite migrations
--- 0001 … 0016 (src/store/migrations), in one script, plus what only a shared PostgreSQL
+-- 0001 … 0017 (src/store/migrations), in one script, plus what only a shared PostgreSQL
 -- database needs (replicas, jobs.owner, one running job per repository and environment).
 -- A database made by an earlier version is brought here by the `upgrade_*.sql` scripts.
 -- Times are Unix milliseconds (UTC).
@@ -338,3 +338,24 @@ CREATE TABLE personal_tokens (
     revoked_at BIGINT
 );
 CREATE INDEX personal_tokens_by_login ON personal_tokens (login, created_at);
+
+-- Commands written in pull-request comments, one per comment (see SQLite's 0017).
+CREATE TABLE commands (
+    repository   TEXT COLLATE "C" NOT NULL,
+    comment_id   BIGINT  NOT NULL,
+    pull_request BIGINT  NOT NULL,
+    author       TEXT COLLATE "C" NOT NULL,
+    installation BIGINT,
+    command      TEXT COLLATE "C" NOT NULL,
+    delivery_id  TEXT COLLATE "C" NOT NULL,
+    received_at  BIGINT  NOT NULL,
+    state        TEXT COLLATE "C" NOT NULL,
+    due_at       BIGINT  NOT NULL,
+    attempts     BIGINT  NOT NULL DEFAULT 0,
+    outcome      TEXT COLLATE "C",
+    reply_id     BIGINT,
+    updated_at   BIGINT  NOT NULL,
+    PRIMARY KEY (repository, comment_id)
+);
+CREATE INDEX commands_due ON commands (state, due_at);
+CREATE INDEX commands_by_time ON commands (updated_at);
