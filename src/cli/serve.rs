@@ -9,8 +9,8 @@ use secrecy::SecretString;
 
 use crate::cli::ServeArgs;
 use crate::config::{
-    CommandsConfig, Config, ConnectionLimits, DEFAULT_TIMEOUT, EnvironmentConfig, GitHubAuth, GitHubConfig,
-    MIN_TOKEN_CHARS, OutboxConfig, Retention, SignInConfig, TrustedProxies,
+    CommandsConfig, Config, ConnectionLimits, DEFAULT_TIMEOUT, EnvironmentConfig, GitHubAuth,
+    GitHubConfig, MIN_TOKEN_CHARS, OutboxConfig, Retention, SignInConfig, TrustedProxies,
 };
 use crate::model::{DatabaseLocation, Environment};
 use crate::web::Application;

@@ -68,7 +68,11 @@ struct CreatedComment {
 
 impl GitHubClient {
     /// `GET /repos/{owner}/{repo}/pulls/{number}`.
-    pub async fn pull_request(&self, repo: &RepoName, number: u64) -> Result<PullInfo, GitHubError> {
+    pub async fn pull_request(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<PullInfo, GitHubError> {
         let path = format!("/repos/{repo}/pulls/{number}");
         let response = self
             .send("get_pull_request", Method::GET, &path, None::<&()>)

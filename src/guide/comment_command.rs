@@ -12,10 +12,7 @@ use crate::model::command::{CommandRequest, parse};
 use crate::webhook::events::IssueCommentEvent;
 
 /// The command `event`'s comment holds, or why it holds none to act on.
-pub fn comment_command(
-    event: &IssueCommentEvent,
-    prefix: &str,
-) -> Result<CommandRequest, Ignored> {
+pub fn comment_command(event: &IssueCommentEvent, prefix: &str) -> Result<CommandRequest, Ignored> {
     let number = event.issue.number;
     if event.action != "created" {
         return Err(Ignored(format!(
@@ -92,7 +89,10 @@ mod tests {
         for (event, says) in [
             (event("edited", ".deploy", "User", true), "was edited"),
             (event("deleted", ".deploy", "User", true), "was deleted"),
-            (event("created", ".deploy", "User", false), "pull requests only"),
+            (
+                event("created", ".deploy", "User", false),
+                "pull requests only",
+            ),
             (event("created", ".deploy", "Bot", true), "a bot"),
             (event("created", "LGTM", "User", true), "not a command"),
         ] {

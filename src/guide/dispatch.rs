@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 
 use crate::config::EnvironmentConfig;
 use crate::guide::Ignored;
-use crate::guide::comment_command::comment_command;
 use crate::guide::checks::{check_run_reported, check_suite_reported, describe, status_reported};
+use crate::guide::comment_command::comment_command;
 use crate::guide::process_deployment::{Decision, process_deployment};
 use crate::guide::start_deployment::start_deployment;
 use crate::guide::update_deployment_status::update_deployment_status;

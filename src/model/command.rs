@@ -40,12 +40,16 @@ pub enum Command {
         environment: Option<String>,
     },
     /// Reject this pull request's deployment waiting for approval (the only one).
-    Reject { reason: String },
+    Reject {
+        reason: String,
+    },
     /// Where is deploying: what runs where, and what is locked.
     Wcid,
     Help,
     /// A known command written wrongly: answered with this sentence and the usage.
-    Invalid(String),
+    Invalid {
+        why: String,
+    },
 }
 
 impl Command {
@@ -60,7 +64,7 @@ impl Command {
             Self::Reject { .. } => "reject",
             Self::Wcid => "wcid",
             Self::Help => "help",
-            Self::Invalid(_) => "invalid",
+            Self::Invalid { .. } => "invalid",
         }
     }
 }
@@ -105,10 +109,15 @@ pub fn deploy_news(
     state: DeploymentState,
     description: &str,
 ) -> Option<(String, Option<&'static str>)> {
+    // The branch the command named (the deployment's own ref is the commit).
+    let shown_ref = serde_json::from_str::<serde_json::Value>(&job.payload)
+        .ok()
+        .and_then(|p| p.get("ref")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| job.git_ref.clone());
     let what = format!(
         "`{}` ({}) to **{}**",
         job.sha.short(),
-        quiet(&job.git_ref),
+        quiet(&shown_ref),
         job.environment
     );
     let description = quiet(description);
@@ -142,7 +151,8 @@ pub fn deploy_news(
 }
 
 /// `text` (a lock's reason, a branch: words people wrote) made safe to quote in a reply:
-/// one line, no `@mention` that would notify someone, no markdown that changes the reply.
+/// one line, no `@mention` that would notify someone, no link or HTML or table that would
+/// make deployhook's reply say what it did not mean.
 pub fn quiet(text: &str) -> String {
     let line: String = text
         .chars()
@@ -150,19 +160,34 @@ pub fn quiet(text: &str) -> String {
         .take(200)
         .collect();
     line.replace('@', "@\u{200b}")
-        .replace(['`', '<', '>', '[', ']', '|'], "")
+        .replace(['<', '>', '[', ']', '|'], "")
 }
 
 /// Usage, one line a command, as `.help` answers and a mistaken command is reminded.
 pub fn usage(prefix: &str) -> String {
     [
-        ("deploy", "deploy this pull request's head to the default environment"),
+        (
+            "deploy",
+            "deploy this pull request's head to the default environment",
+        ),
         ("deploy to ENV", "deploy this pull request's head to ENV"),
-        ("deploy BRANCH to ENV", "deploy a branch of this repository to ENV"),
-        ("lock ENV REASON", "lock ENV: nothing deploys there until it is unlocked"),
+        (
+            "deploy BRANCH to ENV",
+            "deploy a branch of this repository to ENV",
+        ),
+        (
+            "lock ENV REASON",
+            "lock ENV: nothing deploys there until it is unlocked",
+        ),
         ("unlock ENV", "lift ENV's lock"),
-        ("rollback ENV", "deploy what ran in ENV before its latest deploy, and lock it"),
-        ("approve [ENV]", "approve this pull request's deployment waiting for approval"),
+        (
+            "rollback ENV",
+            "deploy what ran in ENV before its latest deploy, and lock it",
+        ),
+        (
+            "approve [ENV]",
+            "approve this pull request's deployment waiting for approval",
+        ),
         ("reject REASON", "reject it, saying why"),
         ("wcid", "who is deploying where, and what is locked"),
         ("help", "this list"),
@@ -189,8 +214,12 @@ pub fn parse(body: &str, prefix: &str) -> Option<Command> {
                 environment: (*env).to_owned(),
                 reason: reason.join(" "),
             },
-            Some(_) => Command::Invalid("a lock needs a reason: say why, for whoever finds it".into()),
-            None => Command::Invalid("name the environment to lock".into()),
+            Some(_) => Command::Invalid {
+                why: "a lock needs a reason: say why, for whoever finds it".into(),
+            },
+            None => Command::Invalid {
+                why: "name the environment to lock".into(),
+            },
         },
         "unlock" => one_environment(&args, |environment| Command::Unlock { environment }),
         "rollback" => one_environment(&args, |environment| Command::Rollback { environment }),
@@ -199,12 +228,16 @@ pub fn parse(body: &str, prefix: &str) -> Option<Command> {
             [env] => Command::Approve {
                 environment: Some((*env).to_owned()),
             },
-            _ => Command::Invalid("approve takes at most an environment".into()),
+            _ => Command::Invalid {
+                why: "approve takes at most an environment".into(),
+            },
         },
         "reject" => reject(&args),
         "wcid" if args.is_empty() => Command::Wcid,
         "help" if args.is_empty() => Command::Help,
-        "wcid" | "help" => Command::Invalid(format!("{name} takes nothing after it")),
+        "wcid" | "help" => Command::Invalid {
+            why: format!("{name} takes nothing after it"),
+        },
         _ => return None,
     };
     Some(command)
@@ -218,15 +251,17 @@ fn deploy(args: &[&str]) -> Command {
         [branch] => (Some(*branch), None),
         [branch, "to", env] => (Some(*branch), Some(*env)),
         _ => {
-            return Command::Invalid(
-                "deploy takes a branch, `to` and an environment, each optional".into(),
-            );
+            return Command::Invalid {
+                why: "deploy takes a branch, `to` and an environment, each optional".into(),
+            };
         }
     };
     if let Some(branch) = branch
         && !valid_branch(branch)
     {
-        return Command::Invalid(format!("{branch:?} is not a branch name"));
+        return Command::Invalid {
+            why: format!("{branch:?} is not a branch name"),
+        };
     }
     Command::Deploy {
         branch: branch.map(str::to_owned),
@@ -237,15 +272,21 @@ fn deploy(args: &[&str]) -> Command {
 fn one_environment(args: &[&str], make: impl FnOnce(String) -> Command) -> Command {
     match args {
         [env] => make((*env).to_owned()),
-        [] => Command::Invalid("name the environment".into()),
-        _ => Command::Invalid("this takes only an environment".into()),
+        [] => Command::Invalid {
+            why: "name the environment".into(),
+        },
+        _ => Command::Invalid {
+            why: "this takes only an environment".into(),
+        },
     }
 }
 
 /// `reject REASON…`: the whole rest of the line is the reason.
 fn reject(args: &[&str]) -> Command {
     if args.is_empty() {
-        return Command::Invalid("a rejection needs a reason".into());
+        return Command::Invalid {
+            why: "a rejection needs a reason".into(),
+        };
     }
     Command::Reject {
         reason: args.join(" "),
@@ -284,12 +325,25 @@ mod tests {
             })
         };
         assert_eq!(parsed(".deploy"), deploy(None, None));
-        assert_eq!(parsed("  .deploy to staging\nthanks!"), deploy(None, Some("staging")));
-        assert_eq!(parsed(".deploy main to production"), deploy(Some("main"), Some("production")));
+        assert_eq!(
+            parsed("  .deploy to staging\nthanks!"),
+            deploy(None, Some("staging"))
+        );
+        assert_eq!(
+            parsed(".deploy main to production"),
+            deploy(Some("main"), Some("production"))
+        );
         assert_eq!(parsed(".deploy feature/x"), deploy(Some("feature/x"), None));
         assert_eq!(parsed(".DEPLOY to staging"), deploy(None, Some("staging")));
-        for bad in [".deploy a b c", ".deploy ../x to prod", ".deploy -f to prod"] {
-            assert!(matches!(parsed(bad), Some(Command::Invalid(_))), "{bad}");
+        for bad in [
+            ".deploy a b c",
+            ".deploy ../x to prod",
+            ".deploy -f to prod",
+        ] {
+            assert!(
+                matches!(parsed(bad), Some(Command::Invalid { .. })),
+                "{bad}"
+            );
         }
     }
 
@@ -302,16 +356,25 @@ mod tests {
                 reason: "release freeze".into()
             })
         );
-        assert!(matches!(parsed(".lock production"), Some(Command::Invalid(m)) if m.contains("reason")));
+        assert!(
+            matches!(parsed(".lock production"), Some(Command::Invalid { why }) if why.contains("reason"))
+        );
         assert_eq!(
             parsed(".unlock production"),
-            Some(Command::Unlock { environment: "production".into() })
+            Some(Command::Unlock {
+                environment: "production".into()
+            })
         );
         assert_eq!(
             parsed(".rollback staging"),
-            Some(Command::Rollback { environment: "staging".into() })
+            Some(Command::Rollback {
+                environment: "staging".into()
+            })
         );
-        assert_eq!(parsed(".approve"), Some(Command::Approve { environment: None }));
+        assert_eq!(
+            parsed(".approve"),
+            Some(Command::Approve { environment: None })
+        );
         assert_eq!(
             parsed(".reject too risky today"),
             Some(Command::Reject {
@@ -320,7 +383,7 @@ mod tests {
         );
         assert_eq!(parsed(".wcid"), Some(Command::Wcid));
         assert_eq!(parsed(".help"), Some(Command::Help));
-        assert!(matches!(parsed(".unlock"), Some(Command::Invalid(_))));
+        assert!(matches!(parsed(".unlock"), Some(Command::Invalid { .. })));
     }
 
     #[test]

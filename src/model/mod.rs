@@ -13,8 +13,8 @@
 pub mod approval;
 pub mod audit;
 pub mod checks;
-pub mod command;
 pub mod client;
+pub mod command;
 pub mod database;
 pub mod deployment;
 pub mod effect;

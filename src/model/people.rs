@@ -146,9 +146,14 @@ impl Via {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::GitHub, Self::PersonalToken, Self::AdminToken, Self::Comment]
-            .into_iter()
-            .find(|v| v.as_str() == text)
+        [
+            Self::GitHub,
+            Self::PersonalToken,
+            Self::AdminToken,
+            Self::Comment,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == text)
     }
 }
 

@@ -11,6 +11,7 @@ mod browser_people;
 mod catch_up;
 mod checks;
 mod cli;
+mod commands;
 mod config_file;
 mod connections;
 mod crash;

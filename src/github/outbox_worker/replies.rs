@@ -10,13 +10,21 @@ use crate::store::{Store, commands};
 use super::parse_repo;
 
 /// Sends a [`Call::React`] or [`Call::Reply`].
-pub(super) async fn send(github: &GitHubClient, store: &Store, call: &Call) -> Result<(), GitHubError> {
+pub(super) async fn send(
+    github: &GitHubClient,
+    store: &Store,
+    call: &Call,
+) -> Result<(), GitHubError> {
     match call {
         Call::React {
             repository,
             comment_id,
             content,
-        } => github.react(&parse_repo(repository)?, *comment_id, content).await,
+        } => {
+            github
+                .react(&parse_repo(repository)?, *comment_id, content)
+                .await
+        }
         Call::Reply {
             repository,
             pull_request,

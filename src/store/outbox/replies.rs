@@ -46,6 +46,9 @@ pub fn enqueue_reply(
     installation: Option<u64>,
     now: i64,
 ) -> rusqlite::Result<()> {
+    // Which command it answers: in a long conversation, replies edited long after their
+    // command are otherwise hard to pair with it. A link within the page, nobody mentioned.
+    let text = format!("{text}\n\n<sub>in answer to [this command](#issuecomment-{comment})</sub>");
     let body = serde_json::json!({
         "pull_request": pull_request,
         "comment_id": comment,

@@ -25,10 +25,7 @@ pub(super) async fn act(state: &AppState, request: &CommandRequest) -> Result<An
             reaction: Some("+1"),
             deployment: None,
         }),
-        Command::Invalid(why) => Ok(Answer::refused(format!(
-            "{why}.\n\n{}",
-            usage(prefix)
-        ))),
+        Command::Invalid { why } => Ok(Answer::refused(format!("{why}.\n\n{}", usage(prefix)))),
         Command::Wcid => wcid::answer(state, &request.repo).await.map(|text| Answer {
             text,
             reaction: Some("+1"),
@@ -37,7 +34,16 @@ pub(super) async fn act(state: &AppState, request: &CommandRequest) -> Result<An
         Command::Deploy {
             branch,
             environment,
-        } => deploy::deploy(state, request, &actor, branch.as_deref(), environment.as_deref()).await,
+        } => {
+            deploy::deploy(
+                state,
+                request,
+                &actor,
+                branch.as_deref(),
+                environment.as_deref(),
+            )
+            .await
+        }
         Command::Lock {
             environment,
             reason,
@@ -62,25 +68,37 @@ pub(super) async fn act(state: &AppState, request: &CommandRequest) -> Result<An
                     quiet(&lock.reason)
                 ))
             }),
-        Command::Rollback { environment } => {
-            admin::roll_back(state, request.repo.as_ref(), environment, None, &actor, &address)
-                .await
-                .map(|done| {
-                    Answer::done(format!(
-                        "⏪ Rolling {} in {} back to `{}` (from `{}`); {} is locked until \
+        Command::Rollback { environment } => admin::roll_back(
+            state,
+            request.repo.as_ref(),
+            environment,
+            None,
+            &actor,
+            &address,
+        )
+        .await
+        .map(|done| {
+            Answer::done(format!(
+                "⏪ Rolling {} in {} back to `{}` (from `{}`); {} is locked until \
                          `{prefix}unlock {}`.",
-                        request.repo,
-                        environment,
-                        short(&done["sha"]),
-                        short(&done["rolled_back"]),
-                        environment,
-                        environment
-                    ))
-                })
-        }
+                request.repo,
+                environment,
+                short(&done["sha"]),
+                short(&done["rolled_back"]),
+                environment,
+                environment
+            ))
+        }),
         Command::Approve { environment } => {
-            verdict(state, request, &actor, environment.as_deref(), Verdict::Approve, &address)
-                .await
+            verdict(
+                state,
+                request,
+                &actor,
+                environment.as_deref(),
+                Verdict::Approve,
+                &address,
+            )
+            .await
         }
         Command::Reject { reason } => {
             let verdict = Verdict::Reject(reason.clone());
@@ -90,7 +108,11 @@ pub(super) async fn act(state: &AppState, request: &CommandRequest) -> Result<An
     match answered {
         Ok(answer) => Ok(answer),
         Err(Refused(StatusCode::SERVICE_UNAVAILABLE, why)) => Err(Retry(why)),
-        Err(Refused(_, why)) => Ok(Answer::refused(format!("{}: {}", request.author, quiet(&why)))),
+        Err(Refused(_, why)) => Ok(Answer::refused(format!(
+            "{}: {}",
+            request.author,
+            quiet(&why)
+        ))),
     }
 }
 
@@ -118,7 +140,10 @@ async fn verdict(
         .map_err(|err| {
             Refused(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("could not read #{} from GitHub: {err}", request.pull_request),
+                format!(
+                    "could not read #{} from GitHub: {err}",
+                    request.pull_request
+                ),
             )
         })?;
     let commits: Vec<String> = std::iter::once(pull.head_sha.to_string())

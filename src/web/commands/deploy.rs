@@ -137,16 +137,11 @@ pub(super) async fn deploy(
         },
         gate: None,
     };
-    let audited = AuditEntry::new(
-        now,
-        actor,
-        AuditAction::Deploy,
-        &format!("{repo}#{number}"),
-    )
-    .with_repository(repo.as_ref())
-    .with_environment(name)
-    .with_target(sha.as_ref())
-    .with_detail(&format!("{} of #{number}", quiet(&shown_ref)));
+    let audited = AuditEntry::new(now, actor, AuditAction::Deploy, &format!("{repo}#{number}"))
+        .with_repository(repo.as_ref())
+        .with_environment(name)
+        .with_target(sha.as_ref())
+        .with_detail(&format!("{} of #{number}", quiet(&shown_ref)));
     Ok(Answer {
         text: format!(
             "⏳ Deploying `{}` ({}) to **{name}** for {}; this comment says how it ends.",
@@ -188,7 +183,11 @@ fn target<'a>(state: &'a AppState, named: Option<&str>) -> Result<&'a Environmen
     find_environment(environments, &name).ok_or_else(|| {
         Refused(
             StatusCode::NOT_FOUND,
-            format!("no environment {}; this server deploys {}", quiet(&name), names()),
+            format!(
+                "no environment {}; this server deploys {}",
+                quiet(&name),
+                names()
+            ),
         )
     })
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::model::{AuditEntry, CommandRequest, NewDeployment};
 use crate::store::commands::{self, Taken};
@@ -89,7 +90,11 @@ impl CommandWorker {
     pub async fn run(self, stop: CancellationToken) {
         loop {
             let now = now_ms();
-            let taken = self.state.store.write(move |c| commands::take_due(c, now)).await;
+            let taken = self
+                .state
+                .store
+                .write(move |c| commands::take_due(c, now))
+                .await;
             let sleep = match taken {
                 Ok(Some(taken)) => {
                     tokio::select! {
@@ -114,14 +119,15 @@ impl CommandWorker {
 
     async fn next_due(&self) -> Duration {
         match self.state.store.read(commands::next_due).await {
-            Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
-                .min(IDLE_POLL),
+            Ok(Some(at)) => {
+                Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(IDLE_POLL)
+            }
             _ => IDLE_POLL,
         }
     }
 
     async fn carry_out(&self, taken: Taken) {
-        let request = taken.request.clone();
+        let request = &taken.request;
         let span = tracing::info_span!(
             "command",
             repo = request.repo.as_ref(),
@@ -130,7 +136,11 @@ impl CommandWorker {
             command = request.command.name(),
             by = request.author.as_str()
         );
-        let _entered = span.enter();
+        self.carry_out_in_span(&taken).instrument(span).await;
+    }
+
+    async fn carry_out_in_span(&self, taken: &Taken) {
+        let request = taken.request.clone();
         if taken.attempts == 0 {
             // 👀 at once: the command was seen, whatever comes of it.
             let (repo, comment, installation) = (

@@ -42,8 +42,8 @@ pub async fn of_repository(state: &AppState, repo: &RepoName) -> Result<Vec<Wher
                         .iter()
                         .find(|h| h.result == "success")
                         .map(|h| h.sha.clone());
-                    let lock = locks::holding(c, environment, now)?
-                        .map(|l| (l.locked_by, l.reason));
+                    let lock =
+                        locks::holding(c, environment, now)?.map(|l| (l.locked_by, l.reason));
                     Ok(Where {
                         environment: environment.clone(),
                         running,
@@ -88,7 +88,11 @@ pub(super) async fn answer(state: &AppState, repo: &RepoName) -> Result<String, 
             .active
             .iter()
             .map(|(id, sha, state, by)| {
-                format!("{state} `{}` ({id}, by {})", &sha[..sha.len().min(7)], quiet(by))
+                format!(
+                    "{state} `{}` ({id}, by {})",
+                    &sha[..sha.len().min(7)],
+                    quiet(by)
+                )
             })
             .collect();
         let active = if active.is_empty() {
