@@ -1031,7 +1031,7 @@ _deployhook() {
             return 0
             ;;
         deployhook__subcmd__serve)
-            opts="-h -V --listen --insecure-skip-signature --github-api-url --config --public-url --environment --branch --required-contexts --checks --checks-timeout --deploy-command --deploy-timeout --pass-env --database --database-sync --database-log-limit --retain-deliveries --retain-deploys --checks-poll --max-concurrent-deploys --policy --on-interrupt --outbox-max-age --max-connections --max-connections-per-client --trusted-proxies --github-client-id --github-web-url --permission-cache --header-timeout --shutdown-timeout --lease --log-deploy-output --log-format --env-file --help --version"
+            opts="-h -V --listen --insecure-skip-signature --github-api-url --config --public-url --environment --branch --required-contexts --checks --checks-timeout --deploy-command --deploy-timeout --pass-env --database --database-sync --database-log-limit --retain-deliveries --retain-deploys --checks-poll --max-concurrent-deploys --policy --on-interrupt --outbox-max-age --max-connections --max-connections-per-client --trusted-proxies --github-client-id --github-web-url --permission-cache --command-prefix --command-environment --header-timeout --shutdown-timeout --lease --log-deploy-output --log-format --env-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1146,6 +1146,14 @@ _deployhook() {
                     return 0
                     ;;
                 --permission-cache)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --command-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --command-environment)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

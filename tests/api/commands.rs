@@ -483,6 +483,10 @@ async fn lock_wcid_unlock_help_and_a_branch_deploy_by_comment() {
         "{wcid}"
     );
     assert!(wcid.contains("**staging**"), "{wcid}");
+    // The same answer is a section of the dashboard.
+    let cookie = app.sign_in(ADMIN_TOKEN).await;
+    let live = app.page("/dashboard/live", &cookie).await;
+    assert!(live.contains("What runs where"), "{live}");
     let help = last_reply(&said(&requests, 403));
     for command in [
         ".deploy to ENV",

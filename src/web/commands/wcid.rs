@@ -20,53 +20,112 @@ pub struct Where {
     pub lock: Option<(String, String)>,
 }
 
+/// Repositories the dashboard's section shows at most.
+const MAX_SHOWN: usize = 20;
+
 /// Where `repo` deploys, environment by environment.
 pub async fn of_repository(state: &AppState, repo: &RepoName) -> Result<Vec<Where>, Refused> {
-    let environments: Vec<String> = state
-        .environments
-        .iter()
-        .filter(|e| e.accepts(repo))
-        .map(|e| e.name.to_string())
-        .collect();
+    let environments = environments_of(state, repo);
     let name = repo.to_string();
     state
         .store
         .read(move |c| {
-            let now = now_ms();
             let active = views::active_jobs(c)?;
-            environments
+            places(c, &name, &environments, &active, now_ms())
+        })
+        .await
+        .map_err(|err| unavailable(&err))
+}
+
+/// Where each repository deploys, for the dashboard: those configured by name or with
+/// deploys on record that `can_read` allows, at most [`MAX_SHOWN`], by name.
+pub async fn everywhere(
+    state: &AppState,
+    can_read: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, Vec<Where>)>, crate::store::StoreError> {
+    let known = state
+        .store
+        .read(|c| views::known_repositories(c, None, 10 * MAX_SHOWN))
+        .await?;
+    // Those named in the configuration too: a new install shows where each will deploy.
+    let mut all: std::collections::BTreeSet<String> =
+        known.iter().map(|r| r.to_ascii_lowercase()).collect();
+    for environment in state.environments.iter() {
+        for pattern in &environment.repositories {
+            if let crate::config::RepoPattern::Exact(repo) = pattern {
+                all.insert(repo.clone());
+            }
+        }
+    }
+    let shown: Vec<(String, Vec<String>)> = all
+        .into_iter()
+        .filter(|r| can_read(r))
+        .filter_map(|r| {
+            let repo = RepoName::parse(&r).ok()?;
+            Some((r, environments_of(state, &repo)))
+        })
+        .take(MAX_SHOWN)
+        .collect();
+    state
+        .store
+        .read(move |c| {
+            let (active, now) = (views::active_jobs(c)?, now_ms());
+            shown
                 .iter()
-                .map(|environment| {
-                    let history = views::deploy_history(c, &name, environment)?;
-                    let running = history
-                        .iter()
-                        .find(|h| h.result == "success")
-                        .map(|h| h.sha.clone());
-                    let lock =
-                        locks::holding(c, environment, now)?.map(|l| (l.locked_by, l.reason));
-                    Ok(Where {
-                        environment: environment.clone(),
-                        running,
-                        active: active
-                            .iter()
-                            .filter(|j| &j.environment == environment)
-                            .filter(|j| j.repository.eq_ignore_ascii_case(&name))
-                            .map(|j| {
-                                (
-                                    j.deployment_id,
-                                    j.sha.clone(),
-                                    j.state.clone(),
-                                    j.deploy_user.clone(),
-                                )
-                            })
-                            .collect(),
-                        lock,
-                    })
+                .map(|(repo, environments)| {
+                    Ok((repo.clone(), places(c, repo, environments, &active, now)?))
                 })
                 .collect()
         })
         .await
-        .map_err(|err| unavailable(&err))
+}
+
+fn environments_of(state: &AppState, repo: &RepoName) -> Vec<String> {
+    state
+        .environments
+        .iter()
+        .filter(|e| e.accepts(repo))
+        .map(|e| e.name.to_string())
+        .collect()
+}
+
+/// `repo` in each of `environments`: what runs, what is active (of `active`), the lock.
+fn places(
+    c: &crate::store::db::Connection,
+    repo: &str,
+    environments: &[String],
+    active: &[views::JobRow],
+    now: i64,
+) -> rusqlite::Result<Vec<Where>> {
+    environments
+        .iter()
+        .map(|environment| {
+            let history = views::deploy_history(c, repo, environment)?;
+            let running = history
+                .iter()
+                .find(|h| h.result == "success")
+                .map(|h| h.sha.clone());
+            let lock = locks::holding(c, environment, now)?.map(|l| (l.locked_by, l.reason));
+            Ok(Where {
+                environment: environment.clone(),
+                running,
+                active: active
+                    .iter()
+                    .filter(|j| &j.environment == environment)
+                    .filter(|j| j.repository.eq_ignore_ascii_case(repo))
+                    .map(|j| {
+                        (
+                            j.deployment_id,
+                            j.sha.clone(),
+                            j.state.clone(),
+                            j.deploy_user.clone(),
+                        )
+                    })
+                    .collect(),
+                lock,
+            })
+        })
+        .collect()
 }
 
 /// `.wcid`'s reply for `repo`.

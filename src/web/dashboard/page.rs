@@ -62,6 +62,44 @@ struct LivePart {
     ended_waits: Vec<WaitView>,
     /// The replicas alive (PostgreSQL; empty on SQLite, where there is one server).
     replicas: Vec<ReplicaView>,
+    /// What runs where, repository by repository: `.wcid`'s answer.
+    where_runs: Vec<WhereView>,
+}
+
+/// One repository in one environment, as `.wcid` tells it.
+struct WhereView {
+    repository: String,
+    environment: String,
+    /// The short commit of the last successful deploy; empty: none yet.
+    running: String,
+    /// What deploys or waits there now.
+    active: String,
+    /// `locked by X: why`; empty: not locked.
+    lock: String,
+}
+
+fn where_views(places: Vec<(String, Vec<crate::web::commands::wcid::Where>)>) -> Vec<WhereView> {
+    let short = |sha: &str| sha.chars().take(7).collect::<String>();
+    places
+        .into_iter()
+        .flat_map(|(repository, places)| {
+            places.into_iter().map(move |place| WhereView {
+                repository: repository.clone(),
+                environment: place.environment,
+                running: place.running.as_deref().map(short).unwrap_or_default(),
+                active: place
+                    .active
+                    .iter()
+                    .map(|(id, sha, state, by)| format!("{state} {} ({id}, by {by})", short(sha)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                lock: place
+                    .lock
+                    .map(|(by, why)| format!("locked by {by}: {why}"))
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -200,7 +238,10 @@ async fn live_part(
             _ => ended_waits.push(view),
         }
     }
+    let where_runs =
+        where_views(crate::web::commands::wcid::everywhere(state, |r| viewer.can_read(r)).await?);
     Ok(LivePart {
+        where_runs,
         approvals: awaiting.into_iter().map(approval_view).collect(),
         form_token,
         locks,
