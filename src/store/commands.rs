@@ -103,20 +103,23 @@ pub fn take_due(conn: &Connection, now: i64) -> rusqlite::Result<Option<Taken>> 
     }))
 }
 
-/// Marks the command of `comment` done, its outcome told as `outcome`.
+/// Marks the command of `comment` done, its outcome told as `outcome`; `false` when it
+/// was done already (another attempt, after this one's hold ended, got there first): the
+/// caller then records nothing of its own, so that what a command does happens once.
 pub fn finish(
     conn: &Connection,
     repo: &RepoName,
     comment: u64,
     outcome: &str,
     now: i64,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE commands SET state = 'done', outcome = ?3, updated_at = ?4
-         WHERE repository = ?1 AND comment_id = ?2",
-    )?
-    .execute(params![repo.as_ref(), int_key(comment)?, outcome, now])?;
-    Ok(())
+) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE commands SET state = 'done', outcome = ?3, updated_at = ?4
+             WHERE repository = ?1 AND comment_id = ?2 AND state = 'new'",
+        )?
+        .execute(params![repo.as_ref(), int_key(comment)?, outcome, now])?;
+    Ok(changed == 1)
 }
 
 /// Puts the command of `comment` back, to be taken again at `due_at`.

@@ -652,3 +652,87 @@ async fn a_deploy_waiting_for_approval_is_approved_by_a_reviewers_comment() {
     );
     let _ = WAIT;
 }
+
+#[tokio::test]
+async fn hostile_comments_get_plain_answers_and_github_down_puts_a_command_back() {
+    let app = commands_app().await;
+    // A would-be link, a mention and HTML in an environment's name: the reply quotes none.
+    app.post_webhook(
+        "issue_comment",
+        &comment(
+            800,
+            42,
+            "wes-writer",
+            ".deploy to [x](https://evil.example)@octocat<b>",
+            "created",
+        ),
+    )
+    .await;
+    let reply = last_reply(&wait_for_end(&app, 800).await);
+    assert!(reply.contains("no environment"), "{reply}");
+    for bad in ["](", "<b>", "@octocat"] {
+        assert!(!reply.contains(bad), "{bad:?} in {reply:?}");
+    }
+    // A branch name that would climb out of the URL path is no branch.
+    app.post_webhook(
+        "issue_comment",
+        &comment(
+            801,
+            42,
+            "wes-writer",
+            ".deploy ../../orgs to staging",
+            "created",
+        ),
+    )
+    .await;
+    assert!(last_reply(&wait_for_end(&app, 801).await).contains("is not a branch name"));
+    // A comment far longer than a command line: only its first line is read.
+    let long = format!(".wcid\n{}", "x".repeat(60_000));
+    let answer = app
+        .post_webhook(
+            "issue_comment",
+            &comment(802, 42, "rita-reader", &long, "created"),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    assert!(last_reply(&wait_for_end(&app, 802).await).starts_with("Where acme/app deploys"));
+    // GitHub cannot say what gus may do: the command waits and is tried again, unanswered.
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/repos/{REPO}/collaborators/gus-ghost/permission"
+        )))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&app.github)
+        .await;
+    app.post_webhook(
+        "issue_comment",
+        &comment(803, 42, "gus-ghost", ".lock staging trying", "created"),
+    )
+    .await;
+    let db = app.database();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (state, attempts, due, updated): (String, i64, i64, i64) = db
+            .query_row(
+                "SELECT state, attempts, due_at, updated_at FROM commands WHERE comment_id = 803",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        if attempts == 1 && due - updated >= 10_000 {
+            assert_eq!(state, "new", "put back, not done");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never put back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.wait_for_github("the 👀", |r| !said(r, 803).is_empty())
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let heard = said(&app.github_requests().await, 803);
+    assert_eq!(
+        heard,
+        [Said::Reaction("eyes".into())],
+        "seen, not answered yet"
+    );
+}

@@ -29,7 +29,9 @@ fn a_comment_is_recorded_once_and_taken_once_until_its_hold_ends() {
         assert!(take_due(c, 5_000 + HOLD_MS - 1).unwrap().is_none());
         let again = take_due(c, 5_000 + HOLD_MS).unwrap().unwrap();
         assert_eq!(again.attempts, 1);
-        finish(c, &again.request.repo, 1, "deployed", 70_000).unwrap();
+        assert!(finish(c, &again.request.repo, 1, "deployed", 70_000).unwrap());
+        // The first attempt, back after its hold ended, finds it done.
+        assert!(!finish(c, &taken.request.repo, 1, "deployed", 71_000).unwrap());
         assert!(take_due(c, i64::MAX / 2).unwrap().is_none());
         assert_eq!(next_due(c).unwrap(), None);
     });
@@ -59,4 +61,91 @@ fn the_reply_is_remembered_per_comment() {
         assert_eq!(reply_of(c, "acme/app", 1).unwrap(), Some(555));
         assert_eq!(reply_of(c, "acme/app", 2).unwrap(), None);
     });
+}
+
+mod properties {
+    //! The invariant people rely on: a comment's command is done once — never twice however
+    //! often it is delivered, taken, or its worker stops half-way, and never lost: once the
+    //! worker runs long enough, every command delivered is done.
+
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::tests::database;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Comment `k` delivered (again, perhaps).
+        Deliver(u64),
+        /// The worker takes what is due.
+        Take,
+        /// The `i`-th attempt held finishes (the command's effect recorded with it).
+        Finish(usize),
+        /// The worker stops: the attempts it held are forgotten.
+        Crash,
+        /// Time passes.
+        Wait(i64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0_u64..5).prop_map(Step::Deliver),
+            Just(Step::Take),
+            (0_usize..4).prop_map(Step::Finish),
+            Just(Step::Crash),
+            (1_i64..2 * HOLD_MS).prop_map(Step::Wait),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_command_is_done_once_and_never_lost(steps in prop::collection::vec(step(), 1..60)) {
+            let c = &database();
+            let mut now = 1_000;
+            let mut delivered = BTreeSet::new();
+            let mut held: Vec<Taken> = Vec::new();
+            let mut done: BTreeMap<u64, u32> = BTreeMap::new();
+            for step in &steps {
+                match step {
+                    Step::Deliver(k) => {
+                        let new = record(c, &request(*k, Command::Wcid), "d", now).unwrap();
+                        prop_assert_eq!(new, delivered.insert(*k), "recorded once: {}", k);
+                    }
+                    Step::Take => {
+                        if let Some(taken) = take_due(c, now).unwrap() {
+                            let k = taken.request.comment_id;
+                            prop_assert!(!done.contains_key(&k), "{} taken after it was done", k);
+                            held.push(taken);
+                        }
+                    }
+                    Step::Finish(i) if *i < held.len() => {
+                        let taken = held.remove(*i);
+                        let k = taken.request.comment_id;
+                        if finish(c, &taken.request.repo, k, "done", now).unwrap() {
+                            *done.entry(k).or_default() += 1;
+                        }
+                    }
+                    Step::Finish(_) => {}
+                    Step::Crash => held.clear(),
+                    Step::Wait(ms) => now += ms,
+                }
+            }
+            prop_assert!(done.values().all(|n| *n == 1), "done twice: {:?}", done);
+            // The worker runs on: everything delivered ends done, once.
+            for _ in 0..=delivered.len() * 2 {
+                now += HOLD_MS;
+                while let Some(taken) = take_due(c, now).unwrap() {
+                    let k = taken.request.comment_id;
+                    prop_assert!(finish(c, &taken.request.repo, k, "done", now).unwrap());
+                    *done.entry(k).or_default() += 1;
+                }
+            }
+            prop_assert_eq!(done.keys().copied().collect::<BTreeSet<_>>(), delivered);
+            prop_assert!(done.values().all(|n| *n == 1), "done twice: {:?}", done);
+        }
+    }
 }

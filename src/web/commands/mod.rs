@@ -203,6 +203,10 @@ impl CommandWorker {
             .write(move |c| {
                 let now = now_ms();
                 let repo = request.repo.as_ref();
+                // First: an attempt that lost its hold to another records nothing.
+                if !commands::finish(c, &request.repo, request.comment_id, &outcome, now)? {
+                    return Ok(());
+                }
                 if let Some((new, audited)) = &answer.deployment {
                     outbox::enqueue_create_deployment(c, new, now)?;
                     audit::record(c, audited)?;
@@ -226,7 +230,7 @@ impl CommandWorker {
                         now,
                     )?;
                 }
-                commands::finish(c, &request.repo, request.comment_id, &outcome, now)
+                Ok(())
             })
             .await?;
         self.state.outbox.wake();
