@@ -397,6 +397,12 @@ async fn every_refusal_is_a_reply_saying_why_and_deploys_nothing() {
         refused.contains(&("stan-stranger".into(), "unlock".into())),
         "{refused:?}"
     );
+    // And each refused deploy: the reader, the fork, red checks, the lock, unknown places.
+    let deploys = refused
+        .iter()
+        .filter(|(_, action)| action == "deploy")
+        .count();
+    assert_eq!(deploys, 7, "{refused:?}");
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 
 use super::{Answer, Retry, deploy, wcid};
 use crate::model::command::{quiet, usage};
-use crate::model::{Actor, Command, CommandRequest, Via};
-use crate::store::approvals;
+use crate::model::{Actor, AuditAction, AuditEntry, Command, CommandRequest, Via};
+use crate::store::{approvals, audit, now_ms};
 use crate::web::AppState;
 use crate::web::admin::{self, Refused};
 use crate::web::approvals::{Verdict, decide};
@@ -35,14 +35,26 @@ pub(super) async fn act(state: &AppState, request: &CommandRequest) -> Result<An
             branch,
             environment,
         } => {
-            deploy::deploy(
+            let deployed = deploy::deploy(
                 state,
                 request,
                 &actor,
                 branch.as_deref(),
                 environment.as_deref(),
             )
-            .await
+            .await;
+            if let Err(refused) = &deployed {
+                refusal_audited(
+                    state,
+                    request,
+                    &actor,
+                    &address,
+                    environment.as_deref(),
+                    refused,
+                )
+                .await;
+            }
+            deployed
         }
         Command::Lock {
             environment,
@@ -113,6 +125,35 @@ pub(super) async fn act(state: &AppState, request: &CommandRequest) -> Result<An
             request.author,
             quiet(&why)
         ))),
+    }
+}
+
+/// A refused `.deploy` in the audit log, as the dashboard's refusals are (GitHub not
+/// answering is no refusal of the person, and is not recorded).
+async fn refusal_audited(
+    state: &AppState,
+    request: &CommandRequest,
+    actor: &Actor,
+    address: &str,
+    environment: Option<&str>,
+    refused: &Refused,
+) {
+    if refused.0 == StatusCode::SERVICE_UNAVAILABLE {
+        return;
+    }
+    let mut entry = AuditEntry::new(now_ms(), actor, AuditAction::Deploy, address)
+        .with_repository(request.repo.as_ref())
+        .with_target(&format!("#{}", request.pull_request));
+    if let Some(environment) = environment {
+        entry = entry.with_environment(environment);
+    }
+    let entry = entry.refused(&refused.1);
+    if let Err(err) = state
+        .store
+        .write(move |c| audit::record(c, &entry).map(drop))
+        .await
+    {
+        tracing::warn!("could not record a refused command in the audit log: {err}");
     }
 }
 
