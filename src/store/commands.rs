@@ -22,14 +22,60 @@ pub struct Taken {
     pub received_at: i64,
 }
 
-/// Records `request`; `false` when its comment was already recorded (nothing changes).
+/// Commands one person may give in one repository within [`PER_AUTHOR_WINDOW_MS`]: on a
+/// public repository anyone may comment, and each command costs GitHub calls and a reply.
+pub const PER_AUTHOR: i64 = 30;
+pub const PER_AUTHOR_WINDOW_MS: i64 = 60 * 60 * 1000;
+
+/// What became of a command delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    New,
+    /// Its comment was recorded before: nothing changes.
+    Again,
+    /// Its author gave [`PER_AUTHOR`] commands in this repository within the hour: not
+    /// recorded, not answered.
+    TooMany,
+}
+
+/// Records `request`, unless its comment was already recorded or its author is over the
+/// limit.
 pub fn record(
     conn: &Connection,
     request: &CommandRequest,
     delivery_id: &str,
     now: i64,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<Recorded> {
+    let recent: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM commands
+                 WHERE repository = ?1 AND author = ?2 AND received_at > ?3 LIMIT ?4) AS recent",
+        )?
+        .query_row(
+            params![
+                request.repo.as_ref(),
+                request.author,
+                now - PER_AUTHOR_WINDOW_MS,
+                PER_AUTHOR
+            ],
+            |row| row.get(0),
+        )?;
     let command = serde_json::to_string(&request.command).expect("a command serializes");
+    if recent >= PER_AUTHOR {
+        let known: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM commands WHERE repository = ?1 AND comment_id = ?2)",
+            )?
+            .query_row(
+                params![request.repo.as_ref(), int_key(request.comment_id)?],
+                |row| row.get(0),
+            )?;
+        return Ok(if known {
+            Recorded::Again
+        } else {
+            Recorded::TooMany
+        });
+    }
     let inserted = conn
         .prepare_cached(
             "INSERT INTO commands (repository, comment_id, pull_request, author, installation,
@@ -47,7 +93,11 @@ pub fn record(
             delivery_id,
             now,
         ])?;
-    Ok(inserted == 1)
+    Ok(if inserted == 1 {
+        Recorded::New
+    } else {
+        Recorded::Again
+    })
 }
 
 /// The oldest command due at `now`, held for [`HOLD_MS`] and counted as an attempt.

@@ -149,13 +149,18 @@ pub fn record(
             }
         }
         Effect::Command(request) => {
-            if commands::record(conn, request, &delivery.delivery_id, now)? {
-                None
-            } else {
-                Some(format!(
+            match commands::record(conn, request, &delivery.delivery_id, now)? {
+                commands::Recorded::New => None,
+                commands::Recorded::Again => Some(format!(
                     "comment {} was already read: a command acts once",
                     request.comment_id
-                ))
+                )),
+                commands::Recorded::TooMany => Some(format!(
+                    "{} gave {} commands in {} within the hour: this one is not read",
+                    request.author,
+                    commands::PER_AUTHOR,
+                    request.repo
+                )),
             }
         }
         Effect::Refuse(job, reason) => {

@@ -19,9 +19,15 @@ fn a_comment_is_recorded_once_and_taken_once_until_its_hold_ends() {
             branch: None,
             environment: Some("staging".into()),
         };
-        assert!(record(c, &request(1, deploy.clone()), "d1", 1_000).unwrap());
+        assert_eq!(
+            record(c, &request(1, deploy.clone()), "d1", 1_000).unwrap(),
+            Recorded::New
+        );
         // The same comment again (a redelivery, or a replay with a new delivery id).
-        assert!(!record(c, &request(1, Command::Help), "d2", 2_000).unwrap());
+        assert_eq!(
+            record(c, &request(1, Command::Help), "d2", 2_000).unwrap(),
+            Recorded::Again
+        );
         let taken = take_due(c, 5_000).unwrap().unwrap();
         assert_eq!(taken.request, request(1, deploy));
         assert_eq!(taken.attempts, 0);
@@ -49,6 +55,39 @@ fn commands_are_taken_oldest_first_and_a_retry_waits_its_time() {
         assert!(take_due(c, 9_999).unwrap().is_none());
         assert_eq!(next_due(c).unwrap(), Some(10_000));
         assert_eq!(take_due(c, 10_000).unwrap().unwrap().request.comment_id, 1);
+    });
+}
+
+#[test]
+fn one_person_gives_a_bounded_number_of_commands_an_hour_per_repository() {
+    each_engine(|c| {
+        let start = 10_000_000;
+        for n in 0..PER_AUTHOR {
+            let n = u64::try_from(n).unwrap();
+            assert_eq!(
+                record(c, &request(n, Command::Wcid), "d", start + 1).unwrap(),
+                Recorded::New
+            );
+        }
+        let over = u64::try_from(PER_AUTHOR).unwrap();
+        assert_eq!(
+            record(c, &request(over, Command::Wcid), "d", start + 2).unwrap(),
+            Recorded::TooMany
+        );
+        // A replay of one already recorded is still just that.
+        assert_eq!(
+            record(c, &request(0, Command::Wcid), "d", start + 3).unwrap(),
+            Recorded::Again
+        );
+        // Someone else is not held back, nor the same person an hour later.
+        let mut other = request(over + 1, Command::Wcid);
+        other.author = "ada".into();
+        assert_eq!(record(c, &other, "d", start + 4).unwrap(), Recorded::New);
+        let later = start + PER_AUTHOR_WINDOW_MS + 2;
+        assert_eq!(
+            record(c, &request(over + 2, Command::Wcid), "d", later).unwrap(),
+            Recorded::New
+        );
     });
 }
 
@@ -113,7 +152,8 @@ mod properties {
                 match step {
                     Step::Deliver(k) => {
                         let new = record(c, &request(*k, Command::Wcid), "d", now).unwrap();
-                        prop_assert_eq!(new, delivered.insert(*k), "recorded once: {}", k);
+                        let expected = if delivered.insert(*k) { Recorded::New } else { Recorded::Again };
+                        prop_assert_eq!(new, expected, "recorded once: {}", k);
                     }
                     Step::Take => {
                         if let Some(taken) = take_due(c, now).unwrap() {

@@ -22,3 +22,4 @@ CREATE TABLE commands (
 ) WITHOUT ROWID;
 CREATE INDEX commands_due ON commands (state, due_at);
 CREATE INDEX commands_by_time ON commands (updated_at);
+CREATE INDEX commands_by_author ON commands (repository, author, received_at);
