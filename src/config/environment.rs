@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Access, DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT};
+use crate::config::{Access, DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT, Patterns};
 use crate::model::{
     ApprovalRule, DEPLOY_TASK, DeployJob, Environment, OnInterrupt, Policy, RepoName, Required,
 };
@@ -61,6 +61,24 @@ pub struct EnvironmentConfig {
     pub approval: Option<ApprovalRule>,
     /// Who may do what here, beyond the defaults of their repository permission.
     pub access: Access,
+    /// What deploys here besides (or instead of) merges; see [`Triggers`].
+    pub triggers: Triggers,
+}
+
+/// Where merges deploy, and what else does: `paths` narrow the merges that deploy here to
+/// those that change a matching file; `tags` and `releases` deploy a tag's commit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Triggers {
+    /// A merge deploys here only when it changes a file matching one of these since the
+    /// environment's last successful deploy of its repository (read with GitHub's compare
+    /// API by the outbox worker). Empty: every merge deploys.
+    pub paths: Patterns,
+    /// A pushed tag whose name matches one of these deploys its commit here. Empty: none.
+    pub tags: Patterns,
+    /// A published release deploys its tag's commit here.
+    pub releases: bool,
+    /// With `releases`: prereleases deploy too (by default only full releases do).
+    pub prereleases: bool,
 }
 
 impl EnvironmentConfig {
@@ -91,6 +109,7 @@ impl EnvironmentConfig {
             soak: Duration::ZERO,
             approval: None,
             access: Access::default(),
+            triggers: Triggers::default(),
         }
     }
 
