@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::OutboxConfig;
+use crate::config::{EnvironmentConfig, OutboxConfig};
 use crate::github::{CreatedDeployment, GitHubClient, GitHubError};
 use crate::health::Liveness;
 use crate::metrics::Metrics;
@@ -46,14 +46,19 @@ pub struct OutboxWorker {
     metrics: Option<Arc<Metrics>>,
     /// Sends notifications; `None`: events are dropped when they come up.
     notifier: Option<Notifier>,
+    /// Their `paths` decide whether a merge's deployment is created ([`paths`]).
+    environments: Arc<[EnvironmentConfig]>,
 }
 
 mod notifications;
+mod paths;
 
 /// What a call brought back that must be recorded with its completion.
 enum Sent {
     Done,
     Checks(Vec<CheckResult>),
+    /// Not created: the merge changed no file its environment's `paths` match (why).
+    Skipped(String),
 }
 
 impl OutboxWorker {
@@ -66,7 +71,14 @@ impl OutboxWorker {
             alive: Liveness::default(),
             metrics: None,
             notifier: None,
+            environments: Arc::new([]),
         }
+    }
+
+    /// This worker, applying the `paths` of `environments` to the merges it deploys.
+    pub fn with_environments(mut self, environments: Arc<[EnvironmentConfig]>) -> Self {
+        self.environments = environments;
+        self
     }
 
     /// This worker, sending notifications through `notifier`.
@@ -206,6 +218,7 @@ impl OutboxWorker {
                     self.count(&ended);
                 })
             }
+            Ok(Sent::Skipped(why)) => self.record_skipped(&item, why).await,
             Err(err) => self.reschedule(&item, &err).await,
         };
         if let Err(err) = recorded {
@@ -244,6 +257,9 @@ impl OutboxWorker {
                         request.git_ref.short()
                     );
                     return Ok(Sent::Done);
+                }
+                if let Some(why) = self.skipped_by_paths(&github, &repo, request).await? {
+                    return Ok(Sent::Skipped(why));
                 }
                 let created = github.create_deployment(&repo, request).await?;
                 log_created(&repo, *pull_request, request.git_ref.short(), &created);

@@ -50,4 +50,5 @@ mod replicas;
 mod runner;
 mod stand_in;
 mod terminal;
+mod triggers;
 mod waiting;
