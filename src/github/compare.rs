@@ -6,6 +6,7 @@
 //! header); GitHub lists at most [`FILES_CAP`] files for a whole comparison, so a listing
 //! that reaches the cap, or pages left unread past [`MAX_PAGES`], cannot prove that no
 //! matching file changed: [`Comparison::complete`] is then false and the caller deploys.
+//! Also [`GitHubClient::commit_of`]: the commit a release's tag names.
 
 use reqwest::Method;
 use serde::Deserialize;
@@ -97,4 +98,40 @@ fn has_next(response: &reqwest::Response) -> bool {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .any(|link| link.contains("rel=\"next\""))
+}
+
+#[derive(Deserialize)]
+struct Commit {
+    sha: crate::model::CommitSha,
+}
+
+impl GitHubClient {
+    /// `GET /repos/{owner}/{repo}/commits/{ref}`: the commit `git_ref` names. For a tag,
+    /// annotated or not, the tagged commit (GitHub peels the tag object).
+    pub async fn commit_of(
+        &self,
+        repo: &RepoName,
+        git_ref: &str,
+    ) -> Result<crate::model::CommitSha, GitHubError> {
+        let path = format!("/repos/{repo}/commits/{}", path_segment(git_ref));
+        let response = self
+            .send("get_commit", Method::GET, &path, None::<&()>)
+            .await?;
+        let commit: Commit = response.json().await.map_err(GitHubError::Decode)?;
+        Ok(commit.sha)
+    }
+}
+
+/// `git_ref` as one path segment: a tag may hold `#`, `?` or `%`, which would otherwise
+/// end or change the path (`/` stays: GitHub reads refs with slashes in this position).
+fn path_segment(git_ref: &str) -> String {
+    let mut encoded = String::with_capacity(git_ref.len());
+    for byte in git_ref.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }

@@ -52,6 +52,7 @@ pub struct OutboxWorker {
 
 mod notifications;
 mod paths;
+mod tags;
 
 /// What a call brought back that must be recorded with its completion.
 enum Sent {
@@ -59,6 +60,8 @@ enum Sent {
     Checks(Vec<CheckResult>),
     /// Not created: the merge changed no file its environment's `paths` match (why).
     Skipped(String),
+    /// A release's tag names this commit: its deployment is queued next.
+    Resolved(crate::model::CommitSha),
 }
 
 impl OutboxWorker {
@@ -73,12 +76,6 @@ impl OutboxWorker {
             notifier: None,
             environments: Arc::new([]),
         }
-    }
-
-    /// This worker, applying the `paths` of `environments` to the merges it deploys.
-    pub fn with_environments(mut self, environments: Arc<[EnvironmentConfig]>) -> Self {
-        self.environments = environments;
-        self
     }
 
     /// This worker, sending notifications through `notifier`.
@@ -219,6 +216,7 @@ impl OutboxWorker {
                 })
             }
             Ok(Sent::Skipped(why)) => self.record_skipped(&item, why).await,
+            Ok(Sent::Resolved(sha)) => self.record_resolved(&item, sha).await,
             Err(err) => self.reschedule(&item, &err).await,
         };
         if let Err(err) = recorded {
@@ -294,6 +292,7 @@ impl OutboxWorker {
                 );
                 Ok(Sent::Checks(results))
             }
+            Call::ResolveTag(deploy) => self.resolve_tag(&github, deploy).await,
             Call::Notify(_) | Call::Notification { .. } => {
                 unreachable!("notifications never reach GitHub: `deliver` sends them")
             }
@@ -367,6 +366,7 @@ impl OutboxWorker {
                 Call::CreateDeployment { .. } => None,
                 Call::DeploymentStatus { .. }
                 | Call::ReadChecks { .. }
+                | Call::ResolveTag(_)
                 | Call::Notify(_)
                 | Call::Notification { .. } => None,
             };
@@ -467,6 +467,7 @@ fn describe(call: &Call) -> String {
                 &sha[..sha.len().min(7)]
             )
         }
+        Call::ResolveTag(deploy) => tags::describe(deploy),
         Call::Notify(event) => {
             format!("notifying {}", notifications::describe_event(event))
         }

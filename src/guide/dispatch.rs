@@ -9,6 +9,7 @@ use crate::guide::Ignored;
 use crate::guide::checks::{check_run_reported, check_suite_reported, describe, status_reported};
 use crate::guide::process_deployment::{Decision, process_deployment};
 use crate::guide::start_deployment::start_deployment;
+use crate::guide::tags::{release_published, tag_pushed};
 use crate::guide::update_deployment_status::update_deployment_status;
 use crate::model::{CheckReport, Effect, NewDeployment, Outcome};
 use crate::webhook::events::Event;
@@ -126,6 +127,8 @@ pub fn dispatch(
                 Effect::Promote(promotions),
             )
         }
+        Event::Push(event) => tagged(tag_pushed(event, environments)),
+        Event::Release(event) => tagged(release_published(event, environments)),
         Event::Ping(ping) => {
             let message = match ping.hook_id.or(delivery.hook_id) {
                 Some(hook) => format!("pong: hook {hook}"),
@@ -156,6 +159,30 @@ fn merge_message(new: &[NewDeployment]) -> String {
         first.repo,
         first.request.git_ref.short(),
         parts.join("; ")
+    )
+}
+
+/// A pushed tag or a published release: its deployments to create.
+fn tagged(deploys: Result<Vec<crate::model::TagDeploy>, Ignored>) -> (Ack, Effect) {
+    let deploys = match deploys {
+        Ok(deploys) => deploys,
+        Err(ignored) => return (ignored.into(), Effect::None),
+    };
+    let first = &deploys[0];
+    let targets: Vec<&str> = deploys.iter().map(|d| d.environment.as_ref()).collect();
+    let commit = first
+        .sha
+        .as_ref()
+        .map_or("its commit, once resolved", |s| s.short());
+    let message = format!(
+        "tag {} of {}: creating a deployment of {commit} to {}",
+        first.tag,
+        first.repo,
+        targets.join(" and ")
+    );
+    (
+        Ack::new(Outcome::Accepted, message),
+        Effect::DeployTag(deploys),
     )
 }
 

@@ -49,4 +49,7 @@ pub enum Effect {
     AwaitApproval(DeployJob, crate::model::approval::Asked),
     /// Record the deployment as run and failed with this description, without running it.
     Refuse(DeployJob, String),
+    /// A pushed tag or a published release: one deployment of its commit per environment
+    /// whose `tags` or `releases` take it. No merge marks: a tag is a deliberate act.
+    DeployTag(Vec<crate::model::tag::TagDeploy>),
 }

@@ -27,10 +27,12 @@ use crate::store::int_key;
 
 pub mod given_up;
 mod notify;
+mod tags;
 
 pub use notify::{
     NOTIFY_LANE, enqueue_notification, fan_out, notify_checks_ended, notify_deploy, receiver_lane,
 };
+pub use tags::{enqueue_tag, tag_resolved};
 
 /// What a row asks for: a call to GitHub, or a notification.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +49,8 @@ pub enum Call {
     },
     /// Read the check runs and commit statuses of a commit that a merge waits on.
     ReadChecks { repository: String, sha: String },
+    /// Find the commit of a release's tag, then queue its deployment (see [`tags`]).
+    ResolveTag(crate::model::TagDeploy),
     /// Not GitHub's: an event to tell, to be fanned out into one [`Call::Notification`]
     /// per receiver configured for it.
     Notify(Notification),
@@ -65,6 +69,7 @@ impl Call {
             Self::CreateDeployment { repository, .. }
             | Self::DeploymentStatus { repository, .. }
             | Self::ReadChecks { repository, .. } => repository,
+            Self::ResolveTag(deploy) => deploy.repo.as_ref(),
             Self::Notify(event) | Self::Notification { event, .. } => {
                 event.repository.as_ref().map_or("", AsRef::as_ref)
             }
@@ -311,6 +316,7 @@ fn item_from_row(row: &DbRow<'_>) -> rusqlite::Result<Item> {
                 sha: body["sha"].as_str().unwrap_or_default().to_owned(),
             }
         }
+        "resolve_tag" => Call::ResolveTag(serde_json::from_str(&body).map_err(json_error)?),
         "notify" | "notification" => notify::call_from(&kind, &body)?,
         _ => Call::DeploymentStatus {
             repository,

@@ -60,6 +60,7 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         // The clock ends a wait for approval at its deadline.
         Effect::AwaitApproval(..) => (true, false, true),
         Effect::Promote(_) => (false, false, true),
+        Effect::DeployTag(_) => (true, false, false),
     };
     let delivery_id = record.delivery_id.clone();
     let poll_ms = i64::try_from(state.checks_poll.as_millis()).unwrap_or(i64::MAX / 2);

@@ -11,6 +11,10 @@ use crate::model::ids::stored_id;
 use crate::model::merge::InvalidTime;
 use crate::model::{CommitSha, DeploymentId, Environment, HookId, MergedAt, RepoName};
 
+mod tags;
+
+pub use tags::{PushEvent, ReleaseEvent};
+
 /// A delivery's payload, by the event named in `X-GitHub-Event`.
 #[derive(Debug)]
 pub enum Event {
@@ -21,6 +25,9 @@ pub enum Event {
     CheckRun(CheckRunEvent),
     CheckSuite(CheckSuiteEvent),
     Status(StatusEvent),
+    /// A push: of a tag, what `tags` deploy; of a branch, nothing.
+    Push(PushEvent),
+    Release(ReleaseEvent),
     /// An event deployhook does not act on; its JSON was still checked to be well-formed.
     Other {
         name: String,
@@ -53,6 +60,8 @@ impl Event {
             "check_run" => Self::CheckRun(serde_json::from_slice(json)?),
             "check_suite" => Self::CheckSuite(serde_json::from_slice(json)?),
             "status" => Self::Status(serde_json::from_slice(json)?),
+            "push" => Self::Push(serde_json::from_slice(json)?),
+            "release" => Self::Release(serde_json::from_slice(json)?),
             other => Self::Other {
                 name: other.to_owned(),
                 envelope: serde_json::from_slice(json)?,
@@ -70,6 +79,8 @@ impl Event {
             Self::CheckRun(e) => e.action.as_deref(),
             Self::CheckSuite(e) => e.action.as_deref(),
             Self::Status(e) => Some(e.state.as_str()),
+            Self::Push(_) => None,
+            Self::Release(e) => Some(&e.action),
             Self::Other { envelope, .. } => envelope.action.as_deref(),
         }
     }
@@ -84,6 +95,8 @@ impl Event {
             Self::CheckRun(e) => e.repository.as_ref(),
             Self::CheckSuite(e) => e.repository.as_ref(),
             Self::Status(e) => e.repository.as_ref(),
+            Self::Push(e) => e.repository.as_ref(),
+            Self::Release(e) => e.repository.as_ref(),
             Self::Other { envelope, .. } => {
                 return envelope.repository.as_ref().map(|r| r.full_name.as_str());
             }

@@ -293,3 +293,169 @@ async fn a_failing_compare_is_retried_before_the_deployment_is_created() {
     assert_eq!(bodies[0]["ref"], HEAD);
     assert_eq!(compares(&app.github_requests().await).len(), 3);
 }
+
+/// The commit the tags under test name, and an annotated tag's own object.
+const TAGGED: &str = "4444444444444444444444444444444444444444";
+const TAG_OBJECT: &str = "5555555555555555555555555555555555555555";
+
+/// Production deploys pushed `v*` tags (and so, by default, no merges); with `releases`,
+/// published releases instead.
+async fn tagged_app(releases: bool) -> TestApp {
+    spawn_app_with(move |config: &mut Config, _| {
+        let production = &mut config.environments[0];
+        production.deploy_on_merge = false;
+        if releases {
+            production.triggers.releases = true;
+        } else {
+            production.triggers.tags = Patterns::parse(&["v*".to_owned()], "tags").unwrap();
+        }
+    })
+    .await
+}
+
+/// A `push` of `git_ref`, shaped as GitHub sends it: an annotated tag's `after` is the tag
+/// object, its `head_commit` the tagged commit.
+fn push(git_ref: &str, deleted: bool) -> Vec<u8> {
+    let merged = fixture_json("pull_request.closed.merged.json");
+    let (after, head_commit) = if deleted {
+        (
+            "0000000000000000000000000000000000000000".to_owned(),
+            Value::Null,
+        )
+    } else {
+        (
+            TAG_OBJECT.to_owned(),
+            json!({"id": TAGGED, "tree_id": BASE, "distinct": true, "message": "Release",
+                   "timestamp": "2026-03-03T14:10:00Z"}),
+        )
+    };
+    json!({
+        "ref": git_ref, "before": if deleted { TAGGED } else { "0000000000000000000000000000000000000000" },
+        "after": after, "created": !deleted, "deleted": deleted, "forced": false,
+        "base_ref": null, "compare": "https://github.com/acme/widgets/compare/v1.2.0",
+        "commits": [], "head_commit": head_commit,
+        "pusher": {"name": "octo-dev", "email": "octo-dev@example.com"},
+        "repository": merged["repository"], "sender": merged["sender"],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A `release` event: `action` on release `tag`, a draft or a prerelease as told.
+fn release(action: &str, tag: &str, draft: bool, prerelease: bool) -> Vec<u8> {
+    let merged = fixture_json("pull_request.closed.merged.json");
+    json!({
+        "action": action,
+        "release": {
+            "id": 170001, "tag_name": tag, "target_commitish": "main", "name": "Spring",
+            "draft": draft, "prerelease": prerelease, "author": merged["sender"],
+            "created_at": "2026-03-03T14:10:00Z", "published_at": "2026-03-03T14:11:00Z",
+            "assets": [], "body": "Notes",
+        },
+        "repository": merged["repository"], "sender": merged["sender"],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_pushed_tag_that_matches_deploys_its_commit_and_others_do_not() {
+    let app = tagged_app(false).await;
+    for (body, says) in [
+        (
+            push("refs/tags/nightly-3", false),
+            "tag nightly-3 of acme/widgets matches no environment's tags",
+        ),
+        (push("refs/tags/v1.1.0", true), "tag v1.1.0 was deleted"),
+        (push("refs/heads/main", false), "only pushed tags deploy"),
+        (
+            merged_pull_request(7, HEAD, "2026-03-03T14:00:00Z"),
+            "production deploys only deployments made by hand",
+        ),
+    ] {
+        let event = if says.contains("by hand") {
+            "pull_request"
+        } else {
+            "push"
+        };
+        let ack = post(&app, event, &body).await;
+        crate::helpers::assert_ack(&ack, "ignored", says);
+    }
+    let ack = post(&app, "push", &push("refs/tags/v1.2.0", false)).await;
+    crate::helpers::assert_ack(
+        &ack,
+        "accepted",
+        "tag v1.2.0 of acme/widgets: creating a deployment of 4444444 to production",
+    );
+    let bodies = wait_for_created(&app, 1).await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(
+        bodies[0]["ref"], TAGGED,
+        "the tagged commit, not the tag object"
+    );
+    assert_eq!(bodies[0]["payload"]["tag"], "v1.2.0");
+    assert_eq!(bodies[0]["description"], "Deploy tag v1.2.0");
+    assert!(
+        bodies[0]["payload"].get("merged_at").is_none(),
+        "{}",
+        bodies[0]
+    );
+}
+
+#[tokio::test]
+async fn a_published_release_deploys_its_tags_commit_and_drafts_and_prereleases_do_not() {
+    let app = tagged_app(true).await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets/commits/v2.0.0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"sha": TAGGED})))
+        .mount(&app.github)
+        .await;
+    for (body, says) in [
+        (
+            release("published", "v2.0.0-rc.1", false, true),
+            "prerelease v2.0.0-rc.1 of acme/widgets deploys nowhere",
+        ),
+        (
+            release("created", "v2.0.0", true, false),
+            "release v2.0.0 was a draft",
+        ),
+        (
+            release("edited", "v2.0.0", false, false),
+            "release v2.0.0 was edited",
+        ),
+    ] {
+        let ack = post(&app, "release", &body).await;
+        crate::helpers::assert_ack(&ack, "ignored", says);
+    }
+    let ack = post(
+        &app,
+        "release",
+        &release("published", "v2.0.0", false, false),
+    )
+    .await;
+    crate::helpers::assert_ack(
+        &ack,
+        "accepted",
+        "creating a deployment of its commit, once resolved",
+    );
+    let bodies = wait_for_created(&app, 1).await;
+    assert_eq!(bodies[0]["ref"], TAGGED);
+    assert_eq!(bodies[0]["payload"]["tag"], "v2.0.0");
+    assert_eq!(bodies[0]["description"], "Deploy release Spring (v2.0.0)");
+    let requests = app.github_requests().await;
+    println!(
+        "What the fake GitHub received for a published release:\n{}",
+        transcript(&requests)
+    );
+    let order: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "GET /repos/acme/widgets/commits/v2.0.0",
+            "POST /repos/acme/widgets/deployments"
+        ]
+    );
+}

@@ -13,7 +13,9 @@
 //! keeps skipped merges harmless: a merge that changed `services/api` and whose deploy
 //! failed, or is still running, is compared again with the next merge, which then deploys.
 
-use crate::config::find_environment;
+use std::sync::Arc;
+
+use crate::config::{EnvironmentConfig, find_environment};
 use crate::github::{GitHubClient, GitHubError};
 use crate::model::{DeploymentRequest, Merge, RepoName};
 use crate::store::outbox::{self, Call, Item};
@@ -22,6 +24,12 @@ use crate::store::{StoreError, jobs, merges};
 use super::OutboxWorker;
 
 impl OutboxWorker {
+    /// This worker, applying the `paths` of `environments` to the merges it deploys.
+    pub fn with_environments(mut self, environments: Arc<[EnvironmentConfig]>) -> Self {
+        self.environments = environments;
+        self
+    }
+
     /// Why the deployment `request` asks for must not be created, if it must not: it
     /// deploys a merge to an environment with `paths`, and no file it changed matches.
     pub(super) async fn skipped_by_paths(
