@@ -39,3 +39,53 @@ pub fn tag_resolved(
     super::complete(conn, id)?;
     enqueue_create_deployment(conn, &deploy.deployment(sha), now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::outbox::{Call, take_due};
+    use crate::store::tests::{each_engine, job};
+
+    fn release(tag: &str) -> TagDeploy {
+        TagDeploy {
+            repo: "acme/widgets".parse().unwrap(),
+            installation: None,
+            tag: tag.to_owned(),
+            sha: None,
+            environment: "production".parse().unwrap(),
+            deploy_user: "octo-dev".into(),
+            description: format!("Deploy release {tag}"),
+            required_contexts: vec![],
+            production_environment: Some(true),
+            transient_environment: None,
+        }
+    }
+
+    #[test]
+    fn a_releases_tag_is_resolved_before_its_deployment_in_the_order_tags_came() {
+        each_engine(|conn| {
+            enqueue_tag(conn, &release("v1.0.0"), 1).unwrap();
+            let mut pushed = release("v1.0.1");
+            let sha: CommitSha = "f19c884ab35c8d243bf9d857d631a5d4f190079f".parse().unwrap();
+            pushed.sha = Some(sha.clone());
+            enqueue_tag(conn, &pushed, 2).unwrap();
+            // One key: the pushed tag's creation waits behind the release's resolution.
+            let taken = take_due(conn, 10, 8).unwrap();
+            assert_eq!(taken.len(), 1, "{taken:?}");
+            let Call::ResolveTag(deploy) = &taken[0].call else {
+                panic!("{:?}", taken[0].call);
+            };
+            assert_eq!(deploy, &release("v1.0.0"));
+            tag_resolved(conn, taken[0].id, deploy, sha, 20).unwrap();
+            let mut created = Vec::new();
+            while let Some(item) = take_due(conn, 30, 8).unwrap().pop() {
+                let Call::CreateDeployment { request, .. } = &item.call else {
+                    panic!("{:?}", item.call);
+                };
+                created.push(request.payload["tag"].as_str().unwrap().to_owned());
+                crate::store::outbox::complete(conn, item.id).unwrap();
+            }
+            assert_eq!(created, ["v1.0.1", "v1.0.0"]);
+        });
+    }
+}
