@@ -342,6 +342,7 @@ pub(in crate::store) fn id_key(id: DeploymentId) -> rusqlite::Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::jobs;
     use crate::store::tests::{each_engine, job};
 
     #[test]

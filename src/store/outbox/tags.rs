@@ -44,7 +44,7 @@ pub fn tag_resolved(
 mod tests {
     use super::*;
     use crate::store::outbox::{Call, take_due};
-    use crate::store::tests::{each_engine, job};
+    use crate::store::tests::each_engine;
 
     fn release(tag: &str) -> TagDeploy {
         TagDeploy {
