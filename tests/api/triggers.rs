@@ -294,6 +294,33 @@ async fn a_failing_compare_is_retried_before_the_deployment_is_created() {
     assert_eq!(compares(&app.github_requests().await).len(), 3);
 }
 
+#[tokio::test]
+async fn a_deployed_commit_github_cannot_compare_with_deploys_rather_than_guess() {
+    let app = monorepo_app().await;
+    deployed(&app, 900_001, BASE).await;
+    // The deployed commit was force-pushed away: GitHub answers 404 for the comparison.
+    Mock::given(method("GET"))
+        .and(path(
+            format!("/repos/acme/widgets/compare/{BASE}...{HEAD}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})))
+        .mount(&app.github)
+        .await;
+    post(
+        &app,
+        "pull_request",
+        &merged_pull_request(7, HEAD, "2026-03-03T14:00:00Z"),
+    )
+    .await;
+    let bodies = wait_for_created(&app, 1).await;
+    assert_eq!(bodies[0]["ref"], HEAD);
+    assert_eq!(
+        compares(&app.github_requests().await).len(),
+        1,
+        "not retried"
+    );
+}
+
 /// The commit the tags under test name, and an annotated tag's own object.
 const TAGGED: &str = "4444444444444444444444444444444444444444";
 const TAG_OBJECT: &str = "5555555555555555555555555555555555555555";
