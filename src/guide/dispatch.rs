@@ -57,7 +57,7 @@ pub fn dispatch(
     match &delivery.event {
         Event::PullRequest(event) => match start_deployment(event, environments) {
             Ok(new) => {
-                let message = merge_message(&new);
+                let message = merge_message(&new, environments);
                 (
                     Ack::new(Outcome::Accepted, message),
                     Effect::CreateDeployment(new),
@@ -141,12 +141,22 @@ pub fn dispatch(
 }
 
 /// What a merge sets in motion, environment by environment.
-fn merge_message(new: &[NewDeployment]) -> String {
+fn merge_message(new: &[NewDeployment], environments: &[EnvironmentConfig]) -> String {
     let first = &new[0];
     let parts: Vec<String> = new
         .iter()
         .map(|n| match &n.gate {
-            None => format!("creating a deployment to {}", n.request.environment),
+            None => {
+                let name = n.request.environment.as_ref();
+                // With `paths`, the outbox worker decides, once it read the changed files.
+                match crate::config::find_environment(environments, name)
+                    .map(|e| &e.triggers.paths)
+                    .filter(|paths| !paths.is_empty())
+                {
+                    Some(paths) => format!("creating a deployment to {name} if it changed {paths}"),
+                    None => format!("creating a deployment to {name}"),
+                }
+            }
             Some(gate) => format!(
                 "waiting for {} before deploying to {}",
                 gate.required, n.request.environment

@@ -158,7 +158,12 @@ async fn a_merge_that_changes_a_matching_file_deploys_and_one_that_does_not_is_s
     deployed(&app, 900_001, BASE).await;
     mount_compare(&app, BASE, HEAD, vec![files("docs/page", 3)]).await;
     let merged = merged_pull_request(7, HEAD, "2026-03-03T14:00:00Z");
-    post(&app, "pull_request", &merged).await;
+    let ack = post(&app, "pull_request", &merged).await;
+    crate::helpers::assert_ack(
+        &ack,
+        "accepted",
+        "creating a deployment to production if it changed [\"services/api/**\", \"Cargo.lock\"]",
+    );
     let message = merge_message(&app, "not deployed").await;
     assert!(
         message.contains(
