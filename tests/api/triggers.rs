@@ -402,10 +402,10 @@ async fn a_pushed_tag_that_matches_deploys_its_commit_and_others_do_not() {
         (push("refs/heads/main", false), "only pushed tags deploy"),
         (
             merged_pull_request(7, HEAD, "2026-03-03T14:00:00Z"),
-            "production deploys only deployments made by hand",
+            "production deploys tags or releases, not merges",
         ),
     ] {
-        let event = if says.contains("by hand") {
+        let event = if says.contains("not merges") {
             "pull_request"
         } else {
             "push"
