@@ -353,16 +353,18 @@ impl OutboxWorker {
             // A merge whose deployment could not be created may ask again: GitHub's
             // Redeliver button then retries it, instead of meeting "already asked".
             let merge = match &item.call {
-                // A promotion recorded no merge: its pull request merged elsewhere.
+                // A promotion (its pull request merged elsewhere) or a tag (#0) recorded no merge.
                 Call::CreateDeployment {
                     repository,
                     pull_request,
                     request,
-                } if request.payload.get("promoted_from").is_none() => Some((
-                    repository.clone(),
-                    *pull_request,
-                    request.environment.clone(),
-                )),
+                } if request.payload.get("promoted_from").is_none() && *pull_request != 0 => {
+                    Some((
+                        repository.clone(),
+                        *pull_request,
+                        request.environment.clone(),
+                    ))
+                }
                 Call::CreateDeployment { .. } => None,
                 Call::DeploymentStatus { .. }
                 | Call::ReadChecks { .. }
