@@ -23,7 +23,8 @@ pub struct EnvironmentConfig {
     /// `None`: each repository's default branch.
     pub branch: Option<String>,
     /// Whether a merged pull request creates a deployment to this environment (otherwise
-    /// only deployments made by hand run here).
+    /// only deployments made by hand, and `triggers`' tags or releases, run here). The
+    /// config file's default: yes, unless `tags` or `releases` are set.
     pub deploy_on_merge: bool,
     pub required_contexts: Vec<String>,
     /// The `deploy` task's argv; never empty.
