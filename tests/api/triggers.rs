@@ -432,6 +432,22 @@ async fn a_pushed_tag_that_matches_deploys_its_commit_and_others_do_not() {
         "{}",
         bodies[0]
     );
+
+    // GitHub's `deployment` event for it runs the deploy command, which reads the tag.
+    let mut deployment = fixture_json("deployment.created.json");
+    deployment["deployment"]["id"] = json!(900_002);
+    deployment["deployment"]["sha"] = json!(TAGGED);
+    deployment["deployment"]["ref"] = json!(TAGGED);
+    deployment["deployment"]["payload"] = bodies[0]["payload"].clone();
+    post(&app, "deployment", deployment.to_string().as_bytes()).await;
+    let statuses = app.wait_for_final_status(900_002).await;
+    assert_eq!(statuses.last().unwrap().state, "success", "{statuses:?}");
+    let env = std::fs::read_to_string(app.dir.path().join("env.txt")).unwrap();
+    assert!(
+        env.lines()
+            .any(|l| l.starts_with("DEPLOYHOOK_PAYLOAD=") && l.contains(r#""tag":"v1.2.0""#)),
+        "{env}"
+    );
 }
 
 #[tokio::test]
