@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Access, DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT};
+use crate::config::{Access, DEFAULT_LOG_LIMIT, DEFAULT_TIMEOUT, Patterns};
 use crate::model::{
     ApprovalRule, DEPLOY_TASK, DeployJob, Environment, OnInterrupt, Policy, RepoName, Required,
 };
@@ -23,7 +23,8 @@ pub struct EnvironmentConfig {
     /// `None`: each repository's default branch.
     pub branch: Option<String>,
     /// Whether a merged pull request creates a deployment to this environment (otherwise
-    /// only deployments made by hand run here).
+    /// only deployments made by hand, and `triggers`' tags or releases, run here). The
+    /// config file's default: yes, unless `tags` or `releases` are set.
     pub deploy_on_merge: bool,
     pub required_contexts: Vec<String>,
     /// The `deploy` task's argv; never empty.
@@ -64,6 +65,8 @@ pub struct EnvironmentConfig {
     /// Whether a pull request's head (or a branch) may be deployed here by a comment
     /// command before it is merged, and whether its checks must be green first.
     pub branch_deploys: BranchDeploys,
+    /// What deploys here besides (or instead of) merges; see [`Triggers`].
+    pub triggers: Triggers,
 }
 
 /// `branch_deploys`: what `.deploy` in a pull request may send to an environment before
@@ -78,6 +81,22 @@ pub enum BranchDeploys {
     Any,
     /// Never: only merges (and deployments made by hand) reach this environment.
     Off,
+}
+
+/// Where merges deploy, and what else does: `paths` narrow the merges that deploy here to
+/// those that change a matching file; `tags` and `releases` deploy a tag's commit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Triggers {
+    /// A merge deploys here only when it changes a file matching one of these since the
+    /// environment's last successful deploy of its repository (read with GitHub's compare
+    /// API by the outbox worker). Empty: every merge deploys.
+    pub paths: Patterns,
+    /// A pushed tag whose name matches one of these deploys its commit here. Empty: none.
+    pub tags: Patterns,
+    /// A published release deploys its tag's commit here.
+    pub releases: bool,
+    /// With `releases`: prereleases deploy too (by default only full releases do).
+    pub prereleases: bool,
 }
 
 impl EnvironmentConfig {
@@ -109,6 +128,7 @@ impl EnvironmentConfig {
             approval: None,
             access: Access::default(),
             branch_deploys: BranchDeploys::default(),
+            triggers: Triggers::default(),
         }
     }
 

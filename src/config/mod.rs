@@ -9,6 +9,7 @@ pub mod access;
 pub mod environment;
 pub mod file;
 pub mod notify;
+pub mod patterns;
 pub mod proxies;
 
 use std::net::SocketAddr;
@@ -21,9 +22,10 @@ use crate::webhook::signature::WebhookSecrets;
 
 pub use access::{Access, Grantee};
 pub use environment::{
-    DEFAULT_CHECKS_TIMEOUT, EnvVars, EnvironmentConfig, RepoPattern, find_environment,
+    DEFAULT_CHECKS_TIMEOUT, EnvVars, EnvironmentConfig, RepoPattern, Triggers, find_environment,
 };
 pub use notify::{NotifyConfig, NotifyKind};
+pub use patterns::Patterns;
 pub use proxies::TrustedProxies;
 
 /// How long a deploy may run unless configured otherwise.

@@ -16,8 +16,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::OutboxConfig;
-use crate::github::{CreatedDeployment, GitHubClient, GitHubError};
+use crate::config::{EnvironmentConfig, OutboxConfig};
+use crate::github::{GitHubClient, GitHubError};
 use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::model::{CheckResult, DeploymentId, RepoName};
@@ -25,6 +25,7 @@ use crate::notify::Notifier;
 use crate::store::outbox::{self, Call, Item};
 use crate::store::{Store, StoreError, now_ms};
 use crate::store::{merges, waits};
+use lines::{describe, log_created};
 
 /// Calls in flight at once, across ordering keys.
 const CONCURRENCY: usize = 8;
@@ -46,15 +47,24 @@ pub struct OutboxWorker {
     metrics: Option<Arc<Metrics>>,
     /// Sends notifications; `None`: events are dropped when they come up.
     notifier: Option<Notifier>,
+    /// Their `paths` decide whether a merge's deployment is created ([`paths`]).
+    environments: Arc<[EnvironmentConfig]>,
 }
 
+mod lines;
 mod notifications;
+mod paths;
 mod replies;
+mod tags;
 
 /// What a call brought back that must be recorded with its completion.
 enum Sent {
     Done,
     Checks(Vec<CheckResult>),
+    /// Not created: the merge changed no file its environment's `paths` match (why).
+    Skipped(String),
+    /// A release's tag names this commit: its deployment is queued next.
+    Resolved(crate::model::CommitSha),
 }
 
 impl OutboxWorker {
@@ -67,6 +77,7 @@ impl OutboxWorker {
             alive: Liveness::default(),
             metrics: None,
             notifier: None,
+            environments: Arc::new([]),
         }
     }
 
@@ -207,6 +218,8 @@ impl OutboxWorker {
                     self.count(&ended);
                 })
             }
+            Ok(Sent::Skipped(why)) => self.record_skipped(&item, why).await,
+            Ok(Sent::Resolved(sha)) => self.record_resolved(&item, sha).await,
             Err(err) => self.reschedule(&item, &err).await,
         };
         if let Err(err) = recorded {
@@ -246,6 +259,9 @@ impl OutboxWorker {
                     );
                     return Ok(Sent::Done);
                 }
+                if let Some(why) = self.skipped_by_paths(&github, &repo, request).await? {
+                    return Ok(Sent::Skipped(why));
+                }
                 let created = github.create_deployment(&repo, request).await?;
                 log_created(&repo, *pull_request, request.git_ref.short(), &created);
                 Ok(Sent::Done)
@@ -283,6 +299,7 @@ impl OutboxWorker {
                 replies::send(&github, &self.store, &item.call).await?;
                 Ok(Sent::Done)
             }
+            Call::ResolveTag(deploy) => self.resolve_tag(&github, deploy).await,
             Call::Notify(_) | Call::Notification { .. } => {
                 unreachable!("notifications never reach GitHub: `deliver` sends them")
             }
@@ -343,21 +360,24 @@ impl OutboxWorker {
             // A merge whose deployment could not be created may ask again: GitHub's
             // Redeliver button then retries it, instead of meeting "already asked".
             let merge = match &item.call {
-                // A promotion recorded no merge: its pull request merged elsewhere.
+                // A promotion (its pull request merged elsewhere) or a tag (#0) recorded no merge.
                 Call::CreateDeployment {
                     repository,
                     pull_request,
                     request,
-                } if request.payload.get("promoted_from").is_none() => Some((
-                    repository.clone(),
-                    *pull_request,
-                    request.environment.clone(),
-                )),
+                } if request.payload.get("promoted_from").is_none() && *pull_request != 0 => {
+                    Some((
+                        repository.clone(),
+                        *pull_request,
+                        request.environment.clone(),
+                    ))
+                }
                 Call::CreateDeployment { .. } => None,
                 Call::DeploymentStatus { .. }
                 | Call::ReadChecks { .. }
                 | Call::React { .. }
                 | Call::Reply { .. }
+                | Call::ResolveTag(_)
                 | Call::Notify(_)
                 | Call::Notification { .. } => None,
             };
@@ -432,57 +452,4 @@ fn parse_repo(name: &str) -> Result<RepoName, GitHubError> {
         message: e.to_string(),
         retry_after: None,
     })
-}
-
-fn describe(call: &Call) -> String {
-    match call {
-        Call::CreateDeployment {
-            repository,
-            pull_request,
-            request,
-        } => format!(
-            "creating the deployment of {repository}@{} for pull request #{pull_request}",
-            request.git_ref.short()
-        ),
-        Call::DeploymentStatus {
-            repository,
-            deployment_id,
-            request,
-        } => format!(
-            "posting status {} of deployment {deployment_id} of {repository}",
-            request.state.as_str()
-        ),
-        Call::ReadChecks { repository, sha } => {
-            format!(
-                "reading the checks of {repository}@{}",
-                &sha[..sha.len().min(7)]
-            )
-        }
-        Call::React { .. } | Call::Reply { .. } => replies::describe(call),
-        Call::Notify(event) => {
-            format!("notifying {}", notifications::describe_event(event))
-        }
-        Call::Notification {
-            receiver, event, ..
-        } => format!(
-            "sending {} to {}",
-            notifications::describe_event(event),
-            Notifier::describe(receiver)
-        ),
-    }
-}
-
-fn log_created(repo: &RepoName, pull_request: u64, sha: &str, created: &CreatedDeployment) {
-    match created {
-        CreatedDeployment::Created(id) => tracing::info!(
-            repo = repo.as_ref(),
-            deployment = id.get(),
-            "created deployment {id} of {repo}@{sha} for pull request #{pull_request}"
-        ),
-        CreatedDeployment::MergedInstead(message) => tracing::warn!(
-            repo = repo.as_ref(),
-            "GitHub created no deployment of {repo}@{sha} for pull request #{pull_request} \
-             (202: {message}); it merged instead of deploying, so there is nothing to run"
-        ),
-    }
 }

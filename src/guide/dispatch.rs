@@ -10,6 +10,7 @@ use crate::guide::checks::{check_run_reported, check_suite_reported, describe, s
 use crate::guide::comment_command::comment_command;
 use crate::guide::process_deployment::{Decision, process_deployment};
 use crate::guide::start_deployment::start_deployment;
+use crate::guide::tags::{release_published, tag_pushed};
 use crate::guide::update_deployment_status::update_deployment_status;
 use crate::model::{CheckReport, Effect, NewDeployment, Outcome};
 use crate::webhook::events::Event;
@@ -59,7 +60,7 @@ pub fn dispatch(
     match &delivery.event {
         Event::PullRequest(event) => match start_deployment(event, environments) {
             Ok(new) => {
-                let message = merge_message(&new);
+                let message = merge_message(&new, environments);
                 (
                     Ack::new(Outcome::Accepted, message),
                     Effect::CreateDeployment(new),
@@ -144,6 +145,8 @@ pub fn dispatch(
             }
             Err(ignored) => (ignored.into(), Effect::None),
         },
+        Event::Push(event) => tagged(tag_pushed(event, environments)),
+        Event::Release(event) => tagged(release_published(event, environments)),
         Event::Ping(ping) => {
             let message = match ping.hook_id.or(delivery.hook_id) {
                 Some(hook) => format!("pong: hook {hook}"),
@@ -156,12 +159,22 @@ pub fn dispatch(
 }
 
 /// What a merge sets in motion, environment by environment.
-fn merge_message(new: &[NewDeployment]) -> String {
+fn merge_message(new: &[NewDeployment], environments: &[EnvironmentConfig]) -> String {
     let first = &new[0];
     let parts: Vec<String> = new
         .iter()
         .map(|n| match &n.gate {
-            None => format!("creating a deployment to {}", n.request.environment),
+            None => {
+                let name = n.request.environment.as_ref();
+                // With `paths`, the outbox worker decides, once it read the changed files.
+                match crate::config::find_environment(environments, name)
+                    .map(|e| &e.triggers.paths)
+                    .filter(|paths| !paths.is_empty())
+                {
+                    Some(paths) => format!("creating a deployment to {name} if it changed {paths}"),
+                    None => format!("creating a deployment to {name}"),
+                }
+            }
             Some(gate) => format!(
                 "waiting for {} before deploying to {}",
                 gate.required, n.request.environment
@@ -174,6 +187,30 @@ fn merge_message(new: &[NewDeployment]) -> String {
         first.repo,
         first.request.git_ref.short(),
         parts.join("; ")
+    )
+}
+
+/// A pushed tag or a published release: its deployments to create.
+fn tagged(deploys: Result<Vec<crate::model::TagDeploy>, Ignored>) -> (Ack, Effect) {
+    let deploys = match deploys {
+        Ok(deploys) => deploys,
+        Err(ignored) => return (ignored.into(), Effect::None),
+    };
+    let first = &deploys[0];
+    let targets: Vec<&str> = deploys.iter().map(|d| d.environment.as_ref()).collect();
+    let commit = first
+        .sha
+        .as_ref()
+        .map_or("its commit, once resolved", |s| s.short());
+    let message = format!(
+        "tag {} of {}: creating a deployment of {commit} to {}",
+        first.tag,
+        first.repo,
+        targets.join(" and ")
+    );
+    (
+        Ack::new(Outcome::Accepted, message),
+        Effect::DeployTag(deploys),
     )
 }
 

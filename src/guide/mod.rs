@@ -1,7 +1,8 @@
 //! The guide's three handlers, still named after the sample's methods —
 //! [`start_deployment`] (a merged pull request asks for a deployment),
 //! [`process_deployment`] (a deployment becomes a job to run) and
-//! [`update_deployment_status`] (a status is recorded) — and the [`dispatch`] that routes a
+//! [`update_deployment_status`] (a status is recorded) — [`tags`] (a pushed tag or a
+//! published release asks for deployments of its commit) and the [`dispatch`] that routes a
 //! delivery to them. They decide only: what they decide is recorded by the store and
 //! carried out by the workers; they know nothing of HTTP, SQL or processes.
 //!
@@ -13,6 +14,7 @@ pub mod dispatch;
 pub mod process_deployment;
 pub mod rollback;
 pub mod start_deployment;
+pub mod tags;
 pub mod update_deployment_status;
 
 pub use dispatch::{Ack, dispatch};

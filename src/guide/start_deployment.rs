@@ -82,6 +82,12 @@ fn deploys_here(
         return Err(format!("{name} does not list {}", repository.full_name));
     }
     if !environment.deploy_on_merge {
+        let triggers = &environment.triggers;
+        if !triggers.tags.is_empty() || triggers.releases {
+            return Err(format!(
+                "{name} deploys tags or releases, not merges (deploy_on_merge = true adds them)"
+            ));
+        }
         return Err(format!("{name} deploys only deployments made by hand"));
     }
     if let Some(from) = &environment.promote_from {

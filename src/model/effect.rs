@@ -51,4 +51,7 @@ pub enum Effect {
     Refuse(DeployJob, String),
     /// A command written in a pull-request comment, for the command worker to carry out.
     Command(crate::model::CommandRequest),
+    /// A pushed tag or a published release: one deployment of its commit per environment
+    /// whose `tags` or `releases` take it. No merge marks: a tag is a deliberate act.
+    DeployTag(Vec<crate::model::tag::TagDeploy>),
 }

@@ -3,7 +3,7 @@
 //! delivery leads to, the order of merges, the policies a queue follows, where the database
 //! is (password masked when shown), the short texts sent to GitHub, the notifications a
 //! team is sent, who acts and what their role lets them do (`people`), what the audit log
-//! records of what they did (`audit`), and who a client is for the caps on what one may
+//! records of what they did (`audit`), what a tag or release deploys (`tag`), and who a client is for the caps on what one may
 //! hold.
 //! Defined here, at the bottom, so that the layers above can speak of them without
 //! importing one another.
@@ -24,6 +24,7 @@ pub mod notification;
 pub mod people;
 pub mod policy;
 pub mod rollback;
+pub mod tag;
 pub mod text;
 
 pub use approval::ApprovalRule;
@@ -44,3 +45,4 @@ pub use merge::{Merge, MergedAt};
 pub use notification::{Notification, NotificationKind};
 pub use people::{Action, Actor, Grantee, Role, Via};
 pub use policy::{OnInterrupt, Policy, Sync};
+pub use tag::TagDeploy;

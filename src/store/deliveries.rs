@@ -120,6 +120,14 @@ pub fn record(
                 _ => None,
             }
         }
+        Effect::DeployTag(deploys) => {
+            // No merge marks, no merge record: a tag is deployed as asked, in the order
+            // its environment's tags came (see `outbox::enqueue_tag`).
+            for deploy in deploys {
+                crate::store::outbox::enqueue_tag(conn, deploy, now)?;
+            }
+            None
+        }
         Effect::Checks(report) => {
             ended.extend(waits::record_check(conn, report, now)?);
             None

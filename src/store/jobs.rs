@@ -15,6 +15,26 @@ mod claim;
 pub use claim::claim;
 pub(in crate::store) use claim::lock_queue;
 
+/// The commit of the newest successful deploy of `repository` to `environment`, if one is
+/// still kept: what a merge's changed files are compared with for the environment's
+/// `paths`. Newest by when it finished (`jobs_history`), not by id: a rollback's success
+/// is what the environment runs.
+pub fn last_success(
+    conn: &Connection,
+    repository: &str,
+    environment: &str,
+) -> rusqlite::Result<Option<String>> {
+    use crate::store::db::OptionalExtension;
+    conn.prepare_cached(
+        "SELECT sha FROM jobs
+         WHERE repository = ?1 AND environment = ?2 AND state = 'finished'
+           AND task = 'deploy' AND result = 'success'
+         ORDER BY finished_at DESC, deployment_id DESC LIMIT 1",
+    )?
+    .query_row(params![repository, environment], |row| row.get(0))
+    .optional()
+}
+
 /// The description of a job that was running when deployhook stopped.
 pub const INTERRUPTED: &str = "interrupted: deployhook restarted during the deploy";
 
@@ -318,3 +338,6 @@ pub fn running_processes(conn: &Connection) -> rusqlite::Result<Vec<(u64, u32, S
 pub(in crate::store) fn id_key(id: DeploymentId) -> rusqlite::Result<i64> {
     int_key(id.get())
 }
+
+#[cfg(test)]
+mod tests;

@@ -92,3 +92,30 @@ pub fn remember(
     .execute(params![repository, pull_request, environment, sha, now])?;
     Ok(())
 }
+
+/// A merge's deployment to `environment` was not created: no file it changed matches the
+/// environment's `paths`. The delivery that recorded the merge says so in its message (the
+/// deliveries page shows it); the merge stays recorded, so a redelivery asks for nothing,
+/// and the environment's merge marks stay where they are: this merge was accepted in
+/// order, and a later merge is compared with the last deploy that succeeded, so whatever
+/// this one changed is still seen then.
+pub fn note_skipped(
+    conn: &Connection,
+    repository: &str,
+    pull_request: u64,
+    environment: &str,
+    why: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET message = message || '; ' || ?4
+         WHERE delivery_id = (SELECT delivery_id FROM merges
+                              WHERE repository = ?1 AND pull_request = ?2 AND environment = ?3)",
+    )?
+    .execute(params![
+        repository,
+        int_key(pull_request)?,
+        environment,
+        why
+    ])?;
+    Ok(())
+}

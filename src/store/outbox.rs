@@ -28,11 +28,13 @@ use crate::store::int_key;
 pub mod given_up;
 mod notify;
 mod replies;
+mod tags;
 
 pub use notify::{
     NOTIFY_LANE, enqueue_notification, fan_out, notify_checks_ended, notify_deploy, receiver_lane,
 };
 pub use replies::{enqueue_reaction, enqueue_reply};
+pub use tags::{enqueue_tag, tag_resolved};
 
 /// What a row asks for: a call to GitHub, or a notification.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +64,8 @@ pub enum Call {
         comment_id: u64,
         body: String,
     },
+    /// Find the commit of a release's tag, then queue its deployment (see [`tags`]).
+    ResolveTag(crate::model::TagDeploy),
     /// Not GitHub's: an event to tell, to be fanned out into one [`Call::Notification`]
     /// per receiver configured for it.
     Notify(Notification),
@@ -82,6 +86,7 @@ impl Call {
             | Self::ReadChecks { repository, .. }
             | Self::React { repository, .. }
             | Self::Reply { repository, .. } => repository,
+            Self::ResolveTag(deploy) => deploy.repo.as_ref(),
             Self::Notify(event) | Self::Notification { event, .. } => {
                 event.repository.as_ref().map_or("", AsRef::as_ref)
             }
@@ -330,6 +335,7 @@ fn item_from_row(row: &DbRow<'_>) -> rusqlite::Result<Item> {
                 sha: body["sha"].as_str().unwrap_or_default().to_owned(),
             }
         }
+        "resolve_tag" => Call::ResolveTag(serde_json::from_str(&body).map_err(json_error)?),
         "notify" | "notification" => notify::call_from(&kind, &body)?,
         "reaction" | "reply" => replies::call_from(&kind, repository, &body)?,
         _ => Call::DeploymentStatus {

@@ -67,8 +67,10 @@ impl Application {
             .map(|s| OAuthApp::new(s, &config.github.api_url))
             .transpose()
             .context("could not build the GitHub sign-in client")?;
+        let environments: Arc<[EnvironmentConfig]> = config.environments.clone().into();
         let outbox = OutboxWorker::new(store.clone(), github.clone(), config.outbox)
-            .with_metrics(metrics.clone());
+            .with_metrics(metrics.clone())
+            .with_environments(environments.clone());
         let outbox = outbox.with_notifier(crate::notify::Notifier::from_config(&config)?);
         let gate = GateWorker::new(
             store.clone(),
@@ -76,7 +78,6 @@ impl Application {
             metrics.clone(),
             config.checks_poll,
         );
-        let environments: Arc<[EnvironmentConfig]> = config.environments.clone().into();
         let logs = LogHub::default();
         let links = LogLinks {
             key: LogKey::load_or_create(&store)

@@ -67,6 +67,7 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         Effect::Promote(_) => (false, false, true),
         // The command worker has its own wake-up, below.
         Effect::Command(_) => (false, false, false),
+        Effect::DeployTag(_) => (true, false, false),
     };
     let command = matches!(effect, Effect::Command(_));
     let delivery_id = record.delivery_id.clone();

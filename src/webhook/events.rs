@@ -13,6 +13,9 @@ use crate::model::{CommitSha, DeploymentId, Environment, HookId, MergedAt, RepoN
 
 mod issue_comment;
 pub use issue_comment::{Comment, Issue, IssueCommentEvent};
+mod tags;
+
+pub use tags::{PushEvent, ReleaseEvent};
 
 /// A delivery's payload, by the event named in `X-GitHub-Event`.
 #[derive(Debug)]
@@ -26,6 +29,9 @@ pub enum Event {
     Status(StatusEvent),
     /// A comment on an issue or pull request: perhaps a command.
     IssueComment(IssueCommentEvent),
+    /// A push: of a tag, what `tags` deploy; of a branch, nothing.
+    Push(PushEvent),
+    Release(ReleaseEvent),
     /// An event deployhook does not act on; its JSON was still checked to be well-formed.
     Other {
         name: String,
@@ -59,6 +65,8 @@ impl Event {
             "check_suite" => Self::CheckSuite(serde_json::from_slice(json)?),
             "status" => Self::Status(serde_json::from_slice(json)?),
             "issue_comment" => Self::IssueComment(serde_json::from_slice(json)?),
+            "push" => Self::Push(serde_json::from_slice(json)?),
+            "release" => Self::Release(serde_json::from_slice(json)?),
             other => Self::Other {
                 name: other.to_owned(),
                 envelope: serde_json::from_slice(json)?,
@@ -77,6 +85,8 @@ impl Event {
             Self::CheckSuite(e) => e.action.as_deref(),
             Self::Status(e) => Some(e.state.as_str()),
             Self::IssueComment(e) => Some(&e.action),
+            Self::Push(_) => None,
+            Self::Release(e) => Some(&e.action),
             Self::Other { envelope, .. } => envelope.action.as_deref(),
         }
     }
@@ -92,6 +102,8 @@ impl Event {
             Self::CheckSuite(e) => e.repository.as_ref(),
             Self::Status(e) => e.repository.as_ref(),
             Self::IssueComment(e) => e.repository.as_ref(),
+            Self::Push(e) => e.repository.as_ref(),
+            Self::Release(e) => e.repository.as_ref(),
             Self::Other { envelope, .. } => {
                 return envelope.repository.as_ref().map(|r| r.full_name.as_str());
             }

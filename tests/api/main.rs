@@ -51,4 +51,5 @@ mod replicas;
 mod runner;
 mod stand_in;
 mod terminal;
+mod triggers;
 mod waiting;

@@ -13,6 +13,8 @@
 //!   and the promotions across environments;
 //! - `approval.rs`: an environment's approvals (`approvals`, `reviewers`, `self_approval`,
 //!   `approval_timeout`) checked and built into its rule;
+//! - `triggers.rs`: what deploys an environment besides merges (`tags`, `releases`), and
+//!   which merges do (`paths`, `deploy_on_merge`);
 //! - `summary.rs`: [`summary`], the line `check-config` prints for an environment;
 //! - `tests.rs`: every key, and errors that name the line and column.
 
@@ -30,6 +32,7 @@ use crate::model::{OnInterrupt, Policy};
 mod approval;
 mod explain;
 mod summary;
+mod triggers;
 mod validate;
 
 pub use explain::closest;
@@ -78,8 +81,8 @@ struct FileEnvironment {
     #[serde(default)]
     tasks: BTreeMap<String, Spanned<Vec<String>>>,
     branch: Option<String>,
-    #[serde(default = "yes")]
-    deploy_on_merge: bool,
+    /// Unset: yes, unless `tags` or `releases` are set (see `triggers.rs`).
+    deploy_on_merge: Option<bool>,
     #[serde(default)]
     required_contexts: Vec<String>,
     working_directory: Option<PathBuf>,
@@ -111,6 +114,10 @@ struct FileEnvironment {
     /// What `.deploy` in a pull request may send here: `green` heads, `any`, or `off`.
     #[serde(default)]
     branch_deploys: crate::config::environment::BranchDeploys,
+    paths: Option<Spanned<Vec<String>>>,
+    tags: Option<Spanned<Vec<String>>>,
+    releases: Option<Spanned<bool>>,
+    prereleases: Option<Spanned<bool>>,
 }
 
 /// `checks = "none" | "all" | ["name", …]`.
@@ -119,10 +126,6 @@ struct FileEnvironment {
 enum FileChecks {
     Word(String),
     Names(Vec<String>),
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Reads and validates the file at `path`.

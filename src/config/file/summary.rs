@@ -1,6 +1,7 @@
-//! The one line `check-config` prints for each environment: what deploys it, from where,
-//! with which command, under what timeout and policy, who may do more or less there, and
-//! whose approval its deployments wait for.
+//! The one line `check-config` prints for each environment: what deploys it (merges, the
+//! files they must change, tags, releases), from where, with which command, under what
+//! timeout and policy, who may do more or less there, and whose approval its deployments
+//! wait for.
 
 use crate::config::EnvironmentConfig;
 use crate::config::environment::BranchDeploys;
@@ -17,6 +18,32 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
         (Some(branch), true) => format!("merges into {branch}"),
         (None, true) => "merges into the default branch".to_owned(),
     };
+    let triggers = &environment.triggers;
+    if !triggers.paths.is_empty() {
+        on_merge = format!("{on_merge} changing {}", triggers.paths);
+    }
+    let mut deliberate = Vec::new();
+    if !triggers.tags.is_empty() {
+        deliberate.push(format!("pushed tags matching {}", triggers.tags));
+    }
+    if triggers.releases {
+        deliberate.push(
+            if triggers.prereleases {
+                "published releases and prereleases"
+            } else {
+                "published releases"
+            }
+            .to_owned(),
+        );
+    }
+    if !deliberate.is_empty() {
+        let tags = deliberate.join(", ");
+        on_merge = if environment.deploy_on_merge {
+            format!("{on_merge}, and {tags}")
+        } else {
+            tags
+        };
+    }
     if let Some(from) = &environment.promote_from {
         on_merge = format!(
             "what succeeded in {from}, after a soak of {}",

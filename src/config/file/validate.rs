@@ -118,6 +118,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
         tasks.insert(task.clone(), argv(command, "a task's command")?);
     }
     let access = access(&file, &name)?;
+    let (deploy_on_merge, triggers) = super::triggers::triggers(&file, &name)?;
     let timeout = match &file.timeout {
         None => DEFAULT_TIMEOUT,
         Some(text) => duration(text)?,
@@ -208,7 +209,8 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
         name,
         repositories,
         branch: file.branch.filter(|b| !b.trim().is_empty()),
-        deploy_on_merge: file.deploy_on_merge,
+        deploy_on_merge,
+        triggers,
         required_contexts: file.required_contexts,
         command,
         rollback_command,
