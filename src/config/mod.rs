@@ -9,6 +9,7 @@ pub mod access;
 pub mod environment;
 pub mod file;
 pub mod notify;
+pub mod preview;
 pub mod proxies;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ pub use environment::{
     DEFAULT_CHECKS_TIMEOUT, EnvVars, EnvironmentConfig, RepoPattern, find_environment,
 };
 pub use notify::{NotifyConfig, NotifyKind};
+pub use preview::{DESTROY_TASK, PreviewConfig, preview_slots};
 pub use proxies::TrustedProxies;
 
 /// How long a deploy may run unless configured otherwise.

@@ -9,6 +9,7 @@
 
 pub mod checks;
 pub mod dispatch;
+pub mod previews;
 pub mod process_deployment;
 pub mod rollback;
 pub mod start_deployment;

@@ -130,7 +130,7 @@ pub fn process_deployment(
 /// which has its own line) are automation, not an operator's action: `None`.
 pub fn audited(event: &DeploymentEvent, job: &DeployJob, now: i64) -> Option<AuditEntry> {
     let payload = &event.deployment.payload;
-    let automatic = ["pull_request", "promoted_from", "rollback"]
+    let automatic = ["pull_request", "promoted_from", "rollback", "preview"]
         .iter()
         .any(|key| payload.get(*key).is_some_and(|v| !v.is_null()));
     let creator = event.deployment.creator.as_ref()?;

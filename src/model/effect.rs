@@ -49,4 +49,7 @@ pub enum Effect {
     AwaitApproval(DeployJob, crate::model::approval::Asked),
     /// Record the deployment as run and failed with this description, without running it.
     Refuse(DeployJob, String),
+    /// Open, move or close pull requests' previews, then record the other effect (a
+    /// merged pull request's deployments, or `None`).
+    Preview(Vec<crate::model::preview::PreviewChange>, Box<Effect>),
 }

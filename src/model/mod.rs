@@ -22,6 +22,7 @@ pub mod merge;
 pub mod notification;
 pub mod people;
 pub mod policy;
+pub mod preview;
 pub mod rollback;
 pub mod text;
 
@@ -42,3 +43,4 @@ pub use merge::{Merge, MergedAt};
 pub use notification::{Notification, NotificationKind};
 pub use people::{Action, Actor, Grantee, Role, Via};
 pub use policy::{OnInterrupt, Policy, Sync};
+pub use preview::{PreviewChange, PreviewSlot};

@@ -133,6 +133,15 @@ pub fn prune_batch(
                   WHERE state = 'dismissed' AND dismissed_at < ?2 LIMIT ?1)",
         )?
         .execute(params![limit, deliveries_before])?;
+    // Closed previews age like the deploys they ran; open ones stay whatever their age.
+    deleted += conn
+        .prepare_cached(
+            "DELETE FROM previews WHERE (repository, pull_request, environment) IN
+                 (SELECT repository, pull_request, environment FROM previews
+                  INDEXED BY previews_closed
+                  WHERE state = 'closed' AND updated_at < ?2 LIMIT ?1)",
+        )?
+        .execute(params![limit, deploys_before])?;
     // The audit log is written in the order of its ids: the oldest are the first rows.
     deleted += conn
         .prepare_cached(

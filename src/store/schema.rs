@@ -27,6 +27,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0014_audit.sql"),
     include_str!("migrations/0015_personal_tokens.sql"),
     include_str!("migrations/0016_approvals.sql"),
+    // 0017 (pull-request comment commands) is on another branch; until it is merged this
+    // branch runs 0018 as version 17.
+    include_str!("migrations/0018_previews.sql"),
 ];
 
 /// The part of migration `version` written in Rust, run in its transaction after its SQL,

@@ -67,8 +67,8 @@ impl Application {
             .map(|s| OAuthApp::new(s, &config.github.api_url))
             .transpose()
             .context("could not build the GitHub sign-in client")?;
-        let outbox =
-            OutboxWorker::new(store.clone(), github, config.outbox).with_metrics(metrics.clone());
+        let outbox = OutboxWorker::new(store.clone(), github.clone(), config.outbox)
+            .with_metrics(metrics.clone());
         let outbox = outbox.with_notifier(crate::notify::Notifier::from_config(&config)?);
         let gate = GateWorker::new(
             store.clone(),
@@ -77,6 +77,13 @@ impl Application {
             config.checks_poll,
         );
         let environments: Arc<[EnvironmentConfig]> = config.environments.clone().into();
+        let gate = gate.with_previews(crate::github::preview_worker::PreviewWorker::new(
+            store.clone(),
+            github,
+            environments.clone(),
+            outbox.clone(),
+            config.checks_poll,
+        ));
         let logs = LogHub::default();
         let links = LogLinks {
             key: LogKey::load_or_create(&store)

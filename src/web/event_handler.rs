@@ -60,6 +60,8 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         // The clock ends a wait for approval at its deadline.
         Effect::AwaitApproval(..) => (true, false, true),
         Effect::Promote(_) => (false, false, true),
+        // Creations and destroys to queue, waits for checks to time.
+        Effect::Preview(..) => (true, false, true),
     };
     let delivery_id = record.delivery_id.clone();
     let poll_ms = i64::try_from(state.checks_poll.as_millis()).unwrap_or(i64::MAX / 2);

@@ -13,6 +13,9 @@
 //!   and the promotions across environments;
 //! - `approval.rs`: an environment's approvals (`approvals`, `reviewers`, `self_approval`,
 //!   `approval_timeout`) checked and built into its rule;
+//! - `preview.rs`: a preview environment's settings (`preview`, `destroy_command`,
+//!   `preview_name`, `preview_limit`, `preview_forks`, `preview_check`), and names that
+//!   lead to one table only;
 //! - `summary.rs`: [`summary`], the line `check-config` prints for an environment;
 //! - `tests.rs`: every key, and errors that name the line and column.
 
@@ -29,6 +32,7 @@ use crate::model::{OnInterrupt, Policy};
 
 mod approval;
 mod explain;
+mod preview;
 mod summary;
 mod validate;
 
@@ -108,6 +112,13 @@ struct FileEnvironment {
     roles: Option<Spanned<BTreeMap<String, String>>>,
     /// People (`octocat`) and teams (`@acme/sre`) with the admin role here.
     admins: Option<Spanned<Vec<String>>>,
+    /// A preview environment: each open pull request deploys to its own (`preview.rs`).
+    preview: Option<Spanned<bool>>,
+    preview_name: Option<Spanned<String>>,
+    destroy_command: Option<Spanned<Vec<String>>>,
+    preview_limit: Option<Spanned<i64>>,
+    preview_forks: Option<Spanned<bool>>,
+    preview_check: Option<Spanned<String>>,
 }
 
 /// `checks = "none" | "all" | ["name", …]`.
@@ -176,6 +187,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigFileError> {
         environments.push(environment);
     }
     check_promotions(&environments).map_err(|(i, m)| error(spans[i].clone(), m))?;
+    preview::check_names(&environments).map_err(|(i, m)| error(spans[i].clone(), m))?;
     let notify = file
         .notify
         .iter()

@@ -33,6 +33,8 @@ const UPGRADES: &[(usize, &str)] = &[
     (14, include_str!("upgrade_14.sql")),
     (15, include_str!("upgrade_15.sql")),
     (16, include_str!("upgrade_16.sql")),
+    // Becomes (18, …) once upgrade_17 (comment commands, another branch) is merged.
+    (17, include_str!("upgrade_18.sql")),
 ];
 /// The advisory lock that serialises migrations between replicas starting together.
 const MIGRATION_LOCK: i64 = 0x6465_706c_6f79_0001;

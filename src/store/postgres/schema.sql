@@ -338,3 +338,26 @@ CREATE TABLE personal_tokens (
     revoked_at BIGINT
 );
 CREATE INDEX personal_tokens_by_login ON personal_tokens (login, created_at);
+
+-- Preview environments: one row per pull request and preview environment (see SQLite's
+-- 0018).
+CREATE TABLE previews (
+    repository      TEXT COLLATE "C" NOT NULL,
+    pull_request    BIGINT  NOT NULL,
+    environment     TEXT COLLATE "C" NOT NULL,  -- the preview's own: pr-42
+    config          TEXT COLLATE "C" NOT NULL,  -- the [[environment]] table
+    head_sha        TEXT COLLATE "C" NOT NULL,
+    state           TEXT COLLATE "C" NOT NULL,  -- waiting | live | closing | closed
+    request         TEXT COLLATE "C" NOT NULL,  -- the deployment of the head (JSON)
+    installation_id BIGINT,
+    opened_at       BIGINT  NOT NULL,
+    updated_at      BIGINT  NOT NULL,
+    checked_at      BIGINT  NOT NULL,
+    last_deployment BIGINT,
+    environment_url TEXT COLLATE "C",
+    note            TEXT COLLATE "C",
+    PRIMARY KEY (repository, pull_request, environment)
+);
+CREATE INDEX previews_by_config ON previews (config, state, opened_at);
+CREATE INDEX previews_to_check ON previews (checked_at) WHERE state IN ('waiting', 'live');
+CREATE INDEX previews_closed ON previews (updated_at) WHERE state = 'closed';
