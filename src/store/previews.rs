@@ -351,7 +351,7 @@ pub fn deployment_queued(conn: &Connection, job: &DeployJob, now: i64) -> rusqli
 }
 
 /// A job ended in `state`. When it is a preview's `destroy` that succeeded, the preview is
-/// closed and its deployments (the last deploy, and the destroy itself) are marked
+/// closed and its deployments (every deploy that ran, and the destroy itself) are marked
 /// `inactive`, after the statuses already queued. A destroy that failed leaves the preview
 /// `closing`, saying so: its resources may still be up, for an operator to look at (a
 /// `destroy` deployment made by hand runs it again). `true` when it closed a preview.
@@ -389,13 +389,32 @@ pub fn destroyed(
         // Reopened meanwhile, or a destroy run by hand: nothing to mark.
         return Ok(false);
     };
+    // GitHub marks older deployments inactive by itself only when they are not transient:
+    // a preview's are, so each one that ended is marked here, with the destroy itself.
+    let mut ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT deployment_id FROM jobs
+             WHERE repository = ?1 AND environment = ?2 AND state = 'finished'
+               AND result != 'inactive' AND deployment_id != ?3
+             ORDER BY deployment_id",
+        )?
+        .query_map(params![key.0, key.1, int_key(job.id.get())?], |row| {
+            row.get(0)
+        })?
+        .collect::<Result<_, _>>()?;
+    if let Some(last) = last.filter(|l| !ids.contains(l)) {
+        ids.push(last);
+    }
     let description = "Preview destroyed: its pull request closed";
-    let ended = last.map(|id| DeployJob {
-        id: id.unsigned_abs().into(),
-        log_url: None,
-        environment_url: None,
-        ..job.clone()
-    });
+    let ended: Vec<DeployJob> = ids
+        .into_iter()
+        .map(|id| DeployJob {
+            id: id.unsigned_abs().into(),
+            log_url: None,
+            environment_url: None,
+            ..job.clone()
+        })
+        .collect();
     for deployment in ended.iter().chain(std::iter::once(job)) {
         outbox::enqueue_status(
             conn,
