@@ -143,7 +143,10 @@ fn open(
         },
         gate: slot.gate.clone(),
     };
-    Ok(PreviewChange::Open { new, slot })
+    Ok(PreviewChange::Open {
+        new: Box::new(new),
+        slot,
+    })
 }
 
 /// What the answer says about `changes`.

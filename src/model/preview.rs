@@ -12,7 +12,7 @@ pub enum PreviewChange {
     /// Opened, reopened or pushed to: deploy `new` (its environment is the preview's own,
     /// `pr-42`) if there is room in `slot`, else wait for it.
     Open {
-        new: NewDeployment,
+        new: Box<NewDeployment>,
         slot: PreviewSlot,
     },
     /// Closed, merged or not: tear down every preview of the pull request, and start the

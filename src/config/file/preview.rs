@@ -153,3 +153,106 @@ pub(super) fn check_names(environments: &[EnvironmentConfig]) -> Result<(), (usi
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::file::parse;
+
+    const PREVIEW: &str = r#"
+[[environment]]
+name = "production"
+repositories = ["acme/widgets"]
+command = ["./deploy.sh"]
+
+[[environment]]
+name = "preview"
+repositories = ["acme/widgets"]
+command = ["./preview.sh"]
+preview = true
+destroy_command = ["./destroy.sh", "--all"]
+preview_name = "review-{pr}"
+preview_limit = 3
+preview_forks = true
+preview_check = "2m"
+environment_url = "https://pr-{pr}.example.com/{sha}"
+"#;
+
+    fn error(text: &str) -> String {
+        parse(text, "deployhook.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_preview_environment_has_its_settings_and_runs_destroy_as_a_task() {
+        let environments = parse(PREVIEW, "deployhook.toml").unwrap().environments;
+        let preview = environments[1].preview.as_ref().unwrap();
+        assert_eq!(preview.name, "review-{pr}");
+        assert_eq!(preview.limit, 3);
+        assert!(preview.forks);
+        assert_eq!(preview.check_every, Duration::from_secs(120));
+        assert_eq!(
+            environments[1].command_for("destroy"),
+            Some(&["./destroy.sh".to_owned(), "--all".to_owned()][..])
+        );
+        assert!(environments[0].preview.is_none());
+        assert_eq!(environments[0].command_for("destroy"), None);
+        let found = crate::config::find_environment(&environments, "review-42").unwrap();
+        assert_eq!(found.name.as_ref(), "preview");
+        assert!(crate::config::find_environment(&environments, "review-x").is_none());
+        let line = crate::config::file::summary(&environments[1]);
+        assert!(line.contains("previews of pull requests into the default branch as review-{pr}, at most 3 at once, forks too"), "{line}");
+    }
+
+    #[test]
+    fn defaults_and_mistakes_are_told() {
+        let minimal = PREVIEW
+            .replace("preview_name = \"review-{pr}\"\n", "")
+            .replace("preview_limit = 3\n", "")
+            .replace("preview_forks = true\n", "")
+            .replace("preview_check = \"2m\"\n", "");
+        let environments = parse(&minimal, "deployhook.toml").unwrap().environments;
+        let preview = environments[1].preview.as_ref().unwrap();
+        assert_eq!(
+            (preview.name.as_str(), preview.limit, preview.forks),
+            ("pr-{pr}", 10, false)
+        );
+        let cases = [
+            (
+                PREVIEW.replace("destroy_command = [\"./destroy.sh\", \"--all\"]\n", ""),
+                "needs `destroy_command`",
+            ),
+            (
+                PREVIEW.replace("preview = true\n", ""),
+                "`preview_name` needs `preview = true`",
+            ),
+            (
+                PREVIEW.replace("review-{pr}", "review"),
+                "holding {pr} once",
+            ),
+            (
+                PREVIEW.replace("preview_limit = 3", "preview_limit = 0"),
+                "at least 1",
+            ),
+            (
+                PREVIEW.replace("name = \"production\"", "name = \"review-7\""),
+                "could also be previews of preview",
+            ),
+            (
+                PREVIEW
+                    .replace("https://pr-{pr}", "https://{pr}")
+                    .replace("preview = true\n", "")
+                    .replace("destroy_command = [\"./destroy.sh\", \"--all\"]\n", "")
+                    .replace("preview_name = \"review-{pr}\"\n", "")
+                    .replace("preview_limit = 3\n", "")
+                    .replace("preview_forks = true\n", "")
+                    .replace("preview_check = \"2m\"\n", ""),
+                "({pr} in a preview environment)",
+            ),
+        ];
+        for (text, says) in cases {
+            let message = error(&text);
+            assert!(message.contains(says), "{message:?} should say {says:?}");
+        }
+    }
+}

@@ -62,6 +62,8 @@ struct LivePart {
     ended_waits: Vec<WaitView>,
     /// The replicas alive (PostgreSQL; empty on SQLite, where there is one server).
     replicas: Vec<ReplicaView>,
+    /// Pull requests' previews: open ones first.
+    previews: Vec<super::previews::PreviewView>,
 }
 
 #[derive(Template)]
@@ -103,6 +105,10 @@ async fn live_part(
             ))
         })
         .await?;
+    let mut previews = state
+        .store
+        .read(|c| crate::store::previews::list(c, super::previews::SHOWN))
+        .await?;
     // A person sees only the repositories they can read on GitHub; refused deliveries,
     // which name none that can be trusted, only the admin token's session sees.
     let (mut jobs, mut active, mut deliveries, mut refused, mut failed_calls, mut all_waits) =
@@ -121,6 +127,7 @@ async fn live_part(
         refused.clear();
         failed_calls.retain(|c| viewer.can_read(&c.repository));
         all_waits.retain(|w| viewer.can_read(&w.repository));
+        previews.retain(|p| viewer.can_read(&p.repository));
     }
     let replicas = match state.store.postgres() {
         None => vec![],
@@ -214,6 +221,10 @@ async fn live_part(
         refused,
         failed_calls,
         replicas,
+        previews: previews
+            .into_iter()
+            .map(|p| super::previews::preview_view(p, state))
+            .collect(),
     })
 }
 
