@@ -26,6 +26,8 @@ const REPO: &str = "acme/widgets";
 const HEAD_A: &str = "aaaaaaaaaa1111111111aaaaaaaaaa1111111111";
 const HEAD_B: &str = "bbbbbbbbbb2222222222bbbbbbbbbb2222222222";
 const HEAD_C: &str = "cccccccccc3333333333cccccccccc3333333333";
+/// Signs in to the dashboard and the API.
+const ADMIN_TOKEN: &str = "previews-admin-token-0123456789abcdef";
 /// The first id the fake GitHub gives a deployment it creates.
 const FIRST_ID: u64 = 900_001;
 
@@ -48,6 +50,7 @@ impl Respond for Numbered {
 /// exists, and whose destroy writes it to `destroy.txt`.
 async fn spawn(configure: impl FnOnce(&mut EnvironmentConfig)) -> TestApp {
     let app = spawn_app_with(|config: &mut Config, dir: &Path| {
+        config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
         let deploy = write_script(
             dir,
             "preview-deploy.sh",
@@ -471,5 +474,128 @@ async fn a_gated_preview_deploys_its_head_once_its_checks_pass() {
     assert_eq!(made["environment"], "pr-42");
     assert_eq!(made["ref"], HEAD_A);
     assert_eq!(made["required_contexts"], json!([]));
-    let _ = WAIT;
+}
+
+#[tokio::test]
+async fn the_dashboard_and_the_api_list_the_previews_open_ones_first() {
+    let mut app = spawn(|preview| {
+        if let Some(p) = preview.preview.as_mut() {
+            p.limit = 2;
+        }
+    })
+    .await;
+    // #40 opened and closed (destroyed); #41 and #42 live; #43 waits for room.
+    send(&app, "opened", 40, HEAD_A).await;
+    deliver_created(&app, 0).await;
+    wait_state(&app, FIRST_ID, "success").await;
+    send(&app, "closed", 40, HEAD_A).await;
+    deliver_created(&app, 1).await;
+    wait_state(&app, FIRST_ID + 1, "inactive").await;
+    send(&app, "opened", 41, HEAD_B).await;
+    deliver_created(&app, 2).await;
+    send(&app, "opened", 42, HEAD_C).await;
+    deliver_created(&app, 3).await;
+    send(&app, "opened", 43, HEAD_A).await;
+    wait_state(&app, FIRST_ID + 3, "success").await;
+
+    let listed = body_json(
+        app.http
+            .get(format!("{}/api/previews", app.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let rows: Vec<(u64, String)> = listed["previews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["pull_request"].as_u64().unwrap(),
+                p["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.last(), Some(&(40, "closed".to_owned())), "{listed}");
+    let mut open = rows[..3].to_vec();
+    open.sort();
+    assert_eq!(
+        open,
+        [
+            (41, "live".into()),
+            (42, "live".into()),
+            (43, "waiting".into())
+        ]
+    );
+    let live = &listed["previews"][rows.iter().position(|r| r.0 == 42).unwrap()];
+    assert_eq!(
+        live["environment_url"],
+        "https://pr-42.preview.example.com/?pr=42"
+    );
+    let anonymous = app
+        .http
+        .get(format!("{}/api/previews", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    let cookie = app.sign_in(ADMIN_TOKEN).await;
+    let page = app.page("/", &cookie).await;
+    assert!(page.contains("<h2>Previews</h2>"), "{page}");
+    assert!(page.contains("id=\"preview-pr-43\""), "{page}");
+    assert!(
+        page.contains("waits for room: 2 of 2 previews of preview alive"),
+        "{page}"
+    );
+    if crate::browser::browser_available() {
+        previews_screenshot(&app).await;
+    }
+    app.stop().await;
+}
+
+/// The dashboard's Previews table in Chromium: `target/test-artifacts/previews.png`
+/// (README's `docs/previews.png`).
+async fn previews_screenshot(app: &TestApp) {
+    use fantoccini::Locator;
+    let driver = crate::browser::Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.connect(profile.path(), 1280, 700).await;
+    browser.goto(&format!("{}/login", app.url)).await.unwrap();
+    browser
+        .find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_TOKEN)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let table = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("previews"))
+        .await
+        .unwrap();
+    let text = table.text().await.unwrap();
+    assert!(
+        text.contains("acme/widgets#43") && text.contains("waiting"),
+        "{text}"
+    );
+    browser
+        .execute(
+            "document.getElementById('previews').previousElementSibling.scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    crate::browser::screenshot(&browser, "previews.png").await;
+    browser.close().await.unwrap();
 }
