@@ -599,3 +599,43 @@ async fn previews_screenshot(app: &TestApp) {
     crate::browser::screenshot(&browser, "previews.png").await;
     browser.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_merged_pull_request_deploys_its_merge_and_destroys_its_preview_in_one_delivery() {
+    let app = spawn(|_| {}).await;
+    send(&app, "opened", 42, HEAD_A).await;
+    wait_created(&app, 1).await;
+    let mut merged: Value =
+        serde_json::from_slice(&pull_request("closed", 42, HEAD_A, Some(REPO))).unwrap();
+    merged["pull_request"]["merged"] = json!(true);
+    merged["pull_request"]["merge_commit_sha"] = json!(HEAD_B);
+    merged["pull_request"]["merged_at"] = json!("2026-03-03T14:02:11Z");
+    let ack = body_json(
+        app.post_webhook("pull_request", merged.to_string().as_bytes())
+            .await,
+    )
+    .await;
+    assert_ack(
+        &ack,
+        "accepted",
+        "pull request #42 merged acme/widgets@bbbbbbb: creating a deployment to production; closing the previews of pull request #42",
+    );
+    let bodies = wait_created(&app, 3).await;
+    let mut made: Vec<(String, String)> = bodies[1..]
+        .iter()
+        .map(|b| {
+            (
+                b["environment"].as_str().unwrap().to_owned(),
+                b["task"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    made.sort();
+    assert_eq!(
+        made,
+        [
+            ("pr-42".into(), "destroy".into()),
+            ("production".into(), "deploy".into())
+        ]
+    );
+}
