@@ -50,39 +50,49 @@ impl Respond for Numbered {
 /// exists, and whose destroy writes it to `destroy.txt`.
 async fn spawn(configure: impl FnOnce(&mut EnvironmentConfig)) -> TestApp {
     let app = spawn_app_with(|config: &mut Config, dir: &Path| {
-        config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
-        let deploy = write_script(
-            dir,
-            "preview-deploy.sh",
-            &format!(
-                "env > '{0}/deploy-'\"$DEPLOYHOOK_ENVIRONMENT\"'.txt'\n\
-                 while [ -e '{0}/hold' ]; do sleep 0.05; done\necho previewed",
-                dir.display()
-            ),
-        );
-        let destroy = write_script(
-            dir,
-            "preview-destroy.sh",
-            &format!("env > '{}/destroy.txt'\necho destroyed", dir.display()),
-        );
-        let mut preview = EnvironmentConfig::new(
-            Environment::parse("preview").unwrap(),
-            vec![deploy.display().to_string()],
-        );
-        preview.timeout = Duration::from_secs(30);
-        preview.environment_url = Some("https://{environment}.preview.example.com/?pr={pr}".into());
-        preview.preview = Some(PreviewConfig::new(vec![destroy.display().to_string()]));
-        configure(&mut preview);
-        config.environments.push(preview);
+        add_preview(config, dir, configure);
     })
     .await;
+    mount_numbered(&app.github).await;
+    app
+}
+
+/// Deployments created get ids from [`FIRST_ID`] on.
+async fn mount_numbered(github: &wiremock::MockServer) {
     Mock::given(method("POST"))
         .and(path_regex(r"^/repos/[^/]+/[^/]+/deployments$"))
         .respond_with(Numbered(AtomicU64::new(FIRST_ID)))
         .with_priority(1)
-        .mount(&app.github)
+        .mount(github)
         .await;
-    app
+}
+
+/// Adds the environment `preview` to `config`, with its scripts in `dir`.
+fn add_preview(config: &mut Config, dir: &Path, configure: impl FnOnce(&mut EnvironmentConfig)) {
+    config.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+    let deploy = write_script(
+        dir,
+        "preview-deploy.sh",
+        &format!(
+            "env > '{0}/deploy-'\"$DEPLOYHOOK_ENVIRONMENT\"'.txt'\n\
+             while [ -e '{0}/hold' ]; do sleep 0.05; done\necho previewed",
+            dir.display()
+        ),
+    );
+    let destroy = write_script(
+        dir,
+        "preview-destroy.sh",
+        &format!("env > '{}/destroy.txt'\necho destroyed", dir.display()),
+    );
+    let mut preview = EnvironmentConfig::new(
+        Environment::parse("preview").unwrap(),
+        vec![deploy.display().to_string()],
+    );
+    preview.timeout = Duration::from_secs(30);
+    preview.environment_url = Some("https://{environment}.preview.example.com/?pr={pr}".into());
+    preview.preview = Some(PreviewConfig::new(vec![destroy.display().to_string()]));
+    configure(&mut preview);
+    config.environments.push(preview);
 }
 
 /// A `pull_request` delivery for pull request `number` with head `sha`, from `from`.
@@ -638,4 +648,91 @@ async fn a_merged_pull_request_deploys_its_merge_and_destroys_its_preview_in_one
             ("production".into(), "deploy".into())
         ]
     );
+}
+
+#[tokio::test]
+async fn a_pull_request_closed_while_the_server_was_down_is_destroyed_after_the_restart() {
+    let github = wiremock::MockServer::start().await;
+    crate::helpers::mount_github_defaults(&github).await;
+    mount_numbered(&github).await;
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let state = closed.clone();
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/widgets/pulls/42"))
+        .respond_with(move |_: &Request| {
+            let state = if state.load(Ordering::SeqCst) {
+                "closed"
+            } else {
+                "open"
+            };
+            ResponseTemplate::new(200).set_body_json(json!({"number": 42, "state": state}))
+        })
+        .mount(&github)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = |every: Duration| {
+        let mut config = crate::helpers::test_config(&github, vec!["true".into()], dir.path());
+        add_preview(&mut config, dir.path(), |p| {
+            if let Some(preview) = p.preview.as_mut() {
+                preview.check_every = every;
+            }
+        });
+        async move {
+            let app = deployhook::web::Application::build(config).await.unwrap();
+            let url = format!("http://{}", app.local_addr().unwrap());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = tokio::spawn(app.run_until(async {
+                let _ = stopped.await;
+            }));
+            (url, stop, server)
+        }
+    };
+    let (url, stop, server) = start(Duration::from_secs(3600)).await;
+    let http = reqwest::Client::new();
+    let body = pull_request("opened", 42, HEAD_A, Some(REPO));
+    crate::helpers::send_signed(&http, &url, "pull_request", &body, "open-42", 1)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while created_deployments(&github.received_requests().await.unwrap()).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no deployment created"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT * 3, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    // Closed while nobody listened; the next server finds out by itself.
+    closed.store(true, Ordering::SeqCst);
+    let (_url, stop, server) = start(Duration::from_millis(200)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let requests = github.received_requests().await.unwrap();
+        let made: Vec<Value> = created_deployments(&requests)
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        if let Some(destroy) = made.iter().find(|b| b["task"] == "destroy") {
+            assert_eq!(destroy["environment"], "pr-42");
+            assert_eq!(destroy["ref"], HEAD_A);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no destroy after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT * 3, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
