@@ -184,12 +184,16 @@ async fn live_part(
         .filter(|e| visible.contains(e.name.as_ref()))
         .map(|e| {
             let name = e.name.to_string();
+            // A preview environment's deployments are its pull requests' (`pr-42`): listed
+            // under it, with no rollback (each preview runs its own head).
             let mut of_it: Vec<JobView> = jobs
                 .iter()
-                .filter(|j| j.environment == name)
+                .filter(|j| j.environment == name || e.preview_number(&j.environment).is_some())
                 .cloned()
                 .collect();
-            mark_rollback_targets(&mut of_it);
+            if e.preview.is_none() {
+                mark_rollback_targets(&mut of_it);
+            }
             (name, of_it)
         })
         .collect();
