@@ -67,6 +67,9 @@ pub struct EnvironmentConfig {
     pub branch_deploys: BranchDeploys,
     /// What deploys here besides (or instead of) merges; see [`Triggers`].
     pub triggers: Triggers,
+    /// Set: a preview environment, deploying each open pull request to its own environment
+    /// (see [`crate::config::preview`]) instead of merges.
+    pub preview: Option<crate::config::preview::PreviewConfig>,
 }
 
 /// `branch_deploys`: what `.deploy` in a pull request may send to an environment before
@@ -129,6 +132,7 @@ impl EnvironmentConfig {
             access: Access::default(),
             branch_deploys: BranchDeploys::default(),
             triggers: Triggers::default(),
+            preview: None,
         }
     }
 
@@ -142,12 +146,22 @@ impl EnvironmentConfig {
         if task == DEPLOY_TASK {
             return Some(&self.command);
         }
+        if let Some(preview) = &self.preview
+            && task == crate::config::preview::DESTROY_TASK
+        {
+            return Some(&preview.destroy_command);
+        }
         self.tasks.get(task).map(Vec::as_slice)
     }
 
     /// The tasks this environment runs, for an error message.
     pub fn task_names(&self) -> String {
         std::iter::once(DEPLOY_TASK)
+            .chain(
+                self.preview
+                    .as_ref()
+                    .map(|_| crate::config::preview::DESTROY_TASK),
+            )
             .chain(self.tasks.keys().map(String::as_str))
             .collect::<Vec<_>>()
             .join(", ")
@@ -159,7 +173,15 @@ impl EnvironmentConfig {
         Some(
             url.replace("{sha}", &url_component(job.sha.as_ref()))
                 .replace("{ref}", &url_component(&job.git_ref))
-                .replace("{environment}", &url_component(job.environment.as_ref())),
+                .replace("{environment}", &url_component(job.environment.as_ref()))
+                .replace(
+                    "{pr}",
+                    &url_component(
+                        &self
+                            .preview_number(job.environment.as_ref())
+                            .map_or_else(String::new, |n| n.to_string()),
+                    ),
+                ),
         )
     }
 }
@@ -179,12 +201,17 @@ fn url_component(text: &str) -> String {
     encoded
 }
 
-/// The environment named `name`, if configured.
+/// The environment named `name`, if configured — or the preview environment whose
+/// `preview_name` makes it (`pr-42`). The file is refused when a name could be both, so
+/// the answer is one; callers still check the repository with [`EnvironmentConfig::accepts`].
 pub fn find_environment<'a>(
     environments: &'a [EnvironmentConfig],
     name: &str,
 ) -> Option<&'a EnvironmentConfig> {
-    environments.iter().find(|e| e.name.as_ref() == name)
+    environments
+        .iter()
+        .find(|e| e.name.as_ref() == name)
+        .or_else(|| crate::config::preview::find_preview(environments, name))
 }
 
 /// The `env` of an environment. Its values may be credentials, so `Debug` shows the names

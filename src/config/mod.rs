@@ -10,6 +10,7 @@ pub mod environment;
 pub mod file;
 pub mod notify;
 pub mod patterns;
+pub mod preview;
 pub mod proxies;
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub use environment::{
 };
 pub use notify::{NotifyConfig, NotifyKind};
 pub use patterns::Patterns;
+pub use preview::{DESTROY_TASK, PreviewConfig, preview_slots};
 pub use proxies::TrustedProxies;
 
 /// How long a deploy may run unless configured otherwise.

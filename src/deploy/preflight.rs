@@ -77,6 +77,9 @@ pub fn check(environment: &EnvironmentConfig, path: &std::ffi::OsStr) -> Vec<Pro
     for (task, argv) in &environment.tasks {
         commands.push((format!("the command of task {task}"), argv));
     }
+    if let Some(preview) = &environment.preview {
+        commands.push(("destroy_command".into(), &preview.destroy_command));
+    }
     let mut problems = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for (what, argv) in commands {

@@ -322,7 +322,12 @@ impl DeployWorker {
         let finished = self
             .store
             .write_persistently("the end of the deploy", move |c| {
-                jobs::finish_run(c, &job, &owner, state, &description, now)
+                let finished = jobs::finish_run(c, &job, &owner, state, &description, now)?;
+                // A preview's destroy closes it, and marks its deployments inactive.
+                if finished {
+                    crate::store::previews::destroyed(c, &job, state, now)?;
+                }
+                Ok(finished)
             })
             .await;
         match finished {

@@ -32,6 +32,8 @@ struct ListedDeployment {
     id: DeploymentId,
     #[serde(default)]
     payload: serde_json::Value,
+    /// A preview's deploy and its destroy share commit, environment and payload.
+    task: Option<String>,
 }
 
 /// What `deployhook deploy` asks GitHub for.
@@ -168,7 +170,12 @@ impl GitHubClient {
         let same = |d: &ListedDeployment, key: &str| d.payload.get(key) == request.payload.get(key);
         Ok(listed
             .into_iter()
-            .find(|d| same(d, "pull_request") && same(d, "promoted_from") && same(d, "rolled_back"))
+            .find(|d| {
+                same(d, "pull_request")
+                    && same(d, "promoted_from")
+                    && same(d, "rolled_back")
+                    && d.task.as_deref().is_none_or(|t| t == request.task)
+            })
             .map(|d| d.id))
     }
 

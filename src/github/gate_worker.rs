@@ -31,6 +31,9 @@ pub struct GateWorker {
     poll: Duration,
     wake: Arc<Notify>,
     alive: Liveness,
+    /// Closes previews whose pull request closed unseen; runs beside this clock, on the
+    /// leader too.
+    previews: Option<crate::github::preview_worker::PreviewWorker>,
 }
 
 impl GateWorker {
@@ -42,7 +45,18 @@ impl GateWorker {
             poll,
             wake: Arc::new(Notify::new()),
             alive: Liveness::default(),
+            previews: None,
         }
+    }
+
+    /// This clock, with the preview worker running beside it.
+    #[must_use]
+    pub fn with_previews(
+        mut self,
+        previews: Option<crate::github::preview_worker::PreviewWorker>,
+    ) -> Self {
+        self.previews = previews;
+        self
     }
 
     /// Whether the loop runs.
@@ -60,6 +74,18 @@ impl GateWorker {
     /// the next start: its time is in the database.
     pub async fn run(self, stop: CancellationToken) {
         let _alive = self.alive.mark();
+        // Its reads of GitHub must not hold this clock up: a task of its own, ended with it.
+        let previews = self
+            .previews
+            .clone()
+            .map(|p| tokio::spawn(p.run(stop.clone())));
+        self.tick_until(stop).await;
+        if let Some(previews) = previews {
+            let _ = previews.await;
+        }
+    }
+
+    async fn tick_until(&self, stop: CancellationToken) {
         let poll_ms = i64::try_from(self.poll.as_millis()).unwrap_or(i64::MAX / 2);
         loop {
             let now = now_ms();

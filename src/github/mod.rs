@@ -5,6 +5,8 @@
 //! store queued — retrying, pausing for rate limits, one at a time per ordering key — and
 //! the [`gate_worker`], which ends soaks and reads again the checks of merges that wait.
 //! The outbox also carries notifications, which the worker hands to `notify` to send.
+//! The [`preview_worker`] closes previews whose pull request closed unseen, asking
+//! [`pull_state`] whether each is still open.
 //!
 //! May use: `notify`, `store`, `config`, `metrics`, `health`, `model`.
 
@@ -19,6 +21,8 @@ pub mod hooks;
 pub mod oauth;
 pub mod outbox_worker;
 pub mod permissions;
+pub mod preview_worker;
+pub mod pull_state;
 pub mod pulls;
 
 pub use app_auth::AppCredentials;

@@ -8,11 +8,12 @@ use crate::config::EnvironmentConfig;
 use crate::guide::Ignored;
 use crate::guide::checks::{check_run_reported, check_suite_reported, describe, status_reported};
 use crate::guide::comment_command::comment_command;
+use crate::guide::previews::preview_changes;
 use crate::guide::process_deployment::{Decision, process_deployment};
 use crate::guide::start_deployment::start_deployment;
 use crate::guide::tags::{release_published, tag_pushed};
 use crate::guide::update_deployment_status::update_deployment_status;
-use crate::model::{CheckReport, Effect, NewDeployment, Outcome};
+use crate::model::{CheckReport, Effect, NewDeployment, Outcome, PreviewChange};
 use crate::webhook::events::Event;
 use crate::webhook::intake::Delivery;
 
@@ -58,16 +59,19 @@ pub fn dispatch(
     prefix: &str,
 ) -> (Ack, Effect) {
     match &delivery.event {
-        Event::PullRequest(event) => match start_deployment(event, environments) {
-            Ok(new) => {
-                let message = merge_message(&new, environments);
-                (
-                    Ack::new(Outcome::Accepted, message),
-                    Effect::CreateDeployment(new),
-                )
-            }
-            Err(ignored) => (ignored.into(), Effect::None),
-        },
+        Event::PullRequest(event) => {
+            let merged = match start_deployment(event, environments) {
+                Ok(new) => {
+                    let message = merge_message(&new, environments);
+                    (
+                        Ack::new(Outcome::Accepted, message),
+                        Effect::CreateDeployment(new),
+                    )
+                }
+                Err(ignored) => (ignored.into(), Effect::None),
+            };
+            with_previews(merged, preview_changes(event, environments))
+        }
         Event::CheckRun(event) => checks(check_run_reported(event, environments)),
         Event::CheckSuite(event) => checks(check_suite_reported(event, environments)),
         Event::Status(event) => checks(status_reported(event, environments)),
@@ -155,6 +159,31 @@ pub fn dispatch(
             (Ack::new(Outcome::Recorded, message), Effect::None)
         }
         Event::Other { name, .. } => (Ignored(format!("ignored: {name}")).into(), Effect::None),
+    }
+}
+
+/// A pull request's answer and effect: the merge's (`merged`), with what it does to
+/// previews. A pull request no preview environment takes keeps the merge's alone.
+fn with_previews(
+    (ack, effect): (Ack, Effect),
+    previews: Option<Result<Vec<PreviewChange>, String>>,
+) -> (Ack, Effect) {
+    match previews {
+        None => (ack, effect),
+        Some(Err(reason)) if ack.outcome == Outcome::Ignored => {
+            (Ack::new(Outcome::Ignored, reason), effect)
+        }
+        Some(Err(_)) => (ack, effect),
+        Some(Ok(changes)) => {
+            let mut message = crate::guide::previews::describe(&changes);
+            if ack.outcome == Outcome::Accepted {
+                message = format!("{}; {message}", ack.message);
+            }
+            (
+                Ack::new(Outcome::Accepted, message),
+                Effect::Preview(changes, Box::new(effect)),
+            )
+        }
     }
 }
 

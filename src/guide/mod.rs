@@ -11,6 +11,7 @@
 pub mod checks;
 pub mod comment_command;
 pub mod dispatch;
+pub mod previews;
 pub mod process_deployment;
 pub mod rollback;
 pub mod start_deployment;

@@ -132,9 +132,15 @@ pub fn process_deployment(
 /// author rather than the token that created it.
 pub fn audited(event: &DeploymentEvent, job: &DeployJob, now: i64) -> Option<AuditEntry> {
     let payload = &event.deployment.payload;
-    let automatic = ["pull_request", "promoted_from", "rollback", "command"]
-        .iter()
-        .any(|key| payload.get(*key).is_some_and(|v| !v.is_null()));
+    let automatic = [
+        "pull_request",
+        "promoted_from",
+        "rollback",
+        "command",
+        "preview",
+    ]
+    .iter()
+    .any(|key| payload.get(*key).is_some_and(|v| !v.is_null()));
     let creator = event.deployment.creator.as_ref()?;
     if automatic || creator.is_bot() {
         return None;

@@ -90,6 +90,11 @@ fn deploys_here(
         }
         return Err(format!("{name} deploys only deployments made by hand"));
     }
+    if environment.preview.is_some() {
+        return Err(format!(
+            "{name} deploys pull requests' previews, not merges"
+        ));
+    }
     if let Some(from) = &environment.promote_from {
         return Err(format!(
             "{name} deploys what succeeded in {from}, not merges"

@@ -54,4 +54,7 @@ pub enum Effect {
     /// A pushed tag or a published release: one deployment of its commit per environment
     /// whose `tags` or `releases` take it. No merge marks: a tag is a deliberate act.
     DeployTag(Vec<crate::model::tag::TagDeploy>),
+    /// Open, move or close pull requests' previews, then record the other effect (a
+    /// merged pull request's deployments, or `None`).
+    Preview(Vec<crate::model::preview::PreviewChange>, Box<Effect>),
 }

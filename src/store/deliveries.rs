@@ -8,7 +8,7 @@ use crate::model::{Effect, Outcome};
 use crate::store::merges::{marks, record_merge};
 use crate::store::views::waiting;
 use crate::store::waits::{self, Ended};
-use crate::store::{approvals, commands, int_key, jobs};
+use crate::store::{approvals, commands, int_key, jobs, previews};
 
 /// A delivery as recorded.
 #[derive(Debug, Clone)]
@@ -85,6 +85,17 @@ pub fn record(
     // Why deployments it asked for are not made: older than what their environment runs.
     let mut skipped = Vec::new();
     let mut queued = None;
+    let mut preview_notes = Vec::new();
+    // A pull request's previews first; then what else it asks for (a merge's deployments).
+    let effect = match effect {
+        Effect::Preview(changes, rest) => {
+            let applied = previews::apply(conn, changes, checks_poll_ms, now)?;
+            ended.extend(applied.ended);
+            preview_notes = applied.notes;
+            rest.as_ref()
+        }
+        other => other,
+    };
     let already_done = match effect {
         Effect::None => None,
         Effect::CreateDeployment(deployments) => {
@@ -128,6 +139,7 @@ pub fn record(
             }
             None
         }
+        Effect::Preview(..) => None,
         Effect::Checks(report) => {
             ended.extend(waits::record_check(conn, report, now)?);
             None
@@ -204,6 +216,7 @@ pub fn record(
                     approvals::request(conn, job, &delivery.delivery_id, asked, now)?
                 }
                 _ if jobs::enqueue(conn, job, &delivery.delivery_id, now)? => {
+                    previews::deployment_queued(conn, job, now)?;
                     queued = queued_answer(conn, delivery, hook_id, job)?;
                     true
                 }
@@ -215,6 +228,7 @@ pub fn record(
     let Some(message) = already_done else {
         // The answer was written before the waits were settled: say how they ended, and
         // which environments it did not deploy to.
+        skipped.extend(preview_notes);
         let summary: Vec<String> = waits::summary(&ended)
             .into_iter()
             .chain(skipped.iter().cloned())

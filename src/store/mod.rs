@@ -30,6 +30,7 @@ pub mod logs;
 pub mod merges;
 pub mod outbox;
 pub mod postgres;
+pub mod previews;
 pub mod refused;
 pub mod retention;
 mod schema;

@@ -142,6 +142,15 @@ pub fn prune_batch(
                   WHERE updated_at < ?2 AND state = 'done' LIMIT ?1)",
         )?
         .execute(params![limit, deploys_before])?;
+    // Closed previews age like the deploys they ran; open ones stay whatever their age.
+    deleted += conn
+        .prepare_cached(
+            "DELETE FROM previews WHERE (repository, pull_request, environment) IN
+                 (SELECT repository, pull_request, environment FROM previews
+                  INDEXED BY previews_closed
+                  WHERE state = 'closed' AND updated_at < ?2 LIMIT ?1)",
+        )?
+        .execute(params![limit, deploys_before])?;
     // The audit log is written in the order of its ids: the oldest are the first rows.
     deleted += conn
         .prepare_cached(

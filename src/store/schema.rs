@@ -28,6 +28,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0015_personal_tokens.sql"),
     include_str!("migrations/0016_approvals.sql"),
     include_str!("migrations/0017_commands.sql"),
+    include_str!("migrations/0018_previews.sql"),
 ];
 
 /// The part of migration `version` written in Rust, run in its transaction after its SQL,

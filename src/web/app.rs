@@ -78,6 +78,13 @@ impl Application {
             metrics.clone(),
             config.checks_poll,
         );
+        let gate = gate.with_previews(crate::github::preview_worker::PreviewWorker::new(
+            store.clone(),
+            github.clone(),
+            environments.clone(),
+            outbox.clone(),
+            config.checks_poll,
+        ));
         let logs = LogHub::default();
         let links = LogLinks {
             key: LogKey::load_or_create(&store)

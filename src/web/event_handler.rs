@@ -68,6 +68,8 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
         // The command worker has its own wake-up, below.
         Effect::Command(_) => (false, false, false),
         Effect::DeployTag(_) => (true, false, false),
+        // Creations and destroys to queue, waits for checks to time.
+        Effect::Preview(..) => (true, false, true),
     };
     let command = matches!(effect, Effect::Command(_));
     let delivery_id = record.delivery_id.clone();

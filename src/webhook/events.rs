@@ -174,9 +174,19 @@ pub struct PullRequest {
     #[serde(default, deserialize_with = "merged_at")]
     pub merged_at: Option<MergedAt>,
     pub user: Option<Account>,
-    /// Where it was merged. The head (a fork, perhaps deleted) is never read: deployments
-    /// are of the base repository.
+    /// Where it was merged. Merges deploy from the base repository.
     pub base: Base,
+    /// What it proposes: read by preview environments only (its commit, and whether it
+    /// comes from a fork). Absent from older fixtures; `None` then.
+    pub head: Option<Head>,
+}
+
+/// A pull request's head: its commit, and the repository it lives in (`None`: a fork
+/// since deleted).
+#[derive(Debug, Deserialize)]
+pub struct Head {
+    pub sha: CommitSha,
+    pub repo: Option<RepositoryName>,
 }
 
 /// `pull_request.merged_at`: `null`, or an RFC 3339 time; anything else is refused, naming

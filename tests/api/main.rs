@@ -44,6 +44,7 @@ mod package;
 mod people;
 mod pg_harness;
 mod postgres;
+mod previews;
 mod pull_request;
 mod readme;
 mod replayed;

@@ -15,6 +15,9 @@
 //!   `approval_timeout`) checked and built into its rule;
 //! - `triggers.rs`: what deploys an environment besides merges (`tags`, `releases`), and
 //!   which merges do (`paths`, `deploy_on_merge`);
+//! - `preview.rs`: a preview environment's settings (`preview`, `destroy_command`,
+//!   `preview_name`, `preview_limit`, `preview_forks`, `preview_check`), and names that
+//!   lead to one table only;
 //! - `summary.rs`: [`summary`], the line `check-config` prints for an environment;
 //! - `tests.rs`: every key, and errors that name the line and column.
 
@@ -31,6 +34,7 @@ use crate::model::{OnInterrupt, Policy};
 
 mod approval;
 mod explain;
+mod preview;
 mod summary;
 mod triggers;
 mod validate;
@@ -118,6 +122,13 @@ struct FileEnvironment {
     tags: Option<Spanned<Vec<String>>>,
     releases: Option<Spanned<bool>>,
     prereleases: Option<Spanned<bool>>,
+    /// A preview environment: each open pull request deploys to its own (`preview.rs`).
+    preview: Option<Spanned<bool>>,
+    preview_name: Option<Spanned<String>>,
+    destroy_command: Option<Spanned<Vec<String>>>,
+    preview_limit: Option<Spanned<i64>>,
+    preview_forks: Option<Spanned<bool>>,
+    preview_check: Option<Spanned<String>>,
 }
 
 /// `checks = "none" | "all" | ["name", …]`.
@@ -182,6 +193,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigFileError> {
         environments.push(environment);
     }
     check_promotions(&environments).map_err(|(i, m)| error(spans[i].clone(), m))?;
+    preview::check_names(&environments).map_err(|(i, m)| error(spans[i].clone(), m))?;
     let notify = file
         .notify
         .iter()

@@ -44,7 +44,24 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
             tags
         };
     }
-    if let Some(from) = &environment.promote_from {
+    if let Some(preview) = &environment.preview {
+        let branch = environment
+            .branch
+            .as_deref()
+            .unwrap_or("the default branch");
+        on_merge = format!(
+            "previews of pull requests into {branch} as {}, at most {} at once{}, destroyed \
+             with {:?}, checked every {}",
+            preview.name,
+            preview.limit,
+            if preview.forks { ", forks too" } else { "" },
+            preview.destroy_command,
+            humantime::format_duration(preview.check_every)
+        );
+        if let Some(checks) = &environment.checks {
+            on_merge += &format!(" once {checks} passed");
+        }
+    } else if let Some(from) = &environment.promote_from {
         on_merge = format!(
             "what succeeded in {from}, after a soak of {}",
             humantime::format_duration(environment.soak)

@@ -101,6 +101,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
         ));
     }
     let approval = super::approval::approval_rule(&file, &name)?;
+    let preview = super::preview::preview(&file, &name)?;
     let command = argv(&file.command, "command")?;
     let rollback_command = file
         .rollback_command
@@ -124,7 +125,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
         Some(text) => duration(text)?,
     };
     if let Some(url) = &file.environment_url {
-        check_placeholders(url)?;
+        check_placeholders(url, preview.is_some())?;
     }
     let mut env = BTreeMap::new();
     for (key, value) in file.env {
@@ -201,6 +202,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
     }
     Ok(EnvironmentConfig {
         approval,
+        preview,
         access,
         checks,
         checks_timeout,
@@ -255,7 +257,7 @@ fn checks_gate(checks: &Spanned<FileChecks>) -> Result<Option<Required>, Invalid
     }
 }
 
-fn argv(command: &Spanned<Vec<String>>, what: &str) -> Result<Vec<String>, Invalid> {
+pub(super) fn argv(command: &Spanned<Vec<String>>, what: &str) -> Result<Vec<String>, Invalid> {
     match command.get_ref().first() {
         Some(program) if !program.trim().is_empty() => Ok(command.get_ref().clone()),
         _ => Err((
@@ -265,7 +267,7 @@ fn argv(command: &Spanned<Vec<String>>, what: &str) -> Result<Vec<String>, Inval
     }
 }
 
-fn duration(text: &Spanned<String>) -> Result<Duration, Invalid> {
+pub(super) fn duration(text: &Spanned<String>) -> Result<Duration, Invalid> {
     let parsed = crate::config::parse_duration(text.get_ref()).map_err(|e| (text.span(), e))?;
     if parsed.is_zero() {
         return Err((text.span(), "timeout must be longer than 0s".to_owned()));
@@ -273,13 +275,16 @@ fn duration(text: &Spanned<String>) -> Result<Duration, Invalid> {
     Ok(parsed)
 }
 
-fn check_placeholders(url: &Spanned<String>) -> Result<(), Invalid> {
+/// `environment_url`'s placeholders are known ones; `{pr}` only in a preview environment.
+fn check_placeholders(url: &Spanned<String>, preview: bool) -> Result<(), Invalid> {
     let mut rest = url.get_ref().as_str();
     while let Some(start) = rest.find('{') {
         let end = rest[start..].find('}').map(|e| start + e + 1);
         let placeholder = end.map(|end| &rest[start..end]);
         match placeholder {
-            Some(p) if URL_PLACEHOLDERS.contains(&p) => rest = &rest[start + p.len()..],
+            Some(p) if URL_PLACEHOLDERS.contains(&p) || (preview && p == "{pr}") => {
+                rest = &rest[start + p.len()..];
+            }
             _ => {
                 return Err((
                     url.span(),
@@ -287,6 +292,11 @@ fn check_placeholders(url: &Spanned<String>) -> Result<(), Invalid> {
                         "environment_url: unknown placeholder {}; known: {}",
                         placeholder.unwrap_or(&rest[start..]),
                         URL_PLACEHOLDERS.join(", ")
+                            + if preview {
+                                ", {pr}"
+                            } else {
+                                " ({pr} in a preview environment)"
+                            }
                     ),
                 ));
             }

@@ -1,5 +1,5 @@
 -- deployhook's durable state on PostgreSQL 15: the final state of the SQLite migrations
--- 0001 … 0017 (src/store/migrations), in one script, plus what only a shared PostgreSQL
+-- 0001 … 0018 (src/store/migrations), in one script, plus what only a shared PostgreSQL
 -- database needs (replicas, jobs.owner, one running job per repository and environment).
 -- A database made by an earlier version is brought here by the `upgrade_*.sql` scripts.
 -- Times are Unix milliseconds (UTC).
@@ -360,3 +360,25 @@ CREATE TABLE commands (
 CREATE INDEX commands_due ON commands (state, due_at);
 CREATE INDEX commands_by_time ON commands (updated_at);
 CREATE INDEX commands_by_author ON commands (repository, author, received_at);
+-- Preview environments: one row per pull request and preview environment (see SQLite's
+-- 0018).
+CREATE TABLE previews (
+    repository      TEXT COLLATE "C" NOT NULL,
+    pull_request    BIGINT  NOT NULL,
+    environment     TEXT COLLATE "C" NOT NULL,  -- the preview's own: pr-42
+    config          TEXT COLLATE "C" NOT NULL,  -- the [[environment]] table
+    head_sha        TEXT COLLATE "C" NOT NULL,
+    state           TEXT COLLATE "C" NOT NULL,  -- waiting | live | closing | closed
+    request         TEXT COLLATE "C" NOT NULL,  -- the deployment of the head (JSON)
+    installation_id BIGINT,
+    opened_at       BIGINT  NOT NULL,
+    updated_at      BIGINT  NOT NULL,
+    checked_at      BIGINT  NOT NULL,
+    last_deployment BIGINT,
+    environment_url TEXT COLLATE "C",
+    note            TEXT COLLATE "C",
+    PRIMARY KEY (repository, pull_request, environment)
+);
+CREATE INDEX previews_by_config ON previews (config, state, opened_at);
+CREATE INDEX previews_to_check ON previews (checked_at) WHERE state IN ('waiting', 'live');
+CREATE INDEX previews_closed ON previews (updated_at) WHERE state = 'closed';

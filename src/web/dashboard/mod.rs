@@ -12,6 +12,7 @@
 //! - `views.rs`: each kind of row the page shows, ready to show (jobs, waits, deliveries,
 //!   refused deliveries, locks, given-up calls, replicas);
 //! - `sign_in.rs`: sign-in with the admin token, and sign-out;
+//! - `previews.rs`: the previews table and `GET /api/previews`;
 //! - `forms.rs`: the operator's forms: lock, unlock, roll back;
 //! - `access.rs`: who may see the pages and send the forms: the sign-in check, the form
 //!   token, cross-site refusals;
@@ -21,6 +22,7 @@
 pub(crate) mod access;
 mod forms;
 mod page;
+mod previews;
 pub(crate) mod render;
 pub(crate) mod sign_in;
 mod views;
@@ -55,6 +57,7 @@ pub fn routes() -> axum::Router<AppState> {
             axum::routing::post(crate::web::people::tokens::revoke),
         )
         .route("/dashboard/live", get(page::live))
+        .route("/api/previews", get(previews::api))
         .route("/dashboard.js", get(page::script))
         .route("/dashboard/lock", axum::routing::post(forms::lock_form))
         .route("/dashboard/unlock", axum::routing::post(forms::unlock_form))

@@ -64,6 +64,8 @@ struct LivePart {
     replicas: Vec<ReplicaView>,
     /// What runs where, repository by repository: `.wcid`'s answer.
     where_runs: Vec<WhereView>,
+    /// Pull requests' previews: open ones first.
+    previews: Vec<super::previews::PreviewView>,
 }
 
 /// One repository in one environment, as `.wcid` tells it.
@@ -141,6 +143,10 @@ async fn live_part(
             ))
         })
         .await?;
+    let mut previews = state
+        .store
+        .read(|c| crate::store::previews::list(c, super::previews::SHOWN))
+        .await?;
     // A person sees only the repositories they can read on GitHub; refused deliveries,
     // which name none that can be trusted, only the admin token's session sees.
     let (mut jobs, mut active, mut deliveries, mut refused, mut failed_calls, mut all_waits) =
@@ -159,6 +165,7 @@ async fn live_part(
         refused.clear();
         failed_calls.retain(|c| viewer.can_read(&c.repository));
         all_waits.retain(|w| viewer.can_read(&w.repository));
+        previews.retain(|p| viewer.can_read(&p.repository));
     }
     let replicas = match state.store.postgres() {
         None => vec![],
@@ -215,12 +222,16 @@ async fn live_part(
         .filter(|e| visible.contains(e.name.as_ref()))
         .map(|e| {
             let name = e.name.to_string();
+            // A preview environment's deployments are its pull requests' (`pr-42`): listed
+            // under it, with no rollback (each preview runs its own head).
             let mut of_it: Vec<JobView> = jobs
                 .iter()
-                .filter(|j| j.environment == name)
+                .filter(|j| j.environment == name || e.preview_number(&j.environment).is_some())
                 .cloned()
                 .collect();
-            mark_rollback_targets(&mut of_it);
+            if e.preview.is_none() {
+                mark_rollback_targets(&mut of_it);
+            }
             (name, of_it)
         })
         .collect();
@@ -255,6 +266,10 @@ async fn live_part(
         refused,
         failed_calls,
         replicas,
+        previews: previews
+            .into_iter()
+            .map(|p| super::previews::preview_view(p, state))
+            .collect(),
     })
 }
 
