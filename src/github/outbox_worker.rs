@@ -263,7 +263,7 @@ impl OutboxWorker {
                     return Ok(Sent::Skipped(why));
                 }
                 let created = github.create_deployment(&repo, request).await?;
-                log_created(&repo, *pull_request, request.git_ref.short(), &created);
+                log_created(&repo, request, *pull_request, &created);
                 Ok(Sent::Done)
             }
             Call::DeploymentStatus {

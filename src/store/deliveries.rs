@@ -134,10 +134,18 @@ pub fn record(
         Effect::DeployTag(deploys) => {
             // No merge marks, no merge record: a tag is deployed as asked, in the order
             // its environment's tags came (see `outbox::enqueue_tag`).
+            let mut queued = false;
             for deploy in deploys {
-                crate::store::outbox::enqueue_tag(conn, deploy, now)?;
+                queued |= crate::store::outbox::enqueue_tag(conn, deploy, now)?;
             }
-            None
+            match deploys.first() {
+                // Every one was queued moments ago, through another webhook.
+                Some(first) if !queued => Some(format!(
+                    "tag {} of {} was already deployed through another delivery",
+                    first.tag, first.repo
+                )),
+                _ => None,
+            }
         }
         Effect::Preview(..) => None,
         Effect::Checks(report) => {

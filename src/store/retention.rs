@@ -151,6 +151,12 @@ pub fn prune_batch(
                   WHERE state = 'closed' AND updated_at < ?2 LIMIT ?1)",
         )?
         .execute(params![limit, deploys_before])?;
+    deleted += conn
+        .prepare_cached(
+            "DELETE FROM tag_deploys WHERE recorded_at IN
+                 (SELECT recorded_at FROM tag_deploys WHERE recorded_at < ?2 LIMIT ?1)",
+        )?
+        .execute(params![limit, deliveries_before])?;
     // The audit log is written in the order of its ids: the oldest are the first rows.
     deleted += conn
         .prepare_cached(

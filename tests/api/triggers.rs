@@ -419,7 +419,29 @@ async fn a_pushed_tag_that_matches_deploys_its_commit_and_others_do_not() {
         "accepted",
         "tag v1.2.0 of acme/widgets: creating a deployment of 4444444 to production",
     );
+    // The same push through a second webhook (an organisation's, say): a new delivery id
+    // and hook, one deployment still.
+    let again = app
+        .post_delivery(
+            "push",
+            &push("refs/tags/v1.2.0", false),
+            "org-hook-delivery-1",
+            77,
+        )
+        .await;
+    let again: Value = again.json().await.unwrap();
+    crate::helpers::assert_ack(
+        &again,
+        "ignored",
+        "already deployed through another delivery",
+    );
     let bodies = wait_for_created(&app, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        created(&app.github_requests().await),
+        1,
+        "one deployment of the tag"
+    );
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     assert_eq!(
         bodies[0]["ref"], TAGGED,

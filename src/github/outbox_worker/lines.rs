@@ -14,8 +14,9 @@ pub(super) fn describe(call: &Call) -> String {
             pull_request,
             request,
         } => format!(
-            "creating the deployment of {repository}@{} for pull request #{pull_request}",
-            request.git_ref.short()
+            "creating the deployment of {repository}@{} {}",
+            request.git_ref.short(),
+            asked_by(*pull_request, &request.payload)
         ),
         Call::DeploymentStatus {
             repository,
@@ -46,21 +47,33 @@ pub(super) fn describe(call: &Call) -> String {
     }
 }
 
+/// What asked for a deployment: a pull request (merged, or a command's or a preview's),
+/// a tag, or someone by hand (a rollback).
+fn asked_by(pull_request: u64, payload: &serde_json::Value) -> String {
+    match (pull_request, payload.get("tag").and_then(|t| t.as_str())) {
+        (0, Some(tag)) => format!("for tag {tag}"),
+        (0, None) => "asked for by hand".to_owned(),
+        (number, _) => format!("for pull request #{number}"),
+    }
+}
+
 pub(super) fn log_created(
     repo: &RepoName,
+    request: &crate::model::DeploymentRequest,
     pull_request: u64,
-    sha: &str,
     created: &CreatedDeployment,
 ) {
+    let sha = request.git_ref.short();
+    let pull_request = asked_by(pull_request, &request.payload);
     match created {
         CreatedDeployment::Created(id) => tracing::info!(
             repo = repo.as_ref(),
             deployment = id.get(),
-            "created deployment {id} of {repo}@{sha} for pull request #{pull_request}"
+            "created deployment {id} of {repo}@{sha} {pull_request}"
         ),
         CreatedDeployment::MergedInstead(message) => tracing::warn!(
             repo = repo.as_ref(),
-            "GitHub created no deployment of {repo}@{sha} for pull request #{pull_request} \
+            "GitHub created no deployment of {repo}@{sha} {pull_request} \
              (202: {message}); it merged instead of deploying, so there is nothing to run"
         ),
     }

@@ -5,12 +5,43 @@
 //! tags of one environment are created in the order they came.
 
 use crate::model::{CommitSha, TagDeploy};
-use crate::store::db::Connection;
+use crate::store::db::{Connection, params};
 
 use super::{Row, enqueue_create_deployment, insert, json_error, lane_of};
 
-/// Queues what `deploy` needs: its creation, or its tag's resolution first.
-pub fn enqueue_tag(conn: &Connection, deploy: &TagDeploy, now: i64) -> rusqlite::Result<()> {
+/// How long a tag's deploy to an environment is remembered: another webhook's delivery of
+/// the same push or release comes within seconds; a tag moved back to a commit it was on
+/// an hour ago is a deliberate act, and deploys.
+pub const SAME_TAG_MS: i64 = 60 * 60 * 1000;
+
+/// Queues what `deploy` needs: its creation, or its tag's resolution first. `false`, and
+/// nothing queued, when the same tag (and commit) was queued for its environment within
+/// [`SAME_TAG_MS`]: another webhook delivered the same push or release.
+pub fn enqueue_tag(conn: &Connection, deploy: &TagDeploy, now: i64) -> rusqlite::Result<bool> {
+    let (repo, environment) = (deploy.repo.as_ref(), deploy.environment.as_ref());
+    let sha = deploy.sha.as_ref().map_or("", AsRef::as_ref);
+    let seen: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM tag_deploys WHERE repository = ?1 AND environment = ?2
+                            AND tag = ?3 AND sha = ?4 AND recorded_at > ?5)",
+        )?
+        .query_row(
+            params![repo, environment, deploy.tag, sha, now - SAME_TAG_MS],
+            |row| row.get(0),
+        )?;
+    if seen {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "INSERT INTO tag_deploys (repository, environment, tag, sha, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![repo, environment, deploy.tag, sha, now])?;
+    queue(conn, deploy, now)?;
+    Ok(true)
+}
+
+fn queue(conn: &Connection, deploy: &TagDeploy, now: i64) -> rusqlite::Result<()> {
     if let Some(sha) = &deploy.sha {
         return enqueue_create_deployment(conn, &deploy.deployment(sha.clone()), now);
     }
@@ -59,6 +90,36 @@ mod tests {
             production_environment: Some(true),
             transient_environment: None,
         }
+    }
+
+    #[test]
+    fn a_tag_delivered_twice_is_queued_once_but_moved_back_later_deploys_again() {
+        each_engine(|conn| {
+            let mut pushed = release("v2.0.0");
+            pushed.sha = Some("f19c884ab35c8d243bf9d857d631a5d4f190079f".parse().unwrap());
+            assert!(enqueue_tag(conn, &pushed, 1_000).unwrap());
+            assert!(
+                !enqueue_tag(conn, &pushed, 5_000).unwrap(),
+                "another webhook's copy"
+            );
+            // Another environment, or another commit, is another deploy.
+            let mut staging = pushed.clone();
+            staging.environment = "staging".parse().unwrap();
+            assert!(enqueue_tag(conn, &staging, 5_000).unwrap());
+            let mut moved = pushed.clone();
+            moved.sha = Some("a19c884ab35c8d243bf9d857d631a5d4f190079f".parse().unwrap());
+            assert!(enqueue_tag(conn, &moved, 6_000).unwrap());
+            // The same commit again, long after: a deliberate move back.
+            assert!(enqueue_tag(conn, &pushed, 1_000 + SAME_TAG_MS + 1).unwrap());
+            let creations: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM outbox WHERE kind = 'create_deployment'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(creations, 4);
+        });
     }
 
     #[test]

@@ -1,5 +1,5 @@
 -- deployhook's durable state on PostgreSQL 15: the final state of the SQLite migrations
--- 0001 … 0018 (src/store/migrations), in one script, plus what only a shared PostgreSQL
+-- 0001 … 0019 (src/store/migrations), in one script, plus what only a shared PostgreSQL
 -- database needs (replicas, jobs.owner, one running job per repository and environment).
 -- A database made by an earlier version is brought here by the `upgrade_*.sql` scripts.
 -- Times are Unix milliseconds (UTC).
@@ -382,3 +382,14 @@ CREATE TABLE previews (
 CREATE INDEX previews_by_config ON previews (config, state, opened_at);
 CREATE INDEX previews_to_check ON previews (checked_at) WHERE state IN ('waiting', 'live');
 CREATE INDEX previews_closed ON previews (updated_at) WHERE state = 'closed';
+
+-- Tag and release deploys, once per tag, commit and environment within an hour (0019).
+CREATE TABLE tag_deploys (
+    repository  TEXT COLLATE "C" NOT NULL,
+    environment TEXT COLLATE "C" NOT NULL,
+    tag         TEXT COLLATE "C" NOT NULL,
+    sha         TEXT COLLATE "C" NOT NULL,
+    recorded_at BIGINT NOT NULL
+);
+CREATE INDEX tag_deploys_by_tag ON tag_deploys (repository, environment, tag, sha, recorded_at);
+CREATE INDEX tag_deploys_by_time ON tag_deploys (recorded_at);
