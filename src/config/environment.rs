@@ -141,6 +141,18 @@ impl EnvironmentConfig {
         self.repositories.iter().any(|p| p.matches(repo))
     }
 
+    /// The branch this environment takes pull requests into: its `branch`, else the
+    /// repository's default (`default_branch`, from the payload); why not, when neither is
+    /// known.
+    pub fn branch_of<'a>(&'a self, default_branch: Option<&'a str>) -> Result<&'a str, String> {
+        self.branch.as_deref().or(default_branch).ok_or_else(|| {
+            format!(
+                "{}: the payload names no default branch; set the environment's branch",
+                self.name
+            )
+        })
+    }
+
     /// The argv that runs `task`.
     pub fn command_for(&self, task: &str) -> Option<&[String]> {
         if task == DEPLOY_TASK {

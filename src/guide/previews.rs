@@ -74,15 +74,7 @@ fn open(
         return Err(format!("{name} is not a preview environment"));
     };
     let pr = &event.pull_request;
-    let Some(branch) = environment
-        .branch
-        .as_deref()
-        .or(repository.default_branch.as_deref())
-    else {
-        return Err(format!(
-            "{name}: the payload names no default branch; set the environment's branch"
-        ));
-    };
+    let branch = environment.branch_of(repository.default_branch.as_deref())?;
     if pr.base.branch != branch {
         return Err(format!(
             "{name} previews pull requests into {branch}, not {}",

@@ -100,15 +100,7 @@ fn deploys_here(
             "{name} deploys what succeeded in {from}, not merges"
         ));
     }
-    let Some(branch) = environment
-        .branch
-        .as_deref()
-        .or(repository.default_branch.as_deref())
-    else {
-        return Err(format!(
-            "{name}: the payload names no default branch; set the environment's branch"
-        ));
-    };
+    let branch = environment.branch_of(repository.default_branch.as_deref())?;
     let merged_into = &event.pull_request.base.branch;
     if merged_into != branch {
         return Err(format!(
