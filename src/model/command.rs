@@ -95,25 +95,32 @@ impl CommandMark {
     /// The payload key it is kept under.
     pub const KEY: &'static str = "command";
 
-    /// The mark in `payload` (a deployment's payload as JSON text), if a command made it.
-    pub fn of_payload(payload: &str) -> Option<Self> {
+    /// The mark in `payload` (a deployment's payload as JSON text), if a command made it,
+    /// with the payload read. Every status of every deployment asks, so a payload that
+    /// does not name the key is not parsed at all.
+    pub fn of_payload(payload: &str) -> Option<(Self, serde_json::Value)> {
+        if !payload.contains(Self::KEY) {
+            return None;
+        }
         let value: serde_json::Value = serde_json::from_str(payload).ok()?;
-        serde_json::from_value(value.get(Self::KEY)?.clone()).ok()
+        let mark = serde_json::from_value(value.get(Self::KEY)?.clone()).ok()?;
+        Some((mark, value))
     }
 }
 
 /// What the reply says when a command's deployment has the status `state`, and the
-/// reaction that ends it (`None`: not over yet). `None` for a status that tells nothing new.
+/// reaction that ends it (`None`: not over yet).
 pub fn deploy_news(
     job: &DeployJob,
+    payload: &serde_json::Value,
     state: DeploymentState,
     description: &str,
-) -> Option<(String, Option<&'static str>)> {
+) -> (String, Option<&'static str>) {
     // The branch the command named (the deployment's own ref is the commit).
-    let shown_ref = serde_json::from_str::<serde_json::Value>(&job.payload)
-        .ok()
-        .and_then(|p| p.get("ref")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| job.git_ref.clone());
+    let shown_ref = payload
+        .get("ref")
+        .and_then(|r| r.as_str())
+        .map_or_else(|| job.git_ref.clone(), str::to_owned);
     let what = format!(
         "`{}` ({}) to **{}**",
         job.sha.short(),
@@ -125,7 +132,7 @@ pub fn deploy_news(
         .log_url
         .as_deref()
         .map_or_else(String::new, |url| format!(" · [log]({url})"));
-    Some(match state {
+    match state {
         DeploymentState::Queued => (format!("🕐 Deploy of {what} queued: {description}"), None),
         DeploymentState::Pending => (format!("⏸️ Deploy of {what} waits: {description}"), None),
         DeploymentState::InProgress => (format!("⏳ Deploying {what}…{log}"), None),
@@ -147,7 +154,7 @@ pub fn deploy_news(
             format!("⏭️ Deploy of {what} did not run: {description}"),
             Some("confused"),
         ),
-    })
+    }
 }
 
 /// `text` (a lock's reason, a branch: words people wrote) made safe to quote in a reply:
@@ -400,6 +407,66 @@ mod tests {
             assert_eq!(parsed(body), None, "{body:?}");
         }
         assert_eq!(parse("/deploy", "/"), parsed(".deploy"));
+    }
+
+    fn job(payload: &str) -> DeployJob {
+        DeployJob {
+            id: 7.into(),
+            repo: RepoName::parse("acme/app").unwrap(),
+            environment: "staging".parse().unwrap(),
+            sha: "4242424242aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".parse().unwrap(),
+            git_ref: "4242424242aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
+            task: "deploy".into(),
+            deploy_user: "wes".into(),
+            payload: payload.into(),
+            environment_url: Some("https://staging.example".into()),
+            log_url: Some("https://deployhook.example/log".into()),
+            installation: None,
+        }
+    }
+
+    #[test]
+    fn a_deploys_news_names_the_branch_and_ends_with_its_reaction() {
+        let payload = r#"{"ref":"feature-42","command":{"comment_id":9,"pull_request":42}}"#;
+        let job = job(payload);
+        let (mark, value) = CommandMark::of_payload(payload).unwrap();
+        assert_eq!(
+            mark,
+            CommandMark {
+                comment_id: 9,
+                pull_request: 42
+            }
+        );
+        let news = |state| deploy_news(&job, &value, state, "deployed in 3s");
+        let (text, reaction) = news(DeploymentState::Success);
+        assert_eq!(reaction, Some("rocket"));
+        assert!(
+            text.contains("`4242424` (feature-42) to **staging**"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[log](https://deployhook.example/log)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[environment](https://staging.example)"),
+            "{text}"
+        );
+        assert_eq!(news(DeploymentState::Failure).1, Some("-1"));
+        assert_eq!(news(DeploymentState::Error).1, Some("-1"));
+        assert_eq!(news(DeploymentState::Queued).1, None, "not over yet");
+        assert_eq!(news(DeploymentState::InProgress).1, None, "not over yet");
+        assert!(CommandMark::of_payload(r#"{"deploy_user":"wes"}"#).is_none());
+    }
+
+    #[test]
+    fn quoted_words_carry_no_link_markup_or_mention() {
+        let quoted = quiet("[x](https://evil.example) <b>hi</b> @octocat | a\nb");
+        for bad in ["[", "]", "<", ">", "|", "\n", "@octocat"] {
+            assert!(!quoted.contains(bad), "{bad:?} in {quoted:?}");
+        }
+        assert!(quoted.contains("@\u{200b}octocat"), "{quoted:?}");
+        assert_eq!(quiet(&"x".repeat(500)).len(), 200);
     }
 
     proptest::proptest! {

@@ -75,12 +75,10 @@ pub fn news_of_status(
     description: &str,
     now: i64,
 ) -> rusqlite::Result<()> {
-    let Some(mark) = CommandMark::of_payload(&job.payload) else {
+    let Some((mark, payload)) = CommandMark::of_payload(&job.payload) else {
         return Ok(());
     };
-    let Some((text, reaction)) = deploy_news(job, state, description) else {
-        return Ok(());
-    };
+    let (text, reaction) = deploy_news(job, &payload, state, description);
     let repository = job.repo.as_ref();
     enqueue_reply(
         conn,

@@ -4,7 +4,8 @@
 
 use crate::model::RepoName;
 use crate::model::command::quiet;
-use crate::store::{locks, now_ms, views};
+use crate::store::locks::{self, Lock};
+use crate::store::{jobs, now_ms, views};
 use crate::web::AppState;
 use crate::web::refused::{Refused, unavailable};
 
@@ -30,18 +31,21 @@ pub async fn of_repository(state: &AppState, repo: &RepoName) -> Result<Vec<Wher
     state
         .store
         .read(move |c| {
-            let active = views::active_jobs(c)?;
-            places(c, &name, &environments, &active, now_ms())
+            let (active, locks) = (views::active_jobs(c)?, locks::holding_all(c, now_ms())?);
+            places(c, &name, &environments, &active, &locks)
         })
         .await
         .map_err(|err| unavailable(&err))
 }
 
 /// Where each repository deploys, for the dashboard: those configured by name or with
-/// deploys on record that `can_read` allows, at most [`MAX_SHOWN`], by name.
+/// deploys on record that `can_read` allows, at most [`MAX_SHOWN`], by name. `active` and
+/// `locks` are the dashboard's own snapshot, not read again.
 pub async fn everywhere(
     state: &AppState,
     can_read: impl Fn(&str) -> bool,
+    active: &[views::JobRow],
+    locks: &[Lock],
 ) -> Result<Vec<(String, Vec<Where>)>, crate::store::StoreError> {
     let known = state
         .store
@@ -66,14 +70,17 @@ pub async fn everywhere(
         })
         .take(MAX_SHOWN)
         .collect();
+    let (active, locks) = (active.to_vec(), locks.to_vec());
     state
         .store
         .read(move |c| {
-            let (active, now) = (views::active_jobs(c)?, now_ms());
             shown
                 .iter()
                 .map(|(repo, environments)| {
-                    Ok((repo.clone(), places(c, repo, environments, &active, now)?))
+                    Ok((
+                        repo.clone(),
+                        places(c, repo, environments, &active, &locks)?,
+                    ))
                 })
                 .collect()
         })
@@ -89,26 +96,21 @@ fn environments_of(state: &AppState, repo: &RepoName) -> Vec<String> {
         .collect()
 }
 
-/// `repo` in each of `environments`: what runs, what is active (of `active`), the lock.
+/// `repo` in each of `environments`: what runs (one indexed read each), what is active
+/// (of `active`), the lock (of `locks`).
 fn places(
     c: &crate::store::db::Connection,
     repo: &str,
     environments: &[String],
     active: &[views::JobRow],
-    now: i64,
+    locks: &[Lock],
 ) -> rusqlite::Result<Vec<Where>> {
     environments
         .iter()
         .map(|environment| {
-            let history = views::deploy_history(c, repo, environment)?;
-            let running = history
-                .iter()
-                .find(|h| h.result == "success")
-                .map(|h| h.sha.clone());
-            let lock = locks::holding(c, environment, now)?.map(|l| (l.locked_by, l.reason));
             Ok(Where {
                 environment: environment.clone(),
-                running,
+                running: jobs::last_success(c, repo, environment)?,
                 active: active
                     .iter()
                     .filter(|j| &j.environment == environment)
@@ -122,7 +124,10 @@ fn places(
                         )
                     })
                     .collect(),
-                lock,
+                lock: locks
+                    .iter()
+                    .find(|l| &l.environment == environment)
+                    .map(|l| (l.locked_by.clone(), l.reason.clone())),
             })
         })
         .collect()

@@ -167,6 +167,11 @@ async fn live_part(
         all_waits.retain(|w| viewer.can_read(&w.repository));
         previews.retain(|p| viewer.can_read(&p.repository));
     }
+    // `.wcid`'s answer, from this same snapshot of what runs and what is locked.
+    let where_runs = where_views(
+        crate::web::commands::wcid::everywhere(state, |r| viewer.can_read(r), &active, &locks)
+            .await?,
+    );
     let replicas = match state.store.postgres() {
         None => vec![],
         Some(pg) => {
@@ -249,8 +254,6 @@ async fn live_part(
             _ => ended_waits.push(view),
         }
     }
-    let where_runs =
-        where_views(crate::web::commands::wcid::everywhere(state, |r| viewer.can_read(r)).await?);
     Ok(LivePart {
         where_runs,
         approvals: awaiting.into_iter().map(approval_view).collect(),
