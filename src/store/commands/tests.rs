@@ -189,3 +189,42 @@ mod properties {
         }
     }
 }
+
+/// The command worker's round (take the next due, finish it, ask when next) and a new
+/// comment's recording cost the same with ten commands kept as with twenty thousand:
+/// counted in SQLite's steps, whatever the machine's speed.
+#[test]
+fn the_workers_round_costs_the_same_with_ten_or_twenty_thousand_commands_kept() {
+    use crate::store::tests::steps;
+    fn kept(done: u64) -> rusqlite::Connection {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        let c = Connection::Sqlite(&tx);
+        for n in 0..done {
+            let mut old = request(n, Command::Wcid);
+            // Many people, many pull requests: none near the per-person limit.
+            old.author = format!("person-{}", n % 1_000);
+            record(&c, &old, "d", i64::try_from(n).unwrap()).unwrap();
+            finish(&c, &old.repo, n, "done", 1).unwrap();
+        }
+        tx.commit().unwrap();
+        conn
+    }
+    let round = |c: &Connection| {
+        let mut new = request(1_000_000, Command::Help);
+        new.author = "newcomer".into();
+        assert_eq!(record(c, &new, "d", 10_000_000).unwrap(), Recorded::New);
+        let taken = take_due(c, 10_000_001).unwrap().unwrap();
+        assert_eq!(taken.request.comment_id, 1_000_000);
+        assert!(finish(c, &taken.request.repo, 1_000_000, "done", 10_000_002).unwrap());
+        assert_eq!(next_due(c).unwrap(), None);
+    };
+    let (mut small, mut large) = (kept(10), kept(20_000));
+    let (at_10, at_20k) = (steps(&mut small, round), steps(&mut large, round));
+    eprintln!("a command's round: {at_10} SQLite steps with 10 kept, {at_20k} with 20,000");
+    assert!(
+        at_20k * 2 < at_10 * 3,
+        "{at_10} steps with 10 kept, {at_20k} with 20,000"
+    );
+}
