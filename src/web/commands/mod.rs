@@ -32,6 +32,10 @@ use crate::web::AppState;
 const MAX_ATTEMPTS: u32 = 5;
 /// The first wait before a command is tried again; doubled each attempt.
 const FIRST_RETRY: Duration = Duration::from_secs(15);
+/// How long one command may take, GitHub's answers included: well within the hold
+/// (`store::commands::HOLD_MS`), so that no other attempt takes it meanwhile, and so that
+/// one command GitHub is slow about holds the others up this long at most.
+const ACT_WITHIN: Duration = Duration::from_secs(45);
 /// The longest the worker sleeps without looking for commands.
 const IDLE_POLL: Duration = Duration::from_secs(60);
 
@@ -160,7 +164,15 @@ impl CommandWorker {
             }
             self.state.outbox.wake();
         }
-        let answer = match act::act(&self.state, &request).await {
+        // Within the hold: a command GitHub answers too slowly is put back, not taken twice.
+        let acted = tokio::time::timeout(ACT_WITHIN, act::act(&self.state, &request)).await;
+        let acted = acted.unwrap_or_else(|_| {
+            Err(Retry(format!(
+                "GitHub did not answer within {}s",
+                ACT_WITHIN.as_secs()
+            )))
+        });
+        let answer = match acted {
             Ok(answer) => answer,
             Err(Retry(why)) if taken.attempts + 1 < MAX_ATTEMPTS => {
                 let wait = FIRST_RETRY * 2u32.saturating_pow(taken.attempts);
