@@ -70,6 +70,9 @@ pub struct EnvironmentConfig {
     /// Set: a preview environment, deploying each open pull request to its own environment
     /// (see [`crate::config::preview`]) instead of merges.
     pub preview: Option<crate::config::preview::PreviewConfig>,
+    /// When deployments may start: weekly windows and dated freezes in a time zone (see
+    /// [`crate::model::window`]). Default: always open.
+    pub schedule: crate::model::Schedule,
 }
 
 /// `branch_deploys`: what `.deploy` in a pull request may send to an environment before
@@ -133,6 +136,7 @@ impl EnvironmentConfig {
             branch_deploys: BranchDeploys::default(),
             triggers: Triggers::default(),
             preview: None,
+            schedule: crate::model::Schedule::open(),
         }
     }
 
