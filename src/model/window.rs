@@ -306,6 +306,11 @@ impl Schedule {
     }
 }
 
+/// Unix milliseconds (the store's times) as an instant.
+pub fn instant(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MAX)
+}
+
 /// Parses a day list: `mon-fri`, `sat,sun`, `mon,wed-fri`, `daily`, case-insensitive.
 pub fn parse_days(text: &str) -> Result<[bool; 7], String> {
     let mut days = [false; 7];

@@ -7,12 +7,12 @@
 
 use crate::store::db::{Connection, Row, params};
 
-use crate::model::{DeployJob, DeploymentId, DeploymentState, OnInterrupt};
+use crate::model::{Clearance, DeployJob, DeploymentId, DeploymentState, OnInterrupt};
 use crate::store::{int_key, outbox};
 
 mod claim;
 
-pub use claim::claim;
+pub use claim::{claim, claim_with_holds};
 pub(in crate::store) use claim::lock_queue;
 
 /// The commit of the newest successful deploy of `repository` to `environment`, if one is
@@ -68,8 +68,9 @@ pub(in crate::store) fn enqueue_row(
         .prepare_cached(
             "INSERT INTO jobs (deployment_id, repository, environment, sha, git_ref,
                  task, deploy_user, payload, delivery_id, state, queued_at, log_url,
-                 environment_url, installation_id, forced)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13, ?14)
+                 environment_url, installation_id, forced, clearance)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13, ?14,
+                     ?15)
              ON CONFLICT (deployment_id) DO NOTHING",
         )?
         .execute(params![
@@ -87,8 +88,25 @@ pub(in crate::store) fn enqueue_row(
             job.environment_url,
             job.installation.map(int_key).transpose()?,
             is_forced(&job.payload),
+            Clearance::of(&job.payload).as_i64(),
         ])?;
     Ok(inserted == 1)
+}
+
+/// Migration 20: the clearance of each deployment still waiting (queued, or for its
+/// approvals), read from its payload as [`enqueue`] reads it now.
+pub(in crate::store) fn classify_waiting(conn: &Connection) -> rusqlite::Result<()> {
+    let waiting: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT deployment_id, payload FROM jobs WHERE state IN ('queued', 'approval')",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, payload) in waiting {
+        conn.prepare_cached("UPDATE jobs SET clearance = ?2 WHERE deployment_id = ?1")?
+            .execute(params![id, Clearance::of(&payload).as_i64()])?;
+    }
+    Ok(())
 }
 
 /// Whether a deployment's payload forces it through a lock (`"force": true`: `deployhook
