@@ -230,6 +230,18 @@ pub fn find_environment<'a>(
         .or_else(|| crate::config::preview::find_preview(environments, name))
 }
 
+/// What holds deployments to the environment named `name` at `now` (Unix milliseconds):
+/// its deploy window closed, or a freeze; `None` when none does (or it is not configured).
+pub fn hold_of(
+    environments: &[EnvironmentConfig],
+    name: &str,
+    now: i64,
+) -> Option<crate::model::Hold> {
+    find_environment(environments, name)?
+        .schedule
+        .hold_at(crate::model::window::instant(now))
+}
+
 /// The `env` of an environment. Its values may be credentials, so `Debug` shows the names
 /// only.
 #[derive(Clone, Default, PartialEq, Eq)]

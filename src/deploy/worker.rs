@@ -194,10 +194,11 @@ impl DeployWorker {
             // A lock that expires releases what waits for it, and so does a window that
             // opens or a freeze that ends: look again then.
             let now = now_ms();
-            let lock_expiry = match self.store.read(move |c| locks::next_expiry(c, now)).await {
-                Ok(at) => at,
-                Err(_) => None,
-            };
+            let lock_expiry: Option<i64> = self
+                .store
+                .read(move |c| locks::next_expiry(c, now))
+                .await
+                .unwrap_or_default();
             let idle = [lock_expiry, self.next_schedule_change(now)]
                 .into_iter()
                 .flatten()

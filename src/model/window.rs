@@ -85,9 +85,15 @@ impl Clearance {
             Self::Urgent
         } else if set("command") {
             Self::Deliberate
-        } else if ["pull_request", "merged_at", "promoted_from", "preview", "tag"]
-            .iter()
-            .any(|key| set(key))
+        } else if [
+            "pull_request",
+            "merged_at",
+            "promoted_from",
+            "preview",
+            "tag",
+        ]
+        .iter()
+        .any(|key| set(key))
         {
             Self::Automatic
         } else {
@@ -244,8 +250,8 @@ impl Schedule {
         }
         let local = at.to_zoned(self.zone.clone());
         let day = usize::from(local.weekday().to_monday_zero_offset().unsigned_abs());
-        let minute = u16::from(local.hour().unsigned_abs()) * 60
-            + u16::from(local.minute().unsigned_abs());
+        let minute =
+            u16::from(local.hour().unsigned_abs()) * 60 + u16::from(local.minute().unsigned_abs());
         self.windows
             .iter()
             .any(|w| w.days[day] && w.from <= minute && minute < w.until)

@@ -12,8 +12,8 @@ use crate::store::{int_key, outbox};
 
 mod claim;
 
-pub use claim::{claim, claim_with_holds};
 pub(in crate::store) use claim::lock_queue;
+pub use claim::{claim, claim_with_holds};
 
 /// The commit of the newest successful deploy of `repository` to `environment`, if one is
 /// still kept: what a merge's changed files are compared with for the environment's
@@ -45,14 +45,28 @@ pub fn enqueue(
     delivery_id: &str,
     now: i64,
 ) -> rusqlite::Result<bool> {
+    enqueue_saying(conn, job, delivery_id, None, now)
+}
+
+/// [`enqueue`], its `queued` status saying `why` it waits (a window, a freeze) when given.
+pub fn enqueue_saying(
+    conn: &Connection,
+    job: &DeployJob,
+    delivery_id: &str,
+    why: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<bool> {
     if !enqueue_row(conn, job, delivery_id, now)? {
         return Ok(false);
     }
-    let description = format!(
+    let mut description = format!(
         "queued to deploy {} to {}",
         job.sha.short(),
         job.environment
     );
+    if let Some(why) = why {
+        description = crate::model::text::description(&format!("{description}; {why}"));
+    }
     outbox::enqueue_status(conn, job, DeploymentState::Queued, &description, now)?;
     Ok(true)
 }

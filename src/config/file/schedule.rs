@@ -116,10 +116,7 @@ pub fn summary(schedule: &Schedule) -> String {
                 )
             })
             .collect();
-        text += &format!(
-            "; deploys automatically only {} {zone}",
-            windows.join(", ")
-        );
+        text += &format!("; deploys automatically only {} {zone}", windows.join(", "));
     }
     for freeze in &schedule.freezes {
         let local = |t: jiff::Timestamp| {

@@ -209,15 +209,27 @@ fn a_window_holds_only_automatic_deploys_and_a_freeze_all_but_forced_and_rollbac
         reason: "holidays".into(),
     };
     let cases = [
-        (r#"{"pull_request": 42, "merged_at": "2026-12-07T10:00:00Z"}"#, Clearance::Automatic),
-        (r#"{"promoted_from": {"environment": "staging"}}"#, Clearance::Automatic),
+        (
+            r#"{"pull_request": 42, "merged_at": "2026-12-07T10:00:00Z"}"#,
+            Clearance::Automatic,
+        ),
+        (
+            r#"{"promoted_from": {"environment": "staging"}}"#,
+            Clearance::Automatic,
+        ),
         (r#"{"preview": {"pull_request": 42}}"#, Clearance::Automatic),
         (r#"{"tag": "v1.2.3"}"#, Clearance::Automatic),
-        (r#"{"command": {"comment_id": 9, "pull_request": 42}}"#, Clearance::Deliberate),
+        (
+            r#"{"command": {"comment_id": 9, "pull_request": 42}}"#,
+            Clearance::Deliberate,
+        ),
         (r#"{"deploy_user": "maria"}"#, Clearance::Deliberate),
         ("not json", Clearance::Deliberate),
         (r#"{"force": true, "pull_request": 42}"#, Clearance::Urgent),
-        (r#"{"rollback": true, "rolled_back": "abc"}"#, Clearance::Urgent),
+        (
+            r#"{"rollback": true, "rolled_back": "abc"}"#,
+            Clearance::Urgent,
+        ),
     ];
     for (payload, clearance) in cases {
         assert_eq!(Clearance::of(payload), clearance, "{payload}");
@@ -237,9 +249,15 @@ fn a_window_holds_only_automatic_deploys_and_a_freeze_all_but_forced_and_rollbac
 
 #[test]
 fn days_times_and_instants_are_parsed_strictly() {
-    assert_eq!(parse_days("mon-fri").unwrap(), [true, true, true, true, true, false, false]);
+    assert_eq!(
+        parse_days("mon-fri").unwrap(),
+        [true, true, true, true, true, false, false]
+    );
     assert_eq!(days_text(&parse_days("Sat,SUN").unwrap()), "sat,sun");
-    assert_eq!(days_text(&parse_days("mon,wed-fri").unwrap()), "mon,wed-fri");
+    assert_eq!(
+        days_text(&parse_days("mon,wed-fri").unwrap()),
+        "mon,wed-fri"
+    );
     assert_eq!(days_text(&parse_days("daily").unwrap()), "daily");
     assert_eq!(days_text(&parse_days("monday-tuesday").unwrap()), "mon,tue");
     for bad in ["fri-mon", "mo", "funday", "", "mon-", "mond"] {
@@ -269,7 +287,11 @@ fn days_times_and_instants_are_parsed_strictly() {
         parse_instant("2026-12-21", &paris),
         parse_instant("2026-12-21 00:00", &paris)
     );
-    for bad in ["tomorrow", "2026-13-01 00:00", "2026-12-21 00:00[Asia/Tokyo]"] {
+    for bad in [
+        "tomorrow",
+        "2026-13-01 00:00",
+        "2026-12-21 00:00[Asia/Tokyo]",
+    ] {
         assert!(parse_instant(bad, &paris).is_err(), "{bad}");
     }
 }

@@ -225,7 +225,9 @@ fn edge_passing(
         }
         let found: Option<i64> = conn
             .prepare_cached(&sql)?
-            .query_row(params![pair.0, pair.1, clearance.as_i64()], |row| row.get(0))
+            .query_row(params![pair.0, pair.1, clearance.as_i64()], |row| {
+                row.get(0)
+            })
             .optional()?;
         edge = match (edge, found) {
             (Some(a), Some(b)) if order == "ASC" => Some(a.min(b)),

@@ -1,6 +1,6 @@
 //! `GET /api/deployments/{id}`: one deployment as deployhook knows it, for `deployhook log
 //! [--follow]` — its state, the path of its log, and while it is queued what holds it
-//! (the lock on its environment, or the deploy running ahead of it: see
+//! (the lock on its environment, its window or freeze, or the deploy running ahead of it: see
 //! [`crate::store::views::waiting`]), so that a follower can say why it waits.
 
 use axum::Json;
@@ -36,6 +36,7 @@ pub(super) async fn get_deployment(
         .into_response();
     };
     let (number, now) = (id.get(), now_ms());
+    let environments = state.environments.clone();
     let read = state
         .store
         .read(move |c| {
@@ -48,7 +49,16 @@ pub(super) async fn get_deployment(
             }
             let holding = match job.state.as_str() {
                 "queued" => {
-                    waiting::of_queued(c, &job.repository, &job.environment, job.forced, now)?
+                    let hold = crate::config::hold_of(&environments, &job.environment, now);
+                    let kind = (job.forced, job.clearance);
+                    waiting::of_queued(
+                        c,
+                        &job.repository,
+                        &job.environment,
+                        kind,
+                        hold.as_ref(),
+                        now,
+                    )?
                 }
                 _ => None,
             };
@@ -91,6 +101,7 @@ fn waiting_json(holding: &Waiting) -> serde_json::Value {
     let (lock, behind) = match holding {
         Waiting::Locked(lock) => (Some(lock_json(lock)), None),
         Waiting::Behind { deployment, .. } => (None, Some(*deployment)),
+        Waiting::Held(_) => (None, None),
     };
     json!({ "reason": holding.sentence(), "lock": lock, "behind": behind })
 }

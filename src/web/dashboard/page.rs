@@ -193,7 +193,8 @@ async fn live_part(
                     && r.environment == job.environment
             })
             .map(|r| (r.deployment_id, r.started_at));
-        waiting::why(job.forced, lock, running).map(|w| w.sentence())
+        let hold = crate::config::hold_of(&state.environments, &job.environment, now_ms());
+        waiting::why(job.forced, job.clearance, lock, hold.as_ref(), running).map(|w| w.sentence())
     };
     let reasons: Vec<Option<String>> = active
         .iter()

@@ -84,7 +84,10 @@ fn under_latest_what_passes_retires_only_older_ones_that_pass_and_the_held_wait(
         queue(conn, 4, Clearance::Deliberate);
         assert_eq!(claim(conn, Policy::Latest, &closed()), [4]);
         assert_eq!(state(conn, 2), "finished:inactive");
-        assert_eq!((state(conn, 1), state(conn, 3)), ("queued".into(), "queued".into()));
+        assert_eq!(
+            (state(conn, 1), state(conn, 3)),
+            ("queued".into(), "queued".into())
+        );
         // The window opens: the newest held one starts and retires the older.
         assert_eq!(claim(conn, Policy::Latest, &None), [3]);
         assert_eq!(state(conn, 1), "finished:inactive");
@@ -111,8 +114,7 @@ fn a_claim_costs_the_same_with_ten_or_twenty_thousand_jobs_held() {
     }
     let round = |c: &Connection| {
         for hold in [frozen(), closed(), closed(), frozen()] {
-            jobs::claim_with_holds(c, "test", 4, |_| Policy::Queue, |_| hold.clone(), 10)
-                .unwrap();
+            jobs::claim_with_holds(c, "test", 4, |_| Policy::Queue, |_| hold.clone(), 10).unwrap();
         }
     };
     let (mut small, mut large) = (held(10), held(20_000));
