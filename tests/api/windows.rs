@@ -1,7 +1,8 @@
 //! Deploy windows and freezes against the real server and a mocked GitHub: merges'
 //! deployments wait behind a freeze, saying so wherever a queued reason is shown, and run
 //! in their policy's order when it ends; forced deploys and rollbacks go through it; a
-//! closed window holds merges but not a person's deployment; a receiver is told once when
+//! closed window holds merges but not a person's deployment; the dashboard shows what is
+//! frozen; a receiver is told once when
 //! a freeze starts and once when it ends. Freezes are set a few seconds from now.
 
 use std::time::Duration;
@@ -140,6 +141,11 @@ async fn a_forced_deploy_and_a_rollback_go_through_a_freeze_and_a_merge_does_not
     let merge = state_of(&app, 601).await;
     assert_eq!(merge["state"], "queued", "{merge}");
     assert_eq!(told_at(&app, 601, "in_progress").await, None);
+    // The dashboard says the environment is frozen, and why the merge waits.
+    let cookie = app.sign_in(ADMIN_TOKEN).await;
+    let page = app.page("/dashboard/live", &cookie).await;
+    assert!(page.contains(r#"id="hold-production""#), "{page}");
+    assert!(page.matches(" UTC: holidays").count() >= 2, "{page}");
 }
 
 #[tokio::test]
