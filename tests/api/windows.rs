@@ -105,6 +105,8 @@ async fn merges_wait_behind_a_freeze_saying_so_and_run_in_order_when_it_ends() {
             reason.starts_with("frozen until ") && reason.ends_with(" UTC: holidays"),
             "{queued}"
         );
+        assert_eq!(queued["waiting"]["hold"]["kind"], "freeze", "{queued}");
+        assert_eq!(queued["waiting"]["hold"]["reason"], "holidays", "{queued}");
     }
     // GitHub's `queued` status says why too.
     let statuses = app.statuses().await;

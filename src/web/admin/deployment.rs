@@ -96,12 +96,25 @@ pub(super) async fn get_deployment(
     }
 }
 
-/// What holds a queued deployment: the sentence, and the lock or the deployment ahead.
+/// What holds a queued deployment: the sentence, and the lock, the window or freeze
+/// (`{"kind": "window", "until": when it opens}`, `{"kind": "freeze", "until", "reason"}`,
+/// times in RFC 3339 with the environment's offset) or the deployment ahead.
 fn waiting_json(holding: &Waiting) -> serde_json::Value {
-    let (lock, behind) = match holding {
-        Waiting::Locked(lock) => (Some(lock_json(lock)), None),
-        Waiting::Behind { deployment, .. } => (None, Some(*deployment)),
-        Waiting::Held(_) => (None, None),
-    };
-    json!({ "reason": holding.sentence(), "lock": lock, "behind": behind })
+    use crate::model::Hold;
+    let (mut lock, mut behind, mut hold) = (None, None, None);
+    match holding {
+        Waiting::Locked(l) => lock = Some(lock_json(l)),
+        Waiting::Behind { deployment, .. } => behind = Some(*deployment),
+        Waiting::Held(Hold::Closed { opens }) => {
+            let opens = opens
+                .as_ref()
+                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string());
+            hold = Some(json!({"kind": "window", "until": opens}));
+        }
+        Waiting::Held(Hold::Frozen { until, reason }) => {
+            let until = until.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+            hold = Some(json!({"kind": "freeze", "until": until, "reason": reason}));
+        }
+    }
+    json!({ "reason": holding.sentence(), "lock": lock, "behind": behind, "hold": hold })
 }
