@@ -205,10 +205,10 @@ impl Schedule {
     /// (a window opens or closes, a freeze starts or ends); `None` when nothing changes
     /// within a week.
     pub fn next_change(&self, now: Timestamp) -> Option<Timestamp> {
-        let state = |t: Timestamp| match self.hold_at(t) {
-            None => (0, None),
-            Some(Hold::Closed { .. }) => (1, None),
-            Some(Hold::Frozen { until, .. }) => (2, Some(until.timestamp())),
+        // What `hold_at` says, without working out when a window opens.
+        let state = |t: Timestamp| match self.frozen_until(t) {
+            Some(until) => (Some(until), true),
+            None => (None, self.in_window(t)),
         };
         let here = state(now);
         let mut edges = self.window_edges(now);

@@ -218,3 +218,25 @@ proptest! {
         }
     }
 }
+
+/// Migration 20 reads what each waiting deployment is from its payload; finished ones are
+/// left as they were.
+#[test]
+fn the_upgrade_classifies_what_waits_from_its_payload() {
+    each_engine(|conn| {
+        queue(conn, 1, Clearance::Automatic);
+        queue(conn, 2, Clearance::Deliberate);
+        queue(conn, 3, Clearance::Urgent);
+        conn.execute("UPDATE jobs SET clearance = 0", []).unwrap();
+        jobs::classify_waiting(conn).unwrap();
+        let clearance = |id: i64| -> i64 {
+            conn.query_row(
+                "SELECT clearance FROM jobs WHERE deployment_id = ?1",
+                params![id],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!((clearance(1), clearance(2), clearance(3)), (0, 1, 2));
+    });
+}
