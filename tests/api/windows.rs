@@ -221,3 +221,41 @@ async fn a_receiver_is_told_once_when_a_freeze_starts_and_once_when_it_ends() {
         "{started}"
     );
 }
+
+#[tokio::test]
+async fn a_deploy_command_is_refused_in_a_freeze_saying_until_when() {
+    let app = crate::people::people_app(|config| {
+        config.public_url = Some("https://deployhook.acme.example".into());
+        for environment in &mut config.environments {
+            if environment.name.as_ref() == "production" {
+                environment.schedule = freeze(-60_000, 3_600_000);
+            }
+        }
+    })
+    .await;
+    crate::commands::mount_conversation(&app.github).await;
+    let comment =
+        crate::commands::comment(301, 42, "wes-writer", ".deploy to production", "created");
+    app.post_webhook("issue_comment", &comment).await;
+    let said = crate::commands::wait_for_end(&app, 301).await;
+    let replies: Vec<String> = said
+        .iter()
+        .filter_map(|s| match s {
+            crate::commands::Said::Reply(text) => Some(text.clone()),
+            crate::commands::Said::Reaction(_) => None,
+        })
+        .collect();
+    let last = replies.last().cloned().unwrap_or_default();
+    assert!(
+        last.contains("production is frozen until ")
+            && last.contains("holidays; ask again once it ends"),
+        "{said:?}"
+    );
+    let created = app
+        .github_requests()
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/deployments"))
+        .count();
+    assert_eq!(created, 0, "nothing deployed");
+}
