@@ -70,6 +70,9 @@ pub struct EnvironmentConfig {
     /// Set: a preview environment, deploying each open pull request to its own environment
     /// (see [`crate::config::preview`]) instead of merges.
     pub preview: Option<crate::config::preview::PreviewConfig>,
+    /// When deployments may start: weekly windows and dated freezes in a time zone (see
+    /// [`crate::model::window`]). Default: always open.
+    pub schedule: crate::model::Schedule,
 }
 
 /// `branch_deploys`: what `.deploy` in a pull request may send to an environment before
@@ -133,6 +136,7 @@ impl EnvironmentConfig {
             branch_deploys: BranchDeploys::default(),
             triggers: Triggers::default(),
             preview: None,
+            schedule: crate::model::Schedule::open(),
         }
     }
 
@@ -224,6 +228,18 @@ pub fn find_environment<'a>(
         .iter()
         .find(|e| e.name.as_ref() == name)
         .or_else(|| crate::config::preview::find_preview(environments, name))
+}
+
+/// What holds deployments to the environment named `name` at `now` (Unix milliseconds):
+/// its deploy window closed, or a freeze; `None` when none does (or it is not configured).
+pub fn hold_of(
+    environments: &[EnvironmentConfig],
+    name: &str,
+    now: i64,
+) -> Option<crate::model::Hold> {
+    find_environment(environments, name)?
+        .schedule
+        .hold_at(crate::model::window::instant(now))
 }
 
 /// The `env` of an environment. Its values may be credentials, so `Debug` shows the names

@@ -24,6 +24,7 @@ use crate::webhook::signature::WebhookSecrets;
 pub use access::{Access, Grantee};
 pub use environment::{
     DEFAULT_CHECKS_TIMEOUT, EnvVars, EnvironmentConfig, RepoPattern, Triggers, find_environment,
+    hold_of,
 };
 pub use notify::{NotifyConfig, NotifyKind};
 pub use patterns::Patterns;

@@ -191,14 +191,19 @@ impl DeployWorker {
             if let Err(err) = self.start_due().await {
                 tracing::error!("could not claim deploys: {err}");
             }
-            // A lock that expires releases what waits for it: look again then.
+            // A lock that expires releases what waits for it, and so does a window that
+            // opens or a freeze that ends: look again then.
             let now = now_ms();
-            let idle = match self.store.read(move |c| locks::next_expiry(c, now)).await {
-                Ok(Some(at)) => {
-                    Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(IDLE_POLL)
-                }
-                Ok(None) | Err(_) => IDLE_POLL,
-            };
+            let lock_expiry: Option<i64> = self
+                .store
+                .read(move |c| locks::next_expiry(c, now))
+                .await
+                .unwrap_or_default();
+            let idle = [lock_expiry, self.next_schedule_change(now)]
+                .into_iter()
+                .flatten()
+                .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+                .fold(IDLE_POLL, Duration::min);
             tokio::select! {
                 // Stopping wins over a wake-up that came at the same moment.
                 biased;
@@ -210,6 +215,17 @@ impl DeployWorker {
                 return;
             }
         }
+    }
+
+    /// When a window of some environment next opens or closes, or a freeze starts or ends
+    /// (Unix milliseconds): what held jobs may start then.
+    fn next_schedule_change(&self, now: i64) -> Option<i64> {
+        let instant = crate::model::window::instant(now);
+        self.environments
+            .iter()
+            .filter_map(|e| e.schedule.next_change(instant))
+            .map(|t| t.as_millisecond())
+            .min()
     }
 
     /// Claims the jobs that may start now and starts them in the background; returns how
@@ -224,7 +240,9 @@ impl DeployWorker {
             .write(move |c| {
                 let find = |name: &str| find_environment(&environments, name);
                 let policy = |name: &str| find(name).map_or(Policy::Queue, |e| e.policy);
-                let claimed = jobs::claim(c, &owner, max, policy, now)?;
+                let instant = crate::model::window::instant(now);
+                let hold = |name: &str| find(name).and_then(|e| e.schedule.hold_at(instant));
+                let claimed = jobs::claim_with_holds(c, &owner, max, policy, hold, now)?;
                 for Claimed { job, .. } in &claimed {
                     let program = find(job.environment.as_ref())
                         .and_then(|e| RunSpec::for_job(e, job))

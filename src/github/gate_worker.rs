@@ -4,7 +4,8 @@
 //! deadline the read that decides `timed_out`. It also ends the deployments whose wait for
 //! approval passed its deadline (`failure`). What to do is decided in the store
 //! ([`crate::store::waits::tick`], [`crate::store::approvals::expire`]); this loop only
-//! says when. It runs on the leader only, so two replicas never end a wait twice.
+//! says when. It runs on the leader only, so two replicas never end a wait twice. It
+//! also tells when a freeze starts and ends (`freezes.rs`), at the edge.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,8 @@ use crate::github::outbox_worker::OutboxWorker;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::store::{Store, approvals, now_ms, waits};
+
+mod freezes;
 
 /// Waits handled per pass; more wait for the next, which follows at once.
 const BATCH: usize = 256;
@@ -34,6 +37,8 @@ pub struct GateWorker {
     /// Closes previews whose pull request closed unseen; runs beside this clock, on the
     /// leader too.
     previews: Option<crate::github::preview_worker::PreviewWorker>,
+    /// Whose freezes' starts and ends are told.
+    environments: Arc<[crate::config::EnvironmentConfig]>,
 }
 
 impl GateWorker {
@@ -46,6 +51,48 @@ impl GateWorker {
             wake: Arc::new(Notify::new()),
             alive: Liveness::default(),
             previews: None,
+            environments: Arc::new([]),
+        }
+    }
+
+    /// This clock, telling the starts and ends of these environments' freezes.
+    #[must_use]
+    pub fn with_freezes(mut self, environments: Arc<[crate::config::EnvironmentConfig]>) -> Self {
+        self.environments = environments;
+        self
+    }
+
+    /// Records and queues the notices of freeze edges passed and not told yet.
+    async fn announce_freezes(&self, now: i64) {
+        let edges = freezes::passed(&self.environments, now);
+        if edges.is_empty() {
+            return;
+        }
+        let told = self
+            .store
+            .write(move |c| {
+                let mut told = 0;
+                for (environment, freeze, edge, notification) in &edges {
+                    let new = crate::store::freezes::announce(
+                        c,
+                        environment,
+                        *freeze,
+                        edge,
+                        notification,
+                        now,
+                    )?;
+                    told += usize::from(new);
+                }
+                Ok(told)
+            })
+            .await;
+        match told {
+            Ok(0) => {}
+            Ok(told) => {
+                tracing::info!(told, "told of a freeze starting or ending");
+                self.outbox.wake();
+            }
+            Err(err) => tracing::error!("could not record a freeze's notice: {err}"),
         }
     }
 
@@ -93,6 +140,7 @@ impl GateWorker {
                 .store
                 .write(move |c| waits::tick(c, poll_ms, now, BATCH))
                 .await;
+            self.announce_freezes(now).await;
             let mut again = false;
             match tick {
                 Ok(tick) => {
@@ -123,17 +171,20 @@ impl GateWorker {
             let sleep = if again {
                 Duration::ZERO
             } else {
-                match self.store.read(next_due).await {
-                    Ok(Some(due)) => {
-                        Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
-                            .min(IDLE_POLL)
-                    }
-                    Ok(None) => IDLE_POLL,
+                let due = match self.store.read(next_due).await {
+                    Ok(due) => due,
                     Err(err) => {
                         tracing::error!("could not look at the waits: {err}");
-                        IDLE_POLL
+                        None
                     }
-                }
+                };
+                // A freeze's edge is told when it passes.
+                let now = now_ms();
+                [due, freezes::next_edge(&self.environments, now)]
+                    .into_iter()
+                    .flatten()
+                    .map(|at| Duration::from_millis(u64::try_from(at - now).unwrap_or(0)))
+                    .fold(IDLE_POLL, Duration::min)
             };
             tokio::select! {
                 () = self.wake.notified() => {}

@@ -27,6 +27,7 @@ pub mod preview;
 pub mod rollback;
 pub mod tag;
 pub mod text;
+pub mod window;
 
 pub use approval::ApprovalRule;
 pub use audit::{AuditAction, AuditEntry, AuditOutcome};
@@ -48,3 +49,4 @@ pub use people::{Action, Actor, Grantee, Role, Via};
 pub use policy::{OnInterrupt, Policy, Sync};
 pub use preview::{PreviewChange, PreviewSlot};
 pub use tag::TagDeploy;
+pub use window::{Clearance, Hold, Schedule};

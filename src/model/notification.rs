@@ -1,5 +1,5 @@
 //! What a team is told: a [`Notification`] is one event — a deploy that started or ended, a
-//! merge whose checks failed or timed out, an environment locked or unlocked, a deployment
+//! merge whose checks failed or timed out, an environment locked or unlocked or frozen, a deployment
 //! waiting for approval — with what a person needs to know about it. The store queues it in the transaction that decided it;
 //! the outbox worker sends it to each receiver configured for its event and environment.
 
@@ -29,11 +29,15 @@ pub enum NotificationKind {
     Unlocked,
     /// A deployment into an environment with `approvals` waits for people to approve it.
     ApprovalRequested,
+    /// A freeze of the environment began: only forced deploys and rollbacks run.
+    FreezeStarted,
+    /// It ended: what it held runs, in its policy's order.
+    FreezeEnded,
 }
 
 impl NotificationKind {
     /// Every event, in the order the README lists them.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::DeployStarted,
         Self::DeploySucceeded,
         Self::DeployFailed,
@@ -44,6 +48,8 @@ impl NotificationKind {
         Self::Locked,
         Self::Unlocked,
         Self::ApprovalRequested,
+        Self::FreezeStarted,
+        Self::FreezeEnded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +64,8 @@ impl NotificationKind {
             Self::Locked => "locked",
             Self::Unlocked => "unlocked",
             Self::ApprovalRequested => "approval_requested",
+            Self::FreezeStarted => "freeze_started",
+            Self::FreezeEnded => "freeze_ended",
         }
     }
 
@@ -230,6 +238,17 @@ impl Notification {
             description,
             now,
         )
+    }
+
+    /// A freeze of `environment` started (`started`) or ended; `description` says why and
+    /// until when (`frozen until 2027-01-04 09:00 Europe/Paris: holidays`).
+    pub fn freeze(environment: &Environment, started: bool, description: String, now: i64) -> Self {
+        let event = if started {
+            NotificationKind::FreezeStarted
+        } else {
+            NotificationKind::FreezeEnded
+        };
+        Self::about_environment(event, environment, "deployhook", description, now)
     }
 
     fn about_environment(

@@ -139,6 +139,10 @@ fn headline(
         NotificationKind::ApprovalRequested => {
             format!(":raised_hand: {subject} waits for approval to deploy to {environment}")
         }
+        NotificationKind::FreezeStarted => format!(":snowflake: {environment} is frozen"),
+        NotificationKind::FreezeEnded => {
+            format!(":sunny: {environment}'s freeze ended: held deploys run")
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::store::db::{Connection, params};
 
-use crate::model::{Effect, Outcome};
+use crate::model::{Clearance, Effect, Hold, Outcome};
 use crate::store::merges::{marks, record_merge};
 use crate::store::views::waiting;
 use crate::store::waits::{self, Ended};
@@ -56,6 +56,18 @@ pub fn record(
     delivery: &DeliveryRecord,
     effect: &Effect,
     checks_poll_ms: i64,
+) -> rusqlite::Result<Recorded> {
+    record_with_holds(conn, delivery, effect, checks_poll_ms, |_| None)
+}
+
+/// [`record`], with `hold` saying what holds an environment now (its window closed, a
+/// freeze): a deployment queued behind one says so, in its `queued` status and the answer.
+pub fn record_with_holds(
+    conn: &Connection,
+    delivery: &DeliveryRecord,
+    effect: &Effect,
+    checks_poll_ms: i64,
+    hold: impl Fn(&str) -> Option<Hold>,
 ) -> rusqlite::Result<Recorded> {
     let hook_id = int_key(delivery.hook_id)?;
     let inserted = conn
@@ -223,12 +235,20 @@ pub fn record(
                     // answer already says what it waits for.
                     approvals::request(conn, job, &delivery.delivery_id, asked, now)?
                 }
-                _ if jobs::enqueue(conn, job, &delivery.delivery_id, now)? => {
-                    previews::deployment_queued(conn, job, now)?;
-                    queued = queued_answer(conn, delivery, hook_id, job)?;
-                    true
+                _ => {
+                    let hold = hold(job.environment.as_ref());
+                    let why = hold
+                        .as_ref()
+                        .filter(|h| !h.lets_through(Clearance::of(&job.payload)))
+                        .map(Hold::sentence);
+                    let id = &delivery.delivery_id;
+                    let new = jobs::enqueue_saying(conn, job, id, why.as_deref(), now)?;
+                    if new {
+                        previews::deployment_queued(conn, job, now)?;
+                        queued = queued_answer(conn, delivery, hook_id, job, hold.as_ref())?;
+                    }
+                    new
                 }
-                _ => false,
             };
             (!enqueued).then(|| job_known(job))
         }
@@ -257,18 +277,20 @@ pub fn record(
     mark_done(conn, delivery, hook_id, message)
 }
 
-/// When something holds the deployment just queued (a lock, a deploy running ahead), the
+/// When something holds the deployment just queued (a lock, a window or freeze, a deploy
+/// running ahead), the
 /// delivery's answer says so instead of "deploying": recorded, and returned to be sent.
 fn queued_answer(
     conn: &Connection,
     delivery: &DeliveryRecord,
     hook_id: i64,
     job: &crate::model::DeployJob,
+    hold: Option<&Hold>,
 ) -> rusqlite::Result<Option<String>> {
-    let forced = jobs::is_forced(&job.payload);
+    let kind = (jobs::is_forced(&job.payload), Clearance::of(&job.payload));
     let (repo, environment) = (job.repo.as_ref(), job.environment.as_ref());
-    let Some(holding) = waiting::of_queued(conn, repo, environment, forced, delivery.received_at)?
-    else {
+    let at = delivery.received_at;
+    let Some(holding) = waiting::of_queued(conn, repo, environment, kind, hold, at)? else {
         return Ok(None);
     };
     let message = format!(

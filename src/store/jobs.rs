@@ -7,13 +7,13 @@
 
 use crate::store::db::{Connection, Row, params};
 
-use crate::model::{DeployJob, DeploymentId, DeploymentState, OnInterrupt};
+use crate::model::{Clearance, DeployJob, DeploymentId, DeploymentState, OnInterrupt};
 use crate::store::{int_key, outbox};
 
 mod claim;
 
-pub use claim::claim;
 pub(in crate::store) use claim::lock_queue;
+pub use claim::{claim, claim_with_holds};
 
 /// The commit of the newest successful deploy of `repository` to `environment`, if one is
 /// still kept: what a merge's changed files are compared with for the environment's
@@ -45,14 +45,28 @@ pub fn enqueue(
     delivery_id: &str,
     now: i64,
 ) -> rusqlite::Result<bool> {
+    enqueue_saying(conn, job, delivery_id, None, now)
+}
+
+/// [`enqueue`], its `queued` status saying `why` it waits (a window, a freeze) when given.
+pub fn enqueue_saying(
+    conn: &Connection,
+    job: &DeployJob,
+    delivery_id: &str,
+    why: Option<&str>,
+    now: i64,
+) -> rusqlite::Result<bool> {
     if !enqueue_row(conn, job, delivery_id, now)? {
         return Ok(false);
     }
-    let description = format!(
+    let mut description = format!(
         "queued to deploy {} to {}",
         job.sha.short(),
         job.environment
     );
+    if let Some(why) = why {
+        description = crate::model::text::description(&format!("{description}; {why}"));
+    }
     outbox::enqueue_status(conn, job, DeploymentState::Queued, &description, now)?;
     Ok(true)
 }
@@ -68,8 +82,9 @@ pub(in crate::store) fn enqueue_row(
         .prepare_cached(
             "INSERT INTO jobs (deployment_id, repository, environment, sha, git_ref,
                  task, deploy_user, payload, delivery_id, state, queued_at, log_url,
-                 environment_url, installation_id, forced)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13, ?14)
+                 environment_url, installation_id, forced, clearance)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?11, ?12, ?13, ?14,
+                     ?15)
              ON CONFLICT (deployment_id) DO NOTHING",
         )?
         .execute(params![
@@ -87,8 +102,25 @@ pub(in crate::store) fn enqueue_row(
             job.environment_url,
             job.installation.map(int_key).transpose()?,
             is_forced(&job.payload),
+            Clearance::of(&job.payload).as_i64(),
         ])?;
     Ok(inserted == 1)
+}
+
+/// Migration 20: the clearance of each deployment still waiting (queued, or for its
+/// approvals), read from its payload as [`enqueue`] reads it now.
+pub(in crate::store) fn classify_waiting(conn: &Connection) -> rusqlite::Result<()> {
+    let waiting: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT deployment_id, payload FROM jobs WHERE state IN ('queued', 'approval')",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (id, payload) in waiting {
+        conn.prepare_cached("UPDATE jobs SET clearance = ?2 WHERE deployment_id = ?1")?
+            .execute(params![id, Clearance::of(&payload).as_i64()])?;
+    }
+    Ok(())
 }
 
 /// Whether a deployment's payload forces it through a lock (`"force": true`: `deployhook

@@ -11,7 +11,8 @@
 //! commit, sync thread, checkpoints and the log's bound), `schema` (SQLite's migrations),
 //! `postgres` (the pool, TLS, schema, the leader's lock), `retention`, and one file per
 //! table: `deliveries`, `merges`, `waits` (with check results), `jobs` (with `approvals`:
-//! deployments that wait for people to approve them), `locks`, `outbox` (with `given_up`),
+//! deployments that wait for people to approve them), `locks`, `freezes` (the freeze edges
+//! announced), `outbox` (with `given_up`),
 //! `refused`, `logs`, `sessions`, `tokens` (personal tokens, hashed), `views` (what pages
 //! show), `insights`, `audit` (who did what: append-only, written in the action's own
 //! transaction).
@@ -23,6 +24,7 @@ pub mod commands;
 pub mod db;
 pub mod deliveries;
 mod error;
+pub mod freezes;
 pub mod insights;
 pub mod jobs;
 pub mod locks;

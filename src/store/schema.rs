@@ -30,6 +30,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0017_commands.sql"),
     include_str!("migrations/0018_previews.sql"),
     include_str!("migrations/0019_tag_deploys.sql"),
+    include_str!("migrations/0020_windows.sql"),
 ];
 
 /// The part of migration `version` written in Rust, run in its transaction after its SQL,
@@ -41,6 +42,7 @@ pub(super) fn after_script(
 ) -> rusqlite::Result<()> {
     match version {
         13 => merge_order::upgrade(conn, now),
+        20 => crate::store::jobs::classify_waiting(conn),
         _ => Ok(()),
     }
 }

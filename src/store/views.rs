@@ -125,6 +125,8 @@ pub struct JobRow {
     pub rollback: bool,
     /// For a rollback: the commit it rolled back from (`rolled_back` of its payload).
     pub rolled_back: Option<String>,
+    /// What windows and freezes make of it (from its payload).
+    pub clearance: crate::model::Clearance,
 }
 
 impl JobRow {
@@ -190,7 +192,8 @@ fn jobs(conn: &Connection, sql: &str, limit: i64) -> rusqlite::Result<Vec<JobRow
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
     // Read here rather than in SQL (the engines share no JSON path); a payload that is not
     // JSON marks nothing.
-    let payload = serde_json::from_str::<serde_json::Value>(&row.get::<_, String>(13)?).ok();
+    let text = row.get::<_, String>(13)?;
+    let payload = serde_json::from_str::<serde_json::Value>(&text).ok();
     Ok(JobRow {
         deployment_id: row.get::<_, i64>(0)?.unsigned_abs(),
         repository: row.get(1)?,
@@ -207,6 +210,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
         forced: row.get::<_, i64>(12)? != 0,
         rollback: payload.as_ref().is_some_and(rollback::is_rollback),
         rolled_back: payload.as_ref().and_then(rollback::rolled_back),
+        clearance: crate::model::Clearance::of(&text),
     })
 }
 

@@ -77,7 +77,8 @@ impl Application {
             outbox.clone(),
             metrics.clone(),
             config.checks_poll,
-        );
+        )
+        .with_freezes(environments.clone());
         let gate = gate.with_previews(crate::github::preview_worker::PreviewWorker::new(
             store.clone(),
             github.clone(),

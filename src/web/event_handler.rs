@@ -74,11 +74,13 @@ pub(super) async fn event_handler(State(state): State<AppState>, delivery: Deliv
     let command = matches!(effect, Effect::Command(_));
     let delivery_id = record.delivery_id.clone();
     let poll_ms = i64::try_from(state.checks_poll.as_millis()).unwrap_or(i64::MAX / 2);
+    let environments = state.environments.clone();
     let recorded = state
         .0
         .store
         .write(move |c| {
-            let recorded = deliveries::record(c, &record, &effect, poll_ms)?;
+            let hold = |name: &str| crate::config::hold_of(&environments, name, record.received_at);
+            let recorded = deliveries::record_with_holds(c, &record, &effect, poll_ms, hold)?;
             // Once: a redelivery records nothing new.
             if let (Recorded::New { .. }, Some(entry)) = (&recorded, &audited) {
                 audit::record(c, entry)?;

@@ -54,3 +54,4 @@ mod stand_in;
 mod terminal;
 mod triggers;
 mod waiting;
+mod windows;

@@ -18,6 +18,7 @@
 //! - `preview.rs`: a preview environment's settings (`preview`, `destroy_command`,
 //!   `preview_name`, `preview_limit`, `preview_forks`, `preview_check`), and names that
 //!   lead to one table only;
+//! - `schedule.rs`: when deployments may start (`timezone`, `windows`, `freezes`);
 //! - `summary.rs`: [`summary`], the line `check-config` prints for an environment;
 //! - `tests.rs`: every key, and errors that name the line and column.
 
@@ -35,6 +36,7 @@ use crate::model::{OnInterrupt, Policy};
 mod approval;
 mod explain;
 mod preview;
+mod schedule;
 mod summary;
 mod triggers;
 mod validate;
@@ -129,6 +131,10 @@ struct FileEnvironment {
     preview_limit: Option<Spanned<i64>>,
     preview_forks: Option<Spanned<bool>>,
     preview_check: Option<Spanned<String>>,
+    /// When deployments may start (`schedule.rs`).
+    timezone: Option<Spanned<String>>,
+    windows: Option<Vec<Spanned<schedule::FileWindow>>>,
+    freezes: Option<Vec<Spanned<schedule::FileFreeze>>>,
 }
 
 /// `checks = "none" | "all" | ["name", …]`.

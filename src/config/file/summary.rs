@@ -103,6 +103,7 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
     if let Some(rule) = &environment.approval {
         access += &format!("; every deployment {}", rule.summary());
     }
+    access += &super::schedule::summary(&environment.schedule);
     format!(
         "  {}: {} from {}; runs {:?}{rollback} (tasks: {}), timeout {}, policy {}{access}",
         environment.name,

@@ -485,3 +485,77 @@ fn the_closest_name_is_suggested_only_when_it_is_close() {
     assert_eq!(closest("deploy", &known), None);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
 }
+
+const SCHEDULED: &str = r#"
+[[environment]]
+name = "production"
+repositories = ["acme/widgets"]
+command = ["./deploy.sh"]
+timezone = "Europe/Paris"
+windows = [{ days = "mon-fri", from = "09:00", until = "16:00" }, { days = "sat", from = "10:00", until = "12:00" }]
+freezes = [{ from = "2026-12-21 00:00", until = "2027-01-04 09:00", reason = "holidays" }]
+"#;
+
+#[test]
+fn windows_and_freezes_are_read_in_their_time_zone_and_shown_by_check_config() {
+    let environments = parse(SCHEDULED, "deployhook.toml").unwrap().environments;
+    let schedule = &environments[0].schedule;
+    assert_eq!(schedule.zone.iana_name(), Some("Europe/Paris"));
+    assert_eq!(schedule.windows.len(), 2);
+    assert_eq!(
+        schedule.freezes[0].from,
+        "2026-12-20T23:00:00Z".parse::<jiff::Timestamp>().unwrap()
+    );
+    let line = summary(&environments[0]);
+    assert!(
+        line.contains(
+            "deploys automatically only mon-fri 09:00–16:00, sat 10:00–12:00 Europe/Paris; \
+             frozen 2026-12-21 00:00 – 2027-01-04 09:00 Europe/Paris (holidays)"
+        ),
+        "{line}"
+    );
+    let open = parse(VALID, "deployhook.toml").unwrap().environments;
+    assert!(open.iter().all(|e| e.schedule.is_open()));
+}
+
+#[test]
+fn schedules_that_cannot_work_are_refused_where_they_are_wrong() {
+    let with = |line: &str| {
+        format!(
+            "[[environment]]\nname = \"production\"\nrepositories = [\"acme/w\"]\n\
+             command = [\"./d\"]\n{line}\n"
+        )
+    };
+    let cases = [
+        ("timezone = \"Mars/Olympus\"", "not a time zone known"),
+        (
+            "windows = [{ days = \"mon-fri\", from = \"16:00\", until = \"09:00\" }]",
+            "ends after it starts",
+        ),
+        (
+            "windows = [{ days = \"funday\", from = \"09:00\", until = \"16:00\" }]",
+            "\"funday\" is not a day",
+        ),
+        (
+            "windows = [{ days = \"mon\", from = \"9\", until = \"16:00\" }]",
+            "not a time of day",
+        ),
+        (
+            "freezes = [{ from = \"2027-01-04 09:00\", until = \"2026-12-21 00:00\", reason = \"x\" }]",
+            "is not after from",
+        ),
+        (
+            "freezes = [{ from = \"2026-12-21\", until = \"2027-01-04\", reason = \"\" }]",
+            "gives its reason",
+        ),
+        (
+            "freezes = [{ from = \"next week\", until = \"2027-01-04\", reason = \"x\" }]",
+            "not a date and time",
+        ),
+    ];
+    for (line, expected) in cases {
+        let err = error(&with(line));
+        assert_eq!(err.line, 5, "{line}: {err}");
+        assert!(err.message.contains(expected), "{line}: {err}");
+    }
+}

@@ -4,8 +4,14 @@
 //! jobs: GitHub numbers deployments in the order it creates them, whatever order their
 //! events arrive in. Jobs waiting for approval are not queued yet: no claim sees them, but
 //! under `latest` a newer job that starts retires them as it retires older queued ones.
+//!
+//! Windows and freezes hold jobs the same way, by what each job is (`jobs.clearance`, see
+//! [`crate::model::window`]): in a held environment only the jobs the hold lets through
+//! are candidates, taken in the policy's order among themselves (one more step down an
+//! index per kind, never a walk over the held ones); the held ones stay queued, untouched,
+//! and start in their policy's order once the hold ends.
 
-use crate::model::{DeployJob, DeploymentId, DeploymentState, Policy};
+use crate::model::{Clearance, DeployJob, DeploymentId, DeploymentState, Hold, Policy};
 use crate::store::db::{Connection, Dialect, OptionalExtension, params};
 use crate::store::locks;
 use crate::store::merges::marks;
@@ -42,6 +48,20 @@ pub fn claim(
     policy: impl Fn(&str) -> Policy,
     now: i64,
 ) -> rusqlite::Result<Vec<Claimed>> {
+    claim_with_holds(conn, owner, max_running, policy, |_| None, now)
+}
+
+/// [`claim`], with `hold` saying what holds each environment now (a window closed, a
+/// freeze): there only the jobs the hold lets through start, in the policy's order among
+/// them; the others wait, queued and untouched.
+pub fn claim_with_holds(
+    conn: &Connection,
+    owner: &str,
+    max_running: usize,
+    policy: impl Fn(&str) -> Policy,
+    hold: impl Fn(&str) -> Option<Hold>,
+    now: i64,
+) -> rusqlite::Result<Vec<Claimed>> {
     lock_queue(conn)?;
     let running: Vec<(String, String)> = conn
         .prepare_cached("SELECT repository, environment FROM jobs WHERE state = 'running'")?
@@ -73,7 +93,7 @@ pub fn claim(
             // Under `latest` the newest forced one wins over older forced ones, as
             // anywhere; the others wait for the unlock, untouched.
             if policy(&pair.1) == Policy::Latest {
-                for older in queued_before(conn, &pair, forced.job.id)? {
+                for older in queued_before(conn, &pair, forced.job.id, Clearance::Automatic)? {
                     if is_forced(&older.job.payload) {
                         supersede(conn, &older.job, forced.job.id, now)?;
                     }
@@ -84,7 +104,9 @@ pub fn claim(
             free -= 1;
             continue;
         }
-        let Some(next) = next_in_order(conn, &pair, policy(&pair.1), now)? else {
+        // Forced jobs, above, pass every hold as well as locks.
+        let least = hold(&pair.1).map_or(Clearance::Automatic, |h| h.least_passing());
+        let Some(next) = next_in_order(conn, &pair, policy(&pair.1), least, now)? else {
             continue;
         };
         start(conn, &next.job, owner, now)?;
@@ -94,14 +116,16 @@ pub fn claim(
     Ok(started)
 }
 
-/// The job of `pair` to start: the oldest queued (`Queue`) or the newest (`Latest`, which
-/// retires the older ones). One that would deploy a merge older than what an automatic
-/// deploy already started there (a `deployment` event delivered late) is not run: it ends
-/// `inactive`, saying why, and the next in line is taken.
+/// The job of `pair` to start among those of clearance `least` or more: the oldest queued
+/// (`Queue`) or the newest (`Latest`, which retires the older ones among them). One that
+/// would deploy a merge older than what an automatic deploy already started there (a
+/// `deployment` event delivered late) is not run: it ends `inactive`, saying why, and the
+/// next in line is taken.
 fn next_in_order(
     conn: &Connection,
     pair: &(String, String),
     policy: Policy,
+    least: Clearance,
     now: i64,
 ) -> rusqlite::Result<Option<Claimed>> {
     let edge = match policy {
@@ -109,7 +133,12 @@ fn next_in_order(
         Policy::Latest => "DESC",
     };
     loop {
-        let Some(id) = edge_of_queue(conn, pair, edge).optional()? else {
+        let id = if least == Clearance::Automatic {
+            edge_of_queue(conn, pair, edge).optional()?
+        } else {
+            edge_passing(conn, pair, edge, least)?
+        };
+        let Some(id) = id else {
             return Ok(None);
         };
         let next = queued_job(conn, id)?;
@@ -119,7 +148,8 @@ fn next_in_order(
             continue;
         }
         if policy == Policy::Latest {
-            for older in queued_before(conn, pair, next.job.id)? {
+            // What the hold keeps waits for its end, untouched.
+            for older in queued_before(conn, pair, next.job.id, least)? {
                 supersede(conn, &older.job, next.job.id, now)?;
             }
         }
@@ -174,6 +204,40 @@ fn edge_of_queue(conn: &Connection, pair: &(String, String), order: &str) -> rus
         .query_row(params![pair.0, pair.1], |row| row.get(0))
 }
 
+/// The oldest (`ASC`) or newest (`DESC`) queued deployment id of `pair` whose clearance is
+/// `least` or more: one step down `jobs_by_clearance` per clearance, at most two, whatever
+/// number of jobs the hold keeps behind.
+fn edge_passing(
+    conn: &Connection,
+    pair: &(String, String),
+    order: &str,
+    least: Clearance,
+) -> rusqlite::Result<Option<i64>> {
+    let sql = format!(
+        "SELECT deployment_id FROM jobs INDEXED BY jobs_by_clearance
+         WHERE state = 'queued' AND repository = ?1 AND environment = ?2 AND clearance = ?3
+         ORDER BY deployment_id {order} LIMIT 1"
+    );
+    let mut edge: Option<i64> = None;
+    for clearance in [Clearance::Deliberate, Clearance::Urgent] {
+        if clearance < least {
+            continue;
+        }
+        let found: Option<i64> = conn
+            .prepare_cached(&sql)?
+            .query_row(params![pair.0, pair.1, clearance.as_i64()], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        edge = match (edge, found) {
+            (Some(a), Some(b)) if order == "ASC" => Some(a.min(b)),
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(edge)
+}
+
 fn queued_job(conn: &Connection, id: i64) -> rusqlite::Result<Claimed> {
     conn.prepare_cached(&format!(
         "SELECT {CLAIMED_COLUMNS} FROM jobs WHERE deployment_id = ?1"
@@ -202,18 +266,23 @@ fn forced_job(
 
 /// The jobs of `pair` queued before `newest`, which supersedes them, with those still
 /// waiting for approval: approved later, they would deploy what is older than what runs.
+/// Only those of clearance `least` or more: a hold keeps the others for its end.
 fn queued_before(
     conn: &Connection,
     pair: &(String, String),
     newest: DeploymentId,
+    least: Clearance,
 ) -> rusqlite::Result<Vec<Claimed>> {
     conn.prepare_cached(&format!(
         "SELECT {CLAIMED_COLUMNS} FROM jobs
          WHERE state IN ('queued', 'approval') AND repository = ?1 AND environment = ?2
-           AND deployment_id < ?3
+           AND deployment_id < ?3 AND clearance >= ?4
          ORDER BY deployment_id"
     ))?
-    .query_map(params![pair.0, pair.1, id_key(newest)?], claimed_from_row)?
+    .query_map(
+        params![pair.0, pair.1, id_key(newest)?, least.as_i64()],
+        claimed_from_row,
+    )?
     .collect()
 }
 

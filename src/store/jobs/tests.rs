@@ -48,3 +48,5 @@ fn the_last_success_is_the_newest_finished_deploy_that_succeeded() {
         assert_eq!(jobs::last_success(conn, repo, "staging").unwrap(), None);
     });
 }
+
+mod holds;

@@ -1,5 +1,5 @@
 -- deployhook's durable state on PostgreSQL 15: the final state of the SQLite migrations
--- 0001 … 0019 (src/store/migrations), in one script, plus what only a shared PostgreSQL
+-- 0001 … 0020 (src/store/migrations), in one script, plus what only a shared PostgreSQL
 -- database needs (replicas, jobs.owner, one running job per repository and environment).
 -- A database made by an earlier version is brought here by the `upgrade_*.sql` scripts.
 -- Times are Unix milliseconds (UTC).
@@ -80,6 +80,8 @@ CREATE TABLE jobs (
     installation_id BIGINT,
     -- 1: forced through a lock (`"force": true` in the payload).
     forced          BIGINT  NOT NULL DEFAULT 0,
+    -- For windows and freezes (0020): 0 automatic, 1 deliberate, 2 forced or a rollback.
+    clearance       BIGINT  NOT NULL DEFAULT 0,
     -- PostgreSQL only: the replica (replicas.id) that claimed it.
     owner           TEXT COLLATE "C",
     -- Approvals (state 'approval' while they are awaited): how many distinct people must
@@ -99,6 +101,9 @@ CREATE INDEX jobs_history ON jobs (repository, environment, finished_at, deploym
 -- The forced deployments waiting for a locked environment.
 CREATE INDEX jobs_forced ON jobs (repository, environment, deployment_id)
     WHERE state = 'queued' AND forced = 1;
+-- The queued deployments by what passes a window or freeze (0020).
+CREATE INDEX jobs_by_clearance ON jobs (repository, environment, clearance, deployment_id)
+    WHERE state = 'queued';
 -- Deployments by what they deploy; and by the delivery that queued them.
 CREATE INDEX jobs_by_commit ON jobs (repository, sha, deployment_id);
 CREATE INDEX jobs_by_delivery ON jobs (delivery_id, deployment_id);
@@ -393,3 +398,14 @@ CREATE TABLE tag_deploys (
 );
 CREATE INDEX tag_deploys_by_tag ON tag_deploys (repository, environment, tag, sha, recorded_at);
 CREATE INDEX tag_deploys_by_time ON tag_deploys (recorded_at);
+
+-- The start and end of each freeze announced, once per edge (0020).
+CREATE TABLE freeze_notices (
+    environment  TEXT COLLATE "C" NOT NULL,
+    freeze_from  BIGINT NOT NULL,
+    freeze_until BIGINT NOT NULL,
+    edge         TEXT COLLATE "C" NOT NULL,
+    sent_at      BIGINT NOT NULL,
+    PRIMARY KEY (environment, freeze_from, freeze_until, edge)
+);
+CREATE INDEX freeze_notices_by_time ON freeze_notices (sent_at);

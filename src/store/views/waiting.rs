@@ -2,18 +2,23 @@
 //! (the admin API and so `deployhook log --follow`, the dashboard's Queued table, the
 //! answer to its deployment's delivery): the lock holding its environment — who took it,
 //! since when, why, until when — or the deploy of the same repository and environment
-//! running ahead of it. Worked out when asked, never stored: a lock comes and goes.
+//! running ahead of it, or the deploy window or freeze of its environment (see
+//! [`crate::model::window`]; the caller, which knows the configuration, says what holds
+//! the environment). Worked out when asked, never stored: a lock comes and goes.
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::model::{Clearance, Hold};
 use crate::store::db::{Connection, OptionalExtension, params};
 use crate::store::locks::{self, Lock};
 
 /// What holds a queued deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Waiting {
     /// Its environment is locked, and it is not forced through locks.
     Locked(Lock),
+    /// Its environment's window is closed, or a freeze holds it, and it does not pass.
+    Held(Hold),
     /// A deploy of the same repository and environment runs: one runs at a time there.
     Behind {
         deployment: u64,
@@ -41,6 +46,7 @@ impl Waiting {
                     lock.reason
                 )
             }
+            Self::Held(hold) => hold.sentence(),
             Self::Behind { deployment, since } => match since {
                 Some(since) => {
                     format!(
@@ -54,17 +60,23 @@ impl Waiting {
     }
 }
 
-/// What holds a queued deployment (`forced` through locks or not), given the lock on its
-/// environment and the deployment running in its repository and environment, if any;
-/// `None` when neither holds it: it starts when the queue looks next.
+/// What holds a queued deployment (`forced` through locks or not, of `clearance` for
+/// windows and freezes), given the lock on its environment, what holds the environment
+/// (`hold`: a closed window, a freeze) and the deployment running in its repository and
+/// environment, if any; `None` when none holds it: it starts when the queue looks next.
+/// A lock is named first (a person took it), then the window or freeze (it outlasts the
+/// deploy running ahead).
 pub fn why(
     forced: bool,
+    clearance: Clearance,
     lock: Option<&Lock>,
+    hold: Option<&Hold>,
     running: Option<(u64, Option<i64>)>,
 ) -> Option<Waiting> {
-    match (lock, running) {
-        (Some(lock), _) if !forced => Some(Waiting::Locked(lock.clone())),
-        (_, Some((deployment, since))) => Some(Waiting::Behind { deployment, since }),
+    match (lock, hold, running) {
+        (Some(lock), _, _) if !forced => Some(Waiting::Locked(lock.clone())),
+        (_, Some(hold), _) if !hold.lets_through(clearance) => Some(Waiting::Held(hold.clone())),
+        (_, _, Some((deployment, since))) => Some(Waiting::Behind { deployment, since }),
         _ => None,
     }
 }
@@ -74,7 +86,8 @@ pub fn of_queued(
     conn: &Connection,
     repository: &str,
     environment: &str,
-    forced: bool,
+    (forced, clearance): (bool, Clearance),
+    hold: Option<&Hold>,
     now: i64,
 ) -> rusqlite::Result<Option<Waiting>> {
     let lock = locks::holding(conn, environment, now)?;
@@ -88,7 +101,7 @@ pub fn of_queued(
             Ok((row.get::<_, i64>(0)?.unsigned_abs(), row.get(1)?))
         })
         .optional()?;
-    Ok(why(forced, lock.as_ref(), running))
+    Ok(why(forced, clearance, lock.as_ref(), hold, running))
 }
 
 /// Unix milliseconds as `2026-12-07 05:00:00 UTC`, as the dashboard writes times.
@@ -104,6 +117,8 @@ fn at(ms: i64) -> String {
 mod tests {
     use super::*;
 
+    const AUTO: Clearance = Clearance::Automatic;
+
     fn lock() -> Lock {
         Lock {
             environment: "production".into(),
@@ -118,7 +133,7 @@ mod tests {
     fn a_lock_holds_what_is_not_forced_and_a_running_deploy_holds_the_rest() {
         let running = Some((880_001, Some(1_000)));
         assert_eq!(
-            why(false, Some(&lock()), running).map(|w| w.sentence()),
+            why(false, AUTO, Some(&lock()), None, running).map(|w| w.sentence()),
             Some(
                 "production is locked by alice since 1970-01-01 00:00:00 UTC: incident 4711 \
                  (until unlocked)"
@@ -126,19 +141,53 @@ mod tests {
             )
         );
         assert_eq!(
-            why(true, Some(&lock()), running).map(|w| w.sentence()),
+            why(true, AUTO, Some(&lock()), None, running).map(|w| w.sentence()),
             Some("behind deployment 880001, running since 1970-01-01 00:00:01 UTC".to_owned())
         );
-        assert_eq!(why(true, Some(&lock()), None), None);
-        assert_eq!(why(false, None, None), None);
+        assert_eq!(why(true, AUTO, Some(&lock()), None, None), None);
+        assert_eq!(why(false, AUTO, None, None, None), None);
         let until = Lock {
             until: Some(3_600_000),
             ..lock()
         };
-        let sentence = why(false, Some(&until), None).unwrap().sentence();
+        let sentence = why(false, AUTO, Some(&until), None, None)
+            .unwrap()
+            .sentence();
         assert!(
             sentence.ends_with("(until 1970-01-01 01:00:00 UTC)"),
             "{sentence}"
+        );
+    }
+
+    #[test]
+    fn a_window_or_freeze_is_named_after_a_lock_and_before_the_deploy_running_ahead() {
+        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        let until = "2027-01-04T08:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .to_zoned(paris);
+        let frozen = Hold::Frozen {
+            until,
+            reason: "holidays".into(),
+        };
+        let running = Some((880_001, Some(1_000)));
+        assert_eq!(
+            why(false, AUTO, None, Some(&frozen), running).map(|w| w.sentence()),
+            Some("frozen until 2027-01-04 09:00 Europe/Paris: holidays".to_owned())
+        );
+        assert!(matches!(
+            why(false, AUTO, Some(&lock()), Some(&frozen), running),
+            Some(Waiting::Locked(_))
+        ));
+        // A rollback passes the freeze and waits only for the deploy ahead.
+        assert!(matches!(
+            why(true, Clearance::Urgent, None, Some(&frozen), running),
+            Some(Waiting::Behind { .. })
+        ));
+        let closed = Hold::Closed { opens: None };
+        assert_eq!(
+            why(false, Clearance::Deliberate, None, Some(&closed), None),
+            None
         );
     }
 }

@@ -1,6 +1,6 @@
 //! `GET /api/deployments/{id}`: one deployment as deployhook knows it, for `deployhook log
 //! [--follow]` — its state, the path of its log, and while it is queued what holds it
-//! (the lock on its environment, or the deploy running ahead of it: see
+//! (the lock on its environment, its window or freeze, or the deploy running ahead of it: see
 //! [`crate::store::views::waiting`]), so that a follower can say why it waits.
 
 use axum::Json;
@@ -36,6 +36,7 @@ pub(super) async fn get_deployment(
         .into_response();
     };
     let (number, now) = (id.get(), now_ms());
+    let environments = state.environments.clone();
     let read = state
         .store
         .read(move |c| {
@@ -48,7 +49,16 @@ pub(super) async fn get_deployment(
             }
             let holding = match job.state.as_str() {
                 "queued" => {
-                    waiting::of_queued(c, &job.repository, &job.environment, job.forced, now)?
+                    let hold = crate::config::hold_of(&environments, &job.environment, now);
+                    let kind = (job.forced, job.clearance);
+                    waiting::of_queued(
+                        c,
+                        &job.repository,
+                        &job.environment,
+                        kind,
+                        hold.as_ref(),
+                        now,
+                    )?
                 }
                 _ => None,
             };
@@ -86,11 +96,25 @@ pub(super) async fn get_deployment(
     }
 }
 
-/// What holds a queued deployment: the sentence, and the lock or the deployment ahead.
+/// What holds a queued deployment: the sentence, and the lock, the window or freeze
+/// (`{"kind": "window", "until": when it opens}`, `{"kind": "freeze", "until", "reason"}`,
+/// times in RFC 3339 with the environment's offset) or the deployment ahead.
 fn waiting_json(holding: &Waiting) -> serde_json::Value {
-    let (lock, behind) = match holding {
-        Waiting::Locked(lock) => (Some(lock_json(lock)), None),
-        Waiting::Behind { deployment, .. } => (None, Some(*deployment)),
-    };
-    json!({ "reason": holding.sentence(), "lock": lock, "behind": behind })
+    use crate::model::Hold;
+    let (mut lock, mut behind, mut hold) = (None, None, None);
+    match holding {
+        Waiting::Locked(l) => lock = Some(lock_json(l)),
+        Waiting::Behind { deployment, .. } => behind = Some(*deployment),
+        Waiting::Held(Hold::Closed { opens }) => {
+            let opens = opens
+                .as_ref()
+                .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string());
+            hold = Some(json!({"kind": "window", "until": opens}));
+        }
+        Waiting::Held(Hold::Frozen { until, reason }) => {
+            let until = until.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+            hold = Some(json!({"kind": "freeze", "until": until, "reason": reason}));
+        }
+    }
+    json!({ "reason": holding.sentence(), "lock": lock, "behind": behind, "hold": hold })
 }

@@ -3,7 +3,7 @@
 //! author needs the `deploy` role in the environment; a fork's head is never deployed (its
 //! code is a stranger's until merged); the commit's checks must be green unless the
 //! environment says `branch_deploys = "any"` (and `"off"` refuses every such deploy); a
-//! locked environment refuses it. The deployment is created on GitHub like any other and
+//! locked or frozen environment refuses it (a closed deploy window does not). The deployment is created on GitHub like any other and
 //! runs through the same queue; its statuses edit the reply.
 
 use axum::http::StatusCode;
@@ -104,6 +104,19 @@ pub(super) async fn deploy(
                 "{name} is locked by {}: {}",
                 lock.locked_by,
                 quiet(&lock.reason)
+            ),
+        ));
+    }
+    // Like a lock, a freeze refuses it rather than queue a pull request's head to deploy
+    // by itself whenever the freeze ends; a closed window lets it through (a person asked).
+    if let Some(hold) = crate::config::hold_of(&state.environments, name, now)
+        .filter(|h| !h.lets_through(crate::model::Clearance::Deliberate))
+    {
+        return Err(Refused(
+            StatusCode::CONFLICT,
+            format!(
+                "{name} is {}; ask again once it ends",
+                quiet(&hold.sentence())
             ),
         ));
     }

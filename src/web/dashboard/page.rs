@@ -44,6 +44,9 @@ struct LivePart {
     form_token: String,
     /// The locks holding now.
     locks: Vec<LockView>,
+    /// The environments whose deploy window is closed or that are frozen now, and why:
+    /// `frozen until 2027-01-04 09:00 Europe/Paris: holidays`.
+    holds: Vec<(String, String)>,
     /// Deployments waiting for approval, soonest deadline first.
     approvals: Vec<ApprovalView>,
     running: Vec<JobView>,
@@ -193,7 +196,8 @@ async fn live_part(
                     && r.environment == job.environment
             })
             .map(|r| (r.deployment_id, r.started_at));
-        waiting::why(job.forced, lock, running).map(|w| w.sentence())
+        let hold = crate::config::hold_of(&state.environments, &job.environment, now_ms());
+        waiting::why(job.forced, job.clearance, lock, hold.as_ref(), running).map(|w| w.sentence())
     };
     let reasons: Vec<Option<String>> = active
         .iter()
@@ -254,7 +258,17 @@ async fn live_part(
             _ => ended_waits.push(view),
         }
     }
+    let holds = state
+        .environments
+        .iter()
+        .filter(|e| viewer.everything() || visible.contains(&e.name.to_string()))
+        .filter_map(|e| {
+            let hold = crate::config::hold_of(&state.environments, e.name.as_ref(), now)?;
+            Some((e.name.to_string(), hold.sentence()))
+        })
+        .collect();
     Ok(LivePart {
+        holds,
         where_runs,
         approvals: awaiting.into_iter().map(approval_view).collect(),
         form_token,

@@ -135,7 +135,8 @@ fn migration_12_keeps_statuses_forgets_sourceless_runs_and_reads_the_waiting_aga
 /// What the versions after 13 add, dropped to take a PostgreSQL database back to 11 (each
 /// upgrade after 13 adds its own here).
 pub(crate) const DROP_AFTER_13: &str =
-    "DROP TABLE tag_deploys; DROP TABLE previews; DROP TABLE audit; DROP TABLE personal_tokens;
+    "DROP TABLE freeze_notices; DROP INDEX jobs_by_clearance; ALTER TABLE jobs DROP COLUMN clearance;
+    DROP TABLE tag_deploys; DROP TABLE previews; DROP TABLE audit; DROP TABLE personal_tokens;
     DROP TABLE commands;
     DROP TABLE approvals; DROP INDEX jobs_awaiting;
     ALTER TABLE jobs DROP COLUMN approvals_needed, DROP COLUMN approval_deadline,
