@@ -70,6 +70,9 @@ pub struct EnvironmentConfig {
     /// Set: a preview environment, deploying each open pull request to its own environment
     /// (see [`crate::config::preview`]) instead of merges.
     pub preview: Option<crate::config::preview::PreviewConfig>,
+    /// Set: after the `deploy` task's command succeeds, this check must hold before the
+    /// deployment is reported `success` (see [`crate::config::verify`]).
+    pub verify: Option<crate::config::verify::VerifyConfig>,
 }
 
 /// `branch_deploys`: what `.deploy` in a pull request may send to an environment before
@@ -133,6 +136,7 @@ impl EnvironmentConfig {
             branch_deploys: BranchDeploys::default(),
             triggers: Triggers::default(),
             preview: None,
+            verify: None,
         }
     }
 

@@ -11,4 +11,5 @@ mod output;
 pub mod preflight;
 mod process;
 pub mod runner;
+pub mod verify;
 pub mod worker;

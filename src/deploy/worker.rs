@@ -16,10 +16,11 @@ use crate::config::{EnvironmentConfig, find_environment};
 use crate::deploy::log::{LogHub, LogLinks, LogWriter};
 use crate::deploy::process::{kill_leftover, process_identity};
 use crate::deploy::runner::{RunOutcome, RunSpec};
+use crate::deploy::verify::{RollBackOnFailure, verifying_description};
 use crate::github::outbox_worker::OutboxWorker;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
-use crate::model::{DeployJob, DeploymentState, OnInterrupt, Policy};
+use crate::model::{DEPLOY_TASK, DeployJob, DeploymentState, OnInterrupt, Policy};
 use crate::store::jobs::{self, Claimed};
 use crate::store::locks;
 use crate::store::{Store, StoreError, now_ms};
@@ -30,12 +31,12 @@ const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Runs queued deploys. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DeployWorker {
-    store: Store,
-    environments: Arc<[EnvironmentConfig]>,
+    pub(crate) store: Store,
+    pub(crate) environments: Arc<[EnvironmentConfig]>,
     /// Deploys running at once, across repositories and environments.
     max_concurrent: usize,
     outbox: OutboxWorker,
-    logs: LogHub,
+    pub(crate) logs: LogHub,
     metrics: Arc<Metrics>,
     /// Set while [`DeployWorker::run`] loops: what `/readyz` reports.
     alive: Liveness,
@@ -49,10 +50,18 @@ pub struct DeployWorker {
     /// Log links on the listen address, printed when no public URL gives statuses one.
     local_links: Option<LocalLinks>,
     /// The name this server claims jobs under (`jobs.owner`): only it may record their end.
-    owner: Arc<str>,
+    pub(crate) owner: Arc<str>,
     /// Cancelled with `abort` when there is no time for a grace period: this replica lost
     /// the lead, and another may start the same environment's next deploy.
     hurry: Arc<std::sync::Mutex<CancellationToken>>,
+    /// Cancelled (and replaced) when verifications must stop at once: at shutdown and on a
+    /// lost lead. A stopped verification records nothing; the job stays `verifying` for
+    /// the next start or leader to resume.
+    verify_stop: Arc<std::sync::Mutex<CancellationToken>>,
+    /// The client of HTTP verification checks.
+    pub(crate) http: reqwest::Client,
+    /// Records the rollback a failed verification asks for (`on_verify_failure`).
+    pub(crate) rollback: Option<Arc<dyn RollBackOnFailure>>,
 }
 
 /// Links to deploy logs built on the address the server listens on: for the operator at
@@ -88,7 +97,37 @@ impl DeployWorker {
             local_links: None,
             owner: format!("deployhook-{}", std::process::id()).into(),
             hurry: Arc::default(),
+            verify_stop: Arc::default(),
+            http: crate::deploy::verify::client(),
+            rollback: None,
         }
+    }
+
+    /// Rolls back with `hook` when a verification fails in an environment that says
+    /// `on_verify_failure = "rollback"`.
+    #[must_use]
+    pub fn with_rollback(mut self, hook: Arc<dyn RollBackOnFailure>) -> Self {
+        self.rollback = Some(hook);
+        self
+    }
+
+    /// The token that stops the verifications running now.
+    pub(crate) fn verify_stop(&self) -> CancellationToken {
+        self.verify_stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn hurry_token(&self) -> CancellationToken {
+        self.hurry.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops the verifications running now, leaving their jobs `verifying`.
+    fn stop_verifying(&self) {
+        let mut stop = self.verify_stop.lock().unwrap_or_else(|e| e.into_inner());
+        stop.cancel();
+        *stop = CancellationToken::new();
     }
 
     /// Claims jobs as `owner` (this replica's id).
@@ -130,6 +169,7 @@ impl DeployWorker {
     /// until each has recorded its end (or failed to): for a replica that lost the lead,
     /// before another one may run the same environments.
     pub async fn kill_running_and_wait(&self) {
+        self.stop_verifying();
         {
             let mut hurry = self.hurry.lock().unwrap_or_else(|e| e.into_inner());
             hurry.cancel();
@@ -180,7 +220,49 @@ impl DeployWorker {
                  or queued again where the environment says on_interrupt = \"retry\""
             );
         }
+        self.resume_verifications().await?;
         Ok(count)
+    }
+
+    /// Takes over the jobs being verified when the previous process (or leader) stopped,
+    /// and verifies them on: their timeout counts from when they began, so one whose time
+    /// ran out meanwhile is judged failed at once.
+    async fn resume_verifications(&self) -> Result<(), StoreError> {
+        let owner = self.owner.clone();
+        let verifying = self
+            .store
+            .write(move |c| jobs::verify::take_over(c, &owner))
+            .await?;
+        for found in verifying {
+            let job = found.claimed.job;
+            tracing::info!(
+                deployment = job.id.get(),
+                "resuming the verification of deploy {} left by the previous deployhook",
+                job.id
+            );
+            let span = tracing::info_span!(
+                "verify",
+                deployment = job.id.get(),
+                repo = job.repo.as_ref(),
+                environment = job.environment.as_ref(),
+            );
+            let worker = self.clone();
+            self.running.spawn(
+                async move {
+                    let environments = worker.environments.clone();
+                    match find_environment(&environments, job.environment.as_ref()) {
+                        Some(environment) if environment.verify.is_some() => {
+                            worker.verify(job, environment, found.started_at).await;
+                        }
+                        // Its verification was removed from the configuration since: what
+                        // ran succeeded, and nothing is left to check.
+                        _ => worker.verification_dropped(job).await,
+                    }
+                }
+                .instrument(span),
+            );
+        }
+        Ok(())
     }
 
     /// Starts jobs as they become runnable, until `stop` is cancelled. Jobs already running
@@ -317,6 +399,30 @@ impl DeployWorker {
             self.metrics.lead_time(job.environment.as_ref(), lead_time);
         }
         tracing::info!(state = state.as_str(), "deploy ended: {description}");
+        let environments = self.environments.clone();
+        if state == DeploymentState::Success
+            && job.task == DEPLOY_TASK
+            && let Some(environment) = find_environment(&environments, job.environment.as_ref())
+            && let Some(verify) = &environment.verify
+        {
+            let (now, owner) = (now_ms(), self.owner.clone());
+            let (verified, what) = (job.clone(), verifying_description(verify));
+            let began = self
+                .store
+                .write_persistently("the start of the verification", move |c| {
+                    jobs::verify::begin(c, &verified, &owner, &what, now)
+                })
+                .await;
+            self.outbox.wake();
+            match began {
+                Ok(true) => self.verify(job, environment, now).await,
+                Ok(false) => tracing::warn!(
+                    "this deploy is not verified here: another replica took the job over"
+                ),
+                Err(err) => tracing::error!("could not start the verification: {err}"),
+            }
+            return;
+        }
         let now = now_ms();
         let owner = self.owner.clone();
         let finished = self
@@ -339,6 +445,11 @@ impl DeployWorker {
             // it as interrupted rather than losing it.
             Err(err) => tracing::error!("could not record the end of the deploy: {err}"),
         }
+        self.after_end();
+    }
+
+    /// After a job's end is recorded: tells log readers, the outbox and the queue.
+    pub(crate) fn after_end(&self) {
         self.logs.notify();
         self.outbox.wake();
         self.wake();
@@ -348,6 +459,8 @@ impl DeployWorker {
     /// running (SIGTERM, then SIGKILL) and reports them as `error`. Returns whether they all
     /// finished by themselves.
     pub async fn finish_running(&self, timeout: Duration) -> bool {
+        // A verification may have minutes to go: it stops now and resumes at the next start.
+        self.stop_verifying();
         self.running.close();
         let count = self.running.len();
         if count > 0 {

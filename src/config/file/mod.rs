@@ -18,6 +18,7 @@
 //! - `preview.rs`: a preview environment's settings (`preview`, `destroy_command`,
 //!   `preview_name`, `preview_limit`, `preview_forks`, `preview_check`), and names that
 //!   lead to one table only;
+//! - `verify.rs`: the check after a deploy (`verify`, `on_verify_failure`);
 //! - `summary.rs`: [`summary`], the line `check-config` prints for an environment;
 //! - `tests.rs`: every key, and errors that name the line and column.
 
@@ -38,6 +39,7 @@ mod preview;
 mod summary;
 mod triggers;
 mod validate;
+mod verify;
 
 pub use explain::closest;
 pub use summary::summary;
@@ -129,6 +131,9 @@ struct FileEnvironment {
     preview_limit: Option<Spanned<i64>>,
     preview_forks: Option<Spanned<bool>>,
     preview_check: Option<Spanned<String>>,
+    /// A check after the deploy (`verify.rs`).
+    verify: Option<Spanned<verify::FileVerify>>,
+    on_verify_failure: Option<Spanned<crate::config::verify::OnVerifyFailure>>,
 }
 
 /// `checks = "none" | "all" | ["name", …]`.

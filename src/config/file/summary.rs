@@ -103,6 +103,9 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
     if let Some(rule) = &environment.approval {
         access += &format!("; every deployment {}", rule.summary());
     }
+    if let Some(verify) = &environment.verify {
+        access += &format!("; {}", verify.summary());
+    }
     format!(
         "  {}: {} from {}; runs {:?}{rollback} (tasks: {}), timeout {}, policy {}{access}",
         environment.name,

@@ -102,6 +102,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
     }
     let approval = super::approval::approval_rule(&file, &name)?;
     let preview = super::preview::preview(&file, &name)?;
+    let verify = super::verify::verify(&file, &name)?;
     let command = argv(&file.command, "command")?;
     let rollback_command = file
         .rollback_command
@@ -228,6 +229,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
         transient_environment: file.transient_environment,
         log_limit,
         branch_deploys: file.branch_deploys,
+        verify,
     })
 }
 

@@ -1,5 +1,5 @@
 -- deployhook's durable state on PostgreSQL 15: the final state of the SQLite migrations
--- 0001 … 0019 (src/store/migrations), in one script, plus what only a shared PostgreSQL
+-- 0001 … 0020 (src/store/migrations), in one script, plus what only a shared PostgreSQL
 -- database needs (replicas, jobs.owner, one running job per repository and environment).
 -- A database made by an earlier version is brought here by the `upgrade_*.sql` scripts.
 -- Times are Unix milliseconds (UTC).
@@ -65,7 +65,7 @@ CREATE TABLE jobs (
     deploy_user     TEXT COLLATE "C"    NOT NULL,
     payload         TEXT COLLATE "C"    NOT NULL,
     delivery_id     TEXT COLLATE "C"    NOT NULL,  -- the delivery that queued it, for log correlation
-    state           TEXT COLLATE "C"    NOT NULL,  -- queued | running | finished
+    state           TEXT COLLATE "C"    NOT NULL,  -- queued | running | verifying | finished
     result          TEXT COLLATE "C",              -- final status: success | failure | error | inactive
     description     TEXT COLLATE "C",
     queued_at       BIGINT  NOT NULL,
@@ -88,7 +88,10 @@ CREATE TABLE jobs (
     approval_deadline BIGINT,
     self_approval     BIGINT  NOT NULL DEFAULT 0,
     approval_authors  TEXT COLLATE "C",
-    approval_reviewers TEXT COLLATE "C"
+    approval_reviewers TEXT COLLATE "C",
+    -- Verification (state 'verifying'): when it began, and since when its check passes.
+    verify_started_at BIGINT,
+    verify_held_since BIGINT
 );
 CREATE INDEX jobs_by_state ON jobs (state, repository, environment, deployment_id);
 -- Retention deletes finished deploys by age, oldest first.
@@ -105,9 +108,10 @@ CREATE INDEX jobs_by_delivery ON jobs (delivery_id, deployment_id);
 -- Indexes on tables keyed by an integer end with that key: SQLite's indexes carry the
 -- rowid implicitly, and the queries' ORDER BY deployment_id / id lean on it (without it,
 -- a claim sorted every queued job of an environment).
--- PostgreSQL only: at most one running job per repository and environment, whichever
--- replica claims it.
-CREATE UNIQUE INDEX jobs_one_running ON jobs (repository, environment) WHERE state = 'running';
+-- PostgreSQL only: at most one running (or verifying) job per repository and environment,
+-- whichever replica claims it.
+CREATE UNIQUE INDEX jobs_one_running ON jobs (repository, environment)
+    WHERE state IN ('running', 'verifying');
 -- The deployments waiting for approval, by deadline: what the clock ends next.
 CREATE INDEX jobs_awaiting ON jobs (approval_deadline, deployment_id) WHERE state = 'approval';
 

@@ -81,7 +81,7 @@ pub fn of_queued(
     let running = conn
         .prepare_cached(
             "SELECT deployment_id, started_at FROM jobs
-             WHERE state = 'running' AND repository = ?1 AND environment = ?2
+             WHERE state IN ('running', 'verifying') AND repository = ?1 AND environment = ?2
              ORDER BY deployment_id LIMIT 1",
         )?
         .query_row(params![repository, environment], |row| {
