@@ -53,4 +53,5 @@ mod runner;
 mod stand_in;
 mod terminal;
 mod triggers;
+mod verify;
 mod waiting;
