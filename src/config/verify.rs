@@ -67,6 +67,11 @@ impl VerifyCheck {
 }
 
 impl VerifyConfig {
+    /// A job's `in_progress` description while it is verified: `verifying: GET …`.
+    pub fn verifying(&self) -> String {
+        crate::model::text::description(&format!("verifying: {}", self.check.what()))
+    }
+
     /// How `check-config` describes it.
     pub fn summary(&self) -> String {
         let expect = match &self.check {

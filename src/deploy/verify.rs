@@ -12,40 +12,21 @@
 //! `verifying`, and the next start (or leader) resumes it, its timeout still counted from
 //! the stored start, its hold clock restarted (nobody watched the check meanwhile).
 
-mod check;
-
-pub use check::client;
-
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::config::EnvironmentConfig;
 use crate::config::verify::{OnVerifyFailure, VerifyConfig};
+use crate::config::{EnvironmentConfig, find_environment};
+use crate::deploy::check::{self, Checked};
 use crate::deploy::log::{LogSender, LogWriter};
 use crate::deploy::runner::is_rollback;
 use crate::deploy::worker::DeployWorker;
 use crate::model::{DeployJob, DeploymentState, text};
-use crate::store::db::Connection;
 use crate::store::jobs;
 use crate::store::logs::{self, LogLine, Stream};
-use crate::store::now_ms;
-use check::Checked;
-
-/// Records the rollback a failed verification asks for, inside the transaction that
-/// records the failure. Implemented where rollbacks are recorded (`web::admin`), so that
-/// an automatic rollback is the very one an operator's is: decision, deployment, lock,
-/// notification and audit line.
-pub trait RollBackOnFailure: std::fmt::Debug + Send + Sync {
-    /// Rolls `job`'s repository and environment back from `job` (already recorded as
-    /// failed): `Ok(Ok(short sha))` rolled back to, or `Ok(Err(why))` nothing to roll back to.
-    fn roll_back(
-        &self,
-        conn: &Connection,
-        job: &DeployJob,
-        now: i64,
-    ) -> rusqlite::Result<Result<String, String>>;
-}
+use crate::store::{StoreError, now_ms};
 
 /// How a verification ended, when it did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +35,48 @@ enum Verdict {
     Failed(String),
 }
 
-/// `job`'s `in_progress` description while it is verified.
-pub fn verifying_description(verify: &VerifyConfig) -> String {
-    text::description(&format!("verifying: {}", verify.check.what()))
-}
-
 impl DeployWorker {
+    /// Takes over the jobs being verified when the previous process (or leader) stopped,
+    /// and verifies them on: their timeout counts from when they began, so one whose time
+    /// ran out meanwhile is judged failed at once.
+    pub(crate) async fn resume_verifications(&self) -> Result<(), StoreError> {
+        let owner = self.owner.clone();
+        let verifying = self
+            .store
+            .write(move |c| jobs::verify::take_over(c, &owner))
+            .await?;
+        for found in verifying {
+            let job = found.claimed.job;
+            tracing::info!(
+                deployment = job.id.get(),
+                "resuming the verification of deploy {} left by the previous deployhook",
+                job.id
+            );
+            let span = tracing::info_span!(
+                "verify",
+                deployment = job.id.get(),
+                repo = job.repo.as_ref(),
+                environment = job.environment.as_ref(),
+            );
+            let worker = self.clone();
+            self.running.spawn(
+                async move {
+                    let environments = worker.environments.clone();
+                    match find_environment(&environments, job.environment.as_ref()) {
+                        Some(environment) if environment.verify.is_some() => {
+                            worker.verify(job, environment, found.started_at).await;
+                        }
+                        // Its verification was removed from the configuration since: what
+                        // ran succeeded, and nothing is left to check.
+                        _ => worker.verification_dropped(job).await,
+                    }
+                }
+                .instrument(span),
+            );
+        }
+        Ok(())
+    }
+
     /// Verifies `job`, `verifying` since `started_at` (Unix ms), to its end — or until this
     /// worker stops verifying (shutdown, a lost lead), leaving the job to be resumed.
     pub(crate) async fn verify(
@@ -305,7 +322,7 @@ enum Plan {
     None,
     /// The job is itself a rollback: rolling back from it could loop.
     NotAgain,
-    RollBack(std::sync::Arc<dyn RollBackOnFailure>),
+    RollBack(std::sync::Arc<dyn crate::deploy::on_failure::RollBackOnFailure>),
 }
 
 fn ms_text(ms: i64) -> String {

@@ -14,9 +14,9 @@ use tracing::Instrument;
 
 use crate::config::{EnvironmentConfig, find_environment};
 use crate::deploy::log::{LogHub, LogLinks, LogWriter};
+use crate::deploy::on_failure::RollBackOnFailure;
 use crate::deploy::process::{kill_leftover, process_identity};
 use crate::deploy::runner::{RunOutcome, RunSpec};
-use crate::deploy::verify::{RollBackOnFailure, verifying_description};
 use crate::github::outbox_worker::OutboxWorker;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
@@ -41,7 +41,7 @@ pub struct DeployWorker {
     /// Set while [`DeployWorker::run`] loops: what `/readyz` reports.
     alive: Liveness,
     wake: Arc<Notify>,
-    running: TaskTracker,
+    pub(crate) running: TaskTracker,
     /// Cancelled when shutdown can wait no longer for running deploys, or when this
     /// replica lost the lead; replaced then, so that deploys run again once it leads again.
     abort: Arc<std::sync::Mutex<CancellationToken>>,
@@ -98,7 +98,7 @@ impl DeployWorker {
             owner: format!("deployhook-{}", std::process::id()).into(),
             hurry: Arc::default(),
             verify_stop: Arc::default(),
-            http: crate::deploy::verify::client(),
+            http: crate::deploy::check::client(),
             rollback: None,
         }
     }
@@ -222,47 +222,6 @@ impl DeployWorker {
         }
         self.resume_verifications().await?;
         Ok(count)
-    }
-
-    /// Takes over the jobs being verified when the previous process (or leader) stopped,
-    /// and verifies them on: their timeout counts from when they began, so one whose time
-    /// ran out meanwhile is judged failed at once.
-    async fn resume_verifications(&self) -> Result<(), StoreError> {
-        let owner = self.owner.clone();
-        let verifying = self
-            .store
-            .write(move |c| jobs::verify::take_over(c, &owner))
-            .await?;
-        for found in verifying {
-            let job = found.claimed.job;
-            tracing::info!(
-                deployment = job.id.get(),
-                "resuming the verification of deploy {} left by the previous deployhook",
-                job.id
-            );
-            let span = tracing::info_span!(
-                "verify",
-                deployment = job.id.get(),
-                repo = job.repo.as_ref(),
-                environment = job.environment.as_ref(),
-            );
-            let worker = self.clone();
-            self.running.spawn(
-                async move {
-                    let environments = worker.environments.clone();
-                    match find_environment(&environments, job.environment.as_ref()) {
-                        Some(environment) if environment.verify.is_some() => {
-                            worker.verify(job, environment, found.started_at).await;
-                        }
-                        // Its verification was removed from the configuration since: what
-                        // ran succeeded, and nothing is left to check.
-                        _ => worker.verification_dropped(job).await,
-                    }
-                }
-                .instrument(span),
-            );
-        }
-        Ok(())
     }
 
     /// Starts jobs as they become runnable, until `stop` is cancelled. Jobs already running
@@ -406,7 +365,7 @@ impl DeployWorker {
             && let Some(verify) = &environment.verify
         {
             let (now, owner) = (now_ms(), self.owner.clone());
-            let (verified, what) = (job.clone(), verifying_description(verify));
+            let (verified, what) = (job.clone(), verify.verifying());
             let began = self
                 .store
                 .write_persistently("the start of the verification", move |c| {

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{MAX_LOCK, Refused, bounded, lock_json, unavailable};
 use crate::config::{EnvironmentConfig, find_environment};
-use crate::deploy::verify::RollBackOnFailure;
+use crate::deploy::on_failure::RollBackOnFailure;
 use crate::guide::rollback::{Deployed, Rollback, rollback};
 use crate::model::{
     Action, Actor, AuditAction, AuditEntry, DeployJob, Environment, Notification, RepoName,
