@@ -343,3 +343,5 @@ pub(in crate::store) fn id_key(id: DeploymentId) -> rusqlite::Result<i64> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_properties;

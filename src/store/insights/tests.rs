@@ -253,11 +253,13 @@ fn a_restore_runs_from_the_first_failure_of_a_streak_to_the_next_success() {
             [
                 Restore {
                     failed_at: NOW - 9 * HOUR,
-                    restored_at: Some(NOW - 7 * HOUR)
+                    restored_at: Some(NOW - 7 * HOUR),
+                    automatic: false,
                 },
                 Restore {
                     failed_at: NOW - 2 * HOUR,
-                    restored_at: None
+                    restored_at: None,
+                    automatic: false,
                 },
             ]
         );
