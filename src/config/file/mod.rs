@@ -222,3 +222,5 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;
