@@ -187,10 +187,10 @@ impl World {
         prop_assert!(holding <= 1, "{holding} jobs hold the environment");
         for n in 1..=DEPLOYMENTS {
             let told = statuses(&self.conn, n);
-            let finals = told.iter().filter(|s| is_final(s)).count();
+            let finals = told.iter().filter(|s| is_final(s.as_str())).count();
             prop_assert!(finals <= 1, "{n}: {told:?}");
             if finals == 1 {
-                prop_assert!(is_final(told.last().unwrap()), "{n}: {told:?}");
+                prop_assert!(is_final(told.last().unwrap().as_str()), "{n}: {told:?}");
             }
             if let Some(first) = told.first() {
                 prop_assert_eq!(first.as_str(), "queued", "{}: {:?}", n, told);
@@ -210,7 +210,7 @@ impl World {
         for n in 1..=DEPLOYMENTS {
             let told = statuses(&self.conn, n);
             if !told.is_empty() {
-                let finals = told.iter().filter(|s| is_final(s)).count();
+                let finals = told.iter().filter(|s| is_final(s.as_str())).count();
                 prop_assert_eq!(finals, 1, "{}: {:?}", n, told);
             }
         }
@@ -218,8 +218,8 @@ impl World {
     }
 }
 
-fn is_final(state: &String) -> bool {
-    matches!(state.as_str(), "success" | "failure" | "error" | "inactive")
+fn is_final(state: &str) -> bool {
+    matches!(state, "success" | "failure" | "error" | "inactive")
 }
 
 fn statuses(conn: &rusqlite::Connection, n: u64) -> Vec<String> {
