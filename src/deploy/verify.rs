@@ -64,7 +64,9 @@ impl DeployWorker {
                     let environments = worker.environments.clone();
                     match find_environment(&environments, job.environment.as_ref()) {
                         Some(environment) if environment.verify.is_some() => {
-                            worker.verify(job, environment, found.started_at).await;
+                            worker
+                                .verify(job, environment, found.started_at, None)
+                                .await;
                         }
                         // Its verification was removed from the configuration since: what
                         // ran succeeded, and nothing is left to check.
@@ -79,11 +81,13 @@ impl DeployWorker {
 
     /// Verifies `job`, `verifying` since `started_at` (Unix ms), to its end — or until this
     /// worker stops verifying (shutdown, a lost lead), leaving the job to be resumed.
+    /// `ran`: how long its command ran, when this process ran it (for the metrics).
     pub(crate) async fn verify(
         &self,
         job: DeployJob,
         environment: &EnvironmentConfig,
         started_at: i64,
+        ran: Option<Duration>,
     ) {
         let Some(verify) = environment.verify.clone() else {
             return;
@@ -105,7 +109,7 @@ impl DeployWorker {
             tracing::info!("verification stopped; the next leader or start resumes it");
             return;
         };
-        self.record_verdict(job, &verify, verdict).await;
+        self.record_verdict(job, &verify, verdict, ran).await;
     }
 
     async fn check_until_verdict(
@@ -221,7 +225,7 @@ impl DeployWorker {
     /// configuration changed during a restart): its command succeeded, nothing is left to
     /// check.
     pub(crate) async fn verification_dropped(&self, job: DeployJob) {
-        let (owner, now) = (self.owner.clone(), now_ms());
+        let (owner, now, counted) = (self.owner.clone(), now_ms(), job.clone());
         let description = format!(
             "deployed {}; not verified: its environment no longer has `verify`",
             job.sha.short()
@@ -234,8 +238,10 @@ impl DeployWorker {
                 })
             })
             .await;
-        if let Err(err) = ended {
-            tracing::error!("could not record the end of the verification: {err}");
+        match ended {
+            Ok(true) => self.count_end(&counted, DeploymentState::Success, None),
+            Ok(false) => {}
+            Err(err) => tracing::error!("could not record the end of the verification: {err}"),
         }
         self.after_end();
     }
@@ -253,7 +259,13 @@ impl DeployWorker {
 
     /// Records the end of the verification, with its rollback if the environment asks
     /// for one (and the job is not itself a rollback).
-    async fn record_verdict(&self, job: DeployJob, verify: &VerifyConfig, verdict: Verdict) {
+    async fn record_verdict(
+        &self,
+        job: DeployJob,
+        verify: &VerifyConfig,
+        verdict: Verdict,
+        ran: Option<Duration>,
+    ) {
         let (state, why) = match verdict {
             Verdict::Held(_) => (DeploymentState::Success, None),
             Verdict::Failed(why) => (DeploymentState::Failure, Some(why)),
@@ -306,7 +318,10 @@ impl DeployWorker {
             })
             .await;
         match ended {
-            Ok(true) => tracing::info!(state = state.as_str(), "verification ended"),
+            Ok(true) => {
+                tracing::info!(state = state.as_str(), "verification ended");
+                self.count_end(&job, state, ran);
+            }
             Ok(false) => tracing::warn!(
                 "the end of this verification was not recorded: another replica took it over"
             ),

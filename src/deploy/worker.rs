@@ -350,13 +350,6 @@ impl DeployWorker {
     /// Records how a job ended and queues the status that reports it.
     async fn record_end(&self, job: DeployJob, outcome: &RunOutcome) {
         let (state, description) = (outcome.state(), outcome.description_for(&job));
-        self.metrics
-            .deploy_ended(job.environment.as_ref(), state.as_str(), outcome.ran());
-        if state == DeploymentState::Success
-            && let Some(lead_time) = lead_time(&job.payload)
-        {
-            self.metrics.lead_time(job.environment.as_ref(), lead_time);
-        }
         tracing::info!(state = state.as_str(), "deploy ended: {description}");
         let environments = self.environments.clone();
         if state == DeploymentState::Success
@@ -374,7 +367,8 @@ impl DeployWorker {
                 .await;
             self.outbox.wake();
             match began {
-                Ok(true) => self.verify(job, environment, now).await,
+                // Counted in the metrics when the verification ends, as what it ends.
+                Ok(true) => self.verify(job, environment, now, outcome.ran()).await,
                 Ok(false) => tracing::warn!(
                     "this deploy is not verified here: another replica took the job over"
                 ),
@@ -382,6 +376,7 @@ impl DeployWorker {
             }
             return;
         }
+        self.count_end(&job, state, outcome.ran());
         let now = now_ms();
         let owner = self.owner.clone();
         let finished = self
@@ -405,6 +400,18 @@ impl DeployWorker {
             Err(err) => tracing::error!("could not record the end of the deploy: {err}"),
         }
         self.after_end();
+    }
+
+    /// Counts a deploy that ended in `state` (its command having run for `ran`) in the
+    /// metrics, with its lead time when it succeeded.
+    pub(crate) fn count_end(&self, job: &DeployJob, state: DeploymentState, ran: Option<Duration>) {
+        self.metrics
+            .deploy_ended(job.environment.as_ref(), state.as_str(), ran);
+        if state == DeploymentState::Success
+            && let Some(lead_time) = lead_time(&job.payload)
+        {
+            self.metrics.lead_time(job.environment.as_ref(), lead_time);
+        }
     }
 
     /// After a job's end is recorded: tells log readers, the outbox and the queue.
