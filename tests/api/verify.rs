@@ -124,12 +124,22 @@ async fn a_verification_that_holds_reports_success_after_the_verifying_status() 
     app.post_webhook("deployment", &deployment(880_001, A))
         .await;
     wait_until_verifying(&app, 880_001).await;
+    // The next deploy waits behind the verifying one.
+    app.post_webhook("deployment", &deployment(880_002, B))
+        .await;
     let during = deployment_api(&app.url, 880_001).await;
+    let next = deployment_api(&app.url, 880_002).await;
     let final_seen = statuses(&app.github_requests().await)
         .iter()
         .any(|s| s.deployment == 880_001 && s.state == "success");
     if !final_seen {
         assert_eq!(during["deployment"]["state"], "verifying", "{during}");
+        assert_eq!(next["deployment"]["state"], "queued", "{next}");
+        let reason = next["deployment"]["waiting"]["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("behind deployment 880001, verifying since"),
+            "{reason}"
+        );
     }
     let told = app.wait_for_final_status(880_001).await;
     let told: Vec<(&str, &str)> = told
@@ -165,6 +175,14 @@ async fn a_verification_that_holds_reports_success_after_the_verifying_status() 
     );
     let after = deployment_api(&app.url, 880_001).await;
     assert_eq!(after["deployment"]["state"], "success");
+    assert_eq!(
+        app.wait_for_final_status(880_002)
+            .await
+            .last()
+            .unwrap()
+            .state,
+        "success"
+    );
     app.stop().await;
 }
 

@@ -19,6 +19,8 @@ pub enum Waiting {
         deployment: u64,
         /// When it started (Unix milliseconds).
         since: Option<i64>,
+        /// Its command ended and its check after the deploy runs (`verify`).
+        verifying: bool,
     },
 }
 
@@ -41,15 +43,22 @@ impl Waiting {
                     lock.reason
                 )
             }
-            Self::Behind { deployment, since } => match since {
-                Some(since) => {
-                    format!(
-                        "behind deployment {deployment}, running since {}",
-                        at(*since)
-                    )
+            Self::Behind {
+                deployment,
+                since,
+                verifying,
+            } => {
+                let doing = if *verifying { "verifying" } else { "running" };
+                match since {
+                    Some(since) => {
+                        format!(
+                            "behind deployment {deployment}, {doing} since {}",
+                            at(*since)
+                        )
+                    }
+                    None => format!("behind deployment {deployment}, {doing}"),
                 }
-                None => format!("behind deployment {deployment}, running"),
-            },
+            }
         }
     }
 }
@@ -60,11 +69,15 @@ impl Waiting {
 pub fn why(
     forced: bool,
     lock: Option<&Lock>,
-    running: Option<(u64, Option<i64>)>,
+    running: Option<(u64, Option<i64>, bool)>,
 ) -> Option<Waiting> {
     match (lock, running) {
         (Some(lock), _) if !forced => Some(Waiting::Locked(lock.clone())),
-        (_, Some((deployment, since))) => Some(Waiting::Behind { deployment, since }),
+        (_, Some((deployment, since, verifying))) => Some(Waiting::Behind {
+            deployment,
+            since,
+            verifying,
+        }),
         _ => None,
     }
 }
@@ -80,12 +93,17 @@ pub fn of_queued(
     let lock = locks::holding(conn, environment, now)?;
     let running = conn
         .prepare_cached(
-            "SELECT deployment_id, started_at FROM jobs
+            "SELECT deployment_id, started_at, state FROM jobs
              WHERE state IN ('running', 'verifying') AND repository = ?1 AND environment = ?2
              ORDER BY deployment_id LIMIT 1",
         )?
         .query_row(params![repository, environment], |row| {
-            Ok((row.get::<_, i64>(0)?.unsigned_abs(), row.get(1)?))
+            let state: String = row.get(2)?;
+            Ok((
+                row.get::<_, i64>(0)?.unsigned_abs(),
+                row.get(1)?,
+                state == "verifying",
+            ))
         })
         .optional()?;
     Ok(why(forced, lock.as_ref(), running))
@@ -116,7 +134,7 @@ mod tests {
 
     #[test]
     fn a_lock_holds_what_is_not_forced_and_a_running_deploy_holds_the_rest() {
-        let running = Some((880_001, Some(1_000)));
+        let running = Some((880_001, Some(1_000), false));
         assert_eq!(
             why(false, Some(&lock()), running).map(|w| w.sentence()),
             Some(
@@ -128,6 +146,10 @@ mod tests {
         assert_eq!(
             why(true, Some(&lock()), running).map(|w| w.sentence()),
             Some("behind deployment 880001, running since 1970-01-01 00:00:01 UTC".to_owned())
+        );
+        assert_eq!(
+            why(true, None, Some((880_001, Some(1_000), true))).map(|w| w.sentence()),
+            Some("behind deployment 880001, verifying since 1970-01-01 00:00:01 UTC".to_owned())
         );
         assert_eq!(why(true, Some(&lock()), None), None);
         assert_eq!(why(false, None, None), None);

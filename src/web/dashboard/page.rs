@@ -193,7 +193,7 @@ async fn live_part(
                     && r.repository == job.repository
                     && r.environment == job.environment
             })
-            .map(|r| (r.deployment_id, r.started_at));
+            .map(|r| (r.deployment_id, r.started_at, r.state == "verifying"));
         waiting::why(job.forced, lock, running).map(|w| w.sentence())
     };
     let reasons: Vec<Option<String>> = active
