@@ -62,9 +62,11 @@ pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let idle = (state == "running").then_some(SNAPSHOT_IDLE);
+    // A verifying deploy's log still grows: each check writes a line.
+    let live = state == "running" || state == "verifying";
+    let idle = live.then_some(SNAPSHOT_IDLE);
     server.stream(text(&deployment["log_path"]), idle).await?;
-    if state == "running" {
+    if live {
         errln!(
             "(still running: `deployhook log {} --follow` streams it to its end)",
             args.deployment

@@ -73,6 +73,9 @@ pub struct EnvironmentConfig {
     /// When deployments may start: weekly windows and dated freezes in a time zone (see
     /// [`crate::model::window`]). Default: always open.
     pub schedule: crate::model::Schedule,
+    /// Set: after the `deploy` task's command succeeds, this check must hold before the
+    /// deployment is reported `success` (see [`crate::config::verify`]).
+    pub verify: Option<crate::config::verify::VerifyConfig>,
 }
 
 /// `branch_deploys`: what `.deploy` in a pull request may send to an environment before
@@ -137,6 +140,7 @@ impl EnvironmentConfig {
             triggers: Triggers::default(),
             preview: None,
             schedule: crate::model::Schedule::open(),
+            verify: None,
         }
     }
 

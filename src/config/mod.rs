@@ -12,6 +12,7 @@ pub mod notify;
 pub mod patterns;
 pub mod preview;
 pub mod proxies;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -103,6 +103,33 @@ impl LogWriter {
         deployment: DeploymentId,
         limit: usize,
     ) -> (Self, LogSender) {
+        let (writer, sender, first_seq) = Self::open(store, hub, deployment, limit).await;
+        if first_seq > 0 {
+            let note = "--- this deployment runs again: deployhook restarted during its earlier run \
+                        (on_interrupt = \"retry\") ---";
+            sender.line(Stream::Deployhook, note).await;
+        }
+        (writer, sender)
+    }
+
+    /// Starts a writer that goes on after the lines `deployment` has already: its
+    /// verification's, after the command's (with a limit of its own).
+    pub async fn resume(
+        store: Store,
+        hub: LogHub,
+        deployment: DeploymentId,
+        limit: usize,
+    ) -> (Self, LogSender) {
+        let (writer, sender, _) = Self::open(store, hub, deployment, limit).await;
+        (writer, sender)
+    }
+
+    async fn open(
+        store: Store,
+        hub: LogHub,
+        deployment: DeploymentId,
+        limit: usize,
+    ) -> (Self, LogSender, i64) {
         let first_seq = match store.read(move |c| logs::next_seq(c, deployment)).await {
             Ok(seq) => seq,
             Err(err) => {
@@ -115,13 +142,7 @@ impl LogWriter {
         let task = tokio::spawn(write_lines(
             store, hub, deployment, receiver, bounds, first_seq,
         ));
-        let sender = LogSender(sender);
-        if first_seq > 0 {
-            let note = "--- this deployment runs again: deployhook restarted during its earlier run \
-                        (on_interrupt = \"retry\") ---";
-            sender.line(Stream::Deployhook, note).await;
-        }
-        (Self { task }, sender)
+        (Self { task }, LogSender(sender), first_seq)
     }
 
     /// Waits until every line sent before all senders were dropped is committed.

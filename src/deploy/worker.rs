@@ -14,12 +14,13 @@ use tracing::Instrument;
 
 use crate::config::{EnvironmentConfig, find_environment};
 use crate::deploy::log::{LogHub, LogLinks, LogWriter};
+use crate::deploy::on_failure::RollBackOnFailure;
 use crate::deploy::process::{kill_leftover, process_identity};
 use crate::deploy::runner::{RunOutcome, RunSpec};
 use crate::github::outbox_worker::OutboxWorker;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
-use crate::model::{DeployJob, DeploymentState, OnInterrupt, Policy};
+use crate::model::{DEPLOY_TASK, DeployJob, DeploymentState, OnInterrupt, Policy};
 use crate::store::jobs::{self, Claimed};
 use crate::store::locks;
 use crate::store::{Store, StoreError, now_ms};
@@ -30,17 +31,17 @@ const IDLE_POLL: Duration = Duration::from_secs(30);
 /// Runs queued deploys. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct DeployWorker {
-    store: Store,
-    environments: Arc<[EnvironmentConfig]>,
+    pub(crate) store: Store,
+    pub(crate) environments: Arc<[EnvironmentConfig]>,
     /// Deploys running at once, across repositories and environments.
     max_concurrent: usize,
     outbox: OutboxWorker,
-    logs: LogHub,
+    pub(crate) logs: LogHub,
     metrics: Arc<Metrics>,
     /// Set while [`DeployWorker::run`] loops: what `/readyz` reports.
     alive: Liveness,
     wake: Arc<Notify>,
-    running: TaskTracker,
+    pub(crate) running: TaskTracker,
     /// Cancelled when shutdown can wait no longer for running deploys, or when this
     /// replica lost the lead; replaced then, so that deploys run again once it leads again.
     abort: Arc<std::sync::Mutex<CancellationToken>>,
@@ -49,10 +50,18 @@ pub struct DeployWorker {
     /// Log links on the listen address, printed when no public URL gives statuses one.
     local_links: Option<LocalLinks>,
     /// The name this server claims jobs under (`jobs.owner`): only it may record their end.
-    owner: Arc<str>,
+    pub(crate) owner: Arc<str>,
     /// Cancelled with `abort` when there is no time for a grace period: this replica lost
     /// the lead, and another may start the same environment's next deploy.
     hurry: Arc<std::sync::Mutex<CancellationToken>>,
+    /// Cancelled (and replaced) when verifications must stop at once: at shutdown and on a
+    /// lost lead. A stopped verification records nothing; the job stays `verifying` for
+    /// the next start or leader to resume.
+    verify_stop: Arc<std::sync::Mutex<CancellationToken>>,
+    /// The client of HTTP verification checks.
+    pub(crate) http: reqwest::Client,
+    /// Records the rollback a failed verification asks for (`on_verify_failure`).
+    pub(crate) rollback: Option<Arc<dyn RollBackOnFailure>>,
 }
 
 /// Links to deploy logs built on the address the server listens on: for the operator at
@@ -88,7 +97,37 @@ impl DeployWorker {
             local_links: None,
             owner: format!("deployhook-{}", std::process::id()).into(),
             hurry: Arc::default(),
+            verify_stop: Arc::default(),
+            http: crate::deploy::check::client(),
+            rollback: None,
         }
+    }
+
+    /// Rolls back with `hook` when a verification fails in an environment that says
+    /// `on_verify_failure = "rollback"`.
+    #[must_use]
+    pub fn with_rollback(mut self, hook: Arc<dyn RollBackOnFailure>) -> Self {
+        self.rollback = Some(hook);
+        self
+    }
+
+    /// The token that stops the verifications running now.
+    pub(crate) fn verify_stop(&self) -> CancellationToken {
+        self.verify_stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn hurry_token(&self) -> CancellationToken {
+        self.hurry.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops the verifications running now, leaving their jobs `verifying`.
+    fn stop_verifying(&self) {
+        let mut stop = self.verify_stop.lock().unwrap_or_else(|e| e.into_inner());
+        stop.cancel();
+        *stop = CancellationToken::new();
     }
 
     /// Claims jobs as `owner` (this replica's id).
@@ -130,6 +169,7 @@ impl DeployWorker {
     /// until each has recorded its end (or failed to): for a replica that lost the lead,
     /// before another one may run the same environments.
     pub async fn kill_running_and_wait(&self) {
+        self.stop_verifying();
         {
             let mut hurry = self.hurry.lock().unwrap_or_else(|e| e.into_inner());
             hurry.cancel();
@@ -180,6 +220,7 @@ impl DeployWorker {
                  or queued again where the environment says on_interrupt = \"retry\""
             );
         }
+        self.resume_verifications().await?;
         Ok(count)
     }
 
@@ -327,14 +368,33 @@ impl DeployWorker {
     /// Records how a job ended and queues the status that reports it.
     async fn record_end(&self, job: DeployJob, outcome: &RunOutcome) {
         let (state, description) = (outcome.state(), outcome.description_for(&job));
-        self.metrics
-            .deploy_ended(job.environment.as_ref(), state.as_str(), outcome.ran());
-        if state == DeploymentState::Success
-            && let Some(lead_time) = lead_time(&job.payload)
-        {
-            self.metrics.lead_time(job.environment.as_ref(), lead_time);
-        }
         tracing::info!(state = state.as_str(), "deploy ended: {description}");
+        let environments = self.environments.clone();
+        if state == DeploymentState::Success
+            && job.task == DEPLOY_TASK
+            && let Some(environment) = find_environment(&environments, job.environment.as_ref())
+            && let Some(verify) = &environment.verify
+        {
+            let (now, owner) = (now_ms(), self.owner.clone());
+            let (verified, what) = (job.clone(), verify.verifying());
+            let began = self
+                .store
+                .write_persistently("the start of the verification", move |c| {
+                    jobs::verify::begin(c, &verified, &owner, &what, now)
+                })
+                .await;
+            self.outbox.wake();
+            match began {
+                // Counted in the metrics when the verification ends, as what it ends.
+                Ok(true) => self.verify(job, environment, now, outcome.ran()).await,
+                Ok(false) => tracing::warn!(
+                    "this deploy is not verified here: another replica took the job over"
+                ),
+                Err(err) => tracing::error!("could not start the verification: {err}"),
+            }
+            return;
+        }
+        self.count_end(&job, state, outcome.ran());
         let now = now_ms();
         let owner = self.owner.clone();
         let finished = self
@@ -357,6 +417,23 @@ impl DeployWorker {
             // it as interrupted rather than losing it.
             Err(err) => tracing::error!("could not record the end of the deploy: {err}"),
         }
+        self.after_end();
+    }
+
+    /// Counts a deploy that ended in `state` (its command having run for `ran`) in the
+    /// metrics, with its lead time when it succeeded.
+    pub(crate) fn count_end(&self, job: &DeployJob, state: DeploymentState, ran: Option<Duration>) {
+        self.metrics
+            .deploy_ended(job.environment.as_ref(), state.as_str(), ran);
+        if state == DeploymentState::Success
+            && let Some(lead_time) = lead_time(&job.payload)
+        {
+            self.metrics.lead_time(job.environment.as_ref(), lead_time);
+        }
+    }
+
+    /// After a job's end is recorded: tells log readers, the outbox and the queue.
+    pub(crate) fn after_end(&self) {
         self.logs.notify();
         self.outbox.wake();
         self.wake();
@@ -366,6 +443,8 @@ impl DeployWorker {
     /// running (SIGTERM, then SIGKILL) and reports them as `error`. Returns whether they all
     /// finished by themselves.
     pub async fn finish_running(&self, timeout: Duration) -> bool {
+        // A verification may have minutes to go: it stops now and resumes at the next start.
+        self.stop_verifying();
         self.running.close();
         let count = self.running.len();
         if count > 0 {

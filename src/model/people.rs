@@ -133,6 +133,8 @@ pub enum Via {
     /// A command in a pull-request comment: the login is the signed delivery's
     /// `comment.user`, as GitHub vouches for it.
     Comment,
+    /// deployhook itself, deciding on its own: a failed verification's rollback.
+    Deployhook,
 }
 
 impl Via {
@@ -142,6 +144,7 @@ impl Via {
             Self::PersonalToken => "personal_token",
             Self::AdminToken => "admin_token",
             Self::Comment => "comment",
+            Self::Deployhook => "deployhook",
         }
     }
 
@@ -151,6 +154,7 @@ impl Via {
             Self::PersonalToken,
             Self::AdminToken,
             Self::Comment,
+            Self::Deployhook,
         ]
         .into_iter()
         .find(|v| v.as_str() == text)
@@ -171,6 +175,14 @@ impl Actor {
         Self {
             login: login.to_owned(),
             via,
+        }
+    }
+
+    /// deployhook's verification, acting on its own (`on_verify_failure = "rollback"`).
+    pub fn verification() -> Self {
+        Self {
+            login: "deployhook-verification".to_owned(),
+            via: Via::Deployhook,
         }
     }
 

@@ -397,7 +397,8 @@ fn ran_since(conn: &Connection, job: &DeployJob) -> rusqlite::Result<Option<u64>
         .prepare_cached(
             "SELECT MAX(deployment_id) FROM jobs
              WHERE repository = ?1 AND environment = ?2 AND deployment_id > ?3
-               AND (state = 'running' OR (state = 'finished' AND result = 'success'))",
+               AND (state IN ('running', 'verifying')
+                    OR (state = 'finished' AND result = 'success'))",
         )?
         .query_row(
             params![job.repo.as_ref(), job.environment.as_ref(), id_key(job.id)?],

@@ -1,6 +1,8 @@
 //! What the Insights page measures: for each environment, over a window of days, the four
 //! DORA measures — deploys per day by outcome, lead time from merge to success, change
-//! failure rate, time to restore — computed from the deploys that ran.
+//! failure rate, time to restore (automatic rollbacks of failed verifications included,
+//! and told apart) — and the recent failed verifications, computed from the deploys that
+//! ran.
 //!
 //! One bounded query reads the deploys that finished in the window (through the
 //! `jobs_finished` index, newest rows capped at [`MAX_DEPLOYS`]), each with the time its
@@ -70,6 +72,33 @@ pub struct Restore {
     pub failed_at: i64,
     /// When the next successful deploy finished; `None`: still failing.
     pub restored_at: Option<i64>,
+    /// Whether a failed verification rolled back by itself in this streak
+    /// (`on_verify_failure = "rollback"`): the restore was automatic.
+    pub automatic: bool,
+}
+
+/// A verification that failed: the deploy ran, its check after the deploy did not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationFailure {
+    pub finished_at: i64,
+    pub repository: String,
+    pub sha: String,
+    /// What failed last, and whether it rolled back.
+    pub description: String,
+}
+
+/// Failed verifications an environment lists at most, newest first.
+pub const MAX_VERIFICATION_FAILURES: usize = 20;
+
+/// Whether a failure's description says its verification failed (see `deploy::verify`).
+fn is_verification_failure(description: &str) -> bool {
+    description.starts_with("verification failed")
+        || description.starts_with("verification timed out")
+}
+
+/// Whether a failure's description says it rolled back by itself.
+fn rolled_back_by_itself(description: &str) -> bool {
+    is_verification_failure(description) && description.contains("; rolled back to ")
 }
 
 /// The measures of one environment over the window.
@@ -83,6 +112,10 @@ pub struct EnvironmentInsights {
     pub lead_times: Vec<LeadTime>,
     /// Failures and their restores, in order.
     pub restores: Vec<Restore>,
+    /// Failed verifications, newest first, at most [`MAX_VERIFICATION_FAILURES`].
+    pub verification_failures: Vec<VerificationFailure>,
+    /// All failed verifications in the window (the list above may be cut).
+    pub verification_failed: u32,
 }
 
 impl EnvironmentInsights {
@@ -117,6 +150,14 @@ impl EnvironmentInsights {
             .collect();
         times.sort_unstable();
         times
+    }
+
+    /// Restores done by an automatic rollback (counted in [`Self::restore_times`] too).
+    pub fn automatic_restores(&self) -> usize {
+        self.restores
+            .iter()
+            .filter(|r| r.automatic && r.restored_at.is_some())
+            .count()
     }
 }
 
@@ -156,6 +197,8 @@ struct Deploy {
     finished_at: i64,
     /// When its commit's merge was first recorded, if it is on record.
     merged_at: Option<i64>,
+    /// A failure's description (read for failures only).
+    description: Option<String>,
 }
 
 /// The measures over the `days` UTC days that end with the one holding `now`.
@@ -178,7 +221,8 @@ pub fn insights_of(
         .prepare_cached(
             "SELECT environment, repository, sha, result, finished_at,
                     (SELECT MIN(m.recorded_at) FROM merges AS m
-                     WHERE m.repository = jobs.repository AND m.sha = jobs.sha)
+                     WHERE m.repository = jobs.repository AND m.sha = jobs.sha),
+                    CASE WHEN result = 'failure' THEN description END
              FROM jobs INDEXED BY jobs_finished
              WHERE state = 'finished' AND finished_at >= ?1 AND finished_at <= ?2
                AND started_at IS NOT NULL AND result IN ('success', 'failure', 'error')
@@ -193,6 +237,7 @@ pub fn insights_of(
                 outcome: Outcome::parse(&result).unwrap_or(Outcome::Error),
                 finished_at: row.get(4)?,
                 merged_at: row.get(5)?,
+                description: row.get(6)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -238,7 +283,17 @@ fn measure(environment: String, deploys: &[Deploy], since: i64, until: i64) -> E
     // Per repository: the open failure streak, as an index into `restores`.
     let mut failing: BTreeMap<&str, usize> = BTreeMap::new();
     let mut restores: Vec<Restore> = Vec::new();
+    let mut verification_failures = Vec::new();
     for deploy in deploys {
+        let description = deploy.description.as_deref().unwrap_or_default();
+        if deploy.outcome == Outcome::Failure && is_verification_failure(description) {
+            verification_failures.push(VerificationFailure {
+                finished_at: deploy.finished_at,
+                repository: deploy.repository.clone(),
+                sha: deploy.sha.clone(),
+                description: description.to_owned(),
+            });
+        }
         let index = usize::try_from((deploy.finished_at - since).div_euclid(DAY_MS)).unwrap_or(0);
         if let Some(day) = days.get_mut(index) {
             match deploy.outcome {
@@ -261,19 +316,28 @@ fn measure(environment: String, deploys: &[Deploy], since: i64, until: i64) -> E
                     millis: deploy.finished_at - merged,
                 });
             }
-        } else if !failing.contains_key(repository) {
-            failing.insert(repository, restores.len());
-            restores.push(Restore {
-                failed_at: deploy.finished_at,
-                restored_at: None,
+        } else {
+            let open = *failing.entry(repository).or_insert_with(|| {
+                restores.push(Restore {
+                    failed_at: deploy.finished_at,
+                    restored_at: None,
+                    automatic: false,
+                });
+                restores.len() - 1
             });
+            restores[open].automatic |= rolled_back_by_itself(description);
         }
     }
+    let verification_failed = u32::try_from(verification_failures.len()).unwrap_or(u32::MAX);
+    verification_failures.reverse();
+    verification_failures.truncate(MAX_VERIFICATION_FAILURES);
     EnvironmentInsights {
         environment,
         days,
         lead_times,
         restores,
+        verification_failures,
+        verification_failed,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `jobs` table: the deploy queue. A job is `queued` when its deployment event is
 //! recorded (or, in an environment that asks for approvals, `approval` until they are
-//! given: see [`crate::store::approvals`]), `running` once claimed (`claim`), and
+//! given: see [`crate::store::approvals`]), `running` once claimed (`claim`), `verifying`
+//! after a command that succeeded in an environment with `verify` (see [`verify`]), and
 //! `finished` with the state of its final status. Claiming and finishing also queue the
 //! statuses that report them, in the same transaction, so what GitHub is told always
 //! matches the queue.
@@ -11,6 +12,7 @@ use crate::model::{Clearance, DeployJob, DeploymentId, DeploymentState, OnInterr
 use crate::store::{int_key, outbox};
 
 mod claim;
+pub mod verify;
 
 pub(in crate::store) use claim::lock_queue;
 pub use claim::{claim, claim_with_holds};
@@ -373,3 +375,5 @@ pub(in crate::store) fn id_key(id: DeploymentId) -> rusqlite::Result<i64> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_properties;

@@ -112,7 +112,8 @@ pub fn read_after(
     let state = match state.as_deref() {
         None => JobState::Unknown,
         Some("queued") => JobState::Queued,
-        Some("running") => JobState::Running,
+        // Verification writes its checks into the log: it is still live.
+        Some("running" | "verifying") => JobState::Running,
         Some(_) => JobState::Finished,
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);

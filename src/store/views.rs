@@ -41,8 +41,8 @@ pub fn backlog(conn: &Connection, now: i64) -> rusqlite::Result<Backlog> {
         .prepare_cached(
             "SELECT environment,
                     COUNT(CASE WHEN state = 'queued' THEN 1 END),
-                    COUNT(CASE WHEN state = 'running' THEN 1 END)
-             FROM jobs WHERE state IN ('queued', 'running')
+                    COUNT(CASE WHEN state IN ('running', 'verifying') THEN 1 END)
+             FROM jobs WHERE state IN ('queued', 'running', 'verifying')
              GROUP BY environment ORDER BY environment",
         )?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
@@ -162,7 +162,8 @@ pub fn active_jobs(conn: &Connection) -> rusqlite::Result<Vec<JobRow>> {
         conn,
         "SELECT deployment_id, repository, environment, sha, git_ref, task, deploy_user,
                 state, description, queued_at, started_at, finished_at, forced, payload
-         FROM jobs WHERE state IN ('queued', 'running') ORDER BY deployment_id LIMIT ?1",
+         FROM jobs WHERE state IN ('queued', 'running', 'verifying')
+         ORDER BY deployment_id LIMIT ?1",
         MAX_ACTIVE_JOBS,
     )
 }
@@ -284,7 +285,7 @@ pub fn known_repositories(
     let mut next = conn.prepare_cached("SELECT MIN(repository) FROM jobs WHERE repository > ?1")?;
     let mut deploys_here = conn.prepare_cached(
         "SELECT 1 FROM jobs
-         WHERE state IN ('queued', 'running', 'finished', 'approval')
+         WHERE state IN ('queued', 'running', 'verifying', 'finished', 'approval')
            AND repository = ?1 AND environment = ?2 LIMIT 1",
     )?;
     let (mut found, mut last) = (Vec::new(), String::new());

@@ -12,6 +12,8 @@
 //! guesses never refuse the admin's right token.
 
 mod actions;
+
+pub use actions::VerificationRollback;
 mod deployment;
 
 use std::time::Duration;

@@ -112,7 +112,10 @@ impl Application {
         )
         .with_owner(&replica.id)
         .with_output_in_server_log(config.log_deploy_output)
-        .with_local_links(local_links);
+        .with_local_links(local_links)
+        .with_rollback(Arc::new(super::admin::VerificationRollback {
+            environments: environments.clone(),
+        }));
         // On PostgreSQL another replica may be running these: the one that leads settles
         // them, when it takes the lead (see `lead`).
         if store.postgres().is_none() {

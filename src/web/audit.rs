@@ -185,6 +185,7 @@ fn via_words(via: Via) -> &'static str {
         Via::PersonalToken => "personal token",
         Via::AdminToken => "admin token",
         Via::Comment => "pull-request comment",
+        Via::Deployhook => "deployhook itself",
     }
 }
 

@@ -65,6 +65,18 @@ struct EnvironmentView {
     lead_chart: String,
     failure_chart: String,
     restore_chart: String,
+    /// Restores done by a failed verification's own rollback.
+    automatic_restores: usize,
+    verification_failed: u32,
+    verification_failures: Vec<VerificationFailureView>,
+}
+
+/// A failed verification, ready to show.
+struct VerificationFailureView {
+    at: String,
+    repository: String,
+    short_sha: String,
+    description: String,
 }
 
 impl EnvironmentView {
@@ -88,6 +100,18 @@ impl EnvironmentView {
             lead_chart: lead_time_chart(&of.lead_times, since, until),
             failure_chart: failure_rate_chart(&of.days),
             restore_chart: restore_chart(&of.restores, until),
+            automatic_restores: of.automatic_restores(),
+            verification_failed: of.verification_failed,
+            verification_failures: of
+                .verification_failures
+                .iter()
+                .map(|f| VerificationFailureView {
+                    at: format::day_and_time(f.finished_at),
+                    repository: f.repository.clone(),
+                    short_sha: f.sha.chars().take(7).collect(),
+                    description: f.description.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -53,5 +53,6 @@ mod runner;
 mod stand_in;
 mod terminal;
 mod triggers;
+mod verify;
 mod waiting;
 mod windows;

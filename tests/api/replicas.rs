@@ -1320,3 +1320,79 @@ async fn a_status_queued_while_the_one_before_it_completes_is_sent_too() {
         "the in_progress status is pending but not its key's head: never sent"
     );
 }
+
+/// A leader killed while a deploy is being verified: the new leader takes the
+/// verification over (the job stays `verifying` in the database, owned by the dead one),
+/// checks on, and the deployment is reported `success` exactly once.
+#[tokio::test]
+async fn a_verification_cut_by_a_lead_change_is_resumed_by_the_new_leader_and_reported_once() {
+    let Some(cluster) = cluster::shared() else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut setup = Setup::new(cluster.database(), |_| "echo deployed".to_owned()).await;
+    let health = MockServer::start().await;
+    let failing = wiremock::Mock::given(wiremock::matchers::path("/health"))
+        .respond_with(wiremock::ResponseTemplate::new(503));
+    failing.mount(&health).await;
+    let command = setup.path("deploy.sh").display().to_string();
+    let config = format!(
+        "[[environment]]\nname = \"production\"\nrepositories = [\"acme/widgets\"]\n\
+         command = [{command:?}]\n\n[environment.verify]\nurl = \"{}/health\"\n\
+         interval = \"100ms\"\nhold_for = \"1s\"\ntimeout = \"60s\"\n",
+        health.uri()
+    );
+    std::fs::write(setup.path("deployhook.toml"), config).unwrap();
+    // The environment comes from the file: the single-environment variables would clash.
+    setup
+        .settings
+        .retain(|(name, _)| name != "DEPLOY_COMMAND" && name != "DEPLOYHOOK_POLICY");
+    let file = setup.path("deployhook.toml").display().to_string();
+    setup.set("DEPLOYHOOK_CONFIG", &file);
+    let http = &setup.http;
+    let mut first = setup.start("A").await;
+    first.line(LEADS).await;
+    let second = setup.start("B").await;
+    second.line(STANDS_BY).await;
+
+    let (status, body) = first
+        .send(http, "deployment", &deployment(880_001), "d1", 1)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the verifying status", async || {
+        let told = setup.statuses().await;
+        told.iter()
+            .any(|s| s.deployment == 880_001 && s.description.starts_with("verifying: "))
+            .then_some(())
+    })
+    .await;
+    let killed = first.kill();
+    second.line(LEADS).await;
+    assert!(second.logged(LEADS, Some(killed)).is_some());
+    health.reset().await;
+    wiremock::Mock::given(wiremock::matchers::path("/health"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&health)
+        .await;
+    let last = setup.final_status(880_001).await;
+    assert_eq!(last.state, "success", "{last:?}");
+    // Another second or so: a second report would have come by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(setup.finals(880_001).await.len(), 1);
+    let told: Vec<String> = setup
+        .statuses()
+        .await
+        .into_iter()
+        .filter(|s| s.deployment == 880_001)
+        .map(|s| s.state)
+        .collect();
+    let order: Vec<&str> = told.iter().map(String::as_str).collect();
+    assert!(is_legal_order(&order), "{order:?}");
+    assert!(
+        second
+            .logged("resuming the verification of deploy 880001", Some(killed))
+            .is_some(),
+        "{}",
+        second.log_text()
+    );
+}

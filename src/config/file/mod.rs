@@ -19,6 +19,7 @@
 //!   `preview_name`, `preview_limit`, `preview_forks`, `preview_check`), and names that
 //!   lead to one table only;
 //! - `schedule.rs`: when deployments may start (`timezone`, `windows`, `freezes`);
+//! - `verify.rs`: the check after a deploy (`verify`, `on_verify_failure`);
 //! - `summary.rs`: [`summary`], the line `check-config` prints for an environment;
 //! - `tests.rs`: every key, and errors that name the line and column.
 
@@ -40,6 +41,7 @@ mod schedule;
 mod summary;
 mod triggers;
 mod validate;
+mod verify;
 
 pub use explain::closest;
 pub use summary::summary;
@@ -135,6 +137,9 @@ struct FileEnvironment {
     timezone: Option<Spanned<String>>,
     windows: Option<Vec<Spanned<schedule::FileWindow>>>,
     freezes: Option<Vec<Spanned<schedule::FileFreeze>>>,
+    /// A check after the deploy (`verify.rs`).
+    verify: Option<Spanned<verify::FileVerify>>,
+    on_verify_failure: Option<Spanned<crate::config::verify::OnVerifyFailure>>,
 }
 
 /// `checks = "none" | "all" | ["name", …]`.
@@ -223,3 +228,5 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verify_tests;

@@ -104,6 +104,9 @@ pub fn summary(environment: &EnvironmentConfig) -> String {
         access += &format!("; every deployment {}", rule.summary());
     }
     access += &super::schedule::summary(&environment.schedule);
+    if let Some(verify) = &environment.verify {
+        access += &format!("; {}", verify.summary());
+    }
     format!(
         "  {}: {} from {}; runs {:?}{rollback} (tasks: {}), timeout {}, policy {}{access}",
         environment.name,

@@ -103,6 +103,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
     let approval = super::approval::approval_rule(&file, &name)?;
     let preview = super::preview::preview(&file, &name)?;
     let schedule = super::schedule::schedule(&file, &name)?;
+    let verify = super::verify::verify(&file, &name)?;
     let command = argv(&file.command, "command")?;
     let rollback_command = file
         .rollback_command
@@ -230,6 +231,7 @@ pub(super) fn validate(file: FileEnvironment) -> Result<EnvironmentConfig, Inval
         log_limit,
         branch_deploys: file.branch_deploys,
         schedule,
+        verify,
     })
 }
 

@@ -253,11 +253,13 @@ fn a_restore_runs_from_the_first_failure_of_a_streak_to_the_next_success() {
             [
                 Restore {
                     failed_at: NOW - 9 * HOUR,
-                    restored_at: Some(NOW - 7 * HOUR)
+                    restored_at: Some(NOW - 7 * HOUR),
+                    automatic: false,
                 },
                 Restore {
                     failed_at: NOW - 2 * HOUR,
-                    restored_at: None
+                    restored_at: None,
+                    automatic: false,
                 },
             ]
         );
@@ -344,4 +346,73 @@ fn a_large_history_is_read_in_milliseconds() {
         assert!(took < std::time::Duration::from_secs(1), "{took:?}");
         eprintln!("insights over {days} days of a 36,500-deploy history: {took:?}");
     }
+}
+
+/// A failed verification that rolled back by itself, restored by its rollback: a restore
+/// like any other, counted as automatic; the failed verifications are listed, newest
+/// first, with what failed. A command's failure is not a verification's.
+#[test]
+fn automatic_rollbacks_restore_and_failed_verifications_are_listed() {
+    each_engine(|conn| {
+        let verified = |conn: &Connection, id: u64, n: u8, state, description: &str, at: i64| {
+            let mut job = job(id, None);
+            job.sha = sha(n).parse().unwrap();
+            jobs::enqueue(conn, &job, "d", at - 120_000).unwrap();
+            jobs::claim(conn, "test", 4, |_| Policy::Queue, at - 60_000).unwrap();
+            assert!(jobs::verify::begin(conn, &job, "test", "verifying: x", at - 30_000).unwrap());
+            let describe = |_: &Connection| Ok(description.to_owned());
+            assert!(jobs::verify::finish(conn, &job, "test", state, at, describe).unwrap());
+        };
+        verified(
+            conn,
+            1,
+            1,
+            DeploymentState::Success,
+            "verified",
+            NOW - 9 * HOUR,
+        );
+        let failed = "verification failed: GET https://x/health answered 502 (expected 200); \
+                      rolled back to 0000001";
+        verified(conn, 2, 2, DeploymentState::Failure, failed, NOW - 8 * HOUR);
+        verified(
+            conn,
+            3,
+            1,
+            DeploymentState::Success,
+            "verified",
+            NOW - 7 * HOUR,
+        );
+        deploy(
+            conn,
+            4,
+            "production",
+            &sha(3),
+            DeploymentState::Failure,
+            NOW - 6 * HOUR,
+        );
+        deploy(
+            conn,
+            5,
+            "production",
+            &sha(3),
+            DeploymentState::Success,
+            NOW - 5 * HOUR,
+        );
+        let timed_out = "verification timed out: its 5m ran out while deployhook was stopped";
+        verified(conn, 6, 4, DeploymentState::Failure, timed_out, NOW - HOUR);
+
+        let production = insights(conn, 30, NOW).unwrap().of("production");
+        assert_eq!(production.restore_times(), [HOUR, HOUR]);
+        assert_eq!(production.automatic_restores(), 1);
+        assert_eq!(production.verification_failed, 2);
+        let listed: Vec<(&str, &str)> = production
+            .verification_failures
+            .iter()
+            .map(|f| (f.sha.as_str(), f.description.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [(sha(4).as_str(), timed_out), (sha(2).as_str(), failed)]
+        );
+    });
 }

@@ -63,11 +63,20 @@ pub fn claim_with_holds(
     now: i64,
 ) -> rusqlite::Result<Vec<Claimed>> {
     lock_queue(conn)?;
-    let running: Vec<(String, String)> = conn
-        .prepare_cached("SELECT repository, environment FROM jobs WHERE state = 'running'")?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+    // A verifying job holds its repository and environment (the next deploy must not
+    // start under its check) but runs no deploy command: it does not count against
+    // `max_running`, or one slow check would hold every other environment back.
+    let held: Vec<(String, String, i64)> = conn
+        .prepare_cached(
+            "SELECT repository, environment, CASE WHEN state = 'running' THEN 1 ELSE 0 END
+             FROM jobs
+             WHERE state IN ('running', 'verifying')",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    let mut free = max_running.saturating_sub(running.len());
+    let commands = held.iter().filter(|(_, _, command)| *command == 1).count();
+    let running: Vec<(String, String)> = held.into_iter().map(|(r, e, _)| (r, e)).collect();
+    let mut free = max_running.saturating_sub(commands);
     if free == 0 {
         return Ok(vec![]);
     }

@@ -65,7 +65,7 @@ CREATE TABLE jobs (
     deploy_user     TEXT COLLATE "C"    NOT NULL,
     payload         TEXT COLLATE "C"    NOT NULL,
     delivery_id     TEXT COLLATE "C"    NOT NULL,  -- the delivery that queued it, for log correlation
-    state           TEXT COLLATE "C"    NOT NULL,  -- queued | running | finished
+    state           TEXT COLLATE "C"    NOT NULL,  -- queued | running | verifying | finished
     result          TEXT COLLATE "C",              -- final status: success | failure | error | inactive
     description     TEXT COLLATE "C",
     queued_at       BIGINT  NOT NULL,
@@ -90,7 +90,10 @@ CREATE TABLE jobs (
     approval_deadline BIGINT,
     self_approval     BIGINT  NOT NULL DEFAULT 0,
     approval_authors  TEXT COLLATE "C",
-    approval_reviewers TEXT COLLATE "C"
+    approval_reviewers TEXT COLLATE "C",
+    -- Verification (state 'verifying'): when it began, and since when its check passes.
+    verify_started_at BIGINT,
+    verify_held_since BIGINT
 );
 CREATE INDEX jobs_by_state ON jobs (state, repository, environment, deployment_id);
 -- Retention deletes finished deploys by age, oldest first.
@@ -110,9 +113,10 @@ CREATE INDEX jobs_by_delivery ON jobs (delivery_id, deployment_id);
 -- Indexes on tables keyed by an integer end with that key: SQLite's indexes carry the
 -- rowid implicitly, and the queries' ORDER BY deployment_id / id lean on it (without it,
 -- a claim sorted every queued job of an environment).
--- PostgreSQL only: at most one running job per repository and environment, whichever
--- replica claims it.
-CREATE UNIQUE INDEX jobs_one_running ON jobs (repository, environment) WHERE state = 'running';
+-- PostgreSQL only: at most one running (or verifying) job per repository and environment,
+-- whichever replica claims it.
+CREATE UNIQUE INDEX jobs_one_running ON jobs (repository, environment)
+    WHERE state IN ('running', 'verifying');
 -- The deployments waiting for approval, by deadline: what the clock ends next.
 CREATE INDEX jobs_awaiting ON jobs (approval_deadline, deployment_id) WHERE state = 'approval';
 

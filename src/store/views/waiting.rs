@@ -24,6 +24,8 @@ pub enum Waiting {
         deployment: u64,
         /// When it started (Unix milliseconds).
         since: Option<i64>,
+        /// Its command ended and its check after the deploy runs (`verify`).
+        verifying: bool,
     },
 }
 
@@ -47,15 +49,22 @@ impl Waiting {
                 )
             }
             Self::Held(hold) => hold.sentence(),
-            Self::Behind { deployment, since } => match since {
-                Some(since) => {
-                    format!(
-                        "behind deployment {deployment}, running since {}",
-                        at(*since)
-                    )
+            Self::Behind {
+                deployment,
+                since,
+                verifying,
+            } => {
+                let doing = if *verifying { "verifying" } else { "running" };
+                match since {
+                    Some(since) => {
+                        format!(
+                            "behind deployment {deployment}, {doing} since {}",
+                            at(*since)
+                        )
+                    }
+                    None => format!("behind deployment {deployment}, {doing}"),
                 }
-                None => format!("behind deployment {deployment}, running"),
-            },
+            }
         }
     }
 }
@@ -71,12 +80,16 @@ pub fn why(
     clearance: Clearance,
     lock: Option<&Lock>,
     hold: Option<&Hold>,
-    running: Option<(u64, Option<i64>)>,
+    running: Option<(u64, Option<i64>, bool)>,
 ) -> Option<Waiting> {
     match (lock, hold, running) {
         (Some(lock), _, _) if !forced => Some(Waiting::Locked(lock.clone())),
         (_, Some(hold), _) if !hold.lets_through(clearance) => Some(Waiting::Held(hold.clone())),
-        (_, _, Some((deployment, since))) => Some(Waiting::Behind { deployment, since }),
+        (_, _, Some((deployment, since, verifying))) => Some(Waiting::Behind {
+            deployment,
+            since,
+            verifying,
+        }),
         _ => None,
     }
 }
@@ -93,12 +106,17 @@ pub fn of_queued(
     let lock = locks::holding(conn, environment, now)?;
     let running = conn
         .prepare_cached(
-            "SELECT deployment_id, started_at FROM jobs
-             WHERE state = 'running' AND repository = ?1 AND environment = ?2
+            "SELECT deployment_id, started_at, state FROM jobs
+             WHERE state IN ('running', 'verifying') AND repository = ?1 AND environment = ?2
              ORDER BY deployment_id LIMIT 1",
         )?
         .query_row(params![repository, environment], |row| {
-            Ok((row.get::<_, i64>(0)?.unsigned_abs(), row.get(1)?))
+            let state: String = row.get(2)?;
+            Ok((
+                row.get::<_, i64>(0)?.unsigned_abs(),
+                row.get(1)?,
+                state == "verifying",
+            ))
         })
         .optional()?;
     Ok(why(forced, clearance, lock.as_ref(), hold, running))
@@ -131,7 +149,7 @@ mod tests {
 
     #[test]
     fn a_lock_holds_what_is_not_forced_and_a_running_deploy_holds_the_rest() {
-        let running = Some((880_001, Some(1_000)));
+        let running = Some((880_001, Some(1_000), false));
         assert_eq!(
             why(false, AUTO, Some(&lock()), None, running).map(|w| w.sentence()),
             Some(
@@ -146,6 +164,10 @@ mod tests {
         );
         assert_eq!(why(true, AUTO, Some(&lock()), None, None), None);
         assert_eq!(why(false, AUTO, None, None, None), None);
+        assert_eq!(
+            why(true, AUTO, None, None, Some((880_001, Some(1_000), true))).map(|w| w.sentence()),
+            Some("behind deployment 880001, verifying since 1970-01-01 00:00:01 UTC".to_owned())
+        );
         let until = Lock {
             until: Some(3_600_000),
             ..lock()
@@ -170,7 +192,7 @@ mod tests {
             until,
             reason: "holidays".into(),
         };
-        let running = Some((880_001, Some(1_000)));
+        let running = Some((880_001, Some(1_000), false));
         assert_eq!(
             why(false, AUTO, None, Some(&frozen), running).map(|w| w.sentence()),
             Some("frozen until 2027-01-04 09:00 Europe/Paris: holidays".to_owned())

@@ -9,9 +9,13 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use super::{MAX_LOCK, Refused, bounded, lock_json, unavailable};
-use crate::config::find_environment;
-use crate::guide::rollback::{Deployed, rollback};
-use crate::model::{Action, Actor, AuditAction, AuditEntry, Environment, Notification, RepoName};
+use crate::config::{EnvironmentConfig, find_environment};
+use crate::deploy::on_failure::RollBackOnFailure;
+use crate::guide::rollback::{Deployed, Rollback, rollback};
+use crate::model::{
+    Action, Actor, AuditAction, AuditEntry, DeployJob, Environment, Notification, RepoName,
+};
+use crate::store::db::Connection;
 use crate::store::locks::{self, Lock};
 use crate::store::{audit, now_ms, outbox, views};
 use crate::web::AppState;
@@ -190,53 +194,24 @@ pub async fn roll_back(
     // A rollback locks the whole environment: the person must be allowed that too.
     let scope = Scope::Environment(&name);
     allowed(state, actor, Action::Lock, scope, &audited).await?;
-    let (history_repo, history_env) = (repo.to_string(), name.clone());
-    let history: Vec<Deployed> = state
-        .store
-        .read(move |c| views::deploy_history(c, &history_repo, &history_env))
-        .await
-        .map_err(|err| unavailable(&err))?
-        .into_iter()
-        .map(|row| Deployed {
-            sha: row.sha,
-            result: row.result,
-            rolled_back: row.rolled_back,
-            installation: row.installation,
-        })
-        .collect();
     let by = bounded(&actor.shown());
-    let decided = match rollback(config, &repo, &history, to, &by) {
-        Ok(decided) => decided,
-        Err(why) => {
-            let refused = audited.with_target(to.unwrap_or_default()).refused(&why);
-            let recorded = state.store.write(move |c| audit::record(c, &refused)).await;
-            recorded.map_err(|err| unavailable(&err))?;
-            return Err(Refused(StatusCode::CONFLICT, why));
-        }
-    };
-    let audited = audited
-        .with_target(decided.new.request.git_ref.as_ref())
-        .with_detail(&decided.lock_reason);
-    let now = now_ms();
-    let lock = Lock {
-        environment: name.clone(),
-        reason: decided.lock_reason.clone(),
-        locked_by: by.clone(),
-        locked_at: now,
-        until: None,
-    };
-    let new = decided.new.clone();
-    let told = Notification::locked(&config.name, &by, &decided.lock_reason, None, now);
-    state
+    let (config, rolled_repo, asked) = (config.clone(), repo.clone(), to.map(str::to_owned));
+    let decided = state
         .store
         .write(move |c| {
-            outbox::enqueue_create_deployment(c, &new, now)?;
-            locks::lock(c, &lock)?;
-            audit::record(c, &audited)?;
-            outbox::enqueue_notification(c, &told, now)
+            record_rollback(
+                c,
+                &config,
+                &rolled_repo,
+                asked.as_deref(),
+                &by,
+                audited,
+                now_ms(),
+            )
         })
         .await
-        .map_err(|err| unavailable(&err))?;
+        .map_err(|err| unavailable(&err))?
+        .map_err(|why| Refused(StatusCode::CONFLICT, why))?;
     state.outbox.wake();
     tracing::info!(
         repo = repo.as_ref(),
@@ -251,6 +226,109 @@ pub async fn roll_back(
         "rolled_back": decided.from,
         "locked": decided.lock_reason,
     }))
+}
+
+/// Decides the rollback of `repo` in `environment` (to `to`, or the last good commit) over
+/// the deploys the store remembers, and records it — the deployment (through the outbox),
+/// the lock that holds the environment, the notification and the audit line `audited` —
+/// in the caller's transaction. A refusal (nothing to roll back to) is recorded in the
+/// audit log and returned as `Err(why)`. The one rollback: an operator's (`roll_back`) and
+/// a failed verification's ([`VerificationRollback`]) both come here.
+pub(crate) fn record_rollback(
+    c: &Connection,
+    environment: &EnvironmentConfig,
+    repo: &RepoName,
+    to: Option<&str>,
+    by: &str,
+    audited: AuditEntry,
+    now: i64,
+) -> rusqlite::Result<Result<Rollback, String>> {
+    let history: Vec<Deployed> =
+        views::deploy_history(c, repo.as_ref(), environment.name.as_ref())?
+            .into_iter()
+            .map(|row| Deployed {
+                sha: row.sha,
+                result: row.result,
+                rolled_back: row.rolled_back,
+                installation: row.installation,
+            })
+            .collect();
+    let decided = match rollback(environment, repo, &history, to, by) {
+        Ok(decided) => decided,
+        Err(why) => {
+            let refused = audited.with_target(to.unwrap_or_default()).refused(&why);
+            audit::record(c, &refused)?;
+            return Ok(Err(why));
+        }
+    };
+    let audited = audited
+        .with_target(decided.new.request.git_ref.as_ref())
+        .with_detail(&decided.lock_reason);
+    let lock = Lock {
+        environment: environment.name.to_string(),
+        reason: decided.lock_reason.clone(),
+        locked_by: by.to_owned(),
+        locked_at: now,
+        until: None,
+    };
+    let told = Notification::locked(&environment.name, by, &decided.lock_reason, None, now);
+    outbox::enqueue_create_deployment(c, &decided.new, now)?;
+    locks::lock(c, &lock)?;
+    audit::record(c, &audited)?;
+    outbox::enqueue_notification(c, &told, now)?;
+    Ok(Ok(decided))
+}
+
+/// The rollback a failed verification asks for (`on_verify_failure = "rollback"`), by
+/// deployhook itself: [`record_rollback`] to the last verified success, in the
+/// transaction that records the failure.
+#[derive(Debug)]
+pub struct VerificationRollback {
+    pub environments: std::sync::Arc<[EnvironmentConfig]>,
+}
+
+/// Who a verification's rollback is by, in its lock, payload and notification.
+pub const VERIFICATION_ROLLBACK_BY: &str = "deployhook (verification failed)";
+
+impl RollBackOnFailure for VerificationRollback {
+    fn roll_back(
+        &self,
+        c: &Connection,
+        job: &DeployJob,
+        now: i64,
+    ) -> rusqlite::Result<Result<String, String>> {
+        let Some(environment) = find_environment(&self.environments, job.environment.as_ref())
+        else {
+            return Ok(Err(format!(
+                "environment {} is not configured",
+                job.environment
+            )));
+        };
+        let audited = AuditEntry::new(
+            now,
+            &Actor::verification(),
+            AuditAction::Rollback,
+            "deployhook",
+        )
+        .with_repository(job.repo.as_ref())
+        .with_environment(job.environment.as_ref());
+        let decided = record_rollback(
+            c,
+            environment,
+            &job.repo,
+            None,
+            VERIFICATION_ROLLBACK_BY,
+            audited,
+            now,
+        )?;
+        if let Ok(decided) = &decided {
+            tracing::warn!(
+                to = decided.new.request.git_ref.as_ref(),
+                "verification failed: rolled back"
+            );
+        }
+        Ok(decided.map(|d| d.new.request.git_ref.short().to_owned()))
+    }
 }
 
 /// The configured environment named `name`.

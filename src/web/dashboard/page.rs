@@ -191,11 +191,12 @@ async fn live_part(
         let running = active
             .iter()
             .find(|r| {
-                r.state == "running"
+                // A verifying deploy holds its environment as a running one does.
+                (r.state == "running" || r.state == "verifying")
                     && r.repository == job.repository
                     && r.environment == job.environment
             })
-            .map(|r| (r.deployment_id, r.started_at));
+            .map(|r| (r.deployment_id, r.started_at, r.state == "verifying"));
         let hold = crate::config::hold_of(&state.environments, &job.environment, now_ms());
         waiting::why(job.forced, job.clearance, lock, hold.as_ref(), running).map(|w| w.sentence())
     };
@@ -223,8 +224,14 @@ async fn live_part(
             ..job_view(j, state, now)
         })
         .collect();
-    let pick = |s: &str| active.iter().filter(|j| j.state == s).cloned().collect();
-    let (running, queued) = (pick("running"), pick("queued"));
+    let pick = |states: &[&str]| {
+        active
+            .iter()
+            .filter(|j| states.contains(&j.state.as_str()))
+            .cloned()
+            .collect()
+    };
+    let (running, queued) = (pick(&["running", "verifying"]), pick(&["queued"]));
     let environments = state
         .environments
         .iter()

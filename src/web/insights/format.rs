@@ -52,6 +52,17 @@ pub fn iso_day(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `2026-11-30 14:05 UTC`, for a table row.
+pub fn day_and_time(ms: i64) -> String {
+    let minutes = ms.rem_euclid(DAY_MS) / 60_000;
+    format!(
+        "{} {:02}:{:02} UTC",
+        iso_day(ms),
+        minutes / 60,
+        minutes % 60
+    )
+}
+
 /// `Nov 30`, for axes.
 pub fn short_day(ms: i64) -> String {
     const MONTHS: [&str; 12] = [

@@ -203,10 +203,12 @@ fn each_failure_is_a_bar_as_long_as_its_restore_and_open_ones_run_to_now() {
         Restore {
             failed_at: DAY,
             restored_at: Some(DAY + 30 * 60_000),
+            automatic: false,
         },
         Restore {
             failed_at: DAY + 2 * HOUR,
             restored_at: None,
+            automatic: false,
         },
     ];
     let svg = restore_chart(&restores, DAY + 3 * HOUR);

@@ -14,7 +14,8 @@
 //! - under either policy, approving never puts older code back: a deployment approved after
 //!   a newer one ran ends `inactive` instead of running;
 //! - GitHub is told one story per deployment: `pending` first, at most one `queued` (when
-//!   approved), and exactly one final status, last.
+//!   approved), and exactly one final status, last — whether or not the deploy was
+//!   verified after its command (every other one is: `running`, `verifying`, then done).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -306,8 +307,18 @@ impl World {
                 "deployment {n} ran with approvals {approvers:?}"
             );
             self.fates.insert(n, Fate::Ran);
+            // Every other deployment is verified after its command: `running`, then
+            // `verifying`, then its one final status.
             self.with_conn(|c| {
-                jobs::finish(c, &claimed.job, DeploymentState::Success, "ok", now).unwrap();
+                if n % 2 == 0 {
+                    let job = &claimed.job;
+                    assert!(jobs::verify::begin(c, job, "test", "verifying: x", now).unwrap());
+                    let ok = |_: &Connection| Ok("ok".to_owned());
+                    let success = DeploymentState::Success;
+                    assert!(jobs::verify::finish(c, job, "test", success, now, ok).unwrap());
+                } else {
+                    jobs::finish(c, &claimed.job, DeploymentState::Success, "ok", now).unwrap();
+                }
             });
         }
         let retired: Vec<u64> = self

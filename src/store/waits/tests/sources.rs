@@ -140,7 +140,8 @@ pub(crate) const DROP_AFTER_13: &str =
     DROP TABLE commands;
     DROP TABLE approvals; DROP INDEX jobs_awaiting;
     ALTER TABLE jobs DROP COLUMN approvals_needed, DROP COLUMN approval_deadline,
-        DROP COLUMN self_approval, DROP COLUMN approval_authors, DROP COLUMN approval_reviewers;";
+        DROP COLUMN self_approval, DROP COLUMN approval_authors, DROP COLUMN approval_reviewers,
+        DROP COLUMN verify_started_at, DROP COLUMN verify_held_since;";
 
 /// `check_results` as PostgreSQL had it at version 11 (one result per name), for tests of
 /// upgrades from 11.
