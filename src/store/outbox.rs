@@ -25,11 +25,13 @@ use crate::model::{
 };
 use crate::store::int_key;
 
+mod changelog;
 pub mod given_up;
 mod notify;
 mod replies;
 mod tags;
 
+pub use changelog::{changelog_queued, enqueue_changelog};
 pub use notify::{
     NOTIFY_LANE, enqueue_notification, fan_out, notify_checks_ended, notify_deploy, receiver_lane,
 };
@@ -66,6 +68,14 @@ pub enum Call {
     },
     /// Find the commit of a release's tag, then queue its deployment (see [`tags`]).
     ResolveTag(crate::model::TagDeploy),
+    /// Read what deployment `deployment_id` deploys: the commits from `base` (the
+    /// environment's previous success) to `head` (see [`changelog`]).
+    Changelog {
+        repository: String,
+        deployment_id: u64,
+        base: String,
+        head: String,
+    },
     /// Not GitHub's: an event to tell, to be fanned out into one [`Call::Notification`]
     /// per receiver configured for it.
     Notify(Notification),
@@ -85,7 +95,8 @@ impl Call {
             | Self::DeploymentStatus { repository, .. }
             | Self::ReadChecks { repository, .. }
             | Self::React { repository, .. }
-            | Self::Reply { repository, .. } => repository,
+            | Self::Reply { repository, .. }
+            | Self::Changelog { repository, .. } => repository,
             Self::ResolveTag(deploy) => deploy.repo.as_ref(),
             Self::Notify(event) | Self::Notification { event, .. } => {
                 event.repository.as_ref().map_or("", AsRef::as_ref)
@@ -336,6 +347,7 @@ fn item_from_row(row: &DbRow<'_>) -> rusqlite::Result<Item> {
             }
         }
         "resolve_tag" => Call::ResolveTag(serde_json::from_str(&body).map_err(json_error)?),
+        "changelog" => changelog::call_from(repository, &body)?,
         "notify" | "notification" => notify::call_from(&kind, &body)?,
         "reaction" | "reply" => replies::call_from(&kind, repository, &body)?,
         _ => Call::DeploymentStatus {

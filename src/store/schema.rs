@@ -30,6 +30,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0017_commands.sql"),
     include_str!("migrations/0018_previews.sql"),
     include_str!("migrations/0019_tag_deploys.sql"),
+    include_str!("migrations/0020_changelogs.sql"),
 ];
 
 /// The part of migration `version` written in Rust, run in its transaction after its SQL,

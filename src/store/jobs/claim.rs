@@ -7,8 +7,8 @@
 
 use crate::model::{DeployJob, DeploymentId, DeploymentState, Policy};
 use crate::store::db::{Connection, Dialect, OptionalExtension, params};
-use crate::store::locks;
 use crate::store::merges::marks;
+use crate::store::{changelogs, locks};
 
 use super::{CLAIMED_COLUMNS, Claimed, claimed_from_row, finish, id_key, is_forced};
 
@@ -79,15 +79,16 @@ pub fn claim(
                     }
                 }
             }
-            start(conn, &forced.job, owner, now)?;
+            let mut forced = forced;
+            forced.previous_sha = start(conn, &forced.job, owner, now)?;
             started.push(forced);
             free -= 1;
             continue;
         }
-        let Some(next) = next_in_order(conn, &pair, policy(&pair.1), now)? else {
+        let Some(mut next) = next_in_order(conn, &pair, policy(&pair.1), now)? else {
             continue;
         };
-        start(conn, &next.job, owner, now)?;
+        next.previous_sha = start(conn, &next.job, owner, now)?;
         started.push(next);
         free -= 1;
     }
@@ -217,12 +218,20 @@ fn queued_before(
     .collect()
 }
 
-fn start(conn: &Connection, job: &DeployJob, owner: &str, now: i64) -> rusqlite::Result<()> {
+/// Marks `job` running, with what it follows (see [`changelogs::on_claim`]): returns the
+/// commit of the environment's previous success, if one is known.
+fn start(
+    conn: &Connection,
+    job: &DeployJob,
+    owner: &str,
+    now: i64,
+) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached(
         "UPDATE jobs SET state = 'running', started_at = ?2, owner = ?3 WHERE deployment_id = ?1",
     )?
     .execute(params![id_key(job.id)?, now, owner])?;
-    marks::started(conn, job, now)
+    marks::started(conn, job, now)?;
+    changelogs::on_claim(conn, job, now)
 }
 
 fn supersede(

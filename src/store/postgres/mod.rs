@@ -36,6 +36,7 @@ const UPGRADES: &[(usize, &str)] = &[
     (17, include_str!("upgrade_17.sql")),
     (18, include_str!("upgrade_18.sql")),
     (19, include_str!("upgrade_19.sql")),
+    (20, include_str!("upgrade_20.sql")),
 ];
 /// The advisory lock that serialises migrations between replicas starting together.
 const MIGRATION_LOCK: i64 = 0x6465_706c_6f79_0001;

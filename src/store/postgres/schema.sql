@@ -1,5 +1,5 @@
 -- deployhook's durable state on PostgreSQL 15: the final state of the SQLite migrations
--- 0001 … 0019 (src/store/migrations), in one script, plus what only a shared PostgreSQL
+-- 0001 … 0020 (src/store/migrations), in one script, plus what only a shared PostgreSQL
 -- database needs (replicas, jobs.owner, one running job per repository and environment).
 -- A database made by an earlier version is brought here by the `upgrade_*.sql` scripts.
 -- Times are Unix milliseconds (UTC).
@@ -88,7 +88,10 @@ CREATE TABLE jobs (
     approval_deadline BIGINT,
     self_approval     BIGINT  NOT NULL DEFAULT 0,
     approval_authors  TEXT COLLATE "C",
-    approval_reviewers TEXT COLLATE "C"
+    approval_reviewers TEXT COLLATE "C",
+    -- When claimed: the environment's previous successful deploy of the repository (0020).
+    previous_sha    TEXT COLLATE "C",
+    previous_deployment_id BIGINT
 );
 CREATE INDEX jobs_by_state ON jobs (state, repository, environment, deployment_id);
 -- Retention deletes finished deploys by age, oldest first.
@@ -393,3 +396,23 @@ CREATE TABLE tag_deploys (
 );
 CREATE INDEX tag_deploys_by_tag ON tag_deploys (repository, environment, tag, sha, recorded_at);
 CREATE INDEX tag_deploys_by_time ON tag_deploys (recorded_at);
+
+-- What is in each deploy: its changelog, and at most 250 of its commits (0020).
+CREATE TABLE changelogs (
+    deployment_id BIGINT PRIMARY KEY,
+    base_sha      TEXT COLLATE "C" NOT NULL,
+    state         TEXT COLLATE "C" NOT NULL,
+    backwards     BIGINT NOT NULL DEFAULT 0,
+    total         BIGINT NOT NULL DEFAULT 0,
+    detail        TEXT COLLATE "C" NOT NULL DEFAULT '',
+    recorded_at   BIGINT NOT NULL
+);
+CREATE TABLE changelog_commits (
+    deployment_id BIGINT NOT NULL,
+    position      BIGINT NOT NULL,
+    sha           TEXT COLLATE "C" NOT NULL,
+    title         TEXT COLLATE "C" NOT NULL,
+    author        TEXT COLLATE "C",
+    pull_request  BIGINT,
+    PRIMARY KEY (deployment_id, position)
+);

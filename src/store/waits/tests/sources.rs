@@ -134,8 +134,9 @@ fn migration_12_keeps_statuses_forgets_sourceless_runs_and_reads_the_waiting_aga
 
 /// What the versions after 13 add, dropped to take a PostgreSQL database back to 11 (each
 /// upgrade after 13 adds its own here).
-pub(crate) const DROP_AFTER_13: &str =
-    "DROP TABLE tag_deploys; DROP TABLE previews; DROP TABLE audit; DROP TABLE personal_tokens;
+pub(crate) const DROP_AFTER_13: &str = "DROP TABLE changelog_commits; DROP TABLE changelogs;
+    ALTER TABLE jobs DROP COLUMN previous_sha, DROP COLUMN previous_deployment_id;
+    DROP TABLE tag_deploys; DROP TABLE previews; DROP TABLE audit; DROP TABLE personal_tokens;
     DROP TABLE commands;
     DROP TABLE approvals; DROP INDEX jobs_awaiting;
     ALTER TABLE jobs DROP COLUMN approvals_needed, DROP COLUMN approval_deadline,
