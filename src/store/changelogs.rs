@@ -1,15 +1,15 @@
 //! The `changelogs` and `changelog_commits` tables: what is in each deploy. When a job is
 //! claimed ([`on_claim`], in the claim's transaction) it records the environment's previous
 //! successful deploy of its repository; a first deploy, or the same commit deployed again,
-//! is a changelog at once, and any other queues a `changelog` call in the outbox: the
-//! outbox worker reads the compare API and records its answer ([`record`]). The deploy
+//! is a changelog at once, and any other has the claim queue a `changelog` call in the
+//! outbox: the outbox worker reads the compare API and records its answer ([`record`]). The deploy
 //! never waits for it; until it is recorded, a deployment has no changelog row (`None`).
 //! Rows go with their job (`retention`).
 
 use crate::model::changelog::{Change, ChangelogState, STORED_COMMITS};
 use crate::model::{Changelog, DeployJob};
 use crate::store::db::{Connection, OptionalExtension, params};
-use crate::store::{int_key, outbox};
+use crate::store::int_key;
 
 /// The previous success a deploy compares with: its deployment id and commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +41,22 @@ pub fn previous_success(
     .optional()
 }
 
+/// What a claimed job follows: the previous success's commit, and the commit its
+/// changelog must be read from, when it must be read (see [`on_claim`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Follows {
+    pub previous_sha: Option<String>,
+    pub read_from: Option<String>,
+}
+
 /// `job` starts: records its previous success, and its changelog when it needs no call
-/// (a first deploy, the same commit again) or queues the call that reads it. Returns the
-/// previous success's commit. Claimed again (restarted and retried), it queues nothing new.
-pub fn on_claim(conn: &Connection, job: &DeployJob, now: i64) -> rusqlite::Result<Option<String>> {
+/// (a first deploy, the same commit again); says from which commit to read it otherwise,
+/// for the claim to queue that call. Claimed again (restarted and retried) with its
+/// changelog recorded, it asks for nothing new.
+pub fn on_claim(conn: &Connection, job: &DeployJob, now: i64) -> rusqlite::Result<Follows> {
     // Only the `deploy` task changes what runs: another task (a migration) lists nothing.
     if job.task != crate::model::DEPLOY_TASK {
-        return Ok(None);
+        return Ok(Follows::default());
     }
     let id = job.id.get();
     let previous = previous_success(conn, job.repo.as_ref(), job.environment.as_ref(), id)?;
@@ -65,17 +74,22 @@ pub fn on_claim(conn: &Connection, job: &DeployJob, now: i64) -> rusqlite::Resul
     let known: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM changelogs WHERE deployment_id = ?1)")?
         .query_row([int_key(id)?], |row| row.get(0))?;
-    if known || outbox::changelog_queued(conn, job.id)? {
-        return Ok(previous.map(|p| p.sha));
-    }
-    match &previous {
-        None => record(conn, id, &Changelog::first_deploy(), now)?,
+    let read_from = match &previous {
+        _ if known => None,
+        None => {
+            record(conn, id, &Changelog::first_deploy(), now)?;
+            None
+        }
         Some(p) if p.sha == job.sha.as_ref() => {
             record(conn, id, &Changelog::same_commit(p.sha.clone()), now)?;
+            None
         }
-        Some(p) => outbox::enqueue_changelog(conn, job, &p.sha, now)?,
-    }
-    Ok(previous.map(|p| p.sha))
+        Some(p) => Some(p.sha.clone()),
+    };
+    Ok(Follows {
+        previous_sha: previous.map(|p| p.sha),
+        read_from,
+    })
 }
 
 /// Records the changelog of deployment `id`, unless one is recorded (a call sent twice).

@@ -8,7 +8,7 @@
 use crate::model::{DeployJob, DeploymentId, DeploymentState, Policy};
 use crate::store::db::{Connection, Dialect, OptionalExtension, params};
 use crate::store::merges::marks;
-use crate::store::{changelogs, locks};
+use crate::store::{changelogs, locks, outbox};
 
 use super::{CLAIMED_COLUMNS, Claimed, claimed_from_row, finish, id_key, is_forced};
 
@@ -231,7 +231,13 @@ fn start(
     )?
     .execute(params![id_key(job.id)?, now, owner])?;
     marks::started(conn, job, now)?;
-    changelogs::on_claim(conn, job, now)
+    let follows = changelogs::on_claim(conn, job, now)?;
+    if let Some(base) = &follows.read_from
+        && !outbox::changelog_queued(conn, job.id)?
+    {
+        outbox::enqueue_changelog(conn, job, base, now)?;
+    }
+    Ok(follows.previous_sha)
 }
 
 fn supersede(
