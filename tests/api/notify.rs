@@ -204,7 +204,9 @@ async fn the_right_events_reach_the_right_receiver_with_the_documented_body() {
             ":white_check_mark: Deployed *acme/widgets* <{github}/acme/widgets/commit/{SHA}|6f1e3c9> \
              to *production* in Ns\n\
              by octo-dev · pull request <{github}/acme/widgets/pull/42|#42> · \
-             <{}|log>",
+             <{}|log>\n\
+             first deploy here: no previous success known · \
+             <{PUBLIC_URL}/deployments/880001|changelog>",
             log.replace('&', "&amp;")
         )
     );
@@ -242,6 +244,11 @@ async fn the_right_events_reach_the_right_receiver_with_the_documented_body() {
             "at": "…",
             "rollback": false,
             "rolled_back_from": null,
+            "changelog": {
+                "summary": "first deploy here: no previous success known",
+                "titles": [],
+                "url": format!("{PUBLIC_URL}/deployments/880002"),
+            },
         })
     };
     assert_eq!(
@@ -515,6 +522,7 @@ async fn a_failed_check_of_a_waiting_merge_is_told() {
             "at": "…",
             "rollback": false,
             "rolled_back_from": null,
+            "changelog": null,
         })
     );
 }
