@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{TestApp, WAIT, fixture_json, spawn_app_with, write_script};
+use crate::helpers::{
+    TestApp, WAIT, admin_cli, fixture_json, run_cli, spawn_app_with, write_script,
+};
 
 const ADMIN_TOKEN: &str = "admin-token-for-changelog-tests-01";
 const PUBLIC_URL: &str = "https://deploy.example.com";
@@ -178,6 +180,18 @@ async fn a_changelog_of_many_commits_is_read_over_several_pages_and_capped() {
     assert!(html.contains("<a href=\"/deployments/1\">deployment 1</a>"));
     assert_eq!(html.matches("<tr class=\"commit\">").count(), 250);
     assert!(html.contains("merge of pull request #42, by octo-dev"));
+
+    // `deployhook log` says the same before the log, capped.
+    let (ok, said) = run_cli(admin_cli(&app.url, ADMIN_TOKEN, &["log", "2"])).await;
+    println!("{said}");
+    assert!(ok, "{said}");
+    assert!(said.contains(
+        "deployment 2 follows 1111111 (deployment 1): 340 commits since 1111111; \
+         the first 250 are listed\n  0000000 Change 1\n"
+    ));
+    assert!(said.contains("  and 330 more\n"));
+    let (_, said) = run_cli(admin_cli(&app.url, ADMIN_TOKEN, &["log", "1", "--follow"])).await;
+    assert!(said.contains("deployment 1: first deploy here: no previous success known"));
 }
 
 #[tokio::test]
