@@ -26,12 +26,14 @@ use crate::model::{
 use crate::store::int_key;
 
 mod changelog;
+mod checks;
 pub mod given_up;
 mod notify;
 mod replies;
 mod tags;
 
 pub use changelog::{changelog_queued, enqueue_changelog};
+pub use checks::enqueue_read_checks;
 pub use notify::{
     NOTIFY_LANE, enqueue_notification, fan_out, notify_checks_ended, notify_deploy, receiver_lane,
 };
@@ -185,38 +187,6 @@ pub fn enqueue_status(
     insert(conn, &row, now)?;
     // A deployment a pull-request comment asked for: the reply there hears of it too.
     replies::news_of_status(conn, job, state, description, now)
-}
-
-/// Queues a read of `repo`@`sha`'s checks, unless one is queued and not yet taken (it will
-/// see whatever this one would). `true` when queued.
-pub fn enqueue_read_checks(
-    conn: &Connection,
-    repo: &crate::model::RepoName,
-    sha: &crate::model::CommitSha,
-    installation: Option<u64>,
-    now: i64,
-) -> rusqlite::Result<bool> {
-    let key = format!("checks:{repo}@{sha}");
-    let waiting: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM outbox INDEXED BY outbox_by_key
-                            WHERE state = 'pending' AND ordering_key = ?1 AND in_flight = 0)",
-        )?
-        .query_row([&key], |row| row.get(0))?;
-    if waiting {
-        return Ok(false);
-    }
-    let body = serde_json::json!({ "sha": sha }).to_string();
-    let row = Row {
-        key: &key,
-        kind: "read_checks",
-        repository: repo.as_ref(),
-        deployment_id: None,
-        lane: lane_of(installation)?,
-        body: &body,
-    };
-    insert(conn, &row, now)?;
-    Ok(true)
 }
 
 /// A row to insert.
