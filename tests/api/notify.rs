@@ -393,7 +393,11 @@ async fn a_receiver_answering_400_is_given_up_and_shown() {
     );
     let session = app.sign_in(ADMIN_TOKEN).await;
     let page = app.page("/", &session).await;
-    assert!(page.contains("notification of deployment 880001"), "{page}");
+    // The deployment it was about links to its page.
+    assert!(
+        page.contains("notification of deployment <a href=\"/deployments/880001\">880001</a>"),
+        "{page}"
+    );
     assert!(
         page.contains("answered 400 Bad Request: invalid_payload"),
         "{page}"
