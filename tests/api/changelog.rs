@@ -413,3 +413,91 @@ async fn a_success_notification_lists_ten_titles_and_a_start_not_read_yet_links_
         "first deploy here: no previous success known"
     );
 }
+
+/// A pull request's worth of commits, as a team would read them on the page.
+fn readable_commits() -> Vec<Value> {
+    let titles = [
+        ("Make widgets 3x faster (#42)", Some("octo-dev")),
+        (
+            "Fix the cache key for widgets in Europe (#43)",
+            Some("maria"),
+        ),
+        (
+            "Merge pull request #44 from acme/bump-serde",
+            Some("renovate-bot"),
+        ),
+        ("Bump serde from 1.0.210 to 1.0.215", None),
+        ("Document the new cache in README (#45)", Some("wes")),
+    ];
+    titles
+        .iter()
+        .enumerate()
+        .map(|(n, (title, login))| {
+            json!({
+                "sha": format!("{:x}{:039x}", n + 10, n * 7919),
+                "commit": {"message": title},
+                "author": login.map(|login| json!({"login": login})),
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn in_chromium_a_deployment_page_shows_its_changelog_and_fits_a_phone() {
+    use crate::browser::{Driver, browser_available, screenshot, widths};
+    use fantoccini::Locator;
+    if !browser_available() {
+        return;
+    }
+    let app = app_with(|_| {}).await;
+    assert_eq!(deployed(&app, 880_001, FIRST, json!({})).await, "success");
+    mount_compare(&app, (FIRST, SECOND), "ahead", 5, vec![readable_commits()]).await;
+    assert_eq!(deployed(&app, 880_002, SECOND, json!({})).await, "success");
+    with_changelog(&app, 880_002).await;
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.connect(profile.path(), 1280, 900).await;
+    let outcome = async {
+        browser.goto(&format!("{}/login", app.url)).await?;
+        browser
+            .find(Locator::Id("token"))
+            .await?
+            .send_keys(ADMIN_TOKEN)
+            .await?;
+        browser.find(Locator::Id("sign-in")).await?.click().await?;
+        // From the dashboard's table to the page.
+        browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(
+                "#deployment-880002 a[href='/deployments/880002']",
+            ))
+            .await?
+            .click()
+            .await?;
+        let rows = browser
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("changelog"))
+            .await?
+            .find_all(Locator::Css("tr.commit"))
+            .await?;
+        assert_eq!(rows.len(), 5);
+        let summary = browser.find(Locator::Id("summary")).await?.text().await?;
+        assert!(summary.starts_with("5 commits since 1111111"), "{summary}");
+        screenshot(&browser, "deployment-1280.png").await;
+        browser.set_window_size(400, 1400).await?;
+        browser.refresh().await?;
+        let (scroll, inner) = widths(&browser).await;
+        assert!(
+            scroll <= inner,
+            "the page scrolls sideways at {inner}px: {scroll}"
+        );
+        screenshot(&browser, "deployment-400.png").await;
+        Ok::<(), fantoccini::error::CmdError>(())
+    }
+    .await;
+    browser.close().await.unwrap();
+    outcome.unwrap();
+}

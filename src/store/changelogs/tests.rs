@@ -105,3 +105,19 @@ fn a_changelog_is_recorded_once_capped_and_goes_with_its_job() {
         assert_eq!(read(conn, 7).unwrap(), None);
     });
 }
+
+#[test]
+fn retention_takes_a_changelog_with_its_job() {
+    each_engine(|conn| {
+        jobs::enqueue(conn, &job(1, None), "d1", 0).unwrap();
+        let first = claim(conn, 10);
+        succeed(conn, &first[0], 20);
+        assert!(read(conn, 1).unwrap().is_some());
+        crate::store::retention::prune_batch(conn, 0, 1_000).unwrap();
+        assert_eq!(read(conn, 1).unwrap(), None);
+        let left: i64 = conn
+            .query_row("SELECT COUNT(*) FROM jobs", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    });
+}
