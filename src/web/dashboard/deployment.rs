@@ -42,6 +42,8 @@ struct DeploymentPage {
     /// The changelog's sentence; empty while it is not read yet.
     summary: String,
     read: bool,
+    /// The `deploy` task: only it has a changelog.
+    deploys_code: bool,
     commits: Vec<CommitView>,
     /// The whole comparison on GitHub, when there is one to show.
     compare_url: String,
@@ -139,6 +141,7 @@ fn view(
         log_path: state.links.path(DeploymentId::from(job.deployment_id)),
         previous: previous.map(|p| (p.deployment_id, short(&p.sha))),
         read: changelog.is_some(),
+        deploys_code: job.task == crate::model::DEPLOY_TASK,
         summary: changelog.as_ref().map(summary).unwrap_or_default(),
         commits,
         compare_url,
