@@ -3,6 +3,7 @@
 //! state and log path, then the log itself). Following waits for the deployment event to
 //! arrive and for the deploy to start, streams the log to its end, and exits with the
 //! outcome, so a script or a terminal can wait on a deploy like on any other command.
+//! Before the log, a header says what the deploy follows and brings (`header`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ const DEPLOYMENT: api::Shape<'static> = &[
     ("/deployment/state", Kind::Text),
     ("/deployment/log_path", Kind::Text),
 ];
+
+mod header;
 
 /// How often the deployment's state is asked for while it is not running yet.
 const POLL: Duration = Duration::from_secs(1);
@@ -65,6 +68,7 @@ pub async fn log(args: LogArgs) -> anyhow::Result<ExitCode> {
     // A verifying deploy's log still grows: each check writes a line.
     let live = state == "running" || state == "verifying";
     let idle = live.then_some(SNAPSHOT_IDLE);
+    print_header(&deployment);
     server.stream(text(&deployment["log_path"]), idle).await?;
     if live {
         errln!(
@@ -132,6 +136,7 @@ pub async fn follow(server: &Server, id: u64) -> anyhow::Result<ExitCode> {
         }
         tokio::time::sleep(POLL).await;
     };
+    print_header(&deployment);
     server.stream(text(&deployment["log_path"]), None).await?;
     // Every line is stored before the end is; the end follows within moments.
     let deadline = tokio::time::Instant::now() + END_WAIT;
@@ -151,6 +156,13 @@ pub async fn follow(server: &Server, id: u64) -> anyhow::Result<ExitCode> {
             );
         }
         tokio::time::sleep(POLL / 4).await;
+    }
+}
+
+/// What the deploy follows and brings, before its log (see [`header`]).
+fn print_header(deployment: &Value) {
+    for line in header::lines(deployment) {
+        errln!("{line}");
     }
 }
 

@@ -166,6 +166,9 @@ pub struct RunSpec<'a> {
     pub pass_env: &'a [String],
     /// Whether the output's lines are copied into the server's log at info level.
     pub echo_output: bool,
+    /// The commit of the environment's previous successful deploy of the repository, as
+    /// the claim found it: `DEPLOYHOOK_PREVIOUS_SHA`, empty when none is known.
+    pub previous_sha: Option<String>,
 }
 
 impl<'a> RunSpec<'a> {
@@ -178,6 +181,7 @@ impl<'a> RunSpec<'a> {
             env: &environment.env.0,
             pass_env: &environment.pass_env,
             echo_output: false,
+            previous_sha: None,
         })
     }
 
@@ -343,6 +347,11 @@ impl<'a> RunSpec<'a> {
         }
         command.envs(self.env);
         command.envs(job_env(job));
+        // Always set, empty when unknown: a script under `set -u` need not test for it.
+        command.env(
+            "DEPLOYHOOK_PREVIOUS_SHA",
+            self.previous_sha.as_deref().unwrap_or_default(),
+        );
         command
     }
 }

@@ -315,7 +315,9 @@ impl DeployWorker {
 
     /// Runs one claimed job and records how it ended.
     async fn execute(self, claimed: Claimed) {
-        let job = claimed.job;
+        let Claimed {
+            job, previous_sha, ..
+        } = claimed;
         let environments = self.environments.clone();
         let environment = find_environment(&environments, job.environment.as_ref());
         let Some((mut spec, limit)) =
@@ -339,6 +341,7 @@ impl DeployWorker {
             (None, None) => {}
         }
         spec.echo_output = self.echo_output;
+        spec.previous_sha = previous_sha;
         let (writer, log) =
             LogWriter::start(self.store.clone(), self.logs.clone(), job.id, limit).await;
         let (started, pid) = oneshot::channel();

@@ -90,7 +90,7 @@ impl GitHubClient {
 }
 
 /// Whether the answer's `Link` header names a next page.
-fn has_next(response: &reqwest::Response) -> bool {
+pub(super) fn has_next(response: &reqwest::Response) -> bool {
     response
         .headers()
         .get_all(reqwest::header::LINK)

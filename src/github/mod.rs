@@ -1,6 +1,6 @@
 //! Everything that talks to GitHub's REST API: the [`client`] (headers, timeouts,
 //! credentials), a GitHub App's authentication ([`app_auth`]), the endpoints deployhook
-//! calls ([`deployments`], [`checks`], [`hooks`], [`compare`]: the files a merge changed), what a person may do ([`permissions`],
+//! calls ([`deployments`], [`checks`], [`hooks`], [`compare`]: the files a merge changed; [`changelog`]: the commits a deploy brings), what a person may do ([`permissions`],
 //! cached) and who they are when they sign in ([`oauth`]), the [`outbox_worker`], which sends the calls the
 //! store queued — retrying, pausing for rate limits, one at a time per ordering key — and
 //! the [`gate_worker`], which ends soaks and reads again the checks of merges that wait.
@@ -11,6 +11,7 @@
 //! May use: `notify`, `store`, `config`, `metrics`, `health`, `model`.
 
 pub mod app_auth;
+pub mod changelog;
 pub mod checks;
 pub mod client;
 pub mod compare;

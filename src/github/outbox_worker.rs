@@ -51,6 +51,7 @@ pub struct OutboxWorker {
     environments: Arc<[EnvironmentConfig]>,
 }
 
+mod changelog;
 mod lines;
 mod notifications;
 mod paths;
@@ -65,6 +66,8 @@ enum Sent {
     Skipped(String),
     /// A release's tag names this commit: its deployment is queued next.
     Resolved(crate::model::CommitSha),
+    /// What a deployment deploys, read from the compare API.
+    Changelog(crate::model::Changelog),
 }
 
 impl OutboxWorker {
@@ -220,6 +223,7 @@ impl OutboxWorker {
             }
             Ok(Sent::Skipped(why)) => self.record_skipped(&item, why).await,
             Ok(Sent::Resolved(sha)) => self.record_resolved(&item, sha).await,
+            Ok(Sent::Changelog(log)) => self.record_changelog(&item, log).await,
             Err(err) => self.reschedule(&item, &err).await,
         };
         if let Err(err) = recorded {
@@ -300,6 +304,15 @@ impl OutboxWorker {
                 Ok(Sent::Done)
             }
             Call::ResolveTag(deploy) => self.resolve_tag(&github, deploy).await,
+            Call::Changelog {
+                repository,
+                base,
+                head,
+                ..
+            } => {
+                let repo = parse_repo(repository)?;
+                Ok(Sent::Changelog(github.changelog(&repo, base, head).await?))
+            }
             Call::Notify(_) | Call::Notification { .. } => {
                 unreachable!("notifications never reach GitHub: `deliver` sends them")
             }
@@ -378,9 +391,14 @@ impl OutboxWorker {
                 | Call::React { .. }
                 | Call::Reply { .. }
                 | Call::ResolveTag(_)
+                | Call::Changelog { .. }
                 | Call::Notify(_)
                 | Call::Notification { .. } => None,
             };
+            // A changelog that cannot be read is recorded as such: nothing to retry by hand.
+            if let Call::Changelog { .. } = &item.call {
+                return self.changelog_failed(item, &error).await;
+            }
             // The merges waiting on a commit whose checks cannot be read learn why, and
             // those past their deadline time out with it.
             // A read is not kept as a failed call: the next poll reads again, and the

@@ -3,7 +3,7 @@
 //! delivery leads to, the order of merges, the policies a queue follows, where the database
 //! is (password masked when shown), the short texts sent to GitHub, the notifications a
 //! team is sent, who acts and what their role lets them do (`people`), what the audit log
-//! records of what they did (`audit`), what a tag or release deploys (`tag`), and who a client is for the caps on what one may
+//! records of what they did (`audit`), what is in each deploy (`changelog`), what a tag or release deploys (`tag`), and who a client is for the caps on what one may
 //! hold.
 //! Defined here, at the bottom, so that the layers above can speak of them without
 //! importing one another.
@@ -12,6 +12,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod changelog;
 pub mod checks;
 pub mod client;
 pub mod command;
@@ -31,6 +32,7 @@ pub mod window;
 
 pub use approval::ApprovalRule;
 pub use audit::{AuditAction, AuditEntry, AuditOutcome};
+pub use changelog::{Change, Changelog, ChangelogState};
 pub use checks::{
     CheckKind, CheckReport, CheckResult, CheckSource, CheckState, Gate, Required, Verdict,
 };

@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::changelog::{Changelog, TITLES_SHOWN};
 use crate::model::deployment::{DeployJob, DeploymentState, NewDeployment};
 use crate::model::ids::{CommitSha, DeploymentId, Environment, RepoName};
 
@@ -119,6 +120,44 @@ pub struct Notification {
     /// For a rollback, the commit it rolled back from (`rolled_back` of its payload).
     #[serde(default)]
     pub rolled_back: Option<String>,
+    /// For a deploy's start and success: what it deploys (see [`ChangelogNote`]).
+    #[serde(default)]
+    pub changelog: Option<ChangelogNote>,
+}
+
+/// What a deploy's notification says of its changelog: read when the event was queued, or
+/// only where to read it (a notification never waits for it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangelogNote {
+    /// Its sentence (`12 commits since 6f1e3c9`); `None` while it is not read yet.
+    pub summary: Option<String>,
+    /// At most [`TITLES_SHOWN`] titles, then `and N more`.
+    pub titles: Vec<String>,
+    /// The deployment's page, with the whole list, when the public URL is configured.
+    pub url: Option<String>,
+}
+
+impl ChangelogNote {
+    /// The note of `changelog` (`None`: not read yet) of the deploy whose log is at
+    /// `log_url`; `None` when there is nothing to say.
+    pub fn new(changelog: Option<&Changelog>, log_url: Option<&str>) -> Option<Self> {
+        let url = log_url.and_then(page_url);
+        if changelog.is_none() && url.is_none() {
+            return None;
+        }
+        Some(Self {
+            summary: changelog.map(Changelog::summary),
+            titles: changelog.map_or_else(Vec::new, |log| log.titles(TITLES_SHOWN)),
+            url,
+        })
+    }
+}
+
+/// The deployment's page from its log's link: `https://host/deployments/7/log?token=…`
+/// gives `https://host/deployments/7`.
+pub fn page_url(log_url: &str) -> Option<String> {
+    let (page, _) = log_url.rsplit_once("/log")?;
+    page.contains("/deployments/").then(|| page.to_owned())
 }
 
 impl Notification {
@@ -157,6 +196,7 @@ impl Notification {
             duration_ms: None,
             log_url: None,
             at: now,
+            changelog: None,
         }
     }
 
@@ -206,6 +246,7 @@ impl Notification {
             at: now,
             rollback: false,
             rolled_back: None,
+            changelog: None,
         })
     }
 
@@ -272,6 +313,7 @@ impl Notification {
             at: now,
             rollback: false,
             rolled_back: None,
+            changelog: None,
         }
     }
 }

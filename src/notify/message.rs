@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::model::notification::rfc3339;
+use crate::model::notification::{ChangelogNote, rfc3339};
 use crate::model::{CommitSha, DeploymentId, Environment, Notification, NotificationKind};
 
 /// The Slack (Mattermost, Discord `/slack`) body.
@@ -54,7 +54,32 @@ pub fn slack_text(event: &Notification, github_web: &str) -> String {
     if let Some(log) = &event.log_url {
         details.push(link(log, "log"));
     }
-    format!("{headline}\n{}", details.join(" · "))
+    let mut text = format!("{headline}\n{}", details.join(" · "));
+    if let Some(note) = &event.changelog {
+        text.push_str(&changelog_text(note));
+    }
+    text
+}
+
+/// What a deploy brings, after its details: the changelog's sentence and its first titles
+/// (escaped: a commit's title is anyone's text), or only where to read it when it is not
+/// read yet.
+fn changelog_text(note: &ChangelogNote) -> String {
+    let Some(summary) = &note.summary else {
+        return note
+            .url
+            .as_deref()
+            .map(|url| format!("\nchangelog: {}", link(url, url)))
+            .unwrap_or_default();
+    };
+    let mut text = format!("\n{}", escape(summary));
+    if let Some(url) = &note.url {
+        text.push_str(&format!(" · {}", link(url, "changelog")));
+    }
+    for title in &note.titles {
+        text.push_str(&format!("\n• {}", escape(title)));
+    }
+    text
 }
 
 /// A rollback's start and end, said as a rollback: `Rolled back *acme/widgets* in
@@ -166,6 +191,8 @@ pub struct WebhookBody<'a> {
     pub rollback: bool,
     /// For a rollback, the commit it rolled back from.
     pub rolled_back_from: Option<&'a str>,
+    /// For a deploy's start and success: its changelog's sentence, first titles and page.
+    pub changelog: Option<&'a ChangelogNote>,
 }
 
 impl<'a> WebhookBody<'a> {
@@ -190,6 +217,7 @@ impl<'a> WebhookBody<'a> {
             at: rfc3339(event.at).unwrap_or_default(),
             rollback: event.rollback,
             rolled_back_from: event.rolled_back.as_deref(),
+            changelog: event.changelog.as_ref(),
         }
     }
 }
@@ -244,6 +272,35 @@ mod tests {
             log_url: Some("https://deploy.example.com/deployments/880001/log?token=a&b".into()),
             installation: None,
         }
+    }
+
+    #[test]
+    fn a_success_lists_its_changelog_escaped_or_only_links_it_when_not_read_yet() {
+        use crate::model::changelog::{Change, ChangelogState};
+        let job = failed_job();
+        let mut event =
+            Notification::of_deploy(&job, DeploymentState::Success, "deployed", None, 0).unwrap();
+        event.changelog = ChangelogNote::new(None, job.log_url.as_deref());
+        let text = slack_text(&event, WEB);
+        assert!(
+            text.ends_with(
+                "\nchangelog: <https://deploy.example.com/deployments/880001|\
+                 https://deploy.example.com/deployments/880001>"
+            ),
+            "{text}"
+        );
+        let mut log = crate::model::Changelog::empty(ChangelogState::Listed, "a".repeat(40));
+        log.commits = vec![Change::new("b".repeat(40), "Use <script> & co (#7)", None)];
+        log.total = 1;
+        event.changelog = ChangelogNote::new(Some(&log), job.log_url.as_deref());
+        let text = slack_text(&event, WEB);
+        assert!(
+            text.ends_with(
+                "\n1 commit since aaaaaaa · <https://deploy.example.com/deployments/880001|changelog>\
+                 \n• Use &lt;script&gt; &amp; co (#7)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -362,6 +419,7 @@ mod tests {
                 "at": "1970-01-01T00:00:00.000Z",
                 "rollback": false,
                 "rolled_back_from": null,
+                "changelog": null,
             })
         );
     }

@@ -188,6 +188,9 @@ fn end_unrun(
 pub struct Claimed {
     pub job: DeployJob,
     pub delivery_id: String,
+    /// Set by the claim: the commit of the environment's previous successful deploy of
+    /// the repository (`DEPLOYHOOK_PREVIOUS_SHA`), `None` when none is known.
+    pub previous_sha: Option<String>,
 }
 
 pub(in crate::store) const CLAIMED_COLUMNS: &str =
@@ -215,6 +218,7 @@ pub(in crate::store) fn claimed_from_row(row: &Row<'_>) -> rusqlite::Result<Clai
             installation: row.get::<_, Option<i64>>(11)?.map(i64::unsigned_abs),
         },
         delivery_id: text(8)?,
+        previous_sha: None,
     })
 }
 

@@ -15,11 +15,12 @@
 //! announced), `outbox` (with `given_up`),
 //! `refused`, `logs`, `sessions`, `tokens` (personal tokens, hashed), `views` (what pages
 //! show), `insights`, `audit` (who did what: append-only, written in the action's own
-//! transaction).
+//! transaction), `changelogs` (what is in each deploy).
 //!
 //! May use: `model`.
 pub mod approvals;
 pub mod audit;
+pub mod changelogs;
 pub mod commands;
 pub mod db;
 pub mod deliveries;

@@ -25,11 +25,15 @@ use crate::model::{
 };
 use crate::store::int_key;
 
+mod changelog;
+mod checks;
 pub mod given_up;
 mod notify;
 mod replies;
 mod tags;
 
+pub use changelog::{changelog_queued, enqueue_changelog};
+pub use checks::enqueue_read_checks;
 pub use notify::{
     NOTIFY_LANE, enqueue_notification, fan_out, notify_checks_ended, notify_deploy, receiver_lane,
 };
@@ -66,6 +70,14 @@ pub enum Call {
     },
     /// Find the commit of a release's tag, then queue its deployment (see [`tags`]).
     ResolveTag(crate::model::TagDeploy),
+    /// Read what deployment `deployment_id` deploys: the commits from `base` (the
+    /// environment's previous success) to `head` (see [`changelog`]).
+    Changelog {
+        repository: String,
+        deployment_id: u64,
+        base: String,
+        head: String,
+    },
     /// Not GitHub's: an event to tell, to be fanned out into one [`Call::Notification`]
     /// per receiver configured for it.
     Notify(Notification),
@@ -85,7 +97,8 @@ impl Call {
             | Self::DeploymentStatus { repository, .. }
             | Self::ReadChecks { repository, .. }
             | Self::React { repository, .. }
-            | Self::Reply { repository, .. } => repository,
+            | Self::Reply { repository, .. }
+            | Self::Changelog { repository, .. } => repository,
             Self::ResolveTag(deploy) => deploy.repo.as_ref(),
             Self::Notify(event) | Self::Notification { event, .. } => {
                 event.repository.as_ref().map_or("", AsRef::as_ref)
@@ -174,38 +187,6 @@ pub fn enqueue_status(
     insert(conn, &row, now)?;
     // A deployment a pull-request comment asked for: the reply there hears of it too.
     replies::news_of_status(conn, job, state, description, now)
-}
-
-/// Queues a read of `repo`@`sha`'s checks, unless one is queued and not yet taken (it will
-/// see whatever this one would). `true` when queued.
-pub fn enqueue_read_checks(
-    conn: &Connection,
-    repo: &crate::model::RepoName,
-    sha: &crate::model::CommitSha,
-    installation: Option<u64>,
-    now: i64,
-) -> rusqlite::Result<bool> {
-    let key = format!("checks:{repo}@{sha}");
-    let waiting: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM outbox INDEXED BY outbox_by_key
-                            WHERE state = 'pending' AND ordering_key = ?1 AND in_flight = 0)",
-        )?
-        .query_row([&key], |row| row.get(0))?;
-    if waiting {
-        return Ok(false);
-    }
-    let body = serde_json::json!({ "sha": sha }).to_string();
-    let row = Row {
-        key: &key,
-        kind: "read_checks",
-        repository: repo.as_ref(),
-        deployment_id: None,
-        lane: lane_of(installation)?,
-        body: &body,
-    };
-    insert(conn, &row, now)?;
-    Ok(true)
 }
 
 /// A row to insert.
@@ -336,6 +317,7 @@ fn item_from_row(row: &DbRow<'_>) -> rusqlite::Result<Item> {
             }
         }
         "resolve_tag" => Call::ResolveTag(serde_json::from_str(&body).map_err(json_error)?),
+        "changelog" => changelog::call_from(repository, &body)?,
         "notify" | "notification" => notify::call_from(&kind, &body)?,
         "reaction" | "reply" => replies::call_from(&kind, repository, &body)?,
         _ => Call::DeploymentStatus {

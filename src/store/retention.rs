@@ -7,7 +7,7 @@
 //! own short transaction on the writer between other work, with a pause between batches: a
 //! backlog of a year to prune never holds a delivery up for long. Given-up GitHub calls
 //! are kept until an operator retries or dismisses them; dismissed ones go with the
-//! deliveries' age. The audit log goes with the deploys' age: who did what is kept as long
+//! deliveries' age. A deploy's changelog goes with its job. The audit log goes with the deploys' age: who did what is kept as long
 //! as what was deployed. Nothing else deletes an audit row.
 
 use std::time::Duration;
@@ -190,6 +190,8 @@ pub fn prune_batch(
         deleted += conn
             .prepare_cached("DELETE FROM approvals WHERE deployment_id = ?1")?
             .execute([job])?;
+        // At most 250 commits: one batch's room is not worth counting for them.
+        deleted += crate::store::changelogs::delete(conn, job)?;
         deleted += conn
             .prepare_cached("DELETE FROM jobs WHERE deployment_id = ?1")?
             .execute([job])?;

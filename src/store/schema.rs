@@ -32,6 +32,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0019_tag_deploys.sql"),
     include_str!("migrations/0020_windows.sql"),
     include_str!("migrations/0021_verification.sql"),
+    include_str!("migrations/0022_changelogs.sql"),
 ];
 
 /// The part of migration `version` written in Rust, run in its transaction after its SQL,

@@ -183,6 +183,15 @@ pub fn job(conn: &Connection, id: u64) -> rusqlite::Result<Option<JobRow>> {
     Ok(found.into_iter().next())
 }
 
+/// The payload of deployment `id`'s job (JSON text), if deployhook has the job: what says
+/// how the deployment came about (a merge, a promotion, a rollback…).
+pub fn job_payload(conn: &Connection, id: u64) -> rusqlite::Result<Option<String>> {
+    use crate::store::db::OptionalExtension;
+    conn.prepare_cached("SELECT payload FROM jobs WHERE deployment_id = ?1")?
+        .query_row([crate::store::int_key(id)?], |row| row.get(0))
+        .optional()
+}
+
 fn jobs(conn: &Connection, sql: &str, limit: i64) -> rusqlite::Result<Vec<JobRow>> {
     conn.prepare_cached(sql)?
         .query_map(params![limit], job_from_row)?

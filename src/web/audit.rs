@@ -248,6 +248,8 @@ struct EntryView {
     repository: String,
     environment: String,
     target: String,
+    /// The target is a deployment: linked to its page.
+    deployment: bool,
     detail: String,
     address: String,
     refused: bool,
@@ -265,11 +267,22 @@ impl EntryView {
             repository: entry.repository().unwrap_or_default().to_owned(),
             environment: entry.environment().unwrap_or_default().to_owned(),
             target: entry.target().unwrap_or_default().to_owned(),
+            deployment: names_deployment(entry),
             detail: entry.detail().to_owned(),
             address: entry.address().to_owned(),
             refused: entry.outcome() == AuditOutcome::Refused,
         }
     }
+}
+
+/// Whether `entry`'s target is a deployment id: a deployment received (`deploy`, `force`:
+/// its id) or approved or rejected. A rollback's target is a commit; a retry's, a call.
+fn names_deployment(entry: &crate::model::AuditEntry) -> bool {
+    use crate::model::AuditAction::{Approve, Deploy, Force, Reject};
+    matches!(entry.action(), Deploy | Force | Approve | Reject)
+        && entry
+            .target()
+            .is_some_and(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[derive(Template)]

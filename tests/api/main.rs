@@ -9,6 +9,7 @@ mod bench_load;
 mod browser;
 mod browser_people;
 mod catch_up;
+mod changelog;
 mod checks;
 mod cli;
 mod commands;

@@ -204,7 +204,9 @@ async fn the_right_events_reach_the_right_receiver_with_the_documented_body() {
             ":white_check_mark: Deployed *acme/widgets* <{github}/acme/widgets/commit/{SHA}|6f1e3c9> \
              to *production* in Ns\n\
              by octo-dev · pull request <{github}/acme/widgets/pull/42|#42> · \
-             <{}|log>",
+             <{}|log>\n\
+             first deploy here: no previous success known · \
+             <{PUBLIC_URL}/deployments/880001|changelog>",
             log.replace('&', "&amp;")
         )
     );
@@ -242,6 +244,11 @@ async fn the_right_events_reach_the_right_receiver_with_the_documented_body() {
             "at": "…",
             "rollback": false,
             "rolled_back_from": null,
+            "changelog": {
+                "summary": "first deploy here: no previous success known",
+                "titles": [],
+                "url": format!("{PUBLIC_URL}/deployments/880002"),
+            },
         })
     };
     assert_eq!(
@@ -386,7 +393,11 @@ async fn a_receiver_answering_400_is_given_up_and_shown() {
     );
     let session = app.sign_in(ADMIN_TOKEN).await;
     let page = app.page("/", &session).await;
-    assert!(page.contains("notification of deployment 880001"), "{page}");
+    // The deployment it was about links to its page.
+    assert!(
+        page.contains("notification of deployment <a href=\"/deployments/880001\">880001</a>"),
+        "{page}"
+    );
     assert!(
         page.contains("answered 400 Bad Request: invalid_payload"),
         "{page}"
@@ -515,6 +526,7 @@ async fn a_failed_check_of_a_waiting_merge_is_told() {
             "at": "…",
             "rollback": false,
             "rolled_back_from": null,
+            "changelog": null,
         })
     );
 }

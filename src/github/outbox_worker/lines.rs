@@ -34,6 +34,11 @@ pub(super) fn describe(call: &Call) -> String {
         }
         Call::React { .. } | Call::Reply { .. } => replies::describe(call),
         Call::ResolveTag(deploy) => tags::describe(deploy),
+        Call::Changelog {
+            repository,
+            deployment_id,
+            ..
+        } => format!("reading the changelog of deployment {deployment_id} of {repository}"),
         Call::Notify(event) => {
             format!("notifying {}", notifications::describe_event(event))
         }

@@ -13,8 +13,8 @@
 
 use crate::model::{Clearance, DeployJob, DeploymentId, DeploymentState, Hold, Policy};
 use crate::store::db::{Connection, Dialect, OptionalExtension, params};
-use crate::store::locks;
 use crate::store::merges::marks;
+use crate::store::{changelogs, locks, outbox};
 
 use super::{CLAIMED_COLUMNS, Claimed, claimed_from_row, finish, id_key, is_forced};
 
@@ -108,17 +108,18 @@ pub fn claim_with_holds(
                     }
                 }
             }
-            start(conn, &forced.job, owner, now)?;
+            let mut forced = forced;
+            forced.previous_sha = start(conn, &forced.job, owner, now)?;
             started.push(forced);
             free -= 1;
             continue;
         }
         // Forced jobs, above, pass every hold as well as locks.
         let least = hold(&pair.1).map_or(Clearance::Automatic, |h| h.least_passing());
-        let Some(next) = next_in_order(conn, &pair, policy(&pair.1), least, now)? else {
+        let Some(mut next) = next_in_order(conn, &pair, policy(&pair.1), least, now)? else {
             continue;
         };
-        start(conn, &next.job, owner, now)?;
+        next.previous_sha = start(conn, &next.job, owner, now)?;
         started.push(next);
         free -= 1;
     }
@@ -295,12 +296,26 @@ fn queued_before(
     .collect()
 }
 
-fn start(conn: &Connection, job: &DeployJob, owner: &str, now: i64) -> rusqlite::Result<()> {
+/// Marks `job` running, with what it follows (see [`changelogs::on_claim`]): returns the
+/// commit of the environment's previous success, if one is known.
+fn start(
+    conn: &Connection,
+    job: &DeployJob,
+    owner: &str,
+    now: i64,
+) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached(
         "UPDATE jobs SET state = 'running', started_at = ?2, owner = ?3 WHERE deployment_id = ?1",
     )?
     .execute(params![id_key(job.id)?, now, owner])?;
-    marks::started(conn, job, now)
+    marks::started(conn, job, now)?;
+    let follows = changelogs::on_claim(conn, job, now)?;
+    if let Some(base) = &follows.read_from
+        && !outbox::changelog_queued(conn, job.id)?
+    {
+        outbox::enqueue_changelog(conn, job, base, now)?;
+    }
+    Ok(follows.previous_sha)
 }
 
 fn supersede(

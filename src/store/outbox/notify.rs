@@ -12,7 +12,8 @@
 use crate::store::db::{Connection, OptionalExtension};
 
 use super::{Call, Row, complete, insert, json_error};
-use crate::model::{DeployJob, DeploymentState, NewDeployment, Notification};
+use crate::model::notification::ChangelogNote;
+use crate::model::{DeployJob, DeploymentState, NewDeployment, Notification, NotificationKind};
 use crate::store::int_key;
 
 /// The lane of events waiting to be fanned out to their receivers.
@@ -70,10 +71,20 @@ pub fn notify_deploy(
     } else {
         None
     };
-    match Notification::of_deploy(job, state, description, duration_ms, now) {
-        Some(notification) => enqueue_notification(conn, &notification, now),
-        None => Ok(()),
+    let Some(mut notification) = Notification::of_deploy(job, state, description, duration_ms, now)
+    else {
+        return Ok(());
+    };
+    // A deploy's start and success say what it deploys, as far as it is read by now.
+    let tells_changes = matches!(
+        notification.event,
+        NotificationKind::DeployStarted | NotificationKind::DeploySucceeded
+    );
+    if tells_changes && job.task == crate::model::DEPLOY_TASK {
+        let changelog = crate::store::changelogs::read(conn, job.id.get())?;
+        notification.changelog = ChangelogNote::new(changelog.as_ref(), job.log_url.as_deref());
     }
+    enqueue_notification(conn, &notification, now)
 }
 
 /// Queues the event of a merge's wait for its checks that ended `outcome` (only `failed`

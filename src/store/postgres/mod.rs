@@ -38,6 +38,7 @@ const UPGRADES: &[(usize, &str)] = &[
     (19, include_str!("upgrade_19.sql")),
     (20, include_str!("upgrade_20.sql")),
     (21, include_str!("upgrade_21.sql")),
+    (22, include_str!("upgrade_22.sql")),
 ];
 /// The advisory lock that serialises migrations between replicas starting together.
 const MIGRATION_LOCK: i64 = 0x6465_706c_6f79_0001;

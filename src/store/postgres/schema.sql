@@ -1,5 +1,5 @@
 -- deployhook's durable state on PostgreSQL 15: the final state of the SQLite migrations
--- 0001 … 0020 (src/store/migrations), in one script, plus what only a shared PostgreSQL
+-- 0001 … 0022 (src/store/migrations), in one script, plus what only a shared PostgreSQL
 -- database needs (replicas, jobs.owner, one running job per repository and environment).
 -- A database made by an earlier version is brought here by the `upgrade_*.sql` scripts.
 -- Times are Unix milliseconds (UTC).
@@ -93,7 +93,10 @@ CREATE TABLE jobs (
     approval_reviewers TEXT COLLATE "C",
     -- Verification (state 'verifying'): when it began, and since when its check passes.
     verify_started_at BIGINT,
-    verify_held_since BIGINT
+    verify_held_since BIGINT,
+    -- When claimed: the environment's previous successful deploy of the repository (0022).
+    previous_sha    TEXT COLLATE "C",
+    previous_deployment_id BIGINT
 );
 CREATE INDEX jobs_by_state ON jobs (state, repository, environment, deployment_id);
 -- Retention deletes finished deploys by age, oldest first.
@@ -413,3 +416,22 @@ CREATE TABLE freeze_notices (
     PRIMARY KEY (environment, freeze_from, freeze_until, edge)
 );
 CREATE INDEX freeze_notices_by_time ON freeze_notices (sent_at);
+-- What is in each deploy: its changelog, and at most 250 of its commits (0022).
+CREATE TABLE changelogs (
+    deployment_id BIGINT PRIMARY KEY,
+    base_sha      TEXT COLLATE "C" NOT NULL,
+    state         TEXT COLLATE "C" NOT NULL,
+    backwards     BIGINT NOT NULL DEFAULT 0,
+    total         BIGINT NOT NULL DEFAULT 0,
+    detail        TEXT COLLATE "C" NOT NULL DEFAULT '',
+    recorded_at   BIGINT NOT NULL
+);
+CREATE TABLE changelog_commits (
+    deployment_id BIGINT NOT NULL,
+    position      BIGINT NOT NULL,
+    sha           TEXT COLLATE "C" NOT NULL,
+    title         TEXT COLLATE "C" NOT NULL,
+    author        TEXT COLLATE "C",
+    pull_request  BIGINT,
+    PRIMARY KEY (deployment_id, position)
+);

@@ -1,7 +1,8 @@
 //! `GET /api/deployments/{id}`: one deployment as deployhook knows it, for `deployhook log
 //! [--follow]` — its state, the path of its log, and while it is queued what holds it
 //! (the lock on its environment, its window or freeze, or the deploy running ahead of it: see
-//! [`crate::store::views::waiting`]), so that a follower can say why it waits.
+//! [`crate::store::views::waiting`]), so that a follower can say why it waits; and what it
+//! follows: the previous success and the changelog from it (`null` until read).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{Refused, lock_json, unavailable};
+use crate::model::Changelog;
 use crate::store::views::waiting::{self, Waiting};
-use crate::store::{now_ms, views};
+use crate::store::{changelogs, now_ms, views};
 use crate::web::AppState;
 use crate::web::client::ClientAddress;
 
@@ -62,11 +64,15 @@ pub(super) async fn get_deployment(
                 }
                 _ => None,
             };
-            Ok(Some((job, holding)))
+            let changes = (
+                changelogs::previous_of(c, number)?,
+                changelogs::read(c, number)?,
+            );
+            Ok(Some((job, holding, changes)))
         })
         .await;
     match read {
-        Ok(Some((job, holding))) => {
+        Ok(Some((job, holding, (previous, changelog)))) => {
             let log_path = state.links.path(id);
             Json(json!({ "deployment": {
                 "id": job.deployment_id,
@@ -81,6 +87,8 @@ pub(super) async fn get_deployment(
                 "rollback": job.rollback,
                 "rolled_back": job.rolled_back,
                 "waiting": holding.as_ref().map(waiting_json),
+                "previous": previous.map(|p| json!({ "deployment": p.deployment_id, "sha": p.sha })),
+                "changelog": changelog.as_ref().map(changelog_json),
             }}))
             .into_response()
         }
@@ -94,6 +102,19 @@ pub(super) async fn get_deployment(
         .into_response(),
         Err(err) => unavailable(&err).into_response(),
     }
+}
+
+/// A deployment's changelog: its state and sentence, and its commits (`null` until read).
+pub(crate) fn changelog_json(log: &Changelog) -> serde_json::Value {
+    json!({
+        "state": log.state,
+        "summary": log.summary(),
+        "base": log.base,
+        "backwards": log.backwards,
+        "total": log.total,
+        "detail": log.detail,
+        "commits": log.commits,
+    })
 }
 
 /// What holds a queued deployment: the sentence, and the lock, the window or freeze

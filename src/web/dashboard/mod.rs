@@ -13,6 +13,7 @@
 //!   refused deliveries, locks, given-up calls, replicas);
 //! - `sign_in.rs`: sign-in with the admin token, and sign-out;
 //! - `previews.rs`: the previews table and `GET /api/previews`;
+//! - `deployment.rs`: one deployment's page at `/deployments/{id}`, with its changelog;
 //! - `forms.rs`: the operator's forms: lock, unlock, roll back;
 //! - `access.rs`: who may see the pages and send the forms: the sign-in check, the form
 //!   token, cross-site refusals;
@@ -20,6 +21,7 @@
 //!   message page, the answer when the database cannot be read.
 
 pub(crate) mod access;
+mod deployment;
 mod forms;
 mod page;
 mod previews;
@@ -56,6 +58,7 @@ pub fn routes() -> axum::Router<AppState> {
             "/tokens/{id}/revoke",
             axum::routing::post(crate::web::people::tokens::revoke),
         )
+        .route("/deployments/{id}", get(deployment::deployment_page))
         .route("/dashboard/live", get(page::live))
         .route("/api/previews", get(previews::api))
         .route("/dashboard.js", get(page::script))

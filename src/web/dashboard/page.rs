@@ -78,9 +78,17 @@ struct WhereView {
     /// The short commit of the last successful deploy; empty: none yet.
     running: String,
     /// What deploys or waits there now.
-    active: String,
+    active: Vec<ActiveView>,
     /// `locked by X: why`; empty: not locked.
     lock: String,
+}
+
+/// A deployment that deploys or waits in a [`WhereView`]'s place.
+struct ActiveView {
+    id: u64,
+    short: String,
+    state: String,
+    by: String,
 }
 
 fn where_views(places: Vec<(String, Vec<crate::web::commands::wcid::Where>)>) -> Vec<WhereView> {
@@ -94,10 +102,14 @@ fn where_views(places: Vec<(String, Vec<crate::web::commands::wcid::Where>)>) ->
                 running: place.running.as_deref().map(short).unwrap_or_default(),
                 active: place
                     .active
-                    .iter()
-                    .map(|(id, sha, state, by)| format!("{state} {} ({id}, by {by})", short(sha)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                    .into_iter()
+                    .map(|(id, sha, state, by)| ActiveView {
+                        id,
+                        short: short(&sha),
+                        state,
+                        by,
+                    })
+                    .collect(),
                 lock: place
                     .lock
                     .map(|(by, why)| format!("locked by {by}: {why}"))

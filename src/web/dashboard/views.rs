@@ -62,6 +62,8 @@ pub(super) struct FailedCallView {
     /// What the Retry and Dismiss forms name.
     pub(super) id: i64,
     pub(super) what: String,
+    /// The deployment the call is about, linked to its page.
+    pub(super) deployment: Option<i64>,
     pub(super) repository: String,
     pub(super) queued: String,
     pub(super) attempts: i64,
@@ -282,10 +284,8 @@ pub(super) fn lock_view(lock: Lock) -> LockView {
 
 pub(super) fn failed_call_view(call: GivenUp) -> FailedCallView {
     FailedCallView {
-        what: match call.deployment_id {
-            Some(id) => format!("{} of deployment {id}", call.kind.replace('_', " ")),
-            None => call.kind.replace('_', " "),
-        },
+        what: call.kind.replace('_', " "),
+        deployment: call.deployment_id,
         id: call.id,
         repository: call.repository,
         queued: time(call.created_at),

@@ -136,6 +136,8 @@ fn migration_12_keeps_statuses_forgets_sourceless_runs_and_reads_the_waiting_aga
 /// upgrade after 13 adds its own here).
 pub(crate) const DROP_AFTER_13: &str =
     "DROP TABLE freeze_notices; DROP INDEX jobs_by_clearance; ALTER TABLE jobs DROP COLUMN clearance;
+    DROP TABLE changelog_commits; DROP TABLE changelogs;
+    ALTER TABLE jobs DROP COLUMN previous_sha, DROP COLUMN previous_deployment_id;
     DROP TABLE tag_deploys; DROP TABLE previews; DROP TABLE audit; DROP TABLE personal_tokens;
     DROP TABLE commands;
     DROP TABLE approvals; DROP INDEX jobs_awaiting;
