@@ -390,6 +390,15 @@ async fn a_failed_verification_rolls_back_to_the_last_verified_success() {
         "{last:?}"
     );
     assert_eq!(created_deployments(&app.github_requests().await).len(), 1);
+    // The story as GitHub and the receiver saw it (`-- --nocapture` shows it).
+    for s in app.statuses().await {
+        eprintln!(
+            "GitHub got: deployment {} {} {:?}",
+            s.deployment, s.state, s.description
+        );
+    }
+    eprintln!("GitHub got a deployment to create: {created}");
+    eprintln!("the receiver got: {told_receiver}");
     app.stop().await;
 }
 

@@ -128,6 +128,13 @@ async fn merges_wait_behind_a_freeze_saying_so_and_run_in_order_when_it_ends() {
         told_at(&app, 502, "in_progress").await.unwrap(),
     );
     assert!(first < second, "{:#?}", app.statuses().await);
+    // The story as GitHub saw it (`-- --nocapture` shows it).
+    for s in app.statuses().await {
+        eprintln!(
+            "GitHub got: deployment {} {} {:?}",
+            s.deployment, s.state, s.description
+        );
+    }
 }
 
 #[tokio::test]
@@ -258,4 +265,78 @@ async fn a_deploy_command_is_refused_in_a_freeze_saying_until_when() {
         .filter(|r| r.method.as_str() == "POST" && r.url.path().ends_with("/deployments"))
         .count();
     assert_eq!(created, 0, "nothing deployed");
+}
+
+/// A weekly window that opens at the next whole minute (UTC): the merges queued before it
+/// wait, saying when it opens, and start when it opens, oldest first — the deploy worker
+/// wakes at the window's edge, not at its next idle poll. It waits up to a minute for that
+/// edge (`-- --nocapture` prints what GitHub was told, and when).
+#[tokio::test]
+async fn a_window_opening_starts_the_merges_queued_behind_it_in_order() {
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let minute = u16::try_from(now.hour()).unwrap() * 60 + u16::try_from(now.minute()).unwrap();
+    // Leave at least five seconds to queue the merges before the window opens.
+    let from = if now.second() < 55 {
+        minute + 1
+    } else {
+        minute + 2
+    };
+    if from + 2 > 24 * 60 {
+        return; // Too close to midnight for a window on one day; the unit tests cover it.
+    }
+    let mut schedule = Schedule::open();
+    schedule.windows = vec![Window {
+        days: parse_days("daily").unwrap(),
+        from,
+        until: from + 2,
+    }];
+    let app = app_with(schedule, vec![]).await;
+    merge(&app, 801, A, 41, "2026-12-07T10:00:00Z").await;
+    merge(&app, 802, B, 42, "2026-12-07T10:01:00Z").await;
+    for id in [801, 802] {
+        let queued = state_of(&app, id).await;
+        assert_eq!(queued["state"], "queued", "{queued}");
+        assert_eq!(queued["waiting"]["hold"]["kind"], "window", "{queued}");
+        let reason = queued["waiting"]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with("waits for the deploy window (opens "),
+            "{queued}"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut seen = 0;
+    loop {
+        let statuses = app.statuses().await;
+        for s in &statuses[seen..] {
+            eprintln!(
+                "{} GitHub got: deployment {} {} {:?}",
+                jiff::Timestamp::now().strftime("%H:%M:%S%.3f"),
+                s.deployment,
+                s.state,
+                s.description
+            );
+        }
+        seen = statuses.len();
+        let done = |id| {
+            statuses
+                .iter()
+                .any(|s| s.deployment == id && s.state == "success")
+        };
+        if done(801) && done(802) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{statuses:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let opened = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let at = u16::try_from(opened.hour()).unwrap() * 60 + u16::try_from(opened.minute()).unwrap();
+    assert!(
+        at >= from,
+        "ran at {opened}, before the window opened at minute {from}"
+    );
+    let (first, second) = (
+        told_at(&app, 801, "in_progress").await.unwrap(),
+        told_at(&app, 802, "in_progress").await.unwrap(),
+    );
+    assert!(first < second, "{:#?}", app.statuses().await);
 }
