@@ -390,6 +390,19 @@ async fn a_failed_verification_rolls_back_to_the_last_verified_success() {
         "{last:?}"
     );
     assert_eq!(created_deployments(&app.github_requests().await).len(), 1);
+    // Insights list both failed verifications, newest first, with what failed.
+    let cookie = app.sign_in(ADMIN_TOKEN).await;
+    let insights = app.page("/insights", &cookie).await;
+    assert_eq!(
+        insights
+            .matches(r#"<tr class="verification-failure">"#)
+            .count(),
+        2,
+        "{insights}"
+    );
+    let newest = insights.find("not rolled back (this is a rollback)");
+    let older = insights.find("(expected 200); rolled back to aaaaaaa");
+    assert!(newest.is_some() && newest < older, "{insights}");
     // The story as GitHub and the receiver saw it (`-- --nocapture` shows it).
     for s in app.statuses().await {
         eprintln!(
