@@ -59,7 +59,10 @@ pub fn on_claim(conn: &Connection, job: &DeployJob, now: i64) -> rusqlite::Resul
         return Ok(Follows::default());
     }
     let id = job.id.get();
-    let previous = previous_success(conn, job.repo.as_ref(), job.environment.as_ref(), id)?;
+    let previous = match rolled_back_from(conn, job)? {
+        Some(from) => Some(from),
+        None => previous_success(conn, job.repo.as_ref(), job.environment.as_ref(), id)?,
+    };
     conn.prepare_cached(
         "UPDATE jobs SET previous_sha = ?2, previous_deployment_id = ?3 WHERE deployment_id = ?1",
     )?
@@ -90,6 +93,37 @@ pub fn on_claim(conn: &Connection, job: &DeployJob, now: i64) -> rusqlite::Resul
         previous_sha: previous.map(|p| p.sha),
         read_from,
     })
+}
+
+/// For a rollback, what it follows is the commit it rolls back from — what runs now, often
+/// a deploy that failed (or whose verification failed) — not the last success, which is
+/// usually the very commit it goes back to: its changelog lists the commits it removes.
+/// The deployment is the newest earlier one of that commit there, if it is still kept.
+fn rolled_back_from(conn: &Connection, job: &DeployJob) -> rusqlite::Result<Option<Previous>> {
+    let payload = serde_json::from_str(&job.payload).unwrap_or_default();
+    let Some(sha) = crate::model::rollback::rolled_back(&payload) else {
+        return Ok(None);
+    };
+    let deployment: Option<i64> = conn
+        .prepare_cached(
+            "SELECT deployment_id FROM jobs
+             WHERE repository = ?1 AND environment = ?2 AND sha = ?3 AND deployment_id < ?4
+             ORDER BY deployment_id DESC LIMIT 1",
+        )?
+        .query_row(
+            params![
+                job.repo.as_ref(),
+                job.environment.as_ref(),
+                sha,
+                int_key(job.id.get())?
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(deployment.map(|d| Previous {
+        deployment_id: d.unsigned_abs(),
+        sha,
+    }))
 }
 
 /// Records the changelog of deployment `id`, unless one is recorded (a call sent twice).
