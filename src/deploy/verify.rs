@@ -301,7 +301,7 @@ impl DeployWorker {
                                     Err(_) => "; nothing earlier to roll back to".into(),
                                 },
                             };
-                            text::description(&format!("{why}{rolled}"))
+                            text::description_ending(&why, &rolled)
                         }
                     };
                     // The log's last line, in the transaction that ends the job: a reader

@@ -16,9 +16,40 @@ pub fn description(text: &str) -> String {
     cut
 }
 
+/// `text` then `tail`, within [`MAX_DESCRIPTION_CHARS`]: `text` is cut (with an ellipsis)
+/// and never `tail`, when `tail` says what matters most (that a failed verification rolled
+/// back; insights count automatic rollbacks by it).
+pub fn description_ending(text: &str, tail: &str) -> String {
+    let tail = description(tail);
+    let room = MAX_DESCRIPTION_CHARS.saturating_sub(tail.chars().count());
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= room {
+        return format!("{one_line}{tail}");
+    }
+    let mut cut: String = one_line.chars().take(room.saturating_sub(1)).collect();
+    cut.push('…');
+    format!("{cut}{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_text_is_cut_before_its_tail() {
+        let why = format!(
+            "verification failed: GET https://{}/healthz answered 502",
+            "a".repeat(150)
+        );
+        let text = description_ending(&why, "; rolled back to 6f1e3c9");
+        assert_eq!(text.chars().count(), MAX_DESCRIPTION_CHARS);
+        assert!(
+            text.starts_with("verification failed: GET https://aaa"),
+            "{text}"
+        );
+        assert!(text.ends_with("…; rolled back to 6f1e3c9"), "{text}");
+        assert_eq!(description_ending("short", "; tail"), "short; tail");
+    }
 
     #[test]
     fn short_text_is_kept_on_one_line() {

@@ -394,7 +394,10 @@ async fn a_failed_verification_rolls_back_to_the_last_verified_success() {
     // commit): that is what its changelog and DEPLOYHOOK_PREVIOUS_SHA name.
     let rollback = deployment_api(&app.url, 880_013).await;
     assert_eq!(rollback["deployment"]["previous"]["sha"], B, "{rollback}");
-    assert_eq!(rollback["deployment"]["previous"]["deployment"], 880_012, "{rollback}");
+    assert_eq!(
+        rollback["deployment"]["previous"]["deployment"], 880_012,
+        "{rollback}"
+    );
     // Insights list both failed verifications, newest first, with what failed.
     let cookie = app.sign_in(ADMIN_TOKEN).await;
     let insights = app.page("/insights", &cookie).await;
