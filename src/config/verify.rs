@@ -60,10 +60,24 @@ impl VerifyCheck {
     /// What is checked, for statuses and logs: `GET https://…/healthz` or `./check.sh`.
     pub fn what(&self) -> String {
         match self {
-            Self::Http { url, .. } => format!("GET {url}"),
+            Self::Http { url, .. } => format!("GET {}", shown_url(url)),
             Self::Command(argv) => argv.join(" "),
         }
     }
+}
+
+/// `url` as statuses, notifications, logs and `check-config` show it: without a user or
+/// password, and with its query masked (`?***`), since either may carry a secret and a
+/// status is read by everyone who can read the repository.
+pub fn shown_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    // Only a URL that cannot have them refuses these; an http(s) URL always can.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    if shown.query().is_some() {
+        shown.set_query(Some("***"));
+    }
+    shown.to_string()
 }
 
 impl VerifyConfig {
@@ -98,5 +112,24 @@ impl VerifyConfig {
                 OnVerifyFailure::Rollback => ", else failure and a rollback",
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_url;
+
+    #[test]
+    fn a_shown_url_keeps_no_password_token_or_user() {
+        let url = "https://deploy:hunter2@example.com:8443/healthz?token=s3cret&x=1"
+            .parse()
+            .unwrap();
+        let shown = shown_url(&url);
+        assert_eq!(shown, "https://example.com:8443/healthz?***");
+        for secret in ["hunter2", "s3cret", "deploy"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        let plain = "http://127.0.0.1:8080/health".parse().unwrap();
+        assert_eq!(shown_url(&plain), "http://127.0.0.1:8080/health");
     }
 }

@@ -111,6 +111,7 @@ async fn http(
     contains: Option<&str>,
     deadline: Duration,
 ) -> Checked {
+    let shown = crate::config::verify::shown_url(url);
     let asked = async {
         let mut answer = client.get(url.clone()).send().await?;
         let status = answer.status().as_u16();
@@ -129,21 +130,21 @@ async fn http(
     let (status, body) = match tokio::time::timeout(deadline, asked).await {
         Err(_) => {
             return Checked::Failed(format!(
-                "GET {url} did not answer within {}",
+                "GET {shown} did not answer within {}",
                 humantime::format_duration(deadline)
             ));
         }
-        Ok(Err(err)) => return Checked::Failed(format!("GET {url} failed: {}", reason(&err))),
+        Ok(Err(err)) => return Checked::Failed(format!("GET {shown} failed: {}", reason(&err))),
         Ok(Ok(answer)) => answer,
     };
     if status != expect {
-        return Checked::Failed(format!("GET {url} answered {status} (expected {expect})"));
+        return Checked::Failed(format!("GET {shown} answered {status} (expected {expect})"));
     }
     match contains {
         Some(text) if !String::from_utf8_lossy(&body).contains(text) => Checked::Failed(format!(
-            "GET {url} answered {status} without {text:?} in its body"
+            "GET {shown} answered {status} without {text:?} in its body"
         )),
-        _ => Checked::Passed(format!("GET {url} answered {status}")),
+        _ => Checked::Passed(format!("GET {shown} answered {status}")),
     }
 }
 
