@@ -190,10 +190,22 @@ async fn a_verification_that_holds_reports_success_after_the_verifying_status() 
 #[tokio::test]
 async fn a_verification_that_fails_reports_failure_with_what_failed() {
     let health = service(502).await;
-    let check = verify(&health, 500, 1000, OnVerifyFailure::Fail);
+    let check = verify(&health, 500, 3000, OnVerifyFailure::Fail);
     let mut app = spawn_app_with(|config, _| configure(config, check)).await;
     app.post_webhook("deployment", &deployment(880_001, A))
         .await;
+    wait_until_verifying(&app, 880_001).await;
+    // An operator's rollback meanwhile is refused: the history lacks what runs now.
+    let refused = reqwest::Client::new()
+        .post(format!("{}/api/rollback", app.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"repository": "acme/widgets", "environment": "production"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::CONFLICT);
+    let why = refused.text().await.unwrap();
+    assert!(why.contains("deployment 880001 is verifying"), "{why}");
     let told = app.wait_for_final_status(880_001).await;
     let last = told.last().unwrap();
     assert_eq!(last.state, "failure");

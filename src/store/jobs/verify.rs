@@ -5,7 +5,7 @@
 //! another one took over: each job reports exactly one final status.
 
 use crate::model::{DeployJob, DeploymentState};
-use crate::store::db::{Connection, params};
+use crate::store::db::{Connection, OptionalExtension, params};
 use crate::store::outbox;
 
 use super::{CLAIMED_COLUMNS, Claimed, claimed_from_row, id_key};
@@ -107,4 +107,20 @@ pub fn take_over(conn: &Connection, owner: &str) -> rusqlite::Result<Vec<Verifyi
     )?
     .execute([owner])?;
     Ok(found)
+}
+
+/// The deployment of `repository` verifying in `environment` now, if any: an operator's
+/// rollback waits for its verdict (see `web::admin::actions::roll_back`).
+pub fn verifying_in(
+    conn: &Connection,
+    repository: &str,
+    environment: &str,
+) -> rusqlite::Result<Option<u64>> {
+    conn.prepare_cached(
+        "SELECT deployment_id FROM jobs
+         WHERE state = 'verifying' AND repository = ?1 AND environment = ?2",
+    )?
+    .query_row(params![repository, environment], |row| row.get::<_, i64>(0))
+    .optional()
+    .map(|id| id.map(i64::unsigned_abs))
 }

@@ -16,6 +16,7 @@ use crate::model::{
     Action, Actor, AuditAction, AuditEntry, DeployJob, Environment, Notification, RepoName,
 };
 use crate::store::db::Connection;
+use crate::store::jobs::verify::verifying_in;
 use crate::store::locks::{self, Lock};
 use crate::store::{audit, now_ms, outbox, views};
 use crate::web::AppState;
@@ -199,6 +200,17 @@ pub async fn roll_back(
     let decided = state
         .store
         .write(move |c| {
+            // Under a verification, the history has not its newest deploy yet: a rollback
+            // now would go back from the wrong commit, and wait behind the check anyway.
+            if let Some(id) = verifying_in(c, rolled_repo.as_ref(), config.name.as_ref())? {
+                let why = format!(
+                    "deployment {id} is verifying: roll back once it is judged (with \
+                     on_verify_failure = \"rollback\" a failed one rolls back by itself)"
+                );
+                let refused = audited.with_target(asked.as_deref().unwrap_or_default());
+                audit::record(c, &refused.refused(&why))?;
+                return Ok(Err(why));
+            }
             record_rollback(
                 c,
                 &config,
