@@ -8,8 +8,10 @@
 //! Windows and freezes hold jobs the same way, by what each job is (`jobs.clearance`, see
 //! [`crate::model::window`]): in a held environment only the jobs the hold lets through
 //! are candidates, taken in the policy's order among themselves (one more step down an
-//! index per kind, never a walk over the held ones); the held ones stay queued, untouched,
-//! and start in their policy's order once the hold ends.
+//! index per kind, never a walk over the held ones); the held ones stay queued and start
+//! in their policy's order once the hold ends — except that under `latest` a job that
+//! starts retires every older one, held or not, which would otherwise deploy an older
+//! commit over it when the hold ends.
 
 use crate::model::{Clearance, DeployJob, DeploymentId, DeploymentState, Hold, Policy};
 use crate::store::db::{Connection, Dialect, OptionalExtension, params};
@@ -53,7 +55,7 @@ pub fn claim(
 
 /// [`claim`], with `hold` saying what holds each environment now (a window closed, a
 /// freeze): there only the jobs the hold lets through start, in the policy's order among
-/// them; the others wait, queued and untouched.
+/// them; the others wait, queued (under `latest`, the older ones are retired).
 pub fn claim_with_holds(
     conn: &Connection,
     owner: &str,
@@ -158,8 +160,9 @@ fn next_in_order(
             continue;
         }
         if policy == Policy::Latest {
-            // What the hold keeps waits for its end, untouched.
-            for older in queued_before(conn, pair, next.job.id, least)? {
+            // Older ones go too, held or not: one held by a window and started when it
+            // opens would deploy an older commit over this newer one.
+            for older in queued_before(conn, pair, next.job.id, Clearance::Automatic)? {
                 supersede(conn, &older.job, next.job.id, now)?;
             }
         }

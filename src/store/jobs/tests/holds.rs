@@ -76,21 +76,21 @@ fn a_closed_window_lets_deliberate_and_forced_deploys_through_and_a_freeze_only_
 }
 
 #[test]
-fn under_latest_what_passes_retires_only_older_ones_that_pass_and_the_held_wait() {
+fn under_latest_what_passes_retires_every_older_one_and_the_newer_held_wait() {
     each_engine(|conn| {
         queue(conn, 1, Clearance::Automatic);
         queue(conn, 2, Clearance::Deliberate);
         queue(conn, 3, Clearance::Automatic);
         queue(conn, 4, Clearance::Deliberate);
+        queue(conn, 5, Clearance::Automatic);
         assert_eq!(claim(conn, Policy::Latest, &closed()), [4]);
-        assert_eq!(state(conn, 2), "finished:inactive");
-        assert_eq!(
-            (state(conn, 1), state(conn, 3)),
-            ("queued".into(), "queued".into())
-        );
-        // The window opens: the newest held one starts and retires the older.
-        assert_eq!(claim(conn, Policy::Latest, &None), [3]);
-        assert_eq!(state(conn, 1), "finished:inactive");
+        // Held or not, the older ones would deploy older commits over 4 later: retired.
+        for older in [1, 2, 3] {
+            assert_eq!(state(conn, older), "finished:inactive", "{older}");
+        }
+        assert_eq!(state(conn, 5), "queued");
+        // The window opens: the newer held one starts after 4.
+        assert_eq!(claim(conn, Policy::Latest, &None), [5]);
     });
 }
 
@@ -151,9 +151,9 @@ proptest! {
 
     /// Over random arrivals, holds that come and go (a window closed, a freeze) and
     /// claims: no job starts while a hold holds it; what starts is the oldest (`queue`) or
-    /// newest (`latest`) of what passes, and under `latest` it retires only older ones that
-    /// pass; a held job is never retired by one that passed the hold; and once nothing
-    /// holds, every job still queued is started in the policy's order.
+    /// newest (`latest`) of what passes, and under `latest` it retires every older one,
+    /// held or not (none may deploy an older commit over it later); a newer held job waits;
+    /// and once nothing holds, every job still queued is started in the policy's order.
     #[test]
     fn no_held_job_starts_and_the_rest_follow_the_policy(
         latest in any::<bool>(),
@@ -189,7 +189,8 @@ proptest! {
                     prop_assert_eq!(&started, &expected, "queued {:?} under {:?}", queued, hold);
                     if let Some(&newest) = started.first() {
                         let retired: Vec<u64> = match policy {
-                            Policy::Latest => passing.iter().copied().filter(|&id| id < newest).collect(),
+                            // Held or not: none older may deploy over it later.
+                            Policy::Latest => queued.iter().map(|(id, _)| *id).filter(|&id| id < newest).collect(),
                             Policy::Queue => vec![],
                         };
                         for id in &retired {
