@@ -73,11 +73,13 @@ pub enum Clearance {
 impl Clearance {
     /// Reads a deployment's payload (JSON text). A comment command is deliberate even when
     /// it names its pull request; any other payload naming a pull request, a merge, a
-    /// promotion, a preview or a tag is automatic — when in doubt a window holds it, the
-    /// safe side for a production environment.
+    /// promotion, a preview or a tag is automatic. Otherwise a payload naming who asked for
+    /// it (`deploy_user`, as `deployhook deploy` and the API write) is deliberate, and any
+    /// other — another tool's pipeline, a payload that is not JSON — automatic: when in
+    /// doubt a window holds it, the safe side for a production environment.
     pub fn of(payload: &str) -> Self {
         let Ok(payload) = serde_json::from_str::<serde_json::Value>(payload) else {
-            return Self::Deliberate;
+            return Self::Automatic;
         };
         let set = |key: &str| payload.get(key).is_some_and(|v| !v.is_null());
         let yes = |key: &str| payload.get(key) == Some(&serde_json::Value::Bool(true));
@@ -96,8 +98,14 @@ impl Clearance {
         .any(|key| set(key))
         {
             Self::Automatic
-        } else {
+        } else if payload
+            .get("deploy_user")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|who| !who.trim().is_empty())
+        {
             Self::Deliberate
+        } else {
+            Self::Automatic
         }
     }
 

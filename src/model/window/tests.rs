@@ -224,7 +224,10 @@ fn a_window_holds_only_automatic_deploys_and_a_freeze_all_but_forced_and_rollbac
             Clearance::Deliberate,
         ),
         (r#"{"deploy_user": "maria"}"#, Clearance::Deliberate),
-        ("not json", Clearance::Deliberate),
+        // Another tool's deployment, naming nobody: held, the safe side.
+        ("not json", Clearance::Automatic),
+        ("{}", Clearance::Automatic),
+        (r#"{"deploy_user": " "}"#, Clearance::Automatic),
         (r#"{"force": true, "pull_request": 42}"#, Clearance::Urgent),
         (
             r#"{"rollback": true, "rolled_back": "abc"}"#,
