@@ -135,6 +135,10 @@ pub fn deploy_news(
     match state {
         DeploymentState::Queued => (format!("🕐 Deploy of {what} queued: {description}"), None),
         DeploymentState::Pending => (format!("⏸️ Deploy of {what} waits: {description}"), None),
+        // Verification after the deploy says so ("verifying: GET …"), not "Deploying".
+        DeploymentState::InProgress if description.starts_with("verifying") => {
+            (format!("🔎 Deployed {what}, {description}{log}"), None)
+        }
         DeploymentState::InProgress => (format!("⏳ Deploying {what}…{log}"), None),
         DeploymentState::Success => {
             let environment = job
@@ -457,6 +461,20 @@ mod tests {
         assert_eq!(news(DeploymentState::Queued).1, None, "not over yet");
         assert_eq!(news(DeploymentState::InProgress).1, None, "not over yet");
         assert!(CommandMark::of_payload(r#"{"deploy_user":"wes"}"#).is_none());
+        let (deploying, _) = deploy_news(&job, &value, DeploymentState::InProgress, "running");
+        assert!(deploying.starts_with("⏳ Deploying"), "{deploying}");
+        let (verifying, done) = deploy_news(
+            &job,
+            &value,
+            DeploymentState::InProgress,
+            "verifying: GET https://staging.example/healthz",
+        );
+        assert!(
+            verifying
+                .starts_with("🔎 Deployed `4242424` (feature-42) to **staging**, verifying: GET"),
+            "{verifying}"
+        );
+        assert_eq!(done, None, "not over yet");
     }
 
     #[test]

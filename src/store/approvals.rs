@@ -101,8 +101,8 @@ fn not_waiting_sentence(
         .unwrap_or_default();
     match (state, asked) {
         ("queued", true) => format!("deployment {id} is approved already and queued{said}"),
-        ("running", true) => format!("deployment {id} was approved and is running"),
-        ("queued" | "running", false) => {
+        ("running" | "verifying", true) => format!("deployment {id} was approved and is {state}"),
+        ("queued" | "running" | "verifying", false) => {
             format!("deployment {id} needs no approval: it is {state}")
         }
         (ended, _) => format!("deployment {id} has ended, {ended}{said}: it waits for nothing"),

@@ -106,7 +106,7 @@ pub fn of_queued(
     let lock = locks::holding(conn, environment, now)?;
     let running = conn
         .prepare_cached(
-            "SELECT deployment_id, started_at, state FROM jobs
+            "SELECT deployment_id, COALESCE(verify_started_at, started_at), state FROM jobs
              WHERE state IN ('running', 'verifying') AND repository = ?1 AND environment = ?2
              ORDER BY deployment_id LIMIT 1",
         )?
