@@ -126,6 +126,10 @@ impl Changelog {
         let (total, word) = (self.total, commits(self.total));
         match self.state {
             ChangelogState::FirstDeploy => "first deploy here: no previous success known".into(),
+            // `diverged`: GitHub lists what the branch added since the common ancestor.
+            ChangelogState::UnrelatedHistory if total > 0 => format!(
+                "history was rewritten since {short}: {total} {word} since the common ancestor"
+            ),
             ChangelogState::UnrelatedHistory => {
                 format!("history was rewritten since {short}: no changelog from it")
             }
@@ -246,6 +250,13 @@ mod tests {
             rewritten
                 .summary()
                 .starts_with("history was rewritten since 6f1e3c9")
+        );
+        let mut diverged = Changelog::empty(ChangelogState::UnrelatedHistory, base.clone());
+        diverged.total = 2;
+        diverged.commits = vec![Change::new("d".repeat(40), "t", None); 2];
+        assert_eq!(
+            diverged.summary(),
+            "history was rewritten since 6f1e3c9: 2 commits since the common ancestor"
         );
         let mut many = Changelog::empty(ChangelogState::TooMany, base);
         many.total = 900;
