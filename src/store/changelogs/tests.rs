@@ -1,3 +1,6 @@
+//! Store tests of changelogs on both engines: a first deploy, the same commit again, a read
+//! queued and recorded once with its cap, and rows going with their job at retention.
+
 use super::*;
 use crate::model::{DeploymentState, Policy};
 use crate::store::jobs;
