@@ -3,6 +3,7 @@
 //! rollback as an operator's (its deployment, lock and notification); a restart during
 //! verification resumes it and reports once.
 
+use std::path::Path;
 use std::time::Duration;
 
 use deployhook::config::verify::{OnVerifyFailure, VerifyCheck, VerifyConfig};
@@ -457,35 +458,69 @@ async fn wait_for_body(receiver: &MockServer, text: &str) -> String {
     }
 }
 
-/// The server stops while a deploy is verifying: the job stays `verifying` in the
-/// database; a new server on the same database resumes the check and reports once.
-#[tokio::test]
-async fn a_restart_during_verification_resumes_it_and_reports_once() {
-    let github = MockServer::start().await;
-    mount_github_defaults(&github).await;
-    let health = service(503).await;
-    let dir = tempfile::tempdir().unwrap();
-    let script = write_script(dir.path(), "deploy.sh", "echo deployed");
-    let start = || {
-        let mut config = test_config(&github, vec![script.display().to_string()], dir.path());
-        configure(
-            &mut config,
-            verify(&health, 500, 20_000, OnVerifyFailure::Fail),
-        );
-        async move {
-            let app = Application::build(config).await.unwrap();
-            let url = format!("http://{}", app.local_addr().unwrap());
-            let (stop, stopped) = oneshot::channel::<()>();
-            let server = tokio::spawn(app.run_until(async {
-                let _ = stopped.await;
-            }));
-            (url, stop, server)
+/// A server on `config` (its database in the config's directory), stopped by [`Running::stop`].
+struct Running {
+    url: String,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn start(config: Config) -> Self {
+        let app = Application::build(config).await.unwrap();
+        let url = format!("http://{}", app.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self { url, stop, server }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(WAIT, self.server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Waits until GitHub was told a status of `deployment` for which `found` holds; that one.
+async fn wait_told(
+    github: &MockServer,
+    deployment: u64,
+    found: impl Fn(&(String, String)) -> bool,
+) -> (String, String) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let told = states(&github.received_requests().await.unwrap(), deployment);
+        if let Some(hit) = told.iter().find(|s| found(s)) {
+            return hit.clone();
         }
-    };
-    let (url, stop, server) = start().await;
+        assert!(tokio::time::Instant::now() < deadline, "not told: {told:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A server with a deploy verifying against a service answering 503 (20 s timeout),
+/// and the configuration to start it again.
+async fn verifying_server(
+    github: &MockServer,
+    health: &MockServer,
+    dir: &Path,
+) -> (Running, Config) {
+    mount_github_defaults(github).await;
+    let script = write_script(dir, "deploy.sh", "echo deployed");
+    let mut config = test_config(github, vec![script.display().to_string()], dir);
+    configure(
+        &mut config,
+        verify(health, 500, 20_000, OnVerifyFailure::Fail),
+    );
+    let running = Running::start(config.clone()).await;
     crate::helpers::send_signed(
         &reqwest::Client::new(),
-        &url,
+        &running.url,
         "deployment",
         &deployment(880_001, A),
         "delivery-1",
@@ -493,20 +528,18 @@ async fn a_restart_during_verification_resumes_it_and_reports_once() {
     )
     .await
     .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !states(&github.received_requests().await.unwrap(), 880_001)
-        .iter()
-        .any(|(_, d)| d.starts_with("verifying"))
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never verifying");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    wait_told(github, 880_001, |(_, d)| d.starts_with("verifying")).await;
+    (running, config)
+}
+
+/// The server stops while a deploy is verifying: the job stays `verifying` in the
+/// database; a new server on the same database resumes the check and reports once.
+#[tokio::test]
+async fn a_restart_during_verification_resumes_it_and_reports_once() {
+    let (github, health) = (MockServer::start().await, service(503).await);
+    let dir = tempfile::tempdir().unwrap();
+    let (running, config) = verifying_server(&github, &health, dir.path()).await;
+    running.stop().await;
     let (state, started): (String, Option<i64>) = open_database(&dir.path().join("deployhook.db"))
         .query_row(
             "SELECT state, verify_started_at FROM jobs WHERE deployment_id = 880001",
@@ -518,25 +551,9 @@ async fn a_restart_during_verification_resumes_it_and_reports_once() {
     assert!(started.is_some());
 
     answer(&health, 200).await;
-    let (_, stop, server) = start().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let told = states(&github.received_requests().await.unwrap(), 880_001);
-        if told.iter().any(|(s, _)| s == "success") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never reported: {told:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let running = Running::start(config).await;
+    wait_told(&github, 880_001, |(s, _)| s == "success").await;
+    running.stop().await;
     let told = states(&github.received_requests().await.unwrap(), 880_001);
     let finals: Vec<&(String, String)> = told
         .iter()
@@ -551,46 +568,10 @@ async fn a_restart_during_verification_resumes_it_and_reports_once() {
 /// start: `failure`, saying so, once.
 #[tokio::test]
 async fn a_verification_whose_time_ran_out_during_a_stop_is_judged_failed() {
-    let github = MockServer::start().await;
-    mount_github_defaults(&github).await;
-    let health = service(503).await;
+    let (github, health) = (MockServer::start().await, service(503).await);
     let dir = tempfile::tempdir().unwrap();
-    let script = write_script(dir.path(), "deploy.sh", "echo deployed");
-    let mut config = test_config(&github, vec![script.display().to_string()], dir.path());
-    configure(
-        &mut config,
-        verify(&health, 500, 20_000, OnVerifyFailure::Fail),
-    );
-    let app = Application::build(config.clone()).await.unwrap();
-    let url = format!("http://{}", app.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
-    crate::helpers::send_signed(
-        &reqwest::Client::new(),
-        &url,
-        "deployment",
-        &deployment(880_001, A),
-        "d-1",
-        1,
-    )
-    .await
-    .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !states(&github.received_requests().await.unwrap(), 880_001)
-        .iter()
-        .any(|(_, d)| d.starts_with("verifying"))
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never verifying");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (running, config) = verifying_server(&github, &health, dir.path()).await;
+    running.stop().await;
     // As if the server had been stopped for longer than the timeout.
     rusqlite::Connection::open(dir.path().join("deployhook.db"))
         .unwrap()
@@ -599,31 +580,17 @@ async fn a_verification_whose_time_ran_out_during_a_stop_is_judged_failed() {
             [],
         )
         .unwrap();
-    let app = Application::build(config).await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let last = loop {
-        let told = states(&github.received_requests().await.unwrap(), 880_001);
-        if let Some(last) = told.iter().find(|(s, _)| s == "failure") {
-            break last.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never judged: {told:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let running = Running::start(config).await;
+    let last = wait_told(&github, 880_001, |(s, _)| s == "failure").await;
     assert_eq!(
         last.1,
         "verification timed out: its 20s ran out while deployhook was stopped"
     );
-    stop.send(()).unwrap();
-    tokio::time::timeout(WAIT, server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    running.stop().await;
+    let told = states(&github.received_requests().await.unwrap(), 880_001);
+    assert_eq!(
+        told.iter().filter(|(s, _)| s == "failure").count(),
+        1,
+        "{told:?}"
+    );
 }
