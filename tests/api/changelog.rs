@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use deployhook::config::{NotifyConfig, NotifyKind};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, query_param};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{
@@ -74,28 +74,13 @@ async fn mount_compare(
     total: usize,
     pages: Vec<Vec<Value>>,
 ) {
-    let count = pages.len();
-    let route = format!("/repos/acme/widgets/compare/{base}...{head}");
-    for (index, page_commits) in pages.into_iter().enumerate() {
-        let page = index + 1;
-        let mut answer = ResponseTemplate::new(200).set_body_json(json!({
-            "status": status, "total_commits": total, "commits": page_commits, "files": [],
-        }));
-        if page < count {
-            let next = format!(
-                "<{}{route}?per_page=100&page={}>; rel=\"next\"",
-                app.github.uri(),
-                page + 1
-            );
-            answer = answer.insert_header("Link", next.as_str());
-        }
-        Mock::given(method("GET"))
-            .and(path(route.as_str()))
-            .and(query_param("page", page.to_string()))
-            .respond_with(answer)
-            .mount(&app.github)
-            .await;
-    }
+    let bodies = pages
+        .into_iter()
+        .map(|commits| {
+            json!({"status": status, "total_commits": total, "commits": commits, "files": []})
+        })
+        .collect();
+    crate::helpers::mount_compare_pages(app, base, head, bodies).await;
 }
 
 /// `GET /api/deployments/{id}`'s `deployment`, once its changelog is read.

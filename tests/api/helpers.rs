@@ -492,3 +492,29 @@ pub async fn run_cli(mut command: std::process::Command) -> (bool, String) {
     );
     (output.status.success(), text)
 }
+
+/// Serves `bodies` as the pages of the comparison of `base...head` in acme/widgets, each
+/// page but the last with a `Link: rel="next"`, as GitHub paginates it.
+pub async fn mount_compare_pages(app: &TestApp, base: &str, head: &str, bodies: Vec<Value>) {
+    let count = bodies.len();
+    let route = format!("/repos/acme/widgets/compare/{base}...{head}");
+    for (index, body) in bodies.into_iter().enumerate() {
+        let page = index + 1;
+        let mut answer = ResponseTemplate::new(200).set_body_json(body);
+        if page < count {
+            let next = format!(
+                "<{}{route}?per_page=100&page={}>; rel=\"next\"",
+                app.github.uri(),
+                page + 1
+            );
+            answer = answer.insert_header("Link", next.as_str());
+        }
+        Mock::given(method("GET"))
+            .and(wiremock::matchers::path(route.as_str()))
+            .and(wiremock::matchers::query_param("page", page.to_string()))
+            .respond_with(answer)
+            .with_priority(5)
+            .mount(&app.github)
+            .await;
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deployhook::config::{Config, Patterns};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, query_param};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, Request, ResponseTemplate};
 
 use crate::checks::{merged_pull_request, post, wait_for_created};
@@ -52,30 +52,14 @@ fn files(prefix: &str, count: usize) -> Vec<Value> {
 /// Serves `pages` as the comparison of `base...head`, each page but the last with a
 /// `Link: rel="next"`, as GitHub paginates it.
 async fn mount_compare(app: &TestApp, base: &str, head: &str, pages: Vec<Vec<Value>>) {
-    let count = pages.len();
-    let route = format!("/repos/acme/widgets/compare/{base}...{head}");
-    for (index, page_files) in pages.into_iter().enumerate() {
-        let page = index + 1;
-        let mut answer = ResponseTemplate::new(200).set_body_json(json!({
-            "status": "ahead", "ahead_by": 1, "behind_by": 0, "total_commits": 1,
-            "commits": [], "files": page_files,
-        }));
-        if page < count {
-            let next = format!(
-                "<{}{route}?per_page=100&page={}>; rel=\"next\"",
-                app.github.uri(),
-                page + 1
-            );
-            answer = answer.insert_header("Link", next.as_str());
-        }
-        Mock::given(method("GET"))
-            .and(path(route.as_str()))
-            .and(query_param("page", page.to_string()))
-            .respond_with(answer)
-            .with_priority(5)
-            .mount(&app.github)
-            .await;
-    }
+    let bodies = pages
+        .into_iter()
+        .map(|files| {
+            json!({"status": "ahead", "ahead_by": 1, "behind_by": 0, "total_commits": 1,
+                   "commits": [], "files": files})
+        })
+        .collect();
+    crate::helpers::mount_compare_pages(app, base, head, bodies).await;
 }
 
 fn compares(requests: &[Request]) -> Vec<&Request> {
